@@ -1,0 +1,17 @@
+import { fields } from "@evergreen/config";
+import { z } from "zod";
+
+export const apiEnv = z.object({
+  NODE_ENV: fields.nodeEnv,
+  DATABASE_URL: fields.databaseUrl,
+  REDIS_URL: fields.redisUrl,
+  ENCRYPTION_KEYS: fields.encryptionKeys,
+  API_KEYS: fields.apiKeys,
+  PORT: fields.apiPort,
+  REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
+  REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
+  ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
+  LOG_LEVEL: fields.logLevel,
+});
+
+export type ApiEnv = z.output<typeof apiEnv>;

@@ -1,0 +1,40 @@
+import { describeConfig, loadConfigOrExit } from "@evergreen/config";
+import { createPrismaClient } from "@evergreen/db";
+import { createLogger, createMetrics, exitOnSignals } from "@evergreen/observability";
+import { createRedis } from "@evergreen/redis";
+import { apiEnv } from "./env";
+import { buildServer } from "./server";
+
+async function main(): Promise<void> {
+  const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
+  const log = createLogger({ name: "api", level: config.LOG_LEVEL });
+  for (const warning of warnings) log.warn(warning);
+  if (fromDevFile.includes("API_KEYS")) {
+    // Development only (production refuses to start without API_KEYS): the developer
+    // needs this key to call the API, so it goes to the terminal, not to the log.
+    process.stderr.write(`\n  Development API key: ${config.API_KEYS.join(", ")}\n\n`);
+  }
+  log.info({ config: describeConfig(config) }, "starting");
+
+  const prisma = createPrismaClient({ url: config.DATABASE_URL });
+  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-api");
+  const metrics = createMetrics("api");
+
+  const server = await buildServer({
+    log,
+    apiKeys: config.API_KEYS,
+    ops: {
+      registry: metrics.registry,
+      checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
+    },
+  });
+  await server.listen({ port: config.PORT, host: "0.0.0.0" });
+
+  exitOnSignals(log, [
+    { name: "http server", run: () => server.close() },
+    { name: "redis", run: () => redis.quit() },
+    { name: "database", run: () => prisma.$disconnect() },
+  ]);
+}
+
+await main();

@@ -1,0 +1,84 @@
+import { timingSafeEqual } from "node:crypto";
+import { answerOpsRequest, type Logger, type OpsOptions } from "@evergreen/observability";
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+
+export interface ServerOptions {
+  readonly log: Logger;
+  readonly apiKeys: readonly string[];
+  readonly ops: OpsOptions;
+}
+
+/** SPEC §3: request bodies over 1 MiB are refused with 413. */
+const BODY_LIMIT_BYTES = 1024 * 1024;
+
+export async function buildServer({ log, apiKeys, ops }: ServerOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: log,
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT_BYTES,
+    // Behind a proxy ops may want trustProxy; ids in logs are request ids, not user ids.
+    requestIdLogLabel: "requestId",
+  });
+  const keys = apiKeys.map((key) => Buffer.from(key, "utf8"));
+
+  app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    const status = error.statusCode ?? 500;
+    if (status >= 500) request.log.error({ err: error }, "request failed");
+    const code = fastifyErrorCode(status);
+    // Fastify's own 4xx messages (bad JSON, media type, size) are safe to show; anything
+    // else is internal and its message could carry details a client must not see.
+    const message = status < 500 ? error.message : "internal error";
+    return reply.status(status).send({ error: code, message });
+  });
+  app.setNotFoundHandler((_request, reply) =>
+    reply.status(404).send({ error: "not_found", message: "no such route" }),
+  );
+
+  app.addHook("onRequest", async (request, reply) => {
+    if (!request.url.startsWith("/v1/") && request.url !== "/v1") return;
+    if (!isAuthorized(request, keys)) {
+      return reply.status(401).send({ error: "unauthorized", message: "missing or unknown API key" });
+    }
+  });
+
+  for (const path of ["/healthz", "/readyz", "/metrics"]) {
+    app.get(path, async (_request, reply) => sendOps(reply, await answerOpsRequest(path, ops)));
+  }
+
+  return app;
+}
+
+function sendOps(reply: FastifyReply, answer: Awaited<ReturnType<typeof answerOpsRequest>>) {
+  if (!answer) return reply.status(404).send({ error: "not_found", message: "no such route" });
+  return reply.status(answer.status).type(answer.contentType).send(answer.body);
+}
+
+/** Constant-time comparison against every configured key, so timing reveals nothing. */
+function isAuthorized(request: FastifyRequest, keys: readonly Buffer[]): boolean {
+  const header = request.headers.authorization ?? "";
+  const match = /^Bearer (\S+)$/i.exec(header);
+  if (!match?.[1]) return false;
+  const presented = Buffer.from(match[1], "utf8");
+  let authorized = false;
+  for (const key of keys) {
+    if (key.length === presented.length && timingSafeEqual(key, presented)) authorized = true;
+  }
+  return authorized;
+}
+
+function fastifyErrorCode(status: number): string {
+  switch (status) {
+    case 400:
+      return "invalid_request";
+    case 401:
+      return "unauthorized";
+    case 404:
+      return "not_found";
+    case 413:
+      return "payload_too_large";
+    case 415:
+      return "unsupported_media_type";
+    default:
+      return status >= 500 ? "internal" : "invalid_request";
+  }
+}

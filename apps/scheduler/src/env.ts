@@ -1,0 +1,14 @@
+import { fields } from "@evergreen/config";
+import { z } from "zod";
+
+export const schedulerEnv = z.object({
+  NODE_ENV: fields.nodeEnv,
+  DATABASE_URL: fields.databaseUrl,
+  REDIS_URL: fields.redisUrl,
+  METRICS_PORT: fields.schedulerMetricsPort,
+  RECONCILE_INTERVAL_SECONDS: fields.reconcileIntervalSeconds,
+  REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
+  LOG_LEVEL: fields.logLevel,
+});
+
+export type SchedulerEnv = z.output<typeof schedulerEnv>;

@@ -1,0 +1,30 @@
+import { describeConfig, loadConfigOrExit } from "@evergreen/config";
+import { createPrismaClient } from "@evergreen/db";
+import { createLogger, createMetrics, exitOnSignals, startOpsServer } from "@evergreen/observability";
+import { createRedis } from "@evergreen/redis";
+import { schedulerEnv } from "./env";
+
+async function main(): Promise<void> {
+  const { config, warnings } = loadConfigOrExit("scheduler", schedulerEnv, process.env);
+  const log = createLogger({ name: "scheduler", level: config.LOG_LEVEL });
+  for (const warning of warnings) log.warn(warning);
+  log.info({ config: describeConfig(config) }, "starting");
+
+  const prisma = createPrismaClient({ url: config.DATABASE_URL });
+  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-scheduler");
+  const metrics = createMetrics("scheduler");
+
+  const ops = await startOpsServer(config.METRICS_PORT, {
+    registry: metrics.registry,
+    checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
+  });
+  log.info({ port: ops.port }, "ops server listening");
+
+  exitOnSignals(log, [
+    { name: "ops server", run: () => ops.close() },
+    { name: "redis", run: () => redis.quit() },
+    { name: "database", run: () => prisma.$disconnect() },
+  ]);
+}
+
+await main();

@@ -1,0 +1,23 @@
+/** Redacts secrets from a parsed config so it can be logged at start. */
+export function describeConfig(config: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(config).map(([name, value]) => {
+      if (name === "ENCRYPTION_KEYS" && Array.isArray(value)) {
+        return [name, value.map((key: { id: string }) => key.id)];
+      }
+      if (name === "API_KEYS" && Array.isArray(value)) return [name, `${value.length} key(s)`];
+      if (/_URL$/.test(name) && typeof value === "string") return [name, withoutPassword(value)];
+      return [name, value];
+    }),
+  );
+}
+
+function withoutPassword(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = "***";
+    return parsed.toString();
+  } catch {
+    return "(unparseable)";
+  }
+}

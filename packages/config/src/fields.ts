@@ -1,0 +1,63 @@
+import { parseEncryptionKeys } from "@evergreen/crypto";
+import { z } from "zod";
+
+/**
+ * One zod field per environment variable of SPEC §4. Each app's `src/env.ts` picks the
+ * ones it reads, so a variable means the same thing, with the same default, everywhere.
+ */
+
+const booleanString = z
+  .enum(["true", "false", "1", "0"], { message: "must be true or false" })
+  .transform((value) => value === "true" || value === "1");
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+
+export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
+
+export const databaseUrl = z
+  .string()
+  .regex(/^postgres(ql)?:\/\//, "must be a postgresql:// URL")
+  .default("postgresql://postgres@127.0.0.1:5432/evergreen");
+
+export const redisUrl = z
+  .string()
+  .regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")
+  .default("redis://127.0.0.1:6379");
+
+export const encryptionKeys = z.string().transform((spec, ctx) => {
+  try {
+    return parseEncryptionKeys(spec);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+export const apiKeys = z.string().transform((spec, ctx) => {
+  const keys = spec
+    .split(",")
+    .map((key) => key.trim())
+    .filter((key) => key.length > 0);
+  if (keys.length === 0) ctx.addIssue({ code: "custom", message: "needs at least one key" });
+  if (keys.some((key) => key.length < 16)) {
+    ctx.addIssue({ code: "custom", message: "each key needs at least 16 characters" });
+  }
+  return keys;
+});
+
+export const logLevel = z
+  .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+  .default("info");
+
+export const apiPort = port(3000);
+export const workerMetricsPort = port(9464);
+export const schedulerMetricsPort = port(9465);
+export const refreshBufferSeconds = positiveInt(300);
+export const reconcileIntervalSeconds = positiveInt(60);
+export const workerConcurrency = positiveInt(50);
+export const refreshTimeoutMs = positiveInt(10_000);
+export const retryBaseDelayMs = positiveInt(1_000);
+export const retryMaxDelayMs = positiveInt(300_000);
+export const allowInsecureTokenUrls = booleanString.default(false);

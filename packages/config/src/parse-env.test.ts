@@ -1,0 +1,97 @@
+import { generateEncryptionKey } from "@evergreen/crypto";
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import * as fields from "./fields";
+import { ConfigError, parseEnv } from "./parse-env";
+
+const schema = z.object({
+  NODE_ENV: fields.nodeEnv,
+  DATABASE_URL: fields.databaseUrl,
+  REDIS_URL: fields.redisUrl,
+  ENCRYPTION_KEYS: fields.encryptionKeys,
+  API_KEYS: fields.apiKeys,
+  PORT: fields.apiPort,
+  WORKER_CONCURRENCY: fields.workerConcurrency,
+  ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
+  LOG_LEVEL: fields.logLevel,
+});
+
+const valid = {
+  ENCRYPTION_KEYS: generateEncryptionKey("k1"),
+  API_KEYS: "a-long-enough-api-key",
+};
+
+function problemsOf(env: Record<string, string>): readonly string[] {
+  try {
+    parseEnv(schema, env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("parseEnv", () => {
+  it("applies SPEC defaults", () => {
+    const config = parseEnv(schema, valid);
+    expect(config).toMatchObject({
+      NODE_ENV: "development",
+      DATABASE_URL: "postgresql://postgres@127.0.0.1:5432/evergreen",
+      REDIS_URL: "redis://127.0.0.1:6379",
+      PORT: 3000,
+      WORKER_CONCURRENCY: 50,
+      ALLOW_INSECURE_TOKEN_URLS: false,
+      LOG_LEVEL: "info",
+      API_KEYS: ["a-long-enough-api-key"],
+    });
+    expect(config.ENCRYPTION_KEYS.map((key) => key.id)).toEqual(["k1"]);
+  });
+
+  it("treats an empty variable as unset", () => {
+    expect(parseEnv(schema, { ...valid, PORT: "", LOG_LEVEL: " " }).PORT).toBe(3000);
+  });
+
+  it("parses booleans strictly: 'false' is false", () => {
+    expect(parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "false" }).ALLOW_INSECURE_TOKEN_URLS).toBe(false);
+    expect(parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "true" }).ALLOW_INSECURE_TOKEN_URLS).toBe(true);
+  });
+
+  it("reports every problem at once, each named by its variable", () => {
+    const problems = problemsOf({
+      DATABASE_URL: "mysql://localhost/db",
+      REDIS_URL: "localhost:6379",
+      ENCRYPTION_KEYS: "k1:dG9vIHNob3J0",
+      API_KEYS: "short",
+      PORT: "seventy",
+      WORKER_CONCURRENCY: "0",
+      ALLOW_INSECURE_TOKEN_URLS: "yes",
+      LOG_LEVEL: "loud",
+      NODE_ENV: "staging",
+    });
+    const named = problems.map((problem) => problem.split(":")[0]);
+    expect(named.sort()).toEqual(
+      [
+        "ALLOW_INSECURE_TOKEN_URLS",
+        "API_KEYS",
+        "DATABASE_URL",
+        "ENCRYPTION_KEYS",
+        "LOG_LEVEL",
+        "NODE_ENV",
+        "PORT",
+        "REDIS_URL",
+        "WORKER_CONCURRENCY",
+      ].sort(),
+    );
+    expect(problems.find((p) => p.startsWith("ENCRYPTION_KEYS"))).toMatch(/32 bytes/);
+  });
+
+  it("names a missing required secret", () => {
+    expect(problemsOf({})).toEqual(["ENCRYPTION_KEYS: is required", "API_KEYS: is required"]);
+  });
+
+  it("never echoes a secret in a problem", () => {
+    const badKey = `k1:${Buffer.alloc(31, 7).toString("base64")}`;
+    const problems = problemsOf({ ...valid, ENCRYPTION_KEYS: badKey });
+    expect(problems.join("\n")).not.toContain(badKey.slice(3));
+  });
+});

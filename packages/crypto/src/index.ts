@@ -1,0 +1,15 @@
+export {
+  DecryptionError,
+  MalformedCiphertextError,
+  TamperedCiphertextError,
+  TruncatedCiphertextError,
+  UnknownKeyError,
+  WrongKeyError,
+} from "./errors";
+export {
+  type CipherContext,
+  type EncryptionKey,
+  generateEncryptionKey,
+  KeyRing,
+  parseEncryptionKeys,
+} from "./key-ring";

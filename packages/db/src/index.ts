@@ -1,0 +1,2 @@
+export { createPrismaClient, type DatabaseOptions } from "./client";
+export * from "./generated/prisma/client";

@@ -1,0 +1,151 @@
+import { createHash, randomUUID } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+
+/** The repository's `prisma/migrations` folder. */
+export const MIGRATIONS_DIR = fileURLToPath(new URL("../../../prisma/migrations", import.meta.url));
+
+/**
+ * The advisory lock key `prisma migrate deploy` takes, so this runner and Prisma's own
+ * never apply migrations to one database at the same time.
+ */
+const PRISMA_MIGRATE_LOCK = 72707369;
+
+/** Prisma's bookkeeping table, column for column, so `prisma migrate deploy/status` agree. */
+const CREATE_BOOKKEEPING = `
+CREATE TABLE IF NOT EXISTS "_prisma_migrations" (
+    "id"                    VARCHAR(36) PRIMARY KEY NOT NULL,
+    "checksum"              VARCHAR(64) NOT NULL,
+    "finished_at"           TIMESTAMPTZ,
+    "migration_name"        VARCHAR(255) NOT NULL,
+    "logs"                  TEXT,
+    "rolled_back_at"        TIMESTAMPTZ,
+    "started_at"            TIMESTAMPTZ NOT NULL DEFAULT now(),
+    "applied_steps_count"   INTEGER NOT NULL DEFAULT 0
+)`;
+
+export class MigrationError extends Error {
+  override name = "MigrationError";
+  constructor(
+    readonly migration: string,
+    message: string,
+  ) {
+    super(`${migration}: ${message}`);
+  }
+}
+
+export interface Migration {
+  readonly name: string;
+  readonly sql: string;
+  /** SHA-256 of the file, hex: the checksum Prisma records. */
+  readonly checksum: string;
+}
+
+/** Migrations in the order Prisma applies them: folder names sorted. */
+export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migration[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const names = entries
+    .filter((entry) => entry.isDirectory())
+    .map((entry) => entry.name)
+    .sort();
+  return Promise.all(
+    names.map(async (name) => {
+      const sql = await readFile(join(dir, name, "migration.sql"), "utf8");
+      return { name, sql, checksum: createHash("sha256").update(sql).digest("hex") };
+    }),
+  );
+}
+
+/** Creates the database named in `url` when it does not exist yet. Returns true if created. */
+export async function ensureDatabase(url: string): Promise<boolean> {
+  const target = new URL(url);
+  const name = decodeURIComponent(target.pathname.slice(1));
+  if (!name) throw new Error("DATABASE_URL names no database");
+  const maintenance = new URL(url);
+  maintenance.pathname = "/postgres";
+  const client = new pg.Client({ connectionString: maintenance.toString() });
+  await client.connect();
+  try {
+    const found = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [name]);
+    if (found.rowCount) return false;
+    try {
+      await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
+    } catch (error) {
+      // Another process created it between our check and our CREATE.
+      if ((error as { code?: string }).code === "42P04") return false;
+      throw error;
+    }
+    return true;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Applies pending migrations exactly as `prisma migrate deploy` does, recording each in
+ * `_prisma_migrations`: a migration runs as one implicit transaction, a failure is
+ * recorded with its logs and blocks later runs until resolved. Returns the names applied.
+ */
+export async function applyMigrations(
+  url: string,
+  migrations?: readonly Migration[],
+): Promise<string[]> {
+  const local = migrations ?? (await readMigrations());
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query("SELECT pg_advisory_lock($1)", [PRISMA_MIGRATE_LOCK]);
+    await client.query(CREATE_BOOKKEEPING);
+    const { rows } = await client.query<{
+      migration_name: string;
+      checksum: string;
+      finished_at: Date | null;
+      rolled_back_at: Date | null;
+    }>(
+      'SELECT migration_name, checksum, finished_at, rolled_back_at FROM "_prisma_migrations" ORDER BY started_at',
+    );
+    const failed = rows.find((row) => row.finished_at === null && row.rolled_back_at === null);
+    if (failed) {
+      throw new MigrationError(
+        failed.migration_name,
+        "failed earlier; fix it, then `prisma migrate resolve` it before migrating again",
+      );
+    }
+    const applied = new Map(
+      rows.filter((row) => row.finished_at !== null).map((row) => [row.migration_name, row]),
+    );
+    for (const migration of local) {
+      const previous = applied.get(migration.name);
+      if (previous && previous.checksum !== migration.checksum) {
+        throw new MigrationError(migration.name, "was edited after it was applied");
+      }
+    }
+    const done: string[] = [];
+    for (const migration of local.filter((m) => !applied.has(m.name))) {
+      const id = randomUUID();
+      await client.query(
+        'INSERT INTO "_prisma_migrations" (id, checksum, migration_name, started_at) VALUES ($1, $2, $3, now())',
+        [id, migration.checksum, migration.name],
+      );
+      try {
+        await client.query(migration.sql);
+      } catch (error) {
+        await client.query('UPDATE "_prisma_migrations" SET logs = $2 WHERE id = $1', [
+          id,
+          (error as Error).message,
+        ]);
+        throw new MigrationError(migration.name, (error as Error).message);
+      }
+      await client.query(
+        'UPDATE "_prisma_migrations" SET finished_at = now(), applied_steps_count = 1 WHERE id = $1',
+        [id],
+      );
+      done.push(migration.name);
+    }
+    return done;
+  } finally {
+    await client.end();
+  }
+}

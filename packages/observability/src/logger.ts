@@ -1,0 +1,74 @@
+import { createHash } from "node:crypto";
+import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
+
+export type { Logger } from "pino";
+
+/** Property names that may carry a credential, in our camelCase and in OAuth's snake_case. */
+const SECRET_KEYS = [
+  "accessToken",
+  "refreshToken",
+  "idToken",
+  "clientSecret",
+  "access_token",
+  "refresh_token",
+  "id_token",
+  "client_secret",
+  "password",
+  "authorization",
+  "apiKey",
+  "ciphertext",
+];
+
+/** Redaction paths: each secret key at the top level and up to three objects deep. */
+export const REDACT_PATHS = [
+  ...SECRET_KEYS.flatMap((key) => [key, `*.${key}`, `*.*.${key}`, `*.*.*.${key}`]),
+  "req.headers.authorization",
+  "req.headers.cookie",
+  'res.headers["set-cookie"]',
+];
+
+export interface LoggerSettings {
+  /** Process name, e.g. `worker`. */
+  readonly name: string;
+  /** @defaultValue "info" */
+  readonly level?: string;
+}
+
+export function createLogger(settings: LoggerSettings, destination?: DestinationStream): Logger {
+  const options: LoggerOptions = {
+    name: settings.name,
+    level: settings.level ?? "info",
+    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+    serializers: { err: serializeError, error: serializeError },
+    timestamp: pino.stdTimeFunctions.isoTime,
+  };
+  return destination ? pino(options, destination) : pino(options);
+}
+
+/**
+ * Keeps what helps at 3 a.m. (type, message, code, HTTP status, stack) and drops the
+ * rest. HTTP client errors (axios) carry the request config, whose body holds the refresh
+ * token and whose headers hold the client secret; pino's default serializer would log
+ * every enumerable property of them.
+ */
+export function serializeError(value: unknown): unknown {
+  if (!(value instanceof Error)) return value;
+  const error = value as Error & { code?: unknown; status?: unknown; response?: { status?: unknown } };
+  const status = error.status ?? error.response?.status;
+  return {
+    type: error.name,
+    message: error.message,
+    ...(typeof error.code === "string" ? { code: error.code } : {}),
+    ...(typeof status === "number" ? { status } : {}),
+    stack: error.stack,
+    ...(error.cause instanceof Error ? { cause: serializeError(error.cause) } : {}),
+  };
+}
+
+/**
+ * A short, stable digest of a user-supplied id (such as a connection's `externalId`,
+ * often an email address), so logs can be correlated without holding the id itself.
+ */
+export function hashId(id: string): string {
+  return createHash("sha256").update(id, "utf8").digest("base64url").slice(0, 16);
+}
