@@ -1,6 +1,6 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { createPrismaClient } from "@evergreen/db";
-import { createLogger, createMetrics, exitOnSignals } from "@evergreen/observability";
+import { createLogger, createMetrics, handleShutdown } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { apiEnv } from "./env";
 import { buildServer } from "./server";
@@ -8,6 +8,7 @@ import { buildServer } from "./server";
 async function main(): Promise<void> {
   const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
   const log = createLogger({ name: "api", level: config.LOG_LEVEL });
+  const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   if (fromDevFile.includes("API_KEYS")) {
     // Development only (production refuses to start without API_KEYS): the developer
@@ -17,7 +18,9 @@ async function main(): Promise<void> {
   log.info({ config: describeConfig(config) }, "starting");
 
   const prisma = createPrismaClient({ url: config.DATABASE_URL });
+  shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-api");
+  shutdown.add("redis", () => redis.quit());
   const metrics = createMetrics("api");
 
   const server = await buildServer({
@@ -28,13 +31,8 @@ async function main(): Promise<void> {
       checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
     },
   });
+  shutdown.add("http server", () => server.close());
   await server.listen({ port: config.PORT, host: "0.0.0.0" });
-
-  exitOnSignals(log, [
-    { name: "http server", run: () => server.close() },
-    { name: "redis", run: () => redis.quit() },
-    { name: "database", run: () => prisma.$disconnect() },
-  ]);
 }
 
 await main();

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { answerOpsRequest, type Logger, type OpsOptions } from "@evergreen/observability";
-import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyReply, type FastifyRequest } from "fastify";
 
 export interface ServerOptions {
   readonly log: Logger;
@@ -11,7 +11,7 @@ export interface ServerOptions {
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 
-export async function buildServer({ log, apiKeys, ops }: ServerOptions): Promise<FastifyInstance> {
+export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
   const app = Fastify({
     loggerInstance: log,
     disableRequestLogging: true,
@@ -37,7 +37,9 @@ export async function buildServer({ log, apiKeys, ops }: ServerOptions): Promise
   app.addHook("onRequest", async (request, reply) => {
     if (!request.url.startsWith("/v1/") && request.url !== "/v1") return;
     if (!isAuthorized(request, keys)) {
-      return reply.status(401).send({ error: "unauthorized", message: "missing or unknown API key" });
+      return reply
+        .status(401)
+        .send({ error: "unauthorized", message: "missing or unknown API key" });
     }
   });
 

@@ -1,30 +1,33 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { createPrismaClient } from "@evergreen/db";
-import { createLogger, createMetrics, exitOnSignals, startOpsServer } from "@evergreen/observability";
+import {
+  createLogger,
+  createMetrics,
+  handleShutdown,
+  startOpsServer,
+} from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { schedulerEnv } from "./env";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("scheduler", schedulerEnv, process.env);
   const log = createLogger({ name: "scheduler", level: config.LOG_LEVEL });
+  const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
 
   const prisma = createPrismaClient({ url: config.DATABASE_URL });
+  shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-scheduler");
+  shutdown.add("redis", () => redis.quit());
   const metrics = createMetrics("scheduler");
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
   });
+  shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port }, "ops server listening");
-
-  exitOnSignals(log, [
-    { name: "ops server", run: () => ops.close() },
-    { name: "redis", run: () => redis.quit() },
-    { name: "database", run: () => prisma.$disconnect() },
-  ]);
 }
 
 await main();

@@ -74,7 +74,8 @@ function readSecrets(file: string): Record<DevSecretName, string> {
   const secrets = {} as Record<DevSecretName, string>;
   for (const name of DEV_SECRET_NAMES) {
     const value = record[name];
-    if (typeof value !== "string") throw new Error(`${file}: ${name} is missing; delete the file to regenerate it`);
+    if (typeof value !== "string")
+      throw new Error(`${file}: ${name} is missing; delete the file to regenerate it`);
     secrets[name] = value;
   }
   return secrets;

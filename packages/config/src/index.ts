@@ -1,5 +1,10 @@
-export { DEV_SECRETS_FILE, type DevSecretName, type DevSecrets, withDevSecrets } from "./dev-secrets";
-export * as fields from "./fields";
 export { describeConfig } from "./describe-config";
-export { ConfigError, parseEnv } from "./parse-env";
+export {
+  DEV_SECRETS_FILE,
+  type DevSecretName,
+  type DevSecrets,
+  withDevSecrets,
+} from "./dev-secrets";
+export * as fields from "./fields";
 export { type LoadedConfig, loadConfigOrExit } from "./load-config";
+export { ConfigError, parseEnv } from "./parse-env";

@@ -52,8 +52,12 @@ describe("parseEnv", () => {
   });
 
   it("parses booleans strictly: 'false' is false", () => {
-    expect(parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "false" }).ALLOW_INSECURE_TOKEN_URLS).toBe(false);
-    expect(parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "true" }).ALLOW_INSECURE_TOKEN_URLS).toBe(true);
+    expect(
+      parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "false" }).ALLOW_INSECURE_TOKEN_URLS,
+    ).toBe(false);
+    expect(
+      parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "true" }).ALLOW_INSECURE_TOKEN_URLS,
+    ).toBe(true);
   });
 
   it("reports every problem at once, each named by its variable", () => {

@@ -24,7 +24,8 @@ export function parseEnv<Schema extends z.ZodType>(
   throw new ConfigError(
     result.error.issues.map((issue) => {
       const name = issue.path.join(".") || "environment";
-      const message = issue.code === "invalid_type" && issue.input === undefined ? "is required" : issue.message;
+      const message =
+        issue.code === "invalid_type" && issue.input === undefined ? "is required" : issue.message;
       return `${name}: ${message}`;
     }),
   );

@@ -7,7 +7,12 @@ import {
   UnknownKeyError,
   WrongKeyError,
 } from "./errors";
-import { type CipherContext, generateEncryptionKey, KeyRing, parseEncryptionKeys } from "./key-ring";
+import {
+  type CipherContext,
+  generateEncryptionKey,
+  KeyRing,
+  parseEncryptionKeys,
+} from "./key-ring";
 
 const row1: CipherContext = { entity: "connection", rowId: "row-1", field: "refreshToken" };
 const secret = "1//0gRefreshTokenValue-ÄÖ✓";
@@ -109,7 +114,10 @@ describe("parseEncryptionKeys", () => {
     ["nokey", /keyId:base64/],
     [`bad id:${randomBytes(32).toString("base64")}`, /keyId:base64/],
     [`short:${randomBytes(16).toString("base64")}`, /exactly 32 bytes/],
-    [`a:${randomBytes(32).toString("base64")},a:${randomBytes(32).toString("base64")}`, /duplicate/],
+    [
+      `a:${randomBytes(32).toString("base64")},a:${randomBytes(32).toString("base64")}`,
+      /duplicate/,
+    ],
   ])("rejects %j", (spec, message) => {
     expect(() => parseEncryptionKeys(spec)).toThrow(message);
   });

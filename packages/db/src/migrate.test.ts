@@ -63,7 +63,11 @@ describe("applyMigrations", () => {
 
   it("records a failed migration and refuses to go on until it is resolved", async () => {
     const db = await emptyDatabase();
-    const broken = { name: "20990101000000_broken", sql: "CREATE TABLE oops (", checksum: "f".repeat(64) };
+    const broken = {
+      name: "20990101000000_broken",
+      sql: "CREATE TABLE oops (",
+      checksum: "f".repeat(64),
+    };
     await expect(applyMigrations(db.url, [broken])).rejects.toBeInstanceOf(MigrationError);
     const [row] = await query<{ finished_at: Date | null; logs: string | null }>(
       db.url,

@@ -5,7 +5,8 @@ import pg from "pg";
 import { applyMigrations, readMigrations } from "./migrate";
 
 /** Server the tests use; set DATABASE_URL to point them elsewhere. */
-export const TEST_SERVER_URL = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/evergreen";
+export const TEST_SERVER_URL =
+  process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/evergreen";
 
 export interface TestDatabase {
   readonly url: string;

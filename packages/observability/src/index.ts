@@ -1,4 +1,11 @@
-export { createLogger, hashId, type Logger, type LoggerSettings, REDACT_PATHS, serializeError } from "./logger";
+export {
+  createLogger,
+  hashId,
+  type Logger,
+  type LoggerSettings,
+  REDACT_PATHS,
+  serializeError,
+} from "./logger";
 export { createMetrics, type Metrics, REFRESH_OUTCOMES, type RefreshOutcome } from "./metrics";
 export {
   answerOpsRequest,
@@ -8,4 +15,4 @@ export {
   type ReadinessCheck,
   startOpsServer,
 } from "./ops-server";
-export { exitOnSignals, type ShutdownStep } from "./shutdown";
+export { handleShutdown, type Shutdown } from "./shutdown";

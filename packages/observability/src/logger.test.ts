@@ -14,7 +14,10 @@ function capture() {
       done();
     },
   });
-  return { log: createLogger({ name: "test", level: "trace" }, stream), output: () => lines.join("") };
+  return {
+    log: createLogger({ name: "test", level: "trace" }, stream),
+    output: () => lines.join(""),
+  };
 }
 
 describe("createLogger", () => {
@@ -23,7 +26,10 @@ describe("createLogger", () => {
     log.info({ accessToken: TOKEN, refresh_token: REFRESH }, "top level");
     log.info({ connection: { accessToken: TOKEN, refreshToken: REFRESH } }, "one deep");
     log.info({ job: { tokens: { access_token: TOKEN, id_token: TOKEN } } }, "two deep");
-    log.info({ integration: { clientSecret: CLIENT_SECRET, client_secret: CLIENT_SECRET } }, "secret");
+    log.info(
+      { integration: { clientSecret: CLIENT_SECRET, client_secret: CLIENT_SECRET } },
+      "secret",
+    );
     log.info({ req: { headers: { authorization: `Bearer ${TOKEN}` } } }, "request");
     const text = output();
     expect(text).toContain("two deep");
@@ -37,7 +43,9 @@ describe("createLogger", () => {
       code: "ERR_BAD_REQUEST",
       config: {
         data: `grant_type=refresh_token&refresh_token=${REFRESH}`,
-        headers: { Authorization: `Basic ${Buffer.from(`id:${CLIENT_SECRET}`).toString("base64")}` },
+        headers: {
+          Authorization: `Basic ${Buffer.from(`id:${CLIENT_SECRET}`).toString("base64")}`,
+        },
       },
       response: { status: 400, data: { error: "invalid_grant", access_token: TOKEN } },
     });

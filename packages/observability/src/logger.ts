@@ -42,7 +42,9 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
     serializers: { err: serializeError, error: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  return destination ? pino(options, destination) : pino(options);
+  // Synchronous stdout: the last lines before process.exit() (shutdown, fatal config)
+  // must not be lost in a buffer.
+  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
 }
 
 /**
@@ -53,7 +55,11 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
  */
 export function serializeError(value: unknown): unknown {
   if (!(value instanceof Error)) return value;
-  const error = value as Error & { code?: unknown; status?: unknown; response?: { status?: unknown } };
+  const error = value as Error & {
+    code?: unknown;
+    status?: unknown;
+    response?: { status?: unknown };
+  };
   const status = error.status ?? error.response?.status;
   return {
     type: error.name,

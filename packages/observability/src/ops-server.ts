@@ -72,7 +72,8 @@ export async function startOpsServer(
 ): Promise<OpsServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? "/").split("?")[0] ?? "/";
-    const reply = req.method === "GET" ? answerOpsRequest(path, options) : Promise.resolve(undefined);
+    const reply =
+      req.method === "GET" ? answerOpsRequest(path, options) : Promise.resolve(undefined);
     reply
       .then((answer) => answer ?? json(404, { error: "not_found", message: "no such route" }))
       .catch(() => json(500, { error: "internal", message: "internal error" }))

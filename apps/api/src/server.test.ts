@@ -1,0 +1,57 @@
+import { createLogger, createMetrics } from "@evergreen/observability";
+import { describe, expect, it } from "vitest";
+import { buildServer } from "./server";
+
+const KEY = "test-key-0123456789abcdef";
+
+async function server(checks = {}) {
+  return buildServer({
+    log: createLogger({ name: "api-test", level: "silent" }),
+    apiKeys: ["another-key-0123456789", KEY],
+    ops: { registry: createMetrics("api-test").registry, checks },
+  });
+}
+
+describe("api server", () => {
+  it.each([
+    ["no header", undefined],
+    ["a wrong key", `Bearer ${KEY.slice(0, -1)}x`],
+    ["a key of another length", `Bearer ${KEY}extra`],
+    ["another scheme", `Basic ${KEY}`],
+  ])("refuses /v1 with %s", async (_label, authorization) => {
+    const app = await server();
+    const response = await app.inject({
+      url: "/v1/connections",
+      headers: authorization ? { authorization } : {},
+    });
+    expect(response.statusCode).toBe(401);
+    expect(response.json()).toEqual({
+      error: "unauthorized",
+      message: "missing or unknown API key",
+    });
+  });
+
+  it("lets any configured key through to routing", async () => {
+    const app = await server();
+    const response = await app.inject({
+      url: "/v1/nothing-here",
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(response.statusCode).toBe(404);
+    expect(response.json()).toEqual({ error: "not_found", message: "no such route" });
+  });
+
+  it("serves health without a key, and readiness from its checks", async () => {
+    const app = await server({
+      database: async () => 1,
+      redis: async () => Promise.reject(new Error("down")),
+    });
+    expect((await app.inject({ url: "/healthz" })).json()).toEqual({ status: "ok" });
+    const ready = await app.inject({ url: "/readyz" });
+    expect(ready.statusCode).toBe(503);
+    expect(ready.json()).toEqual({
+      status: "not_ready",
+      checks: { database: "ok", redis: "unavailable" },
+    });
+  });
+});

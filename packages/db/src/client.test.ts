@@ -1,0 +1,55 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createPrismaClient } from "./client";
+import type { PrismaClient } from "./generated/prisma/client";
+import { createTestDatabase, type TestDatabase } from "./testing";
+
+describe("createPrismaClient on a migrated database", () => {
+  let db: TestDatabase;
+  let prisma: PrismaClient;
+
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    prisma = createPrismaClient({ url: db.url, poolSize: 2 });
+  });
+  afterAll(async () => {
+    await prisma.$disconnect();
+    await db.drop();
+  });
+
+  it("stores a connection with defaults and keeps externalId unique per integration", async () => {
+    const integration = await prisma.integration.create({
+      data: { key: "gmail", provider: "google", clientId: "id", clientSecret: "ev1.k.x" },
+    });
+    const connection = await prisma.connection.create({
+      data: { integrationId: integration.id, externalId: "user-1", accessToken: "ev1.k.y" },
+    });
+    expect(connection).toMatchObject({
+      status: "active",
+      version: 0,
+      refreshCount: 0,
+      metadata: {},
+    });
+    await expect(
+      prisma.connection.create({
+        data: { integrationId: integration.id, externalId: "user-1", accessToken: "ev1.k.z" },
+      }),
+    ).rejects.toThrow(/Unique constraint/);
+  });
+
+  it("keeps the connection event log append-only", async () => {
+    const event = await prisma.connectionEvent.create({
+      data: {
+        connectionId: "00000000-0000-4000-8000-000000000001",
+        integrationId: "00000000-0000-4000-8000-000000000002",
+        type: "created",
+      },
+    });
+    await expect(
+      prisma.connectionEvent.update({ where: { id: event.id }, data: { message: "rewritten" } }),
+    ).rejects.toThrow(/append-only/);
+    await expect(prisma.connectionEvent.delete({ where: { id: event.id } })).rejects.toThrow(
+      /append-only/,
+    );
+    expect(await prisma.connectionEvent.count()).toBe(1);
+  });
+});

@@ -1,0 +1,111 @@
+import { generateEncryptionKey } from "@evergreen/crypto";
+import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AppName, startApp } from "./support/app-process";
+
+const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(() => db.drop());
+
+function baseEnv(): Record<string, string> {
+  return {
+    NODE_ENV: "test",
+    DATABASE_URL: db.url,
+    REDIS_URL,
+    ENCRYPTION_KEYS: generateEncryptionKey("test"),
+    API_KEYS: "test-api-key-0123456789",
+    PORT: "0",
+    METRICS_PORT: "0",
+  };
+}
+
+/** The port an app logged it listens on (`0` in the environment picks a free one). */
+function portFrom(line: Record<string, unknown>): number {
+  if (typeof line.port === "number") return line.port;
+  const match = /:(\d+)$/.exec(String(line.msg));
+  if (!match?.[1]) throw new Error(`no port in ${JSON.stringify(line)}`);
+  return Number(match[1]);
+}
+
+const listening = (line: Record<string, unknown>) =>
+  line.msg === "ops server listening" || String(line.msg).startsWith("Server listening at");
+
+describe.each<AppName>(["api", "scheduler", "worker"])("%s process", (name) => {
+  it("starts, answers health, readiness and metrics, and stops cleanly on SIGTERM", async () => {
+    const app = startApp(name, baseEnv());
+    const port = portFrom(await app.waitForLog(listening));
+    const base = `http://127.0.0.1:${port}`;
+
+    const health = await fetch(`${base}/healthz`);
+    expect(health.status).toBe(200);
+    const ready = await fetch(`${base}/readyz`);
+    expect(await ready.json()).toEqual({
+      status: "ready",
+      checks: { database: "ok", redis: "ok" },
+    });
+    const metrics = await (await fetch(`${base}/metrics`)).text();
+    expect(metrics).toContain("# TYPE evergreen_refresh_total counter");
+    expect(metrics).toContain("process_cpu_seconds_total");
+
+    app.child.kill("SIGTERM");
+    expect(await app.exited).toBe(0);
+    expect(app.logs.at(-1)).toMatchObject({ msg: "stopped", clean: true });
+  });
+
+  it("logs its configuration without secrets", async () => {
+    const env = baseEnv();
+    const app = startApp(name, env);
+    const starting = await app.waitForLog((line) => line.msg === "starting");
+    app.child.kill("SIGINT");
+    expect(await app.exited).toBe(0);
+    const text = JSON.stringify(app.logs);
+    expect(text).not.toContain(env.ENCRYPTION_KEYS?.split(":")[1]);
+    expect(text).not.toContain(env.API_KEYS);
+    expect(starting.config).toMatchObject({ REDIS_URL });
+  });
+});
+
+describe("readiness", () => {
+  it("answers 503 naming Redis while Redis is unreachable", async () => {
+    const app = startApp("worker", { ...baseEnv(), REDIS_URL: "redis://127.0.0.1:1" });
+    const port = portFrom(await app.waitForLog(listening));
+    const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({
+      status: "not_ready",
+      checks: { database: "ok", redis: "unavailable" },
+    });
+    app.child.kill("SIGTERM");
+    await app.exited;
+  });
+});
+
+describe("configuration errors", () => {
+  it("stop the api at start with one line per problem", async () => {
+    const app = startApp("api", {
+      NODE_ENV: "production",
+      PORT: "not-a-port",
+      REDIS_URL: "localhost:6379",
+      LOG_LEVEL: "chatty",
+    });
+    expect(await app.exited).toBe(1);
+    const lines = app.stderr().trim().split("\n");
+    expect(lines[0]).toBe("api: invalid configuration, not starting:");
+    expect(
+      lines
+        .slice(1)
+        .map((line) => line.trim().split(":")[0]?.replace("- ", ""))
+        .sort(),
+    ).toEqual(["API_KEYS", "ENCRYPTION_KEYS", "LOG_LEVEL", "PORT", "REDIS_URL"]);
+  });
+
+  it("stop the worker on a malformed encryption key", async () => {
+    const app = startApp("worker", { ...baseEnv(), ENCRYPTION_KEYS: "k1:c2hvcnQ=" });
+    expect(await app.exited).toBe(1);
+    expect(app.stderr()).toContain('ENCRYPTION_KEYS: key "k1": must be base64 of exactly 32 bytes');
+  });
+});

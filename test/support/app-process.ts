@@ -1,0 +1,70 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { once } from "node:events";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+
+export type AppName = "api" | "scheduler" | "worker";
+
+const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+export interface AppProcess {
+  readonly child: ChildProcess;
+  /** Parsed JSON log lines seen so far. */
+  readonly logs: Record<string, unknown>[];
+  readonly stderr: () => string;
+  /** Resolves with the first log line matching `predicate`, seen before or after the call. */
+  waitForLog(
+    predicate: (line: Record<string, unknown>) => boolean,
+  ): Promise<Record<string, unknown>>;
+  /** Resolves with the exit code. */
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts `apps/<name>/src/main.ts` in its own Node process (tsx loader, no wrapper). */
+export function startApp(name: AppName, env: Record<string, string>): AppProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", `apps/${name}/src/main.ts`], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? "", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  const logs: Record<string, unknown>[] = [];
+  const waiters: {
+    predicate: (line: Record<string, unknown>) => boolean;
+    resolve: (line: Record<string, unknown>) => void;
+  }[] = [];
+  let stderr = "";
+  child.stderr?.on("data", (chunk) => {
+    stderr += String(chunk);
+  });
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on("line", (text) => {
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    logs.push(line);
+    for (const waiter of waiters.splice(0)) {
+      if (waiter.predicate(line)) waiter.resolve(line);
+      else waiters.push(waiter);
+    }
+  });
+  // "close", not "exit": it fires once stdout is drained, so every log line has been read.
+  const exited = once(child, "close").then(([code]) => code as number | null);
+  return {
+    child,
+    logs,
+    stderr: () => stderr,
+    exited,
+    waitForLog: (predicate) => {
+      const seen = logs.find(predicate);
+      if (seen) return Promise.resolve(seen);
+      return new Promise((resolve, reject) => {
+        waiters.push({ predicate, resolve });
+        exited.then((code) =>
+          reject(new Error(`${name} exited (${code}) before the awaited log line:\n${stderr}`)),
+        );
+      });
+    },
+  };
+}
