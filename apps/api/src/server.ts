@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import { answerOpsRequest, type Logger, type OpsOptions } from "@evergreen/observability";
-import Fastify, { type FastifyReply, type FastifyRequest } from "fastify";
+import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
 
 export interface ServerOptions {
   readonly log: Logger;
@@ -14,10 +14,13 @@ const BODY_LIMIT_BYTES = 1024 * 1024;
 export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
   const app = Fastify({
     loggerInstance: log,
-    disableRequestLogging: true,
+    // One line per request at info would dominate the logs of a token service; failures
+    // are logged by the error handler.
+    logController: new LogController({
+      disableRequestLogging: true,
+      requestIdLogLabel: "requestId",
+    }),
     bodyLimit: BODY_LIMIT_BYTES,
-    // Behind a proxy ops may want trustProxy; ids in logs are request ids, not user ids.
-    requestIdLogLabel: "requestId",
   });
   const keys = apiKeys.map((key) => Buffer.from(key, "utf8"));
 

@@ -23,7 +23,7 @@ UNION ALL
 SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
   FROM pg_constraint
  WHERE connamespace = 'public'::regnamespace AND conrelid <> 0
-   AND conrelid::regclass::text <> '"_prisma_migrations"'
+   AND conrelid::regclass::text <> '_prisma_migrations'
 UNION ALL
 SELECT 'enum ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
   FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname
