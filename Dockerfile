@@ -7,6 +7,7 @@ COPY prisma ./prisma
 COPY packages ./packages
 COPY apps ./apps
 # Dev dependencies stay: tsx runs the TypeScript sources and the Prisma CLIs migrate.
-RUN npm ci --include=dev && npm cache clean --force
+# `npm install`, not `npm ci`: see .ci/run (npm/cli#9846). The lockfile still pins versions.
+RUN npm install --include=dev --no-audit --no-fund && npm cache clean --force
 USER node
 CMD ["npm", "run", "start:api"]
