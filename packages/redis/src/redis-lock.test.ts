@@ -1,0 +1,69 @@
+import { randomBytes } from "node:crypto";
+import { once } from "node:events";
+import { afterAll, describe, expect, it } from "vitest";
+import { createRedis } from "./connection";
+import { Cooldown } from "./cooldown";
+import { RedisLock } from "./redis-lock";
+
+const redis = createRedis(process.env.REDIS_URL ?? "redis://127.0.0.1:6379", "producer");
+const prefix = `test-${randomBytes(4).toString("hex")}:`;
+afterAll(async () => {
+  const keys = await redis.keys(`${prefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
+});
+
+describe("RedisLock", () => {
+  it("refuses a second holder until the first releases", async () => {
+    const lock = new RedisLock(redis, { prefix, ttlMs: 5_000 });
+    const first = await lock.acquire("conn-1");
+    expect(first).not.toBeNull();
+    expect(await lock.acquire("conn-1")).toBeNull();
+    expect(await lock.acquire("conn-2")).not.toBeNull();
+    expect(await lock.remainingMs("conn-1")).toBeGreaterThan(0);
+    await first?.release();
+    expect(await lock.remainingMs("conn-1")).toBe(0);
+    expect(await lock.acquire("conn-1")).not.toBeNull();
+  });
+
+  it("never releases a lock that another holder took over", async () => {
+    const lock = new RedisLock(redis, { prefix, ttlMs: 5_000 });
+    const stale = await lock.acquire("conn-3");
+    await redis.del(`${prefix}conn-3`); // the stale holder's lease ran out
+    const current = await lock.acquire("conn-3");
+    await stale?.release();
+    expect(await current?.stillHeld()).toBe(true);
+    expect(await stale?.stillHeld()).toBe(false);
+  });
+
+  it("keeps extending a held lease, and signals when it is lost", async () => {
+    const lock = new RedisLock(redis, { prefix, ttlMs: 300 });
+    const lease = await lock.acquire("conn-4");
+    if (!lease) throw new Error("not acquired");
+    // Wait for two extension beats (each at ttl/3) by watching the key's TTL rise again.
+    let previous = await lock.remainingMs("conn-4");
+    let rises = 0;
+    while (rises < 2) {
+      const now = await lock.remainingMs("conn-4");
+      if (now > previous) rises += 1;
+      previous = now;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(await lease.stillHeld()).toBe(true);
+    await redis.set(`${prefix}conn-4`, "someone-else");
+    await once(lease.signal, "abort");
+    expect(lease.signal.aborted).toBe(true);
+    await lease.release();
+    expect(await redis.get(`${prefix}conn-4`)).toBe("someone-else");
+  });
+});
+
+describe("Cooldown", () => {
+  it("keeps the longer of two cooldowns", async () => {
+    const cooldown = new Cooldown(redis, `${prefix}cooldown:`);
+    expect(await cooldown.remainingMs("integration-1")).toBe(0);
+    await cooldown.start("integration-1", 60_000);
+    await cooldown.start("integration-1", 1_000);
+    expect(await cooldown.remainingMs("integration-1")).toBeGreaterThan(50_000);
+  });
+});
