@@ -1,0 +1,167 @@
+import { describe, expect, it } from "vitest";
+import { buildRefreshRequest } from "./build-refresh-request";
+import { ProviderConfigError } from "./errors";
+import { PROVIDERS } from "./registry";
+import { type IntegrationSettings, isProviderId, PROVIDER_IDS, type ProviderId } from "./types";
+
+const grant = { refreshToken: "rt-123" };
+const generic: IntegrationSettings = {
+  provider: "oauth2",
+  clientId: "client",
+  clientSecret: "secret",
+  tokenUrl: "https://auth.example.com/oauth/token",
+};
+
+function problemOf(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    if (error instanceof ProviderConfigError) return error.problem;
+    throw error;
+  }
+  throw new Error("expected a ProviderConfigError");
+}
+
+describe("PROVIDERS", () => {
+  it("registers every provider id under its own id", () => {
+    expect(Object.keys(PROVIDERS).sort()).toEqual([...PROVIDER_IDS].sort());
+    for (const id of PROVIDER_IDS) expect(PROVIDERS[id].id).toBe(id);
+  });
+
+  it("recognises provider ids only", () => {
+    expect(isProviderId("google")).toBe(true);
+    expect(isProviderId("slack")).toBe(false);
+    expect(isProviderId("toString")).toBe(false);
+  });
+
+  it("has an https token URL for every catalog provider", () => {
+    for (const id of PROVIDER_IDS.filter(
+      (p): p is Exclude<ProviderId, "oauth2"> => p !== "oauth2",
+    )) {
+      expect(PROVIDERS[id].tokenUrl?.startsWith("https://")).toBe(true);
+    }
+  });
+});
+
+describe("buildRefreshRequest", () => {
+  it("uses the integration's token URL for oauth2, with Basic auth and a form body", () => {
+    const request = buildRefreshRequest(generic, grant);
+    expect(request).toEqual({
+      url: "https://auth.example.com/oauth/token",
+      method: "POST",
+      headers: {
+        accept: "application/json",
+        authorization: `Basic ${Buffer.from("client:secret").toString("base64")}`,
+        "content-type": "application/x-www-form-urlencoded",
+      },
+      body: "grant_type=refresh_token&refresh_token=rt-123",
+    });
+  });
+
+  it("form-urlencodes client id and secret before base64 (RFC 6749 §2.3.1)", () => {
+    const request = buildRefreshRequest(
+      { ...generic, clientId: "id:with space", clientSecret: "s3cr%t:+/&é" },
+      grant,
+    );
+    const encoded = request.headers.authorization?.replace(/^Basic /, "") ?? "";
+    expect(Buffer.from(encoded, "base64").toString("utf8")).toBe(
+      "id%3Awith+space:s3cr%25t%3A%2B%2F%26%C3%A9",
+    );
+  });
+
+  it("honours clientAuth and bodyFormat overrides", () => {
+    const request = buildRefreshRequest(
+      { ...generic, clientAuth: "body", bodyFormat: "json" },
+      { refreshToken: 'rt "quoted" & more' },
+    );
+    expect(request.headers).toEqual({
+      accept: "application/json",
+      "content-type": "application/json",
+    });
+    expect(JSON.parse(request.body)).toEqual({
+      grant_type: "refresh_token",
+      refresh_token: 'rt "quoted" & more',
+      client_id: "client",
+      client_secret: "secret",
+    });
+  });
+
+  it("sends no client_secret for a public client with body auth", () => {
+    const request = buildRefreshRequest(
+      { ...generic, clientAuth: "body", clientSecret: "" },
+      grant,
+    );
+    expect(Object.fromEntries(new URLSearchParams(request.body))).toEqual({
+      grant_type: "refresh_token",
+      refresh_token: "rt-123",
+      client_id: "client",
+    });
+  });
+
+  it("lets the integration override a catalog provider's token URL", () => {
+    const request = buildRefreshRequest(
+      { ...generic, provider: "google", tokenUrl: "https://proxy.example.com/token" },
+      grant,
+    );
+    expect(request.url).toBe("https://proxy.example.com/token");
+  });
+
+  it("refuses oauth2 without a token URL", () => {
+    expect(problemOf(() => buildRefreshRequest({ ...generic, tokenUrl: null }, grant))).toBe(
+      "missing_token_url",
+    );
+    expect(problemOf(() => buildRefreshRequest({ ...generic, tokenUrl: "  " }, grant))).toBe(
+      "missing_token_url",
+    );
+  });
+
+  it("refuses http:// unless insecure URLs are allowed", () => {
+    const local = { ...generic, tokenUrl: "http://127.0.0.1:8080/token" };
+    expect(problemOf(() => buildRefreshRequest(local, grant))).toBe("insecure_token_url");
+    expect(buildRefreshRequest(local, grant, { allowInsecureTokenUrls: true }).url).toBe(
+      "http://127.0.0.1:8080/token",
+    );
+    const ftp = { ...generic, tokenUrl: "ftp://example.com/token" };
+    expect(problemOf(() => buildRefreshRequest(ftp, grant, { allowInsecureTokenUrls: true }))).toBe(
+      "insecure_token_url",
+    );
+  });
+
+  it("refuses malformed URLs, URLs with credentials and unresolved placeholders", () => {
+    const cases: Array<[string, string]> = [
+      ["not a url", "invalid_token_url"],
+      ["https://user:pass@auth.example.com/token", "invalid_token_url"],
+      ["https://auth.example.com/{tenant}/token", "unresolved_placeholder"],
+    ];
+    for (const [tokenUrl, problem] of cases) {
+      expect(problemOf(() => buildRefreshRequest({ ...generic, tokenUrl }, grant))).toBe(problem);
+    }
+  });
+
+  it("refuses an unknown provider and an empty client id", () => {
+    const unknown = { ...generic, provider: "slack" as ProviderId };
+    expect(problemOf(() => buildRefreshRequest(unknown, grant))).toBe("unknown_provider");
+    expect(problemOf(() => buildRefreshRequest({ ...generic, clientId: "" }, grant))).toBe(
+      "missing_client_id",
+    );
+  });
+
+  it("keeps secrets out of error messages", () => {
+    try {
+      buildRefreshRequest(
+        { ...generic, tokenUrl: "http://user:hunter2@example.com/token" },
+        { refreshToken: "rt-secret" },
+      );
+      expect.unreachable();
+    } catch (error) {
+      expect(error).toBeInstanceOf(ProviderConfigError);
+      expect(String(error)).not.toMatch(/hunter2|rt-secret|secret"/);
+    }
+  });
+
+  it("returns a fresh object on every call", () => {
+    const first = buildRefreshRequest(generic, grant);
+    first.headers.accept = "text/plain";
+    expect(buildRefreshRequest(generic, grant).headers.accept).toBe("application/json");
+  });
+});

@@ -1,0 +1,158 @@
+import { ProviderConfigError } from "./errors";
+import { PROVIDERS } from "./registry";
+import type {
+  BuildRefreshRequestOptions,
+  IntegrationSettings,
+  PlaceholderRule,
+  ProviderDefinition,
+  RefreshGrant,
+  RefreshRequest,
+} from "./types";
+
+const PLACEHOLDER = /\{([A-Za-z0-9_]+)\}/g;
+const ANY_BRACE = /[{}]/;
+
+/**
+ * Builds the refresh_token grant request (RFC 6749 §6) for one connection. Pure: it performs
+ * no I/O and returns a fresh object on every call.
+ *
+ * @throws ProviderConfigError when the integration or the metadata cannot give a safe URL.
+ */
+export function buildRefreshRequest(
+  settings: IntegrationSettings,
+  grant: RefreshGrant,
+  options: BuildRefreshRequestOptions = {},
+): RefreshRequest {
+  const definition: ProviderDefinition | undefined = Object.hasOwn(PROVIDERS, settings.provider)
+    ? PROVIDERS[settings.provider]
+    : undefined;
+  if (definition === undefined) {
+    throw new ProviderConfigError(settings.provider, "unknown_provider", "unknown provider");
+  }
+  if (settings.clientId === "") {
+    throw new ProviderConfigError(definition.id, "missing_client_id", "client id is empty");
+  }
+  const url = resolveTokenUrl(definition, settings.tokenUrl, grant.metadata, options);
+  const clientAuth = settings.clientAuth ?? definition.clientAuth;
+  const bodyFormat = settings.bodyFormat ?? definition.bodyFormat;
+
+  const params: Record<string, string> = {
+    grant_type: "refresh_token",
+    refresh_token: grant.refreshToken,
+  };
+  const scope = scopeParam(definition, settings.scopes ?? []);
+  if (scope !== null) params.scope = scope;
+  for (const [name, value] of Object.entries(definition.extraParams)) params[name] = value;
+
+  const headers: Record<string, string> = { accept: "application/json" };
+  for (const [name, value] of Object.entries(definition.headers)) {
+    headers[name.toLowerCase()] = value;
+  }
+  if (clientAuth === "basic") {
+    // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined by ":" and
+    // base64-encoded; a ":" or "%" in a secret would otherwise be misread by the server.
+    const pair = `${formEncode(settings.clientId)}:${formEncode(settings.clientSecret)}`;
+    headers.authorization = `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
+  } else {
+    params.client_id = settings.clientId;
+    // Public clients have no secret; an empty client_secret makes some servers reject them.
+    if (settings.clientSecret !== "") params.client_secret = settings.clientSecret;
+  }
+
+  if (bodyFormat === "json") {
+    headers["content-type"] = "application/json";
+    return { url, method: "POST", headers, body: JSON.stringify(params) };
+  }
+  headers["content-type"] = "application/x-www-form-urlencoded";
+  return { url, method: "POST", headers, body: new URLSearchParams(params).toString() };
+}
+
+function resolveTokenUrl(
+  definition: ProviderDefinition,
+  override: string | null | undefined,
+  metadata: Record<string, unknown> | undefined,
+  options: BuildRefreshRequestOptions,
+): string {
+  const template = override?.trim() || definition.tokenUrl;
+  if (template === null) {
+    throw new ProviderConfigError(
+      definition.id,
+      "missing_token_url",
+      `provider "${definition.id}" needs the integration's tokenUrl`,
+    );
+  }
+  const resolved = template.replace(PLACEHOLDER, (match, name: string) => {
+    const rule = Object.hasOwn(definition.placeholders, name)
+      ? definition.placeholders[name]
+      : undefined;
+    return rule === undefined ? match : placeholderValue(definition, name, rule, metadata);
+  });
+  if (ANY_BRACE.test(resolved)) {
+    throw new ProviderConfigError(
+      definition.id,
+      "unresolved_placeholder",
+      "token URL has a placeholder this provider does not define",
+    );
+  }
+
+  let parsed: URL;
+  try {
+    parsed = new URL(resolved);
+  } catch {
+    throw new ProviderConfigError(definition.id, "invalid_token_url", "token URL is not a URL");
+  }
+  // Credentials in a URL end up in logs and proxies; the client secret has its own place.
+  if (parsed.username !== "" || parsed.password !== "") {
+    throw new ProviderConfigError(
+      definition.id,
+      "invalid_token_url",
+      "token URL must not contain credentials",
+    );
+  }
+  const insecureAllowed = options.allowInsecureTokenUrls === true && parsed.protocol === "http:";
+  if (parsed.protocol !== "https:" && !insecureAllowed) {
+    throw new ProviderConfigError(
+      definition.id,
+      "insecure_token_url",
+      "token URL must use https (the request carries the client secret and refresh token)",
+    );
+  }
+  return parsed.toString();
+}
+
+function placeholderValue(
+  definition: ProviderDefinition,
+  name: string,
+  rule: PlaceholderRule,
+  metadata: Record<string, unknown> | undefined,
+): string {
+  const given = metadata?.[name];
+  const value = given === undefined || given === null || given === "" ? rule.default : given;
+  if (typeof value === "string") {
+    if ("pattern" in rule && rule.pattern.test(value)) return value;
+    if ("values" in rule && Object.hasOwn(rule.values, value)) {
+      const mapped = rule.values[value];
+      if (mapped !== undefined) return mapped;
+    }
+  }
+  // The value is not echoed: metadata comes from the app and may hold anything.
+  throw new ProviderConfigError(
+    definition.id,
+    "invalid_placeholder",
+    `connection metadata "${name}" is not an allowed value`,
+  );
+}
+
+function scopeParam(definition: ProviderDefinition, configured: readonly string[]): string | null {
+  const rule = definition.scope;
+  if (rule.send === "never") return null;
+  const scopes = configured.flatMap((scope) => scope.split(/\s+/)).filter((scope) => scope !== "");
+  if (scopes.length === 0) return null;
+  for (const required of rule.ensure) if (!scopes.includes(required)) scopes.push(required);
+  return scopes.join(" ");
+}
+
+/** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
+function formEncode(value: string): string {
+  return new URLSearchParams({ v: value }).toString().slice(2);
+}

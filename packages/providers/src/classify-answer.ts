@@ -1,0 +1,256 @@
+import { PROVIDERS } from "./registry";
+import { parseRetryAfter, secondsToRetryMs } from "./retry-after";
+import type {
+  ErrorOutcome,
+  ProviderAnswer,
+  ProviderDefinition,
+  ProviderId,
+  RefreshResult,
+} from "./types";
+
+/** Longest wait a provider can impose through Retry-After or `retry_after`. */
+export const RETRY_AFTER_CAP_MS = 3_600_000;
+
+const ERROR_CODE_MAX = 64;
+const MESSAGE_MAX = 200;
+const NUMERIC = /^\d+(?:\.\d+)?$/;
+const FORM_LIKE = /^[^\s=&]+=[^\s&]*(?:&[^\s=&]+=[^\s&]*)*$/;
+// Runs this long of token-alphabet characters are more likely a token echoed back than
+// prose; a GUID (36 characters, as in Microsoft trace ids) stays readable.
+const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{40,}/g;
+// Far beyond any epoch-seconds date we will meet: such an expires_at is in milliseconds.
+const EPOCH_MS_THRESHOLD = 100_000_000_000;
+
+/** RFC 6749 §5.2 codes, plus the two that RFC 6749 §4.1.2.1 defines and token endpoints reuse. */
+const STANDARD_ERRORS: Readonly<Record<string, ErrorOutcome>> = {
+  invalid_grant: "invalid_grant",
+  invalid_client: "invalid_client",
+  unauthorized_client: "invalid_client",
+  server_error: "transient",
+  temporarily_unavailable: "transient",
+};
+
+type Fields = Record<string, unknown>;
+
+/**
+ * Classifies a token endpoint's answer to the refresh_token grant. Pure. Error codes and
+ * messages are sanitized and never contain the raw body or a token.
+ */
+export function classifyAnswer(
+  provider: ProviderId,
+  answer: ProviderAnswer,
+  now: Date,
+): RefreshResult {
+  const definition: ProviderDefinition = Object.hasOwn(PROVIDERS, provider)
+    ? PROVIDERS[provider]
+    : PROVIDERS.oauth2;
+  const fields = parseFields(answer);
+  const { status } = answer;
+
+  if (status === 429) {
+    return {
+      outcome: "rate_limited",
+      errorCode: errorCodeOf(fields, status),
+      message: messageOf(fields) ?? "provider is rate limiting requests (HTTP 429)",
+      retryAfterMs: retryAfterOf(answer, fields, now),
+    };
+  }
+  if (status >= 200 && status < 300) {
+    // GitHub (and Slack, Zoho) report errors as HTTP 200; an `error` field wins over any
+    // token, for every provider.
+    const error = fields?.error;
+    if (error !== undefined && error !== null && error !== false && error !== "") {
+      return errorResult(definition, answer, fields, now);
+    }
+    return successResult(definition, fields, now);
+  }
+  if (status >= 500 || status === 408) {
+    return {
+      outcome: "transient",
+      errorCode: errorCodeOf(fields, status),
+      message: messageOf(fields) ?? `provider answered HTTP ${status}`,
+    };
+  }
+  return errorResult(definition, answer, fields, now);
+}
+
+function successResult(
+  definition: ProviderDefinition,
+  fields: Fields | null,
+  now: Date,
+): RefreshResult {
+  if (fields === null) {
+    return {
+      outcome: "unknown",
+      errorCode: "malformed_response",
+      message: "token response is neither JSON nor form data",
+    };
+  }
+  const accessToken = fields.access_token;
+  if (typeof accessToken !== "string" || accessToken === "") {
+    return {
+      outcome: "unknown",
+      errorCode: "malformed_response",
+      message: "token response has no access_token",
+    };
+  }
+  const refreshToken = fields.refresh_token;
+  const tokenType = fields.token_type;
+  const refreshTokenLifetime =
+    seconds(fields.refresh_token_expires_in) ?? seconds(fields.x_refresh_token_expires_in);
+  return {
+    outcome: "success",
+    accessToken,
+    // Missing or empty: the provider keeps the old refresh token valid (Google, Amazon).
+    refreshToken: typeof refreshToken === "string" && refreshToken !== "" ? refreshToken : null,
+    tokenType: typeof tokenType === "string" && tokenType !== "" ? tokenType : "Bearer",
+    expiresAt: expiresAtOf(definition, fields, now),
+    scope: scopeOf(fields.scope),
+    refreshTokenExpiresAt:
+      refreshTokenLifetime !== null && refreshTokenLifetime > 0
+        ? new Date(now.getTime() + refreshTokenLifetime * 1000)
+        : null,
+  };
+}
+
+function errorResult(
+  definition: ProviderDefinition,
+  answer: ProviderAnswer,
+  fields: Fields | null,
+  now: Date,
+): RefreshResult {
+  const code = typeof fields?.error === "string" ? fields.error : null;
+  const description =
+    typeof fields?.error_description === "string" ? fields.error_description : null;
+  const outcome = code === null ? "unknown" : outcomeOf(definition, code, description);
+  const errorCode = errorCodeOf(fields, answer.status);
+  const message = messageOf(fields) ?? genericMessage(outcome, answer.status);
+  if (outcome === "rate_limited") {
+    return { outcome, errorCode, message, retryAfterMs: retryAfterOf(answer, fields, now) };
+  }
+  return { outcome, errorCode, message };
+}
+
+function outcomeOf(
+  definition: ProviderDefinition,
+  code: string,
+  description: string | null,
+): ErrorOutcome {
+  for (const rule of definition.descriptionRules) {
+    if (rule.error === code && description !== null && rule.pattern.test(description)) {
+      return rule.outcome;
+    }
+  }
+  const specific = lookup(definition.errorCodes, code);
+  if (specific !== undefined) return specific;
+  return lookup(STANDARD_ERRORS, code) ?? "unknown";
+}
+
+function lookup(map: Readonly<Record<string, ErrorOutcome>>, code: string) {
+  return Object.hasOwn(map, code) ? map[code] : undefined;
+}
+
+function genericMessage(outcome: ErrorOutcome, status: number): string {
+  switch (outcome) {
+    case "invalid_grant":
+      return "provider rejected the refresh token";
+    case "invalid_client":
+      return "provider rejected the client credentials";
+    case "rate_limited":
+      return "provider is rate limiting requests";
+    case "transient":
+      return `provider failed temporarily (HTTP ${status})`;
+    case "unknown":
+      return `provider answered HTTP ${status} without a known error`;
+    default: {
+      const unreachable: never = outcome;
+      return unreachable;
+    }
+  }
+}
+
+function errorCodeOf(fields: Fields | null, status: number): string {
+  const error = fields?.error;
+  if (typeof error === "string") {
+    const clean = error.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, ERROR_CODE_MAX);
+    if (clean !== "") return clean;
+  }
+  return `http_${status}`;
+}
+
+function messageOf(fields: Fields | null): string | null {
+  const description = fields?.error_description;
+  if (typeof description !== "string") return null;
+  const clean = description
+    .replace(/\p{Cc}+/gu, " ")
+    .replace(TOKEN_LIKE, "[redacted]")
+    .trim();
+  if (clean === "") return null;
+  return clean.length > MESSAGE_MAX ? `${clean.slice(0, MESSAGE_MAX - 1)}…` : clean;
+}
+
+function retryAfterOf(answer: ProviderAnswer, fields: Fields | null, now: Date): number | null {
+  const fromHeader = parseRetryAfter(header(answer, "retry-after"), now, RETRY_AFTER_CAP_MS);
+  if (fromHeader !== null) return fromHeader;
+  // Discord puts the wait in the JSON body as float seconds.
+  return secondsToRetryMs(fields?.retry_after, RETRY_AFTER_CAP_MS);
+}
+
+function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date): Date | null {
+  // A zero or negative lifetime would make the scheduler refresh in a tight loop; treat it
+  // as not stated.
+  const expiresIn = seconds(fields.expires_in);
+  if (expiresIn !== null && expiresIn > 0) return new Date(now.getTime() + expiresIn * 1000);
+  const expiresAt = seconds(fields.expires_at);
+  if (expiresAt !== null && expiresAt > 0) {
+    return new Date(expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000);
+  }
+  const fallback = definition.fallbackLifetimeSeconds;
+  return fallback === null ? null : new Date(now.getTime() + fallback * 1000);
+}
+
+function scopeOf(value: unknown): string | null {
+  if (typeof value === "string") return value === "" ? null : value;
+  // A few providers (Twitch) send scopes as a JSON array.
+  if (Array.isArray(value) && value.every((item) => typeof item === "string")) {
+    return value.length === 0 ? null : value.join(" ");
+  }
+  return null;
+}
+
+function seconds(value: unknown): number | null {
+  if (typeof value === "number") return Number.isFinite(value) ? value : null;
+  if (typeof value === "string" && NUMERIC.test(value.trim())) return Number(value.trim());
+  return null;
+}
+
+function header(answer: ProviderAnswer, name: string): string | undefined {
+  for (const [key, value] of Object.entries(answer.headers)) {
+    if (key.toLowerCase() !== name) continue;
+    return Array.isArray(value) ? value[0] : value;
+  }
+  return undefined;
+}
+
+/** JSON object, or form-encoded text (GitHub without `Accept: application/json`). */
+function parseFields(answer: ProviderAnswer): Fields | null {
+  const text = answer.body.trim();
+  if (text === "") return null;
+  if (text.startsWith("{")) {
+    try {
+      const value: unknown = JSON.parse(text);
+      return isFields(value) ? value : null;
+    } catch {
+      return null;
+    }
+  }
+  const contentType = header(answer, "content-type") ?? "";
+  if (contentType.includes("application/x-www-form-urlencoded") || FORM_LIKE.test(text)) {
+    return Object.fromEntries(new URLSearchParams(text));
+  }
+  return null;
+}
+
+function isFields(value: unknown): value is Fields {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}

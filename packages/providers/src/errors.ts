@@ -1,0 +1,24 @@
+export type ProviderConfigProblem =
+  | "unknown_provider"
+  | "missing_client_id"
+  | "missing_token_url"
+  | "invalid_token_url"
+  | "insecure_token_url"
+  | "invalid_placeholder"
+  | "unresolved_placeholder";
+
+/**
+ * The integration (or connection metadata) cannot produce a safe refresh request. Permanent:
+ * retrying does not help until an operator fixes the configuration. Messages never contain
+ * secrets, tokens or metadata values.
+ */
+export class ProviderConfigError extends Error {
+  override name = "ProviderConfigError";
+  constructor(
+    readonly provider: string,
+    readonly problem: ProviderConfigProblem,
+    message: string,
+  ) {
+    super(message);
+  }
+}

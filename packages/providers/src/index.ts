@@ -1,0 +1,24 @@
+export { buildRefreshRequest } from "./build-refresh-request";
+export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
+export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
+export { PROVIDERS } from "./registry";
+export { parseRetryAfter } from "./retry-after";
+export {
+  type BodyFormat,
+  type BuildRefreshRequestOptions,
+  type ClientAuth,
+  type DescriptionRule,
+  type ErrorOutcome,
+  type IntegrationSettings,
+  isProviderId,
+  type PlaceholderRule,
+  PROVIDER_IDS,
+  type ProviderAnswer,
+  type ProviderDefinition,
+  type ProviderId,
+  type RefreshGrant,
+  type RefreshOutcome,
+  type RefreshRequest,
+  type RefreshResult,
+  type ScopeRule,
+} from "./types";

@@ -1,0 +1,36 @@
+import type { ProviderDefinition } from "../types";
+
+/** Microsoft Entra ID, v2.0 endpoint (identity platform). */
+export const microsoft: ProviderDefinition = {
+  id: "microsoft",
+  displayName: "Microsoft Entra ID",
+  tokenUrl: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+  placeholders: {
+    // A tenant GUID, a verified domain, or common/organizations/consumers. Starting with a
+    // letter or digit rules out "." and "..", which would climb out of the tenant path.
+    tenant: { pattern: /^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$/, default: "common" },
+  },
+  clientAuth: "body",
+  bodyFormat: "form",
+  // The v2 endpoint issues a token for one resource, chosen by `scope`; without
+  // offline_access the answer carries no new refresh token.
+  scope: { send: "configured", ensure: ["offline_access"] },
+  extraParams: {},
+  headers: {},
+  fallbackLifetimeSeconds: 3600,
+  errorsInOkBody: false,
+  errorCodes: {
+    // Non-standard codes the v2 token endpoint documents: the user must sign in again
+    // (conditional access, MFA, revoked consent), so the grant is as good as dead.
+    interaction_required: "invalid_grant",
+    consent_required: "invalid_grant",
+  },
+  descriptionRules: [
+    // AADSTS50196 "client request loop": a throttle dressed up as invalid_grant. The grant is
+    // fine; killing the connection for it would force a needless re-authorization.
+    { error: "invalid_grant", pattern: /\bAADSTS50196\b/, outcome: "transient" },
+  ],
+  // Each answer carries a new refresh token; the old one is not revoked but should be
+  // replaced, and 90 days of inactivity end the chain.
+  rotatesRefreshToken: true,
+};

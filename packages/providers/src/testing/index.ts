@@ -1,0 +1,11 @@
+export {
+  type GrantOptions,
+  type GrantSnapshot,
+  type IssuedGrant,
+  MockProvider,
+  type MockProviderOptions,
+  type ReceivedRequest,
+  type ScriptedAnswer,
+  type ScriptTarget,
+  startMockProvider,
+} from "./mock-provider";

@@ -1,0 +1,247 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { type MockProvider, type MockProviderOptions, startMockProvider } from "./mock-provider";
+
+const started: MockProvider[] = [];
+
+async function start(options?: MockProviderOptions): Promise<MockProvider> {
+  const provider = await startMockProvider(options);
+  started.push(provider);
+  return provider;
+}
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((provider) => provider.close()));
+});
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  json: Record<string, unknown>;
+}
+
+async function refresh(
+  provider: MockProvider,
+  refreshToken: string,
+  init: { basic?: boolean; json?: boolean; secret?: string } = {},
+): Promise<Answer> {
+  const secret = init.secret ?? provider.clientSecret;
+  const params: Record<string, string> = {
+    grant_type: "refresh_token",
+    refresh_token: refreshToken,
+  };
+  const headers: Record<string, string> = {};
+  if (init.basic === true) {
+    const pair = `${encodeURIComponent(provider.clientId)}:${encodeURIComponent(secret)}`;
+    headers.authorization = `Basic ${Buffer.from(pair).toString("base64")}`;
+  } else {
+    params.client_id = provider.clientId;
+    params.client_secret = secret;
+  }
+  headers["content-type"] =
+    init.json === true ? "application/json" : "application/x-www-form-urlencoded";
+  const body = init.json === true ? JSON.stringify(params) : new URLSearchParams(params).toString();
+  const response = await fetch(provider.tokenUrl, { method: "POST", headers, body });
+  const text = await response.text();
+  return {
+    status: response.status,
+    headers: response.headers,
+    json: text.startsWith("{") ? (JSON.parse(text) as Record<string, unknown>) : {},
+  };
+}
+
+describe("MockProvider", () => {
+  it("listens on 127.0.0.1 and serves POST /token", async () => {
+    const provider = await start();
+    expect(provider.tokenUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/token$/);
+    const missing = await fetch(`${provider.url}/nope`, { method: "POST" });
+    expect(missing.status).toBe(404);
+    const wrongMethod = await fetch(provider.tokenUrl);
+    expect(wrongMethod.status).toBe(405);
+  });
+
+  it("refreshes a non-rotating grant: new access token, same refresh token", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant({ accessTokenTtlSeconds: 120 });
+    const first = await refresh(provider, grant.refreshToken);
+    const second = await refresh(provider, grant.refreshToken, { basic: true, json: true });
+    expect(first.status).toBe(200);
+    expect(first.json).toMatchObject({
+      token_type: "Bearer",
+      expires_in: 120,
+      refresh_token: grant.refreshToken,
+    });
+    expect(second.status).toBe(200);
+    const tokens = new Set([grant.accessToken, first.json.access_token, second.json.access_token]);
+    expect(tokens.size).toBe(3);
+    expect(provider.refreshesByGrant.get(grant.grantId)).toBe(2);
+    expect(provider.isAccessTokenValid(String(second.json.access_token))).toBe(true);
+    expect(provider.reuseCount).toBe(0);
+  });
+
+  it("omits the refresh token from answers when asked", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant({ omitRefreshToken: true, scope: "read" });
+    const answer = await refresh(provider, grant.refreshToken);
+    expect(answer.json.refresh_token).toBeUndefined();
+    expect(answer.json.scope).toBe("read");
+    expect((await refresh(provider, grant.refreshToken)).status).toBe(200);
+  });
+
+  it("rotates refresh tokens and counts reuse of a rotated-away one, revoking the grant", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant({ rotate: true });
+    const first = await refresh(provider, grant.refreshToken);
+    const rotated = String(first.json.refresh_token);
+    expect(rotated).not.toBe(grant.refreshToken);
+    expect(provider.grant(grant.grantId)?.refreshToken).toBe(rotated);
+    const second = await refresh(provider, rotated);
+    expect(second.status).toBe(200);
+    expect(provider.reuseCount).toBe(0);
+
+    const reuse = await refresh(provider, grant.refreshToken);
+    expect(reuse).toMatchObject({ status: 400, json: { error: "invalid_grant" } });
+    expect(provider.reuseCount).toBe(1);
+    // Like real providers, reuse kills the whole chain, including the newest token.
+    const latest = String(second.json.refresh_token);
+    expect((await refresh(provider, latest)).json.error).toBe("invalid_grant");
+    expect(provider.grant(grant.grantId)?.revoked).toBe(true);
+    expect(provider.isAccessTokenValid(String(second.json.access_token))).toBe(false);
+    expect(provider.reuseCount).toBe(1);
+  });
+
+  it("answers invalid_grant for revoked and unknown refresh tokens", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant();
+    provider.revoke(grant.refreshToken);
+    expect((await refresh(provider, grant.refreshToken)).json.error).toBe("invalid_grant");
+    expect((await refresh(provider, "made-up")).json.error).toBe("invalid_grant");
+    expect(provider.reuseCount).toBe(0);
+    expect(() => provider.revoke("made-up")).toThrow();
+  });
+
+  it("checks client authentication, Basic credentials form-urlencoded per RFC 6749", async () => {
+    const provider = await start({ clientId: "my app", clientSecret: "p@ss:w%rd+/" });
+    const grant = provider.issueGrant();
+    expect((await refresh(provider, grant.refreshToken, { basic: true })).status).toBe(200);
+    const wrong = await refresh(provider, grant.refreshToken, { basic: true, secret: "nope" });
+    expect(wrong).toMatchObject({ status: 401, json: { error: "invalid_client" } });
+    expect(wrong.headers.get("www-authenticate")).toBe("Basic");
+    const anonymous = await fetch(provider.tokenUrl, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: `grant_type=refresh_token&refresh_token=${grant.refreshToken}`,
+    });
+    expect(anonymous.status).toBe(401);
+    expect(provider.refreshesByGrant.get(grant.grantId)).toBe(1);
+  });
+
+  it("records the shape of received requests", async () => {
+    const provider = await start({ keepReceived: 2 });
+    const grant = provider.issueGrant();
+    await refresh(provider, grant.refreshToken);
+    await refresh(provider, grant.refreshToken, { basic: true, json: true });
+    await refresh(provider, grant.refreshToken, { basic: true });
+    expect(provider.requests).toBe(3);
+    expect(provider.received).toHaveLength(2);
+    const [jsonRequest, formRequest] = provider.received;
+    expect(jsonRequest).toMatchObject({
+      method: "POST",
+      path: "/token",
+      contentType: "application/json",
+      clientAuth: "basic",
+      clientId: "mock-client",
+      clientSecret: "mock-secret",
+      params: { grant_type: "refresh_token", refresh_token: grant.refreshToken },
+    });
+    expect(formRequest?.contentType).toBe("application/x-www-form-urlencoded");
+    expect(formRequest?.headers.authorization).toMatch(/^Basic /);
+  });
+
+  it("plays scripted failures in order, then behaves normally", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant();
+    provider.enqueue(
+      { status: 429, retryAfter: "2" },
+      { status: 503 },
+      { status: 200, body: { error: "bad_refresh_token" } },
+      { status: 400, error: "invalid_grant", errorDescription: "scripted" },
+      { status: 502, body: "<html>Bad Gateway</html>", headers: { "X-Extra": "1" } },
+    );
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(await refresh(provider, grant.refreshToken));
+    expect(answers.map((answer) => answer.status)).toEqual([429, 503, 200, 400, 502, 200]);
+    expect(answers[0]?.headers.get("retry-after")).toBe("2");
+    expect(answers[2]?.json).toEqual({ error: "bad_refresh_token" });
+    expect(answers[3]?.json).toEqual({ error: "invalid_grant", error_description: "scripted" });
+    expect(answers[4]?.headers.get("x-extra")).toBe("1");
+    expect(answers[5]?.json.access_token).toEqual(expect.any(String));
+    // Scripted answers did not touch the grant.
+    expect(provider.refreshesByGrant.get(grant.grantId)).toBe(1);
+  });
+
+  it("scripts failures for one grant only, following it across rotations", async () => {
+    const provider = await start();
+    const target = provider.issueGrant({ rotate: true });
+    const other = provider.issueGrant();
+    provider.failNext(
+      2,
+      { status: 401, error: "invalid_client" },
+      { refreshToken: target.refreshToken },
+    );
+    expect((await refresh(provider, other.refreshToken)).status).toBe(200);
+    expect((await refresh(provider, target.refreshToken)).status).toBe(401);
+    expect((await refresh(provider, target.refreshToken)).status).toBe(401);
+    expect((await refresh(provider, target.refreshToken)).status).toBe(200);
+    expect(() => provider.failNext(1, { status: 500 }, { grantId: "nope" })).toThrow();
+  });
+
+  it("can apply the refresh and lose the answer, like a dropped response", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant({ rotate: true });
+    provider.enqueue({ status: 502, applyRefresh: true });
+    expect((await refresh(provider, grant.refreshToken)).status).toBe(502);
+    expect(provider.grant(grant.grantId)?.refreshToken).not.toBe(grant.refreshToken);
+    // The client never saw the new token; retrying with the old one is reuse.
+    expect((await refresh(provider, grant.refreshToken)).status).toBe(400);
+    expect(provider.reuseCount).toBe(1);
+  });
+
+  it("hangs until close, which ends the request", async () => {
+    const provider = await startMockProvider();
+    const grant = provider.issueGrant();
+    provider.enqueue({ hang: true });
+    const pending = refresh(provider, grant.refreshToken).then(
+      () => "answered",
+      () => "failed",
+    );
+    const early = await Promise.race([
+      pending,
+      new Promise((resolve) => setTimeout(() => resolve("still hanging"), 100)),
+    ]);
+    expect(early).toBe("still hanging");
+    await provider.close();
+    expect(await pending).toBe("failed");
+  });
+
+  it("waits latencyMs before answering", async () => {
+    const provider = await start({ latencyMs: 60 });
+    const grant = provider.issueGrant();
+    const startedAt = performance.now();
+    expect((await refresh(provider, grant.refreshToken)).status).toBe(200);
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(55);
+  });
+
+  it("closes promptly while an answer is delayed", async () => {
+    const provider = await startMockProvider({ latencyMs: 10_000 });
+    const grant = provider.issueGrant();
+    const pending = refresh(provider, grant.refreshToken).then(
+      () => "answered",
+      () => "failed",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const startedAt = performance.now();
+    await provider.close();
+    expect(await pending).toBe("failed");
+    expect(performance.now() - startedAt).toBeLessThan(1000);
+  });
+});

@@ -1,0 +1,513 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from "node:http";
+import type { AddressInfo } from "node:net";
+
+export interface MockProviderOptions {
+  /** Delay before every answer, e.g. 50 for the benchmark. @defaultValue 0 */
+  latencyMs?: number;
+  /** Client id the token endpoint accepts. @defaultValue "mock-client" */
+  clientId?: string;
+  /** Client secret the token endpoint accepts. @defaultValue "mock-secret" */
+  clientSecret?: string;
+  /** How many recent requests `received` keeps. @defaultValue 100 */
+  keepReceived?: number;
+}
+
+export interface GrantOptions {
+  /** Each refresh returns a new refresh token and kills the presented one. @defaultValue false */
+  rotate?: boolean;
+  /** `expires_in` of every access token of this grant. @defaultValue 3600 */
+  accessTokenTtlSeconds?: number;
+  /** Answers without `refresh_token` (Google, Amazon): the client keeps the old one. @defaultValue false */
+  omitRefreshToken?: boolean;
+  /** Sent as `scope` in every answer; omitted when absent. */
+  scope?: string;
+}
+
+export interface IssuedGrant {
+  grantId: string;
+  refreshToken: string;
+  accessToken: string;
+  expiresIn: number;
+}
+
+export interface GrantSnapshot {
+  /** The one refresh token that works now. */
+  refreshToken: string;
+  /** The latest access token issued. */
+  accessToken: string;
+  revoked: boolean;
+  refreshes: number;
+}
+
+/** What the next request gets instead of the normal token endpoint behaviour. */
+export type ScriptedAnswer =
+  | {
+      /** Never answers; `close()` ends the request. */
+      hang: true;
+      /** Perform the refresh first (tokens rotate), then lose the answer. @defaultValue false */
+      applyRefresh?: boolean;
+    }
+  | {
+      status: number;
+      /** Body `{"error": error, "error_description": errorDescription}` unless `body` is set. */
+      error?: string;
+      errorDescription?: string;
+      /** `Retry-After` header: delay-seconds or an HTTP-date. */
+      retryAfter?: string;
+      /** A string is sent as is; anything else as JSON. */
+      body?: unknown;
+      headers?: Record<string, string>;
+      /** Perform the refresh first (tokens rotate), then send this answer. @defaultValue false */
+      applyRefresh?: boolean;
+    };
+
+/** Restricts scripted answers to requests presenting one grant's refresh tokens. */
+export interface ScriptTarget {
+  grantId?: string;
+  /** Any refresh token of the grant; the script follows the grant across rotations. */
+  refreshToken?: string;
+}
+
+export interface ReceivedRequest {
+  method: string;
+  path: string;
+  headers: IncomingHttpHeaders;
+  contentType: string | null;
+  /** Body parameters as sent, from form or JSON; empty when the body was neither. */
+  params: Record<string, string>;
+  /** How the client authenticated, with the decoded credentials. */
+  clientAuth: "basic" | "body" | null;
+  clientId: string | null;
+  clientSecret: string | null;
+  at: Date;
+}
+
+interface Grant {
+  id: string;
+  rotate: boolean;
+  ttlSeconds: number;
+  omitRefreshToken: boolean;
+  scope: string | null;
+  refreshToken: string;
+  accessToken: string;
+  revoked: boolean;
+  refreshes: number;
+}
+
+interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+const MAX_BODY_BYTES = 1_048_576;
+
+/** Starts a real OAuth 2.0 token endpoint on 127.0.0.1 with a random port. */
+export async function startMockProvider(options: MockProviderOptions = {}): Promise<MockProvider> {
+  const provider = new MockProvider(options);
+  await provider.listen();
+  return provider;
+}
+
+/**
+ * An OAuth 2.0 provider's token endpoint (`POST /token`, refresh_token grant) that rotates
+ * refresh tokens like GitHub Apps or Box: presenting a rotated-away refresh token counts as
+ * reuse and revokes the whole grant, as real providers do on suspected token theft.
+ */
+export class MockProvider {
+  readonly clientId: string;
+  readonly clientSecret: string;
+  /** Delay before every answer; may be changed between requests. */
+  latencyMs: number;
+
+  readonly #keepReceived: number;
+  readonly #server: Server;
+  readonly #grants = new Map<string, Grant>();
+  /** Every refresh token ever issued, current or rotated away, to its grant. */
+  readonly #grantByRefreshToken = new Map<string, Grant>();
+  readonly #accessTokens = new Map<string, { grant: Grant; expiresAt: number }>();
+  readonly #script: ScriptedAnswer[] = [];
+  readonly #scriptByGrant = new Map<string, ScriptedAnswer[]>();
+  readonly #timers = new Set<NodeJS.Timeout>();
+  readonly #received: ReceivedRequest[] = [];
+  readonly #refreshesByGrant = new Map<string, number>();
+  #requests = 0;
+  #reuseCount = 0;
+  #port = 0;
+
+  constructor(options: MockProviderOptions = {}) {
+    this.clientId = options.clientId ?? "mock-client";
+    this.clientSecret = options.clientSecret ?? "mock-secret";
+    this.latencyMs = options.latencyMs ?? 0;
+    this.#keepReceived = options.keepReceived ?? 100;
+    this.#server = createServer((req, res) => {
+      this.#handle(req, res).catch(() => {
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+    });
+  }
+
+  /** Base URL, e.g. `http://127.0.0.1:41234`. */
+  get url(): string {
+    return `http://127.0.0.1:${this.#port}`;
+  }
+
+  get tokenUrl(): string {
+    return `${this.url}/token`;
+  }
+
+  /** Every HTTP request received, whatever its fate. */
+  get requests(): number {
+    return this.#requests;
+  }
+
+  /** Refresh tokens presented after they were rotated away. Tests expect it to stay 0. */
+  get reuseCount(): number {
+    return this.#reuseCount;
+  }
+
+  /** Successful refreshes (tokens issued) per grant id. */
+  get refreshesByGrant(): ReadonlyMap<string, number> {
+    return this.#refreshesByGrant;
+  }
+
+  /** The most recent requests, oldest first. */
+  get received(): readonly ReceivedRequest[] {
+    return this.#received;
+  }
+
+  async listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(0, "127.0.0.1", () => {
+        this.#server.off("error", reject);
+        resolve();
+      });
+    });
+    const address: AddressInfo | string | null = this.#server.address();
+    if (address === null || typeof address === "string")
+      throw new Error("mock provider not on TCP");
+    this.#port = address.port;
+  }
+
+  /** Registers a grant, as if the user had just authorized, and returns its first tokens. */
+  issueGrant(options: GrantOptions = {}): IssuedGrant {
+    if (options.rotate === true && options.omitRefreshToken === true) {
+      throw new Error("a rotating grant must return its new refresh token");
+    }
+    const grant: Grant = {
+      id: randomUUID(),
+      rotate: options.rotate ?? false,
+      ttlSeconds: options.accessTokenTtlSeconds ?? 3600,
+      omitRefreshToken: options.omitRefreshToken ?? false,
+      scope: options.scope ?? null,
+      refreshToken: newToken("rt"),
+      accessToken: "",
+      revoked: false,
+      refreshes: 0,
+    };
+    this.#grants.set(grant.id, grant);
+    this.#grantByRefreshToken.set(grant.refreshToken, grant);
+    this.#refreshesByGrant.set(grant.id, 0);
+    this.#issueAccessToken(grant);
+    return {
+      grantId: grant.id,
+      refreshToken: grant.refreshToken,
+      accessToken: grant.accessToken,
+      expiresIn: grant.ttlSeconds,
+    };
+  }
+
+  grant(grantId: string): GrantSnapshot | undefined {
+    const grant = this.#grants.get(grantId);
+    if (grant === undefined) return undefined;
+    const { refreshToken, accessToken, revoked, refreshes } = grant;
+    return { refreshToken, accessToken, revoked, refreshes };
+  }
+
+  /** Issued by this provider, not expired, and its grant not revoked. */
+  isAccessTokenValid(accessToken: string): boolean {
+    const entry = this.#accessTokens.get(accessToken);
+    return entry !== undefined && !entry.grant.revoked && entry.expiresAt > Date.now();
+  }
+
+  /** Kills the grant owning this refresh token: every later refresh gets invalid_grant. */
+  revoke(refreshToken: string): void {
+    const grant = this.#grantByRefreshToken.get(refreshToken);
+    if (grant === undefined) throw new Error("unknown refresh token");
+    grant.revoked = true;
+  }
+
+  /** The next `count` matching requests get `answer`. */
+  failNext(count: number, answer: ScriptedAnswer, target?: ScriptTarget): void {
+    const queue = this.#queueFor(target);
+    for (let i = 0; i < count; i++) queue.push(answer);
+  }
+
+  /** The next requests get these answers, in order. */
+  enqueue(...answers: ScriptedAnswer[]): void {
+    this.#script.push(...answers);
+  }
+
+  /** Stops the server; hanging and delayed requests are cut off. */
+  async close(): Promise<void> {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    this.#server.closeAllConnections();
+    await closed;
+  }
+
+  #queueFor(target: ScriptTarget | undefined): ScriptedAnswer[] {
+    if (target === undefined) return this.#script;
+    const grant =
+      target.grantId !== undefined
+        ? this.#grants.get(target.grantId)
+        : target.refreshToken !== undefined
+          ? this.#grantByRefreshToken.get(target.refreshToken)
+          : undefined;
+    if (grant === undefined) throw new Error("script target names no known grant");
+    const existing = this.#scriptByGrant.get(grant.id);
+    if (existing !== undefined) return existing;
+    const queue: ScriptedAnswer[] = [];
+    this.#scriptByGrant.set(grant.id, queue);
+    return queue;
+  }
+
+  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.#requests += 1;
+    const raw = await readBody(req);
+    if (raw === null) {
+      res.writeHead(413).end();
+      return;
+    }
+    const path = new URL(req.url ?? "/", "http://127.0.0.1").pathname;
+    const contentType = req.headers["content-type"] ?? null;
+    const params = parseParams(raw, contentType);
+    const credentials = clientCredentials(req.headers.authorization, params);
+    this.#record({
+      method: req.method ?? "",
+      path,
+      headers: req.headers,
+      contentType,
+      params: params ?? {},
+      ...credentials,
+      at: new Date(),
+    });
+
+    if (path !== "/token") return this.#send(res, oauthError(404, "not_found"));
+    if (req.method !== "POST") return this.#send(res, oauthError(405, "invalid_request"));
+    if (params === null) {
+      return this.#send(res, oauthError(400, "invalid_request", "unsupported body"));
+    }
+
+    const presented = params.refresh_token;
+    const scripted = this.#nextScripted(presented);
+    if (scripted !== undefined) {
+      if (scripted.applyRefresh === true) this.#refresh(params, credentials);
+      if ("hang" in scripted) return; // closeAllConnections() in close() ends it
+      return this.#send(res, scriptedReply(scripted));
+    }
+    return this.#send(res, this.#refresh(params, credentials));
+  }
+
+  #nextScripted(refreshToken: string | undefined): ScriptedAnswer | undefined {
+    const grant =
+      refreshToken === undefined ? undefined : this.#grantByRefreshToken.get(refreshToken);
+    const perGrant = grant === undefined ? undefined : this.#scriptByGrant.get(grant.id);
+    return perGrant?.shift() ?? this.#script.shift();
+  }
+
+  #refresh(params: Record<string, string>, credentials: ClientCredentials): Reply {
+    if (credentials.clientAuth === null) {
+      return oauthError(401, "invalid_client", "no client authentication");
+    }
+    if (credentials.clientAuth === "basic" && params.client_secret !== undefined) {
+      // RFC 6749 §2.3: a client MUST NOT use more than one authentication method.
+      return oauthError(400, "invalid_request", "more than one client authentication");
+    }
+    if (credentials.clientId !== this.clientId || credentials.clientSecret !== this.clientSecret) {
+      const reply = oauthError(401, "invalid_client", "client authentication failed");
+      if (credentials.clientAuth === "basic") reply.headers["www-authenticate"] = "Basic";
+      return reply;
+    }
+    if (params.grant_type !== "refresh_token") return oauthError(400, "unsupported_grant_type");
+    const presented = params.refresh_token;
+    if (presented === undefined || presented === "") {
+      return oauthError(400, "invalid_request", "refresh_token is missing");
+    }
+    const grant = this.#grantByRefreshToken.get(presented);
+    if (grant === undefined || grant.revoked) {
+      return oauthError(400, "invalid_grant", "refresh token is invalid or revoked");
+    }
+    if (presented !== grant.refreshToken) {
+      // Reuse of a rotated-away token: a real provider assumes theft and revokes the grant.
+      this.#reuseCount += 1;
+      grant.revoked = true;
+      return oauthError(400, "invalid_grant", "refresh token was already used");
+    }
+
+    if (grant.rotate) {
+      grant.refreshToken = newToken("rt");
+      this.#grantByRefreshToken.set(grant.refreshToken, grant);
+    }
+    this.#issueAccessToken(grant);
+    grant.refreshes += 1;
+    this.#refreshesByGrant.set(grant.id, grant.refreshes);
+    const body: Record<string, string | number> = {
+      access_token: grant.accessToken,
+      token_type: "Bearer",
+      expires_in: grant.ttlSeconds,
+    };
+    if (!grant.omitRefreshToken) body.refresh_token = grant.refreshToken;
+    if (grant.scope !== null) body.scope = grant.scope;
+    return {
+      status: 200,
+      headers: { "content-type": "application/json", "cache-control": "no-store" },
+      body: JSON.stringify(body),
+    };
+  }
+
+  #issueAccessToken(grant: Grant): void {
+    grant.accessToken = newToken("at");
+    this.#accessTokens.set(grant.accessToken, {
+      grant,
+      expiresAt: Date.now() + grant.ttlSeconds * 1000,
+    });
+  }
+
+  #record(request: ReceivedRequest): void {
+    this.#received.push(request);
+    if (this.#received.length > this.#keepReceived) this.#received.shift();
+  }
+
+  #send(res: ServerResponse, reply: Reply): void {
+    const write = () => {
+      if (!res.destroyed) res.writeHead(reply.status, reply.headers).end(reply.body);
+    };
+    if (this.latencyMs <= 0) {
+      write();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      write();
+    }, this.latencyMs);
+    this.#timers.add(timer);
+  }
+}
+
+interface ClientCredentials {
+  clientAuth: "basic" | "body" | null;
+  clientId: string | null;
+  clientSecret: string | null;
+}
+
+function clientCredentials(
+  authorization: string | undefined,
+  params: Record<string, string> | null,
+): ClientCredentials {
+  const basic = /^Basic\s+(\S+)$/i.exec(authorization ?? "")?.[1];
+  if (basic !== undefined) {
+    const decoded = Buffer.from(basic, "base64").toString("utf8");
+    const colon = decoded.indexOf(":");
+    if (colon < 0) return { clientAuth: "basic", clientId: null, clientSecret: null };
+    // RFC 6749 §2.3.1: both halves are form-urlencoded before base64.
+    return {
+      clientAuth: "basic",
+      clientId: formDecode(decoded.slice(0, colon)),
+      clientSecret: formDecode(decoded.slice(colon + 1)),
+    };
+  }
+  if (params?.client_id !== undefined) {
+    return {
+      clientAuth: "body",
+      clientId: params.client_id,
+      clientSecret: params.client_secret ?? null,
+    };
+  }
+  return { clientAuth: null, clientId: null, clientSecret: null };
+}
+
+function formDecode(value: string): string | null {
+  try {
+    return decodeURIComponent(value.replace(/\+/g, " "));
+  } catch {
+    return null;
+  }
+}
+
+function parseParams(raw: string, contentType: string | null): Record<string, string> | null {
+  const type = (contentType ?? "").split(";")[0]?.trim().toLowerCase();
+  if (type === "application/x-www-form-urlencoded") {
+    return Object.fromEntries(new URLSearchParams(raw));
+  }
+  if (type === "application/json") {
+    try {
+      const value: unknown = JSON.parse(raw);
+      if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+      const params: Record<string, string> = {};
+      for (const [key, item] of Object.entries(value)) {
+        if (typeof item === "string") params[key] = item;
+        else if (typeof item === "number" || typeof item === "boolean") params[key] = String(item);
+      }
+      return params;
+    } catch {
+      return null;
+    }
+  }
+  return null;
+}
+
+function scriptedReply(answer: Exclude<ScriptedAnswer, { hang: true }>): Reply {
+  const headers: Record<string, string> = {};
+  let body = "";
+  if (answer.body !== undefined) {
+    if (typeof answer.body === "string") {
+      body = answer.body;
+      headers["content-type"] = "text/plain";
+    } else {
+      body = JSON.stringify(answer.body);
+      headers["content-type"] = "application/json";
+    }
+  } else if (answer.error !== undefined) {
+    body = JSON.stringify({ error: answer.error, error_description: answer.errorDescription });
+    headers["content-type"] = "application/json";
+  }
+  if (answer.retryAfter !== undefined) headers["retry-after"] = answer.retryAfter;
+  for (const [name, value] of Object.entries(answer.headers ?? {})) {
+    headers[name.toLowerCase()] = value;
+  }
+  return { status: answer.status, headers, body };
+}
+
+function oauthError(status: number, error: string, description?: string): Reply {
+  return {
+    status,
+    headers: { "content-type": "application/json", "cache-control": "no-store" },
+    body: JSON.stringify({ error, error_description: description }),
+  };
+}
+
+function newToken(kind: "at" | "rt"): string {
+  return `mock-${kind}-${randomBytes(24).toString("base64url")}`;
+}
+
+async function readBody(req: IncomingMessage): Promise<string | null> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+    size += buffer.length;
+    if (size > MAX_BODY_BYTES) return null;
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

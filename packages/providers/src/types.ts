@@ -1,0 +1,157 @@
+/** Every provider strategy Evergreen knows; `oauth2` is the generic one. */
+export const PROVIDER_IDS = [
+  "oauth2",
+  "google",
+  "microsoft",
+  "amazon",
+  "spotify",
+  "discord",
+  "github",
+] as const;
+
+export type ProviderId = (typeof PROVIDER_IDS)[number];
+
+export function isProviderId(value: string): value is ProviderId {
+  return (PROVIDER_IDS as readonly string[]).includes(value);
+}
+
+/** How the client authenticates at the token endpoint (RFC 6749 §2.3.1). */
+export type ClientAuth = "basic" | "body";
+
+/** Encoding of the token request body. */
+export type BodyFormat = "form" | "json";
+
+/** What the refresh needs from the integration row (secrets already decrypted). */
+export interface IntegrationSettings {
+  provider: ProviderId;
+  clientId: string;
+  clientSecret: string;
+  /** Overrides the definition's token URL; required for `oauth2`. May hold `{placeholders}`. */
+  tokenUrl?: string | null;
+  /** Overrides the definition's client authentication. */
+  clientAuth?: ClientAuth | null;
+  /** Overrides the definition's body format. */
+  bodyFormat?: BodyFormat | null;
+  scopes?: readonly string[];
+}
+
+/** The refresh_token grant of one connection. */
+export interface RefreshGrant {
+  refreshToken: string;
+  /** Connection metadata; fills URL placeholders such as `tenant` or `region`. */
+  metadata?: Record<string, unknown>;
+}
+
+export interface BuildRefreshRequestOptions {
+  /**
+   * Accept `http://` token URLs. Only for tests and local mocks: a refresh request carries
+   * the client secret and the refresh token in clear text.
+   * @defaultValue false
+   */
+  allowInsecureTokenUrls?: boolean;
+}
+
+/** The HTTP request to send; the caller performs it. */
+export interface RefreshRequest {
+  url: string;
+  method: "POST";
+  /** Lower-case names: content-type, accept, authorization (Basic) when basic, extras. */
+  headers: Record<string, string>;
+  /** Form-urlencoded or JSON text. */
+  body: string;
+}
+
+/** What the token endpoint answered. Header names may be in any case. */
+export interface ProviderAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export type RefreshResult =
+  | {
+      outcome: "success";
+      accessToken: string;
+      /** null: the provider sent none; keep the stored one. */
+      refreshToken: string | null;
+      tokenType: string;
+      /** null: the access token does not expire. */
+      expiresAt: Date | null;
+      scope: string | null;
+      /** When the refresh token itself dies (GitHub Apps `refresh_token_expires_in`), if told. */
+      refreshTokenExpiresAt: Date | null;
+    }
+  | {
+      outcome: "invalid_grant" | "invalid_client" | "transient" | "unknown";
+      errorCode: string;
+      message: string;
+    }
+  | { outcome: "rate_limited"; errorCode: string; message: string; retryAfterMs: number | null };
+
+export type RefreshOutcome = RefreshResult["outcome"];
+
+/** Outcomes an error code can map to. */
+export type ErrorOutcome = Exclude<RefreshOutcome, "success">;
+
+/**
+ * A `{name}` in a token URL. The value comes from connection metadata under the same name,
+ * else the default; it is validated so that metadata cannot point a refresh (which carries
+ * the client secret) at another host or path.
+ */
+export type PlaceholderRule =
+  | {
+      /** The value is substituted as is and must match (anchored pattern). */
+      readonly pattern: RegExp;
+      readonly default: string;
+    }
+  | {
+      /** The value must be one of the keys; the mapped text is substituted. */
+      readonly values: Readonly<Record<string, string>>;
+      readonly default: string;
+    };
+
+/** Reclassifies an error whose code is generic but whose description says more. */
+export interface DescriptionRule {
+  readonly error: string;
+  readonly pattern: RegExp;
+  readonly outcome: ErrorOutcome;
+}
+
+/** How the optional `scope` parameter of the refresh request (RFC 6749 §6) is sent. */
+export type ScopeRule =
+  /** Never sent: the refreshed token keeps the scopes originally granted. */
+  | { readonly send: "never" }
+  /** Integration scopes joined by spaces, plus `ensure` entries; omitted when none configured. */
+  | { readonly send: "configured"; readonly ensure: readonly string[] };
+
+/** Declarative description of one provider's refresh_token grant. */
+export interface ProviderDefinition {
+  readonly id: ProviderId;
+  readonly displayName: string;
+  /** May hold `{placeholders}`; null when the integration must supply it. */
+  readonly tokenUrl: string | null;
+  readonly placeholders: Readonly<Record<string, PlaceholderRule>>;
+  readonly clientAuth: ClientAuth;
+  readonly bodyFormat: BodyFormat;
+  readonly scope: ScopeRule;
+  /** Added to every request body. */
+  readonly extraParams: Readonly<Record<string, string>>;
+  /** Added to every request; lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+  /** Access token lifetime when the answer states none; null means "does not expire". */
+  readonly fallbackLifetimeSeconds: number | null;
+  /**
+   * Documentation: the provider reports errors as HTTP 200 with an `error` field.
+   * classifyAnswer treats an `error` field in any 2xx body as an error, for every provider.
+   */
+  readonly errorsInOkBody: boolean;
+  /** Provider error codes beyond RFC 6749 §5.2, mapped to outcomes. */
+  readonly errorCodes: Readonly<Record<string, ErrorOutcome>>;
+  readonly descriptionRules: readonly DescriptionRule[];
+  /**
+   * Documentation: each refresh returns a new refresh token and the old one dies (or should
+   * be treated as dead). A lost answer then means re-authorization, so the new tokens must be
+   * persisted before anything else.
+   */
+  readonly rotatesRefreshToken: boolean;
+}
