@@ -1,4 +1,7 @@
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
+import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
 import {
   createLogger,
@@ -6,8 +9,11 @@ import {
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { createRedis } from "@evergreen/redis";
+import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
+import { COOLDOWN_PREFIX, createRefreshQueue, LOCK_PREFIX } from "@evergreen/refresh";
+import axios from "axios";
 import { workerEnv } from "./env";
+import { startRefreshWorker } from "./refresh-worker";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("worker", workerEnv, process.env);
@@ -16,18 +22,59 @@ async function main(): Promise<void> {
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
 
-  const prisma = createPrismaClient({ url: config.DATABASE_URL });
+  const prisma = createPrismaClient({
+    url: config.DATABASE_URL,
+    poolSize: Math.min(config.WORKER_CONCURRENCY, 20),
+  });
   shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-worker");
   shutdown.add("redis", () => redis.quit());
+  const consumer = createRedis(config.REDIS_URL, "consumer", "evergreen-worker-consumer");
+  shutdown.add("redis consumer", () => consumer.quit());
+  const queue = createRefreshQueue(redis);
+  shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("worker");
+
+  const agentOptions = { keepAlive: true, maxSockets: config.WORKER_CONCURRENCY };
+  const http = axios.create({
+    timeout: config.REFRESH_TIMEOUT_MS,
+    httpAgent: new HttpAgent(agentOptions),
+    httpsAgent: new HttpsAgent(agentOptions),
+  });
+
+  const worker = startRefreshWorker(
+    {
+      prisma,
+      keyRing: new KeyRing(config.ENCRYPTION_KEYS),
+      // The lease must outlive a refresh that runs into its HTTP timeout.
+      lock: new RedisLock(redis, {
+        prefix: LOCK_PREFIX,
+        ttlMs: Math.max(30_000, 3 * config.REFRESH_TIMEOUT_MS),
+      }),
+      cooldown: new Cooldown(redis, COOLDOWN_PREFIX),
+      queue,
+      http,
+      metrics,
+      log,
+      settings: {
+        defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
+        retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
+        retryMaxDelayMs: config.RETRY_MAX_DELAY_MS,
+        allowInsecureTokenUrls: config.ALLOW_INSECURE_TOKEN_URLS,
+      },
+    },
+    { connection: consumer, concurrency: config.WORKER_CONCURRENCY, log },
+  );
+  // Closing waits for in-flight refreshes to finish, so none is cut between the provider's
+  // answer and the database write.
+  shutdown.add("refresh worker", () => worker.close());
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
   });
   shutdown.add("ops server", () => ops.close());
-  log.info({ port: ops.port }, "ops server listening");
+  log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
 }
 
 await main();

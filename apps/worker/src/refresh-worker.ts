@@ -1,0 +1,67 @@
+import type { Logger } from "@evergreen/observability";
+import {
+  QUEUE_PREFIX,
+  REFRESH_QUEUE,
+  type RefreshDeps,
+  type RefreshJobPayload,
+  refreshConnection,
+  refreshJobPayload,
+} from "@evergreen/refresh";
+import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
+
+export interface RefreshWorkerOptions {
+  readonly connection: ConnectionOptions;
+  readonly concurrency: number;
+  readonly log: Logger;
+}
+
+/**
+ * Consumes refresh jobs. A job that finds the connection locked or its integration
+ * cooling down goes back to the delayed set under the same id, spending no attempt; a
+ * job whose connection was rescheduled, deleted or stopped completes as a no-op.
+ */
+export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Worker {
+  const process = async (job: Job<RefreshJobPayload>, token?: string) => {
+    const parsed = refreshJobPayload.safeParse(job.data);
+    if (!parsed.success) throw new UnrecoverableError("malformed refresh job payload");
+    const run = await refreshConnection(deps, {
+      connectionId: parsed.data.connectionId,
+      expectedVersion: parsed.data.version,
+      source: "worker",
+      // Lateness counts from the time first scheduled; re-delays (busy lock, cooldown)
+      // are the system working as intended, not lateness.
+      scheduledAt:
+        job.attemptsStarted <= 1 ? new Date(job.timestamp + (job.opts.delay ?? 0)) : undefined,
+    });
+    switch (run.kind) {
+      case "busy":
+      case "cooling_down":
+        await job.moveToDelayed(Date.now() + run.retryInMs, token);
+        throw new DelayedError();
+      case "done":
+        return run.outcome;
+      case "skipped":
+        return `skipped:${run.reason}`;
+      default:
+        return assertNever(run);
+    }
+  };
+
+  const worker = new Worker<RefreshJobPayload>(REFRESH_QUEUE, process, {
+    connection: options.connection,
+    prefix: QUEUE_PREFIX,
+    concurrency: options.concurrency,
+    // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
+    // handed to another); the connection's RedisLock and the row version are.
+    maxStalledCount: 1_000,
+  });
+  worker.on("failed", (job, err) => {
+    options.log.error({ job: job?.id, err }, "refresh job failed");
+  });
+  worker.on("error", (err) => options.log.error({ err }, "worker error"));
+  return worker;
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled refresh run: ${JSON.stringify(value)}`);
+}

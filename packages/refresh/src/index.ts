@@ -1,0 +1,29 @@
+export {
+  COOLDOWN_PREFIX,
+  createRefreshQueue,
+  LOCK_PREFIX,
+  QUEUE_PREFIX,
+  REFRESH_JOB,
+  REFRESH_JOB_OPTIONS,
+  REFRESH_QUEUE,
+  type RefreshJobPayload,
+  refreshJobId,
+  refreshJobPayload,
+} from "./jobs";
+export {
+  backoffMs,
+  type RefreshDeps,
+  type RefreshRequestInput,
+  type RefreshRun,
+  type RefreshSettings,
+  refreshConnection,
+} from "./refresh-connection";
+export { computeNextRefreshAt, enqueueRefresh, type RefreshTimeInput } from "./schedule";
+export {
+  openAccessToken,
+  openClientSecret,
+  openRefreshToken,
+  sealAccessToken,
+  sealClientSecret,
+  sealRefreshToken,
+} from "./token-cipher";

@@ -1,0 +1,49 @@
+import { type ConnectionOptions, type JobsOptions, Queue } from "bullmq";
+import { z } from "zod";
+
+/**
+ * The one job catalog: queue, job name, payload schema and options, used by every
+ * producer (api, scheduler, worker) and the consumer (worker). Design: docs/adr/0004.
+ */
+
+/** Hash-tagged so every key of the queue lands in one Redis Cluster slot. */
+export const QUEUE_PREFIX = "{evergreen}";
+export const REFRESH_QUEUE = "refresh";
+export const REFRESH_JOB = "refresh-connection";
+
+/** Payloads carry ids, never tokens. */
+export const refreshJobPayload = z.object({
+  connectionId: z.string().uuid(),
+  /** The row version this job was scheduled for; any other version makes it a no-op. */
+  version: z.number().int().nonnegative(),
+});
+export type RefreshJobPayload = z.infer<typeof refreshJobPayload>;
+
+/**
+ * `<connectionId>.<version>`: BullMQ ignores an add whose id exists, so a job can never
+ * reschedule itself under its own id. Every write that changes a connection's schedule
+ * bumps its version, which names the next job; a job whose version is no longer the
+ * row's is stale and does nothing. Ids may not contain `:`.
+ */
+export function refreshJobId({ connectionId, version }: RefreshJobPayload): string {
+  return `${connectionId}.${version}`;
+}
+
+export const REFRESH_JOB_OPTIONS = {
+  // Retries are ours (backoff per connection, recorded in the row), not BullMQ's.
+  attempts: 1,
+  removeOnComplete: true,
+  removeOnFail: { count: 10_000 },
+} as const satisfies JobsOptions;
+
+export function createRefreshQueue(connection: ConnectionOptions): Queue<RefreshJobPayload> {
+  return new Queue<RefreshJobPayload>(REFRESH_QUEUE, {
+    connection,
+    prefix: QUEUE_PREFIX,
+    defaultJobOptions: REFRESH_JOB_OPTIONS,
+  });
+}
+
+/** Other Redis keys of the refresh path, under the same hash tag as the queue. */
+export const LOCK_PREFIX = `${QUEUE_PREFIX}:lock:`;
+export const COOLDOWN_PREFIX = `${QUEUE_PREFIX}:cooldown:`;

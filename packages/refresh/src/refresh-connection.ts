@@ -1,0 +1,390 @@
+import type { KeyRing } from "@evergreen/crypto";
+import type {
+  Connection,
+  ConnectionStatus,
+  Integration,
+  Prisma,
+  PrismaClient,
+} from "@evergreen/db";
+import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
+import { hashId } from "@evergreen/observability";
+import {
+  buildRefreshRequest,
+  classifyAnswer,
+  isProviderId,
+  type ProviderAnswer,
+  type RefreshResult,
+} from "@evergreen/providers";
+import type { Cooldown, RedisLock } from "@evergreen/redis";
+import type { AxiosInstance } from "axios";
+import type { Queue } from "bullmq";
+import type { RefreshJobPayload } from "./jobs";
+import { computeNextRefreshAt, enqueueRefresh } from "./schedule";
+import {
+  openClientSecret,
+  openRefreshToken,
+  sealAccessToken,
+  sealRefreshToken,
+} from "./token-cipher";
+
+export interface RefreshSettings {
+  /** REFRESH_BUFFER_SECONDS. */
+  readonly defaultBufferSeconds: number;
+  /** RETRY_BASE_DELAY_MS. */
+  readonly retryBaseDelayMs: number;
+  /** RETRY_MAX_DELAY_MS. */
+  readonly retryMaxDelayMs: number;
+  /** ALLOW_INSECURE_TOKEN_URLS. */
+  readonly allowInsecureTokenUrls: boolean;
+  /** Longest Retry-After honoured. @defaultValue 3600000 */
+  readonly maxRetryAfterMs?: number;
+  /** Consecutive `unknown` answers retried before the connection goes to `error`. @defaultValue 5 */
+  readonly unknownRetryLimit?: number;
+}
+
+export interface RefreshDeps {
+  readonly prisma: PrismaClient;
+  readonly keyRing: KeyRing;
+  readonly lock: RedisLock;
+  readonly cooldown: Cooldown;
+  readonly queue: Queue<RefreshJobPayload>;
+  /** Configured with REFRESH_TIMEOUT_MS and a keep-alive agent. */
+  readonly http: AxiosInstance;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly settings: RefreshSettings;
+  /** @defaultValue () => new Date() */
+  readonly now?: () => Date;
+  /** @defaultValue Math.random */
+  readonly random?: () => number;
+}
+
+export interface RefreshRequestInput {
+  readonly connectionId: string;
+  /** Only refresh if the row is still at this version (a scheduled job's version). */
+  readonly expectedVersion?: number;
+  readonly source: "worker" | "api";
+  /** When a scheduled job was due, for the lateness histogram. */
+  readonly scheduledAt?: Date;
+}
+
+export type RefreshRun =
+  /** The provider answered and the answer is stored. */
+  | { readonly kind: "done"; readonly outcome: RefreshOutcome; readonly connection: Connection }
+  /** Another process holds the connection's lock; try again after `retryInMs`. */
+  | { readonly kind: "busy"; readonly retryInMs: number }
+  /** The integration is cooling down after a 429 (maybe this one); try again after `retryInMs`. */
+  | { readonly kind: "cooling_down"; readonly retryInMs: number }
+  /** Nothing to do: deleted, rescheduled since (other version), or not refreshable. */
+  | { readonly kind: "skipped"; readonly reason: string };
+
+const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
+
+/**
+ * SPEC §2, step 2: lock, load, call the token endpoint, classify, store (fenced by the
+ * row's version), schedule the next refresh, unlock. Persisting the new tokens comes
+ * before anything else, since a rotating provider has already revoked the old ones.
+ */
+export async function refreshConnection(
+  deps: RefreshDeps,
+  input: RefreshRequestInput,
+): Promise<RefreshRun> {
+  const { lock, metrics } = deps;
+  const lease = await lock.acquire(input.connectionId);
+  if (!lease) {
+    metrics.lockContended.inc({ source: input.source });
+    return { kind: "busy", retryInMs: Math.max(50, await lock.remainingMs(input.connectionId)) };
+  }
+  try {
+    return await refreshLocked(deps, input, lease.signal);
+  } finally {
+    await lease.release();
+  }
+}
+
+async function refreshLocked(
+  deps: RefreshDeps,
+  input: RefreshRequestInput,
+  leaseSignal: AbortSignal,
+): Promise<RefreshRun> {
+  const { prisma, keyRing, settings } = deps;
+  const now = deps.now ?? (() => new Date());
+  const row = await prisma.connection.findUnique({
+    where: { id: input.connectionId },
+    include: { integration: true },
+  });
+  if (!row) return { kind: "skipped", reason: "deleted" };
+  if (input.expectedVersion !== undefined && row.version !== input.expectedVersion) {
+    return { kind: "skipped", reason: "rescheduled" };
+  }
+  if (!REFRESHABLE.includes(row.status)) return { kind: "skipped", reason: row.status };
+  const { integration, ...connection } = row;
+  const provider = integration.provider;
+  if (input.scheduledAt) {
+    const lateMs = Math.max(0, now().getTime() - input.scheduledAt.getTime());
+    deps.metrics.refreshLateness.observe({ provider }, lateMs / 1000);
+  }
+  if (!isProviderId(provider)) {
+    return record(deps, connection, integration, {
+      outcome: "invalid_client",
+      errorCode: "unknown_provider",
+      message: "the integration names a provider this build does not know",
+    });
+  }
+
+  const cooling = await deps.cooldown.remainingMs(integration.id);
+  if (cooling > 0) return { kind: "cooling_down", retryInMs: cooling };
+
+  if (!connection.refreshToken) {
+    return record(deps, connection, integration, {
+      outcome: "invalid_grant",
+      errorCode: "no_refresh_token",
+      message: "the connection has no refresh token; send new tokens",
+    });
+  }
+
+  let request: ReturnType<typeof buildRefreshRequest>;
+  try {
+    request = buildRefreshRequest(
+      {
+        provider,
+        clientId: integration.clientId,
+        clientSecret: openClientSecret(keyRing, integration.id, integration.clientSecret),
+        tokenUrl: integration.tokenUrl,
+        clientAuth: integration.clientAuth,
+        bodyFormat: integration.bodyFormat,
+        scopes: integration.scopes,
+      },
+      {
+        refreshToken: openRefreshToken(keyRing, connection.id, connection.refreshToken),
+        metadata: asRecord(connection.metadata),
+      },
+      { allowInsecureTokenUrls: settings.allowInsecureTokenUrls },
+    );
+  } catch (error) {
+    return record(deps, connection, integration, {
+      outcome: "invalid_client",
+      errorCode: "integration_config",
+      message: (error as Error).message,
+    });
+  }
+
+  // A lease lost while we prepared (a long GC pause, a Redis failover) means another
+  // process may already be refreshing: sending our refresh token now could reuse one the
+  // provider has rotated.
+  if (leaseSignal.aborted) return { kind: "busy", retryInMs: 1_000 };
+
+  const started = performance.now();
+  const answer = await callTokenEndpoint(deps.http, request);
+  deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
+  const result =
+    "transportError" in answer
+      ? ({
+          outcome: "transient",
+          errorCode: answer.transportError,
+          message: "token endpoint unreachable or timed out",
+        } as const)
+      : classifyAnswer(provider, answer, now());
+  return record(deps, connection, integration, result);
+}
+
+/** Stores one classified answer and schedules what follows it. */
+async function record(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: Integration,
+  result: RefreshResult,
+): Promise<RefreshRun> {
+  const { prisma, keyRing, metrics, settings } = deps;
+  const now = (deps.now ?? (() => new Date()))();
+  const provider = integration.provider;
+  const log = deps.log.child({
+    connection: connection.id,
+    externalId: hashId(connection.externalId),
+    provider,
+  });
+  metrics.refreshTotal.inc({ provider, outcome: result.outcome });
+  const fence = { id: connection.id, version: connection.version };
+  const nextVersion = connection.version + 1;
+
+  let data: Prisma.ConnectionUpdateManyMutationInput;
+  let event: {
+    type: "refreshed" | "refresh_failed" | "needs_reauth";
+    errorCode?: string;
+    message?: string;
+  };
+  let nextRefreshAt: Date | null = null;
+  let bump = true;
+  let waitMs = 0;
+
+  switch (result.outcome) {
+    case "success": {
+      const bufferSeconds = integration.refreshBufferSeconds ?? settings.defaultBufferSeconds;
+      nextRefreshAt = computeNextRefreshAt({
+        expiresAt: result.expiresAt,
+        issuedAt: now,
+        bufferSeconds,
+        random: deps.random,
+      });
+      data = {
+        accessToken: sealAccessToken(keyRing, connection.id, result.accessToken),
+        // No refresh_token in the answer: the provider keeps the old one valid.
+        ...(result.refreshToken
+          ? { refreshToken: sealRefreshToken(keyRing, connection.id, result.refreshToken) }
+          : {}),
+        tokenType: result.tokenType,
+        ...(result.scope ? { scope: result.scope } : {}),
+        expiresAt: result.expiresAt,
+        status: "active",
+        nextRefreshAt,
+        lastRefreshedAt: now,
+        refreshCount: { increment: 1 },
+        consecutiveFailures: 0,
+        lastErrorCode: null,
+        lastErrorMessage: null,
+        lastErrorAt: null,
+      };
+      event = { type: "refreshed" };
+      break;
+    }
+    case "invalid_grant":
+      data = { status: "needs_reauth", nextRefreshAt: null, ...failure(result, now) };
+      event = { type: "needs_reauth", errorCode: result.errorCode, message: result.message };
+      break;
+    case "invalid_client":
+      data = { status: "error", nextRefreshAt: null, ...failure(result, now) };
+      event = { type: "refresh_failed", errorCode: result.errorCode, message: result.message };
+      break;
+    case "rate_limited": {
+      // Not an attempt: the same job waits (see the worker), so the version stays.
+      waitMs = Math.min(
+        result.retryAfterMs ?? settings.retryBaseDelayMs,
+        settings.maxRetryAfterMs ?? 3_600_000,
+      );
+      await deps.cooldown.start(integration.id, waitMs);
+      data = failure(result, now);
+      event = { type: "refresh_failed", errorCode: result.errorCode, message: result.message };
+      bump = false;
+      break;
+    }
+    case "transient":
+    case "unknown": {
+      const failures = connection.consecutiveFailures + 1;
+      const giveUp = result.outcome === "unknown" && failures >= (settings.unknownRetryLimit ?? 5);
+      nextRefreshAt = giveUp
+        ? null
+        : new Date(now.getTime() + backoffMs(settings, failures, deps.random));
+      const expired = connection.expiresAt !== null && connection.expiresAt <= now;
+      data = {
+        status: giveUp ? "error" : expired ? "expired" : "active",
+        nextRefreshAt,
+        consecutiveFailures: failures,
+        ...failure(result, now),
+      };
+      event = { type: "refresh_failed", errorCode: result.errorCode, message: result.message };
+      break;
+    }
+    default:
+      return assertNever(result);
+  }
+
+  const [updated] = await prisma.$transaction([
+    prisma.connection.updateMany({
+      where: fence,
+      data: bump ? { ...data, version: nextVersion } : data,
+    }),
+    prisma.connectionEvent.create({
+      data: {
+        connectionId: connection.id,
+        integrationId: integration.id,
+        type: event.type,
+        outcome: result.outcome,
+        errorCode: event.errorCode ?? null,
+        message: event.message ?? null,
+      },
+    }),
+  ]);
+  if (updated.count === 0) {
+    // Someone wrote a newer version while we held what we thought was the lock (our lease
+    // ran out). Their write wins; ours is dropped, never merged over theirs.
+    log.warn({ outcome: result.outcome }, "refresh result dropped: connection changed meanwhile");
+    return { kind: "skipped", reason: "lost_race" };
+  }
+
+  if (result.outcome === "success" && connection.expiresAt) {
+    metrics.tokenRemaining.observe(
+      { provider },
+      (connection.expiresAt.getTime() - now.getTime()) / 1000,
+    );
+  }
+  if (result.outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
+  const version = bump ? nextVersion : connection.version;
+  if (nextRefreshAt) {
+    try {
+      await enqueueRefresh(
+        deps.queue,
+        { connectionId: connection.id, version },
+        nextRefreshAt,
+        now,
+      );
+    } catch (err) {
+      // The row says when; the scheduler's next sweep enqueues what is missing.
+      log.error({ err }, "could not enqueue the next refresh; the scheduler will repair it");
+    }
+  }
+  log.info({ outcome: result.outcome, nextRefreshAt }, "refresh recorded");
+  const stored = await prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+  return { kind: "done", outcome: result.outcome, connection: stored };
+}
+
+function failure(result: { errorCode: string; message: string }, now: Date) {
+  return { lastErrorCode: result.errorCode, lastErrorMessage: result.message, lastErrorAt: now };
+}
+
+/** Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %. */
+export function backoffMs(
+  settings: Pick<RefreshSettings, "retryBaseDelayMs" | "retryMaxDelayMs">,
+  failures: number,
+  random: () => number = Math.random,
+): number {
+  const exponential = settings.retryBaseDelayMs * 2 ** Math.min(Math.max(failures - 1, 0), 30);
+  const capped = Math.min(settings.retryMaxDelayMs, exponential);
+  return Math.round(capped * (0.5 + random() * 0.5));
+}
+
+async function callTokenEndpoint(
+  http: AxiosInstance,
+  request: ReturnType<typeof buildRefreshRequest>,
+): Promise<ProviderAnswer | { transportError: string }> {
+  try {
+    const response = await http.request<string>({
+      url: request.url,
+      method: request.method,
+      headers: request.headers,
+      data: request.body,
+      responseType: "text",
+      // Keep the raw text: classification reads JSON and form bodies alike.
+      transformResponse: (body: string) => body,
+      validateStatus: () => true,
+      maxRedirects: 0,
+    });
+    return {
+      status: response.status,
+      headers: response.headers as ProviderAnswer["headers"],
+      body: typeof response.data === "string" ? response.data : "",
+    };
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    return { transportError: typeof code === "string" ? code.toLowerCase() : "network_error" };
+  }
+}
+
+function asRecord(value: unknown): Record<string, unknown> {
+  return value && typeof value === "object" && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : {};
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled refresh result: ${JSON.stringify(value)}`);
+}

@@ -1,0 +1,55 @@
+import { describe, expect, it } from "vitest";
+import { backoffMs } from "./refresh-connection";
+import { computeNextRefreshAt } from "./schedule";
+
+const issuedAt = new Date("2026-01-01T00:00:00Z");
+const at = (seconds: number) => new Date(issuedAt.getTime() + seconds * 1000);
+
+describe("computeNextRefreshAt", () => {
+  it("refreshes a buffer before expiry, minus up to 10 % of the buffer", () => {
+    const base = { expiresAt: at(3600), issuedAt, bufferSeconds: 300 };
+    expect(computeNextRefreshAt({ ...base, random: () => 0 })).toEqual(at(3300));
+    expect(computeNextRefreshAt({ ...base, random: () => 0.999999 })?.getTime()).toBeCloseTo(
+      at(3270).getTime(),
+      -1,
+    );
+  });
+
+  it("uses half the lifetime as the buffer when the lifetime is under twice the buffer", () => {
+    const next = computeNextRefreshAt({
+      expiresAt: at(60),
+      issuedAt,
+      bufferSeconds: 300,
+      random: () => 0,
+    });
+    expect(next).toEqual(at(30));
+  });
+
+  it("schedules nothing for a token that never expires", () => {
+    expect(computeNextRefreshAt({ expiresAt: null, issuedAt, bufferSeconds: 300 })).toBeNull();
+  });
+
+  it("spreads tokens issued together", () => {
+    const times = new Set(
+      Array.from({ length: 50 }, () =>
+        computeNextRefreshAt({ expiresAt: at(3600), issuedAt, bufferSeconds: 300 })?.getTime(),
+      ),
+    );
+    expect(times.size).toBeGreaterThan(40);
+    for (const time of times) {
+      expect(time).toBeGreaterThanOrEqual(at(3270).getTime());
+      expect(time).toBeLessThanOrEqual(at(3300).getTime());
+    }
+  });
+});
+
+describe("backoffMs", () => {
+  const settings = { retryBaseDelayMs: 1_000, retryMaxDelayMs: 300_000 };
+  it("doubles per failure between half and all of the step, up to the cap", () => {
+    expect(backoffMs(settings, 1, () => 1)).toBe(1_000);
+    expect(backoffMs(settings, 1, () => 0)).toBe(500);
+    expect(backoffMs(settings, 4, () => 1)).toBe(8_000);
+    expect(backoffMs(settings, 40, () => 1)).toBe(300_000);
+    expect(backoffMs(settings, 40, () => 0)).toBe(150_000);
+  });
+});

@@ -1,0 +1,45 @@
+import type { Queue } from "bullmq";
+import { REFRESH_JOB, type RefreshJobPayload, refreshJobId } from "./jobs";
+
+export interface RefreshTimeInput {
+  /** When the access token expires; null when it never does. */
+  readonly expiresAt: Date | null;
+  /** When the token was issued or stored (start of its lifetime). */
+  readonly issuedAt: Date;
+  /** Buffer before expiry: the integration's, else REFRESH_BUFFER_SECONDS. */
+  readonly bufferSeconds: number;
+  /** Uniform in [0, 1); injectable for tests. @defaultValue Math.random */
+  readonly random?: () => number;
+}
+
+/**
+ * SPEC §2: `expiresAt - buffer - spread`, spread uniform in 0..10 % of the buffer so tokens
+ * issued together do not refresh together; when the lifetime is shorter than twice the
+ * buffer, the buffer is half the lifetime. Null for tokens that never expire.
+ */
+export function computeNextRefreshAt({
+  expiresAt,
+  issuedAt,
+  bufferSeconds,
+  random = Math.random,
+}: RefreshTimeInput): Date | null {
+  if (!expiresAt) return null;
+  const lifetimeMs = Math.max(0, expiresAt.getTime() - issuedAt.getTime());
+  let bufferMs = bufferSeconds * 1000;
+  if (lifetimeMs < 2 * bufferMs) bufferMs = lifetimeMs / 2;
+  const spreadMs = random() * 0.1 * bufferMs;
+  return new Date(Math.round(expiresAt.getTime() - bufferMs - spreadMs));
+}
+
+/** Enqueues the delayed job for this connection version (a no-op if it already exists). */
+export async function enqueueRefresh(
+  queue: Queue<RefreshJobPayload>,
+  payload: RefreshJobPayload,
+  at: Date,
+  now: Date = new Date(),
+): Promise<void> {
+  await queue.add(REFRESH_JOB, payload, {
+    jobId: refreshJobId(payload),
+    delay: Math.max(0, at.getTime() - now.getTime()),
+  });
+}
