@@ -12,6 +12,8 @@ import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Wor
 export interface RefreshWorkerOptions {
   readonly connection: ConnectionOptions;
   readonly concurrency: number;
+  /** @defaultValue QUEUE_PREFIX */
+  readonly prefix?: string;
   readonly log: Logger;
 }
 
@@ -49,7 +51,7 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
 
   const worker = new Worker<RefreshJobPayload>(REFRESH_QUEUE, process, {
     connection: options.connection,
-    prefix: QUEUE_PREFIX,
+    prefix: options.prefix ?? QUEUE_PREFIX,
     concurrency: options.concurrency,
     // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
     // handed to another); the connection's RedisLock and the row version are.

@@ -36,10 +36,14 @@ export const REFRESH_JOB_OPTIONS = {
   removeOnFail: { count: 10_000 },
 } as const satisfies JobsOptions;
 
-export function createRefreshQueue(connection: ConnectionOptions): Queue<RefreshJobPayload> {
+/** @param prefix Redis key prefix; tests give each run its own. */
+export function createRefreshQueue(
+  connection: ConnectionOptions,
+  prefix: string = QUEUE_PREFIX,
+): Queue<RefreshJobPayload> {
   return new Queue<RefreshJobPayload>(REFRESH_QUEUE, {
     connection,
-    prefix: QUEUE_PREFIX,
+    prefix,
     defaultJobOptions: REFRESH_JOB_OPTIONS,
   });
 }

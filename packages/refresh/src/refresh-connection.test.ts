@@ -1,0 +1,165 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { refreshJobId } from "./jobs";
+import { refreshConnection } from "./refresh-connection";
+import { createRefreshHarness, type RefreshHarness } from "./testing";
+import { openAccessToken, openRefreshToken } from "./token-cipher";
+
+let h: RefreshHarness;
+beforeEach(async () => {
+  h = await createRefreshHarness({ timeoutMs: 300, unknownRetryLimit: 3 });
+});
+afterEach(() => h.close());
+
+const refresh = (connectionId: string, expectedVersion?: number) =>
+  refreshConnection(h.deps, { connectionId, expectedVersion, source: "worker" });
+
+async function eventsOf(connectionId: string) {
+  return h.prisma.connectionEvent.findMany({ where: { connectionId }, orderBy: { id: "asc" } });
+}
+
+describe("refreshConnection outcomes", () => {
+  it("success: stores the rotated tokens encrypted, bumps the version, schedules the next job", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true });
+    const run = await refresh(connection.id, 0);
+    expect(run).toMatchObject({ kind: "done", outcome: "success" });
+
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    const current = h.provider.grant(grant.grantId);
+    expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(current?.refreshToken);
+    expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toBe(current?.accessToken);
+    expect(row.refreshToken).not.toContain(current?.refreshToken);
+    expect(row).toMatchObject({
+      status: "active",
+      version: 1,
+      refreshCount: 1,
+      consecutiveFailures: 0,
+    });
+    expect(row.nextRefreshAt?.getTime()).toBeLessThan(row.expiresAt?.getTime() ?? 0);
+
+    const job = await h.queue.getJob(refreshJobId({ connectionId: row.id, version: 1 }));
+    expect(job?.data).toEqual({ connectionId: row.id, version: 1 });
+    expect(await job?.getState()).toBe("delayed");
+    expect((await eventsOf(row.id)).map((e) => [e.type, e.outcome])).toEqual([
+      ["refreshed", "success"],
+    ]);
+  });
+
+  it("success without refresh_token: keeps the stored one", async () => {
+    const { connection, grant } = await h.addConnection({ omitRefreshToken: true });
+    await refresh(connection.id);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(grant.refreshToken);
+    expect(row.refreshCount).toBe(1);
+  });
+
+  it("invalid_grant: needs_reauth, no further job, never retried", async () => {
+    const { connection, grant } = await h.addConnection();
+    h.provider.revoke(grant.refreshToken);
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({
+      status: "needs_reauth",
+      nextRefreshAt: null,
+      lastErrorCode: "invalid_grant",
+    });
+    expect(await h.queue.getJobCounts("delayed", "wait")).toEqual({ delayed: 0, wait: 0 });
+    const requests = h.provider.requests;
+    expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "needs_reauth" });
+    expect(h.provider.requests).toBe(requests);
+    expect((await eventsOf(row.id)).map((e) => e.type)).toEqual(["needs_reauth"]);
+  });
+
+  it("invalid_client: error status, no further job", async () => {
+    const { connection } = await h.addConnection();
+    h.provider.enqueue({ status: 401, error: "invalid_client" });
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_client" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({
+      status: "error",
+      nextRefreshAt: null,
+      lastErrorCode: "invalid_client",
+    });
+    expect(await h.queue.getJobCounts("delayed")).toEqual({ delayed: 0 });
+  });
+
+  it("rate_limited: waits Retry-After, spends no version, and cools the whole integration", async () => {
+    const first = await h.addConnection();
+    const second = await h.addConnection();
+    h.provider.enqueue({ status: 429, retryAfter: "7", error: "slow_down" });
+    const run = await refresh(first.connection.id, 0);
+    expect(run.kind).toBe("cooling_down");
+    expect(run.kind === "cooling_down" && run.retryInMs).toBe(7_000);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: first.connection.id } });
+    expect(row).toMatchObject({ status: "active", version: 0, lastErrorCode: "slow_down" });
+
+    const requests = h.provider.requests;
+    const held = await refresh(second.connection.id, 0);
+    expect(held.kind).toBe("cooling_down");
+    expect(held.kind === "cooling_down" && held.retryInMs).toBeGreaterThan(6_000);
+    expect(h.provider.requests).toBe(requests);
+  });
+
+  it("transient (5xx): retried with backoff, status stays active while the token is valid", async () => {
+    const { connection } = await h.addConnection();
+    h.provider.enqueue({ status: 503 });
+    const before = Date.now();
+    expect(await refresh(connection.id, 0)).toMatchObject({ kind: "done", outcome: "transient" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "active", version: 1, consecutiveFailures: 1 });
+    const delay = (row.nextRefreshAt?.getTime() ?? 0) - before;
+    expect(delay).toBeGreaterThanOrEqual(500);
+    expect(delay).toBeLessThan(60_000);
+    expect(await h.queue.getJob(refreshJobId({ connectionId: row.id, version: 1 }))).toBeTruthy();
+  });
+
+  it("transient (timeout) on an expired token: status expired, still scheduled", async () => {
+    const { connection } = await h.addConnection({ expiresInSeconds: -10 });
+    h.provider.enqueue({ hang: true });
+    const run = await refresh(connection.id);
+    expect(run).toMatchObject({ kind: "done", outcome: "transient" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "expired", lastErrorCode: "econnaborted" });
+    expect(row.nextRefreshAt).not.toBeNull();
+  });
+
+  it("unknown: retried a bounded number of times, then error with the body's code", async () => {
+    const { connection } = await h.addConnection();
+    h.provider.failNext(3, { status: 400, error: "invalid_scope" });
+    for (const expected of ["active", "active", "error"]) {
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      expect(await refresh(connection.id, row.version)).toMatchObject({ outcome: "unknown" });
+      const after = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      expect(after).toMatchObject({ status: expected, lastErrorCode: "invalid_scope" });
+    }
+  });
+
+  it("an error inside a 200 body is an error, not a token", async () => {
+    const { connection } = await h.addConnection();
+    h.provider.enqueue({ status: 200, body: { error: "invalid_grant" } });
+    expect(await refresh(connection.id)).toMatchObject({ outcome: "invalid_grant" });
+  });
+});
+
+describe("refreshConnection guards", () => {
+  it("skips a job scheduled for another version", async () => {
+    const { connection } = await h.addConnection();
+    expect(await refresh(connection.id, 5)).toEqual({ kind: "skipped", reason: "rescheduled" });
+    expect(h.provider.requests).toBe(0);
+  });
+
+  it("skips a deleted connection", async () => {
+    const { connection } = await h.addConnection();
+    await h.prisma.connection.delete({ where: { id: connection.id } });
+    expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "deleted" });
+  });
+
+  it("reports busy, without calling the provider, while another process holds the lock", async () => {
+    const { connection } = await h.addConnection();
+    const lease = await h.deps.lock.acquire(connection.id);
+    const run = await refresh(connection.id);
+    expect(run.kind).toBe("busy");
+    expect(h.provider.requests).toBe(0);
+    await lease?.release();
+    expect(await refresh(connection.id)).toMatchObject({ outcome: "success" });
+  });
+});

@@ -1,0 +1,139 @@
+// Test harness: a migrated database, a private Redis key space and a mock provider, wired
+// into RefreshDeps the way the worker wires them.
+import { randomBytes } from "node:crypto";
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
+import { type Connection, createPrismaClient, type PrismaClient } from "@evergreen/db";
+import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
+import { createLogger, createMetrics, type Metrics } from "@evergreen/observability";
+import {
+  type GrantOptions,
+  type IssuedGrant,
+  type MockProvider,
+  startMockProvider,
+} from "@evergreen/providers/testing";
+import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
+import axios from "axios";
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { createRefreshQueue, type RefreshJobPayload } from "./jobs";
+import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
+import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cipher";
+
+export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+export interface RefreshHarness {
+  readonly db: TestDatabase;
+  readonly prisma: PrismaClient;
+  readonly redis: Redis;
+  readonly keyRing: KeyRing;
+  /** `ENCRYPTION_KEYS` value of `keyRing`, for child processes. */
+  readonly encryptionKeys: string;
+  readonly provider: MockProvider;
+  readonly queue: Queue<RefreshJobPayload>;
+  /** Redis prefix of this harness's queue, locks and cooldowns. */
+  readonly prefix: string;
+  readonly metrics: Metrics;
+  readonly deps: RefreshDeps;
+  /** Creates an integration against the mock provider (once) and a connection on a new grant. */
+  addConnection(
+    options?: ConnectionOptions,
+  ): Promise<{ connection: Connection; grant: IssuedGrant }>;
+  close(): Promise<void>;
+}
+
+export interface ConnectionOptions extends GrantOptions {
+  /** Seconds until the stored access token expires; negative for an expired one. @defaultValue 3600 */
+  readonly expiresInSeconds?: number;
+  readonly integrationKey?: string;
+}
+
+export async function createRefreshHarness(
+  settings: Partial<RefreshSettings> & {
+    readonly timeoutMs?: number;
+    readonly latencyMs?: number;
+  } = {},
+): Promise<RefreshHarness> {
+  const db = await createTestDatabase();
+  const prisma = createPrismaClient({ url: db.url, poolSize: 5 });
+  const redis = createRedis(TEST_REDIS_URL, "producer");
+  const encryptionKeys = generateEncryptionKey("test");
+  const keyRing = KeyRing.fromSpec(encryptionKeys);
+  const provider = await startMockProvider({ latencyMs: settings.latencyMs ?? 0 });
+  const prefix = `{test-${randomBytes(4).toString("hex")}}`;
+  const queue = createRefreshQueue(redis, prefix);
+  const metrics = createMetrics("test");
+  const deps: RefreshDeps = {
+    prisma,
+    keyRing,
+    lock: new RedisLock(redis, { prefix: `${prefix}:lock:`, ttlMs: 30_000 }),
+    cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
+    queue,
+    http: axios.create({ timeout: settings.timeoutMs ?? 2_000 }),
+    metrics,
+    log: createLogger({ name: "test", level: "silent" }),
+    settings: {
+      defaultBufferSeconds: settings.defaultBufferSeconds ?? 300,
+      retryBaseDelayMs: settings.retryBaseDelayMs ?? 1_000,
+      retryMaxDelayMs: settings.retryMaxDelayMs ?? 300_000,
+      allowInsecureTokenUrls: true,
+      ...(settings.unknownRetryLimit ? { unknownRetryLimit: settings.unknownRetryLimit } : {}),
+    },
+  };
+  const integrations = new Map<string, string>();
+
+  async function integrationId(key: string): Promise<string> {
+    const known = integrations.get(key);
+    if (known) return known;
+    const id = crypto.randomUUID();
+    await prisma.integration.create({
+      data: {
+        id,
+        key,
+        provider: "oauth2",
+        clientId: provider.clientId,
+        clientSecret: sealClientSecret(keyRing, id, provider.clientSecret),
+        tokenUrl: provider.tokenUrl,
+      },
+    });
+    integrations.set(key, id);
+    return id;
+  }
+
+  return {
+    db,
+    prisma,
+    redis,
+    keyRing,
+    encryptionKeys,
+    provider,
+    queue,
+    prefix,
+    metrics,
+    deps,
+    async addConnection(options = {}) {
+      const grant = provider.issueGrant(options);
+      const id = crypto.randomUUID();
+      const connection = await prisma.connection.create({
+        data: {
+          id,
+          integrationId: await integrationId(options.integrationKey ?? "mock"),
+          externalId: `user-${id}`,
+          accessToken: sealAccessToken(keyRing, id, grant.accessToken),
+          refreshToken: sealRefreshToken(keyRing, id, grant.refreshToken),
+          expiresAt: new Date(Date.now() + (options.expiresInSeconds ?? 3600) * 1000),
+        },
+      });
+      return { connection, grant };
+    },
+    async close() {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length > 0) await redis.del(...keys);
+      await redis.quit();
+      await provider.close();
+      await prisma.$disconnect();
+      await db.drop();
+    },
+  };
+}
