@@ -37,33 +37,37 @@ async function main(): Promise<void> {
 
   const agentOptions = { keepAlive: true, maxSockets: config.WORKER_CONCURRENCY };
   const http = axios.create({
-    timeout: config.REFRESH_TIMEOUT_MS,
     httpAgent: new HttpAgent(agentOptions),
     httpsAgent: new HttpsAgent(agentOptions),
   });
 
+  // The lease must outlive a refresh that runs into its HTTP timeout; BullMQ's job lock
+  // gets the same length so a crashed worker's job is handed on about when its lease ends.
+  const lockTtlMs = 3 * config.REFRESH_TIMEOUT_MS;
   const worker = startRefreshWorker(
     {
       prisma,
       keyRing: new KeyRing(config.ENCRYPTION_KEYS),
-      // The lease must outlive a refresh that runs into its HTTP timeout.
-      lock: new RedisLock(redis, {
-        prefix: LOCK_PREFIX,
-        ttlMs: Math.max(30_000, 3 * config.REFRESH_TIMEOUT_MS),
-      }),
+      lock: new RedisLock(redis, { prefix: LOCK_PREFIX, ttlMs: lockTtlMs }),
       cooldown: new Cooldown(redis, COOLDOWN_PREFIX),
       queue,
       http,
       metrics,
       log,
       settings: {
+        timeoutMs: config.REFRESH_TIMEOUT_MS,
         defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
         retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
         retryMaxDelayMs: config.RETRY_MAX_DELAY_MS,
         allowInsecureTokenUrls: config.ALLOW_INSECURE_TOKEN_URLS,
       },
     },
-    { connection: consumer, concurrency: config.WORKER_CONCURRENCY, log },
+    {
+      connection: consumer,
+      concurrency: config.WORKER_CONCURRENCY,
+      lockDurationMs: lockTtlMs,
+      log,
+    },
   );
   // Closing waits for in-flight refreshes to finish, so none is cut between the provider's
   // answer and the database write.

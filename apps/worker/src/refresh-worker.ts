@@ -12,6 +12,8 @@ import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Wor
 export interface RefreshWorkerOptions {
   readonly connection: ConnectionOptions;
   readonly concurrency: number;
+  /** BullMQ job lock; a crashed worker's job is handed on after it. */
+  readonly lockDurationMs: number;
   /** @defaultValue QUEUE_PREFIX */
   readonly prefix?: string;
   readonly log: Logger;
@@ -53,6 +55,8 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     connection: options.connection,
     prefix: options.prefix ?? QUEUE_PREFIX,
     concurrency: options.concurrency,
+    lockDuration: options.lockDurationMs,
+    stalledInterval: options.lockDurationMs,
     // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
     // handed to another); the connection's RedisLock and the row version are.
     maxStalledCount: 1_000,

@@ -118,7 +118,7 @@ describe("refreshConnection outcomes", () => {
     const run = await refresh(connection.id);
     expect(run).toMatchObject({ kind: "done", outcome: "transient" });
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
-    expect(row).toMatchObject({ status: "expired", lastErrorCode: "econnaborted" });
+    expect(row).toMatchObject({ status: "expired", lastErrorCode: "timeout" });
     expect(row.nextRefreshAt).not.toBeNull();
   });
 

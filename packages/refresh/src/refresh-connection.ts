@@ -28,6 +28,8 @@ import {
 } from "./token-cipher";
 
 export interface RefreshSettings {
+  /** REFRESH_TIMEOUT_MS: token endpoint time limit. */
+  readonly timeoutMs: number;
   /** REFRESH_BUFFER_SECONDS. */
   readonly defaultBufferSeconds: number;
   /** RETRY_BASE_DELAY_MS. */
@@ -48,7 +50,7 @@ export interface RefreshDeps {
   readonly lock: RedisLock;
   readonly cooldown: Cooldown;
   readonly queue: Queue<RefreshJobPayload>;
-  /** Configured with REFRESH_TIMEOUT_MS and a keep-alive agent. */
+  /** With a keep-alive agent; the time limit comes from `settings.timeoutMs`. */
   readonly http: AxiosInstance;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -175,7 +177,7 @@ async function refreshLocked(
   if (leaseSignal.aborted) return { kind: "busy", retryInMs: 1_000 };
 
   const started = performance.now();
-  const answer = await callTokenEndpoint(deps.http, request);
+  const answer = await callTokenEndpoint(deps.http, request, settings.timeoutMs);
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   const result =
     "transportError" in answer
@@ -355,7 +357,18 @@ export function backoffMs(
 async function callTokenEndpoint(
   http: AxiosInstance,
   request: ReturnType<typeof buildRefreshRequest>,
+  timeoutMs: number,
 ): Promise<ProviderAnswer | { transportError: string }> {
+  // After the process was paused (SIGSTOP, a long GC, a frozen VM), the overdue timer
+  // fires before the event loop reads an answer that may already sit in the socket. A
+  // plain timeout would discard it, although a rotating provider has already revoked the
+  // refresh token we hold: the next try would reuse it and kill the grant. Aborting from
+  // setImmediate lets the pending I/O be read first (measured in
+  // test/refresh-workers.test.ts, the SIGSTOP case).
+  const controller = new AbortController();
+  const timer = setTimeout(() => {
+    setImmediate(() => setImmediate(() => controller.abort()));
+  }, timeoutMs);
   try {
     const response = await http.request<string>({
       url: request.url,
@@ -367,6 +380,7 @@ async function callTokenEndpoint(
       transformResponse: (body: string) => body,
       validateStatus: () => true,
       maxRedirects: 0,
+      signal: controller.signal,
     });
     return {
       status: response.status,
@@ -374,8 +388,11 @@ async function callTokenEndpoint(
       body: typeof response.data === "string" ? response.data : "",
     };
   } catch (error) {
+    if (controller.signal.aborted) return { transportError: "timeout" };
     const code = (error as { code?: unknown }).code;
     return { transportError: typeof code === "string" ? code.toLowerCase() : "network_error" };
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -47,19 +47,22 @@ export interface ConnectionOptions extends GrantOptions {
   readonly integrationKey?: string;
 }
 
-export async function createRefreshHarness(
-  settings: Partial<RefreshSettings> & {
-    readonly timeoutMs?: number;
-    readonly latencyMs?: number;
-  } = {},
-): Promise<RefreshHarness> {
+export interface HarnessOptions extends Partial<RefreshSettings> {
+  readonly latencyMs?: number;
+  /** @defaultValue TEST_REDIS_URL */
+  readonly redisUrl?: string;
+  /** Redis prefix of queue, locks and cooldowns. @defaultValue a random one */
+  readonly prefix?: string;
+}
+
+export async function createRefreshHarness(settings: HarnessOptions = {}): Promise<RefreshHarness> {
   const db = await createTestDatabase();
   const prisma = createPrismaClient({ url: db.url, poolSize: 5 });
-  const redis = createRedis(TEST_REDIS_URL, "producer");
+  const redis = createRedis(settings.redisUrl ?? TEST_REDIS_URL, "producer");
   const encryptionKeys = generateEncryptionKey("test");
   const keyRing = KeyRing.fromSpec(encryptionKeys);
   const provider = await startMockProvider({ latencyMs: settings.latencyMs ?? 0 });
-  const prefix = `{test-${randomBytes(4).toString("hex")}}`;
+  const prefix = settings.prefix ?? `{test-${randomBytes(4).toString("hex")}}`;
   const queue = createRefreshQueue(redis, prefix);
   const metrics = createMetrics("test");
   const deps: RefreshDeps = {
@@ -68,10 +71,11 @@ export async function createRefreshHarness(
     lock: new RedisLock(redis, { prefix: `${prefix}:lock:`, ttlMs: 30_000 }),
     cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
     queue,
-    http: axios.create({ timeout: settings.timeoutMs ?? 2_000 }),
+    http: axios.create(),
     metrics,
     log: createLogger({ name: "test", level: "silent" }),
     settings: {
+      timeoutMs: settings.timeoutMs ?? 2_000,
       defaultBufferSeconds: settings.defaultBufferSeconds ?? 300,
       retryBaseDelayMs: settings.retryBaseDelayMs ?? 1_000,
       retryMaxDelayMs: settings.retryMaxDelayMs ?? 300_000,
@@ -79,11 +83,18 @@ export async function createRefreshHarness(
       ...(settings.unknownRetryLimit ? { unknownRetryLimit: settings.unknownRetryLimit } : {}),
     },
   };
-  const integrations = new Map<string, string>();
+  // Promises, not ids: connections added in parallel share one integration row.
+  const integrations = new Map<string, Promise<string>>();
 
-  async function integrationId(key: string): Promise<string> {
+  function integrationId(key: string): Promise<string> {
     const known = integrations.get(key);
     if (known) return known;
+    const created = createIntegration(key);
+    integrations.set(key, created);
+    return created;
+  }
+
+  async function createIntegration(key: string): Promise<string> {
     const id = crypto.randomUUID();
     await prisma.integration.create({
       data: {
@@ -95,7 +106,6 @@ export async function createRefreshHarness(
         tokenUrl: provider.tokenUrl,
       },
     });
-    integrations.set(key, id);
     return id;
   }
 

@@ -1,0 +1,149 @@
+import { setTimeout as delay } from "node:timers/promises";
+import {
+  enqueueRefresh,
+  openRefreshToken,
+  QUEUE_PREFIX,
+  refreshConnection,
+} from "@evergreen/refresh";
+import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { type AppProcess, startApp } from "./support/app-process";
+
+// Worker processes use the production queue prefix, so this file owns a Redis database
+// of its own and empties it first.
+const REDIS_URL = `${(process.env.REDIS_URL ?? "redis://127.0.0.1:6379").replace(/\/\d*$/, "")}/7`;
+
+let h: RefreshHarness;
+const workers: AppProcess[] = [];
+
+beforeEach(async () => {
+  h = await createRefreshHarness({ redisUrl: REDIS_URL, prefix: QUEUE_PREFIX, timeoutMs: 1_000 });
+  await h.redis.flushdb();
+});
+afterEach(async () => {
+  for (const worker of workers.splice(0)) {
+    worker.child.kill("SIGKILL");
+    await worker.exited;
+  }
+  await h.close();
+});
+
+function startWorker(): AppProcess {
+  const worker = startApp("worker", {
+    NODE_ENV: "test",
+    DATABASE_URL: h.db.url,
+    REDIS_URL,
+    ENCRYPTION_KEYS: h.encryptionKeys,
+    METRICS_PORT: "0",
+    ALLOW_INSECURE_TOKEN_URLS: "true",
+    // Lock and job lease are 3 × this: 3 s, so takeovers happen within a test.
+    REFRESH_TIMEOUT_MS: "1000",
+    RETRY_BASE_DELAY_MS: "100",
+    WORKER_CONCURRENCY: "10",
+    LOG_LEVEL: "info",
+  });
+  workers.push(worker);
+  return worker;
+}
+
+const ready = (worker: AppProcess) =>
+  worker.waitForLog((line) => line.msg === "ops server listening");
+
+async function due(connectionId: string, version = 0) {
+  await enqueueRefresh(h.queue, { connectionId, version }, new Date());
+}
+
+async function row(id: string) {
+  return h.prisma.connection.findUniqueOrThrow({ where: { id } });
+}
+
+describe("worker processes", () => {
+  it("never reuse a rotated refresh token across three workers and forced refreshes", async () => {
+    await Promise.all([startWorker(), startWorker(), startWorker()].map(ready));
+    // 4-second tokens: each connection is due again about 2 s after every refresh.
+    const added = await Promise.all(
+      Array.from({ length: 20 }, () => h.addConnection({ rotate: true, accessTokenTtlSeconds: 4 })),
+    );
+    await Promise.all(added.map(({ connection }) => due(connection.id)));
+
+    // Meanwhile the api path forces refreshes of the same connections.
+    for (let round = 0; round < 5; round += 1) {
+      await Promise.all(
+        added.map(({ connection }) =>
+          refreshConnection(h.deps, { connectionId: connection.id, source: "api" }),
+        ),
+      );
+    }
+    await vi.waitFor(
+      () => {
+        for (const { grant } of added) {
+          expect(h.provider.refreshesByGrant.get(grant.grantId) ?? 0).toBeGreaterThanOrEqual(8);
+        }
+      },
+      { timeout: 30_000, interval: 200 },
+    );
+
+    for (const worker of workers.splice(0)) {
+      worker.child.kill("SIGTERM");
+      expect(await worker.exited).toBe(0);
+    }
+
+    expect(h.provider.reuseCount).toBe(0);
+    for (const { connection, grant } of added) {
+      const stored = await row(connection.id);
+      const current = h.provider.grant(grant.grantId);
+      expect(stored.status).toBe("active");
+      expect(current?.revoked).toBe(false);
+      // Nothing lost: what the provider considers the live token is what we hold.
+      expect(openRefreshToken(h.keyRing, connection.id, stored.refreshToken ?? "")).toBe(
+        current?.refreshToken,
+      );
+    }
+  });
+
+  it("finish a refresh whose worker was killed mid-request", async () => {
+    const first = startWorker();
+    await ready(first);
+    const { connection, grant } = await h.addConnection({ rotate: true });
+    h.provider.failNext(1, { hang: true }, { grantId: grant.grantId });
+    await due(connection.id);
+    await vi.waitFor(() => expect(h.provider.requests).toBe(1), { timeout: 10_000, interval: 20 });
+    first.child.kill("SIGKILL");
+    await first.exited;
+
+    await ready(startWorker());
+    await vi.waitFor(async () => expect((await row(connection.id)).refreshCount).toBe(1), {
+      timeout: 20_000,
+      interval: 100,
+    });
+    const stored = await row(connection.id);
+    expect(stored).toMatchObject({ status: "active", version: 1 });
+    expect(openRefreshToken(h.keyRing, connection.id, stored.refreshToken ?? "")).toBe(
+      h.provider.grant(grant.grantId)?.refreshToken,
+    );
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it("keep the lock through a pause shorter than its TTL, so nobody refreshes twice", async () => {
+    const paused = startWorker();
+    await ready(paused);
+    const { connection, grant } = await h.addConnection({ rotate: true });
+    h.provider.latencyMs = 800;
+    await due(connection.id);
+    await vi.waitFor(() => expect(h.provider.requests).toBe(1), { timeout: 10_000, interval: 10 });
+    paused.child.kill("SIGSTOP");
+
+    // While paused (1.5 s, under the 3 s lease), a forced refresh finds the lock held.
+    const forced = await refreshConnection(h.deps, { connectionId: connection.id, source: "api" });
+    expect(forced.kind).toBe("busy");
+    await delay(1_500);
+    paused.child.kill("SIGCONT");
+
+    await vi.waitFor(async () => expect((await row(connection.id)).refreshCount).toBe(1), {
+      timeout: 10_000,
+      interval: 50,
+    });
+    expect(h.provider.refreshesByGrant.get(grant.grantId)).toBe(1);
+    expect(h.provider.reuseCount).toBe(0);
+  });
+});
