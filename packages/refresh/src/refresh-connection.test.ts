@@ -1,8 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
 import { refreshConnection } from "./refresh-connection";
 import { createRefreshHarness, type RefreshHarness } from "./testing";
-import { openAccessToken, openRefreshToken } from "./token-cipher";
+import { openAccessToken, openRefreshToken, sealAccessToken } from "./token-cipher";
 
 let h: RefreshHarness;
 beforeEach(async () => {
@@ -161,5 +161,21 @@ describe("refreshConnection guards", () => {
     expect(h.provider.requests).toBe(0);
     await lease?.release();
     expect(await refresh(connection.id)).toMatchObject({ outcome: "success" });
+  });
+
+  it("drops a late answer rather than overwrite a newer token written meanwhile", async () => {
+    const { connection } = await h.addConnection({ rotate: true });
+    h.provider.latencyMs = 300;
+    const late = refresh(connection.id, 0);
+    await vi.waitFor(() => expect(h.provider.requests).toBe(1), { interval: 5 });
+    // Another writer (its lease outlived ours) stores a newer token first.
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { accessToken: sealAccessToken(h.keyRing, connection.id, "newer"), version: 1 },
+    });
+    expect(await late).toEqual({ kind: "skipped", reason: "lost_race" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toBe("newer");
+    expect(row).toMatchObject({ version: 1, refreshCount: 0 });
   });
 });

@@ -209,7 +209,7 @@ async function record(
   const fence = { id: connection.id, version: connection.version };
   const nextVersion = connection.version + 1;
 
-  let data: Prisma.ConnectionUpdateManyMutationInput;
+  let data: Prisma.ConnectionUpdateInput;
   let event: {
     type: "refreshed" | "refresh_failed" | "needs_reauth";
     errorCode?: string;
@@ -290,25 +290,29 @@ async function record(
       return assertNever(result);
   }
 
-  const [updated] = await prisma.$transaction([
-    prisma.connection.updateMany({
-      where: fence,
-      data: bump ? { ...data, version: nextVersion } : data,
-    }),
-    prisma.connectionEvent.create({
-      data: {
-        connectionId: connection.id,
-        integrationId: integration.id,
-        type: event.type,
-        outcome: result.outcome,
-        errorCode: event.errorCode ?? null,
-        message: event.message ?? null,
-      },
-    }),
-  ]);
-  if (updated.count === 0) {
-    // Someone wrote a newer version while we held what we thought was the lock (our lease
-    // ran out). Their write wins; ours is dropped, never merged over theirs.
+  let stored: Connection;
+  try {
+    [stored] = await prisma.$transaction([
+      prisma.connection.update({
+        where: fence,
+        data: bump ? { ...data, version: nextVersion } : data,
+      }),
+      prisma.connectionEvent.create({
+        data: {
+          connectionId: connection.id,
+          integrationId: integration.id,
+          type: event.type,
+          outcome: result.outcome,
+          errorCode: event.errorCode ?? null,
+          message: event.message ?? null,
+        },
+      }),
+    ]);
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== "P2025") throw error;
+    // No row at our version: someone wrote a newer one while we held what we thought was
+    // the lock (our lease ran out), or the connection was deleted. Their write wins; ours
+    // is dropped, never merged over theirs.
     log.warn({ outcome: result.outcome }, "refresh result dropped: connection changed meanwhile");
     return { kind: "skipped", reason: "lost_race" };
   }
@@ -335,7 +339,6 @@ async function record(
     }
   }
   log.info({ outcome: result.outcome, nextRefreshAt }, "refresh recorded");
-  const stored = await prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
   return { kind: "done", outcome: result.outcome, connection: stored };
 }
 
