@@ -7,7 +7,9 @@ import {
   startOpsServer,
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
+import { createRefreshQueue } from "@evergreen/refresh";
 import { schedulerEnv } from "./env";
+import { startSweeps } from "./sweeps";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("scheduler", schedulerEnv, process.env);
@@ -20,6 +22,8 @@ async function main(): Promise<void> {
   shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-scheduler");
   shutdown.add("redis", () => redis.quit());
+  const queue = createRefreshQueue(redis);
+  shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("scheduler");
 
   const ops = await startOpsServer(config.METRICS_PORT, {
@@ -28,6 +32,12 @@ async function main(): Promise<void> {
   });
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port }, "ops server listening");
+
+  const sweeps = startSweeps(
+    { prisma, queue, redis, metrics, log },
+    config.RECONCILE_INTERVAL_SECONDS * 1000,
+  );
+  shutdown.add("sweeps", () => sweeps.stop());
 }
 
 await main();

@@ -10,6 +10,7 @@ export {
   refreshJobId,
   refreshJobPayload,
 } from "./jobs";
+export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {
   backoffMs,
   type RefreshDeps,
