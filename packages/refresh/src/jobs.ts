@@ -30,10 +30,14 @@ export function refreshJobId({ connectionId, version }: RefreshJobPayload): stri
 }
 
 export const REFRESH_JOB_OPTIONS = {
-  // Retries are ours (backoff per connection, recorded in the row), not BullMQ's.
-  attempts: 1,
+  // Provider outcomes never throw: refreshConnection records them and schedules the next
+  // job itself. BullMQ's attempts only cover exceptions (database or Redis unreachable).
+  attempts: 8,
+  backoff: { type: "exponential", delay: 1_000 },
   removeOnComplete: true,
-  removeOnFail: { count: 10_000 },
+  // A job that still fails is removed, not kept: the row keeps its nextRefreshAt, and the
+  // scheduler's sweep re-adds a job for it. A kept failed job would count as present.
+  removeOnFail: true,
 } as const satisfies JobsOptions;
 
 /** @param prefix Redis key prefix; tests give each run its own. */
