@@ -1,7 +1,7 @@
-import type { ProviderDefinition } from "../types";
+import { defineProvider } from "../define-provider";
 
 /** Login with Amazon (also Amazon Ads), by region: North America, Europe, Far East. */
-export const amazon: ProviderDefinition = {
+export const amazon = defineProvider({
   id: "amazon",
   displayName: "Login with Amazon",
   tokenUrl: "https://api.amazon.{region}/auth/o2/token",
@@ -10,14 +10,6 @@ export const amazon: ProviderDefinition = {
     region: { values: { na: "com", eu: "co.uk", fe: "co.jp" }, default: "na" },
   },
   clientAuth: "body",
-  bodyFormat: "form",
-  scope: { send: "never" },
-  extraParams: {},
-  headers: {},
-  fallbackLifetimeSeconds: 3600,
-  errorsInOkBody: false,
-  errorCodes: {},
-  descriptionRules: [],
   // Long-lived and often absent from the answer: keep the stored one.
   rotatesRefreshToken: false,
-};
+});

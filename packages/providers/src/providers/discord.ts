@@ -1,24 +1,16 @@
-import type { ProviderDefinition } from "../types";
+import { defineProvider } from "../define-provider";
 
 /** Discord OAuth2 (API v10). */
-export const discord: ProviderDefinition = {
+export const discord = defineProvider({
   id: "discord",
   displayName: "Discord",
   tokenUrl: "https://discord.com/api/v10/oauth2/token",
-  placeholders: {},
-  clientAuth: "basic",
   // Discord's token endpoint accepts form bodies only.
   bodyFormat: "form",
-  scope: { send: "never" },
-  extraParams: {},
-  headers: {},
   // Discord access tokens live 7 days.
   fallbackLifetimeSeconds: 604_800,
-  errorsInOkBody: false,
-  errorCodes: {},
-  descriptionRules: [],
   // Every answer carries a new refresh token. Rate limits come as 429 with a JSON
   // `retry_after` (float seconds); many 401/403/429 in a row earn a temporary IP ban, which
   // is why callers must honour retryAfterMs.
   rotatesRefreshToken: true,
-};
+});

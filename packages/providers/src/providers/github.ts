@@ -1,15 +1,11 @@
-import type { ProviderDefinition } from "../types";
+import { defineProvider } from "../define-provider";
 
 /** GitHub OAuth Apps and GitHub Apps (user access tokens). */
-export const github: ProviderDefinition = {
+export const github = defineProvider({
   id: "github",
   displayName: "GitHub",
   tokenUrl: "https://github.com/login/oauth/access_token",
-  placeholders: {},
   clientAuth: "body",
-  bodyFormat: "form",
-  scope: { send: "never" },
-  extraParams: {},
   // Without it GitHub answers form-encoded text (classifyAnswer reads that too).
   headers: { accept: "application/json" },
   // OAuth App tokens do not expire; GitHub App user tokens always state expires_in (8 h).
@@ -20,8 +16,7 @@ export const github: ProviderDefinition = {
     bad_refresh_token: "invalid_grant",
     incorrect_client_credentials: "invalid_client",
   },
-  descriptionRules: [],
   // GitHub App refresh tokens are single use (6 months, `refresh_token_expires_in`), with no
   // grace period: a lost answer means the user must authorize again.
   rotatesRefreshToken: true,
-};
+});

@@ -1,23 +1,15 @@
-import type { ProviderDefinition } from "../types";
+import { defineProvider } from "../define-provider";
 
 /** Google OAuth 2.0 (https://developers.google.com/identity/protocols/oauth2/web-server). */
-export const google: ProviderDefinition = {
+export const google = defineProvider({
   id: "google",
   displayName: "Google",
   tokenUrl: "https://oauth2.googleapis.com/token",
-  placeholders: {},
   clientAuth: "body",
-  bodyFormat: "form",
-  scope: { send: "never" },
-  extraParams: {},
-  headers: {},
-  fallbackLifetimeSeconds: 3600,
-  errorsInOkBody: false,
   // Google names client problems outside RFC 6749: `deleted_client` and `disabled_client`
   // answer every grant of the client, so they are the app's problem, not the user's.
   errorCodes: { deleted_client: "invalid_client", disabled_client: "invalid_client" },
-  descriptionRules: [],
   // Google answers without refresh_token: the stored one stays valid (until 6 months unused,
   // revocation, a password change with Gmail scopes, or 7 days for apps in "Testing").
   rotatesRefreshToken: false,
-};
+});

@@ -1,7 +1,7 @@
-import type { ProviderDefinition } from "../types";
+import { defineProvider } from "../define-provider";
 
 /** Microsoft Entra ID, v2.0 endpoint (identity platform). */
-export const microsoft: ProviderDefinition = {
+export const microsoft = defineProvider({
   id: "microsoft",
   displayName: "Microsoft Entra ID",
   tokenUrl: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
@@ -11,14 +11,9 @@ export const microsoft: ProviderDefinition = {
     tenant: { pattern: /^[A-Za-z0-9][A-Za-z0-9.-]{0,127}$/, default: "common" },
   },
   clientAuth: "body",
-  bodyFormat: "form",
   // The v2 endpoint issues a token for one resource, chosen by `scope`; without
   // offline_access the answer carries no new refresh token.
   scope: { send: "configured", ensure: ["offline_access"] },
-  extraParams: {},
-  headers: {},
-  fallbackLifetimeSeconds: 3600,
-  errorsInOkBody: false,
   errorCodes: {
     // Non-standard codes the v2 token endpoint documents: the user must sign in again
     // (conditional access, MFA, revoked consent), so the grant is as good as dead.
@@ -33,4 +28,4 @@ export const microsoft: ProviderDefinition = {
   // Each answer carries a new refresh token; the old one is not revoked but should be
   // replaced, and 90 days of inactivity end the chain.
   rotatesRefreshToken: true,
-};
+});

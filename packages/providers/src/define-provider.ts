@@ -1,0 +1,31 @@
+import type { ProviderDefinition } from "./types";
+
+/** The RFC 6749 behaviour every provider starts from; a provider file states only its quirks. */
+const RFC_6749_DEFAULTS = {
+  placeholders: {},
+  // client_secret_basic is the RFC's mandatory-to-implement method (§2.3.1).
+  clientAuth: "basic",
+  bodyFormat: "form",
+  // RFC 6749 §6 makes scope optional and many servers answer invalid_scope to a scope they
+  // did not expect on refresh; leaving it out keeps the originally granted scopes.
+  scope: { send: "never" },
+  extraParams: {},
+  headers: {},
+  // RFC 6749 §5.1 only RECOMMENDS expires_in. Refreshing a token that would have lived
+  // longer costs one request; handing out an expired one is what Evergreen exists to avoid.
+  fallbackLifetimeSeconds: 3600,
+  errorsInOkBody: false,
+  errorCodes: {},
+  descriptionRules: [],
+  rotatesRefreshToken: false,
+} as const satisfies Omit<ProviderDefinition, "id" | "displayName" | "tokenUrl">;
+
+/** What a provider file spells out: its identity and token URL, plus what differs from RFC 6749. */
+export type ProviderSpec = Pick<ProviderDefinition, "id" | "displayName" | "tokenUrl"> &
+  Partial<ProviderDefinition>;
+
+/** A full definition: the RFC 6749 defaults overridden by the provider's own fields. */
+export function defineProvider(spec: ProviderSpec): ProviderDefinition {
+  const { id, displayName, tokenUrl, ...overrides } = spec;
+  return { id, displayName, tokenUrl, ...RFC_6749_DEFAULTS, ...overrides };
+}
