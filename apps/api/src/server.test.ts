@@ -31,6 +31,19 @@ describe("api server", () => {
     });
   });
 
+  it("guards routes by what the router matched, not by the raw URL", async () => {
+    const app = await server();
+    app.get("/v1/probe", async () => ({ reached: true }));
+    for (const url of ["/%761/probe", "/v1/probe", "/V1/probe", "/v1//probe"]) {
+      expect((await app.inject({ url })).statusCode).toBe(401);
+    }
+    const ok = await app.inject({
+      url: "/%761/probe",
+      headers: { authorization: `Bearer ${KEY}` },
+    });
+    expect(ok.json()).toEqual({ reached: true });
+  });
+
   it("lets any configured key through to routing", async () => {
     const app = await server();
     const response = await app.inject({

@@ -8,6 +8,9 @@ export interface ServerOptions {
   readonly ops: OpsOptions;
 }
 
+/** Liveness, readiness and metrics: the only routes that need no API key. */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
+
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 
@@ -37,8 +40,10 @@ export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
     reply.status(404).send({ error: "not_found", message: "no such route" }),
   );
 
+  // An allowlist of public routes, not a "/v1" prefix test: the router matches decoded
+  // paths, so `/%761/...` reaches a /v1 route while its raw URL does not start with /v1.
   app.addHook("onRequest", async (request, reply) => {
-    if (!request.url.startsWith("/v1/") && request.url !== "/v1") return;
+    if (request.routeOptions.url && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
     if (!isAuthorized(request, keys)) {
       return reply
         .status(401)
@@ -46,7 +51,7 @@ export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
     }
   });
 
-  for (const path of ["/healthz", "/readyz", "/metrics"]) {
+  for (const path of PUBLIC_ROUTES) {
     app.get(path, async (_request, reply) => sendOps(reply, await answerOpsRequest(path, ops)));
   }
 

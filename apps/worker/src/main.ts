@@ -70,8 +70,8 @@ async function main(): Promise<void> {
     },
   );
   // Closing waits for in-flight refreshes to finish, so none is cut between the provider's
-  // answer and the database write.
-  shutdown.add("refresh worker", () => worker.close());
+  // answer and the database write: allow a full HTTP timeout plus the store retries.
+  shutdown.add("refresh worker", () => worker.close(), config.REFRESH_TIMEOUT_MS + 15_000);
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,

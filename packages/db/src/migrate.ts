@@ -96,7 +96,10 @@ export async function applyMigrations(
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
+    // Like Prisma, give up after 10 s instead of hanging behind a stuck migrator.
+    await client.query("SET lock_timeout = '10s'");
     await client.query("SELECT pg_advisory_lock($1)", [PRISMA_MIGRATE_LOCK]);
+    await client.query("SET lock_timeout = 0");
     await client.query(CREATE_BOOKKEEPING);
     const { rows } = await client.query<{
       migration_name: string;
@@ -132,6 +135,8 @@ export async function applyMigrations(
       try {
         await client.query(migration.sql);
       } catch (error) {
+        // A script with its own BEGIN leaves the session in an aborted transaction.
+        await client.query("ROLLBACK").catch(() => undefined);
         await client.query('UPDATE "_prisma_migrations" SET logs = $2 WHERE id = $1', [
           id,
           (error as Error).message,

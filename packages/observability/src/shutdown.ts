@@ -4,8 +4,9 @@ export interface Shutdown {
   /**
    * Registers something to close on shutdown. Steps run in reverse order of registration,
    * so what was opened last (workers, servers) closes before what it uses (connections).
+   * @param timeoutMs this step's limit; defaults to the one given to handleShutdown.
    */
-  add(name: string, run: () => Promise<unknown>): void;
+  add(name: string, run: () => Promise<unknown>, timeoutMs?: number): void;
 }
 
 /**
@@ -14,7 +15,7 @@ export interface Shutdown {
  * the process exits 0 when every step finished, 1 otherwise. A second signal exits at once.
  */
 export function handleShutdown(log: Logger, stepTimeoutMs = 10_000): Shutdown {
-  const steps: { name: string; run: () => Promise<unknown> }[] = [];
+  const steps: Step[] = [];
   let stopping = false;
 
   const stop = async (signal: NodeJS.Signals) => {
@@ -26,7 +27,7 @@ export function handleShutdown(log: Logger, stepTimeoutMs = 10_000): Shutdown {
     log.info({ signal }, "shutting down");
     let clean = true;
     for (const step of steps.toReversed()) {
-      if (!(await runStep(log, step, stepTimeoutMs))) clean = false;
+      if (!(await runStep(log, step))) clean = false;
     }
     log.info({ clean }, "stopped");
     process.exit(clean ? 0 : 1);
@@ -34,14 +35,19 @@ export function handleShutdown(log: Logger, stepTimeoutMs = 10_000): Shutdown {
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
 
-  return { add: (name, run) => steps.push({ name, run }) };
+  return {
+    add: (name, run, timeoutMs = stepTimeoutMs) => steps.push({ name, run, timeoutMs }),
+  };
 }
 
-async function runStep(
-  log: Logger,
-  step: { name: string; run: () => Promise<unknown> },
-  timeoutMs: number,
-): Promise<boolean> {
+interface Step {
+  readonly name: string;
+  readonly run: () => Promise<unknown>;
+  readonly timeoutMs: number;
+}
+
+async function runStep(log: Logger, step: Step): Promise<boolean> {
+  const { timeoutMs } = step;
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<"timeout">((resolve) => {
     timer = setTimeout(() => resolve("timeout"), timeoutMs);

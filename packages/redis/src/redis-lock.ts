@@ -20,6 +20,11 @@ export interface Lease {
   readonly signal: AbortSignal;
   /** True while Redis still holds our token under the key (one round trip). */
   stillHeld(): Promise<boolean>;
+  /**
+   * Renews the lease to a full TTL now, if still ours. Call it right before an action that
+   * must not happen twice: after a long pause the background beat may not have run yet.
+   */
+  extend(): Promise<boolean>;
   release(): Promise<void>;
 }
 
@@ -65,6 +70,7 @@ export class RedisLock {
       key,
       signal: controller.signal,
       stillHeld: async () => (await this.#redis.get(key)) === token,
+      extend: async () => (await this.#redis.eval(EXTEND, 1, key, token, String(this.ttlMs))) === 1,
       release: async () => {
         clearInterval(timer);
         await this.#redis.eval(RELEASE, 1, key, token);

@@ -99,6 +99,12 @@ describe("refreshConnection outcomes", () => {
     expect(h.provider.requests).toBe(requests);
   });
 
+  it("rate_limited with Retry-After: 0 still waits the base delay", async () => {
+    const { connection } = await h.addConnection();
+    h.provider.enqueue({ status: 429, retryAfter: "0" });
+    expect(await refresh(connection.id)).toEqual({ kind: "cooling_down", retryInMs: 1_000 });
+  });
+
   it("transient (5xx): retried with backoff, status stays active while the token is valid", async () => {
     const { connection } = await h.addConnection();
     h.provider.enqueue({ status: 503 });

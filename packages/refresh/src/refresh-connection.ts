@@ -13,9 +13,10 @@ import {
   classifyAnswer,
   isProviderId,
   type ProviderAnswer,
+  ProviderConfigError,
   type RefreshResult,
 } from "@evergreen/providers";
-import type { Cooldown, RedisLock } from "@evergreen/redis";
+import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
 import type { AxiosInstance } from "axios";
 import type { Queue } from "bullmq";
 import type { RefreshJobPayload } from "./jobs";
@@ -98,16 +99,17 @@ export async function refreshConnection(
     return { kind: "busy", retryInMs: Math.max(50, await lock.remainingMs(input.connectionId)) };
   }
   try {
-    return await refreshLocked(deps, input, lease.signal);
+    return await refreshLocked(deps, input, lease);
   } finally {
-    await lease.release();
+    // A failed release must not turn a stored refresh into an error: the lease expires.
+    await lease.release().catch((err: unknown) => deps.log.warn({ err }, "lock release failed"));
   }
 }
 
 async function refreshLocked(
   deps: RefreshDeps,
   input: RefreshRequestInput,
-  leaseSignal: AbortSignal,
+  lease: Lease,
 ): Promise<RefreshRun> {
   const { prisma, keyRing, settings } = deps;
   const now = deps.now ?? (() => new Date());
@@ -145,25 +147,27 @@ async function refreshLocked(
     });
   }
 
+  // Decryption errors (a key missing from this process's ring during a rotation) throw:
+  // the job is retried and the operator alerted, the connection's state is not touched.
+  const clientSecret = openClientSecret(keyRing, integration.id, integration.clientSecret);
+  const refreshToken = openRefreshToken(keyRing, connection.id, connection.refreshToken);
   let request: ReturnType<typeof buildRefreshRequest>;
   try {
     request = buildRefreshRequest(
       {
         provider,
         clientId: integration.clientId,
-        clientSecret: openClientSecret(keyRing, integration.id, integration.clientSecret),
+        clientSecret,
         tokenUrl: integration.tokenUrl,
         clientAuth: integration.clientAuth,
         bodyFormat: integration.bodyFormat,
         scopes: integration.scopes,
       },
-      {
-        refreshToken: openRefreshToken(keyRing, connection.id, connection.refreshToken),
-        metadata: asRecord(connection.metadata),
-      },
+      { refreshToken, metadata: asRecord(connection.metadata) },
       { allowInsecureTokenUrls: settings.allowInsecureTokenUrls },
     );
   } catch (error) {
+    if (!(error instanceof ProviderConfigError)) throw error;
     return record(deps, connection, integration, {
       outcome: "invalid_client",
       errorCode: "integration_config",
@@ -171,10 +175,11 @@ async function refreshLocked(
     });
   }
 
-  // A lease lost while we prepared (a long GC pause, a Redis failover) means another
-  // process may already be refreshing: sending our refresh token now could reuse one the
-  // provider has rotated.
-  if (leaseSignal.aborted) return { kind: "busy", retryInMs: 1_000 };
+  // Renew the lease right before sending: after a pause longer than its TTL (a long GC,
+  // SIGSTOP, a frozen VM) another process may already be refreshing, and sending our
+  // refresh token now could reuse one the provider has rotated. A renewed lease also
+  // covers the whole HTTP timeout.
+  if (lease.signal.aborted || !(await lease.extend())) return { kind: "busy", retryInMs: 1_000 };
 
   const started = performance.now();
   const answer = await callTokenEndpoint(deps.http, request, settings.timeoutMs);
@@ -259,9 +264,11 @@ async function record(
       break;
     case "rate_limited": {
       // Not an attempt: the same job waits (see the worker), so the version stays.
-      waitMs = Math.min(
-        result.retryAfterMs ?? settings.retryBaseDelayMs,
-        settings.maxRetryAfterMs ?? 3_600_000,
+      // Never under the base delay: `Retry-After: 0` would otherwise loop at full speed
+      // against a provider that is rate-limiting us.
+      waitMs = Math.max(
+        settings.retryBaseDelayMs,
+        Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
       );
       await deps.cooldown.start(integration.id, waitMs);
       data = failure(result, now);
@@ -290,9 +297,8 @@ async function record(
       return assertNever(result);
   }
 
-  let stored: Connection;
-  try {
-    [stored] = await prisma.$transaction([
+  const write = () =>
+    prisma.$transaction([
       prisma.connection.update({
         where: fence,
         data: bump ? { ...data, version: nextVersion } : data,
@@ -308,6 +314,9 @@ async function record(
         },
       }),
     ]);
+  let stored: Connection;
+  try {
+    [stored] = await persistWithRetries(write, log);
   } catch (error) {
     if ((error as { code?: unknown }).code !== "P2025") throw error;
     // No row at our version: someone wrote a newer one while we held what we thought was
@@ -340,6 +349,23 @@ async function record(
   }
   log.info({ outcome: result.outcome, nextRefreshAt }, "refresh recorded");
   return { kind: "done", outcome: result.outcome, connection: stored };
+}
+
+/**
+ * The provider has answered and may have rotated the refresh token: this write is the only
+ * copy of the new one. A database blip must not lose it (a retried job would send the
+ * revoked token), so retry here, under the still-extended lease, for about 6 s.
+ */
+async function persistWithRetries<T>(write: () => Promise<T>, log: Logger): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await write();
+    } catch (error) {
+      if ((error as { code?: unknown }).code === "P2025" || attempt >= 5) throw error;
+      log.warn({ err: error, attempt }, "storing the refresh result failed; retrying");
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** (attempt - 1)));
+    }
+  }
 }
 
 function failure(result: { errorCode: string; message: string }, now: Date) {
