@@ -18,11 +18,10 @@ export interface Lease {
   readonly key: string;
   /** Aborted when the lease could not be extended: stop before doing anything visible. */
   readonly signal: AbortSignal;
-  /** True while Redis still holds our token under the key (one round trip). */
-  stillHeld(): Promise<boolean>;
   /**
-   * Renews the lease to a full TTL now, if still ours. Call it right before an action that
-   * must not happen twice: after a long pause the background beat may not have run yet.
+   * Renews the lease to a full TTL now; false when it is no longer ours. Call it right
+   * before an action that must not happen twice: after a long pause the background beat
+   * may not have run yet.
    */
   extend(): Promise<boolean>;
   release(): Promise<void>;
@@ -69,7 +68,6 @@ export class RedisLock {
     return {
       key,
       signal: controller.signal,
-      stillHeld: async () => (await this.#redis.get(key)) === token,
       extend: async () => (await this.#redis.eval(EXTEND, 1, key, token, String(this.ttlMs))) === 1,
       release: async () => {
         clearInterval(timer);
