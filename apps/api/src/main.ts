@@ -1,8 +1,10 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
+import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
 import { createLogger, createMetrics, handleShutdown } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { apiEnv } from "./env";
+import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
 
 async function main(): Promise<void> {
@@ -30,6 +32,14 @@ async function main(): Promise<void> {
       registry: metrics.registry,
       checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
     },
+    routes: [
+      (app) =>
+        registerIntegrationRoutes(app, {
+          prisma,
+          keyRing: new KeyRing(config.ENCRYPTION_KEYS),
+          allowInsecureTokenUrls: config.ALLOW_INSECURE_TOKEN_URLS,
+        }),
+    ],
   });
   shutdown.add("http server", () => server.close());
   await server.listen({ port: config.PORT, host: "0.0.0.0" });

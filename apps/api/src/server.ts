@@ -1,11 +1,20 @@
 import { timingSafeEqual } from "node:crypto";
 import { answerOpsRequest, type Logger, type OpsOptions } from "@evergreen/observability";
-import Fastify, { type FastifyReply, type FastifyRequest, LogController } from "fastify";
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from "fastify";
+import { HttpError } from "./http-errors";
 
 export interface ServerOptions {
   readonly log: Logger;
   readonly apiKeys: readonly string[];
   readonly ops: OpsOptions;
+  /** Registers the /v1 routes. */
+  readonly routes?: readonly ((app: FastifyInstance) => void)[];
 }
 
 /** Liveness, readiness and metrics: the only routes that need no API key. */
@@ -14,9 +23,10 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/met
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 
-export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
+export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOptions) {
   const app = Fastify({
-    loggerInstance: log,
+    // Typed as fastify's logger so route modules take a plain FastifyInstance.
+    loggerInstance: log as FastifyBaseLogger,
     // One line per request at info would dominate the logs of a token service; failures
     // are logged by the error handler.
     logController: new LogController({
@@ -26,8 +36,13 @@ export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
     bodyLimit: BODY_LIMIT_BYTES,
   });
   const keys = apiKeys.map((key) => Buffer.from(key, "utf8"));
+  // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
+  app.removeContentTypeParser("text/plain");
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
+    if (error instanceof HttpError) {
+      return reply.status(error.statusCode).send({ error: error.code, message: error.message });
+    }
     const status = error.statusCode ?? 500;
     if (status >= 500) request.log.error({ err: error }, "request failed");
     const code = fastifyErrorCode(status);
@@ -51,6 +66,7 @@ export async function buildServer({ log, apiKeys, ops }: ServerOptions) {
     }
   });
 
+  for (const register of routes) register(app);
   for (const path of PUBLIC_ROUTES) {
     app.get(path, async (_request, reply) => sendOps(reply, await answerOpsRequest(path, ops)));
   }

@@ -1,0 +1,126 @@
+import { randomUUID } from "node:crypto";
+import type { KeyRing } from "@evergreen/crypto";
+import type { Integration, PrismaClient } from "@evergreen/db";
+import { isProviderId } from "@evergreen/providers";
+import { sealClientSecret } from "@evergreen/refresh";
+import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import { HttpError, parseInput } from "../http-errors";
+
+export interface IntegrationRoutesDeps {
+  readonly prisma: PrismaClient;
+  readonly keyRing: KeyRing;
+  readonly allowInsecureTokenUrls: boolean;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const integrationKey = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "must be 1-64 of a-z, 0-9, _ and -");
+
+const integrationInput = z.object({
+  key: integrationKey,
+  provider: z.string().refine(isProviderId, "unknown provider (a catalog id or oauth2)"),
+  clientId: z.string().min(1).max(512),
+  clientSecret: z.string().min(1).max(4096),
+  tokenUrl: z.string().url().max(2048).optional(),
+  clientAuth: z.enum(["basic", "body"]).optional(),
+  bodyFormat: z.enum(["form", "json"]).optional(),
+  scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
+  refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
+});
+type IntegrationInput = z.output<typeof integrationInput>;
+
+/** What a client sees of an integration: never the client secret. */
+export function integrationView(row: Integration) {
+  return {
+    key: row.key,
+    provider: row.provider,
+    clientId: row.clientId,
+    tokenUrl: row.tokenUrl,
+    clientAuth: row.clientAuth,
+    bodyFormat: row.bodyFormat,
+    scopes: row.scopes,
+    refreshBufferSeconds: row.refreshBufferSeconds,
+    createdAt: row.createdAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+/** Checks what can be checked without calling the provider. */
+function checkOffline(input: IntegrationInput, allowInsecureTokenUrls: boolean): void {
+  if (input.provider === "oauth2" && !input.tokenUrl) {
+    throw new HttpError(400, "invalid_request", "tokenUrl: required for provider oauth2");
+  }
+  if (input.tokenUrl && !input.tokenUrl.startsWith("https://")) {
+    if (!allowInsecureTokenUrls || !input.tokenUrl.startsWith("http://")) {
+      throw new HttpError(400, "invalid_request", "tokenUrl: must be an https:// URL");
+    }
+  }
+  if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      "clientId: Google client ids end in .apps.googleusercontent.com",
+    );
+  }
+  if (input.provider === "microsoft" && !UUID.test(input.clientId)) {
+    throw new HttpError(400, "invalid_request", "clientId: Microsoft client ids are UUIDs");
+  }
+}
+
+export function registerIntegrationRoutes(app: FastifyInstance, deps: IntegrationRoutesDeps): void {
+  const { prisma, keyRing } = deps;
+
+  app.post("/v1/integrations", async (request, reply) => {
+    const input = parseInput(integrationInput, request.body);
+    checkOffline(input, deps.allowInsecureTokenUrls);
+    const existing = await prisma.integration.findUnique({ where: { key: input.key } });
+    const id = existing?.id ?? randomUUID();
+    const fields = {
+      provider: input.provider,
+      clientId: input.clientId,
+      clientSecret: sealClientSecret(keyRing, id, input.clientSecret),
+      tokenUrl: input.tokenUrl ?? null,
+      clientAuth: input.clientAuth ?? null,
+      bodyFormat: input.bodyFormat ?? null,
+      scopes: input.scopes ?? [],
+      refreshBufferSeconds: input.refreshBufferSeconds ?? null,
+    };
+    const row = await prisma.integration.upsert({
+      where: { key: input.key },
+      create: { id, key: input.key, ...fields },
+      update: fields,
+    });
+    return reply.status(existing ? 200 : 201).send(integrationView(row));
+  });
+
+  app.get("/v1/integrations", async () => {
+    const rows = await prisma.integration.findMany({ orderBy: { key: "asc" } });
+    return { data: rows.map(integrationView) };
+  });
+
+  app.get<{ Params: { key: string } }>("/v1/integrations/:key", async (request) => {
+    const row = await prisma.integration.findUnique({ where: { key: request.params.key } });
+    if (!row) throw new HttpError(404, "not_found", "no integration with this key");
+    return integrationView(row);
+  });
+
+  app.delete<{ Params: { key: string } }>("/v1/integrations/:key", async (request, reply) => {
+    const row = await prisma.integration.findUnique({
+      where: { key: request.params.key },
+      include: { _count: { select: { connections: true } } },
+    });
+    if (!row) throw new HttpError(404, "not_found", "no integration with this key");
+    if (row._count.connections > 0) {
+      throw new HttpError(
+        409,
+        "conflict",
+        "the integration still has connections; delete them first",
+      );
+    }
+    await prisma.integration.delete({ where: { id: row.id } });
+    return reply.status(204).send();
+  });
+}
