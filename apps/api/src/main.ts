@@ -3,7 +3,9 @@ import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
 import { createLogger, createMetrics, handleShutdown } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
+import { createRefreshQueue } from "@evergreen/refresh";
 import { apiEnv } from "./env";
+import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
 
@@ -23,7 +25,10 @@ async function main(): Promise<void> {
   shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-api");
   shutdown.add("redis", () => redis.quit());
+  const queue = createRefreshQueue(redis);
+  shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("api");
+  const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
 
   const server = await buildServer({
     log,
@@ -36,8 +41,16 @@ async function main(): Promise<void> {
       (app) =>
         registerIntegrationRoutes(app, {
           prisma,
-          keyRing: new KeyRing(config.ENCRYPTION_KEYS),
+          keyRing,
           allowInsecureTokenUrls: config.ALLOW_INSECURE_TOKEN_URLS,
+        }),
+      (app) =>
+        registerConnectionRoutes(app, {
+          prisma,
+          keyRing,
+          queue,
+          log,
+          defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
         }),
     ],
   });
