@@ -5,13 +5,13 @@
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { enqueueRefresh, QUEUE_PREFIX } from "@evergreen/refresh";
-import { createRefreshHarness } from "@evergreen/refresh/testing";
+import { createRefreshHarness, redisDatabaseUrl } from "@evergreen/refresh/testing";
 import { startApp } from "../test/support/app-process";
 
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 20_000);
 const latencyMs = Number(process.env.BENCH_LATENCY_MS ?? 50);
 const concurrency = Number(process.env.BENCH_CONCURRENCY ?? 200);
-const redisUrl = `${(process.env.REDIS_URL ?? "redis://127.0.0.1:6379").replace(/\/\d*$/, "")}/8`;
+const redisUrl = redisDatabaseUrl(8);
 
 export async function benchRefreshThroughput(): Promise<Record<string, number>> {
   const h = await createRefreshHarness({ redisUrl, prefix: QUEUE_PREFIX, latencyMs });

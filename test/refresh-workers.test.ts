@@ -5,13 +5,17 @@ import {
   QUEUE_PREFIX,
   refreshConnection,
 } from "@evergreen/refresh";
-import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import {
+  createRefreshHarness,
+  type RefreshHarness,
+  redisDatabaseUrl,
+} from "@evergreen/refresh/testing";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { type AppProcess, startApp } from "./support/app-process";
 
 // Worker processes use the production queue prefix, so this file owns a Redis database
 // of its own and empties it first.
-const REDIS_URL = `${(process.env.REDIS_URL ?? "redis://127.0.0.1:6379").replace(/\/\d*$/, "")}/7`;
+const REDIS_URL = redisDatabaseUrl(7);
 
 let h: RefreshHarness;
 const workers: AppProcess[] = [];

@@ -1,10 +1,14 @@
 import { QUEUE_PREFIX, refreshJobId } from "@evergreen/refresh";
-import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import {
+  createRefreshHarness,
+  type RefreshHarness,
+  redisDatabaseUrl,
+} from "@evergreen/refresh/testing";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { type AppProcess, startApp } from "./support/app-process";
 
 // The scheduler uses the production queue prefix: this file owns Redis database 6.
-const REDIS_URL = `${(process.env.REDIS_URL ?? "redis://127.0.0.1:6379").replace(/\/\d*$/, "")}/6`;
+const REDIS_URL = redisDatabaseUrl(6);
 
 let h: RefreshHarness;
 let scheduler: AppProcess | undefined;

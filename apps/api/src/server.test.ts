@@ -1,16 +1,8 @@
-import { createLogger, createMetrics } from "@evergreen/observability";
 import { describe, expect, it } from "vitest";
-import { buildServer } from "./server";
+import { TEST_API_KEY, testServer } from "./test-server";
 
-const KEY = "test-key-0123456789abcdef";
-
-async function server(checks = {}) {
-  return buildServer({
-    log: createLogger({ name: "api-test", level: "silent" }),
-    apiKeys: ["another-key-0123456789", KEY],
-    ops: { registry: createMetrics("api-test").registry, checks },
-  });
-}
+const KEY = TEST_API_KEY;
+const server = (checks = {}) => testServer({ checks });
 
 describe("api server", () => {
   it.each([

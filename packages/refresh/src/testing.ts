@@ -21,6 +21,14 @@ import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cip
 
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
+/**
+ * TEST_REDIS_URL on Redis database `index`: for suites whose processes use the production
+ * queue prefix and so need a database of their own.
+ */
+export function redisDatabaseUrl(index: number): string {
+  return `${TEST_REDIS_URL.replace(/\/\d*$/, "")}/${index}`;
+}
+
 export interface RefreshHarness {
   readonly db: TestDatabase;
   readonly prisma: PrismaClient;

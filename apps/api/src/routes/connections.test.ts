@@ -1,12 +1,11 @@
-import { createLogger, createMetrics } from "@evergreen/observability";
+import { createLogger } from "@evergreen/observability";
 import { openAccessToken, openRefreshToken, refreshJobId } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildServer } from "../server";
+import { AUTH, testServer } from "../test-server";
 import { registerConnectionRoutes } from "./connections";
 
-const KEY = "test-key-0123456789abcdef";
-const auth = { authorization: `Bearer ${KEY}` };
+const auth = AUTH;
 let h: RefreshHarness;
 
 beforeAll(async () => {
@@ -16,10 +15,7 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 function server() {
-  return buildServer({
-    log: createLogger({ name: "api-test", level: "silent" }),
-    apiKeys: [KEY],
-    ops: { registry: createMetrics("api-test").registry, checks: {} },
+  return testServer({
     routes: [
       (app) =>
         registerConnectionRoutes(app, {

@@ -1,14 +1,12 @@
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { createPrismaClient, type PrismaClient } from "@evergreen/db";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
-import { createLogger, createMetrics } from "@evergreen/observability";
 import { openClientSecret } from "@evergreen/refresh";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildServer } from "../server";
+import { AUTH, testServer } from "../test-server";
 import { registerIntegrationRoutes } from "./integrations";
 
-const KEY = "test-key-0123456789abcdef";
-const auth = { authorization: `Bearer ${KEY}` };
+const auth = AUTH;
 let db: TestDatabase;
 let prisma: PrismaClient;
 const keyRing = KeyRing.fromSpec(generateEncryptionKey("t"));
@@ -23,10 +21,7 @@ afterAll(async () => {
 });
 
 function server(allowInsecureTokenUrls = false) {
-  return buildServer({
-    log: createLogger({ name: "api-test", level: "silent" }),
-    apiKeys: [KEY],
-    ops: { registry: createMetrics("api-test").registry, checks: {} },
+  return testServer({
     routes: [(app) => registerIntegrationRoutes(app, { prisma, keyRing, allowInsecureTokenUrls })],
   });
 }

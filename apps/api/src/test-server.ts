@@ -1,0 +1,23 @@
+// Test helper: the api's HTTP server with silent logs, fixed keys and the given routes.
+import { createLogger, createMetrics, type ReadinessCheck } from "@evergreen/observability";
+import type { FastifyInstance } from "fastify";
+import { buildServer } from "./server";
+
+export const TEST_API_KEY = "test-key-0123456789abcdef";
+/** A second accepted key, so tests can show that any configured key works. */
+export const OTHER_API_KEY = "another-key-0123456789";
+export const AUTH = { authorization: `Bearer ${TEST_API_KEY}` };
+
+export function testServer(
+  options: {
+    readonly routes?: readonly ((app: FastifyInstance) => void)[];
+    readonly checks?: Readonly<Record<string, ReadinessCheck>>;
+  } = {},
+) {
+  return buildServer({
+    log: createLogger({ name: "api-test", level: "silent" }),
+    apiKeys: [OTHER_API_KEY, TEST_API_KEY],
+    ops: { registry: createMetrics("api-test").registry, checks: options.checks ?? {} },
+    routes: options.routes ?? [],
+  });
+}
