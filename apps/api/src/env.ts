@@ -10,6 +10,8 @@ export const apiEnv = z.object({
   PORT: fields.apiPort,
   REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
   REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
+  RETRY_BASE_DELAY_MS: fields.retryBaseDelayMs,
+  RETRY_MAX_DELAY_MS: fields.retryMaxDelayMs,
   ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
   LOG_LEVEL: fields.logLevel,
 });

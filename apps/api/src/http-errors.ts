@@ -7,6 +7,8 @@ export class HttpError extends Error {
     readonly statusCode: number,
     readonly code: string,
     message: string,
+    /** Sent as `Retry-After` when set. */
+    readonly options: { readonly retryAfterSeconds?: number | undefined } = {},
   ) {
     super(message);
   }

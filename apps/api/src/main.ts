@@ -3,11 +3,12 @@ import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
 import { createLogger, createMetrics, handleShutdown } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
-import { createRefreshQueue } from "@evergreen/refresh";
+import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
 import { apiEnv } from "./env";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
+import { TokenService } from "./token-service";
 
 async function main(): Promise<void> {
   const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
@@ -29,6 +30,17 @@ async function main(): Promise<void> {
   shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("api");
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
+  // The api refreshes on demand with the workers' lock, settings and metrics.
+  const refreshDeps = createRefreshDeps({
+    env: config,
+    prisma,
+    redis,
+    queue,
+    keyRing,
+    metrics,
+    log,
+    maxSockets: 50,
+  });
 
   const server = await buildServer({
     log,
@@ -42,7 +54,9 @@ async function main(): Promise<void> {
         registerIntegrationRoutes(app, {
           prisma,
           keyRing,
-          allowInsecureTokenUrls: config.ALLOW_INSECURE_TOKEN_URLS,
+          queue,
+          log,
+          allowInsecureTokenUrls: refreshDeps.settings.allowInsecureTokenUrls,
         }),
       (app) =>
         registerConnectionRoutes(app, {
@@ -51,6 +65,7 @@ async function main(): Promise<void> {
           queue,
           log,
           defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
+          tokens: new TokenService(refreshDeps),
         }),
     ],
   });

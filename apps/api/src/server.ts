@@ -41,6 +41,8 @@ export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOpti
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof HttpError) {
+      const { retryAfterSeconds } = error.options;
+      if (retryAfterSeconds !== undefined) reply.header("retry-after", String(retryAfterSeconds));
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
     const status = error.statusCode ?? 500;

@@ -1,7 +1,10 @@
 // Test helper: the api's HTTP server with silent logs, fixed keys and the given routes.
 import { createLogger, createMetrics, type ReadinessCheck } from "@evergreen/observability";
+import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import { registerConnectionRoutes } from "./routes/connections";
 import { buildServer } from "./server";
+import { TokenService } from "./token-service";
 
 export const TEST_API_KEY = "test-key-0123456789abcdef";
 /** A second accepted key, so tests can show that any configured key works. */
@@ -19,5 +22,22 @@ export function testServer(
     apiKeys: [OTHER_API_KEY, TEST_API_KEY],
     ops: { registry: createMetrics("api-test").registry, checks: options.checks ?? {} },
     routes: options.routes ?? [],
+  });
+}
+
+/** The connection routes on a refresh harness's database, queue, lock and mock provider. */
+export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
+  return testServer({
+    routes: [
+      (app) =>
+        registerConnectionRoutes(app, {
+          prisma: h.prisma,
+          keyRing: h.keyRing,
+          queue,
+          log: h.deps.log,
+          defaultBufferSeconds: h.deps.settings.defaultBufferSeconds,
+          tokens: new TokenService(h.deps),
+        }),
+    ],
   });
 }

@@ -1,5 +1,3 @@
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
@@ -9,9 +7,8 @@ import {
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
-import { COOLDOWN_PREFIX, createRefreshQueue, LOCK_PREFIX } from "@evergreen/refresh";
-import axios from "axios";
+import { createRedis } from "@evergreen/redis";
+import { createRefreshDeps, createRefreshQueue, lockTtlMs } from "@evergreen/refresh";
 import { workerEnv } from "./env";
 import { startRefreshWorker } from "./refresh-worker";
 
@@ -35,37 +32,21 @@ async function main(): Promise<void> {
   shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("worker");
 
-  const agentOptions = { keepAlive: true, maxSockets: config.WORKER_CONCURRENCY };
-  const http = axios.create({
-    httpAgent: new HttpAgent(agentOptions),
-    httpsAgent: new HttpsAgent(agentOptions),
-  });
-
-  // The lease must outlive a refresh that runs into its HTTP timeout; BullMQ's job lock
-  // gets the same length so a crashed worker's job is handed on about when its lease ends.
-  const lockTtlMs = 3 * config.REFRESH_TIMEOUT_MS;
   const worker = startRefreshWorker(
-    {
+    createRefreshDeps({
+      env: config,
       prisma,
-      keyRing: new KeyRing(config.ENCRYPTION_KEYS),
-      lock: new RedisLock(redis, { prefix: LOCK_PREFIX, ttlMs: lockTtlMs }),
-      cooldown: new Cooldown(redis, COOLDOWN_PREFIX),
+      redis,
       queue,
-      http,
+      keyRing: new KeyRing(config.ENCRYPTION_KEYS),
       metrics,
       log,
-      settings: {
-        timeoutMs: config.REFRESH_TIMEOUT_MS,
-        defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
-        retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
-        retryMaxDelayMs: config.RETRY_MAX_DELAY_MS,
-        allowInsecureTokenUrls: config.ALLOW_INSECURE_TOKEN_URLS,
-      },
-    },
+      maxSockets: config.WORKER_CONCURRENCY,
+    }),
     {
       connection: consumer,
       concurrency: config.WORKER_CONCURRENCY,
-      lockDurationMs: lockTtlMs,
+      lockDurationMs: lockTtlMs(config),
       log,
     },
   );

@@ -115,12 +115,26 @@ describe("buildRefreshRequest", () => {
     );
   });
 
-  it("refuses http:// unless insecure URLs are allowed", () => {
+  it("refuses http:// unless insecure URLs are allowed, or loopback ones are", () => {
     const local = { ...generic, tokenUrl: "http://127.0.0.1:8080/token" };
     expect(problemOf(() => buildRefreshRequest(local, grant))).toBe("insecure_token_url");
     expect(buildRefreshRequest(local, grant, { allowInsecureTokenUrls: true }).url).toBe(
       "http://127.0.0.1:8080/token",
     );
+    const remote = { ...generic, tokenUrl: "http://auth.example.com/token" };
+    for (const host of ["127.0.0.1:8080", "localhost", "[::1]:9000", "127.1.2.3"]) {
+      const loopback = { ...generic, tokenUrl: `http://${host}/token` };
+      expect(buildRefreshRequest(loopback, grant, { allowInsecureTokenUrls: "loopback" }).url).toBe(
+        `http://${host}/token`,
+      );
+    }
+    expect(
+      problemOf(() => buildRefreshRequest(remote, grant, { allowInsecureTokenUrls: "loopback" })),
+    ).toBe("insecure_token_url");
+    const spoof = { ...generic, tokenUrl: "http://127.0.0.1.evil.example/token" };
+    expect(
+      problemOf(() => buildRefreshRequest(spoof, grant, { allowInsecureTokenUrls: "loopback" })),
+    ).toBe("insecure_token_url");
     const ftp = { ...generic, tokenUrl: "ftp://example.com/token" };
     expect(problemOf(() => buildRefreshRequest(ftp, grant, { allowInsecureTokenUrls: true }))).toBe(
       "insecure_token_url",

@@ -2,6 +2,7 @@ import { ProviderConfigError } from "./errors";
 import { PROVIDERS } from "./registry";
 import type {
   BuildRefreshRequestOptions,
+  InsecureTokenUrls,
   IntegrationSettings,
   PlaceholderRule,
   ProviderDefinition,
@@ -95,29 +96,53 @@ function resolveTokenUrl(
     );
   }
 
+  return checkTokenUrl(definition.id, resolved, options.allowInsecureTokenUrls);
+}
+
+/**
+ * Checks a token URL the way every refresh will: a URL, no credentials in it, https
+ * unless `allowInsecure` says otherwise. Returns it normalised.
+ *
+ * @throws ProviderConfigError naming what is wrong.
+ */
+export function checkTokenUrl(
+  provider: string,
+  url: string,
+  allowInsecure: InsecureTokenUrls = false,
+): string {
   let parsed: URL;
   try {
-    parsed = new URL(resolved);
+    parsed = new URL(url);
   } catch {
-    throw new ProviderConfigError(definition.id, "invalid_token_url", "token URL is not a URL");
+    throw new ProviderConfigError(provider, "invalid_token_url", "token URL is not a URL");
   }
   // Credentials in a URL end up in logs and proxies; the client secret has its own place.
   if (parsed.username !== "" || parsed.password !== "") {
     throw new ProviderConfigError(
-      definition.id,
+      provider,
       "invalid_token_url",
       "token URL must not contain credentials",
     );
   }
-  const insecureAllowed = options.allowInsecureTokenUrls === true && parsed.protocol === "http:";
+  const insecureAllowed =
+    parsed.protocol === "http:" &&
+    (allowInsecure === true || (allowInsecure === "loopback" && isLoopback(parsed.hostname)));
   if (parsed.protocol !== "https:" && !insecureAllowed) {
     throw new ProviderConfigError(
-      definition.id,
+      provider,
       "insecure_token_url",
       "token URL must use https (the request carries the client secret and refresh token)",
     );
   }
   return parsed.toString();
+}
+
+function isLoopback(hostname: string): boolean {
+  return (
+    hostname === "localhost" ||
+    hostname === "[::1]" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
 }
 
 function placeholderValue(

@@ -1,4 +1,4 @@
-export { buildRefreshRequest } from "./build-refresh-request";
+export { buildRefreshRequest, checkTokenUrl } from "./build-refresh-request";
 export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
@@ -9,6 +9,7 @@ export {
   type ClientAuth,
   type DescriptionRule,
   type ErrorOutcome,
+  type InsecureTokenUrls,
   type IntegrationSettings,
   isProviderId,
   type PlaceholderRule,

@@ -42,13 +42,16 @@ export interface RefreshGrant {
   metadata?: Record<string, unknown>;
 }
 
+/**
+ * Which `http://` token URLs to accept: none (`false`), any (`true`, tests and local
+ * mocks only: a refresh request carries the client secret and the refresh token in clear
+ * text), or only those on this machine (`"loopback"`: the request never leaves the host).
+ */
+export type InsecureTokenUrls = boolean | "loopback";
+
 export interface BuildRefreshRequestOptions {
-  /**
-   * Accept `http://` token URLs. Only for tests and local mocks: a refresh request carries
-   * the client secret and the refresh token in clear text.
-   * @defaultValue false
-   */
-  allowInsecureTokenUrls?: boolean;
+  /** @defaultValue false */
+  allowInsecureTokenUrls?: InsecureTokenUrls;
 }
 
 /** The HTTP request to send; the caller performs it. */

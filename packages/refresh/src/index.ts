@@ -28,3 +28,11 @@ export {
   sealClientSecret,
   sealRefreshToken,
 } from "./token-cipher";
+export {
+  createRefreshDeps,
+  insecureTokenUrls,
+  lockTtlMs,
+  type RefreshEnv,
+  type RefreshParts,
+  refreshSettings,
+} from "./wiring";

@@ -11,6 +11,7 @@ import { hashId } from "@evergreen/observability";
 import {
   buildRefreshRequest,
   classifyAnswer,
+  type InsecureTokenUrls,
   isProviderId,
   type ProviderAnswer,
   ProviderConfigError,
@@ -37,8 +38,8 @@ export interface RefreshSettings {
   readonly retryBaseDelayMs: number;
   /** RETRY_MAX_DELAY_MS. */
   readonly retryMaxDelayMs: number;
-  /** ALLOW_INSECURE_TOKEN_URLS. */
-  readonly allowInsecureTokenUrls: boolean;
+  /** ALLOW_INSECURE_TOKEN_URLS, with the development loopback allowance (see wiring.ts). */
+  readonly allowInsecureTokenUrls: InsecureTokenUrls;
   /** Longest Retry-After honoured. @defaultValue 3600000 */
   readonly maxRetryAfterMs?: number;
   /** Consecutive `unknown` answers retried before the connection goes to `error`. @defaultValue 5 */

@@ -1,9 +1,12 @@
-import { createLogger } from "@evergreen/observability";
-import { openAccessToken, openRefreshToken, refreshJobId } from "@evergreen/refresh";
+import {
+  openAccessToken,
+  openRefreshToken,
+  reconcileQueue,
+  refreshJobId,
+} from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, testServer } from "../test-server";
-import { registerConnectionRoutes } from "./connections";
+import { AUTH, connectionsTestServer } from "../test-server";
 
 const auth = AUTH;
 let h: RefreshHarness;
@@ -14,20 +17,7 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-function server() {
-  return testServer({
-    routes: [
-      (app) =>
-        registerConnectionRoutes(app, {
-          prisma: h.prisma,
-          keyRing: h.keyRing,
-          queue: h.queue,
-          log: createLogger({ name: "api-test", level: "silent" }),
-          defaultBufferSeconds: 300,
-        }),
-    ],
-  });
-}
+const server = () => connectionsTestServer(h);
 
 const tokens = {
   integration: "mock",
@@ -151,5 +141,148 @@ describe("GET and DELETE /v1/connections/:id", () => {
     const response = await app.inject({ url: "/v1/connections/123", headers: auth });
     expect(response.statusCode).toBe(400);
     expect(response.json().message).toMatch(/^id: /);
+  });
+});
+
+describe("registration races and failures", () => {
+  it("two first registrations of one user at once make one connection", async () => {
+    const app = await server();
+    const answers = await Promise.all(
+      Array.from({ length: 5 }, (_, n) =>
+        app.inject({
+          method: "POST",
+          url: "/v1/connections",
+          headers: auth,
+          payload: { ...tokens, externalId: "double-submit", accessToken: `access-${n}` },
+        }),
+      ),
+    );
+    expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 200, 200, 200, 201]);
+    expect(new Set(answers.map((a) => a.json().id)).size).toBe(1);
+    expect(await h.prisma.connection.count({ where: { externalId: "double-submit" } })).toBe(1);
+  });
+
+  it("stores the connection when Redis is down, and the scheduler's sweep adds its job", async () => {
+    // A queue on a port nothing listens on: the add fails, the request does not.
+    const { createRedis } = await import("@evergreen/redis");
+    const { createRefreshQueue } = await import("@evergreen/refresh");
+    const deadRedis = createRedis("redis://127.0.0.1:1", "producer");
+    deadRedis.on("error", () => {});
+    const deadQueue = createRefreshQueue(deadRedis, h.prefix);
+    deadQueue.on("error", () => {});
+    try {
+      const app = await connectionsTestServer(h, deadQueue);
+      const response = await app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: auth,
+        payload: { ...tokens, externalId: "redis-down" },
+      });
+      expect(response.statusCode).toBe(201);
+      const { id } = response.json();
+      const jobId = refreshJobId({ connectionId: id, version: 0 });
+      expect(await h.queue.getJob(jobId)).toBeUndefined();
+      expect(response.json().nextRefreshAt).not.toBeNull();
+
+      await reconcileQueue(h.prisma, h.queue, h.redis);
+      expect(await (await h.queue.getJob(jobId))?.getState()).toBe("delayed");
+    } finally {
+      await deadQueue.close().catch(() => {});
+      deadRedis.disconnect();
+    }
+  });
+});
+
+describe("GET /v1/connections", () => {
+  it("filters by integration, externalId and status, and pages with a cursor", async () => {
+    const app = await server();
+    for (let n = 0; n < 5; n += 1) {
+      await app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: auth,
+        payload: { ...tokens, externalId: `page-${n}` },
+      });
+    }
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const query: string = `status=active&limit=2${cursor ? `&cursor=${cursor}` : ""}`;
+      const page = await app.inject({ url: `/v1/connections?${query}`, headers: auth });
+      expect(page.statusCode).toBe(200);
+      const body = page.json();
+      expect(body.data.length).toBeLessThanOrEqual(2);
+      expect(body.data.every((view: { status: string }) => view.status === "active")).toBe(true);
+      expect(page.body).not.toContain("access-one");
+      seen.push(...body.data.map((view: { externalId: string }) => view.externalId));
+      cursor = body.nextCursor;
+      pages += 1;
+    } while (cursor);
+    const active = await h.prisma.connection.count({ where: { status: "active" } });
+    expect(seen).toHaveLength(active);
+    expect(new Set(seen).size).toBe(active);
+    expect(pages).toBe(Math.ceil(active / 2));
+
+    const one = await app.inject({
+      url: "/v1/connections?integration=mock&externalId=page-3",
+      headers: auth,
+    });
+    expect(one.json()).toMatchObject({ data: [{ externalId: "page-3" }], nextCursor: null });
+    const none = await app.inject({ url: "/v1/connections?integration=other", headers: auth });
+    expect(none.json()).toEqual({ data: [], nextCursor: null });
+  });
+
+  it.each([
+    ["status=gone", /^status: /],
+    ["limit=0", /^limit: /],
+    ["limit=many", /^limit: /],
+    ["cursor=not-a-cursor", /^cursor: not a cursor/],
+  ])("refuses ?%s naming the field", async (query, message) => {
+    const app = await server();
+    const response = await app.inject({ url: `/v1/connections?${query}`, headers: auth });
+    expect(response.statusCode).toBe(400);
+    expect(response.json()).toMatchObject({ error: "invalid_request" });
+    expect(response.json().message).toMatch(message);
+  });
+});
+
+describe("every connection route", () => {
+  const unknown = "7d3f4a52-0c1e-4a7b-9f0e-2b8c5d6e7f80";
+  it.each([
+    ["GET", `/v1/connections/${unknown}`],
+    ["DELETE", `/v1/connections/${unknown}`],
+    ["GET", `/v1/connections/${unknown}/token`],
+    ["POST", `/v1/connections/${unknown}/refresh`],
+  ] as const)("%s %s answers 404 for an unknown id and 401 without a key", async (method, url) => {
+    const app = await server();
+    const missing = await app.inject({ method, url, headers: auth });
+    expect(missing.statusCode).toBe(404);
+    expect(missing.json()).toMatchObject({ error: "not_found" });
+    const anonymous = await app.inject({ method, url });
+    expect(anonymous.statusCode).toBe(401);
+    const wrongKey = await app.inject({ method, url, headers: { authorization: "Bearer nope" } });
+    expect(wrongKey.json()).toEqual({
+      error: "unauthorized",
+      message: "missing or unknown API key",
+    });
+  });
+
+  it("answers malformed JSON and oversized bodies on POST /v1/connections", async () => {
+    const app = await server();
+    const post = (payload: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: { ...auth, "content-type": "application/json" },
+        payload,
+      });
+    const malformed = await post('{"integration": "mock",');
+    expect(malformed.statusCode).toBe(400);
+    expect(malformed.json().error).toBe("invalid_request");
+    const huge = await post(
+      JSON.stringify({ ...tokens, metadata: { pad: "x".repeat(1_100_000) } }),
+    );
+    expect(huge.statusCode).toBe(413);
   });
 });

@@ -14,6 +14,8 @@ import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { HttpError, parseInput } from "../http-errors";
+import { scheduleOrDefer } from "../schedule-or-defer";
+import type { TokenService } from "../token-service";
 
 export interface ConnectionRoutesDeps {
   readonly prisma: PrismaClient;
@@ -22,6 +24,7 @@ export interface ConnectionRoutesDeps {
   readonly log: Logger;
   /** REFRESH_BUFFER_SECONDS. */
   readonly defaultBufferSeconds: number;
+  readonly tokens: TokenService;
 }
 
 const TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600;
@@ -47,6 +50,31 @@ const connectionInput = z
   });
 
 const idParam = z.object({ id: z.string().uuid("must be a connection id (UUID)") });
+
+const tokenQuery = z.object({
+  // Capped at 30 minutes: asking for more than a provider's token lifetime (often an hour)
+  // would refresh on every call.
+  minValidity: z.coerce.number().int().min(0).max(1800).default(60),
+});
+
+const listQuery = z.object({
+  integration: z.string().min(1).max(64).optional(),
+  externalId: z.string().min(1).max(256).optional(),
+  status: z.enum(["active", "expired", "needs_reauth", "error"]).optional(),
+  limit: z.coerce.number().int().min(1).max(200).default(50),
+  cursor: z
+    .string()
+    .transform((value, ctx) => {
+      const id = Buffer.from(value, "base64url").toString("utf8");
+      if (z.string().uuid().safeParse(id).success) return id;
+      ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
+      return z.NEVER;
+    })
+    .optional(),
+});
+
+/** Cursors are opaque to clients: the last id of a page, encoded. */
+const encodeCursor = (id: string) => Buffer.from(id, "utf8").toString("base64url");
 
 /** What a client sees of a connection: never a token. */
 export function connectionView(row: Connection, integration: Pick<Integration, "key">) {
@@ -79,7 +107,8 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
 
   /**
    * Stores the tokens, then schedules. If scheduling fails (Redis down), the request still
-   * succeeds: the row carries nextRefreshAt and the scheduler's next sweep adds the job.
+   * succeeds: the row carries nextRefreshAt and the scheduler's next sweep adds the job
+   * (see scheduleOrDefer).
    */
   app.post("/v1/connections", async (request, reply) => {
     const input = parseInput(connectionInput, request.body);
@@ -100,56 +129,99 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
           bufferSeconds: integration.refreshBufferSeconds ?? deps.defaultBufferSeconds,
         })
       : null;
-    const existing = await prisma.connection.findUnique({
-      where: {
-        integrationId_externalId: { integrationId: integration.id, externalId: input.externalId },
-      },
-    });
-    const id = existing?.id ?? randomUUID();
     // Fresh tokens from the app: whatever state the grant was in (needs_reauth, error,
     // expired), it is active again and its failure history starts over.
-    const fields = {
-      accessToken: sealAccessToken(keyRing, id, input.accessToken),
-      refreshToken: input.refreshToken ? sealRefreshToken(keyRing, id, input.refreshToken) : null,
-      tokenType: input.tokenType ?? "Bearer",
-      scope: input.scope ?? null,
-      expiresAt,
-      status: "active" as const,
-      nextRefreshAt,
-      consecutiveFailures: 0,
-      lastErrorCode: null,
-      lastErrorMessage: null,
-      lastErrorAt: null,
-      ...(input.metadata ? { metadata: input.metadata as object } : {}),
-    };
-    const [row] = await prisma.$transaction([
-      existing
-        ? prisma.connection.update({
-            where: { id },
-            data: { ...fields, version: { increment: 1 } },
-          })
-        : prisma.connection.create({
-            data: { id, integrationId: integration.id, externalId: input.externalId, ...fields },
-          }),
-      prisma.connectionEvent.create({
-        data: {
-          connectionId: id,
-          integrationId: integration.id,
-          type: existing ? "updated" : "created",
+    const write = async () => {
+      const existing = await prisma.connection.findUnique({
+        where: {
+          integrationId_externalId: { integrationId: integration.id, externalId: input.externalId },
         },
-      }),
-    ]);
-    if (nextRefreshAt) {
-      await enqueueRefresh(
-        queue,
-        { connectionId: id, version: row.version },
+      });
+      const id = existing?.id ?? randomUUID();
+      const fields = {
+        accessToken: sealAccessToken(keyRing, id, input.accessToken),
+        refreshToken: input.refreshToken ? sealRefreshToken(keyRing, id, input.refreshToken) : null,
+        tokenType: input.tokenType ?? "Bearer",
+        scope: input.scope ?? null,
+        expiresAt,
+        status: "active" as const,
         nextRefreshAt,
-        now,
-      ).catch((err: unknown) =>
-        log.error({ err, connection: id }, "scheduling failed; the sweep will add the job"),
+        consecutiveFailures: 0,
+        lastErrorCode: null,
+        lastErrorMessage: null,
+        lastErrorAt: null,
+        ...(input.metadata ? { metadata: input.metadata as object } : {}),
+      };
+      const [row] = await prisma.$transaction([
+        existing
+          ? prisma.connection.update({
+              where: { id },
+              data: { ...fields, version: { increment: 1 } },
+            })
+          : prisma.connection.create({
+              data: { id, integrationId: integration.id, externalId: input.externalId, ...fields },
+            }),
+        prisma.connectionEvent.create({
+          data: {
+            connectionId: id,
+            integrationId: integration.id,
+            type: existing ? "updated" : "created",
+          },
+        }),
+      ]);
+      return { row, created: !existing };
+    };
+    // Two first registrations of one user racing (a double-submitted callback): the loser
+    // hits the unique (integration, externalId) key and, tried again, updates the winner's row.
+    const { row, created } = await write().catch((error: unknown) => {
+      if ((error as { code?: unknown }).code !== "P2002") throw error;
+      return write();
+    });
+    const id = row.id;
+    if (nextRefreshAt) {
+      await scheduleOrDefer(
+        log,
+        { connection: id },
+        enqueueRefresh(queue, { connectionId: id, version: row.version }, nextRefreshAt, now),
       );
     }
-    return reply.status(existing ? 200 : 201).send(connectionView(row, integration));
+    return reply.status(created ? 201 : 200).send(connectionView(row, integration));
+  });
+
+  /** Keyset pages in id order: stable under inserts, no OFFSET scans. */
+  app.get("/v1/connections", async (request) => {
+    const query = parseInput(listQuery, request.query);
+    const rows = await prisma.connection.findMany({
+      where: {
+        ...(query.integration ? { integration: { key: query.integration } } : {}),
+        ...(query.externalId ? { externalId: query.externalId } : {}),
+        ...(query.status ? { status: query.status } : {}),
+        ...(query.cursor ? { id: { gt: query.cursor } } : {}),
+      },
+      include: { integration: true },
+      orderBy: { id: "asc" },
+      take: query.limit + 1,
+    });
+    const page = rows.slice(0, query.limit);
+    const last = page.at(-1);
+    return {
+      data: page.map((row) => connectionView(row, row.integration)),
+      nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
+    };
+  });
+
+  app.get("/v1/connections/:id/token", async (request, reply) => {
+    const { id } = parseInput(idParam, request.params);
+    const { minValidity } = parseInput(tokenQuery, request.query);
+    const token = await deps.tokens.token(id, minValidity);
+    // A bearer token: no cache along the way may keep it.
+    return reply.header("cache-control", "no-store").send(token);
+  });
+
+  app.post("/v1/connections/:id/refresh", async (request) => {
+    const { id } = parseInput(idParam, request.params);
+    const row = await deps.tokens.refresh(id);
+    return connectionView(row, row.integration);
   });
 
   app.get("/v1/connections/:id", async (request) => {

@@ -1,28 +1,31 @@
-import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
-import { createPrismaClient, type PrismaClient } from "@evergreen/db";
-import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
-import { openClientSecret } from "@evergreen/refresh";
+import { createLogger } from "@evergreen/observability";
+import type { InsecureTokenUrls } from "@evergreen/providers";
+import { openClientSecret, refreshJobId } from "@evergreen/refresh";
+import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH, testServer } from "../test-server";
 import { registerIntegrationRoutes } from "./integrations";
 
 const auth = AUTH;
-let db: TestDatabase;
-let prisma: PrismaClient;
-const keyRing = KeyRing.fromSpec(generateEncryptionKey("t"));
+let h: RefreshHarness;
 
 beforeAll(async () => {
-  db = await createTestDatabase();
-  prisma = createPrismaClient({ url: db.url, poolSize: 2 });
+  h = await createRefreshHarness();
 });
-afterAll(async () => {
-  await prisma.$disconnect();
-  await db.drop();
-});
+afterAll(() => h.close());
 
-function server(allowInsecureTokenUrls = false) {
+function server(allowInsecureTokenUrls: InsecureTokenUrls = false) {
   return testServer({
-    routes: [(app) => registerIntegrationRoutes(app, { prisma, keyRing, allowInsecureTokenUrls })],
+    routes: [
+      (app) =>
+        registerIntegrationRoutes(app, {
+          prisma: h.prisma,
+          keyRing: h.keyRing,
+          queue: h.queue,
+          log: createLogger({ name: "api-test", level: "silent" }),
+          allowInsecureTokenUrls,
+        }),
+    ],
   });
 }
 
@@ -60,10 +63,10 @@ describe("POST /v1/integrations", () => {
     expect(updated.statusCode).toBe(200);
     expect(updated.json()).toMatchObject({ refreshBufferSeconds: 600 });
 
-    const row = await prisma.integration.findUniqueOrThrow({ where: { key: "gmail" } });
+    const row = await h.prisma.integration.findUniqueOrThrow({ where: { key: "gmail" } });
     expect(row.clientSecret).not.toContain("GOCSPX");
-    expect(openClientSecret(keyRing, row.id, row.clientSecret)).toBe("GOCSPX-rotated");
-    expect(await prisma.integration.count({ where: { key: "gmail" } })).toBe(1);
+    expect(openClientSecret(h.keyRing, row.id, row.clientSecret)).toBe("GOCSPX-rotated");
+    expect(await h.prisma.integration.count({ where: { key: "gmail" } })).toBe(1);
   });
 
   it.each([
@@ -77,7 +80,7 @@ describe("POST /v1/integrations", () => {
     [{ ...google, provider: "oauth2", clientId: "x" }, /^tokenUrl: required/],
     [
       { ...google, provider: "oauth2", clientId: "x", tokenUrl: "http://idp.example/token" },
-      /^tokenUrl: must be an https/,
+      /^tokenUrl: token URL must use https/,
     ],
     [{ ...google, clientSecret: "" }, /^clientSecret: /],
     [{ ...google, refreshBufferSeconds: -5 }, /^refreshBufferSeconds: /],
@@ -95,19 +98,65 @@ describe("POST /v1/integrations", () => {
     expect(response.body).not.toContain("GOCSPX");
   });
 
-  it("allows http:// token URLs only with ALLOW_INSECURE_TOKEN_URLS", async () => {
-    const app = await server(true);
-    const payload = {
-      ...google,
-      key: "local",
-      provider: "oauth2",
-      clientId: "x",
-      tokenUrl: "http://127.0.0.1:9/token",
-    };
-    expect(
-      (await app.inject({ method: "POST", url: "/v1/integrations", headers: auth, payload }))
-        .statusCode,
-    ).toBe(201);
+  it("allows http:// token URLs with ALLOW_INSECURE_TOKEN_URLS, or loopback ones in development", async () => {
+    const post = async (allow: InsecureTokenUrls, tokenUrl: string) =>
+      (
+        await (
+          await server(allow)
+        ).inject({
+          method: "POST",
+          url: "/v1/integrations",
+          headers: auth,
+          payload: { ...google, key: "local", provider: "oauth2", clientId: "x", tokenUrl },
+        })
+      ).statusCode;
+    expect(await post(true, "http://idp.example/token")).toBe(201);
+    expect(await post("loopback", "http://127.0.0.1:9/token")).toBe(200);
+    expect(await post("loopback", "http://idp.example/token")).toBe(400);
+    expect(await post(false, "http://127.0.0.1:9/token")).toBe(400);
+  });
+
+  it("retries the connections in error when the integration is updated", async () => {
+    const { connection } = await h.addConnection({ integrationKey: "fixme" });
+    const failed = await h.addConnection({ integrationKey: "fixme" });
+    const other = await h.addConnection({ integrationKey: "fixme" });
+    for (const { id } of [connection, failed.connection]) {
+      await h.prisma.connection.update({
+        where: { id },
+        data: { status: "error", nextRefreshAt: null, lastErrorCode: "invalid_client" },
+      });
+    }
+    await h.prisma.connection.update({
+      where: { id: other.connection.id },
+      data: { status: "needs_reauth", nextRefreshAt: null },
+    });
+    const integration = await h.prisma.integration.findUniqueOrThrow({ where: { key: "fixme" } });
+    const response = await (await server(true)).inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: auth,
+      payload: {
+        key: "fixme",
+        provider: "oauth2",
+        clientId: h.provider.clientId,
+        clientSecret: h.provider.clientSecret,
+        tokenUrl: integration.tokenUrl,
+      },
+    });
+    expect(response.statusCode).toBe(200);
+
+    for (const { id } of [connection, failed.connection]) {
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id } });
+      expect(row).toMatchObject({ status: "active", version: 1 });
+      expect(row.nextRefreshAt).not.toBeNull();
+      const job = await h.queue.getJob(refreshJobId({ connectionId: id, version: 1 }));
+      expect(await job?.getState()).toBe("waiting");
+    }
+    // A dead grant stays dead: only new tokens from the app revive it.
+    const untouched = await h.prisma.connection.findUniqueOrThrow({
+      where: { id: other.connection.id },
+    });
+    expect(untouched).toMatchObject({ status: "needs_reauth", version: 0 });
   });
 
   it("answers malformed JSON, a wrong media type and an oversized body with SPEC codes", async () => {
@@ -150,8 +199,8 @@ describe("GET and DELETE /v1/integrations", () => {
       404,
     );
 
-    const row = await prisma.integration.findUniqueOrThrow({ where: { key: "cal" } });
-    const connection = await prisma.connection.create({
+    const row = await h.prisma.integration.findUniqueOrThrow({ where: { key: "cal" } });
+    const connection = await h.prisma.connection.create({
       data: { integrationId: row.id, externalId: "u1", accessToken: "ev1.t.x" },
     });
     const refused = await app.inject({
@@ -160,13 +209,13 @@ describe("GET and DELETE /v1/integrations", () => {
       headers: auth,
     });
     expect(refused.statusCode).toBe(409);
-    await prisma.connection.delete({ where: { id: connection.id } });
+    await h.prisma.connection.delete({ where: { id: connection.id } });
     const deleted = await app.inject({
       method: "DELETE",
       url: "/v1/integrations/cal",
       headers: auth,
     });
     expect(deleted.statusCode).toBe(204);
-    expect(await prisma.integration.count({ where: { key: "cal" } })).toBe(0);
+    expect(await h.prisma.integration.count({ where: { key: "cal" } })).toBe(0);
   });
 });

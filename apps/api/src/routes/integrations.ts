@@ -1,16 +1,32 @@
 import { randomUUID } from "node:crypto";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Integration, PrismaClient } from "@evergreen/db";
-import { isProviderId } from "@evergreen/providers";
-import { sealClientSecret } from "@evergreen/refresh";
+import type { Logger } from "@evergreen/observability";
+import {
+  checkTokenUrl,
+  type InsecureTokenUrls,
+  isProviderId,
+  ProviderConfigError,
+} from "@evergreen/providers";
+import {
+  REFRESH_JOB,
+  type RefreshJobPayload,
+  refreshJobId,
+  sealClientSecret,
+} from "@evergreen/refresh";
+import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { HttpError, parseInput } from "../http-errors";
+import { scheduleOrDefer } from "../schedule-or-defer";
 
 export interface IntegrationRoutesDeps {
   readonly prisma: PrismaClient;
   readonly keyRing: KeyRing;
-  readonly allowInsecureTokenUrls: boolean;
+  readonly queue: Queue<RefreshJobPayload>;
+  readonly log: Logger;
+  /** ALLOW_INSECURE_TOKEN_URLS, with the development loopback allowance. */
+  readonly allowInsecureTokenUrls: InsecureTokenUrls;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -49,13 +65,17 @@ export function integrationView(row: Integration) {
 }
 
 /** Checks what can be checked without calling the provider. */
-function checkOffline(input: IntegrationInput, allowInsecureTokenUrls: boolean): void {
+function checkOffline(input: IntegrationInput, allowInsecure: InsecureTokenUrls): void {
   if (input.provider === "oauth2" && !input.tokenUrl) {
     throw new HttpError(400, "invalid_request", "tokenUrl: required for provider oauth2");
   }
-  if (input.tokenUrl && !input.tokenUrl.startsWith("https://")) {
-    if (!allowInsecureTokenUrls || !input.tokenUrl.startsWith("http://")) {
-      throw new HttpError(400, "invalid_request", "tokenUrl: must be an https:// URL");
+  if (input.tokenUrl) {
+    try {
+      // The check every refresh makes, so a URL accepted here is one the workers accept.
+      checkTokenUrl(input.provider, input.tokenUrl, allowInsecure);
+    } catch (error) {
+      if (!(error instanceof ProviderConfigError)) throw error;
+      throw new HttpError(400, "invalid_request", `tokenUrl: ${error.message}`);
     }
   }
   if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {
@@ -68,6 +88,54 @@ function checkOffline(input: IntegrationInput, allowInsecureTokenUrls: boolean):
   if (input.provider === "microsoft" && !UUID.test(input.clientId)) {
     throw new HttpError(400, "invalid_request", "clientId: Microsoft client ids are UUIDs");
   }
+}
+
+/**
+ * Connections in `error` stopped because the provider refused this integration's
+ * configuration (SPEC §2); an update may have fixed it, so they are refreshed now. A job
+ * that cannot be queued is added by the scheduler's next sweep (the row is due).
+ */
+async function retryFailedConnections(
+  { prisma, queue, log }: IntegrationRoutesDeps,
+  integration: Integration,
+): Promise<void> {
+  const now = new Date();
+  const rows = await prisma.$transaction(async (tx) => {
+    const updated = await tx.connection.updateManyAndReturn({
+      where: { integrationId: integration.id, status: "error" },
+      data: {
+        status: "active",
+        nextRefreshAt: now,
+        consecutiveFailures: 0,
+        version: { increment: 1 },
+      },
+      select: { id: true, version: true },
+    });
+    await tx.connectionEvent.createMany({
+      data: updated.map((row) => ({
+        connectionId: row.id,
+        integrationId: integration.id,
+        type: "updated" as const,
+        message: "integration updated: refresh retried",
+      })),
+    });
+    return updated;
+  });
+  if (rows.length === 0) return;
+  await scheduleOrDefer(
+    log,
+    { integration: integration.key },
+    queue.addBulk(
+      rows.map((row) => {
+        const data = { connectionId: row.id, version: row.version };
+        return { name: REFRESH_JOB, data, opts: { jobId: refreshJobId(data) } };
+      }),
+    ),
+  );
+  log.info(
+    { integration: integration.key, connections: rows.length },
+    "retrying connections in error",
+  );
 }
 
 export function registerIntegrationRoutes(app: FastifyInstance, deps: IntegrationRoutesDeps): void {
@@ -93,6 +161,7 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
       create: { id, key: input.key, ...fields },
       update: fields,
     });
+    if (existing) await retryFailedConnections(deps, row);
     return reply.status(existing ? 200 : 201).send(integrationView(row));
   });
 

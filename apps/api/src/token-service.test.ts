@@ -1,0 +1,218 @@
+import { openRefreshToken, refreshJobId, sealAccessToken } from "@evergreen/refresh";
+import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { AUTH, connectionsTestServer } from "./test-server";
+
+let h: RefreshHarness;
+
+beforeAll(async () => {
+  h = await createRefreshHarness();
+});
+afterAll(() => h.close());
+
+const server = () => connectionsTestServer(h);
+const tokenOf = (id: string, query = "") =>
+  server().then((app) => app.inject({ url: `/v1/connections/${id}/token${query}`, headers: AUTH }));
+const refreshesOf = (grantId: string) => h.provider.grant(grantId)?.refreshes ?? 0;
+
+describe("GET /v1/connections/:id/token", () => {
+  it("answers the stored token without calling the provider while it is valid long enough", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });
+    const response = await tokenOf(connection.id);
+    expect(response.statusCode).toBe(200);
+    expect(response.headers["cache-control"]).toBe("no-store");
+    expect(response.json()).toEqual({
+      accessToken: grant.accessToken,
+      tokenType: "Bearer",
+      expiresAt: connection.expiresAt?.toISOString(),
+      scope: null,
+    });
+    expect(response.body).not.toContain(grant.refreshToken);
+    expect(refreshesOf(grant.grantId)).toBe(0);
+  });
+
+  it("refreshes first when the token has less than minValidity left", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true, expiresInSeconds: 600 });
+    // 600 s left is plenty for the default 60 s, not for 900 s.
+    expect((await tokenOf(connection.id)).json().accessToken).toBe(grant.accessToken);
+    const fresh = (await tokenOf(connection.id, "?minValidity=900")).json();
+    expect(refreshesOf(grant.grantId)).toBe(1);
+    expect(fresh.accessToken).toBe(h.provider.grant(grant.grantId)?.accessToken);
+    expect(fresh.accessToken).not.toBe(grant.accessToken);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ refreshCount: 1, version: 1, status: "active" });
+    expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(
+      h.provider.grant(grant.grantId)?.refreshToken,
+    );
+    // The refresh scheduled the next job.
+    expect(await h.queue.getJob(refreshJobId({ connectionId: row.id, version: 1 }))).toBeTruthy();
+  });
+
+  it("20 concurrent callers on an expiring connection cause exactly one provider call", async () => {
+    h.provider.latencyMs = 100; // keep the refresh in flight while the callers arrive
+    try {
+      const { connection, grant } = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
+      const app = await server();
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () =>
+          app.inject({ url: `/v1/connections/${connection.id}/token`, headers: AUTH }),
+        ),
+      );
+      expect(answers.map((a) => a.statusCode)).toEqual(Array(20).fill(200));
+      expect(refreshesOf(grant.grantId)).toBe(1);
+      expect(h.provider.reuseCount).toBe(0);
+      const tokens = new Set(answers.map((a) => a.json().accessToken));
+      expect([...tokens]).toEqual([h.provider.grant(grant.grantId)?.accessToken]);
+    } finally {
+      h.provider.latencyMs = 0;
+    }
+  });
+
+  it("waits for a refresh another process holds the lock for, and answers its result", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 5 });
+    const lease = await h.deps.lock.acquire(connection.id);
+    if (!lease) throw new Error("lock should be free");
+    const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
+    const before = await contended();
+    const answer = tokenOf(connection.id);
+    await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+    // The "other process" stores its result, then releases.
+    const expiresAt = new Date(Date.now() + 3_600_000);
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: {
+        accessToken: sealAccessToken(h.keyRing, connection.id, "stored-by-the-holder"),
+        expiresAt,
+        version: { increment: 1 },
+        refreshCount: { increment: 1 },
+      },
+    });
+    await lease.release();
+    const response = await answer;
+    expect(response.json()).toMatchObject({
+      accessToken: "stored-by-the-holder",
+      expiresAt: expiresAt.toISOString(),
+    });
+    expect(refreshesOf(grant.grantId)).toBe(0);
+  });
+
+  it("returns the old token when the refresh fails and it is still valid", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 30 });
+    h.provider.failNext(1, { status: 502 }, { grantId: grant.grantId });
+    const response = await tokenOf(connection.id);
+    expect(response.statusCode).toBe(200);
+    expect(response.json().accessToken).toBe(grant.accessToken);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "active", consecutiveFailures: 1 });
+  });
+
+  it("answers 503 refresh_failed when the refresh fails and the token has expired", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: -10 });
+    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
+    const response = await tokenOf(connection.id);
+    expect(response.statusCode).toBe(503);
+    expect(response.json()).toMatchObject({ error: "refresh_failed" });
+    expect(Number(response.headers["retry-after"])).toBeGreaterThan(0);
+    expect(response.body).not.toContain(grant.accessToken);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.status).toBe("expired");
+  });
+
+  it("refuses minValidity that is not a number of seconds up to 1800", async () => {
+    const { connection } = await h.addConnection();
+    for (const query of ["?minValidity=-1", "?minValidity=soon", "?minValidity=7200"]) {
+      const response = await tokenOf(connection.id, query);
+      expect(response.statusCode).toBe(400);
+      expect(response.json().message).toMatch(/^minValidity: /);
+    }
+  });
+});
+
+describe("needs_reauth, then new tokens from the app", () => {
+  it("answers 409 while the grant is dead, and refreshes again once tokens are re-sent", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
+    h.provider.revoke(grant.refreshToken);
+    const dead = await tokenOf(connection.id);
+    expect(dead.statusCode).toBe(409);
+    expect(dead.json()).toMatchObject({ error: "needs_reauth" });
+    expect((await tokenOf(connection.id)).statusCode).toBe(409);
+    const app = await server();
+    const forced = await app.inject({
+      method: "POST",
+      url: `/v1/connections/${connection.id}/refresh`,
+      headers: AUTH,
+    });
+    expect(forced.statusCode).toBe(409);
+
+    // The user goes through OAuth again; the app sends the new grant's tokens.
+    const regrant = h.provider.issueGrant({ rotate: true });
+    const integration = await h.prisma.integration.findUniqueOrThrow({
+      where: { id: connection.integrationId },
+    });
+    const resent = await app.inject({
+      method: "POST",
+      url: "/v1/connections",
+      headers: AUTH,
+      payload: {
+        integration: integration.key,
+        externalId: connection.externalId,
+        accessToken: regrant.accessToken,
+        refreshToken: regrant.refreshToken,
+        expiresIn: 5,
+      },
+    });
+    expect(resent.statusCode).toBe(200);
+    expect(resent.json()).toMatchObject({ id: connection.id, status: "active", lastError: null });
+
+    const refreshed = await app.inject({
+      method: "POST",
+      url: `/v1/connections/${connection.id}/refresh`,
+      headers: AUTH,
+    });
+    expect(refreshed.statusCode).toBe(200);
+    expect(refreshed.json()).toMatchObject({ status: "active", refreshCount: 1 });
+    expect(refreshesOf(regrant.grantId)).toBe(1);
+    const token = (await tokenOf(connection.id)).json();
+    expect(token.accessToken).toBe(h.provider.grant(regrant.grantId)?.accessToken);
+  });
+});
+
+describe("POST /v1/connections/:id/refresh", () => {
+  it("refreshes a valid token now and answers the view", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });
+    const app = await server();
+    const response = await app.inject({
+      method: "POST",
+      url: `/v1/connections/${connection.id}/refresh`,
+      headers: AUTH,
+    });
+    expect(response.statusCode).toBe(200);
+    expect(response.json()).toMatchObject({ id: connection.id, refreshCount: 1, lastError: null });
+    expect(response.body).not.toContain(grant.refreshToken);
+    expect(refreshesOf(grant.grantId)).toBe(1);
+  });
+
+  it("answers 503 with Retry-After while the provider rate-limits the integration", async () => {
+    const { connection, grant } = await h.addConnection({
+      integrationKey: "limited",
+      expiresInSeconds: 3600,
+    });
+    h.provider.failNext(1, { status: 429, retryAfter: "30" }, { grantId: grant.grantId });
+    const app = await server();
+    const refresh = () =>
+      app.inject({
+        method: "POST",
+        url: `/v1/connections/${connection.id}/refresh`,
+        headers: AUTH,
+      });
+    const limited = await refresh();
+    expect(limited.statusCode).toBe(503);
+    expect(limited.json().error).toBe("refresh_failed");
+    expect(Number(limited.headers["retry-after"])).toBeGreaterThan(25);
+    // The integration cools down: the next try does not reach the provider.
+    const requests = h.provider.requests;
+    const cooling = await refresh();
+    expect(cooling.statusCode).toBe(503);
+    expect(h.provider.requests).toBe(requests);
+  });
+});

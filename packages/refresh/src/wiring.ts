@@ -1,0 +1,85 @@
+import { Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import type { KeyRing } from "@evergreen/crypto";
+import type { PrismaClient } from "@evergreen/db";
+import type { Logger, Metrics } from "@evergreen/observability";
+import type { InsecureTokenUrls } from "@evergreen/providers";
+import { Cooldown, RedisLock } from "@evergreen/redis";
+import axios from "axios";
+import type { Queue } from "bullmq";
+import type { Redis } from "ioredis";
+import { COOLDOWN_PREFIX, LOCK_PREFIX, type RefreshJobPayload } from "./jobs";
+import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
+
+/** The SPEC §4 variables every process that refreshes (worker, api) reads. */
+export interface RefreshEnv {
+  readonly NODE_ENV: "development" | "test" | "production";
+  readonly REFRESH_TIMEOUT_MS: number;
+  readonly REFRESH_BUFFER_SECONDS: number;
+  readonly RETRY_BASE_DELAY_MS: number;
+  readonly RETRY_MAX_DELAY_MS: number;
+  readonly ALLOW_INSECURE_TOKEN_URLS: boolean;
+}
+
+/**
+ * ALLOW_INSECURE_TOKEN_URLS, plus one allowance outside production: `http://` to this
+ * machine's loopback address, whose traffic never leaves the host. That is what lets
+ * `npm start` and `npm run demo` work against a local mock provider with nothing set.
+ */
+export function insecureTokenUrls(
+  env: Pick<RefreshEnv, "NODE_ENV" | "ALLOW_INSECURE_TOKEN_URLS">,
+): InsecureTokenUrls {
+  if (env.ALLOW_INSECURE_TOKEN_URLS) return true;
+  return env.NODE_ENV === "production" ? false : "loopback";
+}
+
+/**
+ * The lease must outlive a refresh that runs into its HTTP timeout (and the store retries
+ * after it); the worker gives BullMQ's job lock the same length, so a crashed worker's job
+ * is handed on about when its lease ends.
+ */
+export function lockTtlMs(env: Pick<RefreshEnv, "REFRESH_TIMEOUT_MS">): number {
+  return 3 * env.REFRESH_TIMEOUT_MS;
+}
+
+export function refreshSettings(env: RefreshEnv): RefreshSettings {
+  return {
+    timeoutMs: env.REFRESH_TIMEOUT_MS,
+    defaultBufferSeconds: env.REFRESH_BUFFER_SECONDS,
+    retryBaseDelayMs: env.RETRY_BASE_DELAY_MS,
+    retryMaxDelayMs: env.RETRY_MAX_DELAY_MS,
+    allowInsecureTokenUrls: insecureTokenUrls(env),
+  };
+}
+
+export interface RefreshParts {
+  readonly env: RefreshEnv;
+  readonly prisma: PrismaClient;
+  /** A producer connection: locks and cooldowns live next to the queue. */
+  readonly redis: Redis;
+  readonly queue: Queue<RefreshJobPayload>;
+  readonly keyRing: KeyRing;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Token endpoint connections kept open per host. */
+  readonly maxSockets: number;
+}
+
+/** RefreshDeps as a process wires them: production lock and cooldown keys, keep-alive HTTP. */
+export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
+  const agentOptions = { keepAlive: true, maxSockets: parts.maxSockets };
+  return {
+    prisma: parts.prisma,
+    keyRing: parts.keyRing,
+    lock: new RedisLock(parts.redis, { prefix: LOCK_PREFIX, ttlMs: lockTtlMs(parts.env) }),
+    cooldown: new Cooldown(parts.redis, COOLDOWN_PREFIX),
+    queue: parts.queue,
+    http: axios.create({
+      httpAgent: new HttpAgent(agentOptions),
+      httpsAgent: new HttpsAgent(agentOptions),
+    }),
+    metrics: parts.metrics,
+    log: parts.log,
+    settings: refreshSettings(parts.env),
+  };
+}
