@@ -1,7 +1,7 @@
 import { generateEncryptionKey } from "@evergreen/crypto";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type AppName, startApp } from "./support/app-process";
+import { type AppName, listeningPort, startApp } from "./support/app-process";
 
 const REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -23,21 +23,10 @@ function baseEnv(): Record<string, string> {
   };
 }
 
-/** The port an app logged it listens on (`0` in the environment picks a free one). */
-function portFrom(line: Record<string, unknown>): number {
-  if (typeof line.port === "number") return line.port;
-  const match = /:(\d+)$/.exec(String(line.msg));
-  if (!match?.[1]) throw new Error(`no port in ${JSON.stringify(line)}`);
-  return Number(match[1]);
-}
-
-const listening = (line: Record<string, unknown>) =>
-  line.msg === "ops server listening" || String(line.msg).startsWith("Server listening at");
-
 describe.each<AppName>(["api", "scheduler", "worker"])("%s process", (name) => {
   it("starts, answers health, readiness and metrics, and stops cleanly on SIGTERM", async () => {
     const app = startApp(name, baseEnv());
-    const port = portFrom(await app.waitForLog(listening));
+    const port = await listeningPort(app);
     const base = `http://127.0.0.1:${port}`;
 
     const health = await fetch(`${base}/healthz`);
@@ -72,7 +61,7 @@ describe.each<AppName>(["api", "scheduler", "worker"])("%s process", (name) => {
 describe("readiness", () => {
   it("answers 503 naming Redis while Redis is unreachable", async () => {
     const app = startApp("worker", { ...baseEnv(), REDIS_URL: "redis://127.0.0.1:1" });
-    const port = portFrom(await app.waitForLog(listening));
+    const port = await listeningPort(app);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(ready.status).toBe(503);
     expect(await ready.json()).toEqual({

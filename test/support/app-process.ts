@@ -68,3 +68,18 @@ export function startApp(name: AppName, env: Record<string, string>): AppProcess
     },
   };
 }
+
+/**
+ * The port an app logged it listens on (`0` in the environment picks a free one): the
+ * worker and scheduler log "ops server listening" with a port, the api Fastify's line.
+ */
+export async function listeningPort(app: AppProcess): Promise<number> {
+  const line = await app.waitForLog(
+    (entry) =>
+      entry.msg === "ops server listening" || String(entry.msg).startsWith("Server listening at"),
+  );
+  if (typeof line.port === "number") return line.port;
+  const match = /:(\d+)$/.exec(String(line.msg));
+  if (!match?.[1]) throw new Error(`no port in ${JSON.stringify(line)}`);
+  return Number(match[1]);
+}
