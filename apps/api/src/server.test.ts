@@ -1,3 +1,5 @@
+import { createPrismaClient } from "@evergreen/db";
+import { createRedis } from "@evergreen/redis";
 import { describe, expect, it } from "vitest";
 import { TEST_API_KEY, testServer } from "./test-server";
 
@@ -58,5 +60,34 @@ describe("api server", () => {
       status: "not_ready",
       checks: { database: "ok", redis: "unavailable" },
     });
+  });
+
+  it("answers 503 when PostgreSQL or Redis is unreachable, 500 for anything else, never a stack", async () => {
+    // Real clients on ports nothing listens on: the errors the drivers really throw.
+    const prisma = createPrismaClient({ url: "postgresql://postgres@127.0.0.1:1/none" });
+    const redis = createRedis("redis://127.0.0.1:1", "producer");
+    redis.on("error", () => {});
+    try {
+      const app = await server();
+      app.get("/v1/db", () => prisma.integration.findMany());
+      app.get("/v1/redis", () => redis.get("key"));
+      app.get("/v1/bug", () => {
+        throw new TypeError("secret detail at /srv/app.ts:12");
+      });
+      const auth = { authorization: `Bearer ${KEY}` };
+      for (const url of ["/v1/db", "/v1/redis"]) {
+        const response = await app.inject({ url, headers: auth });
+        expect(response.statusCode).toBe(503);
+        expect(response.headers["retry-after"]).toBe("5");
+        expect(response.json()).toMatchObject({ error: "unavailable" });
+      }
+      const bug = await app.inject({ url: "/v1/bug", headers: auth });
+      expect(bug.statusCode).toBe(500);
+      expect(bug.json()).toEqual({ error: "internal", message: "internal error" });
+      expect(bug.body).not.toContain("secret detail");
+    } finally {
+      redis.disconnect();
+      await prisma.$disconnect();
+    }
   });
 });

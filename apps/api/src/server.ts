@@ -45,6 +45,13 @@ export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOpti
       if (retryAfterSeconds !== undefined) reply.header("retry-after", String(retryAfterSeconds));
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
+    if (isBackendUnavailable(error)) {
+      request.log.error({ err: error }, "request failed: database or Redis unreachable");
+      return reply
+        .status(503)
+        .header("retry-after", "5")
+        .send({ error: "unavailable", message: "a backing service is unreachable; retry shortly" });
+    }
     const status = error.statusCode ?? 500;
     if (status >= 500) request.log.error({ err: error }, "request failed");
     const code = fastifyErrorCode(status);
@@ -92,6 +99,18 @@ function isAuthorized(request: FastifyRequest, keys: readonly Buffer[]): boolean
     if (key.length === presented.length && timingSafeEqual(key, presented)) authorized = true;
   }
   return authorized;
+}
+
+/**
+ * PostgreSQL or Redis down is an outage to retry through (503), not a bug (500): Prisma's
+ * P1001/P1002/P1017 (unreachable, timed out, closed) and ioredis giving up on a command.
+ */
+function isBackendUnavailable(error: Error & { code?: string }): boolean {
+  return (
+    error.name === "MaxRetriesPerRequestError" ||
+    (error.name.startsWith("PrismaClient") &&
+      ["P1001", "P1002", "P1017"].includes(error.code ?? ""))
+  );
 }
 
 function fastifyErrorCode(status: number): string {
