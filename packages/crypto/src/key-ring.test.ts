@@ -122,3 +122,17 @@ describe("parseEncryptionKeys", () => {
     expect(() => parseEncryptionKeys(spec)).toThrow(message);
   });
 });
+
+describe("KeyRing.deriveKey", () => {
+  it("derives one stable 32-byte key per purpose from the primary key", () => {
+    const spec = generateEncryptionKey("k1");
+    const ring = KeyRing.fromSpec(spec);
+    const logs = ring.deriveKey("log pseudonyms");
+    expect(logs).toHaveLength(32);
+    expect(KeyRing.fromSpec(spec).deriveKey("log pseudonyms")).toEqual(logs);
+    expect(ring.deriveKey("other")).not.toEqual(logs);
+    expect(KeyRing.fromSpec(generateEncryptionKey("k1")).deriveKey("log pseudonyms")).not.toEqual(
+      logs,
+    );
+  });
+});

@@ -2,6 +2,7 @@ import {
   createCipheriv,
   createDecipheriv,
   createHmac,
+  hkdfSync,
   randomBytes,
   timingSafeEqual,
 } from "node:crypto";
@@ -93,6 +94,7 @@ export function generateEncryptionKey(id = `k${Date.now().toString(36)}`): strin
 export class KeyRing {
   readonly #keys: ReadonlyMap<string, RingKey>;
   readonly #primary: RingKey;
+  readonly #derived = new Map<string, Buffer>();
 
   constructor(keys: readonly EncryptionKey[]) {
     const ring = new Map<string, RingKey>();
@@ -115,6 +117,20 @@ export class KeyRing {
   /** Id of the key that encrypts. */
   get primaryKeyId(): string {
     return this.#primary.id;
+  }
+
+  /**
+   * A 32-byte key for another purpose (HKDF-SHA256 of the primary key, `purpose` as info),
+   * so secrets such as the log pseudonym key need no configuration of their own. It
+   * changes when the primary key is rotated.
+   */
+  deriveKey(purpose: string): Buffer {
+    let derived = this.#derived.get(purpose);
+    if (!derived) {
+      derived = Buffer.from(hkdfSync("sha256", this.#primary.key, "", `evergreen ${purpose}`, 32));
+      this.#derived.set(purpose, derived);
+    }
+    return derived;
   }
 
   encrypt(plaintext: string, context: CipherContext): string {

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
 import { createLogger, hashId } from "./logger";
@@ -61,10 +62,19 @@ describe("createLogger", () => {
 });
 
 describe("hashId", () => {
+  const key = Buffer.alloc(32, 7);
   it("is stable, short and does not contain the id", () => {
-    expect(hashId("alice@example.com")).toBe(hashId("alice@example.com"));
-    expect(hashId("alice@example.com")).not.toBe(hashId("bob@example.com"));
-    expect(hashId("alice@example.com")).toHaveLength(16);
-    expect(hashId("alice@example.com")).not.toContain("alice");
+    expect(hashId("alice@example.com", key)).toBe(hashId("alice@example.com", key));
+    expect(hashId("alice@example.com", key)).not.toBe(hashId("bob@example.com", key));
+    expect(hashId("alice@example.com", key)).toHaveLength(16);
+    expect(hashId("alice@example.com", key)).not.toContain("alice");
+  });
+
+  it("cannot be recomputed without the key", () => {
+    const unkeyed = createHash("sha256").update("alice@example.com").digest("base64url");
+    expect(hashId("alice@example.com", key)).not.toBe(unkeyed.slice(0, 16));
+    expect(hashId("alice@example.com", key)).not.toBe(
+      hashId("alice@example.com", Buffer.alloc(32, 8)),
+    );
   });
 });

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHmac } from "node:crypto";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
 
 export type { Logger } from "pino";
@@ -72,9 +72,10 @@ export function serializeError(value: unknown): unknown {
 }
 
 /**
- * A short, stable digest of a user-supplied id (such as a connection's `externalId`,
- * often an email address), so logs can be correlated without holding the id itself.
+ * A short, stable pseudonym of a user-supplied id (such as a connection's `externalId`,
+ * often an email address), so logs can be correlated without holding the id itself. Keyed
+ * (HMAC-SHA256): a plain hash of an email address is reversed by hashing a list of them.
  */
-export function hashId(id: string): string {
-  return createHash("sha256").update(id, "utf8").digest("base64url").slice(0, 16);
+export function hashId(id: string, key: Buffer): string {
+  return createHmac("sha256", key).update(id, "utf8").digest("base64url").slice(0, 16);
 }

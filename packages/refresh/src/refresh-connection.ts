@@ -208,7 +208,7 @@ async function record(
   const provider = integration.provider;
   const log = deps.log.child({
     connection: connection.id,
-    externalId: hashId(connection.externalId),
+    externalId: hashId(connection.externalId, keyRing.deriveKey("log pseudonyms")),
     provider,
   });
   metrics.refreshTotal.inc({ provider, outcome: result.outcome });
