@@ -15,13 +15,18 @@ export interface SweepDeps {
 const JOB_STATES = ["delayed", "wait", "active", "failed"] as const;
 
 /**
- * One sweep: make the queue match the database, then publish the gauges. Sweeps are
- * idempotent (see reconcileQueue), so scheduler replicas need no leader.
+ * One sweep: make the queue match the database (add missing jobs, move mistimed ones,
+ * remove those no connection wants), then publish the gauges. Sweeps are idempotent (see
+ * reconcileQueue), so scheduler replicas need no leader.
  */
 export async function sweep({ prisma, queue, redis, metrics, log }: SweepDeps): Promise<void> {
   const started = performance.now();
   const result = await reconcileQueue(prisma, queue, redis);
   log.info({ ...result, ms: Math.round(performance.now() - started) }, "queue reconciled");
+  if (result.unrecognized > 0) {
+    // Something else writes to our queue (a shared prefix, a manual add): left alone.
+    log.warn({ unrecognized: result.unrecognized }, "queue holds jobs that are not refresh jobs");
+  }
 
   const counts = await queue.getJobCounts(...JOB_STATES);
   for (const state of JOB_STATES) metrics.queueJobs.set({ state }, counts[state] ?? 0);

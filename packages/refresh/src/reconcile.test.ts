@@ -1,7 +1,10 @@
+import { createRedis } from "@evergreen/redis";
+import { Worker } from "bullmq";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { refreshJobId } from "./jobs";
+import { createRefreshQueue, REFRESH_QUEUE, refreshJobId } from "./jobs";
 import { reconcileQueue } from "./reconcile";
-import { createRefreshHarness, type RefreshHarness } from "./testing";
+import { enqueueRefresh } from "./schedule";
+import { createRefreshHarness, type RefreshHarness, TEST_REDIS_URL } from "./testing";
 
 let h: RefreshHarness;
 beforeEach(async () => {
@@ -28,6 +31,9 @@ async function queuedJobIds(): Promise<string[]> {
   return jobs.map((job) => job.id ?? "").sort();
 }
 
+const jobIdOf = (row: { id: string; version: number }) =>
+  refreshJobId({ connectionId: row.id, version: row.version });
+
 describe("reconcileQueue", () => {
   it("rebuilds every pending job after Redis lost them, timed to nextRefreshAt", async () => {
     const rows = await dueConnections(25);
@@ -43,27 +49,147 @@ describe("reconcileQueue", () => {
       batchSize: 7,
       now: () => now,
     });
-    expect(result).toEqual({ scanned: 25, enqueued: 25 });
-    expect(await queuedJobIds()).toEqual(
-      rows.map((row) => refreshJobId({ connectionId: row.id, version: row.version })).sort(),
-    );
+    expect(result).toEqual({ scanned: 25, enqueued: 25, retimed: 0, removed: 0, unrecognized: 0 });
+    expect(await queuedJobIds()).toEqual(rows.map(jobIdOf).sort());
     const sample = rows[3];
     if (!sample) throw new Error("no rows");
-    const job = await h.queue.getJob(
-      refreshJobId({ connectionId: sample.id, version: sample.version }),
-    );
+    const job = await h.queue.getJob(jobIdOf(sample));
     expect(job?.opts.delay).toBe((sample.nextRefreshAt?.getTime() ?? 0) - now.getTime());
   });
 
-  it("adds nothing when the queue already matches, even with two schedulers at once", async () => {
-    await dueConnections(30);
-    const [first, second] = await Promise.all([
-      reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 8 }),
-      reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 5 }),
-    ]);
-    expect(first?.scanned).toBe(30);
-    expect(second?.scanned).toBe(30);
-    expect((await queuedJobIds()).length).toBe(30);
-    expect(await reconcileQueue(h.prisma, h.queue, h.redis)).toEqual({ scanned: 30, enqueued: 0 });
+  it("leaves exactly one job per connection when two schedulers sweep at once", async () => {
+    const rows = await dueConnections(300);
+    // Half the connections also have the job of their previous version still queued.
+    await Promise.all(
+      rows
+        .filter((row) => row.version > 0)
+        .map((row) =>
+          enqueueRefresh(
+            h.queue,
+            { connectionId: row.id, version: row.version - 1 },
+            new Date(Date.now() + 30_000),
+          ),
+        ),
+    );
+    // The second scheduler has a connection and a Queue of its own, as a replica would.
+    const otherRedis = createRedis(TEST_REDIS_URL, "producer");
+    const otherQueue = createRefreshQueue(otherRedis, h.prefix);
+    try {
+      const [first, second] = await Promise.all([
+        reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 64 }),
+        reconcileQueue(h.prisma, otherQueue, otherRedis, { batchSize: 50 }),
+      ]);
+      expect(first?.scanned).toBe(300);
+      expect(second?.scanned).toBe(300);
+    } finally {
+      await otherQueue.close();
+      await otherRedis.quit();
+    }
+
+    const ids = await queuedJobIds();
+    expect(ids).toEqual(rows.map(jobIdOf).sort());
+    const perConnection = new Set(ids.map((id) => id.split(".")[0]));
+    expect(perConnection.size).toBe(300);
+    expect(await reconcileQueue(h.prisma, h.queue, h.redis)).toEqual({
+      scanned: 300,
+      enqueued: 0,
+      retimed: 0,
+      removed: 0,
+      unrecognized: 0,
+    });
+  });
+
+  it("moves a mistimed delayed job to nextRefreshAt and leaves on-time and waiting jobs", async () => {
+    const now = new Date();
+    const inAnHour = new Date(now.getTime() + 3_600_000);
+    const rowAt = async (nextRefreshAt: Date) => {
+      const { connection } = await h.addConnection();
+      return h.prisma.connection.update({ where: { id: connection.id }, data: { nextRefreshAt } });
+    };
+    const late = await rowAt(inAnHour);
+    const early = await rowAt(inAnHour);
+    const onTime = await rowAt(inAnHour);
+    const overdue = await rowAt(new Date(now.getTime() - 60_000));
+    const schedule = (row: { id: string }, at: Date) =>
+      enqueueRefresh(h.queue, { connectionId: row.id, version: 0 }, at, now);
+    await schedule(late, new Date(now.getTime() + 7_200_000));
+    await schedule(early, new Date(now.getTime() + 600_000));
+    await schedule(onTime, inAnHour);
+    await schedule(overdue, now); // due: in the wait list, not the delayed set
+
+    const result = await reconcileQueue(h.prisma, h.queue, h.redis, { now: () => now });
+    expect(result).toMatchObject({ scanned: 4, enqueued: 0, retimed: 2, removed: 0 });
+    for (const row of [late, early]) {
+      const job = await h.queue.getJob(jobIdOf(row));
+      expect(await job?.getState()).toBe("delayed");
+      expect(Number(job?.delay)).toBe(inAnHour.getTime() - now.getTime());
+    }
+    expect(await h.queue.getJobState(jobIdOf(overdue))).toBe("waiting");
+    expect(await queuedJobIds()).toEqual([late, early, onTime, overdue].map(jobIdOf).sort());
+  });
+
+  it("removes the jobs no row wants and keeps current, running and foreign ones", async () => {
+    const later = new Date(Date.now() + 3_600_000);
+    const add = async (data: {
+      status?: "needs_reauth" | "error";
+      version?: number;
+      nextRefreshAt?: Date | null;
+    }) => {
+      const { connection } = await h.addConnection();
+      return h.prisma.connection.update({
+        where: { id: connection.id },
+        data: { nextRefreshAt: later, ...data },
+      });
+    };
+    const schedule = (row: { id: string }, version: number, at = later) =>
+      enqueueRefresh(h.queue, { connectionId: row.id, version }, at);
+
+    // A worker holds the job of a connection deleted meanwhile: it must stay.
+    const running = await add({});
+    await schedule(running, 0, new Date());
+    const consumer = createRedis(TEST_REDIS_URL, "consumer");
+    const worker = new Worker(REFRESH_QUEUE, null, {
+      connection: consumer,
+      prefix: h.prefix,
+      autorun: false,
+    });
+    try {
+      expect((await worker.getNextJob("held-by-test"))?.id).toBe(jobIdOf(running));
+
+      const deleted = await add({});
+      const needsReauth = await add({ status: "needs_reauth", nextRefreshAt: null });
+      const failed = await add({ status: "error", nextRefreshAt: null });
+      const stale = await add({ version: 2 });
+      const current = await add({});
+      await schedule(deleted, 0);
+      await schedule(needsReauth, 0, new Date()); // in the wait list
+      await schedule(failed, 0);
+      await schedule(stale, 1);
+      await schedule(stale, 2);
+      await schedule(current, 0);
+      await h.queue.add(
+        "not-ours",
+        { connectionId: current.id, version: 0 },
+        {
+          jobId: "not-ours",
+          delay: 60_000,
+        },
+      );
+      await h.prisma.connection.deleteMany({ where: { id: { in: [deleted.id, running.id] } } });
+
+      const result = await reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 2 });
+      expect(result).toEqual({
+        scanned: 2,
+        enqueued: 0,
+        retimed: 0,
+        removed: 4,
+        unrecognized: 1,
+      });
+      expect(await queuedJobIds()).toEqual(["not-ours", jobIdOf(stale), jobIdOf(current)].sort());
+      expect(await h.queue.getJobState(jobIdOf(running))).toBe("active");
+    } finally {
+      await worker.close(true);
+      await consumer.quit();
+    }
   });
 });

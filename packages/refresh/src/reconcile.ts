@@ -1,10 +1,10 @@
-import type { PrismaClient } from "@evergreen/db";
-import type { Queue } from "bullmq";
+import type { ConnectionStatus, PrismaClient } from "@evergreen/db";
+import { ErrorCode, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { REFRESH_JOB, type RefreshJobPayload, refreshJobId } from "./jobs";
 
 export interface ReconcileOptions {
-  /** Connections read per keyset page. @defaultValue 1000 */
+  /** Connections read per keyset page, and queue entries per page. @defaultValue 1000 */
   readonly batchSize?: number;
   /** @defaultValue () => new Date() */
   readonly now?: () => Date;
@@ -15,15 +15,66 @@ export interface ReconcileResult {
   readonly scanned: number;
   /** Jobs that were missing and were added. */
   readonly enqueued: number;
+  /** Delayed jobs moved to their row's `nextRefreshAt`. */
+  readonly retimed: number;
+  /** Delayed or waiting jobs no row wants (deleted, stopped, stale version), removed. */
+  readonly removed: number;
+  /** Queue entries whose id is not `<connectionId>.<version>`: not ours, left alone. */
+  readonly unrecognized: number;
+}
+
+/** What makes a row want a job; the keyset walk and the queue walk agree on it. */
+const REFRESHABLE: ConnectionStatus[] = ["active", "expired"];
+
+/**
+ * How far a delayed job may sit from its row's `nextRefreshAt` before it is moved. Every
+ * producer computes a job's delay and BullMQ stamps it on the same clock, so a job lands
+ * within milliseconds of its row whatever the skew between hosts: 1 s is far above that
+ * drift and far below a refresh buffer (minutes), so only a real mistiming is moved.
+ */
+const RETIME_TOLERANCE_MS = 1_000;
+
+/** BullMQ 6 scores a delayed job `dueMs * 0x1000 + sequence` (getDelayedScore.lua). */
+const DELAYED_SCORE_PER_MS = 0x1000;
+
+/** refreshJobId's output: a uuid as PostgreSQL prints it, a dot, the row version. */
+const JOB_ID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(0|[1-9]\d*)$/;
+
+interface Sweep {
+  readonly prisma: PrismaClient;
+  readonly queue: Queue<RefreshJobPayload>;
+  readonly redis: Redis;
+  readonly batchSize: number;
+  readonly now: () => Date;
+}
+
+/** A delayed or waiting job as the queue walk meets it; `dueAt` only for delayed ones. */
+interface QueueEntry {
+  readonly id: string;
+  readonly dueAt?: number;
+}
+
+interface Tally {
+  retimed: number;
+  removed: number;
+  unrecognized: number;
 }
 
 /**
- * Makes the queue hold a job for every connection the database says is due to refresh:
- * `active` and `expired` rows with a `nextRefreshAt`, walked in id order (keyset pages).
- * Idempotent, so several schedulers may sweep at once: a job's id names the row version
- * it is for, an existing id is left alone, and two schedulers adding the same id make one
- * job. Jobs of deleted, `needs_reauth` and `error` connections are not removed here: they
- * find the row gone or at another version when they come due, and do nothing.
+ * Makes the queue match the database in two walks, each in pages of `batchSize`:
+ *
+ * 1. `active` and `expired` rows with a `nextRefreshAt`, in id order (keyset pages): a row
+ *    whose job `<id>.<version>` does not exist gets it, due at `nextRefreshAt`.
+ * 2. The delayed set and the wait list: a job whose row is gone, stopped (`needs_reauth`,
+ *    `error`, nothing due) or at another version is removed; a delayed job of the current
+ *    version that is due more than 1 s away from `nextRefreshAt` is moved there, unless a
+ *    worker has started it (see `retime`). Active jobs are never touched.
+ *
+ * Adding comes first so that a job added for a row deleted meanwhile is removed by the same
+ * sweep. Every step is idempotent, so several schedulers may sweep at once without a
+ * leader: a job id names the row version it is for, two schedulers adding the same id make
+ * one job, removing a removed job and moving a job to the time it has are no-ops, and
+ * BullMQ refuses to remove a job a worker holds.
  */
 export async function reconcileQueue(
   prisma: PrismaClient,
@@ -32,13 +83,22 @@ export async function reconcileQueue(
   redis: Redis,
   { batchSize = 1000, now = () => new Date() }: ReconcileOptions = {},
 ): Promise<ReconcileResult> {
+  const sweep: Sweep = { prisma, queue, redis, batchSize, now };
+  const { scanned, enqueued } = await addMissingJobs(sweep);
+  const tally: Tally = { retimed: 0, removed: 0, unrecognized: 0 };
+  await walkDelayed(sweep, tally);
+  await walkWaiting(sweep, tally);
+  return { scanned, enqueued, ...tally };
+}
+
+async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
   let cursor: string | undefined;
   let scanned = 0;
   let enqueued = 0;
   for (;;) {
     const page = await prisma.connection.findMany({
       where: {
-        status: { in: ["active", "expired"] },
+        status: { in: REFRESHABLE },
         nextRefreshAt: { not: null },
         ...(cursor ? { id: { gt: cursor } } : {}),
       },
@@ -76,4 +136,128 @@ export async function reconcileQueue(
     enqueued += missing.length;
   }
   return { scanned, enqueued };
+}
+
+/** ZSCAN, not ranks or scores: it sees every member present throughout, while we move some. */
+async function walkDelayed(sweep: Sweep, tally: Tally): Promise<void> {
+  let cursor = "0";
+  do {
+    const [next, flat] = await sweep.redis.zscan(
+      sweep.queue.toKey("delayed"),
+      cursor,
+      "COUNT",
+      sweep.batchSize,
+    );
+    cursor = next;
+    const entries: QueueEntry[] = [];
+    for (let index = 0; index + 1 < flat.length; index += 2) {
+      entries.push({
+        id: flat[index] ?? "",
+        dueAt: Math.floor(Number(flat[index + 1]) / DELAYED_SCORE_PER_MS),
+      });
+    }
+    await settle(sweep, entries, tally);
+  } while (cursor !== "0");
+}
+
+/**
+ * Pages by index from the head. New jobs are pushed at the head (seen twice: harmless) and
+ * workers pop at the tail, so only our own removals shift what follows; a job missed
+ * because someone else removed one meanwhile is seen by the next sweep.
+ */
+async function walkWaiting(sweep: Sweep, tally: Tally): Promise<void> {
+  for (let start = 0; ; ) {
+    const ids = await sweep.redis.lrange(
+      sweep.queue.toKey("wait"),
+      start,
+      start + sweep.batchSize - 1,
+    );
+    if (ids.length === 0) return;
+    const removed = await settle(
+      sweep,
+      ids.map((id) => ({ id })),
+      tally,
+    );
+    start += ids.length - removed;
+  }
+}
+
+/** Looks one page of jobs up in one query, removes the orphans, retimes the mistimed. */
+async function settle(
+  { prisma, queue, now }: Sweep,
+  entries: readonly QueueEntry[],
+  tally: Tally,
+): Promise<number> {
+  const jobs: (QueueEntry & RefreshJobPayload)[] = [];
+  for (const entry of entries) {
+    const match = JOB_ID.exec(entry.id);
+    if (match?.[1] && match[2]) {
+      jobs.push({ ...entry, connectionId: match[1], version: Number(match[2]) });
+    } else {
+      tally.unrecognized += 1;
+    }
+  }
+  if (jobs.length === 0) return 0;
+  // Read after Redis: every producer commits a row before it adds the row's job, so a job
+  // seen above never meets a row older than itself here.
+  const rows = await prisma.connection.findMany({
+    where: { id: { in: [...new Set(jobs.map((job) => job.connectionId))] } },
+    select: { id: true, version: true, status: true, nextRefreshAt: true },
+  });
+  const byId = new Map(rows.map((row) => [row.id, row]));
+  const at = now().getTime();
+  const orphans: string[] = [];
+  const mistimed: { id: string; delay: number }[] = [];
+  for (const job of jobs) {
+    const row = byId.get(job.connectionId);
+    const due = row?.nextRefreshAt?.getTime();
+    if (
+      !row ||
+      due === undefined ||
+      row.version !== job.version ||
+      !REFRESHABLE.includes(row.status)
+    ) {
+      orphans.push(job.id);
+    } else if (
+      job.dueAt !== undefined &&
+      // Both overdue is both due now: a job waiting for a worker is on time.
+      Math.abs(Math.max(job.dueAt, at) - Math.max(due, at)) > RETIME_TOLERANCE_MS
+    ) {
+      mistimed.push({ id: job.id, delay: Math.max(0, due - at) });
+    }
+  }
+  // Issued together, these share round trips instead of waiting one by one; in a steady
+  // state both lists are empty.
+  const [removed, retimed] = await Promise.all([
+    Promise.all(orphans.map((id) => queue.remove(id))),
+    Promise.all(mistimed.map(({ id, delay }) => retime(queue, id, delay))),
+  ]);
+  const removedCount = removed.filter((code) => code === 1).length;
+  tally.removed += removedCount;
+  tally.retimed += retimed.filter(Boolean).length;
+  return removedCount;
+}
+
+/**
+ * A job a worker has started and put back in the delayed set waits for a reason the row
+ * does not record: the connection's lock was busy, its integration is cooling down after a
+ * 429 (its own or another connection's), or BullMQ is backing off after an exception. That
+ * wait, not the row, says when it runs, so only never-started jobs are moved.
+ */
+async function retime(
+  queue: Queue<RefreshJobPayload>,
+  id: string,
+  delay: number,
+): Promise<boolean> {
+  const job = await queue.getJob(id);
+  if (!job || job.attemptsStarted > 0) return false;
+  try {
+    await job.changeDelay(delay);
+    return true;
+  } catch (error) {
+    // Promoted, started or removed since the walk saw it: nothing left to move.
+    const code = (error as { code?: unknown }).code;
+    if (code === ErrorCode.JobNotExist || code === ErrorCode.JobNotInState) return false;
+    throw error;
+  }
 }

@@ -1,0 +1,131 @@
+import { createRedis } from "@evergreen/redis";
+import { enqueueRefresh, REFRESH_QUEUE, reconcileQueue, refreshJobId } from "@evergreen/refresh";
+import {
+  createRefreshHarness,
+  type RefreshHarness,
+  TEST_REDIS_URL,
+} from "@evergreen/refresh/testing";
+import { QueueEvents, type Worker } from "bullmq";
+import type { Redis } from "ioredis";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { startRefreshWorker } from "./refresh-worker";
+
+let h: RefreshHarness;
+let consumer: Redis;
+let worker: Worker | undefined;
+beforeEach(async () => {
+  h = await createRefreshHarness();
+  consumer = createRedis(TEST_REDIS_URL, "consumer");
+});
+afterEach(async () => {
+  await worker?.close();
+  worker = undefined;
+  await consumer.quit();
+  await h.close();
+});
+
+function startWorker(): Worker {
+  worker = startRefreshWorker(h.deps, {
+    connection: consumer,
+    concurrency: 5,
+    lockDurationMs: 30_000,
+    prefix: h.prefix,
+    log: h.deps.log,
+  });
+  return worker;
+}
+
+/** The return value of the job once the worker completes it. */
+function completion(of: Worker, jobId: string): Promise<unknown> {
+  return new Promise((resolve) => {
+    of.on("completed", (job, result) => {
+      if (job.id === jobId) resolve(result);
+    });
+  });
+}
+
+/** A connection due at `at`, with its job in the queue. */
+async function scheduledConnection(at: Date) {
+  const { connection, grant } = await h.addConnection();
+  const row = await h.prisma.connection.update({
+    where: { id: connection.id },
+    data: { nextRefreshAt: at },
+  });
+  const payload = { connectionId: row.id, version: row.version };
+  await enqueueRefresh(h.queue, payload, at);
+  return { row, grant, jobId: refreshJobId(payload) };
+}
+
+describe("startRefreshWorker", () => {
+  it("never refreshes a connection deleted while its job was delayed", async () => {
+    const { row, grant, jobId } = await scheduledConnection(new Date(Date.now() + 3_600_000));
+    const job = await h.queue.getJob(jobId);
+    expect(await job?.getState()).toBe("delayed");
+    // Deleted behind the api's back, so the job stays queued; then its time comes.
+    await h.prisma.connection.delete({ where: { id: row.id } });
+    const done = completion(startWorker(), jobId);
+    await job?.promote();
+
+    expect(await done).toBe("skipped:deleted");
+    expect(h.provider.refreshesByGrant.get(grant.grantId) ?? 0).toBe(0);
+    expect(h.provider.requests).toBe(0);
+  });
+
+  it("does nothing for a needs_reauth connection's job", async () => {
+    const { row, grant, jobId } = await scheduledConnection(new Date());
+    await h.prisma.connection.update({
+      where: { id: row.id },
+      data: { status: "needs_reauth", nextRefreshAt: null },
+    });
+
+    const done = completion(startWorker(), jobId);
+    expect(await done).toBe("skipped:needs_reauth");
+    expect(h.provider.refreshesByGrant.get(grant.grantId) ?? 0).toBe(0);
+    expect(await h.prisma.connection.findUniqueOrThrow({ where: { id: row.id } })).toMatchObject({
+      status: "needs_reauth",
+      version: row.version,
+    });
+  });
+
+  it("keeps jobs re-delayed for a 429 where it put them, through a scheduler sweep", async () => {
+    // From the start of the stream: a re-delay before the listener's first read still counts.
+    const eventsRedis = createRedis(TEST_REDIS_URL, "consumer");
+    const events = new QueueEvents(REFRESH_QUEUE, {
+      connection: eventsRedis,
+      prefix: h.prefix,
+      lastEventId: "0-0",
+    });
+    const redelayed = (jobId: string) =>
+      new Promise<void>((resolve) => {
+        events.on("delayed", (event) => {
+          if (event.jobId === jobId) resolve();
+        });
+      });
+    try {
+      h.provider.enqueue({ status: 429, retryAfter: "60", error: "slow_down" });
+      const limited = await scheduledConnection(new Date());
+      const limitedDelayed = redelayed(limited.jobId);
+      startWorker();
+      await limitedDelayed;
+      // Another connection of the integration meets the cooldown without asking the provider.
+      const held = await scheduledConnection(new Date());
+      await redelayed(held.jobId);
+      expect(h.provider.requests).toBe(1);
+
+      const delayedKey = h.queue.toKey("delayed");
+      const scores = () =>
+        Promise.all([limited, held].map(({ jobId }) => h.redis.zscore(delayedKey, jobId)));
+      const before = await scores();
+      expect(before.every((score) => score !== null)).toBe(true);
+
+      // The rows still say "due now"; the jobs wait for the cooldown, and the sweep agrees.
+      const result = await reconcileQueue(h.prisma, h.queue, h.redis);
+      expect(result).toMatchObject({ scanned: 2, enqueued: 0, retimed: 0, removed: 0 });
+      expect(await scores()).toEqual(before);
+      expect(h.provider.requests).toBe(1);
+    } finally {
+      await events.close();
+      await eventsRedis.quit();
+    }
+  });
+});
