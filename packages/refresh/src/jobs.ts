@@ -1,3 +1,4 @@
+import type { ConnectionStatus } from "@evergreen/db";
 import { type ConnectionOptions, type JobsOptions, Queue } from "bullmq";
 import { z } from "zod";
 
@@ -28,6 +29,18 @@ export type RefreshJobPayload = z.infer<typeof refreshJobPayload>;
 export function refreshJobId({ connectionId, version }: RefreshJobPayload): string {
   return `${connectionId}.${version}`;
 }
+
+/** A uuid as PostgreSQL prints it, a dot, the row version. */
+const JOB_ID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(0|[1-9]\d*)$/;
+
+/** The inverse of refreshJobId; undefined for an id it did not make. */
+export function parseRefreshJobId(id: string): RefreshJobPayload | undefined {
+  const match = JOB_ID.exec(id);
+  return match?.[1] && match[2] ? { connectionId: match[1], version: Number(match[2]) } : undefined;
+}
+
+/** Statuses whose connections are refreshed, and so have a job. */
+export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
 
 export const REFRESH_JOB_OPTIONS = {
   // Provider outcomes never throw: refreshConnection records them and schedules the next

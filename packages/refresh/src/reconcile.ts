@@ -1,7 +1,13 @@
-import type { ConnectionStatus, PrismaClient } from "@evergreen/db";
+import type { PrismaClient } from "@evergreen/db";
 import { ErrorCode, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { REFRESH_JOB, type RefreshJobPayload, refreshJobId } from "./jobs";
+import {
+  parseRefreshJobId,
+  REFRESH_JOB,
+  REFRESHABLE,
+  type RefreshJobPayload,
+  refreshJobId,
+} from "./jobs";
 
 export interface ReconcileOptions {
   /** Connections read per keyset page, and queue entries per page. @defaultValue 1000 */
@@ -23,9 +29,6 @@ export interface ReconcileResult {
   readonly unrecognized: number;
 }
 
-/** What makes a row want a job; the keyset walk and the queue walk agree on it. */
-const REFRESHABLE: ConnectionStatus[] = ["active", "expired"];
-
 /**
  * How far a delayed job may sit from its row's `nextRefreshAt` before it is moved. Every
  * producer computes a job's delay and BullMQ stamps it on the same clock, so a job lands
@@ -36,9 +39,6 @@ const RETIME_TOLERANCE_MS = 1_000;
 
 /** BullMQ 6 scores a delayed job `dueMs * 0x1000 + sequence` (getDelayedScore.lua). */
 const DELAYED_SCORE_PER_MS = 0x1000;
-
-/** refreshJobId's output: a uuid as PostgreSQL prints it, a dot, the row version. */
-const JOB_ID = /^([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\.(0|[1-9]\d*)$/;
 
 interface Sweep {
   readonly prisma: PrismaClient;
@@ -98,7 +98,7 @@ async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
   for (;;) {
     const page = await prisma.connection.findMany({
       where: {
-        status: { in: REFRESHABLE },
+        status: { in: [...REFRESHABLE] },
         nextRefreshAt: { not: null },
         ...(cursor ? { id: { gt: cursor } } : {}),
       },
@@ -190,9 +190,9 @@ async function settle(
 ): Promise<number> {
   const jobs: (QueueEntry & RefreshJobPayload)[] = [];
   for (const entry of entries) {
-    const match = JOB_ID.exec(entry.id);
-    if (match?.[1] && match[2]) {
-      jobs.push({ ...entry, connectionId: match[1], version: Number(match[2]) });
+    const payload = parseRefreshJobId(entry.id);
+    if (payload) {
+      jobs.push({ ...entry, ...payload });
     } else {
       tally.unrecognized += 1;
     }

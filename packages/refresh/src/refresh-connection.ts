@@ -1,11 +1,5 @@
 import type { KeyRing } from "@evergreen/crypto";
-import type {
-  Connection,
-  ConnectionStatus,
-  Integration,
-  Prisma,
-  PrismaClient,
-} from "@evergreen/db";
+import type { Connection, Integration, Prisma, PrismaClient } from "@evergreen/db";
 import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
 import { hashId } from "@evergreen/observability";
 import {
@@ -20,7 +14,7 @@ import {
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
 import type { AxiosInstance } from "axios";
 import type { Queue } from "bullmq";
-import type { RefreshJobPayload } from "./jobs";
+import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
 import { computeNextRefreshAt, enqueueRefresh } from "./schedule";
 import {
   openClientSecret,
@@ -81,8 +75,6 @@ export type RefreshRun =
   | { readonly kind: "cooling_down"; readonly retryInMs: number }
   /** Nothing to do: deleted, rescheduled since (other version), or not refreshable. */
   | { readonly kind: "skipped"; readonly reason: string };
-
-const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
 
 /**
  * SPEC §2, step 2: lock, load, call the token endpoint, classify, store (fenced by the
