@@ -3,7 +3,7 @@
 // It talks to the api over HTTP only, exactly as an app would.
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { withDevSecrets } from "@evergreen/config";
+import { readDevSecrets } from "@evergreen/config";
 import { type MockProvider, startMockProvider } from "@evergreen/providers/testing";
 
 const INTEGRATION_KEY = "demo";
@@ -113,11 +113,11 @@ async function checkReady(baseUrl: string): Promise<void> {
 
 /**
  * The key `npm start` accepts: the first of API_KEYS, else the development key the apps keep
- * in the dev secrets file. Called once the api answered, so in development the file exists.
+ * in the dev secrets file (read only: the demo never creates one).
  */
 function resolveApiKey(): string {
-  const { env } = withDevSecrets(process.env, ["API_KEYS"]);
-  const key = env.API_KEYS?.split(",")[0]?.trim();
+  const keys = process.env.API_KEYS?.trim() ? process.env.API_KEYS : readDevSecrets()?.API_KEYS;
+  const key = keys?.split(",")[0]?.trim();
   if (!key) fail("no API key: set API_KEYS to one of the keys the api was started with");
   return key;
 }

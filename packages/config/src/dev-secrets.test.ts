@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseEncryptionKeys } from "@evergreen/crypto";
 import { describe, expect, it } from "vitest";
-import { withDevSecrets } from "./dev-secrets";
+import { readDevSecrets, withDevSecrets } from "./dev-secrets";
 
 const both = ["ENCRYPTION_KEYS", "API_KEYS"] as const;
 
@@ -40,5 +40,18 @@ describe("withDevSecrets", () => {
     expect(result.env.ENCRYPTION_KEYS).toBeUndefined();
     expect(result.fromFile).toEqual([]);
     expect(() => statSync(file)).toThrow();
+  });
+});
+
+describe("readDevSecrets", () => {
+  it("reads the file the apps created, and never creates one", () => {
+    const file = tempFile();
+    expect(readDevSecrets(file)).toBeUndefined();
+    expect(() => statSync(file)).toThrow();
+    const { env } = withDevSecrets({}, both, file);
+    expect(readDevSecrets(file)).toEqual({
+      ENCRYPTION_KEYS: env.ENCRYPTION_KEYS,
+      API_KEYS: env.API_KEYS,
+    });
   });
 });

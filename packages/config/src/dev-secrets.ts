@@ -41,12 +41,21 @@ export function withDevSecrets(
   return { env: filled, fromFile: missing, created };
 }
 
-function readOrCreate(file: string): { secrets: Record<DevSecretName, string>; created: boolean } {
+/** The development secrets `npm start` uses, or undefined before any app has created them. */
+export function readDevSecrets(
+  file: string = DEV_SECRETS_FILE,
+): Record<DevSecretName, string> | undefined {
   try {
-    return { secrets: readSecrets(file), created: false };
+    return readSecrets(file);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+    if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw error;
   }
+}
+
+function readOrCreate(file: string): { secrets: Record<DevSecretName, string>; created: boolean } {
+  const existing = readDevSecrets(file);
+  if (existing) return { secrets: existing, created: false };
   // api, scheduler and worker start together under `npm start`: write a private temp file,
   // then hard-link it into place, which fails for all but the first process, so every
   // process ends up with the same keys and nobody reads a half-written file.

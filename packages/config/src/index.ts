@@ -3,6 +3,7 @@ export {
   DEV_SECRETS_FILE,
   type DevSecretName,
   type DevSecrets,
+  readDevSecrets,
   withDevSecrets,
 } from "./dev-secrets";
 export * as fields from "./fields";
