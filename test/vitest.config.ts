@@ -4,7 +4,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 30_000,
+    // Process starts and multi-second token lifetimes: generous, so a loaded machine does not
+    // turn waiting into failing (each test bounds its own waits below this).
+    testTimeout: 60_000,
     hookTimeout: 60_000,
   },
 });
