@@ -1,6 +1,6 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createPrismaClient } from "@evergreen/db";
+import { createDatabase } from "@evergreen/db";
 import { createLogger, createMetrics, handleShutdown } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
@@ -22,8 +22,9 @@ async function main(): Promise<void> {
   }
   log.info({ config: describeConfig(config) }, "starting");
 
-  const prisma = createPrismaClient({ url: config.DATABASE_URL });
-  shutdown.add("database", () => prisma.$disconnect());
+  const database = createDatabase({ url: config.DATABASE_URL });
+  shutdown.add("database", () => database.close());
+  const { prisma } = database;
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-api");
   shutdown.add("redis", () => redis.quit());
   const queue = createRefreshQueue(redis);
@@ -33,7 +34,7 @@ async function main(): Promise<void> {
   // The api refreshes on demand with the workers' lock, settings and metrics.
   const refreshDeps = createRefreshDeps({
     env: config,
-    prisma,
+    pool: database.pool,
     redis,
     queue,
     keyRing,
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
           queue,
           log,
           defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
-          tokens: new TokenService(refreshDeps),
+          tokens: new TokenService(refreshDeps, prisma),
         }),
     ],
   });

@@ -36,7 +36,7 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
           queue,
           log: h.deps.log,
           defaultBufferSeconds: h.deps.settings.defaultBufferSeconds,
-          tokens: new TokenService(h.deps),
+          tokens: new TokenService(h.deps, h.prisma),
         }),
     ],
   });

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Connection, Integration } from "@evergreen/db";
+import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import {
   openAccessToken,
   type RefreshDeps,
@@ -39,10 +39,12 @@ const MAX_TRIES = 3;
  */
 export class TokenService {
   readonly #deps: RefreshDeps;
+  readonly #prisma: PrismaClient;
   readonly #inFlight = new Map<string, Promise<Attempt>>();
 
-  constructor(deps: RefreshDeps) {
+  constructor(deps: RefreshDeps, prisma: PrismaClient) {
     this.#deps = deps;
+    this.#prisma = prisma;
   }
 
   /**
@@ -134,7 +136,7 @@ export class TokenService {
   }
 
   async #load(connectionId: string): Promise<ConnectionRow> {
-    const row = await this.#deps.prisma.connection.findUnique({
+    const row = await this.#prisma.connection.findUnique({
       where: { id: connectionId },
       include: { integration: true },
     });

@@ -1,6 +1,6 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createPrismaClient } from "@evergreen/db";
+import { createDatabase } from "@evergreen/db";
 import {
   createLogger,
   createMetrics,
@@ -19,11 +19,11 @@ async function main(): Promise<void> {
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
 
-  const prisma = createPrismaClient({
+  const database = createDatabase({
     url: config.DATABASE_URL,
     poolSize: Math.min(config.WORKER_CONCURRENCY, 20),
   });
-  shutdown.add("database", () => prisma.$disconnect());
+  shutdown.add("database", () => database.close());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-worker");
   shutdown.add("redis", () => redis.quit());
   const consumer = createRedis(config.REDIS_URL, "consumer", "evergreen-worker-consumer");
@@ -35,7 +35,7 @@ async function main(): Promise<void> {
   const worker = startRefreshWorker(
     createRefreshDeps({
       env: config,
-      prisma,
+      pool: database.pool,
       redis,
       queue,
       keyRing: new KeyRing(config.ENCRYPTION_KEYS),
@@ -56,7 +56,7 @@ async function main(): Promise<void> {
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
-    checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
+    checks: { database: () => database.pool.query("SELECT 1"), redis: () => redis.ping() },
   });
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");

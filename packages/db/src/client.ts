@@ -1,4 +1,5 @@
 import { PrismaPg } from "@prisma/adapter-pg";
+import pg from "pg";
 import { PrismaClient } from "./generated/prisma/client";
 
 export interface DatabaseOptions {
@@ -10,4 +11,25 @@ export interface DatabaseOptions {
 /** A Prisma client on the pure-JS `pg` driver adapter: no native engine at run time. */
 export function createPrismaClient({ url, poolSize = 10 }: DatabaseOptions): PrismaClient {
   return new PrismaClient({ adapter: new PrismaPg({ connectionString: url, max: poolSize }) });
+}
+
+export interface Database {
+  readonly prisma: PrismaClient;
+  /** The pool under `prisma`, for hot paths written in SQL. */
+  readonly pool: pg.Pool;
+  close(): Promise<void>;
+}
+
+/** A Prisma client and its `pg` pool, shared: one set of connections for both. */
+export function createDatabase({ url, poolSize = 10 }: DatabaseOptions): Database {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
+  return {
+    prisma,
+    pool,
+    async close() {
+      await prisma.$disconnect();
+      await pool.end();
+    },
+  };
 }

@@ -1,2 +1,3 @@
-export { createPrismaClient, type DatabaseOptions } from "./client";
+export type { Pool } from "pg";
+export { createDatabase, createPrismaClient, type Database, type DatabaseOptions } from "./client";
 export * from "./generated/prisma/client";

@@ -1,4 +1,10 @@
 export {
+  type ConnectionChange,
+  type ConnectionEventInput,
+  ConnectionStore,
+  type RefreshIntegration,
+} from "./connection-store";
+export {
   COOLDOWN_PREFIX,
   createRefreshQueue,
   LOCK_PREFIX,

@@ -1,5 +1,5 @@
 import type { KeyRing } from "@evergreen/crypto";
-import type { Connection, Integration, Prisma, PrismaClient } from "@evergreen/db";
+import type { Connection } from "@evergreen/db";
 import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
 import { hashId } from "@evergreen/observability";
 import {
@@ -14,6 +14,12 @@ import {
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
 import type { AxiosInstance } from "axios";
 import type { Queue } from "bullmq";
+import type {
+  ConnectionChange,
+  ConnectionEventInput,
+  ConnectionStore,
+  RefreshIntegration,
+} from "./connection-store";
 import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
 import { computeNextRefreshAt, enqueueRefresh } from "./schedule";
 import {
@@ -41,7 +47,7 @@ export interface RefreshSettings {
 }
 
 export interface RefreshDeps {
-  readonly prisma: PrismaClient;
+  readonly store: ConnectionStore;
   readonly keyRing: KeyRing;
   readonly lock: RedisLock;
   readonly cooldown: Cooldown;
@@ -104,18 +110,17 @@ async function refreshLocked(
   input: RefreshRequestInput,
   lease: Lease,
 ): Promise<RefreshRun> {
-  const { prisma, keyRing, settings } = deps;
+  const { keyRing, settings } = deps;
   const now = deps.now ?? (() => new Date());
-  const row = await prisma.connection.findUnique({
-    where: { id: input.connectionId },
-    include: { integration: true },
-  });
-  if (!row) return { kind: "skipped", reason: "deleted" };
-  if (input.expectedVersion !== undefined && row.version !== input.expectedVersion) {
+  const loaded = await deps.store.load(input.connectionId);
+  if (!loaded) return { kind: "skipped", reason: "deleted" };
+  const { connection, integration } = loaded;
+  if (input.expectedVersion !== undefined && connection.version !== input.expectedVersion) {
     return { kind: "skipped", reason: "rescheduled" };
   }
-  if (!REFRESHABLE.includes(row.status)) return { kind: "skipped", reason: row.status };
-  const { integration, ...connection } = row;
+  if (!REFRESHABLE.includes(connection.status)) {
+    return { kind: "skipped", reason: connection.status };
+  }
   const provider = integration.provider;
   if (input.scheduledAt) {
     const lateMs = Math.max(0, now().getTime() - input.scheduledAt.getTime());
@@ -168,11 +173,15 @@ async function refreshLocked(
     });
   }
 
-  // Renew the lease right before sending: after a pause longer than its TTL (a long GC,
-  // SIGSTOP, a frozen VM) another process may already be refreshing, and sending our
-  // refresh token now could reuse one the provider has rotated. A renewed lease also
-  // covers the whole HTTP timeout.
-  if (lease.signal.aborted || !(await lease.extend())) return { kind: "busy", retryInMs: 1_000 };
+  // The lease must outlast the whole HTTP exchange. After a pause (a long GC, SIGSTOP, a
+  // frozen VM) it may have run out and another process may be refreshing already: sending
+  // our refresh token then could reuse one the provider has rotated. So unless the lease
+  // is certainly valid for the timeout twice over (the usual case, a few ms after taking
+  // it), renew it first; a lease that cannot be renewed is someone else's now.
+  const leaseHolds =
+    lease.validForMs() > 2 * settings.timeoutMs ||
+    (!lease.signal.aborted && (await lease.extend()));
+  if (!leaseHolds) return { kind: "busy", retryInMs: 1_000 };
 
   const started = performance.now();
   const answer = await callTokenEndpoint(deps.http, request, settings.timeoutMs);
@@ -192,68 +201,85 @@ async function refreshLocked(
 async function record(
   deps: RefreshDeps,
   connection: Connection,
-  integration: Integration,
+  integration: RefreshIntegration,
   result: RefreshResult,
 ): Promise<RefreshRun> {
-  const { prisma, keyRing, metrics, settings } = deps;
+  const { keyRing, metrics, settings } = deps;
   const now = (deps.now ?? (() => new Date()))();
   const provider = integration.provider;
-  const log = deps.log.child({
+  // Per-call bindings rather than a child logger: pino builds a child's serializers and
+  // redaction each time, a measurable share of a worker's CPU at hundreds of refreshes/s.
+  const about = () => ({
     connection: connection.id,
     externalId: hashId(connection.externalId, keyRing.deriveKey("log pseudonyms")),
     provider,
   });
   metrics.refreshTotal.inc({ provider, outcome: result.outcome });
-  const fence = { id: connection.id, version: connection.version };
-  const nextVersion = connection.version + 1;
 
-  let data: Prisma.ConnectionUpdateInput;
-  let event: {
-    type: "refreshed" | "refresh_failed" | "needs_reauth";
-    errorCode?: string;
-    message?: string;
+  // The whole row as it stands; each outcome changes some fields. Under the version fence
+  // nobody else has written it since we read it.
+  const unchanged: ConnectionChange = {
+    accessToken: connection.accessToken,
+    refreshToken: connection.refreshToken,
+    tokenType: connection.tokenType,
+    scope: connection.scope,
+    expiresAt: connection.expiresAt,
+    status: connection.status,
+    version: connection.version + 1,
+    nextRefreshAt: connection.nextRefreshAt,
+    lastRefreshedAt: connection.lastRefreshedAt,
+    refreshCount: connection.refreshCount,
+    consecutiveFailures: connection.consecutiveFailures,
+    lastErrorCode: connection.lastErrorCode,
+    lastErrorMessage: connection.lastErrorMessage,
+    lastErrorAt: connection.lastErrorAt,
   };
-  let nextRefreshAt: Date | null = null;
-  let bump = true;
+  let change: ConnectionChange;
+  let event: ConnectionEventInput;
   let waitMs = 0;
 
   switch (result.outcome) {
     case "success": {
       const bufferSeconds = integration.refreshBufferSeconds ?? settings.defaultBufferSeconds;
-      nextRefreshAt = computeNextRefreshAt({
-        expiresAt: result.expiresAt,
-        issuedAt: now,
-        bufferSeconds,
-        random: deps.random,
-      });
-      data = {
+      change = {
+        ...unchanged,
         accessToken: sealAccessToken(keyRing, connection.id, result.accessToken),
         // No refresh_token in the answer: the provider keeps the old one valid.
-        ...(result.refreshToken
-          ? { refreshToken: sealRefreshToken(keyRing, connection.id, result.refreshToken) }
-          : {}),
+        refreshToken: result.refreshToken
+          ? sealRefreshToken(keyRing, connection.id, result.refreshToken)
+          : connection.refreshToken,
         tokenType: result.tokenType,
-        ...(result.scope ? { scope: result.scope } : {}),
+        scope: result.scope ?? connection.scope,
         expiresAt: result.expiresAt,
         status: "active",
-        nextRefreshAt,
+        nextRefreshAt: computeNextRefreshAt({
+          expiresAt: result.expiresAt,
+          issuedAt: now,
+          bufferSeconds,
+          random: deps.random,
+        }),
         lastRefreshedAt: now,
-        refreshCount: { increment: 1 },
+        refreshCount: connection.refreshCount + 1,
         consecutiveFailures: 0,
         lastErrorCode: null,
         lastErrorMessage: null,
         lastErrorAt: null,
       };
-      event = { type: "refreshed" };
+      event = { type: "refreshed", outcome: result.outcome, errorCode: null, message: null };
       break;
     }
     case "invalid_grant":
-      data = { status: "needs_reauth", nextRefreshAt: null, ...failure(result, now) };
-      event = { type: "needs_reauth", errorCode: result.errorCode, message: result.message };
+      change = {
+        ...unchanged,
+        status: "needs_reauth",
+        nextRefreshAt: null,
+        ...failure(result, now),
+      };
+      event = failureEvent("needs_reauth", result);
       break;
     case "invalid_client":
-      data = { status: "error", nextRefreshAt: null, ...failure(result, now) };
-      event = { type: "refresh_failed", errorCode: result.errorCode, message: result.message };
+      change = { ...unchanged, status: "error", nextRefreshAt: null, ...failure(result, now) };
+      event = failureEvent("refresh_failed", result);
       break;
     case "rate_limited": {
       // Not an attempt: the same job waits (see the worker), so the version stays.
@@ -264,58 +290,44 @@ async function record(
         Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
       );
       await deps.cooldown.start(integration.id, waitMs);
-      data = failure(result, now);
-      event = { type: "refresh_failed", errorCode: result.errorCode, message: result.message };
-      bump = false;
+      change = { ...unchanged, version: connection.version, ...failure(result, now) };
+      event = failureEvent("refresh_failed", result);
       break;
     }
     case "transient":
     case "unknown": {
       const failures = connection.consecutiveFailures + 1;
       const giveUp = result.outcome === "unknown" && failures >= (settings.unknownRetryLimit ?? 5);
-      nextRefreshAt = giveUp
-        ? null
-        : new Date(now.getTime() + backoffMs(settings, failures, deps.random));
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
-      data = {
+      change = {
+        ...unchanged,
         status: giveUp ? "error" : expired ? "expired" : "active",
-        nextRefreshAt,
+        nextRefreshAt: giveUp
+          ? null
+          : new Date(now.getTime() + backoffMs(settings, failures, deps.random)),
         consecutiveFailures: failures,
         ...failure(result, now),
       };
-      event = { type: "refresh_failed", errorCode: result.errorCode, message: result.message };
+      event = failureEvent("refresh_failed", result);
       break;
     }
     default:
       return assertNever(result);
   }
 
-  const write = () =>
-    prisma.$transaction([
-      prisma.connection.update({
-        where: fence,
-        data: bump ? { ...data, version: nextVersion } : data,
-      }),
-      prisma.connectionEvent.create({
-        data: {
-          connectionId: connection.id,
-          integrationId: integration.id,
-          type: event.type,
-          outcome: result.outcome,
-          errorCode: event.errorCode ?? null,
-          message: event.message ?? null,
-        },
-      }),
-    ]);
-  let stored: Connection;
-  try {
-    [stored] = await persistWithRetries(write, log);
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== "P2025") throw error;
+  const stored = await persistWithRetries(
+    () => deps.store.write({ id: connection.id, version: connection.version }, change, event),
+    (err, attempt) =>
+      deps.log.warn({ ...about(), err, attempt }, "storing the refresh result failed; retrying"),
+  );
+  if (!stored) {
     // No row at our version: someone wrote a newer one while we held what we thought was
     // the lock (our lease ran out), or the connection was deleted. Their write wins; ours
     // is dropped, never merged over theirs.
-    log.warn({ outcome: result.outcome }, "refresh result dropped: connection changed meanwhile");
+    deps.log.warn(
+      { ...about(), outcome: result.outcome },
+      "refresh result dropped: connection changed meanwhile",
+    );
     return { kind: "skipped", reason: "lost_race" };
   }
 
@@ -326,21 +338,26 @@ async function record(
     );
   }
   if (result.outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
-  const version = bump ? nextVersion : connection.version;
+  const { nextRefreshAt } = change;
   if (nextRefreshAt) {
     try {
       await enqueueRefresh(
         deps.queue,
-        { connectionId: connection.id, version },
+        { connectionId: connection.id, version: stored.version },
         nextRefreshAt,
         now,
       );
     } catch (err) {
       // The row says when; the scheduler's next sweep enqueues what is missing.
-      log.error({ err }, "could not enqueue the next refresh; the scheduler will repair it");
+      deps.log.error(
+        { ...about(), err },
+        "could not enqueue the next refresh; the scheduler will repair it",
+      );
     }
   }
-  log.info({ outcome: result.outcome, nextRefreshAt }, "refresh recorded");
+  if (deps.log.isLevelEnabled("info")) {
+    deps.log.info({ ...about(), outcome: result.outcome, nextRefreshAt }, "refresh recorded");
+  }
   return { kind: "done", outcome: result.outcome, connection: stored };
 }
 
@@ -349,13 +366,16 @@ async function record(
  * copy of the new one. A database blip must not lose it (a retried job would send the
  * revoked token), so retry here, under the still-extended lease, for about 6 s.
  */
-async function persistWithRetries<T>(write: () => Promise<T>, log: Logger): Promise<T> {
+async function persistWithRetries<T>(
+  write: () => Promise<T>,
+  onRetry: (err: unknown, attempt: number) => void,
+): Promise<T> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await write();
     } catch (error) {
-      if ((error as { code?: unknown }).code === "P2025" || attempt >= 5) throw error;
-      log.warn({ err: error, attempt }, "storing the refresh result failed; retrying");
+      if (attempt >= 5) throw error;
+      onRetry(error, attempt);
       await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** (attempt - 1)));
     }
   }
@@ -363,6 +383,13 @@ async function persistWithRetries<T>(write: () => Promise<T>, log: Logger): Prom
 
 function failure(result: { errorCode: string; message: string }, now: Date) {
   return { lastErrorCode: result.errorCode, lastErrorMessage: result.message, lastErrorAt: now };
+}
+
+function failureEvent(
+  type: "needs_reauth" | "refresh_failed",
+  result: { outcome: string; errorCode: string; message: string },
+): ConnectionEventInput {
+  return { type, outcome: result.outcome, errorCode: result.errorCode, message: result.message };
 }
 
 /** Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %. */

@@ -2,7 +2,7 @@
 // into RefreshDeps the way the worker wires them.
 import { randomBytes } from "node:crypto";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
-import { type Connection, createPrismaClient, type PrismaClient } from "@evergreen/db";
+import { type Connection, createDatabase, type PrismaClient } from "@evergreen/db";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
 import { createLogger, createMetrics, type Metrics } from "@evergreen/observability";
 import {
@@ -15,6 +15,7 @@ import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
 import axios from "axios";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { ConnectionStore } from "./connection-store";
 import { createRefreshQueue, type RefreshJobPayload } from "./jobs";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cipher";
@@ -65,7 +66,8 @@ export interface HarnessOptions extends Partial<RefreshSettings> {
 
 export async function createRefreshHarness(settings: HarnessOptions = {}): Promise<RefreshHarness> {
   const db = await createTestDatabase();
-  const prisma = createPrismaClient({ url: db.url, poolSize: 5 });
+  const database = createDatabase({ url: db.url, poolSize: 5 });
+  const { prisma } = database;
   const redis = createRedis(settings.redisUrl ?? TEST_REDIS_URL, "producer");
   const encryptionKeys = generateEncryptionKey("test");
   const keyRing = KeyRing.fromSpec(encryptionKeys);
@@ -74,7 +76,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
   const queue = createRefreshQueue(redis, prefix);
   const metrics = createMetrics("test");
   const deps: RefreshDeps = {
-    prisma,
+    store: new ConnectionStore(database.pool),
     keyRing,
     lock: new RedisLock(redis, { prefix: `${prefix}:lock:`, ttlMs: 30_000 }),
     cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
@@ -150,7 +152,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
       if (keys.length > 0) await redis.del(...keys);
       await redis.quit();
       await provider.close();
-      await prisma.$disconnect();
+      await database.close();
       await db.drop();
     },
   };

@@ -1,13 +1,14 @@
 import { Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
 import type { KeyRing } from "@evergreen/crypto";
-import type { PrismaClient } from "@evergreen/db";
+import type { Pool } from "@evergreen/db";
 import type { Logger, Metrics } from "@evergreen/observability";
 import type { InsecureTokenUrls } from "@evergreen/providers";
 import { Cooldown, RedisLock } from "@evergreen/redis";
 import axios from "axios";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { ConnectionStore } from "./connection-store";
 import { COOLDOWN_PREFIX, LOCK_PREFIX, type RefreshJobPayload } from "./jobs";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 
@@ -54,7 +55,8 @@ export function refreshSettings(env: RefreshEnv): RefreshSettings {
 
 export interface RefreshParts {
   readonly env: RefreshEnv;
-  readonly prisma: PrismaClient;
+  /** The database pool (the refresh path writes SQL, not Prisma; see connection-store). */
+  readonly pool: Pool;
   /** A producer connection: locks and cooldowns live next to the queue. */
   readonly redis: Redis;
   readonly queue: Queue<RefreshJobPayload>;
@@ -69,7 +71,7 @@ export interface RefreshParts {
 export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
   const agentOptions = { keepAlive: true, maxSockets: parts.maxSockets };
   return {
-    prisma: parts.prisma,
+    store: new ConnectionStore(parts.pool),
     keyRing: parts.keyRing,
     lock: new RedisLock(parts.redis, { prefix: LOCK_PREFIX, ttlMs: lockTtlMs(parts.env) }),
     cooldown: new Cooldown(parts.redis, COOLDOWN_PREFIX),
