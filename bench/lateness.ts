@@ -1,7 +1,7 @@
 // Scheduling lateness at a steady due rate (SPEC §7: p99 at most 250 ms at 500 due/s).
 // BENCH_LATENESS_CONNECTIONS (30,000) connections come due one every 1/BENCH_LATENESS_RATE
 // (500/s) seconds, for 60 s; their delayed jobs are enqueued ahead of time as production
-// does (`<id>.<version>`, REFRESH_JOB_OPTIONS) and their rows carry the same
+// does (`<id>.<version>`) and their rows carry the same
 // nextRefreshAt. One real worker process refreshes them against the mock provider, after
 // a warm-up burst of BENCH_LATENESS_WARMUP (3,000) other connections due at once.
 //

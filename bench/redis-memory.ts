@@ -1,6 +1,6 @@
 // Redis memory held by scheduled connections (SPEC §7: 1,000,000 in at most 1 GB).
 // BENCH_MEMORY_JOBS (1,000,000) delayed jobs are added exactly as production adds them:
-// `createRefreshQueue` (prefix `{evergreen}`, REFRESH_JOB_OPTIONS), id `<uuid>.<version>`,
+// `createRefreshQueue` (prefix `{evergreen}`), id `<uuid>.<version>`,
 // payload `{connectionId, version}`, due within the next hour, in addBulk pages of 1,000
 // like the scheduler's sweep. Measured: `used_memory` before and after, plus a per-key
 // breakdown with MEMORY USAGE.

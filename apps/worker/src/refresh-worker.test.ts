@@ -1,5 +1,12 @@
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { createRedis } from "@evergreen/redis";
-import { enqueueRefresh, REFRESH_QUEUE, reconcileQueue, refreshJobId } from "@evergreen/refresh";
+import {
+  enqueueRefresh,
+  REFRESH_QUEUE,
+  reconcileQueue,
+  refreshJobId,
+  sealRefreshToken,
+} from "@evergreen/refresh";
 import {
   createRefreshHarness,
   type RefreshHarness,
@@ -42,6 +49,29 @@ function completion(of: Worker, jobId: string): Promise<unknown> {
       if (job.id === jobId) resolve(result);
     });
   });
+}
+
+/** Resolves `redelayed(jobId)` when the worker puts that job back in the delayed set. */
+async function watchDelays() {
+  // From the start of the stream: a re-delay before the listener's first read still counts.
+  const eventsRedis = createRedis(TEST_REDIS_URL, "consumer");
+  const events = new QueueEvents(REFRESH_QUEUE, {
+    connection: eventsRedis,
+    prefix: h.prefix,
+    lastEventId: "0-0",
+  });
+  return {
+    redelayed: (jobId: string) =>
+      new Promise<void>((resolve) => {
+        events.on("delayed", (event) => {
+          if (event.jobId === jobId) resolve();
+        });
+      }),
+    async close() {
+      await events.close();
+      await eventsRedis.quit();
+    },
+  };
 }
 
 /** A connection due at `at`, with its job in the queue. */
@@ -88,19 +118,7 @@ describe("startRefreshWorker", () => {
   });
 
   it("keeps jobs re-delayed for a 429 where it put them, through a scheduler sweep", async () => {
-    // From the start of the stream: a re-delay before the listener's first read still counts.
-    const eventsRedis = createRedis(TEST_REDIS_URL, "consumer");
-    const events = new QueueEvents(REFRESH_QUEUE, {
-      connection: eventsRedis,
-      prefix: h.prefix,
-      lastEventId: "0-0",
-    });
-    const redelayed = (jobId: string) =>
-      new Promise<void>((resolve) => {
-        events.on("delayed", (event) => {
-          if (event.jobId === jobId) resolve();
-        });
-      });
+    const { redelayed, close } = await watchDelays();
     try {
       h.provider.enqueue({ status: 429, retryAfter: "60", error: "slow_down" });
       const limited = await scheduledConnection(new Date());
@@ -124,8 +142,43 @@ describe("startRefreshWorker", () => {
       expect(await scores()).toEqual(before);
       expect(h.provider.requests).toBe(1);
     } finally {
-      await events.close();
-      await eventsRedis.quit();
+      await close();
+    }
+  });
+
+  it("puts a job that failed on an exception back in the delayed set, and removes completed ones", async () => {
+    const done = await scheduledConnection(new Date());
+    // A refresh token sealed with a key this worker's ring lacks: decryption throws.
+    const broken = await scheduledConnection(new Date());
+    const otherRing = KeyRing.fromSpec(generateEncryptionKey("other"));
+    await h.prisma.connection.update({
+      where: { id: broken.row.id },
+      data: { refreshToken: sealRefreshToken(otherRing, broken.row.id, "rt") },
+    });
+    const { redelayed, close } = await watchDelays();
+    try {
+      const delayed = redelayed(broken.jobId);
+      const running = startWorker();
+      const completed = completion(running, done.jobId);
+      await Promise.all([delayed, completed]);
+      const job = await h.queue.getJob(broken.jobId);
+      expect(await job?.getState()).toBe("delayed");
+      expect(job?.attemptsStarted).toBe(1);
+      expect(
+        await h.prisma.connection.findUniqueOrThrow({ where: { id: broken.row.id } }),
+      ).toMatchObject({
+        version: broken.row.version,
+        status: "active",
+        refreshCount: 0,
+      });
+      // Completed jobs leave nothing behind in Redis.
+      expect(await h.queue.getJob(done.jobId)).toBeUndefined();
+      expect(await h.queue.getJobCounts("completed", "failed")).toEqual({
+        completed: 0,
+        failed: 0,
+      });
+    } finally {
+      await close();
     }
   });
 });

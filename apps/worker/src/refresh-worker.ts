@@ -1,11 +1,14 @@
 import type { Logger } from "@evergreen/observability";
 import {
+  backoffMs,
   QUEUE_PREFIX,
   REFRESH_QUEUE,
   type RefreshDeps,
   type RefreshJobPayload,
+  type RefreshRun,
   refreshConnection,
   refreshJobPayload,
+  WORKER_JOB_RETENTION,
 } from "@evergreen/refresh";
 import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
 
@@ -21,22 +24,33 @@ export interface RefreshWorkerOptions {
 
 /**
  * Consumes refresh jobs. A job that finds the connection locked or its integration
- * cooling down goes back to the delayed set under the same id, spending no attempt; a
- * job whose connection was rescheduled, deleted or stopped completes as a no-op.
+ * cooling down, or that failed on an exception, goes back to the delayed set under the
+ * same id; a job whose connection was rescheduled, deleted or stopped completes as a no-op.
  */
 export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Worker {
   const process = async (job: Job<RefreshJobPayload>, token?: string) => {
     const parsed = refreshJobPayload.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError("malformed refresh job payload");
-    const run = await refreshConnection(deps, {
-      connectionId: parsed.data.connectionId,
-      expectedVersion: parsed.data.version,
-      source: "worker",
-      // Lateness counts from the time first scheduled; re-delays (busy lock, cooldown)
-      // are the system working as intended, not lateness.
-      scheduledAt:
-        job.attemptsStarted <= 1 ? new Date(job.timestamp + (job.opts.delay ?? 0)) : undefined,
-    });
+    let run: RefreshRun;
+    try {
+      run = await refreshConnection(deps, {
+        connectionId: parsed.data.connectionId,
+        expectedVersion: parsed.data.version,
+        source: "worker",
+        // Lateness counts from the time first scheduled; re-delays (busy lock, cooldown,
+        // retries) are the system working as intended, not lateness.
+        scheduledAt:
+          job.attemptsStarted <= 1 ? new Date(job.timestamp + (job.opts.delay ?? 0)) : undefined,
+      });
+    } catch (err) {
+      // Provider answers never throw; this is PostgreSQL or Redis unreachable, or a key
+      // missing from the ring. The connection is untouched: retry with backoff, for as
+      // long as it takes (giving up would only hand the job to the scheduler's sweep).
+      const retryInMs = backoffMs(deps.settings, job.attemptsStarted);
+      options.log.error({ job: job.id, err, retryInMs }, "refresh failed; retrying");
+      await job.moveToDelayed(Date.now() + retryInMs, token);
+      throw new DelayedError();
+    }
     switch (run.kind) {
       case "busy":
       case "cooling_down":
@@ -60,6 +74,7 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
     // handed to another); the connection's RedisLock and the row version are.
     maxStalledCount: 1_000,
+    ...WORKER_JOB_RETENTION,
   });
   worker.on("failed", (job, err) => {
     options.log.error({ job: job?.id, err }, "refresh job failed");

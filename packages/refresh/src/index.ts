@@ -10,11 +10,11 @@ export {
   LOCK_PREFIX,
   QUEUE_PREFIX,
   REFRESH_JOB,
-  REFRESH_JOB_OPTIONS,
   REFRESH_QUEUE,
   type RefreshJobPayload,
   refreshJobId,
   refreshJobPayload,
+  WORKER_JOB_RETENTION,
 } from "./jobs";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {

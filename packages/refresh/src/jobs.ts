@@ -1,5 +1,5 @@
 import type { ConnectionStatus } from "@evergreen/db";
-import { type ConnectionOptions, type JobsOptions, Queue } from "bullmq";
+import { type ConnectionOptions, Queue } from "bullmq";
 import { z } from "zod";
 
 /**
@@ -42,27 +42,26 @@ export function parseRefreshJobId(id: string): RefreshJobPayload | undefined {
 /** Statuses whose connections are refreshed, and so have a job. */
 export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
 
-export const REFRESH_JOB_OPTIONS = {
-  // Provider outcomes never throw: refreshConnection records them and schedules the next
-  // job itself. BullMQ's attempts only cover exceptions (database or Redis unreachable).
-  attempts: 8,
-  backoff: { type: "exponential", delay: 1_000 },
-  removeOnComplete: true,
-  // A job that still fails is removed, not kept: the row keeps its nextRefreshAt, and the
-  // scheduler's sweep re-adds a job for it. A kept failed job would count as present.
-  removeOnFail: true,
-} as const satisfies JobsOptions;
+/**
+ * Jobs carry no options beyond their id and delay: BullMQ stores a job's options in its
+ * hash, and at a million scheduled connections every byte counts (SPEC §7: 1 GB of Redis;
+ * attempts, backoff and removal options were 100 of a job's ~1,040 bytes, see
+ * bench/redis-memory.ts). What they said lives in the worker instead: finished jobs are
+ * removed (WORKER_JOB_RETENTION) and exceptions are retried by the worker itself, with
+ * backoff (apps/worker/src/refresh-worker.ts).
+ *
+ * Completed and failed jobs are removed, not kept: a connection's next job has another id,
+ * and the row keeps its nextRefreshAt, so the scheduler's sweep re-adds a job that failed
+ * for good. A kept failed job would count as present.
+ */
+export const WORKER_JOB_RETENTION = { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } };
 
 /** @param prefix Redis key prefix; tests give each run its own. */
 export function createRefreshQueue(
   connection: ConnectionOptions,
   prefix: string = QUEUE_PREFIX,
 ): Queue<RefreshJobPayload> {
-  return new Queue<RefreshJobPayload>(REFRESH_QUEUE, {
-    connection,
-    prefix,
-    defaultJobOptions: REFRESH_JOB_OPTIONS,
-  });
+  return new Queue<RefreshJobPayload>(REFRESH_QUEUE, { connection, prefix });
 }
 
 /** Other Redis keys of the refresh path, under the same hash tag as the queue. */
