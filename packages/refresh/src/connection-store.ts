@@ -4,7 +4,10 @@ import type { Connection, ConnectionEventType, Integration, Pool } from "@evergr
  * The refresh path's two statements, in SQL on the pg pool Prisma also uses. A refresh
  * is one read and one write; through the Prisma client those were six round trips
  * (two reads, BEGIN, UPDATE, INSERT, COMMIT) and about a fifth of a worker's CPU (see
- * bench/). Named statements are parsed and planned once per pooled connection.
+ * bench/). Reads and writes issued in the same turn of the event loop (a worker runs
+ * hundreds of refreshes at once) go as one statement each, since on this kind of machine
+ * a round trip to PostgreSQL costs more CPU than the rows it carries. Named statements
+ * are parsed and planned once per pooled connection.
  */
 
 /** The integration fields a refresh reads. */
@@ -54,92 +57,190 @@ const LOAD = `
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
          i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds"
     FROM connections c JOIN integrations i ON i.id = c."integrationId"
-   WHERE c.id = $1`;
+   WHERE c.id = ANY($1::uuid[])`;
 
-// One statement is one transaction: the row and its event are written together or not at
+// One statement is one transaction: each row and its event are written together or not at
 // all. The version fence makes a writer that lost its lease (or raced a re-registration)
-// write nothing.
+// write nothing for that row.
 const WRITE = `
-  WITH updated AS (
-    UPDATE connections SET
-      "accessToken" = $3, "refreshToken" = $4, "tokenType" = $5, scope = $6,
-      "expiresAt" = $7, status = $8::"ConnectionStatus", version = $9,
-      "nextRefreshAt" = $10, "lastRefreshedAt" = $11, "refreshCount" = $12,
-      "consecutiveFailures" = $13, "lastErrorCode" = $14, "lastErrorMessage" = $15,
-      "lastErrorAt" = $16, "updatedAt" = now()
-    WHERE id = $1 AND version = $2
-    RETURNING *
+  WITH input AS (
+    SELECT * FROM unnest(
+      $1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
+      $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
+      $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
+      $17::text[], $18::text[], $19::text[], $20::text[]
+    ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
+           status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
+           "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
+           "eventType", outcome, "errorCode", message)
+  ), updated AS (
+    UPDATE connections c SET
+      "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
+      "tokenType" = i."tokenType", scope = i.scope, "expiresAt" = i."expiresAt",
+      status = i.status::"ConnectionStatus", version = i.version,
+      "nextRefreshAt" = i."nextRefreshAt", "lastRefreshedAt" = i."lastRefreshedAt",
+      "refreshCount" = i."refreshCount", "consecutiveFailures" = i."consecutiveFailures",
+      "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
+      "lastErrorAt" = i."lastErrorAt", "updatedAt" = now()
+    FROM input i
+    WHERE c.id = i.id AND c.version = i.fence
+    RETURNING c.*
   ), event AS (
     INSERT INTO connection_events ("connectionId", "integrationId", type, outcome, "errorCode", message)
-    SELECT id, "integrationId", $17::"ConnectionEventType", $18, $19, $20 FROM updated
+    SELECT u.id, u."integrationId", i."eventType"::"ConnectionEventType", i.outcome,
+           i."errorCode", i.message
+      FROM updated u JOIN input i ON i.id = u.id
   )
   SELECT * FROM updated`;
 
+/** Most rows one statement carries. */
+const MAX_BATCH = 200;
+
+interface Pending<In, Out> {
+  readonly input: In;
+  readonly resolve: (output: Out) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/**
+ * Collects the requests made in one turn of the event loop and runs them as one batch.
+ * Requests for the same key never share a batch: a later one starts the next batch.
+ */
+class MicroBatcher<In, Out> {
+  #pending = new Map<string, Pending<In, Out>>();
+  #scheduled = false;
+
+  constructor(
+    private readonly keyOf: (input: In) => string,
+    private readonly run: (inputs: readonly In[]) => Promise<ReadonlyMap<string, Out>>,
+    private readonly missing: Out,
+  ) {}
+
+  submit(input: In): Promise<Out> {
+    const key = this.keyOf(input);
+    if (this.#pending.has(key) || this.#pending.size >= MAX_BATCH) this.#flush();
+    return new Promise<Out>((resolve, reject) => {
+      this.#pending.set(key, { input, resolve, reject });
+      if (!this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(() => this.#flush());
+      }
+    });
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    if (this.#pending.size === 0) return;
+    const batch = this.#pending;
+    this.#pending = new Map();
+    const waiters = [...batch.values()];
+    this.run(waiters.map(({ input }) => input)).then(
+      (outputs) => {
+        for (const [key, { resolve }] of batch) resolve(outputs.get(key) ?? this.missing);
+      },
+      (error: unknown) => {
+        for (const { reject } of waiters) reject(error);
+      },
+    );
+  }
+}
+
+type Loaded = { connection: Connection; integration: RefreshIntegration } | null;
+
+interface WriteRequest {
+  readonly fence: { readonly id: string; readonly version: number };
+  readonly change: ConnectionChange;
+  readonly event: ConnectionEventInput;
+}
+
 export class ConnectionStore {
   readonly #pool: Pool;
+  readonly #loads: MicroBatcher<string, Loaded>;
+  readonly #writes: MicroBatcher<WriteRequest, Connection | null>;
 
   constructor(pool: Pool) {
     this.#pool = pool;
+    this.#loads = new MicroBatcher(
+      (id) => id,
+      (ids) => this.#loadMany(ids),
+      null,
+    );
+    this.#writes = new MicroBatcher(
+      (request) => request.fence.id,
+      (requests) => this.#writeMany(requests),
+      null,
+    );
   }
 
   /** The connection and its integration, or null when it does not exist. */
-  async load(
-    connectionId: string,
-  ): Promise<{ connection: Connection; integration: RefreshIntegration } | null> {
-    const { rows } = await this.#pool.query<Record<string, unknown>>({
-      name: "evergreen_refresh_load",
-      text: LOAD,
-      values: [connectionId],
-    });
-    const row = rows[0];
-    if (!row) return null;
-    const connection: Record<string, unknown> = {};
-    const integration: Record<string, unknown> = { id: row.integrationId };
-    for (const [column, value] of Object.entries(row)) {
-      if (column.startsWith("i.")) integration[column.slice(2)] = value;
-      else connection[column] = value;
-    }
-    return {
-      connection: connection as Connection,
-      integration: integration as RefreshIntegration,
-    };
+  load(connectionId: string): Promise<Loaded> {
+    return this.#loads.submit(connectionId);
   }
 
   /**
    * Writes `change` over the row at `fence.version`, with its event, and returns the new
    * row; null when the row is gone or at another version (nothing is written then).
    */
-  async write(
+  write(
     fence: { readonly id: string; readonly version: number },
     change: ConnectionChange,
     event: ConnectionEventInput,
   ): Promise<Connection | null> {
+    return this.#writes.submit({ fence, change, event });
+  }
+
+  async #loadMany(ids: readonly string[]): Promise<ReadonlyMap<string, Loaded>> {
+    const { rows } = await this.#pool.query<Record<string, unknown>>({
+      name: "evergreen_refresh_load",
+      text: LOAD,
+      values: [ids],
+    });
+    const loaded = new Map<string, Loaded>();
+    for (const row of rows) {
+      const connection: Record<string, unknown> = {};
+      const integration: Record<string, unknown> = { id: row.integrationId };
+      for (const [column, value] of Object.entries(row)) {
+        if (column.startsWith("i.")) integration[column.slice(2)] = value;
+        else connection[column] = value;
+      }
+      loaded.set(row.id as string, {
+        connection: connection as Connection,
+        integration: integration as RefreshIntegration,
+      });
+    }
+    return loaded;
+  }
+
+  async #writeMany(
+    requests: readonly WriteRequest[],
+  ): Promise<ReadonlyMap<string, Connection | null>> {
+    const column = <T>(pick: (request: WriteRequest) => T) => requests.map(pick);
     const { rows } = await this.#pool.query<Connection>({
       name: "evergreen_refresh_write",
       text: WRITE,
       values: [
-        fence.id,
-        fence.version,
-        change.accessToken,
-        change.refreshToken,
-        change.tokenType,
-        change.scope,
-        change.expiresAt,
-        change.status,
-        change.version,
-        change.nextRefreshAt,
-        change.lastRefreshedAt,
-        change.refreshCount,
-        change.consecutiveFailures,
-        change.lastErrorCode,
-        change.lastErrorMessage,
-        change.lastErrorAt,
-        event.type,
-        event.outcome,
-        event.errorCode,
-        event.message,
+        column((r) => r.fence.id),
+        column((r) => r.fence.version),
+        column((r) => r.change.accessToken),
+        column((r) => r.change.refreshToken),
+        column((r) => r.change.tokenType),
+        column((r) => r.change.scope),
+        column((r) => r.change.expiresAt),
+        column((r) => r.change.status),
+        column((r) => r.change.version),
+        column((r) => r.change.nextRefreshAt),
+        column((r) => r.change.lastRefreshedAt),
+        column((r) => r.change.refreshCount),
+        column((r) => r.change.consecutiveFailures),
+        column((r) => r.change.lastErrorCode),
+        column((r) => r.change.lastErrorMessage),
+        column((r) => r.change.lastErrorAt),
+        column((r) => r.event.type),
+        column((r) => r.event.outcome),
+        column((r) => r.event.errorCode),
+        column((r) => r.event.message),
       ],
     });
-    return rows[0] ?? null;
+    return new Map(rows.map((row) => [row.id, row]));
   }
 }

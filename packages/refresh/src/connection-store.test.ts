@@ -1,0 +1,119 @@
+import type { Connection } from "@evergreen/db";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { ConnectionChange } from "./connection-store";
+import { createRefreshHarness, type RefreshHarness } from "./testing";
+
+let h: RefreshHarness;
+beforeAll(async () => {
+  h = await createRefreshHarness();
+});
+afterAll(() => h.close());
+
+const refreshed = {
+  type: "refreshed",
+  outcome: "success",
+  errorCode: null,
+  message: null,
+} as const;
+
+function changeOf(row: Connection, refreshCount: number): ConnectionChange {
+  return {
+    accessToken: `${row.accessToken}-new`,
+    refreshToken: row.refreshToken,
+    tokenType: row.tokenType,
+    scope: row.scope,
+    expiresAt: new Date("2030-01-01T00:00:00.000Z"),
+    status: "active",
+    version: row.version + 1,
+    nextRefreshAt: new Date("2029-12-31T23:55:00.000Z"),
+    lastRefreshedAt: new Date(),
+    refreshCount,
+    consecutiveFailures: 0,
+    lastErrorCode: null,
+    lastErrorMessage: null,
+    lastErrorAt: null,
+  };
+}
+
+describe("ConnectionStore", () => {
+  it("loads many connections at once, each with its integration, and null for a missing one", async () => {
+    const rows = await Promise.all([h.addConnection(), h.addConnection()]);
+    const missing = "7d3f4a52-0c1e-4a7b-9f0e-2b8c5d6e7f80";
+    const loaded = await Promise.all([
+      ...rows.map(({ connection }) => h.deps.store.load(connection.id)),
+      h.deps.store.load(missing),
+    ]);
+    expect(loaded.map((entry) => entry?.connection.id)).toEqual([
+      ...rows.map(({ connection }) => connection.id),
+      undefined,
+    ]);
+    expect(loaded[0]?.integration).toMatchObject({
+      id: rows[0]?.connection.integrationId,
+      provider: "oauth2",
+      clientId: h.provider.clientId,
+      tokenUrl: h.provider.tokenUrl,
+      scopes: [],
+      refreshBufferSeconds: null,
+    });
+    expect(loaded[0]?.connection.expiresAt).toBeInstanceOf(Date);
+  });
+
+  it("writes a batch row by row: each fenced by its own version, each with its event", async () => {
+    const [fresh, stale, other] = await Promise.all([
+      h.addConnection(),
+      h.addConnection(),
+      h.addConnection(),
+    ]);
+    if (!fresh || !stale || !other) throw new Error("setup");
+    // Someone moved `stale` on after we read it.
+    await h.prisma.connection.update({
+      where: { id: stale.connection.id },
+      data: { version: { increment: 1 } },
+    });
+    const written = await Promise.all(
+      [fresh, stale, other].map(({ connection }) =>
+        h.deps.store.write(
+          { id: connection.id, version: connection.version },
+          changeOf(connection, 7),
+          refreshed,
+        ),
+      ),
+    );
+    expect(written.map((row) => row?.id ?? null)).toEqual([
+      fresh.connection.id,
+      null,
+      other.connection.id,
+    ]);
+    expect(written[0]).toMatchObject({
+      accessToken: `${fresh.connection.accessToken}-new`,
+      version: 1,
+      refreshCount: 7,
+      status: "active",
+      expiresAt: new Date("2030-01-01T00:00:00.000Z"),
+    });
+    const untouched = await h.prisma.connection.findUniqueOrThrow({
+      where: { id: stale.connection.id },
+    });
+    expect(untouched).toMatchObject({ accessToken: stale.connection.accessToken, version: 1 });
+    const events = await h.prisma.connectionEvent.findMany({
+      where: { connectionId: { in: [fresh, stale, other].map(({ connection }) => connection.id) } },
+    });
+    expect(events.map((event) => event.connectionId).sort()).toEqual(
+      [fresh.connection.id, other.connection.id].sort(),
+    );
+    expect(events[0]).toMatchObject({ type: "refreshed", outcome: "success" });
+  });
+
+  it("never puts two writes of one connection in one statement: the second meets the first's version", async () => {
+    const { connection } = await h.addConnection();
+    const fence = { id: connection.id, version: connection.version };
+    const [first, second] = await Promise.all([
+      h.deps.store.write(fence, changeOf(connection, 1), refreshed),
+      h.deps.store.write(fence, changeOf(connection, 2), refreshed),
+    ]);
+    expect(first).toMatchObject({ version: 1, refreshCount: 1 });
+    expect(second).toBeNull();
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ version: 1, refreshCount: 1 });
+  });
+});
