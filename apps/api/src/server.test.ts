@@ -1,4 +1,4 @@
-import { createPrismaClient } from "@evergreen/db";
+import { createDatabase } from "@evergreen/db";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it } from "vitest";
 import { TEST_API_KEY, testServer } from "./test-server";
@@ -64,18 +64,21 @@ describe("api server", () => {
 
   it("answers 503 when PostgreSQL or Redis is unreachable, 500 for anything else, never a stack", async () => {
     // Real clients on ports nothing listens on: the errors the drivers really throw.
-    const prisma = createPrismaClient({ url: "postgresql://postgres@127.0.0.1:1/none" });
+    const { prisma, pool, close } = createDatabase({
+      url: "postgresql://postgres@127.0.0.1:1/none",
+    });
     const redis = createRedis("redis://127.0.0.1:1", "producer");
     redis.on("error", () => {});
     try {
       const app = await server();
       app.get("/v1/db", () => prisma.integration.findMany());
+      app.get("/v1/sql", () => pool.query("SELECT 1"));
       app.get("/v1/redis", () => redis.get("key"));
       app.get("/v1/bug", () => {
         throw new TypeError("secret detail at /srv/app.ts:12");
       });
       const auth = { authorization: `Bearer ${KEY}` };
-      for (const url of ["/v1/db", "/v1/redis"]) {
+      for (const url of ["/v1/db", "/v1/sql", "/v1/redis"]) {
         const response = await app.inject({ url, headers: auth });
         expect(response.statusCode).toBe(503);
         expect(response.headers["retry-after"]).toBe("5");
@@ -87,7 +90,7 @@ describe("api server", () => {
       expect(bug.body).not.toContain("secret detail");
     } finally {
       redis.disconnect();
-      await prisma.$disconnect();
+      await close();
     }
   });
 });

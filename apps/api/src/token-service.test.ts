@@ -118,6 +118,34 @@ describe("GET /v1/connections/:id/token", () => {
     expect(row.status).toBe("expired");
   });
 
+  it("takes a connection id in any case, and locks it as the workers do", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 5 });
+    const lease = await h.deps.lock.acquire(connection.id);
+    if (!lease) throw new Error("lock should be free");
+    const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
+    const before = await contended();
+    const answer = tokenOf(connection.id.toUpperCase());
+    // The uppercase request meets the lowercase lock the "worker" holds.
+    await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+    await lease.release();
+    expect((await answer).statusCode).toBe(200);
+    expect(refreshesOf(grant.grantId)).toBe(1);
+  });
+
+  it("asks at most half a refreshed token's lifetime, so short-lived tokens are not refreshed on every call", async () => {
+    const { connection, grant } = await h.addConnection({
+      rotate: true,
+      accessTokenTtlSeconds: 300,
+      expiresInSeconds: 5,
+    });
+    const first = await tokenOf(connection.id, "?minValidity=1800");
+    expect(refreshesOf(grant.grantId)).toBe(1);
+    // A 300 s token, just refreshed: 1800 s cannot be had, and 150 s are left.
+    const again = await tokenOf(connection.id, "?minValidity=1800");
+    expect(again.json().accessToken).toBe(first.json().accessToken);
+    expect(refreshesOf(grant.grantId)).toBe(1);
+  });
+
   it("refuses minValidity that is not a number of seconds up to 1800", async () => {
     const { connection } = await h.addConnection();
     for (const query of ["?minValidity=-1", "?minValidity=soon", "?minValidity=7200"]) {

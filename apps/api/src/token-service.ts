@@ -50,13 +50,18 @@ export class TokenService {
   /**
    * A token valid for at least `minValiditySeconds`, refreshing first when the stored one
    * is not. When the refresh fails but the stored token has not expired, that token is
-   * returned; a just-refreshed token is returned even if the provider's lifetime is
-   * shorter than asked for.
+   * returned. Once refreshed, a token's lifetime is known: `minValiditySeconds` then counts
+   * up to half of it, since asking more of short-lived tokens would refresh (and rotate)
+   * on every call, and no refresh could give it.
    */
   async token(connectionId: string, minValiditySeconds: number): Promise<AccessToken> {
     let row = await this.#load(connectionId);
     refuseWhileDead(row);
-    if (!validFor(row, minValiditySeconds * 1000)) {
+    const lifetimeMs =
+      row.expiresAt && row.lastRefreshedAt
+        ? row.expiresAt.getTime() - row.lastRefreshedAt.getTime()
+        : Number.POSITIVE_INFINITY;
+    if (!validFor(row, Math.min(minValiditySeconds * 1000, lifetimeMs / 2))) {
       const attempt = await this.#refreshShared(connectionId);
       row = attempt.row;
       refuseWhileDead(row);

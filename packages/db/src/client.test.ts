@@ -1,5 +1,6 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createPrismaClient } from "./client";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createDatabase, createPrismaClient } from "./client";
 import type { PrismaClient } from "./generated/prisma/client";
 import { createTestDatabase, type TestDatabase } from "./testing";
 
@@ -51,5 +52,26 @@ describe("createPrismaClient on a migrated database", () => {
       /append-only/,
     );
     expect(await prisma.connectionEvent.count()).toBe(1);
+  });
+});
+
+describe("createDatabase", () => {
+  it("outlives the server ending an idle connection", async () => {
+    const db = await createTestDatabase();
+    const { pool, close } = createDatabase({ url: db.url, poolSize: 2 });
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    try {
+      const { rows } = await pool.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+      await admin.query("SELECT pg_terminate_backend($1)", [rows[0]?.pid]);
+      // The pool drops the dead client; its error event reaches no listener of ours (an
+      // unhandled one would fail this run).
+      await vi.waitFor(() => expect(pool.totalCount).toBe(0));
+      expect((await pool.query("SELECT 1 AS one")).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await admin.end();
+      await close();
+      await db.drop();
+    }
   });
 });

@@ -23,6 +23,10 @@ export interface Database {
 /** A Prisma client and its `pg` pool, shared: one set of connections for both. */
 export function createDatabase({ url, poolSize = 10 }: DatabaseOptions): Database {
   const pool = new pg.Pool({ connectionString: url, max: poolSize });
+  // An idle client's connection can end under it (PostgreSQL restarted, the connection
+  // terminated by an administrator). The pool drops that client and the next query opens
+  // another; without a listener the error would crash the process.
+  pool.on("error", () => {});
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
     prisma,

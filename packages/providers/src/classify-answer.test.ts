@@ -61,6 +61,36 @@ describe("classifyAnswer: success", () => {
     expect(asEpoch).toMatchObject({ expiresAt: new Date("2026-03-01T18:00:00.000Z") });
   });
 
+  it("bounds what it stores: absurd lifetimes, control characters, oversized fields", () => {
+    const result = classifyAnswer(
+      "oauth2",
+      json(200, {
+        access_token: ACCESS,
+        expires_in: 1e300,
+        token_type: "Bearer\u0000",
+        scope: `read\u0000write ${"x".repeat(5000)}`,
+      }),
+      now,
+    );
+    if (result.outcome !== "success") throw new Error(result.outcome);
+    expect(result.expiresAt?.toISOString()).toBe("2036-02-27T12:00:00.000Z");
+    expect(result.tokenType).toBe("Bearer");
+    expect(result.scope?.startsWith("read write x")).toBe(true);
+    expect(result.scope).toHaveLength(4096);
+    const farEpoch = classifyAnswer(
+      "oauth2",
+      json(200, { access_token: ACCESS, expires_at: 9e15 }),
+      now,
+    );
+    expect(farEpoch).toMatchObject({ expiresAt: new Date("2036-02-27T12:00:00.000Z") });
+    const blank = classifyAnswer(
+      "oauth2",
+      json(200, { access_token: ACCESS, token_type: "\u0007" }),
+      now,
+    );
+    expect(blank).toMatchObject({ tokenType: "Bearer" });
+  });
+
   it("falls back to the definition's lifetime, or null when the provider's tokens do not expire", () => {
     const generic = classifyAnswer("oauth2", json(200, { access_token: ACCESS }), now);
     expect(generic).toMatchObject({ expiresAt: new Date("2026-03-01T13:00:00.000Z") });

@@ -20,6 +20,15 @@ const FORM_LIKE = /^[^\s=&]+=[^\s&]*(?:&[^\s=&]+=[^\s&]*)*$/;
 const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{40,}/g;
 // Far beyond any epoch-seconds date we will meet: such an expires_at is in milliseconds.
 const EPOCH_MS_THRESHOLD = 100_000_000_000;
+/**
+ * Provider values are stored as they come, so they are bounded first: an absurd lifetime
+ * (`expires_in: 1e300`) would be an Invalid Date, and a control character in
+ * `token_type` or `scope` a string PostgreSQL refuses (NUL), failing the write that holds
+ * a rotated refresh token.
+ */
+const MAX_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
+const TOKEN_TYPE_MAX = 64;
+const SCOPE_MAX = 4096;
 
 /** RFC 6749 §5.2 codes, plus the two that RFC 6749 §4.1.2.1 defines and token endpoints reuse. */
 const STANDARD_ERRORS: Readonly<Record<string, ErrorOutcome>> = {
@@ -103,7 +112,7 @@ function successResult(
     accessToken,
     // Missing or empty: the provider keeps the old refresh token valid (Google, Amazon).
     refreshToken: typeof refreshToken === "string" && refreshToken !== "" ? refreshToken : null,
-    tokenType: typeof tokenType === "string" && tokenType !== "" ? tokenType : "Bearer",
+    tokenType: (typeof tokenType === "string" && printable(tokenType, TOKEN_TYPE_MAX)) || "Bearer",
     expiresAt: expiresAtOf(definition, fields, now),
     scope: scopeOf(fields.scope),
     refreshTokenExpiresAt:
@@ -199,23 +208,37 @@ function retryAfterOf(answer: ProviderAnswer, fields: Fields | null, now: Date):
 function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date): Date | null {
   // A zero or negative lifetime would make the scheduler refresh in a tight loop; treat it
   // as not stated.
+  const latest = now.getTime() + MAX_LIFETIME_MS;
   const expiresIn = seconds(fields.expires_in);
-  if (expiresIn !== null && expiresIn > 0) return new Date(now.getTime() + expiresIn * 1000);
+  if (expiresIn !== null && expiresIn > 0) {
+    return new Date(Math.min(now.getTime() + expiresIn * 1000, latest));
+  }
   const expiresAt = seconds(fields.expires_at);
   if (expiresAt !== null && expiresAt > 0) {
-    return new Date(expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000);
+    return new Date(
+      Math.min(expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000, latest),
+    );
   }
   const fallback = definition.fallbackLifetimeSeconds;
   return fallback === null ? null : new Date(now.getTime() + fallback * 1000);
 }
 
 function scopeOf(value: unknown): string | null {
-  if (typeof value === "string") return value === "" ? null : value;
+  if (typeof value === "string") return printable(value, SCOPE_MAX);
   // A few providers (Twitch) send scopes as a JSON array.
   if (Array.isArray(value) && value.every((item) => typeof item === "string")) {
-    return value.length === 0 ? null : value.join(" ");
+    return printable(value.join(" "), SCOPE_MAX);
   }
   return null;
+}
+
+/** Control characters become spaces, the ends are trimmed, the length capped; null if empty. */
+function printable(value: string, max: number): string | null {
+  const clean = value
+    .replace(/\p{Cc}+/gu, " ")
+    .trim()
+    .slice(0, max);
+  return clean === "" ? null : clean;
 }
 
 function seconds(value: unknown): number | null {

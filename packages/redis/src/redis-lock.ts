@@ -24,12 +24,6 @@ export interface Lease {
    * may not have run yet.
    */
   extend(): Promise<boolean>;
-  /**
-   * How long the lease is certainly still ours, by this process's monotonic clock: the TTL
-   * counted from when the last SET or extend that succeeded was sent. Only a lost Redis
-   * key can end it sooner. A pause (SIGSTOP, a long GC) counts, since the clock runs on.
-   */
-  validForMs(): number;
   release(): Promise<void>;
 }
 
@@ -53,24 +47,17 @@ export class RedisLock {
   async acquire(resource: string): Promise<Lease | null> {
     const key = this.#prefix + resource;
     const token = randomBytes(16).toString("base64url");
-    const requestedAt = performance.now();
     const ok = await this.#redis.set(key, token, "PX", this.ttlMs, "NX");
     if (ok !== "OK") return null;
-    let validUntil = requestedAt + this.ttlMs;
-    const extend = async () => {
-      const sentAt = performance.now();
-      const extended = (await this.#redis.eval(EXTEND, 1, key, token, String(this.ttlMs))) === 1;
-      if (extended) validUntil = Math.max(validUntil, sentAt + this.ttlMs);
-      return extended;
-    };
 
     const controller = new AbortController();
     // Extend at a third of the TTL, so two missed beats still leave the lease alive.
     const timer = setInterval(
       () => {
-        extend()
+        this.#redis
+          .eval(EXTEND, 1, key, token, String(this.ttlMs))
           .then((extended) => {
-            if (!extended) controller.abort(new Error("lock lost"));
+            if (extended !== 1) controller.abort(new Error("lock lost"));
           })
           .catch((error: unknown) => controller.abort(error));
       },
@@ -81,8 +68,7 @@ export class RedisLock {
     return {
       key,
       signal: controller.signal,
-      extend,
-      validForMs: () => (controller.signal.aborted ? 0 : validUntil - performance.now()),
+      extend: async () => (await this.#redis.eval(EXTEND, 1, key, token, String(this.ttlMs))) === 1,
       release: async () => {
         clearInterval(timer);
         await this.#redis.eval(RELEASE, 1, key, token);

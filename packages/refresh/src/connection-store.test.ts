@@ -104,16 +104,68 @@ describe("ConnectionStore", () => {
     expect(events[0]).toMatchObject({ type: "refreshed", outcome: "success" });
   });
 
-  it("never puts two writes of one connection in one statement: the second meets the first's version", async () => {
+  it("never puts two writes of one connection in one statement: exactly one of them lands", async () => {
     const { connection } = await h.addConnection();
     const fence = { id: connection.id, version: connection.version };
     const [first, second] = await Promise.all([
       h.deps.store.write(fence, changeOf(connection, 1), refreshed),
       h.deps.store.write(fence, changeOf(connection, 2), refreshed),
     ]);
-    expect(first).toMatchObject({ version: 1, refreshCount: 1 });
-    expect(second).toBeNull();
+    // The two statements race on separate pooled connections: either may win, never both.
+    const winners = [first, second].filter((row) => row !== null);
+    expect(winners).toHaveLength(1);
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
-    expect(row).toMatchObject({ version: 1, refreshCount: 1 });
+    expect(row).toMatchObject({ version: 1, refreshCount: winners[0]?.refreshCount });
+  });
+
+  it("fails only the bad row of a batch: the others are stored", async () => {
+    const [good, bad] = await Promise.all([h.addConnection(), h.addConnection()]);
+    if (!good || !bad) throw new Error("setup");
+    const [stored, refused] = await Promise.allSettled([
+      h.deps.store.write(
+        { id: good.connection.id, version: 0 },
+        changeOf(good.connection, 1),
+        refreshed,
+      ),
+      // PostgreSQL refuses NUL in text: the whole statement fails.
+      h.deps.store.write(
+        { id: bad.connection.id, version: 0 },
+        { ...changeOf(bad.connection, 1), tokenType: "Bearer\u0000" },
+        refreshed,
+      ),
+    ]);
+    expect(stored).toMatchObject({ status: "fulfilled", value: { id: good.connection.id } });
+    expect(refused.status).toBe("rejected");
+  });
+
+  it("writes a configuration failure only while the integration is as it was read", async () => {
+    const { connection } = await h.addConnection({ integrationKey: "fenced" });
+    const loaded = await h.deps.store.load(connection.id.toUpperCase());
+    if (!loaded) throw new Error("an uppercase id finds the row too");
+    const stop = { ...changeOf(connection, 0), status: "error" as const };
+    const failed = {
+      type: "refresh_failed",
+      outcome: "invalid_client",
+      errorCode: "invalid_client",
+      message: null,
+    } as const;
+    // The operator fixes the integration while the refresh with the old secret is out.
+    await h.prisma.integration.update({
+      where: { id: connection.integrationId },
+      data: { clientId: "fixed" },
+    });
+    const stale = await h.deps.store.write(
+      { id: connection.id, version: 0, integrationUpdatedAt: loaded.integration.updatedAt },
+      stop,
+      failed,
+    );
+    expect(stale).toBeNull();
+    const current = await h.deps.store.load(connection.id);
+    const fresh = await h.deps.store.write(
+      { id: connection.id, version: 0, integrationUpdatedAt: current?.integration.updatedAt },
+      stop,
+      failed,
+    );
+    expect(fresh).toMatchObject({ status: "error", version: 1 });
   });
 });

@@ -22,6 +22,7 @@ export type RefreshIntegration = Pick<
   | "bodyFormat"
   | "scopes"
   | "refreshBufferSeconds"
+  | "updatedAt"
 >;
 
 /** What a refresh writes: every field it may change, given in full. */
@@ -50,29 +51,41 @@ export interface ConnectionEventInput {
   readonly message: string | null;
 }
 
+// Columns are listed, never `*`: a prepared statement whose result shape changes (a
+// migration adding a column while workers run) fails on every pooled connection with
+// "cached plan must not change result type".
+const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessToken",
+  c."refreshToken", c."tokenType", c.scope, c."expiresAt", c.status::text AS status,
+  c.version, c."nextRefreshAt", c."lastRefreshedAt", c."refreshCount",
+  c."consecutiveFailures", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
+  c.metadata, c."createdAt", c."updatedAt"`;
+
 const LOAD = `
-  SELECT c.*,
+  SELECT ${CONNECTION_COLUMNS},
          i.provider AS "i.provider", i."clientId" AS "i.clientId",
          i."clientSecret" AS "i.clientSecret", i."tokenUrl" AS "i.tokenUrl",
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
-         i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds"
+         i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds",
+         i."updatedAt" AS "i.updatedAt"
     FROM connections c JOIN integrations i ON i.id = c."integrationId"
    WHERE c.id = ANY($1::uuid[])`;
 
 // One statement is one transaction: each row and its event are written together or not at
 // all. The version fence makes a writer that lost its lease (or raced a re-registration)
-// write nothing for that row.
+// write nothing for that row. A row may also be fenced on its integration's updatedAt:
+// a refusal of the client configuration read before an update of the integration must
+// not stop the connection after the update (whose retry of `error` rows it would miss).
 const WRITE = `
   WITH input AS (
     SELECT * FROM unnest(
       $1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
-      $17::text[], $18::text[], $19::text[], $20::text[]
+      $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
-           "eventType", outcome, "errorCode", message)
+           "eventType", outcome, "errorCode", message, "integrationFence")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -84,7 +97,10 @@ const WRITE = `
       "lastErrorAt" = i."lastErrorAt", "updatedAt" = now()
     FROM input i
     WHERE c.id = i.id AND c.version = i.fence
-    RETURNING c.*
+      AND (i."integrationFence" IS NULL OR EXISTS (
+        SELECT 1 FROM integrations g
+         WHERE g.id = c."integrationId" AND g."updatedAt" = i."integrationFence"))
+    RETURNING ${CONNECTION_COLUMNS}
   ), event AS (
     INSERT INTO connection_events ("connectionId", "integrationId", type, outcome, "errorCode", message)
     SELECT u.id, u."integrationId", i."eventType"::"ConnectionEventType", i.outcome,
@@ -133,13 +149,22 @@ class MicroBatcher<In, Out> {
     if (this.#pending.size === 0) return;
     const batch = this.#pending;
     this.#pending = new Map();
-    const waiters = [...batch.values()];
-    this.run(waiters.map(({ input }) => input)).then(
+    this.#settle(batch);
+  }
+
+  #settle(batch: ReadonlyMap<string, Pending<In, Out>>): void {
+    this.run([...batch.values()].map(({ input }) => input)).then(
       (outputs) => {
         for (const [key, { resolve }] of batch) resolve(outputs.get(key) ?? this.missing);
       },
       (error: unknown) => {
-        for (const { reject } of waiters) reject(error);
+        if (batch.size === 1) {
+          for (const { reject } of batch.values()) reject(error);
+          return;
+        }
+        // One bad row fails the whole statement: run each alone, so only its own caller
+        // fails (an outage fails them all again, and their retries are their own).
+        for (const [key, pending] of batch) this.#settle(new Map([[key, pending]]));
       },
     );
   }
@@ -147,8 +172,16 @@ class MicroBatcher<In, Out> {
 
 type Loaded = { connection: Connection; integration: RefreshIntegration } | null;
 
+/** Which row version a write may replace. */
+export interface WriteFence {
+  readonly id: string;
+  readonly version: number;
+  /** Write only while the integration is still at this `updatedAt`. */
+  readonly integrationUpdatedAt?: Date;
+}
+
 interface WriteRequest {
-  readonly fence: { readonly id: string; readonly version: number };
+  readonly fence: WriteFence;
   readonly change: ConnectionChange;
   readonly event: ConnectionEventInput;
 }
@@ -160,13 +193,14 @@ export class ConnectionStore {
 
   constructor(pool: Pool) {
     this.#pool = pool;
+    // Keys are lowercase ids, as PostgreSQL prints the uuids the results are keyed by.
     this.#loads = new MicroBatcher(
-      (id) => id,
+      (id) => id.toLowerCase(),
       (ids) => this.#loadMany(ids),
       null,
     );
     this.#writes = new MicroBatcher(
-      (request) => request.fence.id,
+      (request) => request.fence.id.toLowerCase(),
       (requests) => this.#writeMany(requests),
       null,
     );
@@ -179,10 +213,10 @@ export class ConnectionStore {
 
   /**
    * Writes `change` over the row at `fence.version`, with its event, and returns the new
-   * row; null when the row is gone or at another version (nothing is written then).
+   * row; null when the row is gone or the fence does not hold (nothing is written then).
    */
   write(
-    fence: { readonly id: string; readonly version: number },
+    fence: WriteFence,
     change: ConnectionChange,
     event: ConnectionEventInput,
   ): Promise<Connection | null> {
@@ -239,6 +273,7 @@ export class ConnectionStore {
         column((r) => r.event.outcome),
         column((r) => r.event.errorCode),
         column((r) => r.event.message),
+        column((r) => r.fence.integrationUpdatedAt ?? null),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

@@ -3,6 +3,7 @@ export {
   type ConnectionEventInput,
   ConnectionStore,
   type RefreshIntegration,
+  type WriteFence,
 } from "./connection-store";
 export {
   COOLDOWN_PREFIX,

@@ -173,15 +173,11 @@ async function refreshLocked(
     });
   }
 
-  // The lease must outlast the whole HTTP exchange. After a pause (a long GC, SIGSTOP, a
-  // frozen VM) it may have run out and another process may be refreshing already: sending
-  // our refresh token then could reuse one the provider has rotated. So unless the lease
-  // is certainly valid for the timeout twice over (the usual case, a few ms after taking
-  // it), renew it first; a lease that cannot be renewed is someone else's now.
-  const leaseHolds =
-    lease.validForMs() > 2 * settings.timeoutMs ||
-    (!lease.signal.aborted && (await lease.extend()));
-  if (!leaseHolds) return { kind: "busy", retryInMs: 1_000 };
+  // Renew the lease right before sending: after a pause longer than its TTL (a long GC,
+  // SIGSTOP, a frozen VM) another process may already be refreshing, and sending our
+  // refresh token now could reuse one the provider has rotated. A renewed lease also
+  // covers the whole HTTP timeout, with two timeouts to spare for a pause after this.
+  if (lease.signal.aborted || !(await lease.extend())) return { kind: "busy", retryInMs: 1_000 };
 
   const started = performance.now();
   const answer = await callTokenEndpoint(deps.http, request, settings.timeoutMs);
@@ -316,7 +312,17 @@ async function record(
   }
 
   const stored = await persistWithRetries(
-    () => deps.store.write({ id: connection.id, version: connection.version }, change, event),
+    () =>
+      deps.store.write(
+        {
+          id: connection.id,
+          version: connection.version,
+          // Stopping for a configuration problem holds only for the configuration read.
+          ...(change.status === "error" ? { integrationUpdatedAt: integration.updatedAt } : {}),
+        },
+        change,
+        event,
+      ),
     (err, attempt) =>
       deps.log.warn({ ...about(), err, attempt }, "storing the refresh result failed; retrying"),
   );

@@ -49,7 +49,14 @@ const connectionInput = z
     path: ["expiresAt"],
   });
 
-const idParam = z.object({ id: z.string().uuid("must be a connection id (UUID)") });
+// Lowercase, as PostgreSQL prints uuids and as the workers name locks and jobs: the same
+// connection must take the same lock whatever case a client writes its id in.
+const idParam = z.object({
+  id: z
+    .string()
+    .uuid("must be a connection id (UUID)")
+    .transform((id) => id.toLowerCase()),
+});
 
 const tokenQuery = z.object({
   // Capped at 30 minutes: asking for more than a provider's token lifetime (often an hour)
