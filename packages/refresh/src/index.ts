@@ -9,6 +9,7 @@ export {
   COOLDOWN_PREFIX,
   createRefreshQueue,
   LOCK_PREFIX,
+  PARKED_PREFIX,
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,
@@ -17,6 +18,7 @@ export {
   refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "./jobs";
+export { type ParkedAnswer, ParkedAnswers } from "./parked-answers";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {
   backoffMs,

@@ -67,3 +67,4 @@ export function createRefreshQueue(
 /** Other Redis keys of the refresh path, under the same hash tag as the queue. */
 export const LOCK_PREFIX = `${QUEUE_PREFIX}:lock:`;
 export const COOLDOWN_PREFIX = `${QUEUE_PREFIX}:cooldown:`;
+export const PARKED_PREFIX = `${QUEUE_PREFIX}:parked:`;

@@ -184,4 +184,57 @@ describe("refreshConnection guards", () => {
     expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toBe("newer");
     expect(row).toMatchObject({ version: 1, refreshCount: 0 });
   });
+
+  it("parks a rotated answer it cannot store, and stores it on the next try without asking the provider again", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true });
+    // PostgreSQL refuses the write (its event table is gone) past the in-process retries.
+    await h.prisma.$executeRawUnsafe("ALTER TABLE connection_events RENAME TO events_away");
+    await expect(refresh(connection.id, 0)).rejects.toThrow(/connection_events/);
+    expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+    const unchanged = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(unchanged.version).toBe(0);
+
+    await h.prisma.$executeRawUnsafe("ALTER TABLE events_away RENAME TO connection_events");
+    expect(await refresh(connection.id, 0)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+    expect(h.provider.reuseCount).toBe(0);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ version: 1, refreshCount: 1, status: "active" });
+    expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(
+      h.provider.grant(grant.grantId)?.refreshToken,
+    );
+    expect(await h.deps.parked.take(connection.id)).toBeNull();
+    // The next refresh sends the rotated token and works.
+    expect(await refresh(connection.id, 1)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.reuseCount).toBe(0);
+  }, 20_000);
+
+  it("drops a parked answer once the row has moved on (the app sent new tokens)", async () => {
+    const { connection } = await h.addConnection();
+    await h.deps.parked.park(
+      { id: connection.id, version: 0 },
+      {
+        accessToken: connection.accessToken,
+        refreshToken: connection.refreshToken,
+        tokenType: "Bearer",
+        scope: null,
+        expiresAt: new Date(Date.now() + 3_600_000),
+        status: "active",
+        version: 1,
+        nextRefreshAt: null,
+        lastRefreshedAt: new Date(),
+        refreshCount: 1,
+        consecutiveFailures: 0,
+        lastErrorCode: null,
+        lastErrorMessage: null,
+        lastErrorAt: null,
+      },
+      { type: "refreshed", outcome: "success", errorCode: null, message: null },
+    );
+    await h.prisma.connection.update({ where: { id: connection.id }, data: { version: 5 } });
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(await h.deps.parked.take(connection.id)).toBeNull();
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.version).toBe(6);
+  });
 });

@@ -21,6 +21,7 @@ import type {
   RefreshIntegration,
 } from "./connection-store";
 import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
+import type { ParkedAnswers } from "./parked-answers";
 import { computeNextRefreshAt, enqueueRefresh } from "./schedule";
 import {
   openClientSecret,
@@ -51,6 +52,7 @@ export interface RefreshDeps {
   readonly keyRing: KeyRing;
   readonly lock: RedisLock;
   readonly cooldown: Cooldown;
+  readonly parked: ParkedAnswers;
   readonly queue: Queue<RefreshJobPayload>;
   /** With a keep-alive agent; the time limit comes from `settings.timeoutMs`. */
   readonly http: AxiosInstance;
@@ -134,7 +136,25 @@ async function refreshLocked(
     });
   }
 
-  const cooling = await deps.cooldown.remainingMs(integration.id);
+  // An answer a failed write parked comes first: the provider has already spent the
+  // refresh token we hold. Looked up alongside the cooldown, in the same round trip.
+  const [parked, cooling] = await Promise.all([
+    deps.parked.take(connection.id),
+    deps.cooldown.remainingMs(integration.id),
+  ]);
+  if (parked?.fence.version === connection.version) {
+    const run = await commit(
+      deps,
+      connection,
+      integration,
+      { outcome: "success", ...parked, waitMs: 0 },
+      now(),
+    );
+    await deps.parked.drop(connection.id);
+    return run;
+  }
+  // Parked for a version the row has left (the app sent new tokens): obsolete.
+  if (parked) await deps.parked.drop(connection.id);
   if (cooling > 0) return { kind: "cooling_down", retryInMs: cooling };
 
   if (!connection.refreshToken) {
@@ -193,6 +213,15 @@ async function refreshLocked(
   return record(deps, connection, integration, result);
 }
 
+/** What one classified answer does to the row. */
+interface Decision {
+  readonly outcome: RefreshResult["outcome"];
+  readonly change: ConnectionChange;
+  readonly event: ConnectionEventInput;
+  /** For `rate_limited`: how long the integration cools down. */
+  readonly waitMs: number;
+}
+
 /** Stores one classified answer and schedules what follows it. */
 async function record(
   deps: RefreshDeps,
@@ -200,17 +229,25 @@ async function record(
   integration: RefreshIntegration,
   result: RefreshResult,
 ): Promise<RefreshRun> {
-  const { keyRing, metrics, settings } = deps;
+  deps.metrics.refreshTotal.inc({ provider: integration.provider, outcome: result.outcome });
   const now = (deps.now ?? (() => new Date()))();
-  const provider = integration.provider;
-  // Per-call bindings rather than a child logger: pino builds a child's serializers and
-  // redaction each time, a measurable share of a worker's CPU at hundreds of refreshes/s.
-  const about = () => ({
-    connection: connection.id,
-    externalId: hashId(connection.externalId, keyRing.deriveKey("log pseudonyms")),
-    provider,
-  });
-  metrics.refreshTotal.inc({ provider, outcome: result.outcome });
+  return commit(
+    deps,
+    connection,
+    integration,
+    await decide(deps, connection, integration, result, now),
+    now,
+  );
+}
+
+async function decide(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  result: RefreshResult,
+  now: Date,
+): Promise<Decision> {
+  const { keyRing, settings } = deps;
 
   // The whole row as it stands; each outcome changes some fields. Under the version fence
   // nobody else has written it since we read it.
@@ -310,13 +347,37 @@ async function record(
     default:
       return assertNever(result);
   }
+  return { outcome: result.outcome, change, event, waitMs };
+}
 
+/**
+ * Writes a decision, fenced, and schedules what follows. A success that cannot be written
+ * (PostgreSQL down past the retries) is parked in Redis before the error goes up: the
+ * provider may have rotated the refresh token, and the next try must store this answer,
+ * not send the revoked token again.
+ */
+async function commit(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  { outcome, change, event, waitMs }: Decision,
+  now: Date,
+): Promise<RefreshRun> {
+  const { metrics } = deps;
+  const provider = integration.provider;
+  // Per-call bindings rather than a child logger: pino builds a child's serializers and
+  // redaction each time, a measurable share of a worker's CPU at hundreds of refreshes/s.
+  const about = () => ({
+    connection: connection.id,
+    externalId: hashId(connection.externalId, deps.keyRing.deriveKey("log pseudonyms")),
+    provider,
+  });
+  const fence = { id: connection.id, version: connection.version };
   const stored = await persistWithRetries(
     () =>
       deps.store.write(
         {
-          id: connection.id,
-          version: connection.version,
+          ...fence,
           // Stopping for a configuration problem holds only for the configuration read.
           ...(change.status === "error" ? { integrationUpdatedAt: integration.updatedAt } : {}),
         },
@@ -325,25 +386,31 @@ async function record(
       ),
     (err, attempt) =>
       deps.log.warn({ ...about(), err, attempt }, "storing the refresh result failed; retrying"),
-  );
+  ).catch(async (error: unknown) => {
+    if (outcome === "success") {
+      await deps.parked.park(fence, change, event);
+      deps.log.error(
+        { ...about(), err: error },
+        "refresh result parked in Redis until it can be stored",
+      );
+    }
+    throw error;
+  });
   if (!stored) {
     // No row at our version: someone wrote a newer one while we held what we thought was
     // the lock (our lease ran out), or the connection was deleted. Their write wins; ours
     // is dropped, never merged over theirs.
-    deps.log.warn(
-      { ...about(), outcome: result.outcome },
-      "refresh result dropped: connection changed meanwhile",
-    );
+    deps.log.warn({ ...about(), outcome }, "refresh result dropped: connection changed meanwhile");
     return { kind: "skipped", reason: "lost_race" };
   }
 
-  if (result.outcome === "success" && connection.expiresAt) {
+  if (outcome === "success" && connection.expiresAt) {
     metrics.tokenRemaining.observe(
       { provider },
       (connection.expiresAt.getTime() - now.getTime()) / 1000,
     );
   }
-  if (result.outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
+  if (outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
   const { nextRefreshAt } = change;
   if (nextRefreshAt) {
     try {
@@ -362,15 +429,16 @@ async function record(
     }
   }
   if (deps.log.isLevelEnabled("info")) {
-    deps.log.info({ ...about(), outcome: result.outcome, nextRefreshAt }, "refresh recorded");
+    deps.log.info({ ...about(), outcome, nextRefreshAt }, "refresh recorded");
   }
-  return { kind: "done", outcome: result.outcome, connection: stored };
+  return { kind: "done", outcome, connection: stored };
 }
 
 /**
  * The provider has answered and may have rotated the refresh token: this write is the only
  * copy of the new one. A database blip must not lose it (a retried job would send the
- * revoked token), so retry here, under the still-extended lease, for about 6 s.
+ * revoked token), so retry here, under the still-extended lease, for about 3 s; past that
+ * the answer is parked (see commit).
  */
 async function persistWithRetries<T>(
   write: () => Promise<T>,

@@ -17,6 +17,7 @@ import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { ConnectionStore } from "./connection-store";
 import { createRefreshQueue, type RefreshJobPayload } from "./jobs";
+import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cipher";
 
@@ -80,6 +81,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
     keyRing,
     lock: new RedisLock(redis, { prefix: `${prefix}:lock:`, ttlMs: 30_000 }),
     cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
+    parked: new ParkedAnswers(redis, `${prefix}:parked:`),
     queue,
     http: axios.create(),
     metrics,

@@ -9,7 +9,8 @@ import axios from "axios";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { ConnectionStore } from "./connection-store";
-import { COOLDOWN_PREFIX, LOCK_PREFIX, type RefreshJobPayload } from "./jobs";
+import { COOLDOWN_PREFIX, LOCK_PREFIX, PARKED_PREFIX, type RefreshJobPayload } from "./jobs";
+import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 
 /** The SPEC §4 variables every process that refreshes (worker, api) reads. */
@@ -75,6 +76,7 @@ export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
     keyRing: parts.keyRing,
     lock: new RedisLock(parts.redis, { prefix: LOCK_PREFIX, ttlMs: lockTtlMs(parts.env) }),
     cooldown: new Cooldown(parts.redis, COOLDOWN_PREFIX),
+    parked: new ParkedAnswers(parts.redis, PARKED_PREFIX),
     queue: parts.queue,
     http: axios.create({
       httpAgent: new HttpAgent(agentOptions),
