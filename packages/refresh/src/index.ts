@@ -1,15 +1,5 @@
 export {
-  type ConnectionChange,
-  type ConnectionEventInput,
-  ConnectionStore,
-  type RefreshIntegration,
-  type WriteFence,
-} from "./connection-store";
-export {
-  COOLDOWN_PREFIX,
   createRefreshQueue,
-  LOCK_PREFIX,
-  PARKED_PREFIX,
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,
@@ -18,7 +8,6 @@ export {
   refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "./jobs";
-export { type ParkedAnswer, ParkedAnswers } from "./parked-answers";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {
   backoffMs,
@@ -37,11 +26,4 @@ export {
   sealClientSecret,
   sealRefreshToken,
 } from "./token-cipher";
-export {
-  createRefreshDeps,
-  insecureTokenUrls,
-  lockTtlMs,
-  type RefreshEnv,
-  type RefreshParts,
-  refreshSettings,
-} from "./wiring";
+export { createRefreshDeps, lockTtlMs } from "./wiring";

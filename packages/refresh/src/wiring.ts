@@ -28,7 +28,7 @@ export interface RefreshEnv {
  * machine's loopback address, whose traffic never leaves the host. That is what lets
  * `npm start` and `npm run demo` work against a local mock provider with nothing set.
  */
-export function insecureTokenUrls(
+function insecureTokenUrls(
   env: Pick<RefreshEnv, "NODE_ENV" | "ALLOW_INSECURE_TOKEN_URLS">,
 ): InsecureTokenUrls {
   if (env.ALLOW_INSECURE_TOKEN_URLS) return true;
@@ -44,7 +44,7 @@ export function lockTtlMs(env: Pick<RefreshEnv, "REFRESH_TIMEOUT_MS">): number {
   return 3 * env.REFRESH_TIMEOUT_MS;
 }
 
-export function refreshSettings(env: RefreshEnv): RefreshSettings {
+function refreshSettings(env: RefreshEnv): RefreshSettings {
   return {
     timeoutMs: env.REFRESH_TIMEOUT_MS,
     defaultBufferSeconds: env.REFRESH_BUFFER_SECONDS,
