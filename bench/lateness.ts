@@ -21,8 +21,7 @@ import { createRedis } from "@evergreen/redis";
 import {
   createRefreshQueue,
   enqueueRefresh,
-  REFRESH_JOB,
-  refreshJobId,
+  refreshJob,
   sealAccessToken,
   sealClientSecret,
   sealRefreshToken,
@@ -131,15 +130,15 @@ export async function benchLateness(): Promise<BenchResult> {
     for (let start = 0; start < connections; start += 1_000) {
       const now = Date.now();
       await queue.addBulk(
-        ids.slice(start, start + 1_000).map((connectionId, offset) => {
-          const data = { connectionId, version: 0 };
-          const dueMs = firstDueMs + dueOffsetMs(start + offset);
-          return {
-            name: REFRESH_JOB,
-            data,
-            opts: { jobId: refreshJobId(data), delay: dueMs - now },
-          };
-        }),
+        ids
+          .slice(start, start + 1_000)
+          .map((connectionId, offset) =>
+            refreshJob(
+              { connectionId, version: 0 },
+              new Date(firstDueMs + dueOffsetMs(start + offset)),
+              new Date(now),
+            ),
+          ),
       );
     }
     const enqueueSeconds = (performance.now() - enqueueStarted) / 1000;

@@ -12,7 +12,7 @@ import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { createRedis } from "@evergreen/redis";
-import { createRefreshQueue, REFRESH_JOB, refreshJobId } from "@evergreen/refresh";
+import { createRefreshQueue, refreshJob } from "@evergreen/refresh";
 import { redisDatabaseUrl } from "@evergreen/refresh/testing";
 import type { Redis } from "ioredis";
 import { BENCH_REDIS_DB, type BenchResult, CORES, envInt, redisInfo, verdict } from "./support";
@@ -31,7 +31,8 @@ export async function benchRedisMemory(): Promise<BenchResult> {
   try {
     // One job first, so the queue's meta keys and BullMQ's Lua scripts (cached per
     // instance) are in place before the baseline and not counted per job.
-    await queue.add(REFRESH_JOB, ...productionJob(Date.now()));
+    const first = productionJob(Date.now());
+    await queue.add(first.name, first.data, first.opts);
     const othersBefore = await otherDatabases(redis);
     const before = await usedMemory(redis);
 
@@ -42,12 +43,7 @@ export async function benchRedisMemory(): Promise<BenchResult> {
         const count = Math.min(PAGE, jobs - next);
         next += count;
         const now = Date.now();
-        await queue.addBulk(
-          Array.from({ length: count }, () => {
-            const [data, opts] = productionJob(now);
-            return { name: REFRESH_JOB, data, opts };
-          }),
-        );
+        await queue.addBulk(Array.from({ length: count }, () => productionJob(now)));
       }
     };
     await Promise.all(Array.from({ length: PARALLEL_PAGES }, addPages));
@@ -105,7 +101,7 @@ export async function benchRedisMemory(): Promise<BenchResult> {
 function productionJob(now: number) {
   const data = { connectionId: randomUUID(), version: Math.floor(Math.random() * 10_000) };
   const dueMs = now + 300_000 + Math.floor(Math.random() * 3_300_000);
-  return [data, { jobId: refreshJobId(data), delay: dueMs - now }] as const;
+  return refreshJob(data, new Date(dueMs), new Date(now));
 }
 
 /** After a pause, so that freed client buffers and lazy frees have settled. */

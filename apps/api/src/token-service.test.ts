@@ -13,6 +13,10 @@ afterAll(() => h.close());
 const server = () => connectionsTestServer(h);
 const tokenOf = (id: string, query = "") =>
   server().then((app) => app.inject({ url: `/v1/connections/${id}/token${query}`, headers: AUTH }));
+const refreshNow = (id: string) =>
+  server().then((app) =>
+    app.inject({ method: "POST", url: `/v1/connections/${id}/refresh`, headers: AUTH }),
+  );
 const refreshesOf = (grantId: string) => h.provider.grant(grantId)?.refreshes ?? 0;
 
 describe("GET /v1/connections/:id/token", () => {
@@ -165,11 +169,7 @@ describe("needs_reauth, then new tokens from the app", () => {
     expect(dead.json()).toMatchObject({ error: "needs_reauth" });
     expect((await tokenOf(connection.id)).statusCode).toBe(409);
     const app = await server();
-    const forced = await app.inject({
-      method: "POST",
-      url: `/v1/connections/${connection.id}/refresh`,
-      headers: AUTH,
-    });
+    const forced = await refreshNow(connection.id);
     expect(forced.statusCode).toBe(409);
 
     // The user goes through OAuth again; the app sends the new grant's tokens.
@@ -192,11 +192,7 @@ describe("needs_reauth, then new tokens from the app", () => {
     expect(resent.statusCode).toBe(200);
     expect(resent.json()).toMatchObject({ id: connection.id, status: "active", lastError: null });
 
-    const refreshed = await app.inject({
-      method: "POST",
-      url: `/v1/connections/${connection.id}/refresh`,
-      headers: AUTH,
-    });
+    const refreshed = await refreshNow(connection.id);
     expect(refreshed.statusCode).toBe(200);
     expect(refreshed.json()).toMatchObject({ status: "active", refreshCount: 1 });
     expect(refreshesOf(regrant.grantId)).toBe(1);
@@ -208,12 +204,7 @@ describe("needs_reauth, then new tokens from the app", () => {
 describe("POST /v1/connections/:id/refresh", () => {
   it("refreshes a valid token now and answers the view", async () => {
     const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });
-    const app = await server();
-    const response = await app.inject({
-      method: "POST",
-      url: `/v1/connections/${connection.id}/refresh`,
-      headers: AUTH,
-    });
+    const response = await refreshNow(connection.id);
     expect(response.statusCode).toBe(200);
     expect(response.json()).toMatchObject({ id: connection.id, refreshCount: 1, lastError: null });
     expect(response.body).not.toContain(grant.refreshToken);
@@ -226,20 +217,13 @@ describe("POST /v1/connections/:id/refresh", () => {
       expiresInSeconds: 3600,
     });
     h.provider.failNext(1, { status: 429, retryAfter: "30" }, { grantId: grant.grantId });
-    const app = await server();
-    const refresh = () =>
-      app.inject({
-        method: "POST",
-        url: `/v1/connections/${connection.id}/refresh`,
-        headers: AUTH,
-      });
-    const limited = await refresh();
+    const limited = await refreshNow(connection.id);
     expect(limited.statusCode).toBe(503);
     expect(limited.json().error).toBe("refresh_failed");
     expect(Number(limited.headers["retry-after"])).toBeGreaterThan(25);
     // The integration cools down: the next try does not reach the provider.
     const requests = h.provider.requests;
-    const cooling = await refresh();
+    const cooling = await refreshNow(connection.id);
     expect(cooling.statusCode).toBe(503);
     expect(h.provider.requests).toBe(requests);
   });

@@ -102,8 +102,9 @@ export class TokenService {
       switch (run.kind) {
         case "done":
           await this.#dropSupersededJob(before, run.connection);
+          // The row as stored, with the integration it had: no need to read it back.
           return {
-            row: await this.#load(connectionId),
+            row: { ...run.connection, integration: before.integration },
             refreshed: run.outcome === "success",
           };
         case "busy": {

@@ -114,13 +114,14 @@ const MAX_BATCH = 200;
 
 interface Pending<In, Out> {
   readonly input: In;
-  readonly resolve: (output: Out) => void;
+  readonly resolve: (output: Out | null) => void;
   readonly reject: (error: unknown) => void;
 }
 
 /**
- * Collects the requests made in one turn of the event loop and runs them as one batch.
- * Requests for the same key never share a batch: a later one starts the next batch.
+ * Collects the requests made in one turn of the event loop and runs them as one batch;
+ * a request the batch has no output for gets null. Requests for the same key never share
+ * a batch: a later one starts the next batch.
  */
 class MicroBatcher<In, Out> {
   #pending = new Map<string, Pending<In, Out>>();
@@ -129,13 +130,12 @@ class MicroBatcher<In, Out> {
   constructor(
     private readonly keyOf: (input: In) => string,
     private readonly run: (inputs: readonly In[]) => Promise<ReadonlyMap<string, Out>>,
-    private readonly missing: Out,
   ) {}
 
-  submit(input: In): Promise<Out> {
+  submit(input: In): Promise<Out | null> {
     const key = this.keyOf(input);
     if (this.#pending.has(key) || this.#pending.size >= MAX_BATCH) this.#flush();
-    return new Promise<Out>((resolve, reject) => {
+    return new Promise<Out | null>((resolve, reject) => {
       this.#pending.set(key, { input, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
@@ -155,7 +155,7 @@ class MicroBatcher<In, Out> {
   #settle(batch: ReadonlyMap<string, Pending<In, Out>>): void {
     this.run([...batch.values()].map(({ input }) => input)).then(
       (outputs) => {
-        for (const [key, { resolve }] of batch) resolve(outputs.get(key) ?? this.missing);
+        for (const [key, { resolve }] of batch) resolve(outputs.get(key) ?? null);
       },
       (error: unknown) => {
         if (batch.size === 1) {
@@ -170,7 +170,7 @@ class MicroBatcher<In, Out> {
   }
 }
 
-type Loaded = { connection: Connection; integration: RefreshIntegration } | null;
+type Loaded = { connection: Connection; integration: RefreshIntegration };
 
 /** Which row version a write may replace. */
 export interface WriteFence {
@@ -189,7 +189,7 @@ interface WriteRequest {
 export class ConnectionStore {
   readonly #pool: Pool;
   readonly #loads: MicroBatcher<string, Loaded>;
-  readonly #writes: MicroBatcher<WriteRequest, Connection | null>;
+  readonly #writes: MicroBatcher<WriteRequest, Connection>;
 
   constructor(pool: Pool) {
     this.#pool = pool;
@@ -197,17 +197,15 @@ export class ConnectionStore {
     this.#loads = new MicroBatcher(
       (id) => id.toLowerCase(),
       (ids) => this.#loadMany(ids),
-      null,
     );
     this.#writes = new MicroBatcher(
       (request) => request.fence.id.toLowerCase(),
       (requests) => this.#writeMany(requests),
-      null,
     );
   }
 
   /** The connection and its integration, or null when it does not exist. */
-  load(connectionId: string): Promise<Loaded> {
+  load(connectionId: string): Promise<Loaded | null> {
     return this.#loads.submit(connectionId);
   }
 
@@ -245,9 +243,7 @@ export class ConnectionStore {
     return loaded;
   }
 
-  async #writeMany(
-    requests: readonly WriteRequest[],
-  ): Promise<ReadonlyMap<string, Connection | null>> {
+  async #writeMany(requests: readonly WriteRequest[]): Promise<ReadonlyMap<string, Connection>> {
     const column = <T>(pick: (request: WriteRequest) => T) => requests.map(pick);
     const { rows } = await this.#pool.query<Connection>({
       name: "evergreen_refresh_write",

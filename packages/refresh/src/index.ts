@@ -17,7 +17,12 @@ export {
   type RefreshSettings,
   refreshConnection,
 } from "./refresh-connection";
-export { computeNextRefreshAt, enqueueRefresh, type RefreshTimeInput } from "./schedule";
+export {
+  computeNextRefreshAt,
+  enqueueRefresh,
+  type RefreshTimeInput,
+  refreshJob,
+} from "./schedule";
 export {
   openAccessToken,
   openClientSecret,

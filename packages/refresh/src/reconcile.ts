@@ -1,13 +1,8 @@
 import type { PrismaClient } from "@evergreen/db";
 import { ErrorCode, type Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import {
-  parseRefreshJobId,
-  REFRESH_JOB,
-  REFRESHABLE,
-  type RefreshJobPayload,
-  refreshJobId,
-} from "./jobs";
+import { parseRefreshJobId, REFRESHABLE, type RefreshJobPayload, refreshJobId } from "./jobs";
+import { refreshJob } from "./schedule";
 
 export interface ReconcileOptions {
   /** Connections read per keyset page, and queue entries per page. @defaultValue 1000 */
@@ -117,21 +112,13 @@ async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
       pipeline.exists(queue.toKey(refreshJobId({ connectionId: row.id, version: row.version })));
     }
     const exists = (await pipeline.exec()) ?? [];
-    const at = now().getTime();
     const missing = page.filter((_, index) => exists[index]?.[1] !== 1);
     if (missing.length === 0) continue;
+    const at = now();
     await queue.addBulk(
-      missing.map((row) => {
-        const data = { connectionId: row.id, version: row.version };
-        return {
-          name: REFRESH_JOB,
-          data,
-          opts: {
-            jobId: refreshJobId(data),
-            delay: Math.max(0, (row.nextRefreshAt?.getTime() ?? at) - at),
-          },
-        };
-      }),
+      missing.map((row) =>
+        refreshJob({ connectionId: row.id, version: row.version }, row.nextRefreshAt ?? at, at),
+      ),
     );
     enqueued += missing.length;
   }

@@ -31,6 +31,15 @@ export function computeNextRefreshAt({
   return new Date(Math.round(expiresAt.getTime() - bufferMs - spreadMs));
 }
 
+/** The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. */
+export function refreshJob(payload: RefreshJobPayload, at: Date, now: Date = new Date()) {
+  return {
+    name: REFRESH_JOB,
+    data: payload,
+    opts: { jobId: refreshJobId(payload), delay: Math.max(0, at.getTime() - now.getTime()) },
+  };
+}
+
 /** Enqueues the delayed job for this connection version (a no-op if it already exists). */
 export async function enqueueRefresh(
   queue: Queue<RefreshJobPayload>,
@@ -38,8 +47,6 @@ export async function enqueueRefresh(
   at: Date,
   now: Date = new Date(),
 ): Promise<void> {
-  await queue.add(REFRESH_JOB, payload, {
-    jobId: refreshJobId(payload),
-    delay: Math.max(0, at.getTime() - now.getTime()),
-  });
+  const { name, data, opts } = refreshJob(payload, at, now);
+  await queue.add(name, data, opts);
 }

@@ -8,12 +8,7 @@ import {
   isProviderId,
   ProviderConfigError,
 } from "@evergreen/providers";
-import {
-  REFRESH_JOB,
-  type RefreshJobPayload,
-  refreshJobId,
-  sealClientSecret,
-} from "@evergreen/refresh";
+import { type RefreshJobPayload, refreshJob, sealClientSecret } from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
@@ -126,10 +121,7 @@ async function retryFailedConnections(
     log,
     { integration: integration.key },
     queue.addBulk(
-      rows.map((row) => {
-        const data = { connectionId: row.id, version: row.version };
-        return { name: REFRESH_JOB, data, opts: { jobId: refreshJobId(data) } };
-      }),
+      rows.map((row) => refreshJob({ connectionId: row.id, version: row.version }, now, now)),
     ),
   );
   log.info(
