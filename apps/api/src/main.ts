@@ -66,6 +66,7 @@ async function main(): Promise<void> {
           queue,
           log,
           defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
+          retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
           tokens: new TokenService(refreshDeps, prisma),
         }),
     ],

@@ -36,6 +36,7 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
           queue,
           log: h.deps.log,
           defaultBufferSeconds: h.deps.settings.defaultBufferSeconds,
+          retryBaseDelayMs: h.deps.settings.retryBaseDelayMs,
           tokens: new TokenService(h.deps, h.prisma),
         }),
     ],

@@ -1,5 +1,6 @@
 import { PROVIDERS } from "./registry";
 import { parseRetryAfter, secondsToRetryMs } from "./retry-after";
+import { tokenExpiresAt } from "./token-expiry";
 import type {
   ErrorOutcome,
   ProviderAnswer,
@@ -21,12 +22,10 @@ const TOKEN_LIKE = /[A-Za-z0-9._~+/=-]{40,}/g;
 // Far beyond any epoch-seconds date we will meet: such an expires_at is in milliseconds.
 const EPOCH_MS_THRESHOLD = 100_000_000_000;
 /**
- * Provider values are stored as they come, so they are bounded first: an absurd lifetime
- * (`expires_in: 1e300`) would be an Invalid Date, and a control character in
- * `token_type` or `scope` a string PostgreSQL refuses (NUL), failing the write that holds
- * a rotated refresh token.
+ * Provider values are stored as they come, so they are bounded first: a control character
+ * in `token_type` or `scope` is a string PostgreSQL refuses (NUL), failing the write that
+ * holds a rotated refresh token. Lifetimes are bounded by tokenExpiresAt.
  */
-const MAX_LIFETIME_MS = 10 * 365 * 24 * 3600 * 1000;
 const TOKEN_TYPE_MAX = 64;
 const SCOPE_MAX = 4096;
 
@@ -206,21 +205,17 @@ function retryAfterOf(answer: ProviderAnswer, fields: Fields | null, now: Date):
 }
 
 function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date): Date | null {
-  // A zero or negative lifetime would make the scheduler refresh in a tight loop; treat it
-  // as not stated.
-  const latest = now.getTime() + MAX_LIFETIME_MS;
   const expiresIn = seconds(fields.expires_in);
-  if (expiresIn !== null && expiresIn > 0) {
-    return new Date(Math.min(now.getTime() + expiresIn * 1000, latest));
-  }
   const expiresAt = seconds(fields.expires_at);
-  if (expiresAt !== null && expiresAt > 0) {
-    return new Date(
-      Math.min(expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000, latest),
-    );
-  }
-  const fallback = definition.fallbackLifetimeSeconds;
-  return fallback === null ? null : new Date(now.getTime() + fallback * 1000);
+  return tokenExpiresAt(
+    definition.id,
+    {
+      expiresInMs: expiresIn === null ? null : expiresIn * 1000,
+      expiresAtMs:
+        expiresAt === null ? null : expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000,
+    },
+    now,
+  );
 }
 
 function scopeOf(value: unknown): string | null {

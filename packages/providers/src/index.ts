@@ -3,6 +3,7 @@ export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
 export { parseRetryAfter } from "./retry-after";
+export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
   type BodyFormat,
   type BuildRefreshRequestOptions,

@@ -20,6 +20,7 @@ export {
 export {
   computeNextRefreshAt,
   enqueueRefresh,
+  minRefreshIntervalMs,
   type RefreshTimeInput,
   refreshJob,
 } from "./schedule";

@@ -22,7 +22,7 @@ import type {
 } from "./connection-store";
 import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
-import { computeNextRefreshAt, enqueueRefresh } from "./schedule";
+import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
 import {
   openClientSecret,
   openRefreshToken,
@@ -289,6 +289,7 @@ async function decide(
           expiresAt: result.expiresAt,
           issuedAt: now,
           bufferSeconds,
+          minIntervalMs: minRefreshIntervalMs(settings.retryBaseDelayMs),
           random: deps.random,
         }),
         lastRefreshedAt: now,

@@ -7,7 +7,7 @@ const at = (seconds: number) => new Date(issuedAt.getTime() + seconds * 1000);
 
 describe("computeNextRefreshAt", () => {
   it("refreshes a buffer before expiry, minus up to 10 % of the buffer", () => {
-    const base = { expiresAt: at(3600), issuedAt, bufferSeconds: 300 };
+    const base = { expiresAt: at(3600), issuedAt, bufferSeconds: 300, minIntervalMs: 30_000 };
     expect(computeNextRefreshAt({ ...base, random: () => 0 })).toEqual(at(3300));
     expect(computeNextRefreshAt({ ...base, random: () => 0.999999 })?.getTime()).toBeCloseTo(
       at(3270).getTime(),
@@ -20,19 +20,45 @@ describe("computeNextRefreshAt", () => {
       expiresAt: at(60),
       issuedAt,
       bufferSeconds: 300,
+      minIntervalMs: 30_000,
       random: () => 0,
     });
     expect(next).toEqual(at(30));
   });
 
+  it("never schedules sooner than the minimum interval after issue", () => {
+    for (const expiresAt of [at(2), at(0), at(-3600)]) {
+      const next = computeNextRefreshAt({
+        expiresAt,
+        issuedAt,
+        bufferSeconds: 300,
+        minIntervalMs: 30_000,
+        random: () => 0,
+      });
+      expect(next).toEqual(at(30));
+    }
+  });
+
   it("schedules nothing for a token that never expires", () => {
-    expect(computeNextRefreshAt({ expiresAt: null, issuedAt, bufferSeconds: 300 })).toBeNull();
+    expect(
+      computeNextRefreshAt({
+        expiresAt: null,
+        issuedAt,
+        bufferSeconds: 300,
+        minIntervalMs: 30_000,
+      }),
+    ).toBeNull();
   });
 
   it("spreads tokens issued together", () => {
     const times = new Set(
       Array.from({ length: 50 }, () =>
-        computeNextRefreshAt({ expiresAt: at(3600), issuedAt, bufferSeconds: 300 })?.getTime(),
+        computeNextRefreshAt({
+          expiresAt: at(3600),
+          issuedAt,
+          bufferSeconds: 300,
+          minIntervalMs: 30_000,
+        })?.getTime(),
       ),
     );
     expect(times.size).toBeGreaterThan(40);

@@ -8,6 +8,8 @@ export interface RefreshTimeInput {
   readonly issuedAt: Date;
   /** Buffer before expiry: the integration's, else REFRESH_BUFFER_SECONDS. */
   readonly bufferSeconds: number;
+  /** Shortest wait after `issuedAt`: see minRefreshIntervalMs. */
+  readonly minIntervalMs: number;
   /** Uniform in [0, 1); injectable for tests. @defaultValue Math.random */
   readonly random?: () => number;
 }
@@ -15,12 +17,14 @@ export interface RefreshTimeInput {
 /**
  * SPEC §2: `expiresAt - buffer - spread`, spread uniform in 0..10 % of the buffer so tokens
  * issued together do not refresh together; when the lifetime is shorter than twice the
- * buffer, the buffer is half the lifetime. Null for tokens that never expire.
+ * buffer, the buffer is half the lifetime; never sooner than `minIntervalMs` after
+ * `issuedAt`. Null for tokens that never expire.
  */
 export function computeNextRefreshAt({
   expiresAt,
   issuedAt,
   bufferSeconds,
+  minIntervalMs,
   random = Math.random,
 }: RefreshTimeInput): Date | null {
   if (!expiresAt) return null;
@@ -28,7 +32,17 @@ export function computeNextRefreshAt({
   let bufferMs = bufferSeconds * 1000;
   if (lifetimeMs < 2 * bufferMs) bufferMs = lifetimeMs / 2;
   const spreadMs = random() * 0.1 * bufferMs;
-  return new Date(Math.round(expiresAt.getTime() - bufferMs - spreadMs));
+  const planned = Math.round(expiresAt.getTime() - bufferMs - spreadMs);
+  return new Date(Math.max(planned, issuedAt.getTime() + minIntervalMs));
+}
+
+/**
+ * SPEC §2: the next proactive refresh is never sooner than max(30 s, RETRY_BASE_DELAY_MS)
+ * after the last one. A provider (or an app) stating a tiny lifetime would otherwise be
+ * refreshed in a loop, rotating its refresh token at full speed.
+ */
+export function minRefreshIntervalMs(retryBaseDelayMs: number): number {
+  return Math.max(30_000, retryBaseDelayMs);
 }
 
 /** The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. */

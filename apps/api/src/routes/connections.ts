@@ -2,9 +2,11 @@ import { randomUUID } from "node:crypto";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import type { Logger } from "@evergreen/observability";
+import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
 import {
   computeNextRefreshAt,
   enqueueRefresh,
+  minRefreshIntervalMs,
   type RefreshJobPayload,
   refreshJobId,
   sealAccessToken,
@@ -24,6 +26,8 @@ export interface ConnectionRoutesDeps {
   readonly log: Logger;
   /** REFRESH_BUFFER_SECONDS. */
   readonly defaultBufferSeconds: number;
+  /** RETRY_BASE_DELAY_MS: sets the shortest interval between refreshes. */
+  readonly retryBaseDelayMs: number;
   readonly tokens: TokenService;
 }
 
@@ -124,16 +128,22 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
       throw new HttpError(400, "invalid_request", "integration: no integration with this key");
     }
     const now = new Date();
-    const expiresAt = input.expiresAt
-      ? new Date(input.expiresAt)
-      : input.expiresIn
-        ? new Date(now.getTime() + input.expiresIn * 1000)
-        : null;
+    // The rules a provider's answer is held to: an expiry not in the future counts as
+    // absent, and with none the provider's fallback lifetime applies.
+    const expiresAt = tokenExpiresAt(
+      isProviderId(integration.provider) ? integration.provider : "oauth2",
+      {
+        expiresInMs: input.expiresIn === undefined ? null : input.expiresIn * 1000,
+        expiresAtMs: input.expiresAt === undefined ? null : Date.parse(input.expiresAt),
+      },
+      now,
+    );
     const nextRefreshAt = input.refreshToken
       ? computeNextRefreshAt({
           expiresAt,
           issuedAt: now,
           bufferSeconds: integration.refreshBufferSeconds ?? deps.defaultBufferSeconds,
+          minIntervalMs: minRefreshIntervalMs(deps.retryBaseDelayMs),
         })
       : null;
     // Fresh tokens from the app: whatever state the grant was in (needs_reauth, error,
