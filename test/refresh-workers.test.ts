@@ -4,6 +4,7 @@ import {
   openRefreshToken,
   QUEUE_PREFIX,
   refreshConnection,
+  refreshJobId,
 } from "@evergreen/refresh";
 import {
   createRefreshHarness,
@@ -57,6 +58,13 @@ async function due(connectionId: string, version = 0) {
   await enqueueRefresh(h.queue, { connectionId, version }, new Date());
 }
 
+/** Makes the job of this connection version due now: promoted if queued, added if not. */
+async function dueNow(connectionId: string, version: number) {
+  const job = await h.queue.getJob(refreshJobId({ connectionId, version }));
+  if (job && (await job.getState()) === "delayed") await job.promote();
+  else if (!job) await due(connectionId, version);
+}
+
 async function row(id: string) {
   return h.prisma.connection.findUniqueOrThrow({ where: { id } });
 }
@@ -64,28 +72,24 @@ async function row(id: string) {
 describe("worker processes", () => {
   it("never reuse a rotated refresh token across three workers and forced refreshes", async () => {
     await Promise.all([startWorker(), startWorker(), startWorker()].map(ready));
-    // 4-second tokens: each connection is due again about 2 s after every refresh.
     const added = await Promise.all(
-      Array.from({ length: 20 }, () => h.addConnection({ rotate: true, accessTokenTtlSeconds: 4 })),
+      Array.from({ length: 20 }, () => h.addConnection({ rotate: true })),
     );
-    await Promise.all(added.map(({ connection }) => due(connection.id)));
-
-    // Meanwhile the api path forces refreshes of the same connections.
-    for (let round = 0; round < 5; round += 1) {
+    // Each round makes every connection's current job due at once, for the three workers to
+    // race over, while the api path forces a refresh of the same connections. (Waiting for
+    // tokens to come due would take the 30 s minimum interval between refreshes per round.)
+    const refreshes = (grantId: string) => h.provider.refreshesByGrant.get(grantId) ?? 0;
+    const enough = () => added.every(({ grant }) => refreshes(grant.grantId) >= 8);
+    for (let round = 0; round < 30 && !enough(); round += 1) {
+      const rows = await Promise.all(added.map(({ connection }) => row(connection.id)));
+      await Promise.all(rows.map((current) => dueNow(current.id, current.version)));
       await Promise.all(
         added.map(({ connection }) =>
           refreshConnection(h.deps, { connectionId: connection.id, source: "api" }),
         ),
       );
     }
-    await vi.waitFor(
-      () => {
-        for (const { grant } of added) {
-          expect(h.provider.refreshesByGrant.get(grant.grantId) ?? 0).toBeGreaterThanOrEqual(8);
-        }
-      },
-      { timeout: 30_000, interval: 200 },
-    );
+    expect(enough()).toBe(true);
 
     for (const worker of workers.splice(0)) {
       worker.child.kill("SIGTERM");
@@ -101,6 +105,36 @@ describe("worker processes", () => {
       // Nothing lost: what the provider considers the live token is what we hold.
       expect(openRefreshToken(h.keyRing, connection.id, stored.refreshToken ?? "")).toBe(
         current?.refreshToken,
+      );
+    }
+  });
+
+  it("never send a refresh token twice when Redis loses every key mid-refresh", async () => {
+    await Promise.all([startWorker(), startWorker()].map(ready));
+    const added = await Promise.all(
+      Array.from({ length: 10 }, () => h.addConnection({ rotate: true })),
+    );
+    h.provider.latencyMs = 800;
+    await Promise.all(added.map(({ connection }) => due(connection.id)));
+    // Every refresh is at the provider (tokens rotated, answers pending) when Redis loses
+    // its locks and jobs; the jobs are rebuilt at once, as the scheduler's sweep would.
+    await vi.waitFor(() => expect(h.provider.requests).toBe(10), { timeout: 10_000, interval: 10 });
+    await h.redis.flushdb();
+    await Promise.all(added.map(({ connection }) => due(connection.id)));
+
+    await vi.waitFor(
+      async () => {
+        for (const { connection } of added) expect((await row(connection.id)).version).toBe(1);
+      },
+      { timeout: 20_000, interval: 100 },
+    );
+    expect(h.provider.reuseCount).toBe(0);
+    for (const { connection, grant } of added) {
+      expect(h.provider.grant(grant.grantId)).toMatchObject({ refreshes: 1, revoked: false });
+      const stored = await row(connection.id);
+      expect(stored).toMatchObject({ status: "active", refreshCount: 1 });
+      expect(openRefreshToken(h.keyRing, connection.id, stored.refreshToken ?? "")).toBe(
+        h.provider.grant(grant.grantId)?.refreshToken,
       );
     }
   });

@@ -101,6 +101,55 @@ describe("startRefreshWorker", () => {
     expect(h.provider.requests).toBe(0);
   });
 
+  it("measures lateness from the row's nextRefreshAt, so a job rebuilt after Redis lost it reads late", async () => {
+    // Due two minutes ago; its job was lost with Redis and rebuilt just now, due at once.
+    const dueAt = new Date(Date.now() - 120_000);
+    const { connection: row } = await h.addConnection();
+    await h.prisma.connection.update({ where: { id: row.id }, data: { nextRefreshAt: dueAt } });
+    const payload = { connectionId: row.id, version: row.version };
+    await enqueueRefresh(h.queue, payload, new Date());
+    expect(await completion(startWorker(), refreshJobId(payload))).toBe("success");
+
+    const { values } = await h.metrics.refreshLateness.get();
+    const count = values.find((v) => v.metricName?.endsWith("_count"))?.value;
+    const sum = values.find((v) => v.metricName?.endsWith("_sum"))?.value ?? 0;
+    expect(count).toBe(1);
+    expect(sum).toBeGreaterThanOrEqual(120);
+  });
+
+  it.each([
+    ["an expires_at in the past", { expires_at: 1 }],
+    ["an expires_in of a millisecond", { expires_in: 0.001 }],
+    ["a two-second expires_in", { expires_in: 2 }],
+  ])(
+    "refreshes once per minimum interval, not in a loop, when the provider states %s",
+    async (_, expiry) => {
+      const { connection, grant } = await h.addConnection();
+      const answer = {
+        status: 200,
+        body: { access_token: "at-short", token_type: "Bearer", ...expiry },
+      };
+      h.provider.failNext(100, answer, { grantId: grant.grantId });
+      const first = { connectionId: connection.id, version: 0 };
+      await enqueueRefresh(h.queue, first, new Date());
+      const running = startWorker();
+      expect(await completion(running, refreshJobId(first))).toBe("success");
+      await running.close();
+
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      const refreshedAt = row.lastRefreshedAt?.getTime() ?? 0;
+      // Only a stated lifetime of at least a second is believed; otherwise the fallback (1 h).
+      const lifetimeSeconds = ((row.expiresAt?.getTime() ?? 0) - refreshedAt) / 1000;
+      const believed = "expires_in" in expiry && expiry.expires_in >= 1;
+      expect(lifetimeSeconds).toBeCloseTo(believed ? 2 : 3600, 0);
+      expect((row.nextRefreshAt?.getTime() ?? 0) - refreshedAt).toBeGreaterThanOrEqual(30_000);
+      const next = await h.queue.getJob(refreshJobId({ connectionId: connection.id, version: 1 }));
+      expect(await next?.getState()).toBe("delayed");
+      expect(next?.opts.delay).toBeGreaterThan(25_000);
+      expect(h.provider.requests).toBe(1);
+    },
+  );
+
   it("does nothing for a needs_reauth connection's job", async () => {
     const { row, grant, jobId } = await scheduledConnection(new Date());
     await h.prisma.connection.update({

@@ -37,10 +37,9 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
         connectionId: parsed.data.connectionId,
         expectedVersion: parsed.data.version,
         source: "worker",
-        // Lateness counts from the time first scheduled; re-delays (busy lock, cooldown,
+        // Lateness is measured on a job's first run only: re-delays (busy lock, cooldown,
         // retries) are the system working as intended, not lateness.
-        scheduledAt:
-          job.attemptsStarted <= 1 ? new Date(job.timestamp + (job.opts.delay ?? 0)) : undefined,
+        measureLateness: job.attemptsStarted <= 1,
       });
     } catch (err) {
       // Provider answers never throw; this is PostgreSQL or Redis unreachable, or a key

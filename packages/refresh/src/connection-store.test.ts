@@ -138,6 +138,32 @@ describe("ConnectionStore", () => {
     expect(refused.status).toBe("rejected");
   });
 
+  it("claims a row version once until the claim runs out or the row moves on", async () => {
+    const { connection } = await h.addConnection();
+    const claim = { id: connection.id, version: 0, leaseMs: 60_000 };
+    const [first, second] = await Promise.all([
+      h.deps.store.claim(claim),
+      h.deps.store.claim(claim),
+    ]);
+    expect([first, second].sort()).toEqual([false, true]);
+    expect(await h.deps.store.claim(claim)).toBe(false);
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBe(false);
+
+    // A stored answer clears the claim; the new version can be claimed at once.
+    const stored = await h.deps.store.write(
+      { id: connection.id, version: 0 },
+      changeOf(connection, 1),
+      refreshed,
+    );
+    expect(stored?.version).toBe(1);
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBe(true);
+
+    // A claim that has run out (its holder died) can be taken again.
+    await h.prisma
+      .$executeRaw`UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid`;
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBe(true);
+  });
+
   it("writes a configuration failure only while the integration is as it was read", async () => {
     const { connection } = await h.addConnection({ integrationKey: "fenced" });
     const loaded = await h.deps.store.load(connection.id.toUpperCase());

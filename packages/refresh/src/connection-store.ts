@@ -94,7 +94,8 @@ const WRITE = `
       "nextRefreshAt" = i."nextRefreshAt", "lastRefreshedAt" = i."lastRefreshedAt",
       "refreshCount" = i."refreshCount", "consecutiveFailures" = i."consecutiveFailures",
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
-      "lastErrorAt" = i."lastErrorAt", "updatedAt" = now()
+      "lastErrorAt" = i."lastErrorAt", "claimVersion" = NULL, "claimExpiresAt" = NULL,
+      "updatedAt" = now()
     FROM input i
     WHERE c.id = i.id AND c.version = i.fence
       AND (i."integrationFence" IS NULL OR EXISTS (
@@ -108,6 +109,19 @@ const WRITE = `
       FROM updated u JOIN input i ON i.id = u.id
   )
   SELECT * FROM updated`;
+
+// The claim (SPEC §2): before a refresh token is sent, PostgreSQL records which row version
+// may send it and until when. A second claim of the same version fails while the first is
+// live, whatever Redis has lost; a claim of a version the row has left fails too. A write
+// clears the claim (see WRITE), since a stored answer ends what the claim was for.
+const CLAIM = `
+  UPDATE connections c
+     SET "claimVersion" = i.version,
+         "claimExpiresAt" = now() + make_interval(secs => i."leaseMs" / 1000.0)
+    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs")
+   WHERE c.id = i.id AND c.version = i.version
+     AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
+  RETURNING c.id`;
 
 /** Most rows one statement carries. */
 const MAX_BATCH = 200;
@@ -180,6 +194,13 @@ export interface WriteFence {
   readonly integrationUpdatedAt?: Date;
 }
 
+/** A claim to send the refresh token of one row version, for `leaseMs`. */
+export interface Claim {
+  readonly id: string;
+  readonly version: number;
+  readonly leaseMs: number;
+}
+
 interface WriteRequest {
   readonly fence: WriteFence;
   readonly change: ConnectionChange;
@@ -190,6 +211,7 @@ export class ConnectionStore {
   readonly #pool: Pool;
   readonly #loads: MicroBatcher<string, Loaded>;
   readonly #writes: MicroBatcher<WriteRequest, Connection>;
+  readonly #claims: MicroBatcher<Claim, true>;
 
   constructor(pool: Pool) {
     this.#pool = pool;
@@ -201,6 +223,10 @@ export class ConnectionStore {
     this.#writes = new MicroBatcher(
       (request) => request.fence.id.toLowerCase(),
       (requests) => this.#writeMany(requests),
+    );
+    this.#claims = new MicroBatcher(
+      (claim) => claim.id.toLowerCase(),
+      (claims) => this.#claimMany(claims),
     );
   }
 
@@ -219,6 +245,28 @@ export class ConnectionStore {
     event: ConnectionEventInput,
   ): Promise<Connection | null> {
     return this.#writes.submit({ fence, change, event });
+  }
+
+  /**
+   * Claims the right to send the refresh token of row `claim.version` for `leaseMs`: true
+   * when this caller holds the claim now, false when the row moved on or another claim of
+   * this version is still live.
+   */
+  async claim(claim: Claim): Promise<boolean> {
+    return (await this.#claims.submit(claim)) === true;
+  }
+
+  async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, true>> {
+    const { rows } = await this.#pool.query<{ id: string }>({
+      name: "evergreen_refresh_claim",
+      text: CLAIM,
+      values: [
+        claims.map((c) => c.id),
+        claims.map((c) => c.version),
+        claims.map((c) => Math.ceil(c.leaseMs)),
+      ],
+    });
+    return new Map(rows.map((row) => [row.id, true as const]));
   }
 
   async #loadMany(ids: readonly string[]): Promise<ReadonlyMap<string, Loaded>> {

@@ -169,6 +169,37 @@ describe("refreshConnection guards", () => {
     expect(await refresh(connection.id)).toMatchObject({ outcome: "success" });
   });
 
+  it("never sends one refresh token twice when Redis loses the lock mid-refresh: the PostgreSQL claim refuses the second", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true });
+    h.provider.latencyMs = 200;
+    const first = refresh(connection.id, 0);
+    // The provider has the first request (and has rotated the token) when the lock key goes.
+    await vi.waitFor(() => expect(h.provider.requests).toBe(1), { interval: 5 });
+    await h.redis.del(`${h.prefix}:lock:${connection.id}`);
+
+    const second = await refresh(connection.id, 0);
+    expect(second.kind).toBe("busy");
+    expect(await first).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.requests).toBe(1);
+    expect(h.provider.reuseCount).toBe(0);
+    expect(h.provider.grant(grant.grantId)).toMatchObject({ refreshes: 1, revoked: false });
+    // The stored answer ends the claim: the next version refreshes at once.
+    expect(await refresh(connection.id, 1)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it("lets a claim whose holder died run out, then refreshes", async () => {
+    const { connection } = await h.addConnection({ rotate: true });
+    // A holder that claimed and died: a claim that is still live, then one that has run out.
+    const claim = { id: connection.id, version: 0 };
+    expect(await h.deps.store.claim({ ...claim, leaseMs: 60_000 })).toBe(true);
+    expect(await refresh(connection.id, 0)).toEqual({ kind: "busy", retryInMs: 1_000 });
+    expect(h.provider.requests).toBe(0);
+    await h.prisma
+      .$executeRaw`UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid`;
+    expect(await refresh(connection.id, 0)).toMatchObject({ kind: "done", outcome: "success" });
+  });
+
   it("drops a late answer rather than overwrite a newer token written meanwhile", async () => {
     const { connection } = await h.addConnection({ rotate: true });
     h.provider.latencyMs = 300;

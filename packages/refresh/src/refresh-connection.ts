@@ -70,8 +70,12 @@ export interface RefreshRequestInput {
   /** Only refresh if the row is still at this version (a scheduled job's version). */
   readonly expectedVersion?: number;
   readonly source: "worker" | "api";
-  /** When a scheduled job was due, for the lateness histogram. */
-  readonly scheduledAt?: Date;
+  /**
+   * Observe lateness: how long after the row's `nextRefreshAt` (at `expectedVersion`) this
+   * refresh started. For a scheduled job's first run; re-delays (busy lock, cooldown) are
+   * the system working as intended.
+   */
+  readonly measureLateness?: boolean;
 }
 
 export type RefreshRun =
@@ -124,8 +128,10 @@ async function refreshLocked(
     return { kind: "skipped", reason: connection.status };
   }
   const provider = integration.provider;
-  if (input.scheduledAt) {
-    const lateMs = Math.max(0, now().getTime() - input.scheduledAt.getTime());
+  // From the row, not from the job: a job rebuilt after Redis lost its keys, or re-timed by
+  // the sweep, was enqueued recently, yet the token it serves may already have expired.
+  if (input.measureLateness && connection.nextRefreshAt) {
+    const lateMs = Math.max(0, now().getTime() - connection.nextRefreshAt.getTime());
     deps.metrics.refreshLateness.observe({ provider }, lateMs / 1000);
   }
   if (!isProviderId(provider)) {
@@ -198,6 +204,16 @@ async function refreshLocked(
   // refresh token now could reuse one the provider has rotated. A renewed lease also
   // covers the whole HTTP timeout, with two timeouts to spare for a pause after this.
   if (lease.signal.aborted || !(await lease.extend())) return { kind: "busy", retryInMs: 1_000 };
+  // Redis is the fast path; PostgreSQL has the last word. The Redis lock key can be lost
+  // (FLUSHALL, a restart without AOF, failover to a lagging replica) while a refresh is in
+  // flight; the claim, fenced by the row's version, keeps a second refresh of this version
+  // from sending the same refresh token meanwhile. It lasts as long as a lease.
+  const claimed = await deps.store.claim({
+    id: connection.id,
+    version: connection.version,
+    leaseMs: deps.lock.ttlMs,
+  });
+  if (!claimed) return { kind: "busy", retryInMs: 1_000 };
 
   const started = performance.now();
   const answer = await callTokenEndpoint(deps.http, request, settings.timeoutMs);
