@@ -22,7 +22,8 @@ $$;
 
 -- Deletes up to batch_size of the oldest events (by id) that are older than
 -- retention_days; returns how many, or NULL when another prune holds the lock.
--- Ids grow with createdAt (both are taken at insert time), so the oldest ids are the
+-- Ids grow with createdAt (an id is drawn at the insert, createdAt is its transaction's
+-- start: they disagree by at most one transaction's length), so the oldest ids are the
 -- rows to prune: a batch reads batch_size entries of the primary key and no index on
 -- createdAt is needed (one more index on the hot insert path). Once a batch deletes
 -- nothing, the retention boundary is reached. Each call is its own short transaction;
