@@ -8,6 +8,7 @@ export const schedulerEnv = z.object({
   METRICS_PORT: fields.schedulerMetricsPort,
   RECONCILE_INTERVAL_SECONDS: fields.reconcileIntervalSeconds,
   REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
+  EVENT_RETENTION_DAYS: fields.eventRetentionDays,
   LOG_LEVEL: fields.logLevel,
 });
 

@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   log.info({ port: ops.port }, "ops server listening");
 
   const sweeps = startSweeps(
-    { prisma, queue, redis, metrics, log },
+    { prisma, queue, redis, metrics, log, eventRetentionDays: config.EVENT_RETENTION_DAYS },
     config.RECONCILE_INTERVAL_SECONDS * 1000,
   );
   shutdown.add("sweeps", () => sweeps.stop());

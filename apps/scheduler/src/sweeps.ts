@@ -1,4 +1,4 @@
-import type { PrismaClient } from "@evergreen/db";
+import { type PrismaClient, pruneConnectionEvents } from "@evergreen/db";
 import type { Logger, Metrics } from "@evergreen/observability";
 import { type RefreshJobPayload, reconcileQueue } from "@evergreen/refresh";
 import type { Queue } from "bullmq";
@@ -10,6 +10,8 @@ export interface SweepDeps {
   readonly redis: Redis;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Connection events older than this are removed (EVENT_RETENTION_DAYS). */
+  readonly eventRetentionDays: number;
 }
 
 const JOB_STATES = ["delayed", "wait", "active", "failed"] as const;
@@ -43,8 +45,20 @@ export async function sweep({ prisma, queue, redis, metrics, log }: SweepDeps): 
 }
 
 /**
- * Sweeps at start and then every `intervalMs`, never two at once. `stop()` waits for a
- * sweep in progress.
+ * Removes connection events past retention, a bounded amount per call (see
+ * pruneConnectionEvents). Run on every sweep rather than hourly: each run then has about a
+ * minute of events to remove, and replicas that find another one pruning stop at once.
+ */
+async function pruneEvents({ prisma, log, eventRetentionDays }: SweepDeps): Promise<void> {
+  const started = performance.now();
+  const result = await pruneConnectionEvents(prisma, { retentionDays: eventRetentionDays });
+  log.info({ ...result, ms: Math.round(performance.now() - started) }, "connection events pruned");
+}
+
+/**
+ * Sweeps and prunes at start and then every `intervalMs`, never two at once. Pruning
+ * runs even when the sweep failed: Redis being down is no reason to let the event log
+ * grow. `stop()` waits for a run in progress.
  */
 export function startSweeps(deps: SweepDeps, intervalMs: number): { stop(): Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
@@ -53,6 +67,10 @@ export function startSweeps(deps: SweepDeps, intervalMs: number): { stop(): Prom
   const run = () => {
     running = sweep(deps)
       .catch((err: unknown) => deps.log.error({ err }, "sweep failed; retrying next interval"))
+      .then(() => pruneEvents(deps))
+      .catch((err: unknown) =>
+        deps.log.error({ err }, "event pruning failed; retrying next interval"),
+      )
       .finally(() => {
         if (!stopped) timer = setTimeout(run, intervalMs);
       });

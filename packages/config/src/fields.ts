@@ -56,6 +56,7 @@ export const workerMetricsPort = port(9464);
 export const schedulerMetricsPort = port(9465);
 export const refreshBufferSeconds = positiveInt(300);
 export const reconcileIntervalSeconds = positiveInt(60);
+export const eventRetentionDays = positiveInt(30);
 export const workerConcurrency = positiveInt(50);
 export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);

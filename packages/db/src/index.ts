@@ -1,3 +1,8 @@
 export type { Pool } from "pg";
 export { createDatabase, createPrismaClient, type Database, type DatabaseOptions } from "./client";
 export * from "./generated/prisma/client";
+export {
+  type PruneEventsOptions,
+  type PruneEventsResult,
+  pruneConnectionEvents,
+} from "./prune-events";
