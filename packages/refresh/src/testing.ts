@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { type Connection, createDatabase, type PrismaClient } from "@evergreen/db";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
+import { EgressClient, type EgressClientOptions } from "@evergreen/egress";
 import { createLogger, createMetrics, type Metrics } from "@evergreen/observability";
 import {
   type GrantOptions,
@@ -12,7 +13,6 @@ import {
   startMockProvider,
 } from "@evergreen/providers/testing";
 import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
-import axios from "axios";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { ConnectionStore } from "./connection-store";
@@ -63,6 +63,11 @@ export interface HarnessOptions extends Partial<RefreshSettings> {
   readonly redisUrl?: string;
   /** Redis prefix of queue, locks and cooldowns. @defaultValue a random one */
   readonly prefix?: string;
+  /**
+   * The egress policy. The default allows loopback, where the mock provider listens, as
+   * processes outside production do. @defaultValue { allowLoopback: true }
+   */
+  readonly egress?: EgressClientOptions;
 }
 
 export async function createRefreshHarness(settings: HarnessOptions = {}): Promise<RefreshHarness> {
@@ -83,7 +88,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
     cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
     parked: new ParkedAnswers(redis, `${prefix}:parked:`),
     queue,
-    http: axios.create(),
+    egress: new EgressClient(settings.egress ?? { allowLoopback: true }),
     metrics,
     log: createLogger({ name: "test", level: "silent" }),
     settings: {
@@ -153,6 +158,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
       const keys = await redis.keys(`${prefix}*`);
       if (keys.length > 0) await redis.del(...keys);
       await redis.quit();
+      deps.egress.close();
       await provider.close();
       await database.close();
       await db.drop();
