@@ -96,6 +96,13 @@ describe("EgressClient", () => {
     ).toEqual({
       failure: "refused_by_policy",
     });
+    // The https agent is guarded alike: refused before any TLS handshake could start.
+    expect(
+      await client().send(post(`https://127.0.0.1:${server.port}/`), { timeoutMs: 2_000 }),
+    ).toEqual({ failure: "refused_by_policy" });
+    expect(
+      await client().send(post(`https://localhost:${server.port}/`), { timeoutMs: 2_000 }),
+    ).toEqual({ failure: "refused_by_policy" });
     expect(server.connections()).toBe(0);
     const allowlisted = client({ allowlist: parseEgressAllowlist(`127.0.0.1:${server.port}`) });
     expect(await allowlisted.send(post(server.url), { timeoutMs: 2_000 })).toMatchObject({

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { type Connection, createDatabase, type PrismaClient } from "@evergreen/db";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
-import { EgressClient, type EgressClientOptions } from "@evergreen/egress";
+import { EgressClient } from "@evergreen/egress";
 import { createLogger, createMetrics, type Metrics } from "@evergreen/observability";
 import {
   type GrantOptions,
@@ -63,11 +63,6 @@ export interface HarnessOptions extends Partial<RefreshSettings> {
   readonly redisUrl?: string;
   /** Redis prefix of queue, locks and cooldowns. @defaultValue a random one */
   readonly prefix?: string;
-  /**
-   * The egress policy. The default allows loopback, where the mock provider listens, as
-   * processes outside production do. @defaultValue { allowLoopback: true }
-   */
-  readonly egress?: EgressClientOptions;
 }
 
 export async function createRefreshHarness(settings: HarnessOptions = {}): Promise<RefreshHarness> {
@@ -88,7 +83,8 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
     cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
     parked: new ParkedAnswers(redis, `${prefix}:parked:`),
     queue,
-    egress: new EgressClient(settings.egress ?? { allowLoopback: true }),
+    // Loopback allowed, as outside production: the mock provider listens on 127.0.0.1.
+    egress: new EgressClient({ allowLoopback: true }),
     metrics,
     log: createLogger({ name: "test", level: "silent" }),
     settings: {
