@@ -89,6 +89,8 @@ export async function startBenchWorker(env: {
     ENCRYPTION_KEYS: env.encryptionKeys,
     METRICS_PORT: String(port),
     ALLOW_INSECURE_TOKEN_URLS: "true",
+    // Production refuses loopback; the mock provider listens on it.
+    EGRESS_ALLOWLIST: "127.0.0.1",
     WORKER_CONCURRENCY: String(env.concurrency),
     LOG_LEVEL: "warn",
   });

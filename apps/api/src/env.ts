@@ -13,6 +13,7 @@ export const apiEnv = z.object({
   RETRY_BASE_DELAY_MS: fields.retryBaseDelayMs,
   RETRY_MAX_DELAY_MS: fields.retryMaxDelayMs,
   ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
+  EGRESS_ALLOWLIST: fields.egressAllowlist,
   LOG_LEVEL: fields.logLevel,
 });
 

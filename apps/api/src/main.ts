@@ -58,6 +58,7 @@ async function main(): Promise<void> {
           queue,
           log,
           allowInsecureTokenUrls: refreshDeps.settings.allowInsecureTokenUrls,
+          egressPolicy: refreshDeps.egress.policy,
         }),
       (app) =>
         registerConnectionRoutes(app, {

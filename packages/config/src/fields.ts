@@ -1,4 +1,5 @@
 import { parseEncryptionKeys } from "@evergreen/crypto";
+import { parseEgressAllowlist } from "@evergreen/egress";
 import { z } from "zod";
 
 /**
@@ -62,3 +63,16 @@ export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);
 export const retryMaxDelayMs = positiveInt(300_000);
 export const allowInsecureTokenUrls = booleanString.default(false);
+
+/** Hosts, `host:port` and CIDRs outbound calls may reach although internal (SPEC §2). */
+export const egressAllowlist = z
+  .string()
+  .default("")
+  .transform((spec, ctx) => {
+    try {
+      return parseEgressAllowlist(spec);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  });

@@ -13,6 +13,7 @@ const schema = z.object({
   PORT: fields.apiPort,
   WORKER_CONCURRENCY: fields.workerConcurrency,
   ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
+  EGRESS_ALLOWLIST: fields.egressAllowlist,
   LOG_LEVEL: fields.logLevel,
 });
 
@@ -87,6 +88,20 @@ describe("parseEnv", () => {
       ].sort(),
     );
     expect(problems.find((p) => p.startsWith("ENCRYPTION_KEYS"))).toMatch(/32 bytes/);
+  });
+
+  it("parses EGRESS_ALLOWLIST into entries, and names a bad entry", () => {
+    expect(parseEnv(schema, valid).EGRESS_ALLOWLIST).toEqual([]);
+    expect(
+      parseEnv(schema, { ...valid, EGRESS_ALLOWLIST: "idp.internal:8443, 10.0.0.0/8" })
+        .EGRESS_ALLOWLIST,
+    ).toEqual([
+      { kind: "host", host: "idp.internal", port: 8443 },
+      { kind: "network", address: "10.0.0.0", prefix: 8, family: 4, port: null },
+    ]);
+    expect(problemsOf({ ...valid, EGRESS_ALLOWLIST: "idp.internal, 10.0.0.0/40" })).toEqual([
+      'EGRESS_ALLOWLIST: entry "10.0.0.0/40": the prefix length must be 0 to 32',
+    ]);
   });
 
   it("names a missing required secret", () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildRefreshRequest } from "./build-refresh-request";
+import { buildRefreshRequest, checkTokenUrl } from "./build-refresh-request";
 import { ProviderConfigError } from "./errors";
 import { PROVIDERS } from "./registry";
 import { type IntegrationSettings, isProviderId, PROVIDER_IDS, type ProviderId } from "./types";
@@ -149,6 +149,46 @@ describe("buildRefreshRequest", () => {
     ];
     for (const [tokenUrl, problem] of cases) {
       expect(problemOf(() => buildRefreshRequest({ ...generic, tokenUrl }, grant))).toBe(problem);
+    }
+  });
+
+  it("keeps an integration's placeholders in the path, so metadata cannot pick the host", () => {
+    const microsoft = { ...generic, provider: "microsoft" as const };
+    const tenant = { refreshToken: "rt", metadata: { tenant: "contoso.example" } };
+    expect(
+      buildRefreshRequest(
+        { ...microsoft, tokenUrl: "https://login.example.com/{tenant}/token" },
+        tenant,
+      ).url,
+    ).toBe("https://login.example.com/contoso.example/token");
+    for (const tokenUrl of [
+      "https://{tenant}/token",
+      "https://login.{tenant}/token",
+      "https://login.example.com:{tenant}/token",
+      "{tenant}://login.example.com/token",
+      "https://{tenant}@login.example.com/token",
+      "https:\\{tenant}\\token",
+      "https://login.example.com/token?tenant={tenant}",
+      "https://login.example.com/token#{tenant}",
+    ]) {
+      expect(
+        problemOf(() => buildRefreshRequest({ ...microsoft, tokenUrl }, tenant)),
+        tokenUrl,
+      ).toBe("placeholder_outside_path");
+      expect(
+        problemOf(() => checkTokenUrl("microsoft", tokenUrl)),
+        tokenUrl,
+      ).toBe("placeholder_outside_path");
+    }
+  });
+
+  it("puts a catalog placeholder in a host only with a fixed map of values", () => {
+    for (const definition of Object.values(PROVIDERS)) {
+      const beforePath = /^[^/?#]*(?:\/\/[^/?#]*)?/.exec(definition.tokenUrl ?? "")?.[0] ?? "";
+      for (const [, name] of beforePath.matchAll(/\{([A-Za-z0-9_]+)\}/g)) {
+        const rule = definition.placeholders[name ?? ""];
+        expect(rule !== undefined && "values" in rule, `${definition.id} {${name}}`).toBe(true);
+      }
     }
   });
 

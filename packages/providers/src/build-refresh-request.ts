@@ -12,6 +12,8 @@ import type {
 
 const PLACEHOLDER = /\{([A-Za-z0-9_]+)\}/g;
 const ANY_BRACE = /[{}]/;
+/** Scheme and authority (userinfo, host, port): all of a URL before its path. */
+const BEFORE_PATH = /^[^/?#]*(?:\/\/[^/?#]*)?/;
 
 /**
  * Builds the refresh_token grant request (RFC 6749 §6) for one connection. Pure: it performs
@@ -74,7 +76,8 @@ function resolveTokenUrl(
   metadata: Record<string, unknown> | undefined,
   options: BuildRefreshRequestOptions,
 ): string {
-  const template = override?.trim() || definition.tokenUrl;
+  const overridden = override?.trim() || null;
+  const template = overridden ?? definition.tokenUrl;
   if (template === null) {
     throw new ProviderConfigError(
       definition.id,
@@ -82,6 +85,8 @@ function resolveTokenUrl(
       `provider "${definition.id}" needs the integration's tokenUrl`,
     );
   }
+  // Catalog templates are reviewed code: Amazon's region maps to three fixed hosts.
+  if (overridden !== null) placeholdersOnlyInPath(definition.id, overridden);
   const resolved = template.replace(PLACEHOLDER, (match, name: string) => {
     const rule = Object.hasOwn(definition.placeholders, name)
       ? definition.placeholders[name]
@@ -100,8 +105,32 @@ function resolveTokenUrl(
 }
 
 /**
- * Checks a token URL the way every refresh will: a URL, no credentials in it, https
- * unless `allowInsecure` says otherwise. Returns it normalised.
+ * An integration's token URL comes from an API caller, and placeholders are filled from
+ * connection metadata, which apps pass through from anywhere. In the host or port, a
+ * placeholder would let metadata choose where the client secret and refresh token go;
+ * in the path it only picks a tenant on the host the integration names.
+ *
+ * @throws ProviderConfigError when a brace sits anywhere but in the path.
+ */
+function placeholdersOnlyInPath(provider: string, template: string): void {
+  const beforePath = BEFORE_PATH.exec(template)?.[0] ?? "";
+  const afterPath = template.slice(beforePath.length).search(/[?#]/);
+  if (
+    ANY_BRACE.test(beforePath) ||
+    (afterPath >= 0 && ANY_BRACE.test(template.slice(beforePath.length + afterPath)))
+  ) {
+    throw new ProviderConfigError(
+      provider,
+      "placeholder_outside_path",
+      "token URL placeholders may only sit in the path, never in the scheme, host, port or query",
+    );
+  }
+}
+
+/**
+ * Checks a token URL, or an integration's token URL template, the way every refresh
+ * will: a URL, placeholders only in its path, no credentials in it, https unless
+ * `allowInsecure` says otherwise. Returns it normalised.
  *
  * @throws ProviderConfigError naming what is wrong.
  */
@@ -110,6 +139,7 @@ export function checkTokenUrl(
   url: string,
   allowInsecure: InsecureTokenUrls = false,
 ): string {
+  placeholdersOnlyInPath(provider, url);
   let parsed: URL;
   try {
     parsed = new URL(url);

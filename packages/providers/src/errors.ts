@@ -5,6 +5,7 @@ export type ProviderConfigProblem =
   | "invalid_token_url"
   | "insecure_token_url"
   | "invalid_placeholder"
+  | "placeholder_outside_path"
   | "unresolved_placeholder";
 
 /**

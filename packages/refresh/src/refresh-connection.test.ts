@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { type AddressInfo, createServer } from "node:net";
+import { EgressClient, parseEgressAllowlist } from "@evergreen/egress";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
 import { refreshConnection } from "./refresh-connection";
@@ -267,5 +270,95 @@ describe("refreshConnection guards", () => {
     expect(await h.deps.parked.take(connection.id)).toBeNull();
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
     expect(row.version).toBe(6);
+  });
+});
+
+describe("refreshConnection egress", () => {
+  /** Points the harness's integration (created by the first addConnection) at another URL. */
+  const useTokenUrl = (tokenUrl: string) => h.prisma.integration.updateMany({ data: { tokenUrl } });
+
+  it("cuts an endless answer at 64 KiB: unknown, recorded as response_too_large, retried with backoff", async () => {
+    const { connection } = await h.addConnection();
+    h.provider.enqueue({ endless: true });
+    const before = Date.now();
+    expect(await refresh(connection.id, 0)).toMatchObject({ kind: "done", outcome: "unknown" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({
+      status: "active",
+      consecutiveFailures: 1,
+      lastErrorCode: "response_too_large",
+    });
+    expect((row.nextRefreshAt?.getTime() ?? 0) - before).toBeGreaterThanOrEqual(500);
+  });
+
+  it("refuses a token URL that leads to loopback when the policy does not allow it: error, egress_refused, nothing sent", async () => {
+    const { connection } = await h.addConnection();
+    const strict = new EgressClient();
+    try {
+      const run = await refreshConnection(
+        { ...h.deps, egress: strict },
+        { connectionId: connection.id, source: "worker" },
+      );
+      expect(run).toMatchObject({ kind: "done", outcome: "invalid_client" });
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      expect(row).toMatchObject({
+        status: "error",
+        nextRefreshAt: null,
+        lastErrorCode: "egress_refused",
+      });
+      expect(row.lastErrorMessage).toMatch(/EGRESS_ALLOWLIST/);
+      expect(h.provider.requests).toBe(0);
+    } finally {
+      strict.close();
+    }
+  });
+
+  it("refuses a name that resolves to loopback, and refreshes once EGRESS_ALLOWLIST covers it", async () => {
+    const first = await h.addConnection();
+    const second = await h.addConnection();
+    await useTokenUrl(h.provider.tokenUrl.replace("127.0.0.1", "localhost"));
+    const strict = new EgressClient();
+    const allowlisted = new EgressClient({ allowlist: parseEgressAllowlist("localhost") });
+    try {
+      const refused = await refreshConnection(
+        { ...h.deps, egress: strict },
+        { connectionId: first.connection.id, source: "worker" },
+      );
+      expect(refused).toMatchObject({ kind: "done", outcome: "invalid_client" });
+      expect(h.provider.requests).toBe(0);
+      const allowed = await refreshConnection(
+        { ...h.deps, egress: allowlisted },
+        { connectionId: second.connection.id, source: "worker" },
+      );
+      expect(allowed).toMatchObject({ kind: "done", outcome: "success" });
+    } finally {
+      strict.close();
+      allowlisted.close();
+    }
+  });
+
+  it("stores one generic code whether the port refuses or resets the connection", async () => {
+    const resetting = createServer((socket) => socket.resetAndDestroy());
+    resetting.listen(0, "127.0.0.1");
+    await once(resetting, "listening");
+    const closed = createServer();
+    closed.listen(0, "127.0.0.1");
+    await once(closed, "listening");
+    const closedPort = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    try {
+      const codes: (string | null)[] = [];
+      for (const port of [closedPort, (resetting.address() as AddressInfo).port]) {
+        const { connection } = await h.addConnection();
+        await useTokenUrl(`http://127.0.0.1:${port}/token`);
+        expect(await refresh(connection.id)).toMatchObject({ outcome: "transient" });
+        const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+        codes.push(row.lastErrorCode);
+        expect(row.lastErrorMessage).toBe("the token endpoint could not be reached");
+      }
+      expect(codes).toEqual(["unreachable", "unreachable"]);
+    } finally {
+      await new Promise((resolve) => resetting.close(resolve));
+    }
   });
 });

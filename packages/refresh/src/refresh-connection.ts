@@ -1,5 +1,6 @@
 import type { KeyRing } from "@evergreen/crypto";
 import type { Connection } from "@evergreen/db";
+import type { EgressClient, EgressFailureCode } from "@evergreen/egress";
 import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
 import { hashId } from "@evergreen/observability";
 import {
@@ -7,12 +8,10 @@ import {
   classifyAnswer,
   type InsecureTokenUrls,
   isProviderId,
-  type ProviderAnswer,
   ProviderConfigError,
   type RefreshResult,
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
-import type { AxiosInstance } from "axios";
 import type { Queue } from "bullmq";
 import type {
   ConnectionChange,
@@ -54,8 +53,8 @@ export interface RefreshDeps {
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
   readonly queue: Queue<RefreshJobPayload>;
-  /** With a keep-alive agent; the time limit comes from `settings.timeoutMs`. */
-  readonly http: AxiosInstance;
+  /** Sends the token request; the time limit comes from `settings.timeoutMs`. */
+  readonly egress: EgressClient;
   readonly metrics: Metrics;
   readonly log: Logger;
   readonly settings: RefreshSettings;
@@ -216,16 +215,11 @@ async function refreshLocked(
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
 
   const started = performance.now();
-  const answer = await callTokenEndpoint(deps.http, request, settings.timeoutMs);
+  // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
+  const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   const result =
-    "transportError" in answer
-      ? ({
-          outcome: "transient",
-          errorCode: answer.transportError,
-          message: "token endpoint unreachable or timed out",
-        } as const)
-      : classifyAnswer(provider, answer, now());
+    "failure" in answer ? EGRESS_FAILURES[answer.failure] : classifyAnswer(provider, answer, now());
   return record(deps, connection, integration, result);
 }
 
@@ -494,47 +488,40 @@ export function backoffMs(
   return Math.round(capped * (0.5 + random() * 0.5));
 }
 
-async function callTokenEndpoint(
-  http: AxiosInstance,
-  request: ReturnType<typeof buildRefreshRequest>,
-  timeoutMs: number,
-): Promise<ProviderAnswer | { transportError: string }> {
-  // After the process was paused (SIGSTOP, a long GC, a frozen VM), the overdue timer
-  // fires before the event loop reads an answer that may already sit in the socket. A
-  // plain timeout would discard it, although a rotating provider has already revoked the
-  // refresh token we hold: the next try would reuse it and kill the grant. Aborting from
-  // setImmediate lets the pending I/O be read first (measured in
-  // test/refresh-workers.test.ts, the SIGSTOP case).
-  const controller = new AbortController();
-  const timer = setTimeout(() => {
-    setImmediate(() => setImmediate(() => controller.abort()));
-  }, timeoutMs);
-  try {
-    const response = await http.request<string>({
-      url: request.url,
-      method: request.method,
-      headers: request.headers,
-      data: request.body,
-      responseType: "text",
-      // Keep the raw text: classification reads JSON and form bodies alike.
-      transformResponse: (body: string) => body,
-      validateStatus: () => true,
-      maxRedirects: 0,
-      signal: controller.signal,
-    });
-    return {
-      status: response.status,
-      headers: response.headers as ProviderAnswer["headers"],
-      body: typeof response.data === "string" ? response.data : "",
-    };
-  } catch (error) {
-    if (controller.signal.aborted) return { transportError: "timeout" };
-    const code = (error as { code?: unknown }).code;
-    return { transportError: typeof code === "string" ? code.toLowerCase() : "network_error" };
-  } finally {
-    clearTimeout(timer);
-  }
-}
+/**
+ * What each egress failure does to the connection. The codes stored (and so shown to API
+ * callers) are the egress client's generic ones, never a socket's: ECONNREFUSED against
+ * ECONNRESET would tell a caller which internal ports are open.
+ */
+const EGRESS_FAILURES = {
+  timeout: {
+    outcome: "transient",
+    errorCode: "timeout",
+    message: "the token endpoint did not answer in time",
+  },
+  unreachable: {
+    outcome: "transient",
+    errorCode: "unreachable",
+    message: "the token endpoint could not be reached",
+  },
+  // Not a network blip: the endpoint answered, with something no token answer looks like.
+  // As any unrecognised answer, retried with backoff a bounded number of times, then
+  // `error`, so a hostile or broken endpoint is neither hammered nor retried forever.
+  response_too_large: {
+    outcome: "unknown",
+    errorCode: "response_too_large",
+    message: "the token endpoint's answer exceeded the size limit (64 KiB)",
+  },
+  // The token URL leads to an internal address: a configuration problem of the
+  // integration (or of EGRESS_ALLOWLIST), which retrying cannot fix. Which address it
+  // resolved to stays out of the message.
+  refused_by_policy: {
+    outcome: "invalid_client",
+    errorCode: "egress_refused",
+    message:
+      "the token URL leads to a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
+  },
+} as const satisfies Record<EgressFailureCode, RefreshResult>;
 
 function asRecord(value: unknown): Record<string, unknown> {
   return value && typeof value === "object" && !Array.isArray(value)

@@ -4,6 +4,7 @@ import { randomBytes } from "node:crypto";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { type Connection, createDatabase, type PrismaClient } from "@evergreen/db";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
+import { EgressClient } from "@evergreen/egress";
 import { createLogger, createMetrics, type Metrics } from "@evergreen/observability";
 import {
   type GrantOptions,
@@ -12,7 +13,6 @@ import {
   startMockProvider,
 } from "@evergreen/providers/testing";
 import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
-import axios from "axios";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { ConnectionStore } from "./connection-store";
@@ -83,7 +83,8 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
     cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
     parked: new ParkedAnswers(redis, `${prefix}:parked:`),
     queue,
-    http: axios.create(),
+    // Loopback allowed, as outside production: the mock provider listens on 127.0.0.1.
+    egress: new EgressClient({ allowLoopback: true }),
     metrics,
     log: createLogger({ name: "test", level: "silent" }),
     settings: {
@@ -153,6 +154,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
       const keys = await redis.keys(`${prefix}*`);
       if (keys.length > 0) await redis.del(...keys);
       await redis.quit();
+      deps.egress.close();
       await provider.close();
       await database.close();
       await db.drop();

@@ -1,11 +1,9 @@
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Pool } from "@evergreen/db";
+import { type AllowlistEntry, EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
 import type { InsecureTokenUrls } from "@evergreen/providers";
 import { Cooldown, RedisLock } from "@evergreen/redis";
-import axios from "axios";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { ConnectionStore } from "./connection-store";
@@ -21,6 +19,7 @@ export interface RefreshEnv {
   readonly RETRY_BASE_DELAY_MS: number;
   readonly RETRY_MAX_DELAY_MS: number;
   readonly ALLOW_INSECURE_TOKEN_URLS: boolean;
+  readonly EGRESS_ALLOWLIST: readonly AllowlistEntry[];
 }
 
 /**
@@ -68,9 +67,21 @@ export interface RefreshParts {
   readonly maxSockets: number;
 }
 
+/**
+ * The egress client of a refreshing process. Loopback stays reachable outside production,
+ * as `http://` to it does (see insecureTokenUrls): a local mock provider is how
+ * `npm start`, the demo and the tests work.
+ */
+function egressClient(env: RefreshEnv, maxSockets: number): EgressClient {
+  return new EgressClient({
+    allowlist: env.EGRESS_ALLOWLIST,
+    allowLoopback: env.NODE_ENV !== "production",
+    maxSockets,
+  });
+}
+
 /** RefreshDeps as a process wires them: production lock and cooldown keys, keep-alive HTTP. */
 export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
-  const agentOptions = { keepAlive: true, maxSockets: parts.maxSockets };
   return {
     store: new ConnectionStore(parts.pool),
     keyRing: parts.keyRing,
@@ -78,10 +89,7 @@ export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
     cooldown: new Cooldown(parts.redis, COOLDOWN_PREFIX),
     parked: new ParkedAnswers(parts.redis, PARKED_PREFIX),
     queue: parts.queue,
-    http: axios.create({
-      httpAgent: new HttpAgent(agentOptions),
-      httpsAgent: new HttpsAgent(agentOptions),
-    }),
+    egress: egressClient(parts.env, parts.maxSockets),
     metrics: parts.metrics,
     log: parts.log,
     settings: refreshSettings(parts.env),

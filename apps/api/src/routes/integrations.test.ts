@@ -1,3 +1,4 @@
+import { EgressPolicy, parseEgressAllowlist } from "@evergreen/egress";
 import { createLogger } from "@evergreen/observability";
 import type { InsecureTokenUrls } from "@evergreen/providers";
 import { openClientSecret, refreshJobId } from "@evergreen/refresh";
@@ -14,7 +15,8 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-function server(allowInsecureTokenUrls: InsecureTokenUrls = false) {
+/** The harness's egress policy allows loopback, as processes outside production do. */
+function server(allowInsecureTokenUrls: InsecureTokenUrls = false, egressPolicy?: EgressPolicy) {
   return testServer({
     routes: [
       (app) =>
@@ -24,6 +26,7 @@ function server(allowInsecureTokenUrls: InsecureTokenUrls = false) {
           queue: h.queue,
           log: createLogger({ name: "api-test", level: "silent" }),
           allowInsecureTokenUrls,
+          egressPolicy: egressPolicy ?? h.deps.egress.policy,
         }),
     ],
   });
@@ -114,6 +117,50 @@ describe("POST /v1/integrations", () => {
     expect(await post("loopback", "http://127.0.0.1:9/token")).toBe(200);
     expect(await post("loopback", "http://idp.example/token")).toBe(400);
     expect(await post(false, "http://127.0.0.1:9/token")).toBe(400);
+  });
+
+  it("refuses a token URL whose host is an internal address the egress policy refuses", async () => {
+    const post = async (policy: EgressPolicy, tokenUrl: string) =>
+      (await server(false, policy)).inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: auth,
+        payload: { ...google, key: "internal", provider: "oauth2", clientId: "x", tokenUrl },
+      });
+    const production = new EgressPolicy();
+    for (const tokenUrl of [
+      "https://169.254.169.254/latest/meta-data",
+      "https://10.0.0.5/token",
+      "https://[::1]/token",
+      "https://[fd00::1]/token",
+      "https://[::ffff:192.168.1.1]/token",
+      "https://2130706433/token",
+    ]) {
+      const response = await post(production, tokenUrl);
+      expect(response.statusCode, tokenUrl).toBe(400);
+      expect(response.json().message).toMatch(/^tokenUrl: .*EGRESS_ALLOWLIST/);
+    }
+    // A name is left to the connect-time check; an allowlisted address passes.
+    expect((await post(production, "https://idp.example/token")).statusCode).toBe(201);
+    const allowlisted = new EgressPolicy({ allowlist: parseEgressAllowlist("10.0.0.5") });
+    expect((await post(allowlisted, "https://10.0.0.5/token")).statusCode).toBe(200);
+  });
+
+  it("refuses a placeholder outside the token URL's path", async () => {
+    const response = await (await server()).inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: auth,
+      payload: {
+        key: "tenant-host",
+        provider: "microsoft",
+        clientId: "6731de76-14a6-49ae-97bc-6eba6914391e",
+        clientSecret: "secret",
+        tokenUrl: "https://{tenant}.example.com/oauth2/v2.0/token",
+      },
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().message).toMatch(/^tokenUrl: .*only sit in the path/);
   });
 
   it("retries the connections in error when the integration is updated", async () => {

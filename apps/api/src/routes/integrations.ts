@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Integration, PrismaClient } from "@evergreen/db";
+import type { EgressPolicy } from "@evergreen/egress";
 import type { Logger } from "@evergreen/observability";
 import {
   checkTokenUrl,
@@ -22,6 +23,8 @@ export interface IntegrationRoutesDeps {
   readonly log: Logger;
   /** ALLOW_INSECURE_TOKEN_URLS, with the development loopback allowance. */
   readonly allowInsecureTokenUrls: InsecureTokenUrls;
+  /** The refreshing processes' egress policy, for what it can refuse without DNS. */
+  readonly egressPolicy: EgressPolicy;
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -60,17 +63,29 @@ export function integrationView(row: Integration) {
 }
 
 /** Checks what can be checked without calling the provider. */
-function checkOffline(input: IntegrationInput, allowInsecure: InsecureTokenUrls): void {
+function checkOffline(
+  input: IntegrationInput,
+  { allowInsecureTokenUrls, egressPolicy }: IntegrationRoutesDeps,
+): void {
   if (input.provider === "oauth2" && !input.tokenUrl) {
     throw new HttpError(400, "invalid_request", "tokenUrl: required for provider oauth2");
   }
   if (input.tokenUrl) {
     try {
       // The check every refresh makes, so a URL accepted here is one the workers accept.
-      checkTokenUrl(input.provider, input.tokenUrl, allowInsecure);
+      checkTokenUrl(input.provider, input.tokenUrl, allowInsecureTokenUrls);
     } catch (error) {
       if (!(error instanceof ProviderConfigError)) throw error;
       throw new HttpError(400, "invalid_request", `tokenUrl: ${error.message}`);
+    }
+    // Only literal addresses can be refused here; a name is checked on every connection,
+    // after DNS, which stays the real guard.
+    if (egressPolicy.refusesUrl(input.tokenUrl)) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        "tokenUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
+      );
     }
   }
   if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {
@@ -135,7 +150,7 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
 
   app.post("/v1/integrations", async (request, reply) => {
     const input = parseInput(integrationInput, request.body);
-    checkOffline(input, deps.allowInsecureTokenUrls);
+    checkOffline(input, deps);
     const existing = await prisma.integration.findUnique({ where: { key: input.key } });
     const id = existing?.id ?? randomUUID();
     const fields = {

@@ -55,6 +55,14 @@ export type ScriptedAnswer =
       applyRefresh?: boolean;
     }
   | {
+      /**
+       * A 200 JSON answer whose body never ends (a hostile or broken endpoint): sent as
+       * fast as the client reads, until it hangs up.
+       */
+      endless: true;
+      applyRefresh?: boolean;
+    }
+  | {
       status: number;
       /** Body `{"error": error, "error_description": errorDescription}` unless `body` is set. */
       error?: string;
@@ -313,6 +321,7 @@ export class MockProvider {
     if (scripted !== undefined) {
       if (scripted.applyRefresh === true) this.#refresh(params, credentials);
       if ("hang" in scripted) return; // closeAllConnections() in close() ends it
+      if ("endless" in scripted) return sendEndless(res);
       return this.#send(res, scriptedReply(scripted));
     }
     return this.#send(res, this.#refresh(params, credentials));
@@ -466,7 +475,21 @@ function parseParams(raw: string, contentType: string | null): Record<string, st
   return null;
 }
 
-function scriptedReply(answer: Exclude<ScriptedAnswer, { hang: true }>): Reply {
+const ENDLESS_CHUNK = Buffer.from(`"${"x".repeat(65_534)}",`);
+
+/** Writes with backpressure, so the mock holds one chunk however long it runs. */
+function sendEndless(res: ServerResponse): void {
+  res.writeHead(200, { "content-type": "application/json" });
+  res.write('{"access_token":[');
+  const pump = () => {
+    while (!res.destroyed) {
+      if (!res.write(ENDLESS_CHUNK)) return void res.once("drain", pump);
+    }
+  };
+  pump();
+}
+
+function scriptedReply(answer: Exclude<ScriptedAnswer, { hang: true } | { endless: true }>): Reply {
   const headers: Record<string, string> = {};
   let body = "";
   if (answer.body !== undefined) {

@@ -1,0 +1,185 @@
+import type { Readable } from "node:stream";
+import axios, { type AxiosInstance } from "axios";
+import { EgressPolicy, type EgressPolicyOptions } from "./egress-policy";
+import { EgressRefusedError, guardedAgents, type ResolveAll } from "./guarded-agents";
+
+/** 64 KiB: a token answer is a few hundred bytes; SPEC §2 bounds what is read. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 65_536;
+
+export interface EgressClientOptions extends EgressPolicyOptions {
+  /** Open connections kept per origin. @defaultValue 50 */
+  readonly maxSockets?: number;
+  /** Name resolution, checked by the policy. @defaultValue dns.lookup (all addresses) */
+  readonly resolve?: ResolveAll;
+}
+
+/** An outbound request, as data: providers describe it, the egress client sends it. */
+export interface EgressRequest {
+  readonly url: string;
+  readonly method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE";
+  readonly headers?: Readonly<Record<string, string>>;
+  readonly body?: string;
+}
+
+export interface SendOptions {
+  /** The whole exchange, connection to last byte, must fit in this. */
+  readonly timeoutMs: number;
+  /** Longest body read; a longer answer is `response_too_large`. @defaultValue 65536 */
+  readonly maxResponseBytes?: number;
+}
+
+export interface EgressResponse {
+  readonly status: number;
+  /** Lower-case names. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** UTF-8 text, whatever the content type. */
+  readonly body: string;
+}
+
+/**
+ * Why no answer came back. Deliberately coarse: these codes end up in stored errors and
+ * API responses, and the socket's own codes (ECONNREFUSED vs ECONNRESET vs a timeout)
+ * would turn a token URL into a port scanner.
+ */
+export type EgressFailureCode =
+  /** Nothing complete within `timeoutMs`. */
+  | "timeout"
+  /** Name not found, connection refused or reset, TLS failure, a malformed answer. */
+  | "unreachable"
+  /** The destination is loopback, private or otherwise internal, and not allowlisted. */
+  | "refused_by_policy"
+  /** The answer's body exceeded `maxResponseBytes`; reading stopped there. */
+  | "response_too_large";
+
+export interface EgressFailure {
+  readonly failure: EgressFailureCode;
+}
+
+const TIMEOUT: EgressFailure = { failure: "timeout" };
+const UNREACHABLE: EgressFailure = { failure: "unreachable" };
+const REFUSED: EgressFailure = { failure: "refused_by_policy" };
+const TOO_LARGE: EgressFailure = { failure: "response_too_large" };
+
+const HTTP_URL = /^https?:\/\//i;
+
+/**
+ * The one way Evergreen calls out (STYLE.md): every request passes the egress policy at
+ * connect time, has a time limit, and has its answer read up to a size limit, streaming,
+ * so a hostile endpoint can neither reach inside the network nor fill the heap.
+ */
+export class EgressClient {
+  readonly policy: EgressPolicy;
+  readonly #http: AxiosInstance;
+  readonly #agents: ReturnType<typeof guardedAgents>;
+
+  constructor(options: EgressClientOptions = {}) {
+    this.policy = new EgressPolicy(options);
+    this.#agents = guardedAgents({
+      policy: this.policy,
+      maxSockets: options.maxSockets ?? 50,
+      ...(options.resolve ? { resolve: options.resolve } : {}),
+    });
+    this.#http = axios.create({
+      ...this.#agents,
+      // HTTP(S)_PROXY from the environment would send requests to the proxy, past the
+      // address check; a redirect would be a second request nobody checked.
+      proxy: false,
+      maxRedirects: 0,
+      responseType: "stream",
+      transformResponse: [],
+      validateStatus: () => true,
+    });
+  }
+
+  /** Sends one request; never throws for anything the network or the peer does. */
+  async send(
+    request: EgressRequest,
+    { timeoutMs, maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES }: SendOptions,
+  ): Promise<EgressResponse | EgressFailure> {
+    // axios would also fetch data: URLs, without any connection to check.
+    if (!HTTP_URL.test(request.url)) return REFUSED;
+    // After the process was paused (SIGSTOP, a long GC, a frozen VM), the overdue timer
+    // fires before the event loop reads an answer that may already sit in the socket. A
+    // plain timeout would discard it, although a rotating provider has already revoked the
+    // refresh token we hold: the next try would reuse it and kill the grant. Aborting from
+    // setImmediate lets the pending I/O be read first (measured in
+    // test/refresh-workers.test.ts, the SIGSTOP case).
+    const controller = new AbortController();
+    const timer = setTimeout(() => {
+      setImmediate(() => setImmediate(() => controller.abort()));
+    }, timeoutMs);
+    try {
+      const response = await this.#http.request<Readable>({
+        url: request.url,
+        method: request.method,
+        headers: request.headers,
+        data: request.body,
+        signal: controller.signal,
+      });
+      const headers = response.headers as EgressResponse["headers"];
+      if (Number(headers["content-length"]) > maxResponseBytes) {
+        response.data.destroy();
+        return TOO_LARGE;
+      }
+      const body = await readBody(response.data, maxResponseBytes, controller.signal);
+      return typeof body === "string" ? { status: response.status, headers, body } : body;
+    } catch (error) {
+      if (controller.signal.aborted) return TIMEOUT;
+      return isRefusal(error) ? REFUSED : UNREACHABLE;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Closes kept-alive connections. */
+  close(): void {
+    this.#agents.httpAgent.destroy();
+    this.#agents.httpsAgent.destroy();
+  }
+}
+
+/** axios wraps the agent's error; the refusal is its cause. */
+function isRefusal(error: unknown): boolean {
+  return (
+    error instanceof EgressRefusedError ||
+    (error instanceof Error && error.cause instanceof EgressRefusedError)
+  );
+}
+
+/**
+ * Reads a body of at most `maxBytes`, and stops reading (closing the connection) at the
+ * first byte past it: a 300 MB answer costs 64 KiB of memory, not 300 MB.
+ */
+function readBody(
+  stream: Readable,
+  maxBytes: number,
+  signal: AbortSignal,
+): Promise<string | EgressFailure> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (result: string | EgressFailure) => {
+      if (done) return;
+      done = true;
+      signal.removeEventListener("abort", onAbort);
+      if (typeof result !== "string") stream.destroy();
+      resolve(result);
+    };
+    const onAbort = () => finish(TIMEOUT);
+    signal.addEventListener("abort", onAbort);
+    stream.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) finish(TOO_LARGE);
+      else chunks.push(chunk);
+    });
+    stream.on("end", () => {
+      const text = (chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size))
+        .toString("utf8")
+        // As axios's text mode does: a BOM would make JSON.parse fail on a good answer.
+        .replace(/^\uFEFF/, "");
+      finish(text);
+    });
+    stream.on("error", () => finish(signal.aborted ? TIMEOUT : UNREACHABLE));
+  });
+}

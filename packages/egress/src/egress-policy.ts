@@ -1,0 +1,135 @@
+import { BlockList, isIP } from "node:net";
+import type { AllowlistEntry } from "./allowlist";
+
+/**
+ * IPv4 ranges that are not the public internet: a caller who could point Evergreen at
+ * them would reach this machine, its network or the cloud's metadata service
+ * (169.254.169.254) with a client secret in hand.
+ */
+const INTERNAL_IPV4: readonly (readonly [string, number])[] = [
+  ["0.0.0.0", 8], // unspecified, "this network" (0.0.0.0 connects to localhost on Linux)
+  ["10.0.0.0", 8], // private
+  ["100.64.0.0", 10], // carrier-grade NAT
+  ["127.0.0.0", 8], // loopback
+  ["169.254.0.0", 16], // link-local, cloud metadata services
+  ["172.16.0.0", 12], // private
+  ["192.0.0.0", 24], // IETF protocol assignments
+  ["192.168.0.0", 16], // private
+  ["198.18.0.0", 15], // benchmarking
+  ["224.0.0.0", 4], // multicast
+  ["240.0.0.0", 4], // reserved, and 255.255.255.255 broadcast
+];
+
+const INTERNAL_IPV6: readonly (readonly [string, number])[] = [
+  ["::", 128], // unspecified
+  ["::1", 128], // loopback
+  ["fe80::", 10], // link-local
+  ["fec0::", 10], // site-local (deprecated, still routed by some stacks)
+  ["fc00::", 7], // unique local (ULA)
+  ["ff00::", 8], // multicast
+];
+
+/**
+ * IPv6 forms that carry an IPv4 address a gateway may forward to: NAT64 (64:ff9b::/96)
+ * and 6to4 (2002::/16). IPv4-mapped addresses (::ffff:a.b.c.d) need nothing here:
+ * BlockList checks them against the IPv4 rules.
+ */
+function embeddedIpv4(address: string, prefix: number): [string, number][] {
+  const [a = 0, b = 0, c = 0, d = 0] = address.split(".").map(Number);
+  const hex = (high: number, low: number) => ((high << 8) | low).toString(16);
+  return [
+    [`64:ff9b::${hex(a, b)}:${hex(c, d)}`, 96 + prefix],
+    [`2002:${hex(a, b)}:${hex(c, d)}::`, 16 + prefix],
+  ];
+}
+
+const INTERNAL = new BlockList();
+for (const [address, prefix] of INTERNAL_IPV4) {
+  INTERNAL.addSubnet(address, prefix, "ipv4");
+  for (const [v6, v6Prefix] of embeddedIpv4(address, prefix)) {
+    INTERNAL.addSubnet(v6, v6Prefix, "ipv6");
+  }
+}
+for (const [address, prefix] of INTERNAL_IPV6) INTERNAL.addSubnet(address, prefix, "ipv6");
+
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
+LOOPBACK.addAddress("::1", "ipv6");
+
+export interface EgressPolicyOptions {
+  /** Parsed `EGRESS_ALLOWLIST`. @defaultValue [] */
+  readonly allowlist?: readonly AllowlistEntry[];
+  /**
+   * Loopback addresses may be reached without an allowlist entry: outside production,
+   * where a local mock provider is how development and tests work. @defaultValue false
+   */
+  readonly allowLoopback?: boolean;
+}
+
+/**
+ * Which hosts and addresses outbound calls may reach (SPEC §2 "Never"). Decisions are
+ * made on the address a connection goes to (see guarded-agents.ts), so a name that
+ * resolves to an internal address, now or after a DNS change, is refused like the address.
+ */
+export class EgressPolicy {
+  readonly #allowLoopback: boolean;
+  readonly #hosts = new Set<string>();
+  readonly #networks = new BlockList();
+  readonly #portNetworks = new Map<number, BlockList>();
+
+  constructor(options: EgressPolicyOptions = {}) {
+    this.#allowLoopback = options.allowLoopback ?? false;
+    for (const entry of options.allowlist ?? []) {
+      if (entry.kind === "host") {
+        this.#hosts.add(entry.port === null ? entry.host : `${entry.host}:${entry.port}`);
+        continue;
+      }
+      let list = this.#networks;
+      if (entry.port !== null) {
+        list = this.#portNetworks.get(entry.port) ?? new BlockList();
+        this.#portNetworks.set(entry.port, list);
+      }
+      list.addSubnet(entry.address, entry.prefix, entry.family === 4 ? "ipv4" : "ipv6");
+    }
+  }
+
+  /** The allowlist names this host (with this port or any): whatever it resolves to is allowed. */
+  allowsName(host: string, port: number): boolean {
+    if (this.#hosts.size === 0) return false;
+    const name = host.toLowerCase().replace(/\.$/, "");
+    return this.#hosts.has(name) || this.#hosts.has(`${name}:${port}`);
+  }
+
+  /** A connection to `address` on `port` may be opened. Anything not an IP address is refused. */
+  allowsAddress(address: string, port: number): boolean {
+    // A zone (fe80::1%eth0) would make BlockList miss the range.
+    const zone = address.indexOf("%");
+    const bare = zone >= 0 ? address.slice(0, zone) : address;
+    const family = isIP(bare);
+    if (family === 0) return false;
+    const type = family === 4 ? "ipv4" : "ipv6";
+    if (!INTERNAL.check(bare, type)) return true;
+    if (this.#allowLoopback && LOOPBACK.check(bare, type)) return true;
+    if (this.#networks.check(bare, type)) return true;
+    return this.#portNetworks.get(port)?.check(bare, type) ?? false;
+  }
+
+  /**
+   * What can be refused without resolving a name: a scheme other than http(s), or a
+   * literal IP address the policy refuses. A name passes here; its addresses are checked
+   * when a connection is opened.
+   */
+  refusesUrl(url: string): boolean {
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return true;
+    }
+    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return true;
+    const host = parsed.hostname.startsWith("[") ? parsed.hostname.slice(1, -1) : parsed.hostname;
+    const port = Number(parsed.port) || (parsed.protocol === "https:" ? 443 : 80);
+    if (isIP(host) === 0 || this.allowsName(host, port)) return false;
+    return !this.allowsAddress(host, port);
+  }
+}

@@ -1,0 +1,96 @@
+import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "node:dns";
+import { type ClientRequestArgs, Agent as HttpAgent } from "node:http";
+import { Agent as HttpsAgent } from "node:https";
+import { isIP, type LookupFunction } from "node:net";
+import type { Duplex } from "node:stream";
+import type { EgressPolicy } from "./egress-policy";
+
+/** Every address a name resolves to: `dns.lookup` with `all: true`, or a stand-in in tests. */
+export type ResolveAll = (
+  hostname: string,
+  options: LookupOptions,
+  callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
+) => void;
+
+const resolveWithDns: ResolveAll = (hostname, options, callback) =>
+  dnsLookup(hostname, { ...options, all: true }, callback);
+
+/** A connection the egress policy does not allow; never leaves the egress client. */
+export class EgressRefusedError extends Error {
+  override name = "EgressRefusedError";
+  readonly code = "EGRESS_REFUSED";
+  constructor() {
+    super("the egress policy refuses this destination");
+  }
+}
+
+type Connect = (
+  options: ClientRequestArgs,
+  callback?: (err: Error | null, stream: Duplex) => void,
+) => Duplex | null | undefined;
+
+/**
+ * Checks a connection's destination where it is opened: an IP literal before connecting
+ * (Node skips the lookup for those), a name through a lookup that refuses it if any of
+ * its addresses is refused. The check therefore sees the very address the socket goes
+ * to, so DNS rebinding cannot slip past it, and a keep-alive socket was checked when opened.
+ */
+function guardedConnect(policy: EgressPolicy, resolve: ResolveAll, connect: Connect): Connect {
+  return (options, callback) => {
+    const host = options.host ?? "localhost";
+    const port = Number(options.port);
+    if (!policy.allowsName(host, port)) {
+      if (isIP(host) !== 0) {
+        if (!policy.allowsAddress(host, port)) {
+          process.nextTick(() => callback?.(new EgressRefusedError(), undefined as never));
+          return undefined;
+        }
+      } else {
+        (options as { lookup?: LookupFunction }).lookup = guardedLookup(policy, resolve, port);
+      }
+    }
+    return connect(options, callback);
+  };
+}
+
+function guardedLookup(policy: EgressPolicy, resolve: ResolveAll, port: number): LookupFunction {
+  return (hostname, options, callback) => {
+    resolve(hostname, options, (err, addresses) => {
+      if (err) return callback(err, "");
+      if (
+        addresses.length === 0 ||
+        addresses.some(({ address }) => !policy.allowsAddress(address, port))
+      ) {
+        return callback(new EgressRefusedError(), "");
+      }
+      if (options.all) return callback(null, addresses);
+      const [first] = addresses as [LookupAddress];
+      callback(null, first.address, first.family);
+    });
+  };
+}
+
+export interface AgentOptions {
+  readonly policy: EgressPolicy;
+  readonly maxSockets: number;
+  /** @defaultValue dns.lookup with `all: true` */
+  readonly resolve?: ResolveAll;
+}
+
+/** Keep-alive http and https agents whose every new connection the policy checks. */
+export function guardedAgents({ policy, maxSockets, resolve = resolveWithDns }: AgentOptions) {
+  const options = { keepAlive: true, maxSockets };
+  const httpAgent = new HttpAgent(options);
+  const httpsAgent = new HttpsAgent(options);
+  httpAgent.createConnection = guardedConnect(
+    policy,
+    resolve,
+    httpAgent.createConnection.bind(httpAgent),
+  );
+  httpsAgent.createConnection = guardedConnect(
+    policy,
+    resolve,
+    httpsAgent.createConnection.bind(httpsAgent),
+  );
+  return { httpAgent, httpsAgent };
+}
