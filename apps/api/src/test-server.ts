@@ -32,11 +32,7 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
       (app) =>
         registerConnectionRoutes(app, {
           prisma: h.prisma,
-          keyRing: h.keyRing,
-          queue,
-          log: h.deps.log,
-          defaultBufferSeconds: h.deps.settings.defaultBufferSeconds,
-          retryBaseDelayMs: h.deps.settings.retryBaseDelayMs,
+          refresh: { ...h.deps, queue },
           tokens: new TokenService(h.deps, h.prisma),
         }),
     ],
