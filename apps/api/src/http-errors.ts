@@ -1,4 +1,4 @@
-import type { z } from "zod";
+import { z } from "zod";
 
 /** An error the HTTP layer answers with its own status and code (SPEC §3 error format). */
 export class HttpError extends Error {
@@ -14,14 +14,29 @@ export class HttpError extends Error {
   }
 }
 
-/** Parses request input; a failure names the first failing field. */
+/** The query string (or body) of a route that takes none: any field in it is unknown. */
+export const noFields = z.strictObject({}).optional();
+
+/**
+ * Parses request input with a strict schema. A failure names the failing field; unknown
+ * fields come first, since they usually explain the rest: a provider's raw answer posted
+ * as is (`access_token`, `expires_in`) would otherwise be reported as `accessToken`
+ * missing, or, were unknown fields dropped, stored without its expiry.
+ */
 export function parseInput<Schema extends z.ZodType>(
   schema: Schema,
   input: unknown,
 ): z.output<Schema> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
+  const { issues } = result.error;
+  const unknown = issues.find((issue) => issue.code === "unrecognized_keys");
+  if (unknown) {
+    const names = unknown.keys.map((key) => [...unknown.path, key].join("."));
+    const noun = names.length === 1 ? "unknown field" : "unknown fields";
+    throw new HttpError(400, "invalid_request", `${names.join(", ")}: ${noun}`);
+  }
+  const issue = issues[0];
   const field = issue?.path.join(".") || "body";
   throw new HttpError(400, "invalid_request", `${field}: ${issue?.message ?? "invalid"}`);
 }

@@ -63,11 +63,7 @@ async function main(): Promise<void> {
       (app) =>
         registerConnectionRoutes(app, {
           prisma,
-          keyRing,
-          queue,
-          log,
-          defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
-          retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
+          refresh: refreshDeps,
           tokens: new TokenService(refreshDeps, prisma),
         }),
     ],

@@ -1,7 +1,9 @@
 import { timingSafeEqual } from "node:crypto";
+import { finished } from "node:stream";
 import { answerOpsRequest, type Logger, type OpsOptions } from "@evergreen/observability";
 import Fastify, {
   type FastifyBaseLogger,
+  type FastifyError,
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
@@ -15,6 +17,12 @@ export interface ServerOptions {
   readonly ops: OpsOptions;
   /** Registers the /v1 routes. */
   readonly routes?: readonly ((app: FastifyInstance) => void)[];
+  /**
+   * How long, after a 413, the rest of an oversized body is read and thrown away so that
+   * the answer reaches a client still sending; a client sending longer is cut off.
+   * @defaultValue 30000
+   */
+  readonly bodyLingerMs?: number;
 }
 
 /** Liveness, readiness and metrics: the only routes that need no API key. */
@@ -23,7 +31,13 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/met
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 
-export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOptions) {
+export async function buildServer({
+  log,
+  apiKeys,
+  ops,
+  routes = [],
+  bodyLingerMs = 30_000,
+}: ServerOptions) {
   const app = Fastify({
     // Typed as fastify's logger so route modules take a plain FastifyInstance.
     loggerInstance: log as FastifyBaseLogger,
@@ -34,6 +48,7 @@ export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOpti
       requestIdLogLabel: "requestId",
     }),
     bodyLimit: BODY_LIMIT_BYTES,
+    frameworkErrors: (error, _request, reply) => answerFrameworkError(error, reply),
   });
   const keys = apiKeys.map((key) => Buffer.from(key, "utf8"));
   // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
@@ -54,19 +69,23 @@ export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOpti
     }
     const status = error.statusCode ?? 500;
     if (status >= 500) request.log.error({ err: error }, "request failed");
+    if (status === 413) lingerOverOversizedBody(request, reply, bodyLingerMs);
     const code = fastifyErrorCode(status);
     // Fastify's own 4xx messages (bad JSON, media type, size) are safe to show; anything
     // else is internal and its message could carry details a client must not see.
     const message = status < 500 ? error.message : "internal error";
     return reply.status(status).send({ error: code, message });
   });
-  app.setNotFoundHandler((_request, reply) =>
-    reply.status(404).send({ error: "not_found", message: "no such route" }),
-  );
+  app.setNotFoundHandler((_request, reply) => sendNotFound(reply));
 
   // An allowlist of public routes, not a "/v1" prefix test: the router matches decoded
   // paths, so `/%761/...` reaches a /v1 route while its raw URL does not start with /v1.
+  // An unknown route is 404 with or without a key (SPEC §3): the route table is public
+  // (README, SPEC), so the answer reveals nothing, and a typo in a path is not reported
+  // as a bad key. Every known /v1 route still checks the key before anything else, so
+  // no id's existence can be probed without one.
   app.addHook("onRequest", async (request, reply) => {
+    if (request.is404) return;
     if (request.routeOptions.url && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
     if (!isAuthorized(request, keys)) {
       return reply
@@ -84,8 +103,42 @@ export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOpti
 }
 
 function sendOps(reply: FastifyReply, answer: Awaited<ReturnType<typeof answerOpsRequest>>) {
-  if (!answer) return reply.status(404).send({ error: "not_found", message: "no such route" });
+  if (!answer) return sendNotFound(reply);
   return reply.status(answer.status).type(answer.contentType).send(answer.body);
+}
+
+/**
+ * A path that does not decode (`%ff`) or a parameter over 100 characters names no
+ * resource: SPEC §3 answers an unknown id of any shape with 404, in its error shape.
+ */
+function answerFrameworkError(error: FastifyError, reply: FastifyReply) {
+  if (error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH") {
+    return sendNotFound(reply);
+  }
+  return reply.status(500).send({ error: "internal", message: "internal error" });
+}
+
+function sendNotFound(reply: FastifyReply) {
+  return reply.status(404).send({ error: "not_found", message: "no such route" });
+}
+
+/**
+ * SPEC §3: a 413 must reach a client that is still sending its body. Fastify marks the
+ * answer `Connection: close`, so Node destroys the socket as soon as the answer is
+ * flushed; the bytes still arriving then meet a closed socket, the kernel resets the
+ * connection, and a client still writing (Node's fetch) fails with EPIPE before it reads
+ * the answer (5 and 9 of 10 posts of 64 MiB from another process, chunked and with a
+ * length). Instead the connection stays open and Node reads the rest of the body and
+ * throws it away, as for any body a handler ignores, for at most `lingerMs`.
+ */
+function lingerOverOversizedBody(request: FastifyRequest, reply: FastifyReply, lingerMs: number) {
+  reply.removeHeader("connection");
+  const { raw } = request;
+  if (raw.complete) return;
+  const cutOff = setTimeout(() => raw.socket.destroy(), lingerMs);
+  cutOff.unref();
+  // Cleared once the body is over: the connection may carry the client's next request.
+  finished(raw, () => clearTimeout(cutOff));
 }
 
 /** Constant-time comparison against every configured key, so timing reveals nothing. */

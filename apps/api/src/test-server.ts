@@ -15,6 +15,7 @@ export function testServer(
   options: {
     readonly routes?: readonly ((app: FastifyInstance) => void)[];
     readonly checks?: Readonly<Record<string, ReadinessCheck>>;
+    readonly bodyLingerMs?: number;
   } = {},
 ) {
   return buildServer({
@@ -22,6 +23,7 @@ export function testServer(
     apiKeys: [OTHER_API_KEY, TEST_API_KEY],
     ops: { registry: createMetrics("api-test").registry, checks: options.checks ?? {} },
     routes: options.routes ?? [],
+    ...(options.bodyLingerMs === undefined ? {} : { bodyLingerMs: options.bodyLingerMs }),
   });
 }
 
@@ -32,11 +34,7 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
       (app) =>
         registerConnectionRoutes(app, {
           prisma: h.prisma,
-          keyRing: h.keyRing,
-          queue,
-          log: h.deps.log,
-          defaultBufferSeconds: h.deps.settings.defaultBufferSeconds,
-          retryBaseDelayMs: h.deps.settings.retryBaseDelayMs,
+          refresh: { ...h.deps, queue },
           tokens: new TokenService(h.deps, h.prisma),
         }),
     ],

@@ -1,7 +1,14 @@
-import { openRefreshToken, refreshJobId, sealAccessToken } from "@evergreen/refresh";
+import type { PrismaClient } from "@evergreen/db";
+import {
+  openRefreshToken,
+  refreshConnection,
+  refreshJobId,
+  sealAccessToken,
+} from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { AUTH, connectionsTestServer } from "./test-server";
+import { TokenService } from "./token-service";
 
 let h: RefreshHarness;
 
@@ -98,6 +105,61 @@ describe("GET /v1/connections/:id/token", () => {
       expiresAt: expiresAt.toISOString(),
     });
     expect(refreshesOf(grant.grantId)).toBe(0);
+  });
+
+  it("does not refresh again what another process refreshed after this caller found it stale", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
+    let raced = false;
+    // The caller's first read finds the token stale; right then a worker refreshes it and
+    // releases the lock, before the caller asks for the lock itself.
+    const prisma = h.prisma.$extends({
+      query: {
+        connection: {
+          async findUnique({ args, query }) {
+            const row = await query(args);
+            if (!raced) {
+              raced = true;
+              const run = await refreshConnection(h.deps, {
+                connectionId: connection.id,
+                source: "worker",
+              });
+              expect(run).toMatchObject({ kind: "done", outcome: "success" });
+            }
+            return row;
+          },
+        },
+      },
+    }) as unknown as PrismaClient;
+    const token = await new TokenService(h.deps, prisma).token(connection.id, 60);
+    expect(refreshesOf(grant.grantId)).toBe(1);
+    expect(h.provider.reuseCount).toBe(0);
+    expect(token.accessToken).toBe(h.provider.grant(grant.grantId)?.accessToken);
+  });
+
+  it("never answers a token that has already expired, even one another process just stored", async () => {
+    const { connection } = await h.addConnection({ expiresInSeconds: 5 });
+    const lease = await h.deps.lock.acquire(connection.id);
+    if (!lease) throw new Error("lock should be free");
+    const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
+    const before = await contended();
+    const answer = tokenOf(connection.id);
+    await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+    // The holder (a clock-skewed or buggy process) stores a "refreshed" token that is
+    // already past its expiry.
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: {
+        accessToken: sealAccessToken(h.keyRing, connection.id, "expired-on-arrival"),
+        expiresAt: new Date(Date.now() - 1_000),
+        version: { increment: 1 },
+        refreshCount: { increment: 1 },
+      },
+    });
+    await lease.release();
+    const response = await answer;
+    expect(response.statusCode).toBe(503);
+    expect(response.json()).toMatchObject({ error: "refresh_failed" });
+    expect(response.body).not.toContain("expired-on-arrival");
   });
 
   it("returns the old token when the refresh fails and it is still valid", async () => {
@@ -198,6 +260,49 @@ describe("needs_reauth, then new tokens from the app", () => {
     expect(refreshesOf(regrant.grantId)).toBe(1);
     const token = (await tokenOf(connection.id)).json();
     expect(token.accessToken).toBe(h.provider.grant(regrant.grantId)?.accessToken);
+  });
+});
+
+describe("a connection in error (the provider refused the integration's client)", () => {
+  const refuseClient = (grantId: string) =>
+    h.provider.failNext(1, { status: 401, error: "invalid_client" }, { grantId });
+
+  it("answers 409 integration_error, without Retry-After, once its token has expired", async () => {
+    const { connection, grant } = await h.addConnection({
+      integrationKey: "misconfigured",
+      expiresInSeconds: -10,
+    });
+    refuseClient(grant.grantId);
+    const first = await tokenOf(connection.id);
+    expect(first.statusCode).toBe(409);
+    expect(first.json()).toMatchObject({ error: "integration_error" });
+    expect(first.json().message).toMatch(/update the integration/);
+    expect(first.headers["retry-after"]).toBeUndefined();
+    expect(first.body).not.toContain(grant.accessToken);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "error", nextRefreshAt: null });
+
+    // No retry happens until the integration is updated: no more provider calls.
+    const requests = h.provider.requests;
+    expect((await tokenOf(connection.id)).json()).toMatchObject({ error: "integration_error" });
+    const forced = await refreshNow(connection.id);
+    expect(forced.statusCode).toBe(409);
+    expect(forced.json()).toMatchObject({ error: "integration_error" });
+    expect(h.provider.requests).toBe(requests);
+  });
+
+  it("still serves its token while that has not expired", async () => {
+    const { connection, grant } = await h.addConnection({
+      integrationKey: "misconfigured",
+      expiresInSeconds: 30,
+    });
+    refuseClient(grant.grantId);
+    // 30 s left, 60 s asked: the refresh is refused, the valid token is the best answer.
+    const response = await tokenOf(connection.id);
+    expect(response.statusCode).toBe(200);
+    expect(response.json().accessToken).toBe(grant.accessToken);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.status).toBe("error");
   });
 });
 

@@ -49,10 +49,11 @@ export class TokenService {
 
   /**
    * A token valid for at least `minValiditySeconds`, refreshing first when the stored one
-   * is not. When the refresh fails but the stored token has not expired, that token is
-   * returned. Once refreshed, a token's lifetime is known: `minValiditySeconds` then counts
-   * up to half of it, since asking more of short-lived tokens would refresh (and rotate)
-   * on every call, and no refresh could give it.
+   * is not. When no refresh can be had (it failed, or the connection is in `error`) but
+   * the stored token has not expired, that token is returned; an expired one never is.
+   * Once refreshed, a token's lifetime is known: `minValiditySeconds` then counts up to
+   * half of it, since asking more of short-lived tokens would refresh (and rotate) on
+   * every call, and no refresh could give it.
    */
   async token(connectionId: string, minValiditySeconds: number): Promise<AccessToken> {
     let row = await this.#load(connectionId);
@@ -62,10 +63,12 @@ export class TokenService {
         ? row.expiresAt.getTime() - row.lastRefreshedAt.getTime()
         : Number.POSITIVE_INFINITY;
     if (!validFor(row, Math.min(minValiditySeconds * 1000, lifetimeMs / 2))) {
-      const attempt = await this.#refreshShared(connectionId);
+      // A connection in `error` is not refreshed until its integration is updated.
+      const attempt =
+        row.status === "error" ? { row, refreshed: false } : await this.#refreshShared(row);
       row = attempt.row;
       refuseWhileDead(row);
-      if (!attempt.refreshed && !validFor(row, 0)) throw refreshFailed(attempt);
+      if (!validFor(row, 0)) throw unavailable(attempt);
     }
     return {
       accessToken: openAccessToken(this.#deps.keyRing, row.id, row.accessToken),
@@ -77,54 +80,69 @@ export class TokenService {
 
   /** Refreshes now (joining a refresh in flight) and answers the stored row. */
   async refresh(connectionId: string): Promise<ConnectionRow> {
-    refuseWhileDead(await this.#load(connectionId));
-    const attempt = await this.#refreshShared(connectionId);
+    const row = await this.#load(connectionId);
+    refuseWhileDead(row);
+    if (row.status === "error") throw unavailable({ row, refreshed: false });
+    const attempt = await this.#refreshShared(row);
     refuseWhileDead(attempt.row);
-    if (!attempt.refreshed) throw refreshFailed(attempt);
+    if (!attempt.refreshed) throw unavailable(attempt);
     return attempt.row;
   }
 
-  #refreshShared(connectionId: string): Promise<Attempt> {
-    const running = this.#inFlight.get(connectionId);
+  /**
+   * Refreshes the connection the caller found stale at `stale.version`. Callers in this
+   * process share one attempt; its result is the latest state whichever version each
+   * caller had read.
+   */
+  #refreshShared(stale: ConnectionRow): Promise<Attempt> {
+    const running = this.#inFlight.get(stale.id);
     if (running) return running;
-    const started = this.#refreshAcrossProcesses(connectionId).finally(() =>
-      this.#inFlight.delete(connectionId),
+    const started = this.#refreshAcrossProcesses(stale).finally(() =>
+      this.#inFlight.delete(stale.id),
     );
-    this.#inFlight.set(connectionId, started);
+    this.#inFlight.set(stale.id, started);
     return started;
   }
 
-  async #refreshAcrossProcesses(connectionId: string): Promise<Attempt> {
+  async #refreshAcrossProcesses(stale: ConnectionRow): Promise<Attempt> {
     const { lock } = this.#deps;
+    let before = stale;
     for (let tries = 1; ; tries += 1) {
-      const before = await this.#load(connectionId);
-      const run = await refreshConnection(this.#deps, { connectionId, source: "api" });
-      switch (run.kind) {
-        case "done":
-          await this.#dropSupersededJob(before, run.connection);
-          // The row as stored, with the integration it had: no need to read it back.
-          return {
-            row: { ...run.connection, integration: before.integration },
-            refreshed: run.outcome === "success",
-          };
-        case "busy": {
-          // Another process (a worker, another api replica) is refreshing: its result is
-          // ours. Polling the lock is cheap next to a provider round trip.
-          const deadline = Date.now() + lock.ttlMs;
-          while ((await lock.remainingMs(connectionId)) > 0 && Date.now() < deadline) {
-            await sleep(LOCK_POLL_MS);
-          }
-          const after = await this.#load(connectionId);
-          // The holder changed nothing (it had nothing to do, or its lease ran out): try
-          // ourselves.
-          if (after.version === before.version && tries < MAX_TRIES) continue;
-          return { row: after, refreshed: after.refreshCount > before.refreshCount };
-        }
-        case "cooling_down":
-          return { row: before, refreshed: false, retryInMs: run.retryInMs };
-        case "skipped":
-          return { row: await this.#load(connectionId), refreshed: false };
+      // Only at the version found stale: if another process refreshed since (between our
+      // read and its lock's release), the refresh is skipped as rescheduled and its result
+      // is ours, instead of a second provider call.
+      const run = await refreshConnection(this.#deps, {
+        connectionId: before.id,
+        expectedVersion: before.version,
+        source: "api",
+      });
+      if (run.kind === "done") {
+        await this.#dropSupersededJob(before, run.connection);
+        // The row as stored, with the integration it had: no need to read it back.
+        return {
+          row: { ...run.connection, integration: before.integration },
+          refreshed: run.outcome === "success",
+        };
       }
+      if (run.kind === "cooling_down") {
+        return { row: before, refreshed: false, retryInMs: run.retryInMs };
+      }
+      if (run.kind === "busy") {
+        // Another process (a worker, another api replica) is refreshing: its result is
+        // ours. Polling the lock is cheap next to a provider round trip.
+        const deadline = Date.now() + lock.ttlMs;
+        while ((await lock.remainingMs(before.id)) > 0 && Date.now() < deadline) {
+          await sleep(LOCK_POLL_MS);
+        }
+      }
+      const after = await this.#load(before.id);
+      // The holder changed nothing (it had nothing to do, or its lease ran out): try
+      // ourselves. A skip leaves nothing to try: the row moved on, or is not refreshable.
+      if (run.kind === "busy" && after.version === before.version && tries < MAX_TRIES) {
+        before = after;
+        continue;
+      }
+      return { row: after, refreshed: after.refreshCount > before.refreshCount };
     }
   }
 
@@ -151,8 +169,9 @@ export class TokenService {
   }
 }
 
+/** Whether the token is still valid `ms` from now; an expired token never is. */
 function validFor(row: Connection, ms: number): boolean {
-  return row.expiresAt === null || row.expiresAt.getTime() - Date.now() >= ms;
+  return row.expiresAt === null || row.expiresAt.getTime() - Date.now() > Math.max(ms, 0);
 }
 
 function refuseWhileDead(row: Connection): void {
@@ -165,13 +184,22 @@ function refuseWhileDead(row: Connection): void {
   }
 }
 
-function refreshFailed({ row, retryInMs }: Attempt): HttpError {
+/** Why no fresh token can be had: a configuration to fix (409) or a failure to wait out (503). */
+function unavailable({ row, retryInMs }: Attempt): HttpError {
+  if (row.status === "error") {
+    // SPEC §2: `error` is not retried until the integration is updated, so a Retry-After
+    // would promise what will not happen.
+    return new HttpError(
+      409,
+      "integration_error",
+      `the provider refused the integration's configuration (${row.lastErrorCode ?? "error"}); ` +
+        "update the integration, then its connections are refreshed again",
+    );
+  }
   const reason =
     retryInMs !== undefined
       ? "the provider is rate-limiting this integration; retry later"
-      : row.status === "error"
-        ? "the provider refused the integration's client configuration; update the integration"
-        : `the refresh failed (${row.lastErrorCode ?? "unknown"}); it is retried in the background`;
+      : `the refresh failed (${row.lastErrorCode ?? "unknown"}); it is retried in the background`;
   const retryAtMs = retryInMs ?? (row.nextRefreshAt ? row.nextRefreshAt.getTime() - Date.now() : 0);
   return new HttpError(503, "refresh_failed", reason, {
     retryAfterSeconds: retryAtMs > 0 ? Math.ceil(retryAtMs / 1000) : undefined,

@@ -18,6 +18,18 @@ export {
   refreshConnection,
 } from "./refresh-connection";
 export {
+  type ConnectionRegistration,
+  type RegisteredConnection,
+  type RegistrationDeps,
+  registerConnection,
+  UnknownIntegrationError,
+} from "./register-connection";
+export {
+  type IntegrationDeps,
+  type IntegrationRegistration,
+  registerIntegration,
+} from "./register-integration";
+export {
   computeNextRefreshAt,
   enqueueRefresh,
   minRefreshIntervalMs,

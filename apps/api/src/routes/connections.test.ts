@@ -136,30 +136,263 @@ describe("GET and DELETE /v1/connections/:id", () => {
     );
   });
 
-  it("answers 400 for an id that is not a UUID", async () => {
+  it.each([
+    "123",
+    "%ff",
+    "x%00y",
+    "7d3f4a52-0c1e-4a7b-9f0e-2b8c5d6e7f8",
+    `{7d3f4a52-0c1e-4a7b-9f0e-2b8c5d6e7f80}`,
+    "a".repeat(300),
+  ])("answers 404 not_found for the id %s, as for any unknown id", async (id) => {
     const app = await server();
-    const response = await app.inject({ url: "/v1/connections/123", headers: auth });
+    for (const [method, path] of [
+      ["GET", ""],
+      ["DELETE", ""],
+      ["GET", "/token"],
+      ["POST", "/refresh"],
+    ] as const) {
+      const response = await app.inject({
+        method,
+        url: `/v1/connections/${id}${path}`,
+        headers: auth,
+      });
+      expect(response.statusCode).toBe(404);
+      expect(response.json()).toMatchObject({ error: "not_found" });
+    }
+  });
+
+  it("drops the provider answer parked for a deleted connection, sealed tokens and all", async () => {
+    const app = await server();
+    const { id } = (
+      await app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: auth,
+        payload: { ...tokens, externalId: "parked" },
+      })
+    ).json();
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id } });
+    // What a refresh leaves when PostgreSQL refuses its write.
+    await h.deps.parked.park(
+      { id, version: row.version },
+      {
+        accessToken: row.accessToken,
+        refreshToken: row.refreshToken,
+        tokenType: row.tokenType,
+        scope: row.scope,
+        expiresAt: row.expiresAt,
+        status: "active",
+        version: row.version + 1,
+        nextRefreshAt: row.nextRefreshAt,
+        lastRefreshedAt: new Date(),
+        refreshCount: 1,
+        consecutiveFailures: 0,
+        lastErrorCode: null,
+        lastErrorMessage: null,
+        lastErrorAt: null,
+      },
+      { type: "refreshed", outcome: "success", errorCode: null, message: null },
+    );
+    expect(await h.deps.parked.take(id)).not.toBeNull();
+
+    const deleted = await app.inject({
+      method: "DELETE",
+      url: `/v1/connections/${id}`,
+      headers: auth,
+    });
+    expect(deleted.statusCode).toBe(204);
+    expect(await h.deps.parked.take(id)).toBeNull();
+  });
+});
+
+describe("expiry at registration", () => {
+  const HOUR_MS = 3_600_000;
+
+  it.each([
+    ["without expiresIn or expiresAt", {}],
+    ["with an expiresAt in the past", { expiresAt: "2020-01-01T00:00:00Z" }],
+    ["with expiresIn 0", { expiresIn: 0 }],
+  ])(
+    "a connection posted %s gets the provider's fallback lifetime and a job",
+    async (label, stated) => {
+      const app = await server();
+      const { expiresIn: _, ...withoutExpiry } = tokens;
+      const before = Date.now();
+      const response = await app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: auth,
+        payload: { ...withoutExpiry, externalId: `expiry ${label}`, ...stated },
+      });
+      expect(response.statusCode).toBe(201);
+      const view = response.json();
+      // The mock integration is generic oauth2: one hour when no usable expiry is stated.
+      const expiresAt = Date.parse(view.expiresAt);
+      expect(expiresAt).toBeGreaterThanOrEqual(before + HOUR_MS);
+      expect(expiresAt).toBeLessThanOrEqual(Date.now() + HOUR_MS);
+      expect(Date.parse(view.nextRefreshAt)).toBeLessThan(expiresAt);
+      const job = await h.queue.getJob(refreshJobId({ connectionId: view.id, version: 0 }));
+      expect(await job?.getState()).toBe("delayed");
+
+      // The token is served with the expiry it was given, which has not passed.
+      const token = await app.inject({
+        url: `/v1/connections/${view.id}/token?minValidity=0`,
+        headers: auth,
+      });
+      expect(token.statusCode).toBe(200);
+      expect(Date.parse(token.json().expiresAt)).toBeGreaterThan(Date.now());
+    },
+  );
+
+  it("never serves a token that has expired: without a refresh token it is needs_reauth", async () => {
+    const app = await server();
+    const { refreshToken: _, ...accessOnly } = tokens;
+    const { id } = (
+      await app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: auth,
+        payload: { ...accessOnly, externalId: "access-only" },
+      })
+    ).json();
+    // Its hour has passed.
+    await h.prisma.connection.update({
+      where: { id },
+      data: { expiresAt: new Date(Date.now() - 1_000) },
+    });
+    const token = await app.inject({
+      url: `/v1/connections/${id}/token?minValidity=0`,
+      headers: auth,
+    });
+    expect(token.statusCode).toBe(409);
+    expect(token.json()).toMatchObject({ error: "needs_reauth" });
+    expect(token.body).not.toContain(tokens.accessToken);
+  });
+});
+
+describe("re-posting a connection without refreshToken", () => {
+  it("keeps the stored refresh token, keeps the connection scheduled, and refreshes with it", async () => {
+    const app = await server();
+    const grant = h.provider.issueGrant({ rotate: true });
+    const post = (payload: object) =>
+      app.inject({ method: "POST", url: "/v1/connections", headers: auth, payload });
+    const first = await post({
+      ...tokens,
+      externalId: "relogin",
+      accessToken: grant.accessToken,
+      refreshToken: grant.refreshToken,
+    });
+    // The README's saveConnection() after a second Google consent: no refresh_token.
+    const again = await post({
+      integration: "mock",
+      externalId: "relogin",
+      accessToken: "ya29.second-login",
+      expiresIn: 3599,
+    });
+    expect(again.statusCode).toBe(200);
+    expect(again.json()).toMatchObject({ id: first.json().id, status: "active" });
+    expect(again.json().nextRefreshAt).not.toBeNull();
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: first.json().id } });
+    expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(grant.refreshToken);
+    expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toBe("ya29.second-login");
+    const job = await h.queue.getJob(refreshJobId({ connectionId: row.id, version: 1 }));
+    expect(await job?.getState()).toBe("delayed");
+
+    const refreshed = await app.inject({
+      method: "POST",
+      url: `/v1/connections/${row.id}/refresh`,
+      headers: auth,
+    });
+    expect(refreshed.statusCode).toBe(200);
+    expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+  });
+});
+
+describe("unknown fields", () => {
+  it("refuses a provider's raw token answer, naming its fields", async () => {
+    const app = await server();
+    const response = await app.inject({
+      method: "POST",
+      url: "/v1/connections",
+      headers: auth,
+      payload: {
+        integration: "mock",
+        externalId: "raw",
+        access_token: "ya29.raw",
+        refresh_token: "1//raw",
+        expires_in: 3599,
+      },
+    });
     expect(response.statusCode).toBe(400);
-    expect(response.json().message).toMatch(/^id: /);
+    expect(response.json()).toEqual({
+      error: "invalid_request",
+      message: "access_token, refresh_token, expires_in: unknown fields",
+    });
+    expect(await h.prisma.connection.count({ where: { externalId: "raw" } })).toBe(0);
+  });
+
+  it.each([
+    ["POST", "/v1/connections?force=1", tokens, /^force: unknown field$/],
+    ["POST", "/v1/connections", { ...tokens, expires_at: 1 }, /^expires_at: unknown field$/],
+    ["GET", "/v1/connections?integration=mock&page=2", undefined, /^page: unknown field$/],
+    ["GET", "/v1/connections/ID?fields=all", undefined, /^fields: unknown field$/],
+    ["GET", "/v1/connections/ID/token?min_validity=60", undefined, /^min_validity: /],
+    ["POST", "/v1/connections/ID/refresh", { force: true }, /^force: unknown field$/],
+    ["POST", "/v1/connections/ID/refresh?force=true", undefined, /^force: unknown field$/],
+    ["DELETE", "/v1/connections/ID?soft=1", undefined, /^soft: unknown field$/],
+    ["DELETE", "/v1/connections/ID", { soft: true }, /^soft: unknown field$/],
+  ] as const)("%s %s refuses an unknown field by name", async (method, url, payload, message) => {
+    const app = await server();
+    const { id } = (
+      await app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: auth,
+        payload: { ...tokens, externalId: "unknown-fields" },
+      })
+    ).json();
+    const response = await app.inject({
+      method,
+      url: url.replace("ID", id),
+      headers: auth,
+      ...(payload ? { payload } : {}),
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().error).toBe("invalid_request");
+    expect(response.json().message).toMatch(message);
+    expect(await h.prisma.connection.count({ where: { id } })).toBe(1);
   });
 });
 
 describe("registration races and failures", () => {
-  it("two first registrations of one user at once make one connection", async () => {
+  it("first registrations of one user at once make one connection that refreshes", async () => {
     const app = await server();
+    const grant = h.provider.issueGrant();
     const answers = await Promise.all(
       Array.from({ length: 5 }, (_, n) =>
         app.inject({
           method: "POST",
           url: "/v1/connections",
           headers: auth,
-          payload: { ...tokens, externalId: "double-submit", accessToken: `access-${n}` },
+          payload: {
+            ...tokens,
+            externalId: "double-submit",
+            accessToken: `access-${n}`,
+            refreshToken: grant.refreshToken,
+          },
         }),
       ),
     );
     expect(answers.map((a) => a.statusCode).sort()).toEqual([200, 200, 200, 200, 201]);
     expect(new Set(answers.map((a) => a.json().id)).size).toBe(1);
     expect(await h.prisma.connection.count({ where: { externalId: "double-submit" } })).toBe(1);
+    const refreshed = await app.inject({
+      method: "POST",
+      url: `/v1/connections/${answers[0]?.json().id}/refresh`,
+      headers: auth,
+    });
+    expect(refreshed.statusCode).toBe(200);
+    expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
   });
 
   it("stores the connection when Redis is down, and the scheduler's sweep adds its job", async () => {

@@ -5,6 +5,8 @@ import { openClientSecret, refreshJobId } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH, testServer } from "../test-server";
+import { TokenService } from "../token-service";
+import { registerConnectionRoutes } from "./connections";
 import { registerIntegrationRoutes } from "./integrations";
 
 const auth = AUTH;
@@ -27,6 +29,12 @@ function server(allowInsecureTokenUrls: InsecureTokenUrls = false, egressPolicy?
           log: createLogger({ name: "api-test", level: "silent" }),
           allowInsecureTokenUrls,
           egressPolicy: egressPolicy ?? h.deps.egress.policy,
+        }),
+      (app) =>
+        registerConnectionRoutes(app, {
+          prisma: h.prisma,
+          refresh: h.deps,
+          tokens: new TokenService(h.deps, h.prisma),
         }),
     ],
   });
@@ -226,6 +234,97 @@ describe("POST /v1/integrations", () => {
     expect(huge.statusCode).toBe(413);
     expect(huge.json().error).toBe("payload_too_large");
   });
+});
+
+describe("first registrations of one integration at once", () => {
+  it("store a client secret that refreshes, through the real HTTP server (10 parallel pairs)", async () => {
+    const app = await server(true);
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const { port } = app.server.address() as { port: number };
+      const post = (path: string, body: object) =>
+        fetch(`http://127.0.0.1:${port}${path}`, {
+          method: "POST",
+          headers: { ...auth, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+      const keys = Array.from({ length: 10 }, (_, n) => `pair-${n}`);
+      const answers = await Promise.all(
+        keys.flatMap((key) =>
+          [1, 2].map(async () => {
+            const response = await post("/v1/integrations", {
+              key,
+              provider: "oauth2",
+              clientId: h.provider.clientId,
+              clientSecret: h.provider.clientSecret,
+              tokenUrl: h.provider.tokenUrl,
+            });
+            return { key, status: response.status };
+          }),
+        ),
+      );
+      for (const key of keys) {
+        const statuses = answers.filter((a) => a.key === key).map((a) => a.status);
+        expect(statuses.sort()).toEqual([200, 201]);
+        const grant = h.provider.issueGrant();
+        const connection = await post("/v1/connections", {
+          integration: key,
+          externalId: "user",
+          accessToken: grant.accessToken,
+          refreshToken: grant.refreshToken,
+        });
+        const { id } = (await connection.json()) as { id: string };
+        const refreshed = await post(`/v1/connections/${id}/refresh`, {});
+        expect(refreshed.status).toBe(200);
+        expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+      }
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe("unknown fields and keys", () => {
+  it.each([
+    [
+      "POST",
+      "/v1/integrations",
+      { ...google, key: "strict", client_secret: "x" },
+      /^client_secret: unknown field$/,
+    ],
+    ["POST", "/v1/integrations?dryRun=1", { ...google, key: "strict" }, /^dryRun: unknown field$/],
+    ["GET", "/v1/integrations?provider=google", undefined, /^provider: unknown field$/],
+    ["GET", "/v1/integrations/gmail?expand=1", undefined, /^expand: unknown field$/],
+    ["DELETE", "/v1/integrations/strict?force=1", undefined, /^force: unknown field$/],
+  ] as const)("%s %s refuses an unknown field by name", async (method, url, payload, message) => {
+    const app = await server();
+    const response = await app.inject({
+      method,
+      url,
+      headers: auth,
+      ...(payload ? { payload } : {}),
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().message).toMatch(message);
+    expect(response.body).not.toContain("GOCSPX");
+    expect(await h.prisma.integration.count({ where: { key: "strict" } })).toBe(0);
+  });
+
+  it.each(["Bad Key", "%00", "%ff", "a".repeat(300), "k".repeat(65)])(
+    "answers 404 not_found for the key %s, as for any unknown key",
+    async (key) => {
+      const app = await server();
+      for (const method of ["GET", "DELETE"] as const) {
+        const response = await app.inject({
+          method,
+          url: `/v1/integrations/${key}`,
+          headers: auth,
+        });
+        expect(response.statusCode).toBe(404);
+        expect(response.json()).toMatchObject({ error: "not_found" });
+      }
+    },
+  );
 });
 
 describe("GET and DELETE /v1/integrations", () => {

@@ -1,4 +1,3 @@
-import { randomUUID } from "node:crypto";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Integration, PrismaClient } from "@evergreen/db";
 import type { EgressPolicy } from "@evergreen/egress";
@@ -9,12 +8,11 @@ import {
   isProviderId,
   ProviderConfigError,
 } from "@evergreen/providers";
-import { type RefreshJobPayload, refreshJob, sealClientSecret } from "@evergreen/refresh";
+import { type RefreshJobPayload, registerIntegration } from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { HttpError, parseInput } from "../http-errors";
-import { scheduleOrDefer } from "../schedule-or-defer";
+import { HttpError, noFields, parseInput } from "../http-errors";
 
 export interface IntegrationRoutesDeps {
   readonly prisma: PrismaClient;
@@ -33,7 +31,7 @@ const integrationKey = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "must be 1-64 of a-z, 0-9, _ and -");
 
-const integrationInput = z.object({
+const integrationInput = z.strictObject({
   key: integrationKey,
   provider: z.string().refine(isProviderId, "unknown provider (a catalog id or oauth2)"),
   clientId: z.string().min(1).max(512),
@@ -101,94 +99,51 @@ function checkOffline(
 }
 
 /**
- * Connections in `error` stopped because the provider refused this integration's
- * configuration (SPEC §2); an update may have fixed it, so they are refreshed now. A job
- * that cannot be queued is added by the scheduler's next sweep (the row is due).
+ * The integration key in the path. A key of any other shape names no integration: 404,
+ * like an unknown one (and a NUL byte never reaches PostgreSQL, which would refuse it).
  */
-async function retryFailedConnections(
-  { prisma, queue, log }: IntegrationRoutesDeps,
-  integration: Integration,
-): Promise<void> {
-  const now = new Date();
-  const rows = await prisma.$transaction(async (tx) => {
-    const updated = await tx.connection.updateManyAndReturn({
-      where: { integrationId: integration.id, status: "error" },
-      data: {
-        status: "active",
-        nextRefreshAt: now,
-        consecutiveFailures: 0,
-        version: { increment: 1 },
-      },
-      select: { id: true, version: true },
-    });
-    await tx.connectionEvent.createMany({
-      data: updated.map((row) => ({
-        connectionId: row.id,
-        integrationId: integration.id,
-        type: "updated" as const,
-        message: "integration updated: refresh retried",
-      })),
-    });
-    return updated;
-  });
-  if (rows.length === 0) return;
-  await scheduleOrDefer(
-    log,
-    { integration: integration.key },
-    queue.addBulk(
-      rows.map((row) => refreshJob({ connectionId: row.id, version: row.version }, now, now)),
-    ),
-  );
-  log.info(
-    { integration: integration.key, connections: rows.length },
-    "retrying connections in error",
-  );
+function integrationKeyParam(params: unknown): string {
+  const { key } = params as { key: string };
+  if (!integrationKey.safeParse(key).success) throw notFound();
+  return key;
 }
 
+const notFound = () => new HttpError(404, "not_found", "no integration with this key");
+
 export function registerIntegrationRoutes(app: FastifyInstance, deps: IntegrationRoutesDeps): void {
-  const { prisma, keyRing } = deps;
+  const { prisma } = deps;
 
   app.post("/v1/integrations", async (request, reply) => {
     const input = parseInput(integrationInput, request.body);
+    parseInput(noFields, request.query);
     checkOffline(input, deps);
-    const existing = await prisma.integration.findUnique({ where: { key: input.key } });
-    const id = existing?.id ?? randomUUID();
-    const fields = {
-      provider: input.provider,
-      clientId: input.clientId,
-      clientSecret: sealClientSecret(keyRing, id, input.clientSecret),
-      tokenUrl: input.tokenUrl ?? null,
-      clientAuth: input.clientAuth ?? null,
-      bodyFormat: input.bodyFormat ?? null,
-      scopes: input.scopes ?? [],
-      refreshBufferSeconds: input.refreshBufferSeconds ?? null,
-    };
-    const row = await prisma.integration.upsert({
-      where: { key: input.key },
-      create: { id, key: input.key, ...fields },
-      update: fields,
-    });
-    if (existing) await retryFailedConnections(deps, row);
-    return reply.status(existing ? 200 : 201).send(integrationView(row));
+    const { integration, created } = await registerIntegration(deps, input);
+    return reply.status(created ? 201 : 200).send(integrationView(integration));
   });
 
-  app.get("/v1/integrations", async () => {
+  app.get("/v1/integrations", async (request) => {
+    parseInput(noFields, request.query);
     const rows = await prisma.integration.findMany({ orderBy: { key: "asc" } });
     return { data: rows.map(integrationView) };
   });
 
-  app.get<{ Params: { key: string } }>("/v1/integrations/:key", async (request) => {
-    const row = await prisma.integration.findUnique({ where: { key: request.params.key } });
-    if (!row) throw new HttpError(404, "not_found", "no integration with this key");
+  app.get("/v1/integrations/:key", async (request) => {
+    const key = integrationKeyParam(request.params);
+    parseInput(noFields, request.query);
+    const row = await prisma.integration.findUnique({ where: { key } });
+    if (!row) throw notFound();
     return integrationView(row);
   });
 
-  app.delete<{ Params: { key: string } }>("/v1/integrations/:key", async (request, reply) => {
+  app.delete("/v1/integrations/:key", async (request, reply) => {
+    const key = integrationKeyParam(request.params);
+    parseInput(noFields, request.query);
+    parseInput(noFields, request.body);
     const row = await prisma.integration.findUnique({
-      where: { key: request.params.key },
+      where: { key },
       include: { _count: { select: { connections: true } } },
     });
-    if (!row) throw new HttpError(404, "not_found", "no integration with this key");
+    if (!row) throw notFound();
     if (row._count.connections > 0) {
       throw new HttpError(
         409,

@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { refreshJobId } from "./jobs";
+import { refreshConnection } from "./refresh-connection";
+import {
+  type ConnectionRegistration,
+  registerConnection,
+  UnknownIntegrationError,
+} from "./register-connection";
+import { createRefreshHarness, type RefreshHarness } from "./testing";
+import { openAccessToken, openRefreshToken } from "./token-cipher";
+
+let h: RefreshHarness;
+const NOW = new Date("2030-01-01T00:00:00.000Z");
+
+beforeAll(async () => {
+  h = await createRefreshHarness();
+  await h.addConnection({ integrationKey: "mock" }); // the "mock" integration (oauth2: 1 h fallback)
+});
+afterAll(() => h.close());
+
+/** A clock stopped at NOW and no spread, so expiries and schedules are exact. */
+const register = (input: Omit<ConnectionRegistration, "integration">, now = NOW) =>
+  registerConnection(
+    { ...h.deps, prisma: h.prisma, now: () => now, random: () => 0 },
+    { integration: "mock", ...input },
+  );
+
+const HOUR_MS = 3_600_000;
+const jobOf = (id: string, version: number) =>
+  h.queue.getJob(refreshJobId({ connectionId: id, version }));
+
+describe("registerConnection", () => {
+  it("seals the tokens for the row, records the event and schedules the refresh", async () => {
+    const { connection, integration, created } = await register({
+      externalId: "first",
+      accessToken: "access-1",
+      refreshToken: "refresh-1",
+      expiresIn: 3600,
+    });
+    expect(created).toBe(true);
+    expect(integration.key).toBe("mock");
+    expect(openAccessToken(h.keyRing, connection.id, connection.accessToken)).toBe("access-1");
+    expect(openRefreshToken(h.keyRing, connection.id, connection.refreshToken ?? "")).toBe(
+      "refresh-1",
+    );
+    // 300 s buffer before the hour is up.
+    expect(connection.nextRefreshAt).toEqual(new Date(NOW.getTime() + HOUR_MS - 300_000));
+    expect(await jobOf(connection.id, 0)).toBeTruthy();
+    const events = await h.prisma.connectionEvent.findMany({
+      where: { connectionId: connection.id },
+    });
+    expect(events.map((e) => e.type)).toEqual(["created"]);
+  });
+
+  it.each([
+    ["no expiry", {}],
+    ["an expiresAt in the past", { expiresAt: new Date(NOW.getTime() - 60_000) }],
+    ["an expiresAt under a second ahead", { expiresAt: new Date(NOW.getTime() + 500) }],
+    ["expiresIn 0", { expiresIn: 0 }],
+  ])("applies the provider's fallback lifetime to %s, and schedules it", async (label, stated) => {
+    const { connection } = await register({
+      externalId: `fallback ${label}`,
+      accessToken: "access",
+      refreshToken: "refresh",
+      ...stated,
+    });
+    expect(connection.expiresAt).toEqual(new Date(NOW.getTime() + HOUR_MS));
+    expect(connection.nextRefreshAt).toEqual(new Date(NOW.getTime() + HOUR_MS - 300_000));
+    expect(await jobOf(connection.id, 0)).toBeTruthy();
+  });
+
+  it("never schedules sooner than the shortest refresh interval after registration", async () => {
+    const { connection } = await register({
+      externalId: "tiny",
+      accessToken: "access",
+      refreshToken: "refresh",
+      expiresIn: 2,
+    });
+    expect(connection.expiresAt).toEqual(new Date(NOW.getTime() + 2_000));
+    expect(connection.nextRefreshAt).toEqual(new Date(NOW.getTime() + 30_000));
+  });
+
+  it("keeps the stored refresh token when none is sent, still scheduled, and refreshes with it", async () => {
+    const grant = h.provider.issueGrant({ rotate: true });
+    const first = await register(
+      {
+        externalId: "google-style",
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        expiresIn: 3600,
+      },
+      new Date(),
+    );
+    // The user logs in again: Google sends an access token and no refresh token.
+    const again = await register(
+      { externalId: "google-style", accessToken: "access-2", expiresIn: 3600 },
+      new Date(),
+    );
+    expect(again.created).toBe(false);
+    expect(again.connection).toMatchObject({ id: first.connection.id, version: 1 });
+    expect(openAccessToken(h.keyRing, again.connection.id, again.connection.accessToken)).toBe(
+      "access-2",
+    );
+    expect(
+      openRefreshToken(h.keyRing, again.connection.id, again.connection.refreshToken ?? ""),
+    ).toBe(grant.refreshToken);
+    expect(again.connection.nextRefreshAt).not.toBeNull();
+    expect(await jobOf(again.connection.id, 1)).toBeTruthy();
+
+    const run = await refreshConnection(h.deps, {
+      connectionId: again.connection.id,
+      source: "worker",
+    });
+    expect(run).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+  });
+
+  it("does not schedule a connection that has no refresh token at all", async () => {
+    const { connection } = await register({ externalId: "no-refresh", accessToken: "access" });
+    expect(connection.refreshToken).toBeNull();
+    expect(connection.nextRefreshAt).toBeNull();
+    expect(await jobOf(connection.id, 0)).toBeUndefined();
+  });
+
+  it("makes one row of parallel first registrations, with tokens sealed for it", async () => {
+    const grant = h.provider.issueGrant();
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, n) =>
+        register(
+          {
+            externalId: "double-submit",
+            accessToken: `access-${n}`,
+            refreshToken: grant.refreshToken,
+            expiresIn: 3600,
+          },
+          new Date(),
+        ),
+      ),
+    );
+    expect(results.filter((r) => r.created)).toHaveLength(1);
+    const ids = new Set(results.map((r) => r.connection.id));
+    expect(ids.size).toBe(1);
+    const row = await h.prisma.connection.findFirstOrThrow({
+      where: { externalId: "double-submit" },
+    });
+    expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toMatch(/^access-\d$/);
+    const run = await refreshConnection(h.deps, { connectionId: row.id, source: "worker" });
+    expect(run).toMatchObject({ kind: "done", outcome: "success" });
+  });
+
+  it("refuses an unknown integration", async () => {
+    await expect(
+      registerConnection(
+        { ...h.deps, prisma: h.prisma },
+        { integration: "nope", externalId: "x", accessToken: "a" },
+      ),
+    ).rejects.toBeInstanceOf(UnknownIntegrationError);
+  });
+});

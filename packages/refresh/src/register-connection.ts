@@ -1,0 +1,181 @@
+import { randomUUID } from "node:crypto";
+import type { KeyRing } from "@evergreen/crypto";
+import type { Connection, Integration, PrismaClient } from "@evergreen/db";
+import type { Logger } from "@evergreen/observability";
+import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
+import type { Queue } from "bullmq";
+import type { RefreshJobPayload } from "./jobs";
+import type { RefreshSettings } from "./refresh-connection";
+import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
+import { scheduleOrDefer } from "./schedule-or-defer";
+import { sealAccessToken, sealRefreshToken } from "./token-cipher";
+
+export interface RegistrationDeps {
+  readonly prisma: PrismaClient;
+  readonly keyRing: KeyRing;
+  readonly queue: Queue<RefreshJobPayload>;
+  readonly log: Logger;
+  readonly settings: Pick<RefreshSettings, "defaultBufferSeconds" | "retryBaseDelayMs">;
+  /** @defaultValue () => new Date() */
+  readonly now?: () => Date;
+  /** @defaultValue Math.random */
+  readonly random?: () => number;
+}
+
+/** Tokens an app (or an OAuth callback, a code exchange, an import) hands over for one user. */
+export interface ConnectionRegistration {
+  /** The integration's key. */
+  readonly integration: string;
+  readonly externalId: string;
+  readonly accessToken: string;
+  /** Absent: a connection that has one keeps it (Google sends none after the first consent). */
+  readonly refreshToken?: string | undefined;
+  /** Seconds from now; one under a second counts as absent. */
+  readonly expiresIn?: number | undefined;
+  /** One not in the future counts as absent. */
+  readonly expiresAt?: Date | undefined;
+  readonly scope?: string | undefined;
+  /** @defaultValue "Bearer" */
+  readonly tokenType?: string | undefined;
+  /** Replaces the stored metadata when given. */
+  readonly metadata?: Record<string, unknown> | undefined;
+}
+
+export interface RegisteredConnection {
+  readonly connection: Connection;
+  readonly integration: Integration;
+  /** False when the (integration, externalId) connection existed and was updated. */
+  readonly created: boolean;
+}
+
+export class UnknownIntegrationError extends Error {
+  override name = "UnknownIntegrationError";
+  constructor(readonly key: string) {
+    super("no integration with this key");
+  }
+}
+
+/** A write that lost a race to a concurrent first registration is tried once more. */
+const MAX_TRIES = 2;
+
+/**
+ * Registers a connection: upsert by (integration, externalId), tokens sealed for the row
+ * they are stored in, expiry held to the rules a provider's answer is held to (SPEC §2:
+ * an expiry not in the future counts as absent, then the provider's fallback lifetime
+ * applies), an event row, and the next refresh scheduled. Fresh tokens make the
+ * connection `active` whatever state it was in, with its failure history cleared.
+ *
+ * The row is stored before the job is queued: with Redis down the registration still
+ * succeeds and the scheduler's sweep adds the job from `nextRefreshAt`.
+ */
+export async function registerConnection(
+  deps: RegistrationDeps,
+  input: ConnectionRegistration,
+): Promise<RegisteredConnection> {
+  const { prisma } = deps;
+  const integration = await prisma.integration.findUnique({ where: { key: input.integration } });
+  if (!integration) throw new UnknownIntegrationError(input.integration);
+  const now = (deps.now ?? (() => new Date()))();
+  const expiresAt = tokenExpiresAt(
+    isProviderId(integration.provider) ? integration.provider : "oauth2",
+    {
+      expiresInMs: input.expiresIn === undefined ? null : input.expiresIn * 1000,
+      expiresAtMs: input.expiresAt === undefined ? null : input.expiresAt.getTime(),
+    },
+    now,
+  );
+  const plannedRefreshAt = computeNextRefreshAt({
+    expiresAt,
+    issuedAt: now,
+    bufferSeconds: integration.refreshBufferSeconds ?? deps.settings.defaultBufferSeconds,
+    minIntervalMs: minRefreshIntervalMs(deps.settings.retryBaseDelayMs),
+    random: deps.random,
+  });
+
+  for (let tries = 1; ; tries += 1) {
+    try {
+      const { connection, created } = await write(deps, integration, input, {
+        expiresAt,
+        plannedRefreshAt,
+      });
+      if (connection.nextRefreshAt) {
+        await scheduleOrDefer(
+          deps.log,
+          { connection: connection.id },
+          enqueueRefresh(
+            deps.queue,
+            { connectionId: connection.id, version: connection.version },
+            connection.nextRefreshAt,
+            now,
+          ),
+        );
+      }
+      return { connection, integration, created };
+    } catch (error) {
+      // A concurrent first registration of the same user (a double-submitted callback)
+      // created the row first: the next try finds it, locks it and updates it.
+      if (tries >= MAX_TRIES || (error as { code?: unknown }).code !== "P2002") throw error;
+    }
+  }
+}
+
+/**
+ * One transaction: the row lock makes "is a refresh token stored?" hold until the update,
+ * so a registration without one schedules exactly when the row keeps one.
+ */
+function write(
+  { prisma, keyRing }: RegistrationDeps,
+  integration: Integration,
+  input: ConnectionRegistration,
+  timing: { readonly expiresAt: Date | null; readonly plannedRefreshAt: Date | null },
+): Promise<{ connection: Connection; created: boolean }> {
+  return prisma.$transaction(async (tx) => {
+    const [existing] = await tx.$queryRaw<{ id: string; hasRefreshToken: boolean }[]>`
+      SELECT id, "refreshToken" IS NOT NULL AS "hasRefreshToken" FROM connections
+      WHERE "integrationId" = ${integration.id}::uuid AND "externalId" = ${input.externalId}
+      FOR UPDATE`;
+    // Sealed for the id of the row they are stored in: a ciphertext is bound to its row.
+    const id = existing?.id ?? randomUUID();
+    const refreshable = input.refreshToken !== undefined || existing?.hasRefreshToken === true;
+    const fields = {
+      accessToken: sealAccessToken(keyRing, id, input.accessToken),
+      tokenType: input.tokenType ?? "Bearer",
+      scope: input.scope ?? null,
+      expiresAt: timing.expiresAt,
+      status: "active" as const,
+      nextRefreshAt: refreshable ? timing.plannedRefreshAt : null,
+      consecutiveFailures: 0,
+      lastErrorCode: null,
+      lastErrorMessage: null,
+      lastErrorAt: null,
+      ...(input.metadata ? { metadata: input.metadata as object } : {}),
+    };
+    const sealedRefreshToken =
+      input.refreshToken === undefined
+        ? undefined
+        : sealRefreshToken(keyRing, id, input.refreshToken);
+    const connection = existing
+      ? await tx.connection.update({
+          where: { id },
+          // An absent refresh token leaves the stored one in place.
+          data: { ...fields, refreshToken: sealedRefreshToken, version: { increment: 1 } },
+        })
+      : await tx.connection.create({
+          data: {
+            id,
+            integrationId: integration.id,
+            externalId: input.externalId,
+            ...fields,
+            refreshToken: sealedRefreshToken ?? null,
+          },
+        });
+    await tx.connectionEvent.create({
+      data: {
+        connectionId: id,
+        integrationId: integration.id,
+        type: existing ? "updated" : "created",
+      },
+    });
+    return { connection, created: !existing };
+  });
+}

@@ -1,0 +1,131 @@
+import { randomUUID } from "node:crypto";
+import type { KeyRing } from "@evergreen/crypto";
+import type { BodyFormat, ClientAuth, Integration, PrismaClient } from "@evergreen/db";
+import type { Logger } from "@evergreen/observability";
+import type { ProviderId } from "@evergreen/providers";
+import type { Queue } from "bullmq";
+import type { RefreshJobPayload } from "./jobs";
+import { refreshJob } from "./schedule";
+import { scheduleOrDefer } from "./schedule-or-defer";
+import { sealClientSecret } from "./token-cipher";
+
+export interface IntegrationDeps {
+  readonly prisma: PrismaClient;
+  readonly keyRing: KeyRing;
+  readonly queue: Queue<RefreshJobPayload>;
+  readonly log: Logger;
+}
+
+/** An OAuth client's configuration, already checked by the caller. */
+export interface IntegrationRegistration {
+  readonly key: string;
+  readonly provider: ProviderId;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  readonly tokenUrl?: string | undefined;
+  readonly clientAuth?: ClientAuth | undefined;
+  readonly bodyFormat?: BodyFormat | undefined;
+  readonly scopes?: readonly string[] | undefined;
+  readonly refreshBufferSeconds?: number | undefined;
+}
+
+/** Rounds of "create, else update" before giving up on a key that keeps changing. */
+const MAX_TRIES = 3;
+
+/**
+ * Creates or updates the integration with this key. The client secret is sealed for the
+ * id of the row that holds it: two first registrations at once both try to create, one
+ * row wins, and the loser updates the winner's row with a secret sealed for the winner's
+ * id (sealing for its own fresh id left a secret no refresh could open). An update
+ * retries the integration's connections in `error`, since it may have fixed them.
+ */
+export async function registerIntegration(
+  deps: IntegrationDeps,
+  input: IntegrationRegistration,
+): Promise<{ readonly integration: Integration; readonly created: boolean }> {
+  const { prisma, keyRing } = deps;
+  const fields = (id: string) => ({
+    provider: input.provider,
+    clientId: input.clientId,
+    clientSecret: sealClientSecret(keyRing, id, input.clientSecret),
+    tokenUrl: input.tokenUrl ?? null,
+    clientAuth: input.clientAuth ?? null,
+    bodyFormat: input.bodyFormat ?? null,
+    scopes: [...(input.scopes ?? [])],
+    refreshBufferSeconds: input.refreshBufferSeconds ?? null,
+  });
+  for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
+    const existing = await prisma.integration.findUnique({
+      where: { key: input.key },
+      select: { id: true },
+    });
+    if (!existing) {
+      const id = randomUUID();
+      // ON CONFLICT DO NOTHING: nothing comes back when another registration created the
+      // key first; the next round updates its row.
+      const [created] = await prisma.integration.createManyAndReturn({
+        data: [{ id, key: input.key, ...fields(id) }],
+        skipDuplicates: true,
+      });
+      if (created) return { integration: created, created: true };
+      continue;
+    }
+    try {
+      const integration = await prisma.integration.update({
+        where: { id: existing.id },
+        data: fields(existing.id),
+      });
+      await retryFailedConnections(deps, integration);
+      return { integration, created: false };
+    } catch (error) {
+      // Deleted since we read it: the next round creates it again.
+      if ((error as { code?: unknown }).code !== "P2025") throw error;
+    }
+  }
+  throw new Error(`integration ${input.key} changed under ${MAX_TRIES} registration attempts`);
+}
+
+/**
+ * Connections in `error` stopped because the provider refused this integration's
+ * configuration (SPEC §2); an update may have fixed it, so they are refreshed now. A job
+ * that cannot be queued is added by the scheduler's next sweep (the row is due).
+ */
+async function retryFailedConnections(
+  { prisma, queue, log }: IntegrationDeps,
+  integration: Integration,
+): Promise<void> {
+  const now = new Date();
+  const rows = await prisma.$transaction(async (tx) => {
+    const updated = await tx.connection.updateManyAndReturn({
+      where: { integrationId: integration.id, status: "error" },
+      data: {
+        status: "active",
+        nextRefreshAt: now,
+        consecutiveFailures: 0,
+        version: { increment: 1 },
+      },
+      select: { id: true, version: true },
+    });
+    await tx.connectionEvent.createMany({
+      data: updated.map((row) => ({
+        connectionId: row.id,
+        integrationId: integration.id,
+        type: "updated" as const,
+        message: "integration updated: refresh retried",
+      })),
+    });
+    return updated;
+  });
+  if (rows.length === 0) return;
+  await scheduleOrDefer(
+    log,
+    { integration: integration.key },
+    queue.addBulk(
+      rows.map((row) => refreshJob({ connectionId: row.id, version: row.version }, now, now)),
+    ),
+  );
+  log.info(
+    { integration: integration.key, connections: rows.length },
+    "retrying connections in error",
+  );
+}
