@@ -22,9 +22,18 @@ export interface AppProcess {
 
 /** Starts `apps/<name>/src/main.ts` in its own Node process (tsx loader, no wrapper). */
 export function startApp(name: AppName, env: Record<string, string>): AppProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", `apps/${name}/src/main.ts`], {
+  return startCommand([process.execPath, "--import", "tsx", `apps/${name}/src/main.ts`], env);
+}
+
+/**
+ * Runs `argv` in the repository root (as the image's working directory is), e.g. a compose
+ * file's command or `npm run start:worker`, with only PATH and HOME of this environment.
+ */
+export function startCommand(argv: readonly string[], env: Record<string, string>): AppProcess {
+  const [command = "", ...args] = argv;
+  const child = spawn(command, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];
@@ -62,7 +71,9 @@ export function startApp(name: AppName, env: Record<string, string>): AppProcess
       return new Promise((resolve, reject) => {
         waiters.push({ predicate, resolve });
         exited.then((code) =>
-          reject(new Error(`${name} exited (${code}) before the awaited log line:\n${stderr}`)),
+          reject(
+            new Error(`${argv.join(" ")} exited (${code}) before the awaited log line:\n${stderr}`),
+          ),
         );
       });
     },

@@ -3,6 +3,7 @@ import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import {
   openAccessToken,
   type RefreshDeps,
+  type RefreshRun,
   refreshConnection,
   refreshJobId,
 } from "@evergreen/refresh";
@@ -41,6 +42,9 @@ export class TokenService {
   readonly #deps: RefreshDeps;
   readonly #prisma: PrismaClient;
   readonly #inFlight = new Map<string, Promise<Attempt>>();
+  /** Refreshes this process started and has not stored yet: shutdown waits for them. */
+  readonly #providerCalls = new Set<Promise<RefreshRun>>();
+  #closing = false;
 
   constructor(deps: RefreshDeps, prisma: PrismaClient) {
     this.#deps = deps;
@@ -84,6 +88,16 @@ export class TokenService {
     return attempt.row;
   }
 
+  /**
+   * For shutdown: starts no more refreshes (callers that need one get a 503 and retry on
+   * another replica) and resolves once those in flight have stored their answers, since a
+   * refresh cut between the provider's answer and the write loses a rotated token.
+   */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await Promise.allSettled(this.#providerCalls);
+  }
+
   #refreshShared(connectionId: string): Promise<Attempt> {
     const running = this.#inFlight.get(connectionId);
     if (running) return running;
@@ -98,7 +112,7 @@ export class TokenService {
     const { lock } = this.#deps;
     for (let tries = 1; ; tries += 1) {
       const before = await this.#load(connectionId);
-      const run = await refreshConnection(this.#deps, { connectionId, source: "api" });
+      const run = await this.#refreshNow(connectionId);
       switch (run.kind) {
         case "done":
           await this.#dropSupersededJob(before, run.connection);
@@ -126,6 +140,22 @@ export class TokenService {
           return { row: await this.#load(connectionId), refreshed: false };
       }
     }
+  }
+
+  /** refreshConnection, unless shutting down; close() waits for the call. */
+  #refreshNow(connectionId: string): Promise<RefreshRun> {
+    if (this.#closing) {
+      return Promise.reject(
+        new HttpError(503, "unavailable", "this api process is shutting down; retry", {
+          retryAfterSeconds: 1,
+        }),
+      );
+    }
+    const call = refreshConnection(this.#deps, { connectionId, source: "api" });
+    this.#providerCalls.add(call);
+    const untrack = () => this.#providerCalls.delete(call);
+    call.then(untrack, untrack);
+    return call;
   }
 
   /**
