@@ -11,6 +11,8 @@ export interface AppProcess {
   readonly child: ChildProcess;
   /** Parsed JSON log lines seen so far. */
   readonly logs: Record<string, unknown>[];
+  /** Lines of stdout that are not JSON (npm's banner, a stray dump). */
+  readonly otherStdout: string[];
   readonly stderr: () => string;
   /** Resolves with the first log line matching `predicate`, seen before or after the call. */
   waitForLog(
@@ -37,6 +39,7 @@ export function startCommand(argv: readonly string[], env: Record<string, string
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];
+  const otherStdout: string[] = [];
   const waiters: {
     predicate: (line: Record<string, unknown>) => boolean;
     resolve: (line: Record<string, unknown>) => void;
@@ -50,6 +53,7 @@ export function startCommand(argv: readonly string[], env: Record<string, string
     try {
       line = JSON.parse(text) as Record<string, unknown>;
     } catch {
+      otherStdout.push(text);
       return;
     }
     logs.push(line);
@@ -63,6 +67,7 @@ export function startCommand(argv: readonly string[], env: Record<string, string
   return {
     child,
     logs,
+    otherStdout,
     stderr: () => stderr,
     exited,
     waitForLog: (predicate) => {
