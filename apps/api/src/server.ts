@@ -78,13 +78,13 @@ export async function buildServer({ log, apiKeys, ops, routes = [] }: ServerOpti
   // A keep-alive socket whose request was still running when close() began stays open
   // after its answer until the client's idle timeout, and close() waits for it: with a
   // refresh in flight at SIGTERM the api took the whole shutdown budget to stop. Answers
-  // sent while closing end their connection.
+  // sent once close() has begun (preClose) or the listener is shut end their connection.
   let closing = false;
   app.addHook("preClose", async () => {
     closing = true;
   });
   app.addHook("onSend", async (_request, reply) => {
-    if (closing) reply.header("connection", "close");
+    if (closing || !app.server.listening) reply.header("connection", "close");
   });
 
   for (const register of routes) register(app);
