@@ -10,4 +10,8 @@ COPY apps ./apps
 # `npm install`, not `npm ci`: see .ci/run (npm/cli#9846). The lockfile still pins versions.
 RUN npm install --include=dev --no-audit --no-fund && npm cache clean --force
 USER node
-CMD ["npm", "run", "start:api"]
+# Node itself is the command, never `npm run`: npm → sh → node let SIGTERM die at the shell
+# (dash does not exec a lone command), so `docker stop` cut refreshes in flight and their
+# rotated tokens were lost. tsx runs as a loader inside this one process. Node handles
+# SIGTERM/SIGINT itself (handleShutdown), so it can be PID 1; compose adds an init anyway.
+CMD ["node", "--import", "tsx", "apps/api/src/main.ts"]

@@ -11,6 +11,8 @@ export interface AppProcess {
   readonly child: ChildProcess;
   /** Parsed JSON log lines seen so far. */
   readonly logs: Record<string, unknown>[];
+  /** Lines of stdout that are not JSON (npm's banner, a stray dump). */
+  readonly otherStdout: string[];
   readonly stderr: () => string;
   /** Resolves with the first log line matching `predicate`, seen before or after the call. */
   waitForLog(
@@ -22,12 +24,22 @@ export interface AppProcess {
 
 /** Starts `apps/<name>/src/main.ts` in its own Node process (tsx loader, no wrapper). */
 export function startApp(name: AppName, env: Record<string, string>): AppProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", `apps/${name}/src/main.ts`], {
+  return startCommand([process.execPath, "--import", "tsx", `apps/${name}/src/main.ts`], env);
+}
+
+/**
+ * Runs `argv` in the repository root (as the image's working directory is), e.g. a compose
+ * file's command or `npm run start:worker`, with only PATH and HOME of this environment.
+ */
+export function startCommand(argv: readonly string[], env: Record<string, string>): AppProcess {
+  const [command = "", ...args] = argv;
+  const child = spawn(command, args, {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? "", ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/root", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: Record<string, unknown>[] = [];
+  const otherStdout: string[] = [];
   const waiters: {
     predicate: (line: Record<string, unknown>) => boolean;
     resolve: (line: Record<string, unknown>) => void;
@@ -41,6 +53,7 @@ export function startApp(name: AppName, env: Record<string, string>): AppProcess
     try {
       line = JSON.parse(text) as Record<string, unknown>;
     } catch {
+      otherStdout.push(text);
       return;
     }
     logs.push(line);
@@ -54,6 +67,7 @@ export function startApp(name: AppName, env: Record<string, string>): AppProcess
   return {
     child,
     logs,
+    otherStdout,
     stderr: () => stderr,
     exited,
     waitForLog: (predicate) => {
@@ -62,7 +76,9 @@ export function startApp(name: AppName, env: Record<string, string>): AppProcess
       return new Promise((resolve, reject) => {
         waiters.push({ predicate, resolve });
         exited.then((code) =>
-          reject(new Error(`${name} exited (${code}) before the awaited log line:\n${stderr}`)),
+          reject(
+            new Error(`${argv.join(" ")} exited (${code}) before the awaited log line:\n${stderr}`),
+          ),
         );
       });
     },

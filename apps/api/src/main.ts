@@ -1,13 +1,20 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
-import { createLogger, createMetrics, handleShutdown } from "@evergreen/observability";
+import {
+  ClientErrorLog,
+  createLogger,
+  createMetrics,
+  exitIfCannotListen,
+  handleShutdown,
+} from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
 import { apiEnv } from "./env";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
+import { apiShutdownBudgets } from "./shutdown-budgets";
 import { TokenService } from "./token-service";
 
 async function main(): Promise<void> {
@@ -21,13 +28,16 @@ async function main(): Promise<void> {
     process.stderr.write(`\n  Development API key: ${config.API_KEYS.join(", ")}\n\n`);
   }
   log.info({ config: describeConfig(config) }, "starting");
+  const errors = new ClientErrorLog(log);
 
   const database = createDatabase({ url: config.DATABASE_URL });
   shutdown.add("database", () => database.close());
   const { prisma } = database;
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-api");
+  errors.watch("redis", redis);
   shutdown.add("redis", () => redis.quit());
   const queue = createRefreshQueue(redis);
+  errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("api");
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
@@ -42,6 +52,7 @@ async function main(): Promise<void> {
     log,
     maxSockets: 50,
   });
+  const tokens = new TokenService(refreshDeps, prisma);
 
   const server = await buildServer({
     log,
@@ -64,12 +75,19 @@ async function main(): Promise<void> {
         registerConnectionRoutes(app, {
           prisma,
           refresh: refreshDeps,
-          tokens: new TokenService(refreshDeps, prisma),
+          tokens,
         }),
     ],
   });
-  shutdown.add("http server", () => server.close());
-  await server.listen({ port: config.PORT, host: "0.0.0.0" });
+  // Steps run last-added first. On-demand refreshes drain first: no new provider call
+  // starts, those in flight store their answers. Then the server waits for the requests
+  // still open, the longest being a caller waiting out another process's lock.
+  const budgets = apiShutdownBudgets(config);
+  shutdown.add("http server", () => server.close(), budgets.httpServer);
+  shutdown.add("on-demand refreshes", () => tokens.close(), budgets.refreshes);
+  await server
+    .listen({ port: config.PORT, host: "0.0.0.0" })
+    .catch(exitIfCannotListen(log, "PORT", config.PORT));
 }
 
 await main();

@@ -1,10 +1,12 @@
 import { execFile } from "node:child_process";
 import { once } from "node:events";
+import { Agent, get, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
 import { promisify } from "node:util";
 import { createDatabase } from "@evergreen/db";
 import { createRedis } from "@evergreen/redis";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { TEST_API_KEY, testServer } from "./test-server";
 
 const KEY = TEST_API_KEY;
@@ -219,3 +221,51 @@ for (const [post, body] of posts) {
 }
 process.stdout.write(JSON.stringify(results));
 `;
+describe("closing", () => {
+  it("ends the keep-alive connection of a request still running when close began", async () => {
+    let release = () => {};
+    let markStarted = () => {};
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const app = await testServer({
+      routes: [
+        (instance) =>
+          instance.get("/v1/slow", async () => {
+            markStarted();
+            await new Promise<void>((resolve) => {
+              release = resolve;
+            });
+            return { done: true };
+          }),
+      ],
+    });
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const agent = new Agent({ keepAlive: true });
+    const answer = new Promise<IncomingHttpHeaders>((resolve, reject) => {
+      get(
+        {
+          port: (app.server.address() as AddressInfo).port,
+          path: "/v1/slow",
+          agent,
+          headers: { authorization: `Bearer ${KEY}` },
+        },
+        (response) => {
+          response.resume();
+          response.on("end", () => resolve(response.headers));
+        },
+      ).on("error", reject);
+    });
+    await started;
+
+    const closed = app.close();
+    // The answer leaves once the listener is shut: Node's close() has reaped the idle
+    // sockets already, and this one is busy.
+    await vi.waitFor(() => expect(app.server.listening).toBe(false), { interval: 5 });
+    release();
+    expect((await answer).connection).toBe("close");
+    // Otherwise close() waits for the client's idle keep-alive socket (72 s in fastify).
+    await closed;
+    agent.destroy();
+  });
+});

@@ -94,6 +94,18 @@ export async function buildServer({
     }
   });
 
+  // A keep-alive socket whose request was still running when close() began stays open
+  // after its answer until the client's idle timeout, and close() waits for it: with a
+  // refresh in flight at SIGTERM the api took the whole shutdown budget to stop. Answers
+  // sent once close() has begun (preClose) or the listener is shut end their connection.
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onSend", async (_request, reply) => {
+    if (closing || !app.server.listening) reply.header("connection", "close");
+  });
+
   for (const register of routes) register(app);
   for (const path of PUBLIC_ROUTES) {
     app.get(path, async (_request, reply) => sendOps(reply, await answerOpsRequest(path, ops)));

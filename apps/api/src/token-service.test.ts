@@ -333,3 +333,33 @@ describe("POST /v1/connections/:id/refresh", () => {
     expect(h.provider.requests).toBe(requests);
   });
 });
+
+describe("TokenService.close", () => {
+  it("waits until a refresh in flight has stored its answer, and starts no other", async () => {
+    h.provider.latencyMs = 300;
+    try {
+      const tokens = new TokenService(h.deps, h.prisma);
+      const due = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
+      const later = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
+      const requests = h.provider.requests;
+      const answer = tokens.token(due.connection.id, 60);
+      await vi.waitFor(() => expect(h.provider.requests).toBe(requests + 1), { interval: 5 });
+
+      const closed = tokens.close();
+      await expect(tokens.token(later.connection.id, 60)).rejects.toMatchObject({
+        statusCode: 503,
+        code: "unavailable",
+      });
+      await closed;
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: due.connection.id } });
+      expect(row.refreshCount).toBe(1);
+      expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(
+        h.provider.grant(due.grant.grantId)?.refreshToken,
+      );
+      expect((await answer).accessToken).toBe(h.provider.grant(due.grant.grantId)?.accessToken);
+      expect(h.provider.requests).toBe(requests + 1);
+    } finally {
+      h.provider.latencyMs = 0;
+    }
+  });
+});

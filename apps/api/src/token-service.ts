@@ -3,6 +3,7 @@ import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import {
   openAccessToken,
   type RefreshDeps,
+  type RefreshRun,
   refreshConnection,
   refreshJobId,
 } from "@evergreen/refresh";
@@ -41,6 +42,9 @@ export class TokenService {
   readonly #deps: RefreshDeps;
   readonly #prisma: PrismaClient;
   readonly #inFlight = new Map<string, Promise<Attempt>>();
+  /** Refreshes this process started and has not stored yet: shutdown waits for them. */
+  readonly #providerCalls = new Set<Promise<RefreshRun>>();
+  #closing = false;
 
   constructor(deps: RefreshDeps, prisma: PrismaClient) {
     this.#deps = deps;
@@ -90,6 +94,16 @@ export class TokenService {
   }
 
   /**
+   * For shutdown: starts no more refreshes (callers that need one get a 503 and retry on
+   * another replica) and resolves once those in flight have stored their answers, since a
+   * refresh cut between the provider's answer and the write loses a rotated token.
+   */
+  async close(): Promise<void> {
+    this.#closing = true;
+    await Promise.allSettled(this.#providerCalls);
+  }
+
+  /**
    * Refreshes the connection the caller found stale at `stale.version`. Callers in this
    * process share one attempt; its result is the latest state whichever version each
    * caller had read.
@@ -111,11 +125,7 @@ export class TokenService {
       // Only at the version found stale: if another process refreshed since (between our
       // read and its lock's release), the refresh is skipped as rescheduled and its result
       // is ours, instead of a second provider call.
-      const run = await refreshConnection(this.#deps, {
-        connectionId: before.id,
-        expectedVersion: before.version,
-        source: "api",
-      });
+      const run = await this.#refreshNow(before);
       if (run.kind === "done") {
         await this.#dropSupersededJob(before, run.connection);
         // The row as stored, with the integration it had: no need to read it back.
@@ -144,6 +154,26 @@ export class TokenService {
       }
       return { row: after, refreshed: after.refreshCount > before.refreshCount };
     }
+  }
+
+  /** refreshConnection of the version found stale, unless shutting down; close() waits for it. */
+  #refreshNow(stale: Connection): Promise<RefreshRun> {
+    if (this.#closing) {
+      return Promise.reject(
+        new HttpError(503, "unavailable", "this api process is shutting down; retry", {
+          retryAfterSeconds: 1,
+        }),
+      );
+    }
+    const call = refreshConnection(this.#deps, {
+      connectionId: stale.id,
+      expectedVersion: stale.version,
+      source: "api",
+    });
+    this.#providerCalls.add(call);
+    const untrack = () => this.#providerCalls.delete(call);
+    call.then(untrack, untrack);
+    return call;
   }
 
   /**

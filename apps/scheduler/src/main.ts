@@ -1,8 +1,10 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { createPrismaClient } from "@evergreen/db";
 import {
+  ClientErrorLog,
   createLogger,
   createMetrics,
+  exitIfCannotListen,
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
@@ -17,19 +19,22 @@ async function main(): Promise<void> {
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
+  const errors = new ClientErrorLog(log);
 
   const prisma = createPrismaClient({ url: config.DATABASE_URL });
   shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-scheduler");
+  errors.watch("redis", redis);
   shutdown.add("redis", () => redis.quit());
   const queue = createRefreshQueue(redis);
+  errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("scheduler");
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
-  });
+  }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port }, "ops server listening");
 

@@ -2,13 +2,21 @@ import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
 import {
+  ClientErrorLog,
   createLogger,
   createMetrics,
+  exitIfCannotListen,
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
-import { createRefreshDeps, createRefreshQueue, lockTtlMs } from "@evergreen/refresh";
+import {
+  createRefreshDeps,
+  createRefreshQueue,
+  lockTtlMs,
+  refreshDrainMs,
+} from "@evergreen/refresh";
+import { consumerLiveness } from "./consumer-liveness";
 import { workerEnv } from "./env";
 import { startRefreshWorker } from "./refresh-worker";
 
@@ -18,6 +26,7 @@ async function main(): Promise<void> {
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
+  const errors = new ClientErrorLog(log);
 
   const database = createDatabase({
     url: config.DATABASE_URL,
@@ -25,10 +34,13 @@ async function main(): Promise<void> {
   });
   shutdown.add("database", () => database.close());
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-worker");
+  errors.watch("redis", redis);
   shutdown.add("redis", () => redis.quit());
-  const consumer = createRedis(config.REDIS_URL, "consumer", "evergreen-worker-consumer");
-  shutdown.add("redis consumer", () => consumer.quit());
+  const consumerConnection = createRedis(config.REDIS_URL, "consumer", "evergreen-worker-consumer");
+  errors.watch("redis consumer", consumerConnection);
+  shutdown.add("redis consumer", () => consumerConnection.quit());
   const queue = createRefreshQueue(redis);
+  errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const metrics = createMetrics("worker");
 
@@ -44,22 +56,31 @@ async function main(): Promise<void> {
       maxSockets: config.WORKER_CONCURRENCY,
     }),
     {
-      connection: consumer,
+      connection: consumerConnection,
       concurrency: config.WORKER_CONCURRENCY,
       lockDurationMs: lockTtlMs(config),
       log,
+      // Not before the ops port is ours: exiting on a taken port must not cut a refresh.
+      autorun: false,
     },
   );
-  // Closing waits for in-flight refreshes to finish, so none is cut between the provider's
-  // answer and the database write: allow a full HTTP timeout plus the store retries.
-  shutdown.add("refresh worker", () => worker.close(), config.REFRESH_TIMEOUT_MS + 15_000);
+  errors.watch("worker", worker);
+  const consumer = consumerLiveness(worker, consumerConnection);
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: () => database.pool.query("SELECT 1"), redis: () => redis.ping() },
-  });
+    liveness: consumer.check,
+  }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
+
+  // Closing waits for in-flight refreshes, so none is cut between the provider's answer
+  // and the database write. Registered last, so it closes first; the ops server keeps
+  // answering meanwhile.
+  shutdown.add("refresh worker", () => consumer.close(), refreshDrainMs(config));
+  // A run loop that ends on an error also shows in /healthz (consumerLiveness).
+  worker.run().catch((err: unknown) => log.error({ err }, "refresh consumer stopped"));
 }
 
 await main();

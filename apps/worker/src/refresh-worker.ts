@@ -19,6 +19,8 @@ export interface RefreshWorkerOptions {
   readonly lockDurationMs: number;
   /** @defaultValue QUEUE_PREFIX */
   readonly prefix?: string;
+  /** Start consuming at once; false to call `run()` once the process is ready. @defaultValue true */
+  readonly autorun?: boolean;
   readonly log: Logger;
 }
 
@@ -73,12 +75,12 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
     // handed to another); the connection's RedisLock and the row version are.
     maxStalledCount: 1_000,
+    autorun: options.autorun ?? true,
     ...WORKER_JOB_RETENTION,
   });
   worker.on("failed", (job, err) => {
     options.log.error({ job: job?.id, err }, "refresh job failed");
   });
-  worker.on("error", (err) => options.log.error({ err }, "worker error"));
   return worker;
 }
 

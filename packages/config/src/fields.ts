@@ -11,9 +11,30 @@ const booleanString = z
   .enum(["true", "false", "1", "0"], { message: "must be true or false" })
   .transform((value) => value === "true" || value === "1");
 
-const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/**
+ * A whole number from the environment, parsed here rather than with `z.coerce`: coercing
+ * "abc" gives NaN, which zod reported like a missing variable ("is required"). Digits only,
+ * so "1e3", "0x10" and "12abc" are refused too. The message shows the value, since no
+ * numeric variable holds a secret.
+ */
+const integer = (what: string, min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .transform((raw, ctx) => {
+      const value = raw.trim();
+      const number = Number(value);
+      if (!/^\d+$/.test(value) || number < min || number > max) {
+        ctx.addIssue({ code: "custom", message: `must be ${what}, got ${JSON.stringify(raw)}` });
+        return z.NEVER;
+      }
+      return number;
+    })
+    .default(fallback);
 
-const port = (fallback: number) => z.coerce.number().int().min(0).max(65535).default(fallback);
+const positiveInt = (fallback: number) =>
+  integer("a positive integer", 1, Number.MAX_SAFE_INTEGER, fallback);
+
+const port = (fallback: number) => integer("a port number (0-65535)", 0, 65535, fallback);
 
 export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
 

@@ -12,6 +12,7 @@ const schema = z.object({
   API_KEYS: fields.apiKeys,
   PORT: fields.apiPort,
   WORKER_CONCURRENCY: fields.workerConcurrency,
+  REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
   ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
   EGRESS_ALLOWLIST: fields.egressAllowlist,
   LOG_LEVEL: fields.logLevel,
@@ -102,6 +103,32 @@ describe("parseEnv", () => {
     expect(problemsOf({ ...valid, EGRESS_ALLOWLIST: "idp.internal, 10.0.0.0/40" })).toEqual([
       'EGRESS_ALLOWLIST: entry "10.0.0.0/40": the prefix length must be 0 to 32',
     ]);
+  });
+
+  it("says what is wrong with a numeric value, showing it", () => {
+    expect(
+      problemsOf({ ...valid, WORKER_CONCURRENCY: "abc", PORT: "seventy", REFRESH_TIMEOUT_MS: "0" }),
+    ).toEqual([
+      'PORT: must be a port number (0-65535), got "seventy"',
+      'WORKER_CONCURRENCY: must be a positive integer, got "abc"',
+      'REFRESH_TIMEOUT_MS: must be a positive integer, got "0"',
+    ]);
+  });
+
+  it.each(["1.5", "-3", "1e3", "0x10", "12abc", "99999999999999999999"])(
+    "refuses %j as a whole number",
+    (raw) => {
+      expect(problemsOf({ ...valid, WORKER_CONCURRENCY: raw })).toEqual([
+        `WORKER_CONCURRENCY: must be a positive integer, got ${JSON.stringify(raw)}`,
+      ]);
+    },
+  );
+
+  it("accepts whole numbers with surrounding spaces, and port 0", () => {
+    expect(parseEnv(schema, { ...valid, WORKER_CONCURRENCY: " 7 ", PORT: "0" })).toMatchObject({
+      WORKER_CONCURRENCY: 7,
+      PORT: 0,
+    });
   });
 
   it("names a missing required secret", () => {

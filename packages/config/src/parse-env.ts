@@ -24,8 +24,9 @@ export function parseEnv<Schema extends z.ZodType>(
   throw new ConfigError(
     result.error.issues.map((issue) => {
       const name = issue.path.join(".") || "environment";
-      const message =
-        issue.code === "invalid_type" && issue.input === undefined ? "is required" : issue.message;
+      // Zod leaves `input` out of its issues, so "absent" is read from the environment.
+      const absent = issue.code === "invalid_type" && cleaned[String(issue.path[0])] === undefined;
+      const message = absent ? "is required" : issue.message;
       return `${name}: ${message}`;
     }),
   );

@@ -1,3 +1,5 @@
+export { exitIfCannotListen } from "./cannot-listen";
+export { ClientErrorLog, type ErrorSource } from "./client-error-log";
 export {
   createLogger,
   hashId,
@@ -9,6 +11,7 @@ export {
 export { createMetrics, type Metrics, REFRESH_OUTCOMES, type RefreshOutcome } from "./metrics";
 export {
   answerOpsRequest,
+  type LivenessCheck,
   type OpsOptions,
   type OpsResponse,
   type OpsServer,

@@ -5,8 +5,16 @@ import type { Registry } from "prom-client";
 /** A dependency check for `/readyz`: resolves when reachable, rejects otherwise. */
 export type ReadinessCheck = () => Promise<unknown>;
 
+/**
+ * Liveness of `/healthz`: why the process should be restarted, or undefined while it does
+ * its job (a worker whose consumer stopped is up but useless).
+ */
+export type LivenessCheck = () => string | undefined;
+
 export interface OpsOptions {
   readonly registry: Registry;
+  /** @defaultValue always live */
+  readonly liveness?: LivenessCheck;
   /** Named checks, e.g. `{ database: () => prisma.$queryRaw..., redis: () => redis.ping() }`. */
   readonly checks: Readonly<Record<string, ReadinessCheck>>;
   /** Per-check time limit. @defaultValue 2000 */
@@ -20,7 +28,7 @@ export interface OpsResponse {
 }
 
 /**
- * Answers `/healthz` (the process is up), `/readyz` (every dependency answers) and
+ * Answers `/healthz` (the process is live), `/readyz` (every dependency answers) and
  * `/metrics` (Prometheus text). Returns `undefined` for any other path. Shared by the
  * api's HTTP server and the small ops server of the worker and the scheduler.
  */
@@ -29,8 +37,12 @@ export async function answerOpsRequest(
   options: OpsOptions,
 ): Promise<OpsResponse | undefined> {
   switch (path) {
-    case "/healthz":
-      return json(200, { status: "ok" });
+    case "/healthz": {
+      const reason = options.liveness?.();
+      return reason === undefined
+        ? json(200, { status: "ok" })
+        : json(503, { status: "not_live", reason });
+    }
     case "/readyz": {
       const results = await Promise.all(
         Object.entries(options.checks).map(async ([name, check]) => {

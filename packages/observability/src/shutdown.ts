@@ -10,20 +10,34 @@ export interface Shutdown {
 }
 
 /**
+ * A signal this soon after the first is the same stop request delivered twice, not an
+ * operator insisting. Under `npm start` one Ctrl-C reaches each app from turbo (sent to
+ * the task's process group) and again from npm relaying it, about 20-40 ms apart
+ * (measured); systemd's default control-group stop does the same with SIGTERM. Exiting on
+ * the repeat cut in-flight refreshes, whose rotated tokens were then lost.
+ */
+const REPEAT_WINDOW_MS = 3_000;
+
+/**
  * Installs SIGTERM and SIGINT handlers at once, so a signal that arrives while the app is
  * still starting closes whatever is open so far. Each step is bounded by `stepTimeoutMs`;
- * the process exits 0 when every step finished, 1 otherwise. A second signal exits at once.
+ * the process exits 0 when every step finished, 1 otherwise. A signal more than
+ * REPEAT_WINDOW_MS after the first exits at once; one sooner is ignored.
  */
 export function handleShutdown(log: Logger, stepTimeoutMs = 10_000): Shutdown {
   const steps: Step[] = [];
-  let stopping = false;
+  let stoppingSince: number | undefined;
 
   const stop = async (signal: NodeJS.Signals) => {
-    if (stopping) {
+    if (stoppingSince !== undefined) {
+      if (Date.now() - stoppingSince < REPEAT_WINDOW_MS) {
+        log.info({ signal, forceAfterMs: REPEAT_WINDOW_MS }, "already shutting down");
+        return;
+      }
       log.warn({ signal }, "second signal, exiting now");
       process.exit(1);
     }
-    stopping = true;
+    stoppingSince = Date.now();
     log.info({ signal }, "shutting down");
     let clean = true;
     for (const step of steps.toReversed()) {

@@ -44,4 +44,4 @@ export {
   sealClientSecret,
   sealRefreshToken,
 } from "./token-cipher";
-export { createRefreshDeps, lockTtlMs } from "./wiring";
+export { createRefreshDeps, lockTtlMs, refreshDrainMs } from "./wiring";

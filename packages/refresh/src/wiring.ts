@@ -43,6 +43,16 @@ export function lockTtlMs(env: Pick<RefreshEnv, "REFRESH_TIMEOUT_MS">): number {
   return 3 * env.REFRESH_TIMEOUT_MS;
 }
 
+/**
+ * The longest a refresh already in flight may take to finish: the token endpoint's timeout,
+ * then the store's retries (about 3 s, see persistWithRetries) and parking an answer
+ * PostgreSQL refused, with margin. Shutdown waits this long for in-flight refreshes, since
+ * one cut between the provider's answer and the write loses a rotated refresh token.
+ */
+export function refreshDrainMs(env: Pick<RefreshEnv, "REFRESH_TIMEOUT_MS">): number {
+  return env.REFRESH_TIMEOUT_MS + 15_000;
+}
+
 function refreshSettings(env: RefreshEnv): RefreshSettings {
   return {
     timeoutMs: env.REFRESH_TIMEOUT_MS,
