@@ -78,7 +78,9 @@ export const workerMetricsPort = port(9464);
 export const schedulerMetricsPort = port(9465);
 export const refreshBufferSeconds = positiveInt(300);
 export const reconcileIntervalSeconds = positiveInt(60);
-export const eventRetentionDays = positiveInt(30);
+// Bounded: a "keep forever" value such as 9999999 days would put the prune's cutoff before
+// the earliest timestamp PostgreSQL has, and every prune would fail.
+export const eventRetentionDays = z.coerce.number().int().positive().max(36_500).default(30);
 export const workerConcurrency = positiveInt(50);
 export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);

@@ -15,6 +15,7 @@ const schema = z.object({
   REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
   ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
   EGRESS_ALLOWLIST: fields.egressAllowlist,
+  EVENT_RETENTION_DAYS: fields.eventRetentionDays,
   LOG_LEVEL: fields.logLevel,
 });
 
@@ -89,6 +90,13 @@ describe("parseEnv", () => {
       ].sort(),
     );
     expect(problems.find((p) => p.startsWith("ENCRYPTION_KEYS"))).toMatch(/32 bytes/);
+  });
+
+  it("bounds EVENT_RETENTION_DAYS to what PostgreSQL can subtract from now", () => {
+    expect(parseEnv(schema, { ...valid, EVENT_RETENTION_DAYS: "36500" }).EVENT_RETENTION_DAYS).toBe(
+      36_500,
+    );
+    expect(problemsOf({ ...valid, EVENT_RETENTION_DAYS: "9999999" })).toHaveLength(1);
   });
 
   it("parses EGRESS_ALLOWLIST into entries, and names a bad entry", () => {

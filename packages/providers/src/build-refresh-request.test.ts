@@ -170,6 +170,11 @@ describe("buildRefreshRequest", () => {
       "https:\\{tenant}\\token",
       "https://login.example.com/token?tenant={tenant}",
       "https://login.example.com/token#{tenant}",
+      // The URL parser skips any number of slashes after a special scheme: these hosts are
+      // the placeholder, although a naive split puts it in the path.
+      "https:/{tenant}/token",
+      "https:///{tenant}/token",
+      "HTTPS:////{tenant}/token",
     ]) {
       expect(
         problemOf(() => buildRefreshRequest({ ...microsoft, tokenUrl }, tenant)),
@@ -180,6 +185,12 @@ describe("buildRefreshRequest", () => {
         tokenUrl,
       ).toBe("placeholder_outside_path");
     }
+    // Not a URL with the braces, a URL with a port once metadata fills them in.
+    const port = { refreshToken: "rt", metadata: { tenant: "8443" } };
+    const portTemplate = "https:/login.example.com:{tenant}/token";
+    expect(
+      problemOf(() => buildRefreshRequest({ ...microsoft, tokenUrl: portTemplate }, port)),
+    ).toBe("invalid_token_url");
   });
 
   it("puts a catalog placeholder in a host only with a fixed map of values", () => {

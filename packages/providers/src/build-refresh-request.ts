@@ -110,20 +110,39 @@ function resolveTokenUrl(
  * placeholder would let metadata choose where the client secret and refresh token go;
  * in the path it only picks a tenant on the host the integration names.
  *
- * @throws ProviderConfigError when a brace sits anywhere but in the path.
+ * @throws ProviderConfigError when a brace sits anywhere but in the path, or the
+ * template is not a URL.
  */
 function placeholdersOnlyInPath(provider: string, template: string): void {
   const beforePath = BEFORE_PATH.exec(template)?.[0] ?? "";
   const afterPath = template.slice(beforePath.length).search(/[?#]/);
   if (
     ANY_BRACE.test(beforePath) ||
-    (afterPath >= 0 && ANY_BRACE.test(template.slice(beforePath.length + afterPath)))
+    (afterPath >= 0 && ANY_BRACE.test(template.slice(beforePath.length + afterPath))) ||
+    braceOutsideParsedPath(parseUrl(provider, template))
   ) {
     throw new ProviderConfigError(
       provider,
       "placeholder_outside_path",
       "token URL placeholders may only sit in the path, never in the scheme, host, port or query",
     );
+  }
+}
+
+/**
+ * The parser that routes the request has the last word on where the path starts: after a
+ * special scheme it skips any run of slashes, backslashes, tabs and newlines, so in
+ * `https:///{tenant}/token` the placeholder is the host, not the path's first segment.
+ */
+function braceOutsideParsedPath({ protocol, username, password, host, search, hash }: URL) {
+  return /[{}]|%7b|%7d/i.test(protocol + username + password + host + search + hash);
+}
+
+function parseUrl(provider: string, url: string): URL {
+  try {
+    return new URL(url);
+  } catch {
+    throw new ProviderConfigError(provider, "invalid_token_url", "token URL is not a URL");
   }
 }
 
@@ -140,12 +159,7 @@ export function checkTokenUrl(
   allowInsecure: InsecureTokenUrls = false,
 ): string {
   placeholdersOnlyInPath(provider, url);
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new ProviderConfigError(provider, "invalid_token_url", "token URL is not a URL");
-  }
+  const parsed = parseUrl(provider, url);
   // Credentials in a URL end up in logs and proxies; the client secret has its own place.
   if (parsed.username !== "" || parsed.password !== "") {
     throw new ProviderConfigError(
