@@ -184,6 +184,21 @@ describe("GET /v1/connections/:id/token", () => {
     expect(row.status).toBe("expired");
   });
 
+  it("does not call the provider again before a failed refresh's retry is due", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: -10 });
+    h.provider.failNext(20, { status: 503 }, { grantId: grant.grantId });
+    const requestsBefore = h.provider.requests;
+    const answers = [];
+    for (let call = 0; call < 5; call += 1) answers.push(await tokenOf(connection.id));
+    expect(answers.map((answer) => answer.statusCode)).toEqual(Array(5).fill(503));
+    // One provider call: the others wait for the backoff the row records, and say so.
+    expect(h.provider.requests - requestsBefore).toBe(1);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.consecutiveFailures).toBe(1);
+    const waitSeconds = ((row.nextRefreshAt?.getTime() ?? 0) - Date.now()) / 1000;
+    expect(Number(answers.at(-1)?.headers["retry-after"])).toBeCloseTo(waitSeconds, -1);
+  });
+
   it("takes a connection id in any case, and locks it as the workers do", async () => {
     const { connection, grant } = await h.addConnection({ expiresInSeconds: 5 });
     const lease = await h.deps.lock.acquire(connection.id);

@@ -67,9 +67,14 @@ export class TokenService {
         ? row.expiresAt.getTime() - row.lastRefreshedAt.getTime()
         : Number.POSITIVE_INFINITY;
     if (!validFor(row, Math.min(minValiditySeconds * 1000, lifetimeMs / 2))) {
-      // A connection in `error` is not refreshed until its integration is updated.
+      // A connection in `error` is not refreshed until its integration is updated, and one
+      // backing off after a failure is not refreshed before its retry is due: an app
+      // polling through an outage would otherwise call the provider on every request and
+      // push the worker's backoff to its maximum.
       const attempt =
-        row.status === "error" ? { row, refreshed: false } : await this.#refreshShared(row);
+        row.status === "error" || backingOff(row)
+          ? { row, refreshed: false }
+          : await this.#refreshShared(row);
       row = attempt.row;
       refuseWhileDead(row);
       if (!validFor(row, 0)) throw unavailable(attempt);
@@ -197,6 +202,13 @@ export class TokenService {
     if (!row) throw new HttpError(404, "not_found", "no connection with this id");
     return row;
   }
+}
+
+/** A refresh failed and its retry (the row's nextRefreshAt) is not yet due. */
+function backingOff(row: Connection): boolean {
+  return (
+    row.consecutiveFailures > 0 && row.nextRefreshAt !== null && row.nextRefreshAt > new Date()
+  );
 }
 
 /** Whether the token is still valid `ms` from now; an expired token never is. */

@@ -29,6 +29,7 @@ function changeOf(row: Connection, refreshCount: number): ConnectionChange {
     lastRefreshedAt: new Date(),
     refreshCount,
     consecutiveFailures: 0,
+    consecutiveUnknown: 0,
     lastErrorCode: null,
     lastErrorMessage: null,
     lastErrorAt: null,

@@ -39,6 +39,7 @@ export type ConnectionChange = Pick<
   | "lastRefreshedAt"
   | "refreshCount"
   | "consecutiveFailures"
+  | "consecutiveUnknown"
   | "lastErrorCode"
   | "lastErrorMessage"
   | "lastErrorAt"
@@ -57,7 +58,7 @@ export interface ConnectionEventInput {
 const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessToken",
   c."refreshToken", c."tokenType", c.scope, c."expiresAt", c.status::text AS status,
   c.version, c."nextRefreshAt", c."lastRefreshedAt", c."refreshCount",
-  c."consecutiveFailures", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
+  c."consecutiveFailures", c."consecutiveUnknown", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
   c.metadata, c."createdAt", c."updatedAt"`;
 
 const LOAD = `
@@ -81,11 +82,12 @@ const WRITE = `
       $1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
-      $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[]
+      $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
-           "eventType", outcome, "errorCode", message, "integrationFence")
+           "eventType", outcome, "errorCode", message, "integrationFence",
+           "consecutiveUnknown")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -93,6 +95,7 @@ const WRITE = `
       status = i.status::"ConnectionStatus", version = i.version,
       "nextRefreshAt" = i."nextRefreshAt", "lastRefreshedAt" = i."lastRefreshedAt",
       "refreshCount" = i."refreshCount", "consecutiveFailures" = i."consecutiveFailures",
+      "consecutiveUnknown" = i."consecutiveUnknown",
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
       "lastErrorAt" = i."lastErrorAt", "claimVersion" = NULL, "claimExpiresAt" = NULL,
       "updatedAt" = now()
@@ -318,6 +321,7 @@ export class ConnectionStore {
         column((r) => r.event.errorCode),
         column((r) => r.event.message),
         column((r) => r.fence.integrationUpdatedAt ?? null),
+        column((r) => r.change.consecutiveUnknown),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

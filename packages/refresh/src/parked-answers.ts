@@ -41,6 +41,8 @@ export class ParkedAnswers {
       const value = change[field];
       change[field] = typeof value === "string" ? new Date(value) : null;
     }
+    // Parked by a version that did not count unknown answers yet.
+    change.consecutiveUnknown ??= 0;
     return { ...parsed, change: change as unknown as ConnectionChange };
   }
 

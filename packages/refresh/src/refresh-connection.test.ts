@@ -36,6 +36,7 @@ describe("refreshConnection outcomes", () => {
       version: 1,
       refreshCount: 1,
       consecutiveFailures: 0,
+      consecutiveUnknown: 0,
     });
     expect(row.nextRefreshAt?.getTime()).toBeLessThan(row.expiresAt?.getTime() ?? 0);
 
@@ -140,6 +141,22 @@ describe("refreshConnection outcomes", () => {
       const after = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
       expect(after).toMatchObject({ status: expected, lastErrorCode: "invalid_scope" });
     }
+  });
+
+  it("unknown after an outage's transient failures: still retried, only unknowns in a row count", async () => {
+    const { connection } = await h.addConnection();
+    // Five 503s, then a load balancer's HTML page, then the outage is over.
+    h.provider.failNext(5, { status: 503 });
+    h.provider.failNext(1, { status: 200, body: "<html>maintenance</html>" });
+    const outcomes: string[] = [];
+    for (let attempt = 0; attempt < 7; attempt += 1) {
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      const run = await refresh(connection.id, row.version);
+      outcomes.push(run.kind === "done" ? run.outcome : run.kind);
+    }
+    expect(outcomes).toEqual([...Array(5).fill("transient"), "unknown", "success"]);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "active", consecutiveFailures: 0, consecutiveUnknown: 0 });
   });
 
   it("an error inside a 200 body is an error, not a token", async () => {
@@ -259,6 +276,7 @@ describe("refreshConnection guards", () => {
         lastRefreshedAt: new Date(),
         refreshCount: 1,
         consecutiveFailures: 0,
+        consecutiveUnknown: 0,
         lastErrorCode: null,
         lastErrorMessage: null,
         lastErrorAt: null,
@@ -291,7 +309,7 @@ describe("refreshConnection egress", () => {
     expect((row.nextRefreshAt?.getTime() ?? 0) - before).toBeGreaterThanOrEqual(500);
   });
 
-  it("refuses a token URL that leads to loopback when the policy does not allow it: error, egress_refused, nothing sent", async () => {
+  it("refuses a token URL that leads to loopback when the policy does not allow it: egress_refused, retried with backoff, nothing sent", async () => {
     const { connection } = await h.addConnection();
     const strict = new EgressClient();
     try {
@@ -299,13 +317,10 @@ describe("refreshConnection egress", () => {
         { ...h.deps, egress: strict },
         { connectionId: connection.id, source: "worker" },
       );
-      expect(run).toMatchObject({ kind: "done", outcome: "invalid_client" });
+      expect(run).toMatchObject({ kind: "done", outcome: "transient" });
       const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
-      expect(row).toMatchObject({
-        status: "error",
-        nextRefreshAt: null,
-        lastErrorCode: "egress_refused",
-      });
+      expect(row).toMatchObject({ status: "active", lastErrorCode: "egress_refused" });
+      expect(row.nextRefreshAt?.getTime()).toBeGreaterThan(Date.now());
       expect(row.lastErrorMessage).toMatch(/EGRESS_ALLOWLIST/);
       expect(h.provider.requests).toBe(0);
     } finally {
@@ -324,7 +339,7 @@ describe("refreshConnection egress", () => {
         { ...h.deps, egress: strict },
         { connectionId: first.connection.id, source: "worker" },
       );
-      expect(refused).toMatchObject({ kind: "done", outcome: "invalid_client" });
+      expect(refused).toMatchObject({ kind: "done", outcome: "transient" });
       expect(h.provider.requests).toBe(0);
       const allowed = await refreshConnection(
         { ...h.deps, egress: allowlisted },

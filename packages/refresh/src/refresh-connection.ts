@@ -273,6 +273,7 @@ async function decide(
     lastRefreshedAt: connection.lastRefreshedAt,
     refreshCount: connection.refreshCount,
     consecutiveFailures: connection.consecutiveFailures,
+    consecutiveUnknown: connection.consecutiveUnknown,
     lastErrorCode: connection.lastErrorCode,
     lastErrorMessage: connection.lastErrorMessage,
     lastErrorAt: connection.lastErrorAt,
@@ -305,6 +306,7 @@ async function decide(
         lastRefreshedAt: now,
         refreshCount: connection.refreshCount + 1,
         consecutiveFailures: 0,
+        consecutiveUnknown: 0,
         lastErrorCode: null,
         lastErrorMessage: null,
         lastErrorAt: null,
@@ -341,7 +343,10 @@ async function decide(
     case "transient":
     case "unknown": {
       const failures = connection.consecutiveFailures + 1;
-      const giveUp = result.outcome === "unknown" && failures >= (settings.unknownRetryLimit ?? 5);
+      // Only unknown answers in a row count toward giving up: after an outage's transient
+      // failures, one odd answer (a load balancer's HTML page) must still be retried.
+      const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
+      const giveUp = unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
       change = {
         ...unchanged,
@@ -350,6 +355,7 @@ async function decide(
           ? null
           : new Date(now.getTime() + backoffMs(settings, failures, deps.random)),
         consecutiveFailures: failures,
+        consecutiveUnknown: unknowns,
         ...failure(result, now),
       };
       event = failureEvent("refresh_failed", result);
@@ -512,11 +518,13 @@ const EGRESS_FAILURES = {
     errorCode: "response_too_large",
     message: "the token endpoint's answer exceeded the size limit (64 KiB)",
   },
-  // The token URL leads to an internal address: a configuration problem of the
-  // integration (or of EGRESS_ALLOWLIST), which retrying cannot fix. Which address it
-  // resolved to stays out of the message.
+  // The token URL leads to an internal address. For a name that depends on DNS at that
+  // moment (a resolver sinkholing to 0.0.0.0 during an incident, split-horizon DNS), so it
+  // is retried with backoff like a network failure rather than stopped for good: nothing
+  // is sent while refused, and literal internal addresses are refused at registration.
+  // Which address it resolved to stays out of the message.
   refused_by_policy: {
-    outcome: "invalid_client",
+    outcome: "transient",
     errorCode: "egress_refused",
     message:
       "the token URL leads to a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",

@@ -145,6 +145,7 @@ function write(
       status: "active" as const,
       nextRefreshAt: refreshable ? timing.plannedRefreshAt : null,
       consecutiveFailures: 0,
+      consecutiveUnknown: 0,
       lastErrorCode: null,
       lastErrorMessage: null,
       lastErrorAt: null,

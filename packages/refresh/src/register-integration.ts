@@ -102,6 +102,7 @@ async function retryFailedConnections(
         status: "active",
         nextRefreshAt: now,
         consecutiveFailures: 0,
+        consecutiveUnknown: 0,
         version: { increment: 1 },
       },
       select: { id: true, version: true },

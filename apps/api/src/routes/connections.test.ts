@@ -187,6 +187,7 @@ describe("GET and DELETE /v1/connections/:id", () => {
         lastRefreshedAt: new Date(),
         refreshCount: 1,
         consecutiveFailures: 0,
+        consecutiveUnknown: 0,
         lastErrorCode: null,
         lastErrorMessage: null,
         lastErrorAt: null,
