@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
 import { refreshConnection } from "./refresh-connection";
 import {
@@ -113,6 +113,47 @@ describe("registerConnection", () => {
     });
     expect(run).toMatchObject({ kind: "done", outcome: "success" });
     expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+  });
+
+  it("waits for a refresh in flight before keeping the stored refresh token, so a rotated one is not lost", async () => {
+    const grant = h.provider.issueGrant({ rotate: true });
+    const { connection } = await register(
+      {
+        externalId: "relogin-during-refresh",
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        expiresIn: 3600,
+      },
+      new Date(),
+    );
+    h.provider.latencyMs = 300;
+    try {
+      const refreshing = refreshConnection(h.deps, {
+        connectionId: connection.id,
+        expectedVersion: connection.version,
+        source: "worker",
+      });
+      // The provider has rotated the refresh token; its answer is on the way.
+      await vi.waitFor(() => expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1), {
+        interval: 5,
+      });
+      const again = await register(
+        { externalId: "relogin-during-refresh", accessToken: "access-2", expiresIn: 3600 },
+        new Date(),
+      );
+      expect(await refreshing).toMatchObject({ kind: "done", outcome: "success" });
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      expect(row.version).toBe(again.connection.version);
+      expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(
+        h.provider.grant(grant.grantId)?.refreshToken,
+      );
+      expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toBe("access-2");
+    } finally {
+      h.provider.latencyMs = 0;
+    }
+    const next = await refreshConnection(h.deps, { connectionId: connection.id, source: "worker" });
+    expect(next).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.reuseCount).toBe(0);
   });
 
   it("does not schedule a connection that has no refresh token at all", async () => {

@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import type { Logger } from "@evergreen/observability";
@@ -57,6 +58,16 @@ export class UnknownIntegrationError extends Error {
 
 /** A write that lost a race to a concurrent first registration is tried once more. */
 const MAX_TRIES = 2;
+/** How often a registration that keeps the stored refresh token looks for a refresh to end. */
+const REFRESH_POLL_MS = 50;
+
+/**
+ * A refresh holds a live claim on the row (ADR 0008): its answer, on the way, may carry the
+ * only refresh token a rotating provider still accepts.
+ */
+class RefreshInFlight extends Error {
+  override name = "RefreshInFlight";
+}
 
 /**
  * Registers a connection: upsert by (integration, externalId), tokens sealed for the row
@@ -112,6 +123,12 @@ export async function registerConnection(
       }
       return { connection, integration, created };
     } catch (error) {
+      // Bounded by the claim's lease: a claim whose holder died runs out.
+      if (error instanceof RefreshInFlight) {
+        tries -= 1;
+        await sleep(REFRESH_POLL_MS);
+        continue;
+      }
       // A concurrent first registration of the same user (a double-submitted callback)
       // created the row first: the next try finds it, locks it and updates it.
       if (tries >= MAX_TRIES || (error as { code?: unknown }).code !== "P2002") throw error;
@@ -122,6 +139,9 @@ export async function registerConnection(
 /**
  * One transaction: the row lock makes "is a refresh token stored?" hold until the update,
  * so a registration without one schedules exactly when the row keeps one.
+ *
+ * @throws RefreshInFlight when it would keep the stored refresh token while a refresh holds
+ * a live claim on the row.
  */
 function write(
   { prisma, keyRing }: RegistrationDeps,
@@ -130,10 +150,18 @@ function write(
   timing: { readonly expiresAt: Date | null; readonly plannedRefreshAt: Date | null },
 ): Promise<{ connection: Connection; created: boolean }> {
   return prisma.$transaction(async (tx) => {
-    const [existing] = await tx.$queryRaw<{ id: string; hasRefreshToken: boolean }[]>`
-      SELECT id, "refreshToken" IS NOT NULL AS "hasRefreshToken" FROM connections
-      WHERE "integrationId" = ${integration.id}::uuid AND "externalId" = ${input.externalId}
-      FOR UPDATE`;
+    const [existing] = await tx.$queryRaw<
+      { id: string; hasRefreshToken: boolean; refreshInFlight: boolean }[]
+    >`
+      SELECT id, "refreshToken" IS NOT NULL AS "hasRefreshToken",
+             ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
+        FROM connections
+       WHERE "integrationId" = ${integration.id}::uuid AND "externalId" = ${input.externalId}
+         FOR UPDATE`;
+    // Keeping the stored refresh token while a refresh is in flight would bump the version
+    // under it: its answer (a rotated refresh token) would lose the fence and be dropped,
+    // and the token kept would be one the provider has revoked. Wait for it to be stored.
+    if (input.refreshToken === undefined && existing?.refreshInFlight) throw new RefreshInFlight();
     // Sealed for the id of the row they are stored in: a ciphertext is bound to its row.
     const id = existing?.id ?? randomUUID();
     const refreshable = input.refreshToken !== undefined || existing?.hasRefreshToken === true;
