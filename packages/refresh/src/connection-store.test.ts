@@ -1,7 +1,7 @@
 import type { Connection } from "@evergreen/db";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { ConnectionChange } from "./connection-store";
-import { createRefreshHarness, type RefreshHarness } from "./testing";
+import { createRefreshHarness, type RefreshHarness, successfulRefresh } from "./testing";
 
 let h: RefreshHarness;
 beforeAll(async () => {
@@ -17,23 +17,12 @@ const refreshed = {
 } as const;
 
 function changeOf(row: Connection, refreshCount: number): ConnectionChange {
-  return {
+  return successfulRefresh(row, {
     accessToken: `${row.accessToken}-new`,
-    refreshToken: row.refreshToken,
-    tokenType: row.tokenType,
-    scope: row.scope,
     expiresAt: new Date("2030-01-01T00:00:00.000Z"),
-    status: "active",
-    version: row.version + 1,
     nextRefreshAt: new Date("2029-12-31T23:55:00.000Z"),
-    lastRefreshedAt: new Date(),
     refreshCount,
-    consecutiveFailures: 0,
-    consecutiveUnknown: 0,
-    lastErrorCode: null,
-    lastErrorMessage: null,
-    lastErrorAt: null,
-  };
+  }).change;
 }
 
 describe("ConnectionStore", () => {

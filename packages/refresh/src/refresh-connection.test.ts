@@ -4,7 +4,7 @@ import { EgressClient, parseEgressAllowlist } from "@evergreen/egress";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
 import { refreshConnection } from "./refresh-connection";
-import { createRefreshHarness, type RefreshHarness } from "./testing";
+import { createRefreshHarness, type RefreshHarness, successfulRefresh } from "./testing";
 import { openAccessToken, openRefreshToken, sealAccessToken } from "./token-cipher";
 
 let h: RefreshHarness;
@@ -262,27 +262,8 @@ describe("refreshConnection guards", () => {
 
   it("drops a parked answer once the row has moved on (the app sent new tokens)", async () => {
     const { connection } = await h.addConnection();
-    await h.deps.parked.park(
-      { id: connection.id, version: 0 },
-      {
-        accessToken: connection.accessToken,
-        refreshToken: connection.refreshToken,
-        tokenType: "Bearer",
-        scope: null,
-        expiresAt: new Date(Date.now() + 3_600_000),
-        status: "active",
-        version: 1,
-        nextRefreshAt: null,
-        lastRefreshedAt: new Date(),
-        refreshCount: 1,
-        consecutiveFailures: 0,
-        consecutiveUnknown: 0,
-        lastErrorCode: null,
-        lastErrorMessage: null,
-        lastErrorAt: null,
-      },
-      { type: "refreshed", outcome: "success", errorCode: null, message: null },
-    );
+    const { change, event } = successfulRefresh(connection);
+    await h.deps.parked.park({ id: connection.id, version: 0 }, change, event);
     await h.prisma.connection.update({ where: { id: connection.id }, data: { version: 5 } });
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
     expect(await h.deps.parked.take(connection.id)).toBeNull();

@@ -15,7 +15,11 @@ import {
 import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
-import { ConnectionStore } from "./connection-store";
+import {
+  type ConnectionChange,
+  type ConnectionEventInput,
+  ConnectionStore,
+} from "./connection-store";
 import { createRefreshQueue, type RefreshJobPayload } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
@@ -27,6 +31,37 @@ export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
  * TEST_REDIS_URL on Redis database `index`: for suites whose processes use the production
  * queue prefix and so need a database of their own.
  */
+/**
+ * What a successful refresh of `row` writes: the next version, the same sealed tokens, an
+ * hour's validity. For tests that park or write an answer by hand.
+ */
+export function successfulRefresh(
+  row: Connection,
+  overrides: Partial<ConnectionChange> = {},
+): { change: ConnectionChange; event: ConnectionEventInput } {
+  return {
+    change: {
+      accessToken: row.accessToken,
+      refreshToken: row.refreshToken,
+      tokenType: row.tokenType,
+      scope: row.scope,
+      expiresAt: new Date(Date.now() + 3_600_000),
+      status: "active",
+      version: row.version + 1,
+      nextRefreshAt: null,
+      lastRefreshedAt: new Date(),
+      refreshCount: row.refreshCount + 1,
+      consecutiveFailures: 0,
+      consecutiveUnknown: 0,
+      lastErrorCode: null,
+      lastErrorMessage: null,
+      lastErrorAt: null,
+      ...overrides,
+    },
+    event: { type: "refreshed", outcome: "success", errorCode: null, message: null },
+  };
+}
+
 export function redisDatabaseUrl(index: number): string {
   return `${TEST_REDIS_URL.replace(/\/\d*$/, "")}/${index}`;
 }

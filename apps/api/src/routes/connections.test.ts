@@ -4,7 +4,11 @@ import {
   reconcileQueue,
   refreshJobId,
 } from "@evergreen/refresh";
-import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import {
+  createRefreshHarness,
+  type RefreshHarness,
+  successfulRefresh,
+} from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH, connectionsTestServer } from "../test-server";
 
@@ -18,6 +22,11 @@ beforeAll(async () => {
 afterAll(() => h.close());
 
 const server = () => connectionsTestServer(h);
+/** POST /v1/connections with this body. */
+const post = (payload: Record<string, unknown>) =>
+  server().then((app) =>
+    app.inject({ method: "POST", url: "/v1/connections", headers: auth, payload }),
+  );
 
 const tokens = {
   integration: "mock",
@@ -29,13 +38,7 @@ const tokens = {
 
 describe("POST /v1/connections", () => {
   it("stores encrypted tokens, answers the view, and schedules the refresh", async () => {
-    const app = await server();
-    const response = await app.inject({
-      method: "POST",
-      url: "/v1/connections",
-      headers: auth,
-      payload: tokens,
-    });
+    const response = await post(tokens);
     expect(response.statusCode).toBe(201);
     expect(response.body).not.toContain("refresh-one");
     expect(response.body).not.toContain("access-one");
@@ -54,15 +57,7 @@ describe("POST /v1/connections", () => {
   });
 
   it("re-sent tokens for a needs_reauth connection make it active and schedule it again", async () => {
-    const app = await server();
-    const first = (
-      await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...tokens, externalId: "bob" },
-      })
-    ).json();
+    const first = (await post({ ...tokens, externalId: "bob" })).json();
     await h.prisma.connection.update({
       where: { id: first.id },
       data: {
@@ -72,12 +67,7 @@ describe("POST /v1/connections", () => {
         lastErrorAt: new Date(),
       },
     });
-    const again = await app.inject({
-      method: "POST",
-      url: "/v1/connections",
-      headers: auth,
-      payload: { ...tokens, externalId: "bob", refreshToken: "1//refresh-two" },
-    });
+    const again = await post({ ...tokens, externalId: "bob", refreshToken: "1//refresh-two" });
     expect(again.statusCode).toBe(200);
     expect(again.json()).toMatchObject({ id: first.id, status: "active", lastError: null });
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: first.id } });
@@ -111,14 +101,7 @@ describe("POST /v1/connections", () => {
 describe("GET and DELETE /v1/connections/:id", () => {
   it("reads a connection, then deletes it with its tokens and its pending job", async () => {
     const app = await server();
-    const { id } = (
-      await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...tokens, externalId: "carol" },
-      })
-    ).json();
+    const { id } = (await post({ ...tokens, externalId: "carol" })).json();
     expect((await app.inject({ url: `/v1/connections/${id}`, headers: auth })).json().id).toBe(id);
 
     const deleted = await app.inject({
@@ -163,37 +146,11 @@ describe("GET and DELETE /v1/connections/:id", () => {
 
   it("drops the provider answer parked for a deleted connection, sealed tokens and all", async () => {
     const app = await server();
-    const { id } = (
-      await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...tokens, externalId: "parked" },
-      })
-    ).json();
+    const { id } = (await post({ ...tokens, externalId: "parked" })).json();
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id } });
     // What a refresh leaves when PostgreSQL refuses its write.
-    await h.deps.parked.park(
-      { id, version: row.version },
-      {
-        accessToken: row.accessToken,
-        refreshToken: row.refreshToken,
-        tokenType: row.tokenType,
-        scope: row.scope,
-        expiresAt: row.expiresAt,
-        status: "active",
-        version: row.version + 1,
-        nextRefreshAt: row.nextRefreshAt,
-        lastRefreshedAt: new Date(),
-        refreshCount: 1,
-        consecutiveFailures: 0,
-        consecutiveUnknown: 0,
-        lastErrorCode: null,
-        lastErrorMessage: null,
-        lastErrorAt: null,
-      },
-      { type: "refreshed", outcome: "success", errorCode: null, message: null },
-    );
+    const { change, event } = successfulRefresh(row, { nextRefreshAt: row.nextRefreshAt });
+    await h.deps.parked.park({ id, version: row.version }, change, event);
     expect(await h.deps.parked.take(id)).not.toBeNull();
 
     const deleted = await app.inject({
@@ -219,12 +176,7 @@ describe("expiry at registration", () => {
       const app = await server();
       const { expiresIn: _, ...withoutExpiry } = tokens;
       const before = Date.now();
-      const response = await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...withoutExpiry, externalId: `expiry ${label}`, ...stated },
-      });
+      const response = await post({ ...withoutExpiry, externalId: `expiry ${label}`, ...stated });
       expect(response.statusCode).toBe(201);
       const view = response.json();
       // The mock integration is generic oauth2: one hour when no usable expiry is stated.
@@ -248,14 +200,7 @@ describe("expiry at registration", () => {
   it("never serves a token that has expired: without a refresh token it is needs_reauth", async () => {
     const app = await server();
     const { refreshToken: _, ...accessOnly } = tokens;
-    const { id } = (
-      await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...accessOnly, externalId: "access-only" },
-      })
-    ).json();
+    const { id } = (await post({ ...accessOnly, externalId: "access-only" })).json();
     // Its hour has passed.
     await h.prisma.connection.update({
       where: { id },
@@ -311,18 +256,12 @@ describe("re-posting a connection without refreshToken", () => {
 
 describe("unknown fields", () => {
   it("refuses a provider's raw token answer, naming its fields", async () => {
-    const app = await server();
-    const response = await app.inject({
-      method: "POST",
-      url: "/v1/connections",
-      headers: auth,
-      payload: {
-        integration: "mock",
-        externalId: "raw",
-        access_token: "ya29.raw",
-        refresh_token: "1//raw",
-        expires_in: 3599,
-      },
+    const response = await post({
+      integration: "mock",
+      externalId: "raw",
+      access_token: "ya29.raw",
+      refresh_token: "1//raw",
+      expires_in: 3599,
     });
     expect(response.statusCode).toBe(400);
     expect(response.json()).toEqual({
@@ -344,14 +283,7 @@ describe("unknown fields", () => {
     ["DELETE", "/v1/connections/ID", { soft: true }, /^soft: unknown field$/],
   ] as const)("%s %s refuses an unknown field by name", async (method, url, payload, message) => {
     const app = await server();
-    const { id } = (
-      await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...tokens, externalId: "unknown-fields" },
-      })
-    ).json();
+    const { id } = (await post({ ...tokens, externalId: "unknown-fields" })).json();
     const response = await app.inject({
       method,
       url: url.replace("ID", id),
@@ -371,16 +303,11 @@ describe("registration races and failures", () => {
     const grant = h.provider.issueGrant();
     const answers = await Promise.all(
       Array.from({ length: 5 }, (_, n) =>
-        app.inject({
-          method: "POST",
-          url: "/v1/connections",
-          headers: auth,
-          payload: {
-            ...tokens,
-            externalId: "double-submit",
-            accessToken: `access-${n}`,
-            refreshToken: grant.refreshToken,
-          },
+        post({
+          ...tokens,
+          externalId: "double-submit",
+          accessToken: `access-${n}`,
+          refreshToken: grant.refreshToken,
         }),
       ),
     );
@@ -431,12 +358,7 @@ describe("GET /v1/connections", () => {
   it("filters by integration, externalId and status, and pages with a cursor", async () => {
     const app = await server();
     for (let n = 0; n < 5; n += 1) {
-      await app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: auth,
-        payload: { ...tokens, externalId: `page-${n}` },
-      });
+      await post({ ...tokens, externalId: `page-${n}` });
     }
     const seen: string[] = [];
     let cursor: string | null = null;
