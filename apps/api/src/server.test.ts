@@ -177,6 +177,31 @@ describe("api server", () => {
       await app.close();
     }
   });
+
+  it("cuts off a client without a key that stalls in the body of its post", async () => {
+    const app = await testServer({ bodyLingerMs: 100 });
+    app.post("/v1/echo", async () => ({ reached: true }));
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const { port } = app.server.address() as { port: number };
+      const socket = connect(port, "127.0.0.1");
+      await once(socket, "connect");
+      socket.write(
+        "POST /v1/echo HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n" +
+          'Content-Length: 1000\r\n\r\n{"pad":"',
+      );
+      let answer = "";
+      socket.on("data", (chunk: Buffer) => {
+        answer += chunk.toString("utf8");
+      });
+      socket.on("error", () => {});
+      // It held the connection, and a shutdown's server.close(), for as long as it liked.
+      await once(socket, "close");
+      expect(answer).toMatch(/^HTTP\/1\.1 401 /);
+    } finally {
+      await app.close();
+    }
+  });
 });
 
 /**

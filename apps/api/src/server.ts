@@ -18,8 +18,9 @@ export interface ServerOptions {
   /** Registers the /v1 routes. */
   readonly routes?: readonly ((app: FastifyInstance) => void)[];
   /**
-   * How long, after a 413, the rest of an oversized body is read and thrown away so that
-   * the answer reaches a client still sending; a client sending longer is cut off.
+   * How long, after an answer sent before its body was read (a 413, a 401), the rest of
+   * the body is read and thrown away so that the answer reaches a client still sending; a
+   * client sending longer, or stalling, is cut off.
    * @defaultValue 30000
    */
   readonly bodyLingerMs?: number;
@@ -69,7 +70,9 @@ export async function buildServer({
     }
     const status = error.statusCode ?? 500;
     if (status >= 500) request.log.error({ err: error }, "request failed");
-    if (status === 413) lingerOverOversizedBody(request, reply, bodyLingerMs);
+    // Fastify marks a 413 `Connection: close`; the connection stays open instead so that
+    // the answer reaches a client still sending (see cutOffUnreadBody).
+    if (status === 413) reply.removeHeader("connection");
     const code = fastifyErrorCode(status);
     // Fastify's own 4xx messages (bad JSON, media type, size) are safe to show; anything
     // else is internal and its message could carry details a client must not see.
@@ -77,6 +80,7 @@ export async function buildServer({
     return reply.status(status).send({ error: code, message });
   });
   app.setNotFoundHandler((_request, reply) => sendNotFound(reply));
+  app.addHook("onResponse", async (request) => cutOffUnreadBody(request.raw, bodyLingerMs));
 
   // An allowlist of public routes, not a "/v1" prefix test: the router matches decoded
   // paths, so `/%761/...` reaches a /v1 route while its raw URL does not start with /v1.
@@ -135,17 +139,16 @@ function sendNotFound(reply: FastifyReply) {
 }
 
 /**
- * SPEC §3: a 413 must reach a client that is still sending its body. Fastify marks the
- * answer `Connection: close`, so Node destroys the socket as soon as the answer is
- * flushed; the bytes still arriving then meet a closed socket, the kernel resets the
- * connection, and a client still writing (Node's fetch) fails with EPIPE before it reads
- * the answer (5 and 9 of 10 posts of 64 MiB from another process, chunked and with a
- * length). Instead the connection stays open and Node reads the rest of the body and
- * throws it away, as for any body a handler ignores, for at most `lingerMs`.
+ * SPEC §3: a 413 must reach a client that is still sending its body. Were the socket
+ * destroyed as soon as the answer is flushed, the bytes still arriving would meet a closed
+ * socket, the kernel would reset the connection, and a client still writing (Node's fetch)
+ * would fail with EPIPE before it reads the answer (5 and 9 of 10 posts of 64 MiB from
+ * another process, chunked and with a length). So after any answer sent before its body
+ * was read (a 413, a 401 or 404 on a post) Node reads the rest and throws it away, for at
+ * most `lingerMs`: a client that stalls or keeps sending is cut off, where it held the
+ * connection, and the shutdown's server.close(), for ever (no key needed).
  */
-function lingerOverOversizedBody(request: FastifyRequest, reply: FastifyReply, lingerMs: number) {
-  reply.removeHeader("connection");
-  const { raw } = request;
+function cutOffUnreadBody(raw: FastifyRequest["raw"], lingerMs: number) {
   if (raw.complete) return;
   const cutOff = setTimeout(() => raw.socket.destroy(), lingerMs);
   cutOff.unref();

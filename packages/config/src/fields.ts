@@ -38,15 +38,29 @@ const port = (fallback: number) => integer("a port number (0-65535)", 0, 65535, 
 
 export const nodeEnv = z.enum(["development", "test", "production"]).default("development");
 
-export const databaseUrl = z
-  .string()
-  .regex(/^postgres(ql)?:\/\//, "must be a postgresql:// URL")
-  .default("postgresql://postgres@127.0.0.1:5432/evergreen");
+/**
+ * A connection URL the clients can parse. The scheme alone let `host:notaport` through:
+ * ioredis then crashed at start with a stack trace that printed the URL, password
+ * included, and Prisma failed every query with a 500. The message never shows the value,
+ * which may hold a password.
+ */
+const connectionUrl = (scheme: RegExp, what: string, fallback: string) =>
+  z
+    .string()
+    .refine((url) => scheme.test(url) && URL.canParse(url), `must be a valid ${what} URL`)
+    .default(fallback);
 
-export const redisUrl = z
-  .string()
-  .regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL")
-  .default("redis://127.0.0.1:6379");
+export const databaseUrl = connectionUrl(
+  /^postgres(ql)?:\/\//,
+  "postgresql://",
+  "postgresql://postgres@127.0.0.1:5432/evergreen",
+);
+
+export const redisUrl = connectionUrl(
+  /^rediss?:\/\//,
+  "redis:// or rediss://",
+  "redis://127.0.0.1:6379",
+);
 
 export const encryptionKeys = z.string().transform((spec, ctx) => {
   try {
@@ -80,7 +94,7 @@ export const refreshBufferSeconds = positiveInt(300);
 export const reconcileIntervalSeconds = positiveInt(60);
 // Bounded: a "keep forever" value such as 9999999 days would put the prune's cutoff before
 // the earliest timestamp PostgreSQL has, and every prune would fail.
-export const eventRetentionDays = z.coerce.number().int().positive().max(36_500).default(30);
+export const eventRetentionDays = integer("a number of days (1-36500)", 1, 36_500, 30);
 export const workerConcurrency = positiveInt(50);
 export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);

@@ -99,6 +99,25 @@ describe("parseEnv", () => {
     expect(problemsOf({ ...valid, EVENT_RETENTION_DAYS: "9999999" })).toHaveLength(1);
   });
 
+  it("parses EVENT_RETENTION_DAYS like every whole number, showing a bad value", () => {
+    expect(problemsOf({ ...valid, EVENT_RETENTION_DAYS: "abc" })).toEqual([
+      'EVENT_RETENTION_DAYS: must be a number of days (1-36500), got "abc"',
+    ]);
+    expect(problemsOf({ ...valid, EVENT_RETENTION_DAYS: "1e3" })).toHaveLength(1);
+  });
+
+  it("refuses a connection URL its client cannot parse, without showing it", () => {
+    const problems = problemsOf({
+      ...valid,
+      DATABASE_URL: "postgresql://app:db-secret@db:notaport/evergreen",
+      REDIS_URL: "redis://:redis-secret@redis:notaport",
+    });
+    expect(problems).toEqual([
+      "DATABASE_URL: must be a valid postgresql:// URL",
+      "REDIS_URL: must be a valid redis:// or rediss:// URL",
+    ]);
+  });
+
   it("parses EGRESS_ALLOWLIST into entries, and names a bad entry", () => {
     expect(parseEnv(schema, valid).EGRESS_ALLOWLIST).toEqual([]);
     expect(

@@ -36,6 +36,10 @@ const tokens = {
   expiresIn: 3600,
 };
 
+/** JSON text of an array nested `levels` deep: `[[[...]]]`. */
+const nestedJson = (levels: number) => `${"[".repeat(levels)}${"]".repeat(levels)}`;
+const nested = (levels: number) => JSON.parse(nestedJson(levels));
+
 describe("POST /v1/connections", () => {
   it("stores encrypted tokens, answers the view, and schedules the refresh", async () => {
     const response = await post(tokens);
@@ -84,6 +88,7 @@ describe("POST /v1/connections", () => {
     [{ ...tokens, expiresAt: "tomorrow" }, /^expiresAt: /],
     [{ ...tokens, expiresAt: "2030-01-01T00:00:00Z" }, /^expiresAt: give expiresIn or expiresAt/],
     [{ ...tokens, metadata: ["not", "an", "object"] }, /^metadata: /],
+    [{ ...tokens, metadata: { x: nested(32) } }, /^metadata: at most 32 levels deep/],
   ])("refuses %j naming the field", async (payload, message) => {
     const app = await server();
     const response = await app.inject({
@@ -95,6 +100,31 @@ describe("POST /v1/connections", () => {
     expect(response.statusCode).toBe(400);
     expect(response.json().message).toMatch(message);
     expect(response.body).not.toContain("refresh-one");
+  });
+
+  it("refuses metadata nested thousands deep with a 400, not a stack overflow's 500", async () => {
+    const app = await server();
+    const response = await app.inject({
+      method: "POST",
+      url: "/v1/connections",
+      headers: { ...auth, "content-type": "application/json" },
+      payload: `${JSON.stringify(tokens).slice(0, -1)},"metadata":{"x":${nestedJson(5000)}}}`,
+    });
+    expect(response.statusCode).toBe(400);
+    expect(response.json().message).toBe("metadata: at most 32 levels deep");
+  });
+
+  it("stores metadata nested up to 32 levels deep", async () => {
+    const app = await server();
+    const metadata = { x: nested(31) };
+    const response = await app.inject({
+      method: "POST",
+      url: "/v1/connections",
+      headers: auth,
+      payload: { ...tokens, externalId: "deep@example.com", metadata },
+    });
+    expect(response.statusCode).toBe(201);
+    expect(response.json().metadata).toEqual(metadata);
   });
 });
 

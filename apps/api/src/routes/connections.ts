@@ -37,13 +37,36 @@ const connectionInput = z
     tokenType: z.string().min(1).max(64).optional(),
     metadata: z
       .record(z.string(), z.unknown())
-      .refine((value) => JSON.stringify(value).length <= 16_384, "at most 16 KiB of JSON")
+      .superRefine((value, ctx) => {
+        // Depth first: measuring the size of a value nested thousands deep overflowed the
+        // stack (a 500), and Prisma's serializer overflowed on 3000 levels.
+        if (nestingDepth(value) > MAX_METADATA_DEPTH) {
+          ctx.addIssue({ code: "custom", message: `at most ${MAX_METADATA_DEPTH} levels deep` });
+        } else if (JSON.stringify(value).length > 16_384) {
+          ctx.addIssue({ code: "custom", message: "at most 16 KiB of JSON" });
+        }
+      })
       .optional(),
   })
   .refine((input) => input.expiresIn === undefined || input.expiresAt === undefined, {
     message: "give expiresIn or expiresAt, not both",
     path: ["expiresAt"],
   });
+
+const MAX_METADATA_DEPTH = 32;
+
+/** How deeply a parsed JSON value nests, found without recursion. */
+function nestingDepth(value: unknown): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [node, depth] = next;
+    if (typeof node !== "object" || node === null) continue;
+    deepest = Math.max(deepest, depth);
+    for (const child of Object.values(node)) pending.push([child, depth + 1]);
+  }
+  return deepest;
+}
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
