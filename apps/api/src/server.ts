@@ -49,11 +49,24 @@ export async function buildServer({
       requestIdLogLabel: "requestId",
     }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // Headers and body must arrive within this: a client (with a key or without) that
+    // stalls mid-request would otherwise hold its socket, and a stop, forever. Handlers
+    // that wait longer (a refresh behind another process's lock) are not cut by it.
+    requestTimeout: 30_000,
     frameworkErrors: (error, _request, reply) => answerFrameworkError(error, reply),
   });
   const keys = apiKeys.map((key) => Buffer.from(key, "utf8"));
   // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
   app.removeContentTypeParser("text/plain");
+  // An empty body under a JSON content type is no body, not bad JSON: clients that set the
+  // header on every request (POST .../refresh, DELETE) must not get a 400 for it.
+  const parseJson = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const text = body.toString();
+    if (text === "") done(null, undefined);
+    else parseJson(request, text, done);
+  });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {
     if (error instanceof HttpError) {

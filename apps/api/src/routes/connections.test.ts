@@ -174,6 +174,33 @@ describe("GET and DELETE /v1/connections/:id", () => {
     }
   });
 
+  it("takes an empty body under a JSON content type as no body, and still refuses bad JSON", async () => {
+    const app = await server();
+    const { id } = (await post({ ...tokens, externalId: "json-header-everywhere" })).json();
+    const json = { ...auth, "content-type": "application/json" };
+    const refreshed = await app.inject({
+      method: "POST",
+      url: `/v1/connections/${id}/refresh`,
+      headers: json,
+    });
+    // Past the body parser into the refresh (the fixture's grant is unknown to the provider).
+    expect(refreshed.json().error).toBe("needs_reauth");
+    const broken = await app.inject({
+      method: "DELETE",
+      url: `/v1/connections/${id}`,
+      headers: json,
+      payload: "{",
+    });
+    expect(broken.statusCode).toBe(400);
+    expect(broken.json().error).toBe("invalid_request");
+    const deleted = await app.inject({
+      method: "DELETE",
+      url: `/v1/connections/${id}`,
+      headers: json,
+    });
+    expect(deleted.statusCode).toBe(204);
+  });
+
   it("drops the provider answer parked for a deleted connection, sealed tokens and all", async () => {
     const app = await server();
     const { id } = (await post({ ...tokens, externalId: "parked" })).json();
