@@ -1,5 +1,7 @@
 # One image for every app; docker-compose.yml picks the app with `command`.
 FROM node:20.19-bookworm-slim
+# Builds behind a TLS-intercepting proxy pass its CA bundle here; unset, it changes nothing.
+ARG NODE_EXTRA_CA_CERTS
 WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json turbo.json tsconfig.base.json ./
