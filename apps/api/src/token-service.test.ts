@@ -26,6 +26,21 @@ const refreshNow = (id: string) =>
   );
 const refreshesOf = (grantId: string) => h.provider.grant(grantId)?.refreshes ?? 0;
 
+/**
+ * Holds the connection's lock as another process would, then asks for a token (by
+ * `requestedId`, the connection's id unless given) and resolves once the request has met
+ * the held lock.
+ */
+async function askWhileLocked(connectionId: string, requestedId = connectionId) {
+  const lease = await h.deps.lock.acquire(connectionId);
+  if (!lease) throw new Error("lock should be free");
+  const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
+  const before = await contended();
+  const answer = tokenOf(requestedId);
+  await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+  return { lease, answer };
+}
+
 describe("GET /v1/connections/:id/token", () => {
   it("answers the stored token without calling the provider while it is valid long enough", async () => {
     const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });
@@ -81,12 +96,7 @@ describe("GET /v1/connections/:id/token", () => {
 
   it("waits for a refresh another process holds the lock for, and answers its result", async () => {
     const { connection, grant } = await h.addConnection({ expiresInSeconds: 5 });
-    const lease = await h.deps.lock.acquire(connection.id);
-    if (!lease) throw new Error("lock should be free");
-    const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
-    const before = await contended();
-    const answer = tokenOf(connection.id);
-    await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+    const { lease, answer } = await askWhileLocked(connection.id);
     // The "other process" stores its result, then releases.
     const expiresAt = new Date(Date.now() + 3_600_000);
     await h.prisma.connection.update({
@@ -138,12 +148,7 @@ describe("GET /v1/connections/:id/token", () => {
 
   it("never answers a token that has already expired, even one another process just stored", async () => {
     const { connection } = await h.addConnection({ expiresInSeconds: 5 });
-    const lease = await h.deps.lock.acquire(connection.id);
-    if (!lease) throw new Error("lock should be free");
-    const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
-    const before = await contended();
-    const answer = tokenOf(connection.id);
-    await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+    const { lease, answer } = await askWhileLocked(connection.id);
     // The holder (a clock-skewed or buggy process) stores a "refreshed" token that is
     // already past its expiry.
     await h.prisma.connection.update({
@@ -201,13 +206,8 @@ describe("GET /v1/connections/:id/token", () => {
 
   it("takes a connection id in any case, and locks it as the workers do", async () => {
     const { connection, grant } = await h.addConnection({ expiresInSeconds: 5 });
-    const lease = await h.deps.lock.acquire(connection.id);
-    if (!lease) throw new Error("lock should be free");
-    const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
-    const before = await contended();
-    const answer = tokenOf(connection.id.toUpperCase());
     // The uppercase request meets the lowercase lock the "worker" holds.
-    await vi.waitFor(async () => expect(await contended()).toBe(before + 1));
+    const { lease, answer } = await askWhileLocked(connection.id, connection.id.toUpperCase());
     await lease.release();
     expect((await answer).statusCode).toBe(200);
     expect(refreshesOf(grant.grantId)).toBe(1);

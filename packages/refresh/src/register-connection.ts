@@ -1,21 +1,15 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { KeyRing } from "@evergreen/crypto";
-import type { Connection, Integration, PrismaClient } from "@evergreen/db";
-import type { Logger } from "@evergreen/observability";
+import type { Connection, Integration } from "@evergreen/db";
 import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
-import type { Queue } from "bullmq";
-import type { RefreshJobPayload } from "./jobs";
 import type { RefreshSettings } from "./refresh-connection";
+import type { IntegrationDeps } from "./register-integration";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
 import { scheduleOrDefer } from "./schedule-or-defer";
 import { sealAccessToken, sealRefreshToken } from "./token-cipher";
 
-export interface RegistrationDeps {
-  readonly prisma: PrismaClient;
-  readonly keyRing: KeyRing;
-  readonly queue: Queue<RefreshJobPayload>;
-  readonly log: Logger;
+/** What registering an integration needs, plus the scheduling settings. */
+export interface RegistrationDeps extends IntegrationDeps {
   readonly settings: Pick<RefreshSettings, "defaultBufferSeconds" | "retryBaseDelayMs">;
   /** @defaultValue () => new Date() */
   readonly now?: () => Date;
