@@ -8,7 +8,13 @@ export interface ParkedAnswer {
   readonly event: ConnectionEventInput;
 }
 
-const DATE_FIELDS = ["expiresAt", "nextRefreshAt", "lastRefreshedAt", "lastErrorAt"] as const;
+const DATE_FIELDS = [
+  "expiresAt",
+  "refreshTokenExpiresAt",
+  "nextRefreshAt",
+  "lastRefreshedAt",
+  "lastErrorAt",
+] as const;
 
 /**
  * Where a refresh puts a provider's answer when PostgreSQL cannot take it: a rotating

@@ -267,6 +267,7 @@ async function decide(
     tokenType: connection.tokenType,
     scope: connection.scope,
     expiresAt: connection.expiresAt,
+    refreshTokenExpiresAt: connection.refreshTokenExpiresAt,
     status: connection.status,
     version: connection.version + 1,
     nextRefreshAt: connection.nextRefreshAt,
@@ -295,6 +296,11 @@ async function decide(
         tokenType: result.tokenType,
         scope: result.scope ?? connection.scope,
         expiresAt: result.expiresAt,
+        // A new refresh token's end is what the answer says, unknown if it says nothing;
+        // the old one kept keeps its own.
+        refreshTokenExpiresAt: result.refreshToken
+          ? result.refreshTokenExpiresAt
+          : (result.refreshTokenExpiresAt ?? connection.refreshTokenExpiresAt),
         status: "active",
         nextRefreshAt: computeNextRefreshAt({
           expiresAt: result.expiresAt,

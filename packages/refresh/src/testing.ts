@@ -46,6 +46,7 @@ export function successfulRefresh(
       tokenType: row.tokenType,
       scope: row.scope,
       expiresAt: new Date(Date.now() + 3_600_000),
+      refreshTokenExpiresAt: row.refreshTokenExpiresAt,
       status: "active",
       version: row.version + 1,
       nextRefreshAt: null,
