@@ -19,7 +19,12 @@ import { TokenService } from "./token-service";
 
 async function main(): Promise<void> {
   const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
-  const log = createLogger({ name: "api", level: config.LOG_LEVEL });
+  const log = createLogger({
+    name: "api",
+    level: config.LOG_LEVEL,
+    // JSON lines wherever something collects them; a developer's terminal gets readable ones.
+    pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
+  });
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   if (fromDevFile.includes("API_KEYS")) {

@@ -15,7 +15,12 @@ import { startSweeps } from "./sweeps";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("scheduler", schedulerEnv, process.env);
-  const log = createLogger({ name: "scheduler", level: config.LOG_LEVEL });
+  const log = createLogger({
+    name: "scheduler",
+    level: config.LOG_LEVEL,
+    // JSON lines wherever something collects them; a developer's terminal gets readable ones.
+    pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
+  });
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");

@@ -22,7 +22,12 @@ import { startRefreshWorker } from "./refresh-worker";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("worker", workerEnv, process.env);
-  const log = createLogger({ name: "worker", level: config.LOG_LEVEL });
+  const log = createLogger({
+    name: "worker",
+    level: config.LOG_LEVEL,
+    // JSON lines wherever something collects them; a developer's terminal gets readable ones.
+    pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
+  });
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
