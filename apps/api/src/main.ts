@@ -3,6 +3,7 @@ import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
 import {
   ClientErrorLog,
+  createHttpMetrics,
   createLogger,
   createMetrics,
   exitIfCannotListen,
@@ -44,7 +45,9 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
-  const metrics = createMetrics("api");
+  const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
+  const metrics = createMetrics("api", { version: config.EVERGREEN_VERSION, dependencies });
+  const httpMetrics = createHttpMetrics(metrics.registry);
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
   // The api refreshes on demand with the workers' lock, settings and metrics.
   const refreshDeps = createRefreshDeps({
@@ -57,15 +60,16 @@ async function main(): Promise<void> {
     log,
     maxSockets: 50,
   });
-  const tokens = new TokenService(refreshDeps, prisma);
+  const tokens = new TokenService(refreshDeps, prisma, httpMetrics);
 
   const server = await buildServer({
     log,
     apiKeys: config.API_KEYS,
     ops: {
       registry: metrics.registry,
-      checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
+      checks: { database: dependencies.postgres, redis: dependencies.redis },
     },
+    metrics: httpMetrics,
     routes: [
       (app) =>
         registerIntegrationRoutes(app, {

@@ -63,6 +63,20 @@ export function successfulRefresh(
   };
 }
 
+/** The value of one series of a counter or gauge, 0 when it has none yet. */
+export async function metricValue(
+  metric: { get(): Promise<{ values: { value: number; labels: object }[] }> },
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const { values } = await metric.get();
+  const series = values.find(({ labels: own }) =>
+    Object.entries(labels).every(
+      ([name, value]) => (own as Record<string, unknown>)[name] === value,
+    ),
+  );
+  return series?.value ?? 0;
+}
+
 export function redisDatabaseUrl(index: number): string {
   return `${TEST_REDIS_URL.replace(/\/\d*$/, "")}/${index}`;
 }
@@ -111,7 +125,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
   const provider = await startMockProvider({ latencyMs: settings.latencyMs ?? 0 });
   const prefix = settings.prefix ?? `{test-${randomBytes(4).toString("hex")}}`;
   const queue = createRefreshQueue(redis, prefix);
-  const metrics = createMetrics("test");
+  const metrics = createMetrics("test", { version: "test" });
   const deps: RefreshDeps = {
     store: new ConnectionStore(database.pool),
     keyRing,
