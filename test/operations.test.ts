@@ -73,10 +73,10 @@ describe.each(APPS)("%s on a port already in use", (name) => {
       expect(await app.exited).toBe(1);
       expect(app.stderr()).toBe("");
       expect(app.otherStdout).toEqual([]);
-      const failures = app.logs.filter((line) => (line.level as number) >= 50);
+      const failures = app.logs.filter((line) => line.level === "error" || line.level === "fatal");
       expect(failures).toEqual([
         expect.objectContaining({
-          level: 60,
+          level: "fatal",
           msg: `${PORT_VARIABLE[name]} ${port} is already in use`,
           variable: PORT_VARIABLE[name],
           port,

@@ -15,6 +15,7 @@ export const apiEnv = z.object({
   ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
   EGRESS_ALLOWLIST: fields.egressAllowlist,
   LOG_LEVEL: fields.logLevel,
+  EVERGREEN_VERSION: fields.evergreenVersion,
 });
 
 export type ApiEnv = z.output<typeof apiEnv>;

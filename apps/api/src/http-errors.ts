@@ -40,3 +40,22 @@ export function parseInput<Schema extends z.ZodType>(
   const field = issue?.path.join(".") || "body";
   throw new HttpError(400, "invalid_request", `${field}: ${issue?.message ?? "invalid"}`);
 }
+
+/**
+ * PostgreSQL or Redis down is an outage to retry through (503), not a bug (500): Prisma's
+ * P1001/P1002/P1017 (unreachable, timed out, closed), pg's socket errors and SQLSTATE
+ * classes 08 (connection exception) and 57P (server shutting down) from the refresh path's
+ * SQL, and ioredis giving up on a command.
+ */
+export function isBackendUnavailable(error: Error & { code?: unknown }): boolean {
+  const code = typeof error.code === "string" ? error.code : "";
+  return (
+    error.name === "MaxRetriesPerRequestError" ||
+    (error.name.startsWith("PrismaClient") && ["P1001", "P1002", "P1017"].includes(code)) ||
+    SOCKET_ERRORS.has(code) ||
+    /^(08|57P)/.test(code) ||
+    error.message === "Connection terminated unexpectedly"
+  );
+}
+
+const SOCKET_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"]);

@@ -3,6 +3,7 @@ import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
 import {
   ClientErrorLog,
+  createHttpMetrics,
   createLogger,
   createMetrics,
   exitIfCannotListen,
@@ -19,7 +20,12 @@ import { TokenService } from "./token-service";
 
 async function main(): Promise<void> {
   const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
-  const log = createLogger({ name: "api", level: config.LOG_LEVEL });
+  const log = createLogger({
+    name: "api",
+    level: config.LOG_LEVEL,
+    // JSON lines wherever something collects them; a developer's terminal gets readable ones.
+    pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
+  });
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   if (fromDevFile.includes("API_KEYS")) {
@@ -39,7 +45,9 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
-  const metrics = createMetrics("api");
+  const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
+  const metrics = createMetrics("api", { version: config.EVERGREEN_VERSION, dependencies });
+  const httpMetrics = createHttpMetrics(metrics.registry);
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
   // The api refreshes on demand with the workers' lock, settings and metrics.
   const refreshDeps = createRefreshDeps({
@@ -52,15 +60,16 @@ async function main(): Promise<void> {
     log,
     maxSockets: 50,
   });
-  const tokens = new TokenService(refreshDeps, prisma);
+  const tokens = new TokenService(refreshDeps, prisma, httpMetrics);
 
   const server = await buildServer({
     log,
     apiKeys: config.API_KEYS,
     ops: {
       registry: metrics.registry,
-      checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
+      checks: { database: dependencies.postgres, redis: dependencies.redis },
     },
+    metrics: httpMetrics,
     routes: [
       (app) =>
         registerIntegrationRoutes(app, {

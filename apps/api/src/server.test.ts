@@ -3,11 +3,13 @@ import { once } from "node:events";
 import { Agent, get, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
+import { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { createDatabase } from "@evergreen/db";
+import { createLogger } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it, vi } from "vitest";
-import { TEST_API_KEY, testServer } from "./test-server";
+import { AUTH, TEST_API_KEY, testServer } from "./test-server";
 
 const KEY = TEST_API_KEY;
 const server = (checks = {}) => testServer({ checks });
@@ -284,5 +286,61 @@ describe("closing", () => {
     // Otherwise close() waits for the client's idle keep-alive socket (72 s in fastify).
     await closed;
     agent.destroy();
+  });
+});
+
+describe("request metrics and access lines", () => {
+  it("name the route template, never the path or its query string; unmatched routes as such", async () => {
+    const lines: string[] = [];
+    const log = createLogger(
+      { name: "api-test" },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(String(chunk));
+          done();
+        },
+      }),
+    );
+    const app = await testServer({ log });
+    app.get("/v1/connections/:id/token", async () => ({ accessToken: "t" }));
+    const id = crypto.randomUUID();
+    const secret = "s3cr3t-in-a-query";
+    await app.inject({
+      url: `/v1/connections/${id}/token?minValidity=60&x=${secret}`,
+      headers: AUTH,
+    });
+    await app.inject({ url: `/v1/connections/${id}/token` });
+    await app.inject({ url: `/v1/no/such/${id}?code=${secret}`, headers: AUTH });
+    const scrape = await app.inject({ url: "/metrics" });
+
+    const route = "/v1/connections/:id/token";
+    expect(scrape.body).toContain(
+      `evergreen_http_requests_total{route="${route}",method="GET",status="200",process="api-test"} 1`,
+    );
+    expect(scrape.body).toContain(
+      `evergreen_http_requests_total{route="${route}",method="GET",status="401",process="api-test"} 1`,
+    );
+    expect(scrape.body).toContain(
+      'evergreen_http_requests_total{route="unmatched",method="GET",status="404",process="api-test"} 1',
+    );
+    expect(scrape.body).toContain(
+      `evergreen_http_request_duration_seconds_count{process="api-test",route="${route}",method="GET"} 2`,
+    );
+    expect(scrape.body).not.toContain(id);
+
+    const access = lines
+      .map((line) => JSON.parse(line) as Record<string, unknown>)
+      .filter((line) => line.msg === "request answered");
+    // One line per request at info; the scrape's is at debug, below the default level.
+    expect(
+      access.map(({ level, method, route, status }) => [level, method, route, status]),
+    ).toEqual([
+      ["info", "GET", route, 200],
+      ["info", "GET", route, 401],
+      ["info", "GET", "unmatched", 404],
+    ]);
+    for (const line of access) expect(line.ms).toEqual(expect.any(Number));
+    const text = lines.join("");
+    for (const leak of [secret, id, "minValidity", "?"]) expect(text).not.toContain(leak);
   });
 });

@@ -1,6 +1,11 @@
 import { timingSafeEqual } from "node:crypto";
 import { finished } from "node:stream";
-import { answerOpsRequest, type Logger, type OpsOptions } from "@evergreen/observability";
+import {
+  answerOpsRequest,
+  type HttpMetrics,
+  type Logger,
+  type OpsOptions,
+} from "@evergreen/observability";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -9,12 +14,14 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
-import { HttpError } from "./http-errors";
+import { HttpError, isBackendUnavailable } from "./http-errors";
 
 export interface ServerOptions {
   readonly log: Logger;
   readonly apiKeys: readonly string[];
   readonly ops: OpsOptions;
+  /** Request counts and durations, on the registry `ops` serves. */
+  readonly metrics: HttpMetrics;
   /** Registers the /v1 routes. */
   readonly routes?: readonly ((app: FastifyInstance) => void)[];
   /**
@@ -36,14 +43,15 @@ export async function buildServer({
   log,
   apiKeys,
   ops,
+  metrics,
   routes = [],
   bodyLingerMs = 30_000,
 }: ServerOptions) {
   const app = Fastify({
     // Typed as fastify's logger so route modules take a plain FastifyInstance.
     loggerInstance: log as FastifyBaseLogger,
-    // One line per request at info would dominate the logs of a token service; failures
-    // are logged by the error handler.
+    // Fastify's own request lines carry the raw URL, query string included, where a
+    // client may put what it should not; recordRequest writes one line per request instead.
     logController: new LogController({
       disableRequestLogging: true,
       requestIdLogLabel: "requestId",
@@ -93,7 +101,10 @@ export async function buildServer({
     return reply.status(status).send({ error: code, message });
   });
   app.setNotFoundHandler((_request, reply) => sendNotFound(reply));
-  app.addHook("onResponse", async (request) => cutOffUnreadBody(request.raw, bodyLingerMs));
+  app.addHook("onResponse", async (request, reply) => {
+    cutOffUnreadBody(request.raw, bodyLingerMs);
+    recordRequest(request, reply, metrics);
+  });
 
   // An allowlist of public routes, not a "/v1" prefix test: the router matches decoded
   // paths, so `/%761/...` reaches a /v1 route while its raw URL does not start with /v1.
@@ -129,6 +140,27 @@ export async function buildServer({
   }
 
   return app;
+}
+
+/**
+ * The access line and the request metrics of one answered request. Both name the route by its
+ * template (`/v1/connections/:id/token`), never the path: an id would make every
+ * connection a series, and a query string could carry a secret. A request no route matched
+ * (a 404, a path that does not decode) is `unmatched`.
+ */
+function recordRequest(request: FastifyRequest, reply: FastifyReply, metrics: HttpMetrics) {
+  const route = request.routeOptions.url ?? "unmatched";
+  const { method } = request;
+  const status = reply.statusCode;
+  metrics.httpRequests.inc({ route, method, status: String(status) });
+  metrics.httpDuration.observe({ route, method }, reply.elapsedTime / 1000);
+  // Probes and scrapes arrive every few seconds from every orchestrator and Prometheus:
+  // at info they would bury the requests of apps.
+  const level = PUBLIC_ROUTES.has(route) ? "debug" : "info";
+  request.log[level](
+    { method, route, status, ms: Math.round(reply.elapsedTime * 10) / 10 },
+    "request answered",
+  );
 }
 
 function sendOps(reply: FastifyReply, answer: Awaited<ReturnType<typeof answerOpsRequest>>) {
@@ -181,25 +213,6 @@ function isAuthorized(request: FastifyRequest, keys: readonly Buffer[]): boolean
   }
   return authorized;
 }
-
-/**
- * PostgreSQL or Redis down is an outage to retry through (503), not a bug (500): Prisma's
- * P1001/P1002/P1017 (unreachable, timed out, closed), pg's socket errors and SQLSTATE
- * classes 08 (connection exception) and 57P (server shutting down) from the refresh path's
- * SQL, and ioredis giving up on a command.
- */
-function isBackendUnavailable(error: Error & { code?: unknown }): boolean {
-  const code = typeof error.code === "string" ? error.code : "";
-  return (
-    error.name === "MaxRetriesPerRequestError" ||
-    (error.name.startsWith("PrismaClient") && ["P1001", "P1002", "P1017"].includes(code)) ||
-    SOCKET_ERRORS.has(code) ||
-    /^(08|57P)/.test(code) ||
-    error.message === "Connection terminated unexpectedly"
-  );
-}
-
-const SOCKET_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"]);
 
 function fastifyErrorCode(status: number): string {
   switch (status) {

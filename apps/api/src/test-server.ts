@@ -1,5 +1,11 @@
 // Test helper: the api's HTTP server with silent logs, fixed keys and the given routes.
-import { createLogger, createMetrics, type ReadinessCheck } from "@evergreen/observability";
+import {
+  createHttpMetrics,
+  createLogger,
+  createMetrics,
+  type Logger,
+  type ReadinessCheck,
+} from "@evergreen/observability";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
 import { registerConnectionRoutes } from "./routes/connections";
@@ -11,17 +17,29 @@ export const TEST_API_KEY = "test-key-0123456789abcdef";
 export const OTHER_API_KEY = "another-key-0123456789";
 export const AUTH = { authorization: `Bearer ${TEST_API_KEY}` };
 
+/** A registry with the api's metrics, as main.ts builds it. */
+export function testMetrics() {
+  const { registry } = createMetrics("api-test", { version: "test" });
+  return { registry, http: createHttpMetrics(registry) };
+}
+
 export function testServer(
   options: {
     readonly routes?: readonly ((app: FastifyInstance) => void)[];
     readonly checks?: Readonly<Record<string, ReadinessCheck>>;
     readonly bodyLingerMs?: number;
+    /** @defaultValue silent */
+    readonly log?: Logger;
+    /** @defaultValue fresh ones */
+    readonly metrics?: ReturnType<typeof testMetrics>;
   } = {},
 ) {
+  const { registry, http } = options.metrics ?? testMetrics();
   return buildServer({
-    log: createLogger({ name: "api-test", level: "silent" }),
+    log: options.log ?? createLogger({ name: "api-test", level: "silent" }),
     apiKeys: [OTHER_API_KEY, TEST_API_KEY],
-    ops: { registry: createMetrics("api-test").registry, checks: options.checks ?? {} },
+    ops: { registry, checks: options.checks ?? {} },
+    metrics: http,
     routes: options.routes ?? [],
     ...(options.bodyLingerMs === undefined ? {} : { bodyLingerMs: options.bodyLingerMs }),
   });
@@ -29,13 +47,15 @@ export function testServer(
 
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
 export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
+  const metrics = testMetrics();
   return testServer({
+    metrics,
     routes: [
       (app) =>
         registerConnectionRoutes(app, {
           prisma: h.prisma,
           refresh: { ...h.deps, queue },
-          tokens: new TokenService(h.deps, h.prisma),
+          tokens: new TokenService(h.deps, h.prisma, metrics.http),
         }),
     ],
   });

@@ -1,13 +1,14 @@
 import type { PrismaClient } from "@evergreen/db";
+import { TOKEN_OUTCOMES } from "@evergreen/observability";
 import {
   openRefreshToken,
   refreshConnection,
   refreshJobId,
   sealAccessToken,
 } from "@evergreen/refresh";
-import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import { createRefreshHarness, metricValue, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { AUTH, connectionsTestServer } from "./test-server";
+import { AUTH, connectionsTestServer, testMetrics } from "./test-server";
 import { TokenService } from "./token-service";
 
 let h: RefreshHarness;
@@ -140,7 +141,10 @@ describe("GET /v1/connections/:id/token", () => {
         },
       },
     }) as unknown as PrismaClient;
-    const token = await new TokenService(h.deps, prisma).token(connection.id, 60);
+    const token = await new TokenService(h.deps, prisma, testMetrics().http).token(
+      connection.id,
+      60,
+    );
     expect(refreshesOf(grant.grantId)).toBe(1);
     expect(h.provider.reuseCount).toBe(0);
     expect(token.accessToken).toBe(h.provider.grant(grant.grantId)?.accessToken);
@@ -353,7 +357,7 @@ describe("TokenService.close", () => {
   it("waits until a refresh in flight has stored its answer, and starts no other", async () => {
     h.provider.latencyMs = 300;
     try {
-      const tokens = new TokenService(h.deps, h.prisma);
+      const tokens = new TokenService(h.deps, h.prisma, testMetrics().http);
       const due = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
       const later = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
       const requests = h.provider.requests;
@@ -376,5 +380,58 @@ describe("TokenService.close", () => {
     } finally {
       h.provider.latencyMs = 0;
     }
+  });
+});
+
+describe("evergreen_token_requests_total", () => {
+  it("counts each answer by outcome: stored, refreshed, 409s and 503s", async () => {
+    const metrics = testMetrics();
+    const tokens = new TokenService(h.deps, h.prisma, metrics.http);
+    const ask = (id: string) => tokens.token(id, 60).catch(() => undefined);
+
+    const valid = await h.addConnection({ expiresInSeconds: 3600 });
+    await ask(valid.connection.id);
+    const stale = await h.addConnection({ expiresInSeconds: 30 });
+    await ask(stale.connection.id);
+    const dead = await h.addConnection({ expiresInSeconds: -10 });
+    h.provider.revoke(dead.grant.refreshToken);
+    await ask(dead.connection.id);
+    const misconfigured = await h.addConnection({
+      integrationKey: "misconfigured-outcomes",
+      expiresInSeconds: -10,
+    });
+    h.provider.failNext(
+      1,
+      { status: 401, error: "invalid_client" },
+      {
+        grantId: misconfigured.grant.grantId,
+      },
+    );
+    await ask(misconfigured.connection.id);
+    const failing = await h.addConnection({ expiresInSeconds: -10 });
+    h.provider.failNext(1, { status: 503 }, { grantId: failing.grant.grantId });
+    await ask(failing.connection.id);
+    await tokens.close();
+    const stopping = await h.addConnection({ expiresInSeconds: -10 });
+    await ask(stopping.connection.id);
+    // Not an answer about a token: no outcome.
+    await ask(crypto.randomUUID());
+
+    const counts = Object.fromEntries(
+      await Promise.all(
+        TOKEN_OUTCOMES.map(async (outcome) => [
+          outcome,
+          await metricValue(metrics.http.tokenRequests, { outcome }),
+        ]),
+      ),
+    );
+    expect(counts).toEqual({
+      stored: 1,
+      refreshed: 1,
+      needs_reauth: 1,
+      integration_error: 1,
+      refresh_failed: 1,
+      unavailable: 1,
+    });
   });
 });

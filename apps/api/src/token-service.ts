@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
+import type { HttpMetrics, TokenOutcome } from "@evergreen/observability";
 import {
   openAccessToken,
   type RefreshDeps,
@@ -7,7 +8,7 @@ import {
   refreshConnection,
   refreshJobId,
 } from "@evergreen/refresh";
-import { HttpError } from "./http-errors";
+import { HttpError, isBackendUnavailable } from "./http-errors";
 
 export type ConnectionRow = Connection & { integration: Integration };
 
@@ -41,14 +42,20 @@ const MAX_TRIES = 3;
 export class TokenService {
   readonly #deps: RefreshDeps;
   readonly #prisma: PrismaClient;
+  readonly #outcomes: HttpMetrics["tokenRequests"];
   readonly #inFlight = new Map<string, Promise<Attempt>>();
   /** Refreshes this process started and has not stored yet: shutdown waits for them. */
   readonly #providerCalls = new Set<Promise<RefreshRun>>();
   #closing = false;
 
-  constructor(deps: RefreshDeps, prisma: PrismaClient) {
+  constructor(
+    deps: RefreshDeps,
+    prisma: PrismaClient,
+    metrics: Pick<HttpMetrics, "tokenRequests">,
+  ) {
     this.#deps = deps;
     this.#prisma = prisma;
+    this.#outcomes = metrics.tokenRequests;
   }
 
   /**
@@ -60,7 +67,23 @@ export class TokenService {
    * every call, and no refresh could give it.
    */
   async token(connectionId: string, minValiditySeconds: number): Promise<AccessToken> {
+    try {
+      const { token, refreshed } = await this.#token(connectionId, minValiditySeconds);
+      this.#outcomes.inc({ outcome: refreshed ? "refreshed" : "stored" });
+      return token;
+    } catch (error) {
+      const outcome = tokenOutcomeOf(error);
+      if (outcome) this.#outcomes.inc({ outcome });
+      throw error;
+    }
+  }
+
+  async #token(
+    connectionId: string,
+    minValiditySeconds: number,
+  ): Promise<{ token: AccessToken; refreshed: boolean }> {
     let row = await this.#load(connectionId);
+    let refreshed = false;
     refuseWhileDead(row);
     const lifetimeMs =
       row.expiresAt && row.lastRefreshedAt
@@ -76,15 +99,17 @@ export class TokenService {
           ? { row, refreshed: false }
           : await this.#refreshShared(row);
       row = attempt.row;
+      refreshed = attempt.refreshed;
       refuseWhileDead(row);
       if (!validFor(row, 0)) throw unavailable(attempt);
     }
-    return {
+    const token = {
       accessToken: openAccessToken(this.#deps.keyRing, row.id, row.accessToken),
       tokenType: row.tokenType,
       expiresAt: row.expiresAt?.toISOString() ?? null,
       scope: row.scope,
     };
+    return { token, refreshed };
   }
 
   /** Refreshes now (joining a refresh in flight) and answers the stored row. */
@@ -202,6 +227,26 @@ export class TokenService {
     if (!row) throw new HttpError(404, "not_found", "no connection with this id");
     return row;
   }
+}
+
+/**
+ * The token route's outcome for an error it answers with; undefined for those that are no
+ * answer about a token (404, 400, a bug's 500). PostgreSQL or Redis unreachable is the
+ * same 503 `unavailable` as a process shutting down, as the error handler answers it.
+ */
+function tokenOutcomeOf(error: unknown): TokenOutcome | undefined {
+  if (error instanceof HttpError) {
+    switch (error.code) {
+      case "needs_reauth":
+      case "integration_error":
+      case "refresh_failed":
+      case "unavailable":
+        return error.code;
+      default:
+        return undefined;
+    }
+  }
+  return error instanceof Error && isBackendUnavailable(error) ? "unavailable" : undefined;
 }
 
 /** A refresh failed and its retry (the row's nextRefreshAt) is not yet due. */

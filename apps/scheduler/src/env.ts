@@ -10,6 +10,7 @@ export const schedulerEnv = z.object({
   REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
   EVENT_RETENTION_DAYS: fields.eventRetentionDays,
   LOG_LEVEL: fields.logLevel,
+  EVERGREEN_VERSION: fields.evergreenVersion,
 });
 
 export type SchedulerEnv = z.output<typeof schedulerEnv>;

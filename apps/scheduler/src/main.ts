@@ -4,18 +4,29 @@ import {
   ClientErrorLog,
   createLogger,
   createMetrics,
+  createSchedulerMetrics,
   exitIfCannotListen,
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { createRedis } from "@evergreen/redis";
-import { createRefreshQueue } from "@evergreen/refresh";
+import { Cooldown, createRedis } from "@evergreen/redis";
+import {
+  COOLDOWN_PREFIX,
+  createRefreshQueue,
+  PARKED_PREFIX,
+  ParkedAnswers,
+} from "@evergreen/refresh";
 import { schedulerEnv } from "./env";
 import { startSweeps } from "./sweeps";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("scheduler", schedulerEnv, process.env);
-  const log = createLogger({ name: "scheduler", level: config.LOG_LEVEL });
+  const log = createLogger({
+    name: "scheduler",
+    level: config.LOG_LEVEL,
+    // JSON lines wherever something collects them; a developer's terminal gets readable ones.
+    pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
+  });
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
@@ -29,17 +40,27 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
-  const metrics = createMetrics("scheduler");
+  const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
+  const metrics = createMetrics("scheduler", { version: config.EVERGREEN_VERSION, dependencies });
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
-    checks: { database: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() },
+    checks: { database: dependencies.postgres, redis: dependencies.redis },
   }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port }, "ops server listening");
 
   const sweeps = startSweeps(
-    { prisma, queue, redis, metrics, log, eventRetentionDays: config.EVENT_RETENTION_DAYS },
+    {
+      prisma,
+      queue,
+      redis,
+      cooldown: new Cooldown(redis, COOLDOWN_PREFIX),
+      parked: new ParkedAnswers(redis, PARKED_PREFIX),
+      metrics: createSchedulerMetrics(metrics.registry),
+      log,
+      eventRetentionDays: config.EVENT_RETENTION_DAYS,
+    },
     config.RECONCILE_INTERVAL_SECONDS * 1000,
   );
   shutdown.add("sweeps", () => sweeps.stop());

@@ -1,27 +1,32 @@
 import { type PrismaClient, pruneConnectionEvents } from "@evergreen/db";
-import type { Logger, Metrics } from "@evergreen/observability";
-import { type RefreshJobPayload, reconcileQueue } from "@evergreen/refresh";
+import type { Logger, SchedulerMetrics } from "@evergreen/observability";
+import type { Cooldown } from "@evergreen/redis";
+import { type ParkedAnswers, type RefreshJobPayload, reconcileQueue } from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
+import { publishGauges } from "./gauges";
 
 export interface SweepDeps {
   readonly prisma: PrismaClient;
   readonly queue: Queue<RefreshJobPayload>;
   readonly redis: Redis;
-  readonly metrics: Metrics;
+  readonly cooldown: Cooldown;
+  readonly parked: ParkedAnswers;
+  readonly metrics: SchedulerMetrics;
   readonly log: Logger;
   /** Connection events older than this are removed (EVENT_RETENTION_DAYS). */
   readonly eventRetentionDays: number;
 }
 
-const JOB_STATES = ["delayed", "wait", "active", "failed"] as const;
-
 /**
  * One sweep: make the queue match the database (add missing jobs, move mistimed ones,
  * remove those no connection wants), then publish the gauges. Sweeps are idempotent (see
- * reconcileQueue), so scheduler replicas need no leader.
+ * reconcileQueue), so scheduler replicas need no leader. Only a sweep that did both counts
+ * as a success: a stale `evergreen_sweep_last_success_timestamp_seconds` is what says the
+ * queue is no longer being repaired.
  */
-export async function sweep({ prisma, queue, redis, metrics, log }: SweepDeps): Promise<void> {
+export async function sweep(deps: SweepDeps): Promise<void> {
+  const { prisma, queue, redis, metrics, log } = deps;
   const started = performance.now();
   const result = await reconcileQueue(prisma, queue, redis);
   log.info({ ...result, ms: Math.round(performance.now() - started) }, "queue reconciled");
@@ -29,19 +34,9 @@ export async function sweep({ prisma, queue, redis, metrics, log }: SweepDeps): 
     // Something else writes to our queue (a shared prefix, a manual add): left alone.
     log.warn({ unrecognized: result.unrecognized }, "queue holds jobs that are not refresh jobs");
   }
-
-  const counts = await queue.getJobCounts(...JOB_STATES);
-  for (const state of JOB_STATES) metrics.queueJobs.set({ state }, counts[state] ?? 0);
-
-  const byProviderStatus = await prisma.$queryRaw<
-    { provider: string; status: string; count: bigint }[]
-  >`SELECT i.provider, c.status::text AS status, count(*) AS count
-      FROM connections c JOIN integrations i ON i.id = c."integrationId"
-     GROUP BY 1, 2`;
-  metrics.connections.reset();
-  for (const row of byProviderStatus) {
-    metrics.connections.set({ provider: row.provider, status: row.status }, Number(row.count));
-  }
+  await publishGauges(deps);
+  metrics.sweepDuration.observe((performance.now() - started) / 1000);
+  metrics.sweepLastSuccess.set(Date.now() / 1000);
 }
 
 /**

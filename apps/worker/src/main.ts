@@ -22,7 +22,12 @@ import { startRefreshWorker } from "./refresh-worker";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("worker", workerEnv, process.env);
-  const log = createLogger({ name: "worker", level: config.LOG_LEVEL });
+  const log = createLogger({
+    name: "worker",
+    level: config.LOG_LEVEL,
+    // JSON lines wherever something collects them; a developer's terminal gets readable ones.
+    pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
+  });
   const shutdown = handleShutdown(log);
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
@@ -42,7 +47,11 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
-  const metrics = createMetrics("worker");
+  const dependencies = {
+    postgres: () => database.pool.query("SELECT 1"),
+    redis: () => redis.ping(),
+  };
+  const metrics = createMetrics("worker", { version: config.EVERGREEN_VERSION, dependencies });
 
   const worker = startRefreshWorker(
     createRefreshDeps({
@@ -69,7 +78,7 @@ async function main(): Promise<void> {
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
-    checks: { database: () => database.pool.query("SELECT 1"), redis: () => redis.ping() },
+    checks: { database: dependencies.postgres, redis: dependencies.redis },
     liveness: consumer.check,
   }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
   shutdown.add("ops server", () => ops.close());

@@ -1,6 +1,8 @@
 import { parseEncryptionKeys } from "@evergreen/crypto";
 import { parseEgressAllowlist } from "@evergreen/egress";
 import { z } from "zod";
+// Imported, not read from disk at run time, so that a bundle carries it too.
+import rootPackage from "../../../package.json" with { type: "json" };
 
 /**
  * One zod field per environment variable of SPEC §4. Each app's `src/env.ts` picks the
@@ -113,3 +115,16 @@ export const egressAllowlist = z
       return z.NEVER;
     }
   });
+
+/**
+ * EVERGREEN_VERSION (the image's build argument), else the repository's version: the
+ * `version` label of `evergreen_build_info`. A label value, so held to a short version-like
+ * word.
+ */
+export const evergreenVersion = z
+  .string()
+  .regex(
+    /^[\w.+-]{1,64}$/,
+    "must be a version such as 1.2.3 or a commit id (1-64 of A-Z a-z 0-9 . _ + -)",
+  )
+  .default(rootPackage.version);

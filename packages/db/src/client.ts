@@ -37,3 +37,6 @@ export function createDatabase({ url, poolSize = 10 }: DatabaseOptions): Databas
     },
   };
 }
+
+/** What pg rejects a statement with when PostgreSQL refused it (it carries the SQLSTATE). */
+export const DatabaseError = pg.DatabaseError;

@@ -1,5 +1,11 @@
 export type { Pool } from "pg";
-export { createDatabase, createPrismaClient, type Database, type DatabaseOptions } from "./client";
+export {
+  createDatabase,
+  createPrismaClient,
+  type Database,
+  DatabaseError,
+  type DatabaseOptions,
+} from "./client";
 export * from "./generated/prisma/client";
 export {
   type PruneEventsOptions,

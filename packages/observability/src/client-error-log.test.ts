@@ -41,7 +41,7 @@ describe("ClientErrorLog", () => {
     }
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatchObject({
-      level: 50,
+      level: "error",
       msg: "redis client error",
       client: "redis",
       code: "ECONNREFUSED",

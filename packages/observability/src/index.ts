@@ -1,6 +1,12 @@
 export { exitIfCannotListen } from "./cannot-listen";
 export { ClientErrorLog, type ErrorSource } from "./client-error-log";
 export {
+  createHttpMetrics,
+  type HttpMetrics,
+  TOKEN_OUTCOMES,
+  type TokenOutcome,
+} from "./http-metrics";
+export {
   createLogger,
   hashId,
   type Logger,
@@ -8,7 +14,15 @@ export {
   REDACT_PATHS,
   serializeError,
 } from "./logger";
-export { createMetrics, type Metrics, REFRESH_OUTCOMES, type RefreshOutcome } from "./metrics";
+export {
+  createMetrics,
+  DEPENDENCIES,
+  type Dependency,
+  type Metrics,
+  type MetricsOptions,
+  REFRESH_OUTCOMES,
+  type RefreshOutcome,
+} from "./metrics";
 export {
   answerOpsRequest,
   type LivenessCheck,
@@ -18,4 +32,5 @@ export {
   type ReadinessCheck,
   startOpsServer,
 } from "./ops-server";
+export { createSchedulerMetrics, type SchedulerMetrics } from "./scheduler-metrics";
 export { handleShutdown, type Shutdown } from "./shutdown";

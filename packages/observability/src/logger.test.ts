@@ -38,6 +38,18 @@ describe("createLogger", () => {
     for (const secret of [TOKEN, REFRESH, CLIENT_SECRET]) expect(text).not.toContain(secret);
   });
 
+  it("writes levels as words", () => {
+    const { log, output } = capture();
+    log.info("one");
+    log.warn("two");
+    log.fatal("three");
+    const levels = output()
+      .trim()
+      .split("\n")
+      .map((line) => (JSON.parse(line) as { level: unknown }).level);
+    expect(levels).toEqual(["info", "warn", "fatal"]);
+  });
+
   it("logs an HTTP client error without the request body or headers it carries", () => {
     const { log, output } = capture();
     const error = Object.assign(new Error("Request failed with status code 400"), {

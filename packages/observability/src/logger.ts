@@ -1,5 +1,6 @@
 import { createHmac } from "node:crypto";
 import pino, { type DestinationStream, type Logger, type LoggerOptions } from "pino";
+import pretty from "pino-pretty";
 
 export type { Logger } from "pino";
 
@@ -32,6 +33,11 @@ export interface LoggerSettings {
   readonly name: string;
   /** @defaultValue "info" */
   readonly level?: string;
+  /**
+   * Human-readable lines instead of JSON: for a developer's terminal (main.ts sets it
+   * outside production when stdout is a TTY). @defaultValue false
+   */
+  readonly pretty?: boolean;
 }
 
 export function createLogger(settings: LoggerSettings, destination?: DestinationStream): Logger {
@@ -41,10 +47,27 @@ export function createLogger(settings: LoggerSettings, destination?: Destination
     redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     serializers: { err: serializeError, error: serializeError },
     timestamp: pino.stdTimeFunctions.isoTime,
+    // `"level":"warn"`, not `"level":40`: what a person grepping or a log pipeline expects.
+    formatters: { level: (label) => ({ level: label }) },
   };
-  // Synchronous stdout: the last lines before process.exit() (shutdown, fatal config)
-  // must not be lost in a buffer.
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
+  return pino(options, destination ?? stdout(settings.pretty ?? false));
+}
+
+/**
+ * Synchronous stdout: the last lines before process.exit() (shutdown, fatal config) must
+ * not be lost in a buffer. Pretty printing runs in this thread as a stream, not as a pino
+ * transport: a transport is a worker thread that loads pino-pretty by name at run time,
+ * which a bundled build cannot resolve, and whose last lines an exit can cut.
+ */
+function stdout(prettyPrint: boolean): DestinationStream {
+  if (!prettyPrint) return pino.destination({ dest: 1, sync: true });
+  return pretty({
+    destination: 1,
+    sync: true,
+    colorize: true,
+    translateTime: "SYS:HH:MM:ss.l",
+    ignore: "pid,hostname",
+  });
 }
 
 /**

@@ -1,4 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { checkDependencies, type ReadinessCheck } from "./ops-server";
 
 /** Refresh outcomes of SPEC §2; the only values the `outcome` label takes. */
 export const REFRESH_OUTCOMES = [
@@ -11,16 +12,80 @@ export const REFRESH_OUTCOMES = [
 ] as const;
 export type RefreshOutcome = (typeof REFRESH_OUTCOMES)[number];
 
+/** What the refresh path depends on; the `dependency` label's values. */
+export const DEPENDENCIES = ["postgres", "redis"] as const;
+export type Dependency = (typeof DEPENDENCIES)[number];
+
+/** What happens to a parked answer (see ParkedAnswers in @evergreen/refresh). */
+export const PARKED_ACTIONS = ["stored", "drained"] as const;
+
+export interface MetricsOptions {
+  /** `evergreen_build_info{version}`: EVERGREEN_VERSION, else the root package.json version. */
+  readonly version: string;
+  /**
+   * The checks `/readyz` runs, by dependency: `evergreen_dependency_up` runs them at each
+   * scrape. A process without them publishes no such series.
+   */
+  readonly dependencies?: Readonly<Record<Dependency, ReadinessCheck>>;
+  /**
+   * Per-check limit at scrape time, well under Prometheus' scrape timeout (10 s), so a
+   * dependency that hangs reads as down instead of failing the whole scrape.
+   * @defaultValue 1000
+   */
+  readonly dependencyTimeoutMs?: number;
+}
+
 /**
- * Every Evergreen metric of SPEC §6, registered on one registry per process. Labels only
- * take bounded values: provider ids, outcome words, states; never user or connection ids.
+ * The metrics every process has, on one registry per process: build and dependency state,
+ * and those of the refresh path (SPEC §6), which the worker and the api both run. The
+ * scheduler's gauges (createSchedulerMetrics) and the api's HTTP metrics
+ * (createHttpMetrics) are added to the same registry by those processes alone, so that no
+ * process publishes a gauge it never sets. Labels only take bounded values: provider ids,
+ * integration keys, route templates, fixed words; never user or connection ids.
  */
-export function createMetrics(processName: string) {
+export function createMetrics(processName: string, options: MetricsOptions) {
   const registry = new Registry();
   registry.setDefaultLabels({ process: processName });
   collectDefaultMetrics({ register: registry });
 
   const registers = [registry];
+  new Gauge({
+    name: "evergreen_build_info",
+    help: "Always 1; the labels say which build and Node.js runtime this process runs.",
+    labelNames: ["version", "node"] as const,
+    registers,
+  }).set({ version: options.version, node: process.version }, 1);
+
+  const { dependencies } = options;
+  if (dependencies) {
+    const dependencyUp = new Gauge({
+      name: "evergreen_dependency_up",
+      help: "1 when the dependency answered the readiness check at scrape time, else 0.",
+      labelNames: ["dependency"] as const,
+      registers,
+      collect: async () => {
+        const results = await checkDependencies(dependencies, options.dependencyTimeoutMs ?? 1000);
+        for (const [dependency, up] of results) dependencyUp.set({ dependency }, up ? 1 : 0);
+      },
+    });
+  }
+
+  const refreshInfraErrors = new Counter({
+    name: "evergreen_refresh_infra_errors_total",
+    help: "Refreshes that failed on a PostgreSQL or Redis error and will be retried.",
+    labelNames: ["dependency"] as const,
+    registers,
+  });
+  const parkedAnswersTotal = new Counter({
+    name: "evergreen_parked_answers_total",
+    help: "Provider answers parked in Redis because PostgreSQL refused them (stored), and parked answers the refresh path took back out (drained: written, or superseded by newer tokens).",
+    labelNames: ["action"] as const,
+    registers,
+  });
+  // Every series exists from the start, so that increase() sees the first error.
+  for (const dependency of DEPENDENCIES) refreshInfraErrors.inc({ dependency }, 0);
+  for (const action of PARKED_ACTIONS) parkedAnswersTotal.inc({ action }, 0);
+
   return {
     registry,
     refreshTotal: new Counter({
@@ -56,18 +121,8 @@ export function createMetrics(processName: string) {
       labelNames: ["source"] as const,
       registers,
     }),
-    connections: new Gauge({
-      name: "evergreen_connections",
-      help: "Connections by provider and status.",
-      labelNames: ["provider", "status"] as const,
-      registers,
-    }),
-    queueJobs: new Gauge({
-      name: "evergreen_queue_jobs",
-      help: "Refresh jobs by queue state.",
-      labelNames: ["state"] as const,
-      registers,
-    }),
+    refreshInfraErrors,
+    parkedAnswersTotal,
   };
 }
 

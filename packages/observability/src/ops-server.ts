@@ -21,6 +21,26 @@ export interface OpsOptions {
   readonly checkTimeoutMs?: number;
 }
 
+/**
+ * Runs every check at once, each within `timeoutMs`: whether each dependency answered.
+ * `/readyz` and the `evergreen_dependency_up` gauge both ask this way.
+ */
+export async function checkDependencies<Name extends string>(
+  checks: Readonly<Record<Name, ReadinessCheck>>,
+  timeoutMs: number,
+): Promise<(readonly [Name, boolean])[]> {
+  const entries = Object.entries(checks) as [Name, ReadinessCheck][];
+  return Promise.all(
+    entries.map(async ([name, check]) => {
+      const ok = await withTimeout(check(), timeoutMs).then(
+        () => true,
+        () => false,
+      );
+      return [name, ok] as const;
+    }),
+  );
+}
+
 export interface OpsResponse {
   readonly status: number;
   readonly contentType: string;
@@ -44,19 +64,11 @@ export async function answerOpsRequest(
         : json(503, { status: "not_live", reason });
     }
     case "/readyz": {
-      const results = await Promise.all(
-        Object.entries(options.checks).map(async ([name, check]) => {
-          const ok = await withTimeout(check(), options.checkTimeoutMs ?? 2000).then(
-            () => true,
-            () => false,
-          );
-          return [name, ok ? "ok" : "unavailable"] as const;
-        }),
-      );
-      const ready = results.every(([, state]) => state === "ok");
+      const results = await checkDependencies(options.checks, options.checkTimeoutMs ?? 2000);
+      const ready = results.every(([, ok]) => ok);
       return json(ready ? 200 : 503, {
         status: ready ? "ready" : "not_ready",
-        checks: Object.fromEntries(results),
+        checks: Object.fromEntries(results.map(([name, ok]) => [name, ok ? "ok" : "unavailable"])),
       });
     }
     case "/metrics":

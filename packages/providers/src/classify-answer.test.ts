@@ -45,6 +45,25 @@ describe("classifyAnswer: success", () => {
     }
   });
 
+  it("reads a refresh token's stated lifetime, as GitHub and Intuit state it, within bounds", () => {
+    const refreshTokenExpiry = (extra: Record<string, unknown>) => {
+      const result = classifyAnswer("oauth2", json(200, { access_token: ACCESS, ...extra }), now);
+      return result.outcome === "success" ? result.refreshTokenExpiresAt : undefined;
+    };
+    expect(refreshTokenExpiry({ refresh_token_expires_in: 15811200 })).toEqual(
+      new Date(now.getTime() + 15_811_200_000),
+    );
+    expect(refreshTokenExpiry({ x_refresh_token_expires_in: "8726400" })).toEqual(
+      new Date(now.getTime() + 8_726_400_000),
+    );
+    expect(refreshTokenExpiry({ refresh_token_expires_in: 1e300 })).toEqual(
+      new Date(now.getTime() + 10 * 365 * 24 * 3600 * 1000),
+    );
+    for (const stated of [0, -5, "soon", null]) {
+      expect(refreshTokenExpiry({ refresh_token_expires_in: stated })).toBeNull();
+    }
+  });
+
   it("reads expires_in as a numeric string and expires_at as epoch seconds", () => {
     const asString = classifyAnswer(
       "oauth2",

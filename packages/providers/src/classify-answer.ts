@@ -1,6 +1,6 @@
 import { PROVIDERS } from "./registry";
 import { parseRetryAfter, secondsToRetryMs } from "./retry-after";
-import { tokenExpiresAt } from "./token-expiry";
+import { refreshTokenExpiresAt, tokenExpiresAt } from "./token-expiry";
 import type {
   ErrorOutcome,
   ProviderAnswer,
@@ -104,8 +104,6 @@ function successResult(
   }
   const refreshToken = fields.refresh_token;
   const tokenType = fields.token_type;
-  const refreshTokenLifetime =
-    seconds(fields.refresh_token_expires_in) ?? seconds(fields.x_refresh_token_expires_in);
   return {
     outcome: "success",
     accessToken,
@@ -114,10 +112,11 @@ function successResult(
     tokenType: (typeof tokenType === "string" && printable(tokenType, TOKEN_TYPE_MAX)) || "Bearer",
     expiresAt: expiresAtOf(definition, fields, now),
     scope: scopeOf(fields.scope),
-    refreshTokenExpiresAt:
-      refreshTokenLifetime !== null && refreshTokenLifetime > 0
-        ? new Date(now.getTime() + refreshTokenLifetime * 1000)
-        : null,
+    // GitHub Apps say `refresh_token_expires_in`, Intuit `x_refresh_token_expires_in`.
+    refreshTokenExpiresAt: refreshTokenExpiresAt(
+      seconds(fields.refresh_token_expires_in) ?? seconds(fields.x_refresh_token_expires_in),
+      now,
+    ),
   };
 }
 

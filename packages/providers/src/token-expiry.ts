@@ -37,3 +37,14 @@ export function tokenExpiresAt(provider: ProviderId, stated: StatedExpiry, now: 
   const fallback = PROVIDERS[provider].fallbackLifetimeSeconds;
   return fallback === null ? null : new Date(now.getTime() + fallback * 1000);
 }
+
+/**
+ * When a refresh token itself dies, from the lifetime a provider states for it
+ * (`refresh_token_expires_in`, Intuit's `x_refresh_token_expires_in`); null when it states
+ * none or an unusable one. Held to the bounds of access tokens: the value is stored beside
+ * a rotated refresh token, and an Invalid Date would fail that write.
+ */
+export function refreshTokenExpiresAt(lifetimeSeconds: number | null, now: Date): Date | null {
+  if (lifetimeSeconds === null || !(lifetimeSeconds * 1000 >= MIN_LIFETIME_MS)) return null;
+  return new Date(now.getTime() + Math.min(lifetimeSeconds * 1000, MAX_LIFETIME_MS));
+}

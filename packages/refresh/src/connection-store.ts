@@ -33,6 +33,7 @@ export type ConnectionChange = Pick<
   | "tokenType"
   | "scope"
   | "expiresAt"
+  | "refreshTokenExpiresAt"
   | "status"
   | "version"
   | "nextRefreshAt"
@@ -56,7 +57,8 @@ export interface ConnectionEventInput {
 // migration adding a column while workers run) fails on every pooled connection with
 // "cached plan must not change result type".
 const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessToken",
-  c."refreshToken", c."tokenType", c.scope, c."expiresAt", c.status::text AS status,
+  c."refreshToken", c."tokenType", c.scope, c."expiresAt", c."refreshTokenExpiresAt",
+  c.status::text AS status,
   c.version, c."nextRefreshAt", c."lastRefreshedAt", c."refreshCount",
   c."consecutiveFailures", c."consecutiveUnknown", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
   c.metadata, c."createdAt", c."updatedAt"`;
@@ -82,16 +84,18 @@ const WRITE = `
       $1::uuid[], $2::int[], $3::text[], $4::text[], $5::text[], $6::text[],
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
-      $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[]
+      $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[],
+      $23::timestamptz[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
            "eventType", outcome, "errorCode", message, "integrationFence",
-           "consecutiveUnknown")
+           "consecutiveUnknown", "refreshTokenExpiresAt")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
       "tokenType" = i."tokenType", scope = i.scope, "expiresAt" = i."expiresAt",
+      "refreshTokenExpiresAt" = i."refreshTokenExpiresAt",
       status = i.status::"ConnectionStatus", version = i.version,
       "nextRefreshAt" = i."nextRefreshAt", "lastRefreshedAt" = i."lastRefreshedAt",
       "refreshCount" = i."refreshCount", "consecutiveFailures" = i."consecutiveFailures",
@@ -322,6 +326,7 @@ export class ConnectionStore {
         column((r) => r.event.message),
         column((r) => r.fence.integrationUpdatedAt ?? null),
         column((r) => r.change.consecutiveUnknown),
+        column((r) => r.change.refreshTokenExpiresAt),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

@@ -1,5 +1,7 @@
 export {
+  COOLDOWN_PREFIX,
   createRefreshQueue,
+  PARKED_PREFIX,
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,
@@ -8,6 +10,7 @@ export {
   refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "./jobs";
+export { ParkedAnswers } from "./parked-answers";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {
   backoffMs,

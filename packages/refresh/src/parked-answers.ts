@@ -8,28 +8,46 @@ export interface ParkedAnswer {
   readonly event: ConnectionEventInput;
 }
 
-const DATE_FIELDS = ["expiresAt", "nextRefreshAt", "lastRefreshedAt", "lastErrorAt"] as const;
+const DATE_FIELDS = [
+  "expiresAt",
+  "refreshTokenExpiresAt",
+  "nextRefreshAt",
+  "lastRefreshedAt",
+  "lastErrorAt",
+] as const;
 
 /**
  * Where a refresh puts a provider's answer when PostgreSQL cannot take it: a rotating
  * provider has already revoked the refresh token in the row, so the answer (tokens sealed
  * by the key ring, as they would be stored) is the grant's only copy until the next try
  * writes it. Kept a week: longer than any outage worth riding out.
+ *
+ * Beside the answers, one sorted set holds the parked ids, scored by when each answer's key
+ * expires, written in the same transaction as the answer: counting them is then one small
+ * command, where a SCAN of the keyspace would walk every job of a million connections.
  */
 export class ParkedAnswers {
   readonly #redis: Redis;
   readonly #prefix: string;
+  readonly #indexKey: string;
   readonly #ttlMs: number;
 
   constructor(redis: Redis, prefix: string, ttlMs = 7 * 24 * 3600 * 1000) {
     this.#redis = redis;
     this.#prefix = prefix;
+    // Connection ids are uuids: no answer's key can be this one.
+    this.#indexKey = `${prefix}index`;
     this.#ttlMs = ttlMs;
   }
 
   async park(fence: WriteFence, change: ConnectionChange, event: ConnectionEventInput) {
     const answer: ParkedAnswer = { fence, change, event };
-    await this.#redis.set(this.#prefix + fence.id, JSON.stringify(answer), "PX", this.#ttlMs);
+    await this.#redis
+      .multi()
+      .set(this.#prefix + fence.id, JSON.stringify(answer), "PX", this.#ttlMs)
+      .zadd(this.#indexKey, Date.now() + this.#ttlMs, fence.id)
+      .exec()
+      .then(failedCommand);
   }
 
   async take(connectionId: string): Promise<ParkedAnswer | null> {
@@ -47,6 +65,32 @@ export class ParkedAnswers {
   }
 
   async drop(connectionId: string): Promise<void> {
-    await this.#redis.del(this.#prefix + connectionId);
+    await this.#redis
+      .multi()
+      .del(this.#prefix + connectionId)
+      .zrem(this.#indexKey, connectionId)
+      .exec()
+      .then(failedCommand);
   }
+
+  /** How many answers are parked now; those whose key has expired are forgotten first. */
+  async count(): Promise<number> {
+    const replies = await this.#redis
+      .multi()
+      .zremrangebyscore(this.#indexKey, "-inf", Date.now())
+      .zcard(this.#indexKey)
+      .exec()
+      .then(failedCommand);
+    return Number(replies.at(-1)?.[1] ?? 0);
+  }
+}
+
+type ExecReplies = [error: Error | null, result: unknown][] | null;
+
+/** A transaction's replies, or the first command's error (ioredis resolves with them). */
+function failedCommand(replies: ExecReplies): NonNullable<ExecReplies> {
+  if (replies === null) throw new Error("parked answers: transaction aborted");
+  const failed = replies.find(([error]) => error !== null);
+  if (failed?.[0]) throw failed[0];
+  return replies;
 }

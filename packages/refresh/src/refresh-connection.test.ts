@@ -1,10 +1,17 @@
 import { once } from "node:events";
 import { type AddressInfo, createServer } from "node:net";
+import { Writable } from "node:stream";
 import { EgressClient, parseEgressAllowlist } from "@evergreen/egress";
+import { createLogger } from "@evergreen/observability";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
 import { refreshConnection } from "./refresh-connection";
-import { createRefreshHarness, type RefreshHarness, successfulRefresh } from "./testing";
+import {
+  createRefreshHarness,
+  metricValue,
+  type RefreshHarness,
+  successfulRefresh,
+} from "./testing";
 import { openAccessToken, openRefreshToken, sealAccessToken } from "./token-cipher";
 
 let h: RefreshHarness;
@@ -71,6 +78,54 @@ describe("refreshConnection outcomes", () => {
     expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "needs_reauth" });
     expect(h.provider.requests).toBe(requests);
     expect((await eventsOf(row.id)).map((e) => e.type)).toEqual(["needs_reauth"]);
+  });
+
+  it("logs a dead grant at warn, since someone must act on it, and other outcomes at info", async () => {
+    const lines: { level: string; msg: string; status?: string }[] = [];
+    const log = createLogger(
+      { name: "test" },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(JSON.parse(String(chunk)));
+          done();
+        },
+      }),
+    );
+    const { connection, grant } = await h.addConnection();
+    await refreshConnection({ ...h.deps, log }, { connectionId: connection.id, source: "worker" });
+    h.provider.revoke(h.provider.grant(grant.grantId)?.refreshToken ?? "");
+    await refreshConnection({ ...h.deps, log }, { connectionId: connection.id, source: "worker" });
+    expect(lines.map(({ level, msg, status }) => [level, msg, status])).toEqual([
+      ["info", "refresh recorded", "active"],
+      ["warn", "refresh recorded", "needs_reauth"],
+    ]);
+  });
+
+  it("keeps when the refresh token dies where the provider says (a GitHub App), for as long as that token is kept", async () => {
+    const { connection } = await h.addConnection();
+    const answer = (extra: Record<string, unknown>) =>
+      h.provider.enqueue({
+        status: 200,
+        body: { access_token: "ghu_new", expires_in: 28800, token_type: "bearer", ...extra },
+      });
+    const refreshTokenExpiresAt = async () =>
+      (await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } }))
+        .refreshTokenExpiresAt;
+
+    answer({ refresh_token: "ghr_1", refresh_token_expires_in: 15811200 });
+    const before = Date.now();
+    await refresh(connection.id, 0);
+    const stated = await refreshTokenExpiresAt();
+    expect(stated?.getTime()).toBeGreaterThanOrEqual(before + 15_811_200_000);
+    expect(stated?.getTime()).toBeLessThanOrEqual(Date.now() + 15_811_200_000);
+
+    answer({});
+    await refresh(connection.id, 1);
+    expect(await refreshTokenExpiresAt()).toEqual(stated);
+
+    answer({ refresh_token: "ghr_2" });
+    await refresh(connection.id, 2);
+    expect(await refreshTokenExpiresAt()).toBeNull();
   });
 
   it("invalid_client: error status, no further job", async () => {
@@ -242,6 +297,11 @@ describe("refreshConnection guards", () => {
     await h.prisma.$executeRawUnsafe("ALTER TABLE connection_events RENAME TO events_away");
     await expect(refresh(connection.id, 0)).rejects.toThrow(/connection_events/);
     expect(h.provider.grant(grant.grantId)?.refreshes).toBe(1);
+    const { parkedAnswersTotal, refreshInfraErrors } = h.metrics;
+    expect(await metricValue(refreshInfraErrors, { dependency: "postgres" })).toBe(1);
+    expect(await metricValue(refreshInfraErrors, { dependency: "redis" })).toBe(0);
+    expect(await metricValue(parkedAnswersTotal, { action: "stored" })).toBe(1);
+    expect(await h.deps.parked.count()).toBe(1);
     const unchanged = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
     expect(unchanged.version).toBe(0);
 
@@ -255,6 +315,9 @@ describe("refreshConnection guards", () => {
       h.provider.grant(grant.grantId)?.refreshToken,
     );
     expect(await h.deps.parked.take(connection.id)).toBeNull();
+    expect(await metricValue(parkedAnswersTotal, { action: "drained" })).toBe(1);
+    expect(await metricValue(parkedAnswersTotal, { action: "stored" })).toBe(1);
+    expect(await h.deps.parked.count()).toBe(0);
     // The next refresh sends the rotated token and works.
     expect(await refresh(connection.id, 1)).toMatchObject({ kind: "done", outcome: "success" });
     expect(h.provider.reuseCount).toBe(0);

@@ -19,6 +19,7 @@ import type {
   ConnectionStore,
   RefreshIntegration,
 } from "./connection-store";
+import { infraDependency } from "./infra-errors";
 import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
@@ -96,6 +97,21 @@ export async function refreshConnection(
   deps: RefreshDeps,
   input: RefreshRequestInput,
 ): Promise<RefreshRun> {
+  try {
+    return await refreshUnderLock(deps, input);
+  } catch (error) {
+    // Whoever called retries (the worker re-delays the job, the api answers 503): counted
+    // here once per refresh, whichever step met the outage.
+    const dependency = infraDependency(error);
+    if (dependency) deps.metrics.refreshInfraErrors.inc({ dependency });
+    throw error;
+  }
+}
+
+async function refreshUnderLock(
+  deps: RefreshDeps,
+  input: RefreshRequestInput,
+): Promise<RefreshRun> {
   const { lock, metrics } = deps;
   const lease = await lock.acquire(input.connectionId);
   if (!lease) {
@@ -152,14 +168,18 @@ async function refreshLocked(
       deps,
       connection,
       integration,
-      { outcome: "success", ...parked, waitMs: 0 },
+      { outcome: "success", ...parked, waitMs: 0, fromParking: true },
       now(),
     );
     await deps.parked.drop(connection.id);
+    deps.metrics.parkedAnswersTotal.inc({ action: "drained" });
     return run;
   }
   // Parked for a version the row has left (the app sent new tokens): obsolete.
-  if (parked) await deps.parked.drop(connection.id);
+  if (parked) {
+    await deps.parked.drop(connection.id);
+    deps.metrics.parkedAnswersTotal.inc({ action: "drained" });
+  }
   if (cooling > 0) return { kind: "cooling_down", retryInMs: cooling };
 
   if (!connection.refreshToken) {
@@ -230,6 +250,8 @@ interface Decision {
   readonly event: ConnectionEventInput;
   /** For `rate_limited`: how long the integration cools down. */
   readonly waitMs: number;
+  /** A parked answer being stored: parking it again is no new answer to count. */
+  readonly fromParking?: boolean;
 }
 
 /** Stores one classified answer and schedules what follows it. */
@@ -267,6 +289,7 @@ async function decide(
     tokenType: connection.tokenType,
     scope: connection.scope,
     expiresAt: connection.expiresAt,
+    refreshTokenExpiresAt: connection.refreshTokenExpiresAt,
     status: connection.status,
     version: connection.version + 1,
     nextRefreshAt: connection.nextRefreshAt,
@@ -295,6 +318,11 @@ async function decide(
         tokenType: result.tokenType,
         scope: result.scope ?? connection.scope,
         expiresAt: result.expiresAt,
+        // A new refresh token's end is what the answer says, unknown if it says nothing;
+        // the old one kept keeps its own.
+        refreshTokenExpiresAt: result.refreshToken
+          ? result.refreshTokenExpiresAt
+          : (result.refreshTokenExpiresAt ?? connection.refreshTokenExpiresAt),
         status: "active",
         nextRefreshAt: computeNextRefreshAt({
           expiresAt: result.expiresAt,
@@ -377,7 +405,7 @@ async function commit(
   deps: RefreshDeps,
   connection: Connection,
   integration: RefreshIntegration,
-  { outcome, change, event, waitMs }: Decision,
+  { outcome, change, event, waitMs, fromParking }: Decision,
   now: Date,
 ): Promise<RefreshRun> {
   const { metrics } = deps;
@@ -406,6 +434,7 @@ async function commit(
   ).catch(async (error: unknown) => {
     if (outcome === "success") {
       await deps.parked.park(fence, change, event);
+      if (!fromParking) metrics.parkedAnswersTotal.inc({ action: "stored" });
       deps.log.error(
         { ...about(), err: error },
         "refresh result parked in Redis until it can be stored",
@@ -445,8 +474,13 @@ async function commit(
       );
     }
   }
-  if (deps.log.isLevelEnabled("info")) {
-    deps.log.info({ ...about(), outcome, nextRefreshAt }, "refresh recorded");
+  // A dead grant needs someone to act (the user must consent again): it stands out at warn.
+  const level = change.status === "needs_reauth" ? "warn" : "info";
+  if (deps.log.isLevelEnabled(level)) {
+    deps.log[level](
+      { ...about(), outcome, status: change.status, nextRefreshAt },
+      "refresh recorded",
+    );
   }
   return { kind: "done", outcome, connection: stored };
 }

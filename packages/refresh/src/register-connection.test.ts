@@ -156,6 +156,27 @@ describe("registerConnection", () => {
     expect(h.provider.reuseCount).toBe(0);
   });
 
+  it("keeps a known refresh token expiry with the refresh token it belongs to, and forgets it for a new one", async () => {
+    const { connection } = await register({
+      externalId: "expiring",
+      accessToken: "a",
+      refreshToken: "r",
+    });
+    const known = new Date(NOW.getTime() + 5 * 24 * HOUR_MS);
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { refreshTokenExpiresAt: known },
+    });
+    const kept = await register({ externalId: "expiring", accessToken: "a2" });
+    expect(kept.connection.refreshTokenExpiresAt).toEqual(known);
+    const replaced = await register({
+      externalId: "expiring",
+      accessToken: "a3",
+      refreshToken: "r3",
+    });
+    expect(replaced.connection.refreshTokenExpiresAt).toBeNull();
+  });
+
   it("does not schedule a connection that has no refresh token at all", async () => {
     const { connection } = await register({ externalId: "no-refresh", accessToken: "access" });
     expect(connection.refreshToken).toBeNull();

@@ -180,8 +180,14 @@ function write(
     const connection = existing
       ? await tx.connection.update({
           where: { id },
-          // An absent refresh token leaves the stored one in place.
-          data: { ...fields, refreshToken: sealedRefreshToken, version: { increment: 1 } },
+          // An absent refresh token leaves the stored one in place, and its known end; a new
+          // one's end is unknown (an app hands over no such thing).
+          data: {
+            ...fields,
+            refreshToken: sealedRefreshToken,
+            ...(sealedRefreshToken === undefined ? {} : { refreshTokenExpiresAt: null }),
+            version: { increment: 1 },
+          },
         })
       : await tx.connection.create({
           data: {

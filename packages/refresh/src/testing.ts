@@ -46,6 +46,7 @@ export function successfulRefresh(
       tokenType: row.tokenType,
       scope: row.scope,
       expiresAt: new Date(Date.now() + 3_600_000),
+      refreshTokenExpiresAt: row.refreshTokenExpiresAt,
       status: "active",
       version: row.version + 1,
       nextRefreshAt: null,
@@ -60,6 +61,20 @@ export function successfulRefresh(
     },
     event: { type: "refreshed", outcome: "success", errorCode: null, message: null },
   };
+}
+
+/** The value of one series of a counter or gauge, 0 when it has none yet. */
+export async function metricValue(
+  metric: { get(): Promise<{ values: { value: number; labels: object }[] }> },
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const { values } = await metric.get();
+  const series = values.find(({ labels: own }) =>
+    Object.entries(labels).every(
+      ([name, value]) => (own as Record<string, unknown>)[name] === value,
+    ),
+  );
+  return series?.value ?? 0;
 }
 
 export function redisDatabaseUrl(index: number): string {
@@ -110,7 +125,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
   const provider = await startMockProvider({ latencyMs: settings.latencyMs ?? 0 });
   const prefix = settings.prefix ?? `{test-${randomBytes(4).toString("hex")}}`;
   const queue = createRefreshQueue(redis, prefix);
-  const metrics = createMetrics("test");
+  const metrics = createMetrics("test", { version: "test" });
   const deps: RefreshDeps = {
     store: new ConnectionStore(database.pool),
     keyRing,

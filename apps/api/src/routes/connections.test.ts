@@ -174,6 +174,19 @@ describe("GET and DELETE /v1/connections/:id", () => {
     }
   });
 
+  it("shows when the refresh token dies only where the provider stated it", async () => {
+    const { connection } = await h.addConnection();
+    const app = await server();
+    const view = () => app.inject({ url: `/v1/connections/${connection.id}`, headers: auth });
+    expect((await view()).json()).not.toHaveProperty("refreshTokenExpiresAt");
+    const dies = new Date("2031-06-01T00:00:00.000Z");
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { refreshTokenExpiresAt: dies },
+    });
+    expect((await view()).json()).toMatchObject({ refreshTokenExpiresAt: dies.toISOString() });
+  });
+
   it("takes an empty body under a JSON content type as no body, and still refuses bad JSON", async () => {
     const app = await server();
     const { id } = (await post({ ...tokens, externalId: "json-header-everywhere" })).json();

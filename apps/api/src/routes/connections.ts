@@ -117,6 +117,10 @@ export function connectionView(row: Connection, integration: Pick<Integration, "
     externalId: row.externalId,
     status: row.status,
     expiresAt: iso(row.expiresAt),
+    // SPEC §3: only where the provider stated when the refresh token dies.
+    ...(row.refreshTokenExpiresAt
+      ? { refreshTokenExpiresAt: row.refreshTokenExpiresAt.toISOString() }
+      : {}),
     nextRefreshAt: iso(row.nextRefreshAt),
     lastRefreshedAt: iso(row.lastRefreshedAt),
     refreshCount: row.refreshCount,

@@ -4,7 +4,7 @@ import type { InsecureTokenUrls } from "@evergreen/providers";
 import { openClientSecret, refreshJobId } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, testServer } from "../test-server";
+import { AUTH, testMetrics, testServer } from "../test-server";
 import { TokenService } from "../token-service";
 import { registerConnectionRoutes } from "./connections";
 import { registerIntegrationRoutes } from "./integrations";
@@ -34,7 +34,7 @@ function server(allowInsecureTokenUrls: InsecureTokenUrls = false, egressPolicy?
         registerConnectionRoutes(app, {
           prisma: h.prisma,
           refresh: h.deps,
-          tokens: new TokenService(h.deps, h.prisma),
+          tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
         }),
     ],
   });

@@ -1,0 +1,118 @@
+import type { PrismaClient } from "@evergreen/db";
+import type { SchedulerMetrics } from "@evergreen/observability";
+import type { Cooldown } from "@evergreen/redis";
+import type { ParkedAnswers, RefreshJobPayload } from "@evergreen/refresh";
+import type { Queue } from "bullmq";
+
+export interface GaugeDeps {
+  readonly prisma: PrismaClient;
+  readonly queue: Queue<RefreshJobPayload>;
+  readonly cooldown: Cooldown;
+  readonly parked: ParkedAnswers;
+  readonly metrics: SchedulerMetrics;
+}
+
+/**
+ * A refresh is overdue once it is this far past its `nextRefreshAt`. A due job normally
+ * starts within milliseconds (SPEC §7: p99 under 250 ms), and the sweep may read a row a
+ * moment before its job runs; a minute past due is a refresh that is not happening.
+ */
+export const OVERDUE_GRACE_SECONDS = 60;
+/** Refresh tokens that die within this are reported, so users re-consent in time. */
+const REFRESH_TOKEN_HORIZON_DAYS = 7;
+
+/**
+ * Refresh jobs only ever sit in these states. None can be `failed`: the worker turns every
+ * exception into a delayed retry (moveToDelayed + DelayedError), and the one job it fails
+ * for good (a malformed payload, UnrecoverableError) is removed at once (removeOnFail:
+ * count 0, see WORKER_JOB_RETENTION), so a `failed` series would always read 0. Jobs carry
+ * no priority, so `prioritized` is always empty too.
+ */
+const JOB_STATES = ["delayed", "wait", "active"] as const;
+
+interface CountRow {
+  readonly integrationId: string;
+  readonly count: bigint;
+}
+
+/**
+ * Publishes the scheduler's gauges. Every PostgreSQL query is a range scan of one index on
+ * connections (prisma/schema.prisma: [status, nextRefreshAt], [status, expiresAt],
+ * [status, refreshTokenExpiresAt]) over the rows it counts, which a healthy deployment
+ * keeps few; only `evergreen_connections` counts every row. Every integration gets a
+ * series, 0 when nothing is wrong with it, so that alerts see the problem start and end.
+ */
+export async function publishGauges({
+  prisma,
+  queue,
+  cooldown,
+  parked,
+  metrics,
+}: GaugeDeps): Promise<void> {
+  const [
+    integrations,
+    byProviderStatus,
+    overdue,
+    expiredActive,
+    expiring,
+    jobCounts,
+    workers,
+    parkedCount,
+  ] = await Promise.all([
+    prisma.integration.findMany({ select: { id: true, key: true } }),
+    prisma.$queryRaw<{ provider: string; status: string; count: bigint }[]>`
+      SELECT i.provider, c.status::text AS status, count(*) AS count
+        FROM connections c JOIN integrations i ON i.id = c."integrationId"
+       GROUP BY 1, 2`,
+    prisma.$queryRaw<(CountRow & { oldestSeconds: number })[]>`
+      SELECT "integrationId", count(*) AS count,
+             extract(epoch FROM now() - min("nextRefreshAt"))::float8 AS "oldestSeconds"
+        FROM connections
+       WHERE status IN ('active', 'expired')
+         AND "nextRefreshAt" < now() - make_interval(secs => ${OVERDUE_GRACE_SECONDS}::int)
+       GROUP BY 1`,
+    // Without a refresh token nothing can be refreshed: such a connection stays `active`
+    // past its expiry until a caller asks for its token, and is no failure of ours.
+    prisma.$queryRaw<CountRow[]>`
+      SELECT "integrationId", count(*) AS count
+        FROM connections
+       WHERE status = 'active' AND "expiresAt" < now() AND "refreshToken" IS NOT NULL
+       GROUP BY 1`,
+    prisma.$queryRaw<CountRow[]>`
+      SELECT "integrationId", count(*) AS count
+        FROM connections
+       WHERE status IN ('active', 'expired')
+         AND "refreshTokenExpiresAt" < now() + make_interval(days => ${REFRESH_TOKEN_HORIZON_DAYS}::int)
+       GROUP BY 1`,
+    queue.getJobCounts(...JOB_STATES),
+    queue.getWorkersCount(),
+    parked.count(),
+  ]);
+  // One PTTL per integration; the producer connection pipelines those sent together.
+  const cooling = await Promise.all(integrations.map(({ id }) => cooldown.remainingMs(id)));
+
+  metrics.connections.reset();
+  for (const row of byProviderStatus) {
+    metrics.connections.set({ provider: row.provider, status: row.status }, Number(row.count));
+  }
+  for (const state of JOB_STATES) metrics.queueJobs.set({ state }, jobCounts[state] ?? 0);
+  metrics.queueWorkers.set(workers);
+  metrics.parkedAnswers.set(parkedCount);
+  metrics.overdueOldest.set(Math.max(0, ...overdue.map((row) => row.oldestSeconds)));
+
+  const perIntegration = [
+    [metrics.overdue, overdue],
+    [metrics.expiredActive, expiredActive],
+    [metrics.refreshTokensExpiring, expiring],
+  ] as const;
+  for (const [gauge, rows] of perIntegration) {
+    const counts = new Map(rows.map((row) => [row.integrationId, Number(row.count)]));
+    // Reset first: a deleted integration's series goes.
+    gauge.reset();
+    for (const { id, key } of integrations) gauge.set({ integration: key }, counts.get(id) ?? 0);
+  }
+  metrics.coolingDown.reset();
+  integrations.forEach(({ key }, index) => {
+    metrics.coolingDown.set({ integration: key }, (cooling[index] ?? 0) > 0 ? 1 : 0);
+  });
+}

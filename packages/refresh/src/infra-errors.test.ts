@@ -1,0 +1,60 @@
+import { createDatabase, createPrismaClient } from "@evergreen/db";
+import { createRedis } from "@evergreen/redis";
+import { describe, expect, it } from "vitest";
+import { infraDependency } from "./infra-errors";
+import { TEST_REDIS_URL } from "./testing";
+
+/** An address nothing listens on. */
+const NOWHERE_PG = "postgresql://postgres@127.0.0.1:1/nowhere";
+const TEST_PG = process.env.DATABASE_URL ?? "postgresql://postgres@127.0.0.1:5432/postgres";
+
+/** What `work` rejects with. */
+async function failure(work: () => Promise<unknown>): Promise<unknown> {
+  return work().then(
+    () => expect.unreachable("it succeeded"),
+    (error: unknown) => error,
+  );
+}
+
+describe("infraDependency", () => {
+  it("names PostgreSQL for what pg and Prisma reject with", async () => {
+    const refused = createDatabase({ url: NOWHERE_PG });
+    const reachable = createDatabase({ url: TEST_PG });
+    const prisma = createPrismaClient({ url: NOWHERE_PG });
+    try {
+      expect(infraDependency(await failure(() => refused.pool.query("SELECT 1")))).toBe("postgres");
+      expect(infraDependency(await failure(() => reachable.pool.query("SELECT 1/0")))).toBe(
+        "postgres",
+      );
+      expect(infraDependency(await failure(() => prisma.$queryRaw`SELECT 1`))).toBe("postgres");
+    } finally {
+      await Promise.all([refused.close(), reachable.close(), prisma.$disconnect()]);
+    }
+  });
+
+  it("names Redis for what ioredis rejects with", async () => {
+    const redis = createRedis(TEST_REDIS_URL, "producer");
+    expect(
+      infraDependency(await failure(() => redis.eval("return redis.error_reply('no')", 0))),
+    ).toBe("redis");
+    await redis.quit();
+    expect(infraDependency(await failure(() => redis.get("key")))).toBe("redis");
+
+    // A producer connection gives up on a command after one reconnection attempt.
+    const unreachable = createRedis("redis://127.0.0.1:1", "producer");
+    unreachable.on("error", () => {});
+    try {
+      expect(infraDependency(await failure(() => unreachable.get("key")))).toBe("redis");
+    } finally {
+      unreachable.disconnect();
+    }
+  });
+
+  it("names nothing for errors that are no outage", () => {
+    expect(infraDependency(new Error("unsupported state or unable to authenticate data"))).toBe(
+      undefined,
+    );
+    expect(infraDependency(new TypeError("x is undefined"))).toBe(undefined);
+    expect(infraDependency("a string")).toBe(undefined);
+  });
+});
