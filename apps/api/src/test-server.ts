@@ -2,7 +2,9 @@
 import { createLogger, createMetrics, type ReadinessCheck } from "@evergreen/observability";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
+import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
 import { TokenService } from "./token-service";
 
@@ -37,6 +39,33 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
           refresh: { ...h.deps, queue },
           tokens: new TokenService(h.deps, h.prisma),
         }),
+    ],
+  });
+}
+
+/**
+ * Integrations, connections and the connect flow on a refresh harness, with `publicUrl` as
+ * PUBLIC_URL. Integrations may name http:// URLs (the mock provider's).
+ */
+export function connectTestServer(h: RefreshHarness, publicUrl: string) {
+  return testServer({
+    routes: [
+      (app) =>
+        registerIntegrationRoutes(app, {
+          prisma: h.prisma,
+          keyRing: h.keyRing,
+          queue: h.queue,
+          log: h.deps.log,
+          allowInsecureTokenUrls: true,
+          egressPolicy: h.deps.egress.policy,
+        }),
+      (app) =>
+        registerConnectionRoutes(app, {
+          prisma: h.prisma,
+          refresh: h.deps,
+          tokens: new TokenService(h.deps, h.prisma),
+        }),
+      (app) => registerConnectRoutes(app, { prisma: h.prisma, refresh: h.deps, publicUrl }),
     ],
   });
 }

@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { definitionOf, resolveUrl } from "./build-refresh-request";
 import type {
   AuthorizationRequest,
+  AuthorizationSettings,
   BuildRefreshRequestOptions,
-  IntegrationSettings,
 } from "./types";
 
 /**
@@ -29,7 +29,7 @@ export const RESERVED_AUTHORIZATION_PARAMS: readonly string[] = [
  * @throws ProviderConfigError when the integration or the metadata cannot give a safe URL.
  */
 export function buildAuthorizationUrl(
-  settings: IntegrationSettings,
+  settings: AuthorizationSettings,
   request: AuthorizationRequest,
   options: BuildRefreshRequestOptions = {},
 ): string {

@@ -41,7 +41,9 @@ export function buildRefreshRequest(
  *
  * @throws ProviderConfigError for an unknown provider or an empty client id.
  */
-export function definitionOf(settings: IntegrationSettings): ProviderDefinition {
+export function definitionOf(
+  settings: Pick<IntegrationSettings, "provider" | "clientId">,
+): ProviderDefinition {
   const definition: ProviderDefinition | undefined = Object.hasOwn(PROVIDERS, settings.provider)
     ? PROVIDERS[settings.provider]
     : undefined;

@@ -17,6 +17,7 @@ export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
   type AuthorizationRequest,
   type AuthorizationRule,
+  type AuthorizationSettings,
   type BodyFormat,
   type BuildRefreshRequestOptions,
   type ClientAuth,

@@ -39,6 +39,12 @@ export interface IntegrationSettings {
   authorizationParams?: Readonly<Record<string, string>>;
 }
 
+/** What an authorization URL needs from the integration: no secret. */
+export type AuthorizationSettings = Pick<
+  IntegrationSettings,
+  "provider" | "clientId" | "scopes" | "authorizationUrl" | "authorizationParams"
+>;
+
 /** The refresh_token grant of one connection. */
 export interface RefreshGrant {
   refreshToken: string;

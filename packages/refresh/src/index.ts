@@ -1,4 +1,23 @@
 export {
+  type CallbackOutcome,
+  type ConnectCallback,
+  type ConnectErrorCode,
+  completeConnectSession,
+} from "./complete-connect-session";
+export {
+  CONNECT_SESSION_TTL_MS,
+  type ConnectSession,
+  type ConnectSessionRequest,
+  createConnectSession,
+  ReturnUrlNotAllowedError,
+} from "./create-connect-session";
+export {
+  type CodeExchange,
+  CodeExchangeError,
+  type ExchangeDeps,
+  exchangeCode,
+} from "./exchange-code";
+export {
   createRefreshQueue,
   QUEUE_PREFIX,
   REFRESH_JOB,
@@ -29,6 +48,7 @@ export {
   type IntegrationRegistration,
   registerIntegration,
 } from "./register-integration";
+export { checkReturnUrlEntry, isReturnUrlAllowed } from "./return-urls";
 export {
   computeNextRefreshAt,
   enqueueRefresh,
@@ -39,9 +59,11 @@ export {
 export {
   openAccessToken,
   openClientSecret,
+  openCodeVerifier,
   openRefreshToken,
   sealAccessToken,
   sealClientSecret,
+  sealCodeVerifier,
   sealRefreshToken,
 } from "./token-cipher";
 export { createRefreshDeps, lockTtlMs, refreshDrainMs } from "./wiring";
