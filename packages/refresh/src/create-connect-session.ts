@@ -13,7 +13,7 @@ import { sealCodeVerifier } from "./token-cipher";
 /** RFC 6749 §10.12 asks for a state that cannot be guessed: 256 random bits. */
 const STATE_BYTES = 32;
 /** How long a user has to consent (SPEC §3). */
-export const CONNECT_SESSION_TTL_MS = 600_000;
+const CONNECT_SESSION_TTL_MS = 600_000;
 /**
  * Sessions expired longer than this are removed as new ones are created; until then a late
  * callback still finds its session and is sent back to the app with `expired_state`.

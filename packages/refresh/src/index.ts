@@ -5,7 +5,6 @@ export {
   completeConnectSession,
 } from "./complete-connect-session";
 export {
-  CONNECT_SESSION_TTL_MS,
   type ConnectSession,
   type ConnectSessionRequest,
   createConnectSession,
@@ -48,7 +47,7 @@ export {
   type IntegrationRegistration,
   registerIntegration,
 } from "./register-integration";
-export { checkReturnUrlEntry, isReturnUrlAllowed } from "./return-urls";
+export { checkReturnUrlEntry } from "./return-urls";
 export {
   computeNextRefreshAt,
   enqueueRefresh,
