@@ -1,21 +1,44 @@
 import { fields } from "@evergreen/config";
 import { z } from "zod";
 
-export const apiEnv = z.object({
-  NODE_ENV: fields.nodeEnv,
-  DATABASE_URL: fields.databaseUrl,
-  REDIS_URL: fields.redisUrl,
-  ENCRYPTION_KEYS: fields.encryptionKeys,
-  API_KEYS: fields.apiKeys,
-  PORT: fields.apiPort,
-  REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
-  REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
-  RETRY_BASE_DELAY_MS: fields.retryBaseDelayMs,
-  RETRY_MAX_DELAY_MS: fields.retryMaxDelayMs,
-  ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
-  EGRESS_ALLOWLIST: fields.egressAllowlist,
-  LOG_LEVEL: fields.logLevel,
-  EVERGREEN_VERSION: fields.evergreenVersion,
-});
+export const apiEnv = z
+  .object({
+    NODE_ENV: fields.nodeEnv,
+    DATABASE_URL: fields.databaseUrl,
+    REDIS_URL: fields.redisUrl,
+    ENCRYPTION_KEYS: fields.encryptionKeys,
+    API_KEYS: fields.apiKeys,
+    PORT: fields.apiPort,
+    PUBLIC_URL: fields.publicUrl,
+    REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
+    REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
+    RETRY_BASE_DELAY_MS: fields.retryBaseDelayMs,
+    RETRY_MAX_DELAY_MS: fields.retryMaxDelayMs,
+    ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
+    EGRESS_ALLOWLIST: fields.egressAllowlist,
+    LOG_LEVEL: fields.logLevel,
+    EVERGREEN_VERSION: fields.evergreenVersion,
+  })
+  .superRefine((env, ctx) => {
+    // Authorization codes come back through it: in clear text they could be read on the way
+    // and exchanged first. Loopback traffic never leaves the machine.
+    const url = env.PUBLIC_URL === undefined ? null : new URL(env.PUBLIC_URL);
+    if (
+      env.NODE_ENV === "production" &&
+      url?.protocol === "http:" &&
+      !/^(localhost|127(\.\d{1,3}){3}|\[::1\])$/.test(url.hostname)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["PUBLIC_URL"],
+        message: "must use https in production (authorization codes come back through it)",
+      });
+    }
+  });
 
 export type ApiEnv = z.output<typeof apiEnv>;
+
+/** PUBLIC_URL, else the api's own loopback address (SPEC §4). */
+export function publicUrl(env: Pick<ApiEnv, "PUBLIC_URL" | "PORT">): string {
+  return env.PUBLIC_URL ?? `http://127.0.0.1:${env.PORT}`;
+}

@@ -11,7 +11,8 @@ import {
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
-import { apiEnv } from "./env";
+import { apiEnv, publicUrl } from "./env";
+import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
@@ -85,6 +86,12 @@ async function main(): Promise<void> {
           prisma,
           refresh: refreshDeps,
           tokens,
+        }),
+      (app) =>
+        registerConnectRoutes(app, {
+          prisma,
+          refresh: refreshDeps,
+          publicUrl: publicUrl(config),
         }),
     ],
   });

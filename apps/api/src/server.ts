@@ -15,6 +15,7 @@ import Fastify, {
   LogController,
 } from "fastify";
 import { HttpError, isBackendUnavailable } from "./http-errors";
+import { CALLBACK_PATH } from "./routes/connect";
 
 export interface ServerOptions {
   readonly log: Logger;
@@ -33,8 +34,14 @@ export interface ServerOptions {
   readonly bodyLingerMs?: number;
 }
 
-/** Liveness, readiness and metrics: the only routes that need no API key. */
-const PUBLIC_ROUTES: ReadonlySet<string> = new Set(["/healthz", "/readyz", "/metrics"]);
+/** Liveness, readiness and metrics. */
+const OPS_ROUTES = ["/healthz", "/readyz", "/metrics"] as const;
+
+/**
+ * The only routes that need no API key: ops, and the OAuth callback that providers send
+ * users' browsers to (its state, single-use and bound to a session, is its credential).
+ */
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set([...OPS_ROUTES, CALLBACK_PATH]);
 
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -135,7 +142,7 @@ export async function buildServer({
   });
 
   for (const register of routes) register(app);
-  for (const path of PUBLIC_ROUTES) {
+  for (const path of OPS_ROUTES) {
     app.get(path, async (_request, reply) => sendOps(reply, await answerOpsRequest(path, ops)));
   }
 

@@ -8,7 +8,9 @@ import {
 } from "@evergreen/observability";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
+import { registerIntegrationRoutes } from "./routes/integrations";
 import { buildServer } from "./server";
 import { TokenService } from "./token-service";
 
@@ -57,6 +59,35 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
           refresh: { ...h.deps, queue },
           tokens: new TokenService(h.deps, h.prisma, metrics.http),
         }),
+    ],
+  });
+}
+
+/**
+ * Integrations, connections and the connect flow on a refresh harness, with `publicUrl` as
+ * PUBLIC_URL. Integrations may name http:// URLs (the mock provider's).
+ */
+export function connectTestServer(h: RefreshHarness, publicUrl: string) {
+  const metrics = testMetrics();
+  return testServer({
+    metrics,
+    routes: [
+      (app) =>
+        registerIntegrationRoutes(app, {
+          prisma: h.prisma,
+          keyRing: h.keyRing,
+          queue: h.queue,
+          log: h.deps.log,
+          allowInsecureTokenUrls: true,
+          egressPolicy: h.deps.egress.policy,
+        }),
+      (app) =>
+        registerConnectionRoutes(app, {
+          prisma: h.prisma,
+          refresh: h.deps,
+          tokens: new TokenService(h.deps, h.prisma, metrics.http),
+        }),
+      (app) => registerConnectRoutes(app, { prisma: h.prisma, refresh: h.deps, publicUrl }),
     ],
   });
 }

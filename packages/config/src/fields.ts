@@ -103,6 +103,36 @@ export const retryBaseDelayMs = positiveInt(1_000);
 export const retryMaxDelayMs = positiveInt(300_000);
 export const allowInsecureTokenUrls = booleanString.default(false);
 
+/**
+ * The base URL at which users' browsers reach the api (SPEC §4): http(s), a host, maybe a
+ * path (behind a proxy), never credentials, a query or a fragment, since the connect flow's
+ * redirect URI is this URL followed by `/oauth/callback`. A trailing slash is dropped.
+ * Unset, the app supplies its own default (the api's loopback address).
+ */
+export const publicUrl = z
+  .string()
+  .transform((raw, ctx) => {
+    const value = raw.trim();
+    const url = URL.canParse(value) ? new URL(value) : null;
+    if (
+      url === null ||
+      (url.protocol !== "https:" && url.protocol !== "http:") ||
+      url.username !== "" ||
+      url.password !== "" ||
+      url.search !== "" ||
+      url.hash !== "" ||
+      /[?#]/.test(value)
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        message: `must be an http(s) URL without credentials, query or fragment, got ${JSON.stringify(raw)}`,
+      });
+      return z.NEVER;
+    }
+    return url.toString().replace(/\/+$/, "");
+  })
+  .optional();
+
 /** Hosts, `host:port` and CIDRs outbound calls may reach although internal (SPEC §2). */
 export const egressAllowlist = z
   .string()

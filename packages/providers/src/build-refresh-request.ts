@@ -7,7 +7,7 @@ import type {
   PlaceholderRule,
   ProviderDefinition,
   RefreshGrant,
-  RefreshRequest,
+  TokenRequest,
 } from "./types";
 
 const PLACEHOLDER = /\{([A-Za-z0-9_]+)\}/g;
@@ -25,7 +25,25 @@ export function buildRefreshRequest(
   settings: IntegrationSettings,
   grant: RefreshGrant,
   options: BuildRefreshRequestOptions = {},
-): RefreshRequest {
+): TokenRequest {
+  const definition = definitionOf(settings);
+  const params: Record<string, string> = {
+    grant_type: "refresh_token",
+    refresh_token: grant.refreshToken,
+  };
+  const scope = scopeParam(definition, settings.scopes ?? []);
+  if (scope !== null) params.scope = scope;
+  return buildTokenRequest(definition, settings, params, grant.metadata, options);
+}
+
+/**
+ * The provider definition an integration names, once its client id is known.
+ *
+ * @throws ProviderConfigError for an unknown provider or an empty client id.
+ */
+export function definitionOf(
+  settings: Pick<IntegrationSettings, "provider" | "clientId">,
+): ProviderDefinition {
   const definition: ProviderDefinition | undefined = Object.hasOwn(PROVIDERS, settings.provider)
     ? PROVIDERS[settings.provider]
     : undefined;
@@ -35,16 +53,34 @@ export function buildRefreshRequest(
   if (settings.clientId === "") {
     throw new ProviderConfigError(definition.id, "missing_client_id", "client id is empty");
   }
-  const url = resolveTokenUrl(definition, settings.tokenUrl, grant.metadata, options);
+  return definition;
+}
+
+/**
+ * A request to the token endpoint carrying one grant's parameters: every grant of a
+ * provider reaches the same URL with the same client authentication, body format, extra
+ * parameters and headers.
+ */
+export function buildTokenRequest(
+  definition: ProviderDefinition,
+  settings: IntegrationSettings,
+  grantParams: Readonly<Record<string, string>>,
+  metadata: Record<string, unknown> | undefined,
+  options: BuildRefreshRequestOptions,
+): TokenRequest {
+  const url = resolveUrl(
+    "token",
+    definition,
+    definition.tokenUrl,
+    definition.placeholders,
+    settings.tokenUrl,
+    metadata,
+    options.allowInsecureTokenUrls,
+  );
   const clientAuth = settings.clientAuth ?? definition.clientAuth;
   const bodyFormat = settings.bodyFormat ?? definition.bodyFormat;
 
-  const params: Record<string, string> = {
-    grant_type: "refresh_token",
-    refresh_token: grant.refreshToken,
-  };
-  const scope = scopeParam(definition, settings.scopes ?? []);
-  if (scope !== null) params.scope = scope;
+  const params: Record<string, string> = { ...grantParams };
   for (const [name, value] of Object.entries(definition.extraParams)) params[name] = value;
 
   const headers: Record<string, string> = { accept: "application/json" };
@@ -70,61 +106,70 @@ export function buildRefreshRequest(
   return { url, method: "POST", headers, body: new URLSearchParams(params).toString() };
 }
 
-function resolveTokenUrl(
+/** Which of a provider's URLs is meant: what it is called in messages and problem codes. */
+export type UrlKind = "token" | "authorization";
+
+/**
+ * The integration's URL, else the definition's, with its placeholders filled from
+ * metadata and the result checked as `checkProviderUrl` checks it.
+ */
+export function resolveUrl(
+  kind: UrlKind,
   definition: ProviderDefinition,
+  catalogTemplate: string | null,
+  placeholders: ProviderDefinition["placeholders"],
   override: string | null | undefined,
   metadata: Record<string, unknown> | undefined,
-  options: BuildRefreshRequestOptions,
+  allowInsecure: InsecureTokenUrls | undefined,
 ): string {
   const overridden = override?.trim() || null;
-  const template = overridden ?? definition.tokenUrl;
+  const template = overridden ?? catalogTemplate;
   if (template === null) {
     throw new ProviderConfigError(
       definition.id,
-      "missing_token_url",
-      `provider "${definition.id}" needs the integration's tokenUrl`,
+      `missing_${kind}_url`,
+      `provider "${definition.id}" needs the integration's ${kind}Url`,
     );
   }
   // Catalog templates are reviewed code: Amazon's region maps to three fixed hosts.
-  if (overridden !== null) placeholdersOnlyInPath(definition.id, overridden);
+  if (overridden !== null) placeholdersOnlyInPath(kind, definition.id, overridden);
   const resolved = template.replace(PLACEHOLDER, (match, name: string) => {
-    const rule = Object.hasOwn(definition.placeholders, name)
-      ? definition.placeholders[name]
-      : undefined;
+    const rule = Object.hasOwn(placeholders, name) ? placeholders[name] : undefined;
     return rule === undefined ? match : placeholderValue(definition, name, rule, metadata);
   });
   if (ANY_BRACE.test(resolved)) {
     throw new ProviderConfigError(
       definition.id,
       "unresolved_placeholder",
-      "token URL has a placeholder this provider does not define",
+      `${kind} URL has a placeholder this provider does not define`,
     );
   }
 
-  return checkTokenUrl(definition.id, resolved, options.allowInsecureTokenUrls);
+  return checkProviderUrl(kind, definition.id, resolved, allowInsecure);
 }
 
 /**
  * An integration's token URL comes from an API caller, and placeholders are filled from
  * connection metadata, which apps pass through from anywhere. In the host or port, a
- * placeholder would let metadata choose where the client secret and refresh token go;
- * in the path it only picks a tenant on the host the integration names.
+ * placeholder would let metadata choose where the client secret and refresh token go (or,
+ * in an authorization URL, where users are sent to sign in); in the path it only picks a
+ * tenant on the host the integration names.
  *
  * @throws ProviderConfigError when a brace sits anywhere but in the path, or the
  * template is not a URL.
  */
-function placeholdersOnlyInPath(provider: string, template: string): void {
+function placeholdersOnlyInPath(kind: UrlKind, provider: string, template: string): void {
   const beforePath = BEFORE_PATH.exec(template)?.[0] ?? "";
   const afterPath = template.slice(beforePath.length).search(/[?#]/);
   if (
     ANY_BRACE.test(beforePath) ||
     (afterPath >= 0 && ANY_BRACE.test(template.slice(beforePath.length + afterPath))) ||
-    braceOutsideParsedPath(parseUrl(provider, template))
+    braceOutsideParsedPath(parseUrl(kind, provider, template))
   ) {
     throw new ProviderConfigError(
       provider,
       "placeholder_outside_path",
-      "token URL placeholders may only sit in the path, never in the scheme, host, port or query",
+      `${kind} URL placeholders may only sit in the path, never in the scheme, host, port or query`,
     );
   }
 }
@@ -138,11 +183,11 @@ function braceOutsideParsedPath({ protocol, username, password, host, search, ha
   return /[{}]|%7b|%7d/i.test(protocol + username + password + host + search + hash);
 }
 
-function parseUrl(provider: string, url: string): URL {
+function parseUrl(kind: UrlKind, provider: string, url: string): URL {
   try {
     return new URL(url);
   } catch {
-    throw new ProviderConfigError(provider, "invalid_token_url", "token URL is not a URL");
+    throw new ProviderConfigError(provider, `invalid_${kind}_url`, `${kind} URL is not a URL`);
   }
 }
 
@@ -158,14 +203,38 @@ export function checkTokenUrl(
   url: string,
   allowInsecure: InsecureTokenUrls = false,
 ): string {
-  placeholdersOnlyInPath(provider, url);
-  const parsed = parseUrl(provider, url);
+  return checkProviderUrl("token", provider, url, allowInsecure);
+}
+
+/**
+ * Checks an authorization URL, or an integration's template of one, as every connect
+ * session will. Held to the token URL's rules: users type their password behind it, and
+ * the code comes back through it.
+ *
+ * @throws ProviderConfigError naming what is wrong.
+ */
+export function checkAuthorizationUrl(
+  provider: string,
+  url: string,
+  allowInsecure: InsecureTokenUrls = false,
+): string {
+  return checkProviderUrl("authorization", provider, url, allowInsecure);
+}
+
+function checkProviderUrl(
+  kind: UrlKind,
+  provider: string,
+  url: string,
+  allowInsecure: InsecureTokenUrls = false,
+): string {
+  placeholdersOnlyInPath(kind, provider, url);
+  const parsed = parseUrl(kind, provider, url);
   // Credentials in a URL end up in logs and proxies; the client secret has its own place.
   if (parsed.username !== "" || parsed.password !== "") {
     throw new ProviderConfigError(
       provider,
-      "invalid_token_url",
-      "token URL must not contain credentials",
+      `invalid_${kind}_url`,
+      `${kind} URL must not contain credentials`,
     );
   }
   const insecureAllowed =
@@ -174,8 +243,10 @@ export function checkTokenUrl(
   if (parsed.protocol !== "https:" && !insecureAllowed) {
     throw new ProviderConfigError(
       provider,
-      "insecure_token_url",
-      "token URL must use https (the request carries the client secret and refresh token)",
+      `insecure_${kind}_url`,
+      kind === "token"
+        ? "token URL must use https (the request carries the client secret and refresh token)"
+        : "authorization URL must use https (users sign in behind it)",
     );
   }
   return parsed.toString();

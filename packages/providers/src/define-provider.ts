@@ -1,4 +1,4 @@
-import type { ProviderDefinition } from "./types";
+import type { AuthorizationRule, ProviderDefinition } from "./types";
 
 /** The RFC 6749 behaviour every provider starts from; a provider file states only its quirks. */
 const RFC_6749_DEFAULTS = {
@@ -18,14 +18,33 @@ const RFC_6749_DEFAULTS = {
   errorCodes: {},
   descriptionRules: [],
   rotatesRefreshToken: false,
-} as const satisfies Omit<ProviderDefinition, "id" | "displayName" | "tokenUrl">;
+} as const satisfies Omit<ProviderDefinition, "id" | "displayName" | "tokenUrl" | "authorization">;
+
+const AUTHORIZATION_DEFAULTS = {
+  url: null,
+  placeholders: {},
+  ensureScopes: [],
+  params: {},
+  // RFC 7636 §5: a server that does not know PKCE ignores its parameters, so sending them
+  // costs nothing and protects the code wherever the server does check them.
+  pkce: true,
+} as const satisfies AuthorizationRule;
 
 /** What a provider file spells out: its identity and token URL, plus what differs from RFC 6749. */
 export type ProviderSpec = Pick<ProviderDefinition, "id" | "displayName" | "tokenUrl"> &
-  Partial<ProviderDefinition>;
+  Partial<Omit<ProviderDefinition, "authorization">> & {
+    readonly authorization?: Partial<AuthorizationRule>;
+  };
 
 /** A full definition: the RFC 6749 defaults overridden by the provider's own fields. */
 export function defineProvider(spec: ProviderSpec): ProviderDefinition {
-  const { id, displayName, tokenUrl, ...overrides } = spec;
-  return { id, displayName, tokenUrl, ...RFC_6749_DEFAULTS, ...overrides };
+  const { id, displayName, tokenUrl, authorization, ...overrides } = spec;
+  return {
+    id,
+    displayName,
+    tokenUrl,
+    ...RFC_6749_DEFAULTS,
+    ...overrides,
+    authorization: { ...AUTHORIZATION_DEFAULTS, ...authorization },
+  };
 }

@@ -4,12 +4,15 @@ export type ProviderConfigProblem =
   | "missing_token_url"
   | "invalid_token_url"
   | "insecure_token_url"
+  | "missing_authorization_url"
+  | "invalid_authorization_url"
+  | "insecure_authorization_url"
   | "invalid_placeholder"
   | "placeholder_outside_path"
   | "unresolved_placeholder";
 
 /**
- * The integration (or connection metadata) cannot produce a safe refresh request. Permanent:
+ * The integration (or connection metadata) cannot produce a safe request to the provider. Permanent:
  * retrying does not help until an operator fixes the configuration. Messages never contain
  * secrets, tokens or metadata values.
  */

@@ -1,13 +1,27 @@
-export { buildRefreshRequest, checkTokenUrl } from "./build-refresh-request";
+export {
+  buildAuthorizationUrl,
+  pkceChallenge,
+  RESERVED_AUTHORIZATION_PARAMS,
+} from "./build-authorization-url";
+export { buildCodeExchangeRequest } from "./build-code-exchange-request";
+export {
+  buildRefreshRequest,
+  checkAuthorizationUrl,
+  checkTokenUrl,
+} from "./build-refresh-request";
 export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
 export { parseRetryAfter } from "./retry-after";
 export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
+  type AuthorizationRequest,
+  type AuthorizationRule,
+  type AuthorizationSettings,
   type BodyFormat,
   type BuildRefreshRequestOptions,
   type ClientAuth,
+  type CodeGrant,
   type DescriptionRule,
   type ErrorOutcome,
   type InsecureTokenUrls,
@@ -20,7 +34,7 @@ export {
   type ProviderId,
   type RefreshGrant,
   type RefreshOutcome,
-  type RefreshRequest,
   type RefreshResult,
   type ScopeRule,
+  type TokenRequest,
 } from "./types";

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "./build-refresh-request";
 import { classifyAnswer } from "./classify-answer";
 import { type MockProvider, startMockProvider } from "./testing/mock-provider";
-import type { ClientAuth, IntegrationSettings, RefreshRequest } from "./types";
+import type { ClientAuth, IntegrationSettings, TokenRequest } from "./types";
 
 const SECRET = "s3cr%t:+/&é";
 let provider: MockProvider;
@@ -15,7 +15,7 @@ afterAll(async () => {
   await provider.close();
 });
 
-async function send(request: RefreshRequest) {
+async function send(request: TokenRequest) {
   const response = await fetch(request.url, {
     method: request.method,
     headers: request.headers,

@@ -33,7 +33,17 @@ export interface IntegrationSettings {
   /** Overrides the definition's body format. */
   bodyFormat?: BodyFormat | null;
   scopes?: readonly string[];
+  /** Overrides the definition's authorization URL; required for `oauth2`'s connect flow. */
+  authorizationUrl?: string | null;
+  /** Added to the authorization URL after the definition's own parameters. */
+  authorizationParams?: Readonly<Record<string, string>>;
 }
+
+/** What an authorization URL needs from the integration: no secret. */
+export type AuthorizationSettings = Pick<
+  IntegrationSettings,
+  "provider" | "clientId" | "scopes" | "authorizationUrl" | "authorizationParams"
+>;
 
 /** The refresh_token grant of one connection. */
 export interface RefreshGrant {
@@ -54,8 +64,33 @@ export interface BuildRefreshRequestOptions {
   allowInsecureTokenUrls?: InsecureTokenUrls;
 }
 
+/** The authorization_code grant (RFC 6749 §4.1.3) of a user who has just consented. */
+export interface CodeGrant {
+  code: string;
+  /** The redirect_uri of the authorization request, sent again as the RFC requires. */
+  redirectUri: string;
+  /** The PKCE verifier (RFC 7636) whose S256 challenge the authorization request carried. */
+  codeVerifier?: string | null;
+  /** Connection metadata; fills URL placeholders such as `tenant` or `region`. */
+  metadata?: Record<string, unknown>;
+}
+
+/** What the user's browser is sent to, to consent (RFC 6749 §4.1.1). */
+export interface AuthorizationRequest {
+  /** Evergreen's callback, registered with the provider. */
+  redirectUri: string;
+  /** The opaque value the callback must bring back. */
+  state: string;
+  /** Replaces the integration's scopes when given; the definition's `ensureScopes` are added. */
+  scopes?: readonly string[] | undefined;
+  /** Sent as an S256 challenge when the provider accepts PKCE; ignored otherwise. */
+  codeVerifier?: string | null;
+  /** Connection metadata; fills URL placeholders such as `tenant` or `region`. */
+  metadata?: Record<string, unknown>;
+}
+
 /** The HTTP request to send; the caller performs it. */
-export interface RefreshRequest {
+export interface TokenRequest {
   url: string;
   method: "POST";
   /** Lower-case names: content-type, accept, authorization (Basic) when basic, extras. */
@@ -127,7 +162,24 @@ export type ScopeRule =
   /** Integration scopes joined by spaces, plus `ensure` entries; omitted when none configured. */
   | { readonly send: "configured"; readonly ensure: readonly string[] };
 
-/** Declarative description of one provider's refresh_token grant. */
+/** How a provider's authorization endpoint is addressed (RFC 6749 §4.1.1). */
+export interface AuthorizationRule {
+  /** May hold `{placeholders}`; null when the integration must supply it. */
+  readonly url: string | null;
+  /**
+   * Placeholders of `url` beyond the definition's own, or in place of them (Amazon signs
+   * users in on other hosts than its token endpoints, chosen by the same region).
+   */
+  readonly placeholders: Readonly<Record<string, PlaceholderRule>>;
+  /** Added to whatever scopes are asked for. */
+  readonly ensureScopes: readonly string[];
+  /** Added to every authorization URL. */
+  readonly params: Readonly<Record<string, string>>;
+  /** The endpoint accepts PKCE with S256 (RFC 7636). */
+  readonly pkce: boolean;
+}
+
+/** Declarative description of one provider's grants. */
 export interface ProviderDefinition {
   readonly id: ProviderId;
   readonly displayName: string;
@@ -157,4 +209,6 @@ export interface ProviderDefinition {
    * persisted before anything else.
    */
   readonly rotatesRefreshToken: boolean;
+  /** Where users consent, for the connect flow. */
+  readonly authorization: AuthorizationRule;
 }

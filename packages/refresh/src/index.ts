@@ -1,4 +1,22 @@
 export {
+  type CallbackOutcome,
+  type ConnectCallback,
+  type ConnectErrorCode,
+  completeConnectSession,
+} from "./complete-connect-session";
+export {
+  type ConnectSession,
+  type ConnectSessionRequest,
+  createConnectSession,
+  ReturnUrlNotAllowedError,
+} from "./create-connect-session";
+export {
+  type CodeExchange,
+  CodeExchangeError,
+  type ExchangeDeps,
+  exchangeCode,
+} from "./exchange-code";
+export {
   COOLDOWN_PREFIX,
   createRefreshQueue,
   PARKED_PREFIX,
@@ -32,6 +50,7 @@ export {
   type IntegrationRegistration,
   registerIntegration,
 } from "./register-integration";
+export { checkReturnUrlEntry } from "./return-urls";
 export {
   computeNextRefreshAt,
   enqueueRefresh,
@@ -42,9 +61,11 @@ export {
 export {
   openAccessToken,
   openClientSecret,
+  openCodeVerifier,
   openRefreshToken,
   sealAccessToken,
   sealClientSecret,
+  sealCodeVerifier,
   sealRefreshToken,
 } from "./token-cipher";
 export { createRefreshDeps, lockTtlMs, refreshDrainMs } from "./wiring";

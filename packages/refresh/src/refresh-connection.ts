@@ -529,11 +529,12 @@ export function backoffMs(
 }
 
 /**
- * What each egress failure does to the connection. The codes stored (and so shown to API
+ * What each egress failure does to the connection (and how a failed code exchange reports
+ * it). The codes stored (and so shown to API
  * callers) are the egress client's generic ones, never a socket's: ECONNREFUSED against
  * ECONNRESET would tell a caller which internal ports are open.
  */
-const EGRESS_FAILURES = {
+export const EGRESS_FAILURES = {
   timeout: {
     outcome: "transient",
     errorCode: "timeout",

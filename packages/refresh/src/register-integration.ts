@@ -27,6 +27,12 @@ export interface IntegrationRegistration {
   readonly bodyFormat?: BodyFormat | undefined;
   readonly scopes?: readonly string[] | undefined;
   readonly refreshBufferSeconds?: number | undefined;
+  /** Connect flow: overrides the provider's authorization URL. */
+  readonly authorizationUrl?: string | undefined;
+  /** Connect flow: extra authorization URL parameters. */
+  readonly authorizationParams?: Readonly<Record<string, string>> | undefined;
+  /** Connect flow: where users may be sent back (see return-urls.ts), normalized. */
+  readonly returnUrls?: readonly string[] | undefined;
 }
 
 /** Rounds of "create, else update" before giving up on a key that keeps changing. */
@@ -53,6 +59,9 @@ export async function registerIntegration(
     bodyFormat: input.bodyFormat ?? null,
     scopes: [...(input.scopes ?? [])],
     refreshBufferSeconds: input.refreshBufferSeconds ?? null,
+    authorizationUrl: input.authorizationUrl ?? null,
+    authorizationParams: { ...input.authorizationParams },
+    returnUrls: [...(input.returnUrls ?? [])],
   });
   for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
     const existing = await prisma.integration.findUnique({

@@ -21,3 +21,9 @@ export const sealClientSecret = (ring: KeyRing, integrationId: string, value: st
 
 export const openClientSecret = (ring: KeyRing, integrationId: string, sealed: string) =>
   ring.decrypt(sealed, { entity: "integration", rowId: integrationId, field: "clientSecret" });
+
+export const sealCodeVerifier = (ring: KeyRing, sessionId: string, value: string) =>
+  ring.encrypt(value, { entity: "connect_session", rowId: sessionId, field: "codeVerifier" });
+
+export const openCodeVerifier = (ring: KeyRing, sessionId: string, sealed: string) =>
+  ring.decrypt(sealed, { entity: "connect_session", rowId: sessionId, field: "codeVerifier" });

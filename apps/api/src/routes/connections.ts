@@ -20,6 +20,17 @@ export interface ConnectionRoutesDeps {
 
 const TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600;
 
+/** A connection's metadata, wherever it comes in (connections, connect sessions, exchanges). */
+export const metadataInput = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+  // Depth first: measuring the size of a value nested thousands deep overflowed the
+  // stack (a 500), and Prisma's serializer overflowed on 3000 levels.
+  if (nestingDepth(value) > MAX_METADATA_DEPTH) {
+    ctx.addIssue({ code: "custom", message: `at most ${MAX_METADATA_DEPTH} levels deep` });
+  } else if (JSON.stringify(value).length > 16_384) {
+    ctx.addIssue({ code: "custom", message: "at most 16 KiB of JSON" });
+  }
+});
+
 const connectionInput = z
   .strictObject({
     integration: z.string().min(1).max(64),
@@ -35,18 +46,7 @@ const connectionInput = z
       .optional(),
     scope: z.string().max(4096).optional(),
     tokenType: z.string().min(1).max(64).optional(),
-    metadata: z
-      .record(z.string(), z.unknown())
-      .superRefine((value, ctx) => {
-        // Depth first: measuring the size of a value nested thousands deep overflowed the
-        // stack (a 500), and Prisma's serializer overflowed on 3000 levels.
-        if (nestingDepth(value) > MAX_METADATA_DEPTH) {
-          ctx.addIssue({ code: "custom", message: `at most ${MAX_METADATA_DEPTH} levels deep` });
-        } else if (JSON.stringify(value).length > 16_384) {
-          ctx.addIssue({ code: "custom", message: "at most 16 KiB of JSON" });
-        }
-      })
-      .optional(),
+    metadata: metadataInput.optional(),
   })
   .refine((input) => input.expiresIn === undefined || input.expiresAt === undefined, {
     message: "give expiresIn or expiresAt, not both",

@@ -171,6 +171,58 @@ describe("POST /v1/integrations", () => {
     expect(response.json().message).toMatch(/^tokenUrl: .*only sit in the path/);
   });
 
+  it("stores the connect flow's settings: authorization URL and parameters, normalized return URLs", async () => {
+    const response = await (await server()).inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: auth,
+      payload: {
+        ...google,
+        key: "gmail-connect",
+        authorizationUrl: "https://accounts.example.com/o/oauth2/auth",
+        authorizationParams: { login_hint: "a@example.com", hd: "example.com" },
+        returnUrls: ["https://App.Example.com:443/connected", "http://localhost:5173"],
+      },
+    });
+    expect(response.statusCode).toBe(201);
+    expect(response.json()).toMatchObject({
+      authorizationUrl: "https://accounts.example.com/o/oauth2/auth",
+      authorizationParams: { login_hint: "a@example.com", hd: "example.com" },
+      returnUrls: ["https://app.example.com/connected", "http://localhost:5173/"],
+    });
+  });
+
+  it("refuses an http authorization URL, reserved authorization parameters and loose return URLs", async () => {
+    const app = await server();
+    const post = (extra: Record<string, unknown>) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: auth,
+        payload: { ...google, key: "gmail-loose", ...extra },
+      });
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ authorizationUrl: "http://accounts.example.com/auth" }, /^authorizationUrl: .*https/],
+      [{ authorizationUrl: "https://{tenant}.example.com/auth" }, /^authorizationUrl: .*path/],
+      [
+        { authorizationParams: { redirect_uri: "https://evil.example" } },
+        /^authorizationParams\.redirect_uri: /,
+      ],
+      [{ authorizationParams: { state: "fixed" } }, /^authorizationParams\.state: /],
+      [{ authorizationParams: { "bad name": "x" } }, /^authorizationParams/],
+      [{ authorizationParams: { prompt: 1 } }, /^authorizationParams\.prompt: /],
+      [{ returnUrls: ["https://app.example.com/done?x=1"] }, /^returnUrls\.0: .*without query/],
+      [{ returnUrls: ["https://app.example.com/", "myapp://callback"] }, /^returnUrls\.1: /],
+      [{ returnUrls: ["https://user:pw@app.example.com/"] }, /^returnUrls\.0: .*credentials/],
+      [{ returnUrls: "https://app.example.com/" }, /^returnUrls: /],
+    ];
+    for (const [extra, message] of cases) {
+      const response = await post(extra);
+      expect(response.statusCode, JSON.stringify(extra)).toBe(400);
+      expect(response.json().message, JSON.stringify(extra)).toMatch(message);
+    }
+  });
+
   it("retries the connections in error when the integration is updated", async () => {
     const { connection } = await h.addConnection({ integrationKey: "fixme" });
     const failed = await h.addConnection({ integrationKey: "fixme" });

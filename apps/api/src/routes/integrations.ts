@@ -3,12 +3,18 @@ import type { Integration, PrismaClient } from "@evergreen/db";
 import type { EgressPolicy } from "@evergreen/egress";
 import type { Logger } from "@evergreen/observability";
 import {
+  checkAuthorizationUrl,
   checkTokenUrl,
   type InsecureTokenUrls,
   isProviderId,
   ProviderConfigError,
+  RESERVED_AUTHORIZATION_PARAMS,
 } from "@evergreen/providers";
-import { type RefreshJobPayload, registerIntegration } from "@evergreen/refresh";
+import {
+  checkReturnUrlEntry,
+  type RefreshJobPayload,
+  registerIntegration,
+} from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
@@ -41,6 +47,41 @@ const integrationInput = z.strictObject({
   bodyFormat: z.enum(["form", "json"]).optional(),
   scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
   refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
+  authorizationUrl: z.string().url().max(2048).optional(),
+  authorizationParams: z
+    .record(
+      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "names are 1-64 of A-Z, a-z, 0-9, _ . -"),
+      z.string().max(512),
+    )
+    .superRefine((params, ctx) => {
+      if (Object.keys(params).length > 20) {
+        ctx.addIssue({ code: "custom", message: "at most 20 parameters" });
+      }
+      for (const name of Object.keys(params)) {
+        if (RESERVED_AUTHORIZATION_PARAMS.includes(name)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [name],
+            message: "set by the connect flow itself (scopes go in `scopes`)",
+          });
+        }
+      }
+    })
+    .optional(),
+  returnUrls: z
+    .array(
+      z
+        .string()
+        .max(2048)
+        .transform((entry, ctx) => {
+          const checked = checkReturnUrlEntry(entry);
+          if ("normalized" in checked) return checked.normalized;
+          ctx.addIssue({ code: "custom", message: checked.problem });
+          return z.NEVER;
+        }),
+    )
+    .max(20)
+    .optional(),
 });
 type IntegrationInput = z.output<typeof integrationInput>;
 
@@ -55,6 +96,9 @@ export function integrationView(row: Integration) {
     bodyFormat: row.bodyFormat,
     scopes: row.scopes,
     refreshBufferSeconds: row.refreshBufferSeconds,
+    authorizationUrl: row.authorizationUrl,
+    authorizationParams: row.authorizationParams,
+    returnUrls: row.returnUrls,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -84,6 +128,16 @@ function checkOffline(
         "invalid_request",
         "tokenUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
       );
+    }
+  }
+  if (input.authorizationUrl) {
+    try {
+      // The check every connect session makes. The egress policy does not apply: the
+      // user's browser goes there, Evergreen does not.
+      checkAuthorizationUrl(input.provider, input.authorizationUrl, allowInsecureTokenUrls);
+    } catch (error) {
+      if (!(error instanceof ProviderConfigError)) throw error;
+      throw new HttpError(400, "invalid_request", `authorizationUrl: ${error.message}`);
     }
   }
   if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {

@@ -12,4 +12,19 @@ export const amazon = defineProvider({
   clientAuth: "body",
   // Long-lived and often absent from the answer: keep the stored one.
   rotatesRefreshToken: false,
+  authorization: {
+    // Users sign in on a regional host that is not the token endpoint's: the same region
+    // metadata picks it, from a fixed map again.
+    url: "https://{region}/ap/oa",
+    placeholders: {
+      region: {
+        values: {
+          na: "www.amazon.com",
+          eu: "eu.account.amazon.com",
+          fe: "apac.account.amazon.com",
+        },
+        default: "na",
+      },
+    },
+  },
 });

@@ -13,4 +13,10 @@ export const discord = defineProvider({
   // `retry_after` (float seconds); many 401/403/429 in a row earn a temporary IP ban, which
   // is why callers must honour retryAfterMs.
   rotatesRefreshToken: true,
+  authorization: {
+    url: "https://discord.com/oauth2/authorize",
+    // Discord documents no PKCE for confidential clients: a challenge it may not check
+    // would look like protection that is not there.
+    pkce: false,
+  },
 });

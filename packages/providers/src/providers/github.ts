@@ -19,4 +19,6 @@ export const github = defineProvider({
   // GitHub App refresh tokens are single use (6 months, `refresh_token_expires_in`), with no
   // grace period: a lost answer means the user must authorize again.
   rotatesRefreshToken: true,
+  // PKCE S256 is accepted by OAuth Apps and GitHub Apps alike (GitHub changelog, 2025-07).
+  authorization: { url: "https://github.com/login/oauth/authorize" },
 });

@@ -12,4 +12,11 @@ export const google = defineProvider({
   // Google answers without refresh_token: the stored one stays valid (until 6 months unused,
   // revocation, a password change with Gmail scopes, or 7 days for apps in "Testing").
   rotatesRefreshToken: false,
+  authorization: {
+    url: "https://accounts.google.com/o/oauth2/v2/auth",
+    // Without access_type=offline Google issues no refresh token at all, and it issues one
+    // only at the first consent unless prompt=consent asks again: an app reconnecting a
+    // user would otherwise get an access token that Evergreen can never refresh.
+    params: { access_type: "offline", prompt: "consent" },
+  },
 });

@@ -28,4 +28,9 @@ export const microsoft = defineProvider({
   // Each answer carries a new refresh token; the old one is not revoked but should be
   // replaced, and 90 days of inactivity end the chain.
   rotatesRefreshToken: true,
+  authorization: {
+    url: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+    // Without offline_access the code grant answers with no refresh token.
+    ensureScopes: ["offline_access"],
+  },
 });

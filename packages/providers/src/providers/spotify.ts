@@ -10,4 +10,5 @@ export const spotify = defineProvider({
   // Sometimes returns a new refresh token, sometimes none (keep the old one); the answer
   // decides, so the connection is not treated as strictly rotating.
   rotatesRefreshToken: false,
+  authorization: { url: "https://accounts.spotify.com/authorize" },
 });

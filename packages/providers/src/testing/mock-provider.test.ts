@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { type MockProvider, type MockProviderOptions, startMockProvider } from "./mock-provider";
 
@@ -243,5 +244,93 @@ describe("MockProvider", () => {
     await provider.close();
     expect(await pending).toBe("failed");
     expect(performance.now() - startedAt).toBeLessThan(1000);
+  });
+});
+
+describe("MockProvider authorization endpoint", () => {
+  const redirectUri = "http://127.0.0.1:1/oauth/callback";
+
+  function authorize(provider: MockProvider, extra: Record<string, string> = {}) {
+    const query = new URLSearchParams({
+      response_type: "code",
+      client_id: provider.clientId,
+      redirect_uri: redirectUri,
+      state: "st-1",
+      scope: "read write",
+      ...extra,
+    });
+    return fetch(`${provider.authorizationUrl}?${query}`, { redirect: "manual" });
+  }
+
+  const back = (response: Response) =>
+    Object.fromEntries(new URL(response.headers.get("location") ?? "").searchParams);
+
+  function exchange(provider: MockProvider, params: Record<string, string>) {
+    const body = new URLSearchParams({
+      grant_type: "authorization_code",
+      redirect_uri: redirectUri,
+      client_id: provider.clientId,
+      client_secret: provider.clientSecret,
+      ...params,
+    });
+    return fetch(provider.tokenUrl, { method: "POST", body }).then(async (response) => ({
+      status: response.status,
+      json: (await response.json()) as Record<string, unknown>,
+    }));
+  }
+
+  it("shows a consent page whose links approve or deny", async () => {
+    const provider = await start();
+    const page = await authorize(provider);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    const links = [...html.matchAll(/href="([^"]+)"/g)].map((m) => m[1]?.replace(/&#38;/g, "&"));
+    expect(links).toHaveLength(2);
+    const [allow, deny] = links.map((link) => `${provider.url}${link}`);
+    const approved = await fetch(allow ?? "", { redirect: "manual" });
+    expect(approved.status).toBe(302);
+    expect(back(approved)).toMatchObject({ state: "st-1", code: expect.any(String) });
+    const denied = await fetch(deny ?? "", { redirect: "manual" });
+    expect(back(denied)).toEqual({ error: "access_denied", state: "st-1" });
+  });
+
+  it("refuses to redirect for an unknown client or a bad redirect_uri", async () => {
+    const provider = await start();
+    expect((await authorize(provider, { client_id: "someone-else" })).status).toBe(400);
+    expect((await authorize(provider, { redirect_uri: "javascript:alert(1)" })).status).toBe(400);
+    const plain = await authorize(provider, {
+      code_challenge: "x",
+      code_challenge_method: "plain",
+    });
+    expect(back(plain)).toMatchObject({ error: "invalid_request", state: "st-1" });
+  });
+
+  it("exchanges a code for the consenting grant's tokens, once, with its redirect_uri", async () => {
+    const provider = await start({ consentGrant: { rotate: true, accessTokenTtlSeconds: 60 } });
+    const { code = "" } = back(await authorize(provider, { approve: "1" }));
+    const elsewhere = await exchange(provider, { code, redirect_uri: "http://127.0.0.1:2/cb" });
+    expect(elsewhere).toMatchObject({ status: 400, json: { error: "invalid_grant" } });
+    const answer = await exchange(provider, { code });
+    expect(answer).toMatchObject({
+      status: 200,
+      json: { token_type: "Bearer", expires_in: 60, scope: "read write" },
+    });
+    const rotated = await refresh(provider, String(answer.json.refresh_token));
+    expect(rotated.json.refresh_token).not.toBe(answer.json.refresh_token);
+    expect((await exchange(provider, { code })).json.error).toBe("invalid_grant");
+  });
+
+  it("checks the PKCE verifier against the S256 challenge", async () => {
+    const provider = await start();
+    const verifier = "a".repeat(43);
+    const challenge = createHash("sha256").update(verifier).digest("base64url");
+    const consent = { approve: "1", code_challenge: challenge, code_challenge_method: "S256" };
+    const first = back(await authorize(provider, consent)).code ?? "";
+    expect((await exchange(provider, { code: first })).json.error).toBe("invalid_grant");
+    const second = back(await authorize(provider, consent)).code ?? "";
+    const wrong = await exchange(provider, { code: second, code_verifier: "b".repeat(43) });
+    expect(wrong.json.error).toBe("invalid_grant");
+    const third = back(await authorize(provider, consent)).code ?? "";
+    expect((await exchange(provider, { code: third, code_verifier: verifier })).status).toBe(200);
   });
 });

@@ -1,4 +1,4 @@
-import { randomBytes, randomUUID } from "node:crypto";
+import { createHash, randomBytes, randomUUID } from "node:crypto";
 import {
   createServer,
   type IncomingHttpHeaders,
@@ -17,6 +17,8 @@ export interface MockProviderOptions {
   clientSecret?: string;
   /** How many recent requests `received` keeps. @defaultValue 100 */
   keepReceived?: number;
+  /** How the grants that users consent to behave. @defaultValue {} */
+  consentGrant?: GrantOptions;
 }
 
 export interface GrantOptions {
@@ -109,6 +111,17 @@ interface Grant {
   refreshes: number;
 }
 
+/** An authorization code, from consent to its exchange. */
+interface PendingCode {
+  redirectUri: string;
+  /** S256 challenge of the authorization request; null when it sent none. */
+  challenge: string | null;
+  scope: string | null;
+  expiresAt: number;
+  /** The grant its exchange created: a second exchange revokes it (RFC 6749 §4.1.2). */
+  grant: Grant | null;
+}
+
 interface Reply {
   status: number;
   headers: Record<string, string>;
@@ -116,6 +129,8 @@ interface Reply {
 }
 
 const MAX_BODY_BYTES = 1_048_576;
+/** RFC 6749 §4.1.2 recommends at most 10 minutes. */
+const CODE_LIFETIME_MS = 600_000;
 
 /** Starts a real OAuth 2.0 token endpoint on 127.0.0.1 with a random port. */
 export async function startMockProvider(options: MockProviderOptions = {}): Promise<MockProvider> {
@@ -128,12 +143,20 @@ export async function startMockProvider(options: MockProviderOptions = {}): Prom
  * An OAuth 2.0 provider's token endpoint (`POST /token`, refresh_token grant) that rotates
  * refresh tokens like GitHub Apps or Box: presenting a rotated-away refresh token counts as
  * reuse and revokes the whole grant, as real providers do on suspected token theft.
+ *
+ * Its authorization endpoint (`GET /authorize`) shows a consent page whose two links, or
+ * the same URL with `approve=1` or `deny=1` (curl), send the browser back to `redirect_uri`
+ * with a code or `error=access_denied`. Codes are single use, expire in 10 minutes and are
+ * exchanged (authorization_code grant) only with the same `redirect_uri` and, when the
+ * authorization request carried an S256 challenge, the matching `code_verifier`.
  */
 export class MockProvider {
   readonly clientId: string;
   readonly clientSecret: string;
   /** Delay before every answer; may be changed between requests. */
   latencyMs: number;
+  /** How the grants that users consent to behave; may be changed between consents. */
+  consentGrant: GrantOptions;
 
   readonly #keepReceived: number;
   readonly #server: Server;
@@ -146,6 +169,7 @@ export class MockProvider {
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #received: ReceivedRequest[] = [];
   readonly #refreshesByGrant = new Map<string, number>();
+  readonly #codes = new Map<string, PendingCode>();
   #requests = 0;
   #reuseCount = 0;
   #port = 0;
@@ -155,6 +179,7 @@ export class MockProvider {
     this.clientSecret = options.clientSecret ?? "mock-secret";
     this.latencyMs = options.latencyMs ?? 0;
     this.#keepReceived = options.keepReceived ?? 100;
+    this.consentGrant = options.consentGrant ?? {};
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500).end();
@@ -169,6 +194,10 @@ export class MockProvider {
 
   get tokenUrl(): string {
     return `${this.url}/token`;
+  }
+
+  get authorizationUrl(): string {
+    return `${this.url}/authorize`;
   }
 
   /** Every HTTP request received, whatever its fate. */
@@ -207,6 +236,16 @@ export class MockProvider {
 
   /** Registers a grant, as if the user had just authorized, and returns its first tokens. */
   issueGrant(options: GrantOptions = {}): IssuedGrant {
+    const grant = this.#newGrant(options);
+    return {
+      grantId: grant.id,
+      refreshToken: grant.refreshToken,
+      accessToken: grant.accessToken,
+      expiresIn: grant.ttlSeconds,
+    };
+  }
+
+  #newGrant(options: GrantOptions): Grant {
     if (options.rotate === true && options.omitRefreshToken === true) {
       throw new Error("a rotating grant must return its new refresh token");
     }
@@ -225,12 +264,7 @@ export class MockProvider {
     this.#grantByRefreshToken.set(grant.refreshToken, grant);
     this.#refreshesByGrant.set(grant.id, 0);
     this.#issueAccessToken(grant);
-    return {
-      grantId: grant.id,
-      refreshToken: grant.refreshToken,
-      accessToken: grant.accessToken,
-      expiresIn: grant.ttlSeconds,
-    };
+    return grant;
   }
 
   grant(grantId: string): GrantSnapshot | undefined {
@@ -310,6 +344,9 @@ export class MockProvider {
       at: new Date(),
     });
 
+    if (path === "/authorize" && req.method === "GET") {
+      return this.#send(res, this.#authorize(new URL(req.url ?? "/", this.url).searchParams));
+    }
     if (path !== "/token") return this.#send(res, oauthError(404, "not_found"));
     if (req.method !== "POST") return this.#send(res, oauthError(405, "invalid_request"));
     if (params === null) {
@@ -319,12 +356,110 @@ export class MockProvider {
     const presented = params.refresh_token;
     const scripted = this.#nextScripted(presented);
     if (scripted !== undefined) {
-      if (scripted.applyRefresh === true) this.#refresh(params, credentials);
+      if (scripted.applyRefresh === true) this.#token(params, credentials);
       if ("hang" in scripted) return; // closeAllConnections() in close() ends it
       if ("endless" in scripted) return sendEndless(res);
       return this.#send(res, scriptedReply(scripted));
     }
-    return this.#send(res, this.#refresh(params, credentials));
+    return this.#send(res, this.#token(params, credentials));
+  }
+
+  /**
+   * The consent page, or with `approve=1` / `deny=1` the redirect back to the client. Only
+   * a request it cannot trust (unknown client, no usable redirect_uri) gets an error page:
+   * RFC 6749 §4.1.2.1 forbids redirecting those.
+   */
+  #authorize(query: URLSearchParams): Reply {
+    const redirectUri = query.get("redirect_uri") ?? "";
+    if (query.get("client_id") !== this.clientId) return page(400, "Unknown client_id.");
+    if (!/^https?:\/\//.test(redirectUri) || !URL.canParse(redirectUri)) {
+      return page(400, "redirect_uri is missing or not an http(s) URL.");
+    }
+    const back = (params: Record<string, string>) => {
+      const target = new URL(redirectUri);
+      for (const [name, value] of Object.entries(params)) target.searchParams.set(name, value);
+      const state = query.get("state");
+      if (state !== null) target.searchParams.set("state", state);
+      return { status: 302, headers: { location: target.toString() }, body: "" };
+    };
+    if (query.get("response_type") !== "code") return back({ error: "unsupported_response_type" });
+    const challenge = query.get("code_challenge");
+    if (challenge !== null && query.get("code_challenge_method") !== "S256") {
+      return back({ error: "invalid_request", error_description: "only S256 is supported" });
+    }
+    if (query.get("deny") === "1") return back({ error: "access_denied" });
+    if (query.get("approve") !== "1") {
+      const choice = (name: string) => {
+        const link = new URLSearchParams(query);
+        link.set(name, "1");
+        return escapeHtml(`/authorize?${link}`);
+      };
+      return page(
+        200,
+        `Allow <b>${escapeHtml(this.clientId)}</b> to access your mock account` +
+          ` (scope: ${escapeHtml(query.get("scope") ?? "none")})?</p>` +
+          `<p><a href="${choice("approve")}">Allow</a> &middot; <a href="${choice("deny")}">Deny</a>`,
+      );
+    }
+    const code = `mock-code-${randomBytes(16).toString("base64url")}`;
+    this.#codes.set(code, {
+      redirectUri,
+      challenge,
+      scope: query.get("scope"),
+      expiresAt: Date.now() + CODE_LIFETIME_MS,
+      grant: null,
+    });
+    return back({ code });
+  }
+
+  #token(params: Record<string, string>, credentials: ClientCredentials): Reply {
+    const refused = this.#checkClient(params, credentials);
+    if (refused !== null) return refused;
+    if (params.grant_type === "refresh_token") return this.#refresh(params);
+    if (params.grant_type === "authorization_code") return this.#exchangeCode(params);
+    return oauthError(400, "unsupported_grant_type");
+  }
+
+  /** The code grant (RFC 6749 §4.1.3), with PKCE verification (RFC 7636 §4.6). */
+  #exchangeCode(params: Record<string, string>): Reply {
+    const pending = this.#codes.get(params.code ?? "");
+    if (pending === undefined || pending.expiresAt <= Date.now()) {
+      return oauthError(400, "invalid_grant", "authorization code is invalid or expired");
+    }
+    if (pending.grant !== null) {
+      // RFC 6749 §4.1.2: a code used twice revokes what it was exchanged for.
+      pending.grant.revoked = true;
+      return oauthError(400, "invalid_grant", "authorization code was already used");
+    }
+    if (params.redirect_uri !== pending.redirectUri) {
+      return oauthError(400, "invalid_grant", "redirect_uri does not match the authorization");
+    }
+    const verifier = params.code_verifier;
+    if (
+      pending.challenge === null
+        ? verifier !== undefined
+        : !pkceMatches(verifier, pending.challenge)
+    ) {
+      return oauthError(400, "invalid_grant", "code_verifier does not match the challenge");
+    }
+    const grant = this.#newGrant({
+      ...this.consentGrant,
+      ...(pending.scope === null ? {} : { scope: pending.scope }),
+    });
+    pending.grant = grant;
+    const body: Record<string, string | number> = {
+      access_token: grant.accessToken,
+      token_type: "Bearer",
+      expires_in: grant.ttlSeconds,
+      // The first answer of a grant always carries its refresh token, Google's included.
+      refresh_token: grant.refreshToken,
+    };
+    if (grant.scope !== null) body.scope = grant.scope;
+    return {
+      status: 200,
+      headers: { "content-type": "application/json", "cache-control": "no-store" },
+      body: JSON.stringify(body),
+    };
   }
 
   #nextScripted(refreshToken: string | undefined): ScriptedAnswer | undefined {
@@ -334,7 +469,7 @@ export class MockProvider {
     return perGrant?.shift() ?? this.#script.shift();
   }
 
-  #refresh(params: Record<string, string>, credentials: ClientCredentials): Reply {
+  #checkClient(params: Record<string, string>, credentials: ClientCredentials): Reply | null {
     if (credentials.clientAuth === null) {
       return oauthError(401, "invalid_client", "no client authentication");
     }
@@ -347,7 +482,10 @@ export class MockProvider {
       if (credentials.clientAuth === "basic") reply.headers["www-authenticate"] = "Basic";
       return reply;
     }
-    if (params.grant_type !== "refresh_token") return oauthError(400, "unsupported_grant_type");
+    return null;
+  }
+
+  #refresh(params: Record<string, string>): Reply {
     const presented = params.refresh_token;
     if (presented === undefined || presented === "") {
       return oauthError(400, "invalid_request", "refresh_token is missing");
@@ -509,6 +647,24 @@ function scriptedReply(answer: Exclude<ScriptedAnswer, { hang: true } | { endles
     headers[name.toLowerCase()] = value;
   }
   return { status: answer.status, headers, body };
+}
+
+/** RFC 7636 §4.6: the S256 transform of the verifier equals the stored challenge. */
+function pkceMatches(verifier: string | undefined, challenge: string): boolean {
+  if (verifier === undefined || !/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) return false;
+  return createHash("sha256").update(verifier, "ascii").digest("base64url") === challenge;
+}
+
+function page(status: number, html: string): Reply {
+  return {
+    status,
+    headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" },
+    body: `<!doctype html><title>Mock OAuth provider</title><p>${html}</p>`,
+  };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
 }
 
 function oauthError(status: number, error: string, description?: string): Reply {

@@ -1,0 +1,50 @@
+import { ConfigError, parseEnv } from "@evergreen/config";
+import { generateEncryptionKey } from "@evergreen/crypto";
+import { describe, expect, it } from "vitest";
+import { apiEnv, publicUrl } from "./env";
+
+const valid = { ENCRYPTION_KEYS: generateEncryptionKey("k1"), API_KEYS: "a-long-enough-api-key" };
+
+function problemsOf(env: Record<string, string>): readonly string[] {
+  try {
+    parseEnv(apiEnv, env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("PUBLIC_URL", () => {
+  it("defaults to the api's loopback address on PORT, and drops a trailing slash", () => {
+    expect(publicUrl(parseEnv(apiEnv, { ...valid, PORT: "3100" }))).toBe("http://127.0.0.1:3100");
+    const behindProxy = parseEnv(apiEnv, {
+      ...valid,
+      PUBLIC_URL: "https://Evergreen.Example.com/api/",
+    });
+    expect(publicUrl(behindProxy)).toBe("https://evergreen.example.com/api");
+  });
+
+  it("refuses what cannot be followed by /oauth/callback, showing the value", () => {
+    for (const value of [
+      "evergreen.example.com",
+      "ftp://evergreen.example.com",
+      "https://evergreen.example.com/?x=1",
+      "https://evergreen.example.com/#top",
+      "https://user:pw@evergreen.example.com",
+    ]) {
+      expect(problemsOf({ ...valid, PUBLIC_URL: value }), value).toEqual([
+        `PUBLIC_URL: must be an http(s) URL without credentials, query or fragment, got ${JSON.stringify(value)}`,
+      ]);
+    }
+  });
+
+  it("must use https in production, unless it is loopback", () => {
+    const production = { ...valid, NODE_ENV: "production" };
+    expect(problemsOf({ ...production, PUBLIC_URL: "http://evergreen.example.com" })).toEqual([
+      "PUBLIC_URL: must use https in production (authorization codes come back through it)",
+    ]);
+    expect(parseEnv(apiEnv, { ...production, PUBLIC_URL: "http://127.0.0.1:3000" })).toBeTruthy();
+    expect(publicUrl(parseEnv(apiEnv, production))).toBe("http://127.0.0.1:3000");
+  });
+});

@@ -1,0 +1,154 @@
+import type { PrismaClient } from "@evergreen/db";
+import { ProviderConfigError } from "@evergreen/providers";
+import {
+  CodeExchangeError,
+  completeConnectSession,
+  createConnectSession,
+  type ExchangeDeps,
+  exchangeCode,
+  type RefreshDeps,
+  ReturnUrlNotAllowedError,
+  UnknownIntegrationError,
+} from "@evergreen/refresh";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { z } from "zod";
+import { HttpError, noFields, parseInput } from "../http-errors";
+import { connectionView, metadataInput } from "./connections";
+
+export interface ConnectRoutesDeps {
+  readonly prisma: PrismaClient;
+  /** The refresh path's parts: key ring, egress client, queue, log, settings. */
+  readonly refresh: RefreshDeps;
+  /** PUBLIC_URL: the callback, registered with providers, is `${publicUrl}/oauth/callback`. */
+  readonly publicUrl: string;
+}
+
+/** The public route a provider sends users' browsers back to (no API key). */
+export const CALLBACK_PATH = "/oauth/callback";
+
+const integration = z.string().min(1).max(64);
+const externalId = z.string().min(1).max(256);
+
+const sessionInput = z.strictObject({
+  integration,
+  externalId,
+  returnUrl: z.string().min(1).max(2048),
+  scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
+  metadata: metadataInput.optional(),
+});
+
+const exchangeInput = z.strictObject({
+  integration,
+  externalId,
+  code: z.string().min(1).max(4096),
+  redirectUri: z.string().url().max(2048),
+  codeVerifier: z
+    .string()
+    .regex(/^[A-Za-z0-9._~-]{43,128}$/, "43-128 characters of A-Z, a-z, 0-9, . _ ~ - (RFC 7636)")
+    .optional(),
+  metadata: metadataInput.optional(),
+});
+
+/**
+ * Not strict: providers add their own parameters to the callback (Google's `scope`,
+ * `authuser`, `prompt`; Microsoft's `session_state`; RFC 9207's `iss`). A parameter sent
+ * twice arrives as an array and fails, like a missing state.
+ */
+const callbackQuery = z.object({
+  state: z.string().min(1).max(512),
+  code: z.string().min(1).max(4096).optional(),
+  error: z.string().max(256).optional(),
+});
+
+/** The errors both routes share, as SPEC §3 answers them. */
+function httpError(error: unknown): unknown {
+  if (error instanceof UnknownIntegrationError) {
+    return new HttpError(400, "invalid_request", `integration: ${error.message}`);
+  }
+  if (error instanceof ProviderConfigError) {
+    // Metadata fills URL placeholders (a tenant, a region): a bad value is the caller's.
+    if (error.problem === "invalid_placeholder") {
+      return new HttpError(400, "invalid_request", `metadata: ${error.message}`);
+    }
+    return new HttpError(409, "integration_error", error.message);
+  }
+  if (error instanceof CodeExchangeError) {
+    switch (error.code) {
+      case "invalid_grant":
+        return new HttpError(
+          400,
+          "invalid_grant",
+          "the provider refused the code (expired, used, or issued for another redirectUri or codeVerifier)",
+        );
+      case "integration_error":
+        return new HttpError(409, "integration_error", "the provider refused the client");
+      case "exchange_failed":
+        return new HttpError(503, "exchange_failed", error.message);
+      default: {
+        const unreachable: never = error.code;
+        return unreachable;
+      }
+    }
+  }
+  return error;
+}
+
+const rethrow = (error: unknown): never => {
+  throw httpError(error);
+};
+
+export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesDeps): void {
+  const exchange: ExchangeDeps = { ...deps.refresh, prisma: deps.prisma };
+  const redirectUri = `${deps.publicUrl}${CALLBACK_PATH}`;
+
+  app.post("/v1/connect-sessions", async (request, reply) => {
+    const input = parseInput(sessionInput, request.body);
+    parseInput(noFields, request.query);
+    const session = await createConnectSession(exchange, { ...input, redirectUri }).catch(
+      (error: unknown) => {
+        if (error instanceof ReturnUrlNotAllowedError) {
+          throw new HttpError(400, "invalid_request", `returnUrl: ${error.message}`);
+        }
+        return rethrow(error);
+      },
+    );
+    // The URL carries the state, which finishes this flow for whoever holds it.
+    return reply
+      .status(201)
+      .header("cache-control", "no-store")
+      .send({ url: session.url, expiresAt: session.expiresAt.toISOString() });
+  });
+
+  app.get(CALLBACK_PATH, async (request, reply) => {
+    // Whatever happens, the page that held the code is neither cached nor sent as a referrer.
+    reply.header("cache-control", "no-store").header("referrer-policy", "no-referrer");
+    const query = callbackQuery.safeParse(request.query);
+    if (!query.success) return sendInvalidState(request, reply);
+    const outcome = await completeConnectSession(exchange, query.data);
+    if (outcome.kind === "unknown_state") return sendInvalidState(request, reply);
+    return reply.redirect(outcome.location, 303);
+  });
+
+  app.post("/v1/connections/exchange", async (request, reply) => {
+    const input = parseInput(exchangeInput, request.body);
+    parseInput(noFields, request.query);
+    const { connection, integration, created } = await exchangeCode(exchange, input).catch(rethrow);
+    return reply.status(created ? 201 : 200).send(connectionView(connection, integration));
+  });
+}
+
+/**
+ * A callback whose state names no session (forged, mistyped, or long expired): with no
+ * return URL that can be trusted, the user gets a page here, never a redirect.
+ */
+function sendInvalidState(request: FastifyRequest, reply: FastifyReply) {
+  const message =
+    "This sign-in link is invalid, expired or was already used. Go back to the app and connect again.";
+  reply.status(400);
+  if (request.headers.accept?.includes("text/html")) {
+    return reply
+      .type("text/html; charset=utf-8")
+      .send(`<!doctype html><title>Connection failed</title><p>${message}</p>`);
+  }
+  return reply.send({ error: "invalid_state", message });
+}
