@@ -3,7 +3,7 @@
 // It talks to the api over HTTP only, exactly as an app would.
 import { setTimeout as sleep } from "node:timers/promises";
 import { parseArgs } from "node:util";
-import { readDevSecrets } from "@evergreen/config";
+import { fields, grantsScope, readDevSecrets } from "@evergreen/config";
 import { type MockProvider, startMockProvider } from "@evergreen/providers/testing";
 
 const INTEGRATION_KEY = "demo";
@@ -112,13 +112,15 @@ async function checkReady(baseUrl: string): Promise<void> {
 }
 
 /**
- * The key `npm start` accepts: the first of API_KEYS, else the development key the apps keep
- * in the dev secrets file (read only: the demo never creates one).
+ * A key `npm start` accepts with the admin scope the demo needs (it registers an
+ * integration): the first such of API_KEYS, else the development key the apps keep in the
+ * dev secrets file (read only: the demo never creates one).
  */
 function resolveApiKey(): string {
-  const keys = process.env.API_KEYS?.trim() ? process.env.API_KEYS : readDevSecrets()?.API_KEYS;
-  const key = keys?.split(",")[0]?.trim();
-  if (!key) fail("no API key: set API_KEYS to one of the keys the api was started with");
+  const spec = process.env.API_KEYS?.trim() ? process.env.API_KEYS : readDevSecrets()?.API_KEYS;
+  const parsed = fields.apiKeys.safeParse(spec);
+  const key = parsed.data?.find(({ scopes }) => grantsScope(scopes, "admin"))?.key;
+  if (!key) fail("no API key: set API_KEYS to a key with the admin scope the api was started with");
   return key;
 }
 

@@ -92,6 +92,21 @@ describe("configuration errors", () => {
     ).toEqual(["API_KEYS", "ENCRYPTION_KEYS", "LOG_LEVEL", "PORT", "REDIS_URL"]);
   });
 
+  it("stop the api on bad API_KEYS entries, one line each, never showing a key", async () => {
+    const key = "a-scoped-key-0123456789";
+    const app = startApp("api", {
+      ...baseEnv(),
+      API_KEYS: `app:${key}:tokens:write,:${key}x:admin,app:${key}:admin`,
+    });
+    expect(await app.exited).toBe(1);
+    const stderr = app.stderr();
+    expect(stderr).toContain('API_KEYS: entry 1: unknown scope "tokens:write"');
+    expect(stderr).toContain("API_KEYS: entry 2: the name is empty");
+    expect(stderr).toContain("API_KEYS: entry 3: the same name as entry 1");
+    expect(stderr).toContain("API_KEYS: entry 3: the same key as entry 1");
+    expect(stderr).not.toContain(key);
+  });
+
   it("stop the worker on a malformed encryption key", async () => {
     const app = startApp("worker", { ...baseEnv(), ENCRYPTION_KEYS: "k1:c2hvcnQ=" });
     expect(await app.exited).toBe(1);

@@ -32,7 +32,8 @@ async function main(): Promise<void> {
   if (fromDevFile.includes("API_KEYS")) {
     // Development only (production refuses to start without API_KEYS): the developer
     // needs this key to call the API, so it goes to the terminal, not to the log.
-    process.stderr.write(`\n  Development API key: ${config.API_KEYS.join(", ")}\n\n`);
+    const keys = config.API_KEYS.map(({ key }) => key).join(", ");
+    process.stderr.write(`\n  Development API key: ${keys}\n\n`);
   }
   log.info({ config: describeConfig(config) }, "starting");
   const errors = new ClientErrorLog(log);

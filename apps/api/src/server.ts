@@ -1,5 +1,5 @@
-import { timingSafeEqual } from "node:crypto";
 import { finished } from "node:stream";
+import type { ApiKey } from "@evergreen/config";
 import {
   answerOpsRequest,
   type HttpMetrics,
@@ -14,16 +14,17 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from "fastify";
+import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
 import { HttpError, isBackendUnavailable } from "./http-errors";
 import { CALLBACK_PATH } from "./routes/connect";
 
 export interface ServerOptions {
   readonly log: Logger;
-  readonly apiKeys: readonly string[];
+  readonly apiKeys: readonly ApiKey[];
   readonly ops: OpsOptions;
   /** Request counts and durations, on the registry `ops` serves. */
   readonly metrics: HttpMetrics;
-  /** Registers the /v1 routes. */
+  /** Registers the /v1 routes, each declaring its scope (see auth.ts). */
   readonly routes?: readonly ((app: FastifyInstance) => void)[];
   /**
    * How long, after an answer sent before its body was read (a 413, a 401), the rest of
@@ -70,7 +71,7 @@ export async function buildServer({
     requestTimeout: 30_000,
     frameworkErrors: (error, _request, reply) => answerFrameworkError(error, reply),
   });
-  const keys = apiKeys.map((key) => Buffer.from(key, "utf8"));
+  const findKey = createKeyLookup(apiKeys);
   // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
   app.removeContentTypeParser("text/plain");
   // An empty body under a JSON content type is no body, not bad JSON: clients that set the
@@ -122,12 +123,18 @@ export async function buildServer({
   app.addHook("onRequest", async (request, reply) => {
     if (request.is404) return;
     if (request.routeOptions.url && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
-    if (!isAuthorized(request, keys)) {
+    const key = findKey(request.headers.authorization);
+    if (!key) {
       return reply
         .status(401)
         .send({ error: "unauthorized", message: "missing or unknown API key" });
     }
+    request.apiKeyName = key.name;
+    const forbidden = forbiddenReason(key, request.routeOptions.config.scope);
+    if (forbidden) return reply.status(403).send({ error: "forbidden", message: forbidden });
   });
+  app.decorateRequest("apiKeyName", undefined);
+  app.addHook("onRoute", (route) => checkRouteScope(route, PUBLIC_ROUTES));
 
   // A keep-alive socket whose request was still running when close() began stays open
   // after its answer until the client's idle timeout, and close() waits for it: with a
@@ -165,7 +172,14 @@ function recordRequest(request: FastifyRequest, reply: FastifyReply, metrics: Ht
   // at info they would bury the requests of apps.
   const level = PUBLIC_ROUTES.has(route) ? "debug" : "info";
   request.log[level](
-    { method, route, status, ms: Math.round(reply.elapsedTime * 10) / 10 },
+    {
+      method,
+      route,
+      status,
+      ms: Math.round(reply.elapsedTime * 10) / 10,
+      // Which key called, by its name: never the key.
+      key: request.apiKeyName,
+    },
     "request answered",
   );
 }
@@ -206,19 +220,6 @@ function cutOffUnreadBody(raw: FastifyRequest["raw"], lingerMs: number) {
   cutOff.unref();
   // Cleared once the body is over: the connection may carry the client's next request.
   finished(raw, () => clearTimeout(cutOff));
-}
-
-/** Constant-time comparison against every configured key, so timing reveals nothing. */
-function isAuthorized(request: FastifyRequest, keys: readonly Buffer[]): boolean {
-  const header = request.headers.authorization ?? "";
-  const match = /^Bearer (\S+)$/i.exec(header);
-  if (!match?.[1]) return false;
-  const presented = Buffer.from(match[1], "utf8");
-  let authorized = false;
-  for (const key of keys) {
-    if (key.length === presented.length && timingSafeEqual(key, presented)) authorized = true;
-  }
-  return authorized;
 }
 
 function fastifyErrorCode(status: number): string {

@@ -1,4 +1,5 @@
 // Test helper: the api's HTTP server with silent logs, fixed keys and the given routes.
+import { fields } from "@evergreen/config";
 import {
   createHttpMetrics,
   createLogger,
@@ -18,6 +19,22 @@ export const TEST_API_KEY = "test-key-0123456789abcdef";
 /** A second accepted key, so tests can show that any configured key works. */
 export const OTHER_API_KEY = "another-key-0123456789";
 export const AUTH = { authorization: `Bearer ${TEST_API_KEY}` };
+/** Keys holding one scope each, named after it. */
+export const SCOPED_KEYS = {
+  "tokens:read": "reader-key-0123456789",
+  "connections:write": "writer-key-0123456789",
+  admin: "admin-key-0123456789",
+} as const;
+/** API_KEYS as the api parses it: the two bare keys (key1, key2) and the scoped ones. */
+const API_KEYS = fields.apiKeys.parse(
+  [
+    OTHER_API_KEY,
+    TEST_API_KEY,
+    `reader:${SCOPED_KEYS["tokens:read"]}:tokens:read`,
+    `writer:${SCOPED_KEYS["connections:write"]}:connections:write`,
+    `admin:${SCOPED_KEYS.admin}:admin`,
+  ].join(","),
+);
 
 /** A registry with the api's metrics, as main.ts builds it. */
 export function testMetrics() {
@@ -39,7 +56,7 @@ export function testServer(
   const { registry, http } = options.metrics ?? testMetrics();
   return buildServer({
     log: options.log ?? createLogger({ name: "api-test", level: "silent" }),
-    apiKeys: [OTHER_API_KEY, TEST_API_KEY],
+    apiKeys: API_KEYS,
     ops: { registry, checks: options.checks ?? {} },
     metrics: http,
     routes: options.routes ?? [],

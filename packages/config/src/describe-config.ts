@@ -1,3 +1,5 @@
+import type { ApiKey } from "./api-keys";
+
 /** Redacts secrets from a parsed config so it can be logged at start. */
 export function describeConfig(config: Record<string, unknown>): Record<string, unknown> {
   return Object.fromEntries(
@@ -5,7 +7,10 @@ export function describeConfig(config: Record<string, unknown>): Record<string, 
       if (name === "ENCRYPTION_KEYS" && Array.isArray(value)) {
         return [name, value.map((key: { id: string }) => key.id)];
       }
-      if (name === "API_KEYS" && Array.isArray(value)) return [name, `${value.length} key(s)`];
+      // Names and scopes only: what an operator checks, and nothing to call the API with.
+      if (name === "API_KEYS" && Array.isArray(value)) {
+        return [name, value.map((key: ApiKey) => `${key.name}:${key.scopes.join("+")}`)];
+      }
       if (/_URL$/.test(name) && typeof value === "string") return [name, withoutPassword(value)];
       return [name, value];
     }),

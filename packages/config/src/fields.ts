@@ -3,6 +3,7 @@ import { parseEgressAllowlist } from "@evergreen/egress";
 import { z } from "zod";
 // Imported, not read from disk at run time, so that a bundle carries it too.
 import rootPackage from "../../../package.json" with { type: "json" };
+import { parseApiKeys } from "./api-keys";
 
 /**
  * One zod field per environment variable of SPEC §4. Each app's `src/env.ts` picks the
@@ -73,16 +74,11 @@ export const encryptionKeys = z.string().transform((spec, ctx) => {
   }
 });
 
+/** SPEC §4: bare keys (all scopes) or `name:key:scope+scope`; see api-keys.ts. */
 export const apiKeys = z.string().transform((spec, ctx) => {
-  const keys = spec
-    .split(",")
-    .map((key) => key.trim())
-    .filter((key) => key.length > 0);
-  if (keys.length === 0) ctx.addIssue({ code: "custom", message: "needs at least one key" });
-  if (keys.some((key) => key.length < 16)) {
-    ctx.addIssue({ code: "custom", message: "each key needs at least 16 characters" });
-  }
-  return keys;
+  const { keys, problems } = parseApiKeys(spec);
+  for (const message of problems) ctx.addIssue({ code: "custom", message });
+  return problems.length === 0 ? keys : z.NEVER;
 });
 
 export const logLevel = z

@@ -1,3 +1,9 @@
+export {
+  API_SCOPES,
+  type ApiKey,
+  type ApiScope,
+  grantsScope,
+} from "./api-keys";
 export { describeConfig } from "./describe-config";
 export {
   DEV_SECRETS_FILE,

@@ -1,6 +1,7 @@
 import { generateEncryptionKey } from "@evergreen/crypto";
 import { describe, expect, it } from "vitest";
 import { z } from "zod";
+import { describeConfig } from "./describe-config";
 import * as fields from "./fields";
 import { ConfigError, parseEnv } from "./parse-env";
 
@@ -45,7 +46,13 @@ describe("parseEnv", () => {
       WORKER_CONCURRENCY: 50,
       ALLOW_INSECURE_TOKEN_URLS: false,
       LOG_LEVEL: "info",
-      API_KEYS: ["a-long-enough-api-key"],
+      API_KEYS: [
+        {
+          name: "key1",
+          key: "a-long-enough-api-key",
+          scopes: ["tokens:read", "connections:write", "admin"],
+        },
+      ],
     });
     expect(config.ENCRYPTION_KEYS.map((key) => key.id)).toEqual(["k1"]);
   });
@@ -166,5 +173,82 @@ describe("parseEnv", () => {
     const badKey = `k1:${Buffer.alloc(31, 7).toString("base64")}`;
     const problems = problemsOf({ ...valid, ENCRYPTION_KEYS: badKey });
     expect(problems.join("\n")).not.toContain(badKey.slice(3));
+  });
+});
+
+describe("API_KEYS", () => {
+  const reader = "reader-key-0123456789";
+  const writer = "writer-key-0123456789";
+  const keysOf = (spec: string) => parseEnv(schema, { ...valid, API_KEYS: spec }).API_KEYS;
+
+  it("reads bare keys (every scope, named by position) and name:key:scopes entries", () => {
+    expect(
+      keysOf(
+        ` bare-key-0123456789 , app:${reader}:tokens:read, ops:${writer}:connections:write+tokens:read,other-bare-key-0123`,
+      ),
+    ).toEqual([
+      {
+        name: "key1",
+        key: "bare-key-0123456789",
+        scopes: ["tokens:read", "connections:write", "admin"],
+      },
+      { name: "app", key: reader, scopes: ["tokens:read"] },
+      { name: "ops", key: writer, scopes: ["connections:write", "tokens:read"] },
+      {
+        name: "key4",
+        key: "other-bare-key-0123",
+        scopes: ["tokens:read", "connections:write", "admin"],
+      },
+    ]);
+  });
+
+  it("reports each bad entry by its position, one line per problem, never showing a key", () => {
+    const problems = problemsOf({
+      ...valid,
+      API_KEYS: [
+        `app:${reader}:tokens:write`,
+        `:${writer}:admin`,
+        "ci:short:admin",
+        `app:third-key-0123456789:tokens:read`,
+        `twin:${reader}:admin`,
+        "a-bare-key-too-short".slice(0, 10),
+        `key2:another-key-0123456789:admin`,
+        `nameonly:${"k".repeat(20)}:`,
+        `swapped:tokens:read:${"Zq9".repeat(6)}`,
+        `no-scopes-${"x".repeat(20)}:at-all`,
+      ].join(","),
+    });
+    expect(problems).toEqual([
+      'API_KEYS: entry 1: unknown scope "tokens:write" (known: tokens:read, connections:write, admin)',
+      "API_KEYS: entry 2: the name is empty",
+      "API_KEYS: entry 3: the key needs at least 16 characters",
+      "API_KEYS: entry 4: the same name as entry 1",
+      "API_KEYS: entry 5: the same key as entry 1",
+      "API_KEYS: entry 6: the key needs at least 16 characters",
+      "API_KEYS: entry 7: names key1, key2, ... are kept for bare keys",
+      "API_KEYS: entry 8: no scopes: give one or more of tokens:read, connections:write, admin",
+      "API_KEYS: entry 9: the key needs at least 16 characters",
+      "API_KEYS: entry 9: unknown scope (known: tokens:read, connections:write, admin)",
+      "API_KEYS: entry 10: must be a bare key or name:key:scope+scope",
+    ]);
+    const text = problems.join("\n");
+    for (const secret of [reader, writer, "Zq9Zq9", "x".repeat(20)]) {
+      expect(text).not.toContain(secret);
+    }
+  });
+
+  it("needs at least one key", () => {
+    expect(problemsOf({ ...valid, API_KEYS: " , " })).toEqual(["API_KEYS: needs at least one key"]);
+  });
+
+  it("is described by names and scopes, never by a key", () => {
+    const config = parseEnv(schema, { ...valid, API_KEYS: `${writer},app:${reader}:tokens:read` });
+    const described = describeConfig(config);
+    expect(described.API_KEYS).toEqual([
+      "key1:tokens:read+connections:write+admin",
+      "app:tokens:read",
+    ]);
+    const text = JSON.stringify(described);
+    for (const secret of [reader, writer]) expect(text).not.toContain(secret);
   });
 });

@@ -8,6 +8,7 @@ import {
 } from "@evergreen/refresh";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { type RouteScope, requires } from "../auth";
 import { HttpError, noFields, parseInput } from "../http-errors";
 import type { TokenService } from "../token-service";
 
@@ -105,6 +106,13 @@ const listQuery = z.strictObject({
     .optional(),
 });
 
+/**
+ * Views hold no token: any key that reads tokens or writes connections may see them, since
+ * a reader finds its connection's id by listing (`?externalId=`) and a writer gets the
+ * view back from every write anyway.
+ */
+const VIEWS: RouteScope = ["tokens:read", "connections:write"];
+
 /** Cursors are opaque to clients: the last id of a page, encoded. */
 const encodeCursor = (id: string) => Buffer.from(id, "utf8").toString("base64url");
 
@@ -142,7 +150,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
   const { prisma, refresh } = deps;
   const registration: RegistrationDeps = { ...refresh, prisma };
 
-  app.post("/v1/connections", async (request, reply) => {
+  app.post("/v1/connections", requires("connections:write"), async (request, reply) => {
     const input = parseInput(connectionInput, request.body);
     parseInput(noFields, request.query);
     const { connection, integration, created } = await registerConnection(
@@ -156,7 +164,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
   });
 
   /** Keyset pages in id order: stable under inserts, no OFFSET scans. */
-  app.get("/v1/connections", async (request) => {
+  app.get("/v1/connections", requires(VIEWS), async (request) => {
     const query = parseInput(listQuery, request.query);
     const rows = await prisma.connection.findMany({
       where: {
@@ -177,7 +185,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     };
   });
 
-  app.get("/v1/connections/:id/token", async (request, reply) => {
+  app.get("/v1/connections/:id/token", requires("tokens:read"), async (request, reply) => {
     const id = connectionId(request.params);
     const { minValidity } = parseInput(tokenQuery, request.query);
     const token = await deps.tokens.token(id, minValidity);
@@ -185,7 +193,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     return reply.header("cache-control", "no-store").send(token);
   });
 
-  app.post("/v1/connections/:id/refresh", async (request) => {
+  app.post("/v1/connections/:id/refresh", requires("connections:write"), async (request) => {
     const id = connectionId(request.params);
     parseInput(noFields, request.query);
     parseInput(noFields, request.body);
@@ -193,7 +201,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     return connectionView(row, row.integration);
   });
 
-  app.get("/v1/connections/:id", async (request) => {
+  app.get("/v1/connections/:id", requires(VIEWS), async (request) => {
     const id = connectionId(request.params);
     parseInput(noFields, request.query);
     const row = await prisma.connection.findUnique({
@@ -209,7 +217,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
    * Redis (sealed tokens, kept up to a week) goes first: if Redis cannot drop it, the
    * request fails (503) with nothing deleted, and the client's retry finishes the job.
    */
-  app.delete("/v1/connections/:id", async (request, reply) => {
+  app.delete("/v1/connections/:id", requires("connections:write"), async (request, reply) => {
     const id = connectionId(request.params);
     parseInput(noFields, request.query);
     parseInput(noFields, request.body);

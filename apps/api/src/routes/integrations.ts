@@ -18,6 +18,7 @@ import {
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { requires } from "../auth";
 import { HttpError, noFields, parseInput } from "../http-errors";
 
 export interface IntegrationRoutesDeps {
@@ -167,7 +168,7 @@ const notFound = () => new HttpError(404, "not_found", "no integration with this
 export function registerIntegrationRoutes(app: FastifyInstance, deps: IntegrationRoutesDeps): void {
   const { prisma } = deps;
 
-  app.post("/v1/integrations", async (request, reply) => {
+  app.post("/v1/integrations", requires("admin"), async (request, reply) => {
     const input = parseInput(integrationInput, request.body);
     parseInput(noFields, request.query);
     checkOffline(input, deps);
@@ -175,13 +176,13 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
     return reply.status(created ? 201 : 200).send(integrationView(integration));
   });
 
-  app.get("/v1/integrations", async (request) => {
+  app.get("/v1/integrations", requires("admin"), async (request) => {
     parseInput(noFields, request.query);
     const rows = await prisma.integration.findMany({ orderBy: { key: "asc" } });
     return { data: rows.map(integrationView) };
   });
 
-  app.get("/v1/integrations/:key", async (request) => {
+  app.get("/v1/integrations/:key", requires("admin"), async (request) => {
     const key = integrationKeyParam(request.params);
     parseInput(noFields, request.query);
     const row = await prisma.integration.findUnique({ where: { key } });
@@ -189,7 +190,7 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
     return integrationView(row);
   });
 
-  app.delete("/v1/integrations/:key", async (request, reply) => {
+  app.delete("/v1/integrations/:key", requires("admin"), async (request, reply) => {
     const key = integrationKeyParam(request.params);
     parseInput(noFields, request.query);
     parseInput(noFields, request.body);

@@ -1,0 +1,107 @@
+/**
+ * What an API key may do (SPEC §4). `admin` implies the others: the key that configures
+ * integrations and webhooks could point them anywhere, so denying it a token read would
+ * protect nothing.
+ */
+export const API_SCOPES = ["tokens:read", "connections:write", "admin"] as const;
+export type ApiScope = (typeof API_SCOPES)[number];
+
+export interface ApiKey {
+  /**
+   * What logs call the key: the name given in `name:key:scopes`, or `key<N>` for a bare
+   * key, N being its position in API_KEYS (1-based), so an operator finds it at once.
+   */
+  readonly name: string;
+  /** The bearer secret. Never logged, printed or compared other than in constant time. */
+  readonly key: string;
+  /** A bare key holds them all (today's meaning of API_KEYS). */
+  readonly scopes: readonly ApiScope[];
+}
+
+/** Whether a key with `scopes` may use a route that needs `needed`. */
+export function grantsScope(scopes: readonly ApiScope[], needed: ApiScope): boolean {
+  return scopes.includes("admin") || scopes.includes(needed);
+}
+
+const MIN_API_KEY_LENGTH = 16;
+
+/** Names land in every access line: a short word, nothing to escape. */
+const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** The names bare keys get: a named key may not take one, or a log line would be ambiguous. */
+const BARE_NAME = /^key\d+$/;
+
+/**
+ * Parses API_KEYS: comma-separated entries, each a bare key or `name:key:scope+scope`.
+ * Returns one problem per fault. A problem names an entry by its position only: an entry
+ * written in the wrong order (`key:name:scopes`) would otherwise show its key as a name.
+ */
+export function parseApiKeys(spec: string): {
+  readonly keys: readonly ApiKey[];
+  readonly problems: readonly string[];
+} {
+  const entries = spec
+    .split(",")
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.length > 0);
+  if (entries.length === 0) return { keys: [], problems: ["needs at least one key"] };
+  const problems: string[] = [];
+  const keys: ApiKey[] = [];
+  const byName = new Map<string, number>();
+  const byKey = new Map<string, number>();
+  entries.forEach((entry, index) => {
+    const position = index + 1;
+    const { apiKey, problems: entryProblems } = parseEntry(entry, position);
+    const earlierName = byName.get(apiKey.name);
+    if (earlierName !== undefined) entryProblems.push(`the same name as entry ${earlierName}`);
+    else if (apiKey.name) byName.set(apiKey.name, position);
+    const earlierKey = byKey.get(apiKey.key);
+    if (earlierKey !== undefined) entryProblems.push(`the same key as entry ${earlierKey}`);
+    else if (apiKey.key) byKey.set(apiKey.key, position);
+    for (const problem of entryProblems) problems.push(`entry ${position}: ${problem}`);
+    if (entryProblems.length === 0) keys.push(apiKey);
+  });
+  return { keys: problems.length === 0 ? keys : [], problems };
+}
+
+function parseEntry(entry: string, position: number): { apiKey: ApiKey; problems: string[] } {
+  const problems: string[] = [];
+  if (!entry.includes(":")) {
+    // A bare key. Its name is its position: stable while the list is only appended to,
+    // and unlike a hash of the key it gives nothing to test a guessed key against.
+    if (entry.length < MIN_API_KEY_LENGTH) problems.push(TOO_SHORT);
+    return { apiKey: { name: `key${position}`, key: entry, scopes: [...API_SCOPES] }, problems };
+  }
+  // Scopes hold a ":" themselves: the name and the key are the first two fields, the
+  // scopes all the rest.
+  const [name = "", key = "", ...rest] = entry.split(":");
+  if (rest.length === 0) return { apiKey: { name: "", key: "", scopes: [] }, problems: [FORMAT] };
+  if (name === "") problems.push("the name is empty");
+  else if (!NAME.test(name)) problems.push("a name is 1-64 of A-Z a-z 0-9 . _ -");
+  else if (BARE_NAME.test(name)) problems.push("names key1, key2, ... are kept for bare keys");
+  if (key.length < MIN_API_KEY_LENGTH) problems.push(TOO_SHORT);
+  const scopes: ApiScope[] = [];
+  const scopeList = rest.join(":");
+  if (scopeList === "") problems.push(`no scopes: give one or more of ${KNOWN}`);
+  for (const scope of scopeList === "" ? [] : scopeList.split("+")) {
+    if (!isScope(scope)) problems.push(unknownScope(scope));
+    else if (!scopes.includes(scope)) scopes.push(scope);
+  }
+  return { apiKey: { name, key, scopes }, problems };
+}
+
+const KNOWN = API_SCOPES.join(", ");
+const FORMAT = "must be a bare key or name:key:scope+scope";
+const TOO_SHORT = `the key needs at least ${MIN_API_KEY_LENGTH} characters`;
+
+/**
+ * Shows the unknown scope when it has a scope's shape (`tokens:write`, the likely typo),
+ * which no key of 16 mixed characters has; anything else may be a key in the wrong field.
+ */
+function unknownScope(scope: string): string {
+  const shown = /^[a-z]{1,15}(:[a-z]{1,15})?$/.test(scope) ? ` ${JSON.stringify(scope)}` : "";
+  return `unknown scope${shown} (known: ${KNOWN})`;
+}
+
+function isScope(value: string): value is ApiScope {
+  return (API_SCOPES as readonly string[]).includes(value);
+}
