@@ -5,6 +5,7 @@ import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/te
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RouteScope, RouteScopeError, requires } from "./auth";
+import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { OTHER_API_KEY, SCOPED_KEYS, TEST_API_KEY, testMetrics, testServer } from "./test-server";
@@ -37,6 +38,12 @@ function apiRoutes(): ((app: FastifyInstance) => void)[] {
         refresh: h.deps,
         tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
       }),
+    (app) =>
+      registerConnectRoutes(app, {
+        prisma: h.prisma,
+        refresh: h.deps,
+        publicUrl: "http://127.0.0.1",
+      }),
   ];
 }
 
@@ -68,6 +75,9 @@ describe("route scopes", () => {
       "POST /v1/connections/:id/refresh": "connections:write",
       "GET /v1/connections/:id": views,
       "DELETE /v1/connections/:id": "connections:write",
+      "POST /v1/connect-sessions": "connections:write",
+      "POST /v1/connections/exchange": "connections:write",
+      "GET /oauth/callback": undefined,
       // Public: registered after the api's routes, so the hook sees them too.
       "GET /healthz": undefined,
       "GET /readyz": undefined,
@@ -81,7 +91,7 @@ describe("route scopes", () => {
     ["GET", "/v1/typo", { config: { scope: "token:read" as ApiScope } }],
     ["GET", "/v1/none-of", { config: { scope: [] } }],
     // Fail closed beyond /v1 too: a new public route must be made public on purpose.
-    ["GET", "/oauth/callback", undefined],
+    ["GET", "/oauth/elsewhere", undefined],
   ] as const)(
     "refuses to build a server with %s %s, whose scope is missing or unknown",
     async (method, url, options) => {

@@ -12,6 +12,7 @@ import {
 } from "@evergreen/refresh";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { requires } from "../auth";
 import { HttpError, noFields, parseInput } from "../http-errors";
 import { connectionView, metadataInput } from "./connections";
 
@@ -101,7 +102,7 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
   const exchange: ExchangeDeps = { ...deps.refresh, prisma: deps.prisma };
   const redirectUri = `${deps.publicUrl}${CALLBACK_PATH}`;
 
-  app.post("/v1/connect-sessions", async (request, reply) => {
+  app.post("/v1/connect-sessions", requires("connections:write"), async (request, reply) => {
     const input = parseInput(sessionInput, request.body);
     parseInput(noFields, request.query);
     const session = await createConnectSession(exchange, { ...input, redirectUri }).catch(
@@ -129,7 +130,7 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
     return reply.redirect(outcome.location, 303);
   });
 
-  app.post("/v1/connections/exchange", async (request, reply) => {
+  app.post("/v1/connections/exchange", requires("connections:write"), async (request, reply) => {
     const input = parseInput(exchangeInput, request.body);
     parseInput(noFields, request.query);
     const { connection, integration, created } = await exchangeCode(exchange, input).catch(rethrow);
