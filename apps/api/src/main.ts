@@ -10,9 +10,12 @@ import {
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
+import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import { apiEnv } from "./env";
 import { registerConnectionRoutes } from "./routes/connections";
+import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
+import { registerWebhookRoutes } from "./routes/webhooks";
 import { buildServer } from "./server";
 import { apiShutdownBudgets } from "./shutdown-budgets";
 import { TokenService } from "./token-service";
@@ -39,6 +42,9 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
+  const webhookQueue = createWebhookQueue(redis);
+  errors.watch("webhook queue", webhookQueue);
+  shutdown.add("webhook queue", () => webhookQueue.close());
   const metrics = createMetrics("api");
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
   // The api refreshes on demand with the workers' lock, settings and metrics.
@@ -77,6 +83,15 @@ async function main(): Promise<void> {
           refresh: refreshDeps,
           tokens,
         }),
+      (app) =>
+        registerWebhookRoutes(app, {
+          prisma,
+          endpoints: new WebhookEndpointStore(prisma, keyRing),
+          queue: webhookQueue,
+          allowInsecureUrls: refreshDeps.settings.allowInsecureTokenUrls,
+          egressPolicy: refreshDeps.egress.policy,
+        }),
+      (app) => registerEventRoutes(app, { prisma }),
     ],
   });
   // Steps run last-added first. On-demand refreshes drain first: no new provider call
