@@ -1,4 +1,4 @@
-import type { PrismaClient } from "@evergreen/db";
+import type { PrismaClient, WebhookEndpoint } from "@evergreen/db";
 import type { EgressClient, EgressFailureCode } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
 import { type InsecureTokenUrls, parseRetryAfter } from "@evergreen/providers";
@@ -88,9 +88,7 @@ export async function deliverWebhook(
 
   const startedAt = now();
   const started = performance.now();
-  const answer = await send(deps, endpoint.url, event.id, webhookPayload(event), startedAt, {
-    ...endpoint,
-  });
+  const answer = await send(deps, endpoint, event.id, webhookPayload(event), startedAt);
   const durationMs = Math.round(performance.now() - started);
   const finishedAt = now();
   const outcome = classify(answer);
@@ -165,15 +163,14 @@ type Answer = Awaited<ReturnType<EgressClient["send"]>>;
 
 async function send(
   deps: DeliveryDeps,
-  url: string,
+  endpoint: WebhookEndpoint,
   messageId: string,
   payload: ReturnType<typeof webhookPayload>,
   at: Date,
-  endpoint: Parameters<WebhookEndpointStore["signingSecrets"]>[0],
 ): Promise<Answer> {
   try {
     // Checked again at each delivery: ALLOW_INSECURE_TOKEN_URLS may have changed since.
-    checkWebhookUrl(url, deps.settings.allowInsecureUrls);
+    checkWebhookUrl(endpoint.url, deps.settings.allowInsecureUrls);
   } catch (error) {
     if (error instanceof WebhookUrlError) return { failure: "refused_by_policy" };
     throw error;
@@ -181,7 +178,7 @@ async function send(
   const body = JSON.stringify(payload);
   return deps.egress.send(
     {
-      url,
+      url: endpoint.url,
       method: "POST",
       headers: {
         "content-type": "application/json",
