@@ -1,11 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { refreshConnection } from "./refresh-connection";
 import { registerConnection } from "./register-connection";
-import { createRefreshHarness, type RefreshHarness, redisDatabaseUrl } from "./testing";
+import { createRefreshHarness, type RefreshHarness } from "./testing";
 
 let h: RefreshHarness;
 beforeAll(async () => {
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(4), unknownRetryLimit: 2 });
+  h = await createRefreshHarness({ unknownRetryLimit: 2 });
 });
 afterAll(() => h.close());
 

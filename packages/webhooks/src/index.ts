@@ -7,7 +7,6 @@ export {
 } from "./deliver-webhook";
 export {
   checkWebhookUrl,
-  ROTATION_GRACE_MS,
   WebhookEndpointStore,
   WebhookUrlError,
 } from "./endpoint-store";

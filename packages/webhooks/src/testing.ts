@@ -18,8 +18,8 @@ import { createWebhookQueue, type DeliveryJobPayload } from "./jobs";
 import { type DispatcherOptions, OutboxDispatcher } from "./outbox-dispatcher";
 import { recordWebhookEvent, type WebhookEventInput } from "./record-event";
 
-/** Redis database 4: the one these tests may use. */
-export const TEST_REDIS_URL = `${(process.env.REDIS_URL ?? "redis://127.0.0.1:6379").replace(/\/\d*$/, "")}/4`;
+/** Each harness has a queue prefix of its own, so suites share a Redis database. */
+export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
 export interface ReceivedWebhook {
   readonly headers: IncomingHttpHeaders;

@@ -1,11 +1,7 @@
 import { createDatabase } from "@evergreen/db";
 import { EgressPolicy } from "@evergreen/egress";
 import { createLogger } from "@evergreen/observability";
-import {
-  createRefreshHarness,
-  type RefreshHarness,
-  redisDatabaseUrl,
-} from "@evergreen/refresh/testing";
+import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import {
   createWebhookQueue,
   deliveryJobId,
@@ -23,7 +19,7 @@ let h: RefreshHarness;
 let webhookQueue: ReturnType<typeof createWebhookQueue>;
 
 beforeAll(async () => {
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(4) });
+  h = await createRefreshHarness();
   webhookQueue = createWebhookQueue(h.redis, `${h.prefix}:webhooks`);
   await h.addConnection({ integrationKey: "mock" }); // the "mock" integration
 });
