@@ -95,6 +95,8 @@ async function main(): Promise<void> {
     { connection: consumerConnection, log, autorun: false },
   );
   errors.watch("webhook worker", webhooks);
+  // A delivery cut by this step's limit is sent again once its claim lapses; receivers
+  // dedupe on webhook-id (Standard Webhooks allows a duplicate after a crash).
   shutdown.add("webhook worker", () => webhooks.close());
   shutdown.add("webhook dispatcher", () => dispatcher.stop());
 
