@@ -2,12 +2,15 @@ import { Writable } from "node:stream";
 import type { ApiScope } from "@evergreen/config";
 import { createLogger } from "@evergreen/observability";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RouteScope, RouteScopeError, requires } from "./auth";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
+import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
+import { registerWebhookRoutes } from "./routes/webhooks";
 import { OTHER_API_KEY, SCOPED_KEYS, TEST_API_KEY, testMetrics, testServer } from "./test-server";
 import { TokenService } from "./token-service";
 
@@ -44,6 +47,15 @@ function apiRoutes(): ((app: FastifyInstance) => void)[] {
         refresh: h.deps,
         publicUrl: "http://127.0.0.1",
       }),
+    (app) =>
+      registerWebhookRoutes(app, {
+        prisma: h.prisma,
+        endpoints: new WebhookEndpointStore(h.prisma, h.keyRing),
+        queue: createWebhookQueue(h.redis),
+        allowInsecureUrls: true,
+        egressPolicy: h.deps.egress.policy,
+      }),
+    (app) => registerEventRoutes(app, { prisma: h.prisma }),
   ];
 }
 
@@ -78,6 +90,14 @@ describe("route scopes", () => {
       "POST /v1/connect-sessions": "connections:write",
       "POST /v1/connections/exchange": "connections:write",
       "GET /oauth/callback": undefined,
+      "POST /v1/webhooks": "admin",
+      "GET /v1/webhooks": "admin",
+      "GET /v1/webhooks/:id": "admin",
+      "DELETE /v1/webhooks/:id": "admin",
+      "POST /v1/webhooks/:id/rotate-secret": "admin",
+      "GET /v1/webhooks/:id/deliveries": "admin",
+      "POST /v1/webhooks/:id/deliveries/:deliveryId/retry": "admin",
+      "GET /v1/events": views,
       // Public: registered after the api's routes, so the hook sees them too.
       "GET /healthz": undefined,
       "GET /readyz": undefined,

@@ -11,10 +11,13 @@ import {
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
+import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import { apiEnv, publicUrl } from "./env";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
+import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
+import { registerWebhookRoutes } from "./routes/webhooks";
 import { buildServer } from "./server";
 import { apiShutdownBudgets } from "./shutdown-budgets";
 import { TokenService } from "./token-service";
@@ -47,6 +50,9 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
+  const webhookQueue = createWebhookQueue(redis);
+  errors.watch("webhook queue", webhookQueue);
+  shutdown.add("webhook queue", () => webhookQueue.close());
   const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
   const metrics = createMetrics("api", { version: config.EVERGREEN_VERSION, dependencies });
   const httpMetrics = createHttpMetrics(metrics.registry);
@@ -94,6 +100,15 @@ async function main(): Promise<void> {
           refresh: refreshDeps,
           publicUrl: publicUrl(config),
         }),
+      (app) =>
+        registerWebhookRoutes(app, {
+          prisma,
+          endpoints: new WebhookEndpointStore(prisma, keyRing),
+          queue: webhookQueue,
+          allowInsecureUrls: refreshDeps.settings.allowInsecureTokenUrls,
+          egressPolicy: refreshDeps.egress.policy,
+        }),
+      (app) => registerEventRoutes(app, { prisma }),
     ],
   });
   // Steps run last-added first. On-demand refreshes drain first: no new provider call

@@ -16,9 +16,11 @@ import {
   lockTtlMs,
   refreshDrainMs,
 } from "@evergreen/refresh";
+import { createWebhookQueue, OutboxDispatcher, WebhookEndpointStore } from "@evergreen/webhooks";
 import { consumerLiveness } from "./consumer-liveness";
 import { workerEnv } from "./env";
 import { startRefreshWorker } from "./refresh-worker";
+import { startWebhookWorker } from "./webhook-worker";
 
 async function main(): Promise<void> {
   const { config, warnings } = loadConfigOrExit("worker", workerEnv, process.env);
@@ -47,32 +49,34 @@ async function main(): Promise<void> {
   const queue = createRefreshQueue(redis);
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
+  const webhookQueue = createWebhookQueue(redis);
+  errors.watch("webhook queue", webhookQueue);
+  shutdown.add("webhook queue", () => webhookQueue.close());
   const dependencies = {
     postgres: () => database.pool.query("SELECT 1"),
     redis: () => redis.ping(),
   };
   const metrics = createMetrics("worker", { version: config.EVERGREEN_VERSION, dependencies });
+  const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
 
-  const worker = startRefreshWorker(
-    createRefreshDeps({
-      env: config,
-      pool: database.pool,
-      redis,
-      queue,
-      keyRing: new KeyRing(config.ENCRYPTION_KEYS),
-      metrics,
-      log,
-      maxSockets: config.WORKER_CONCURRENCY,
-    }),
-    {
-      connection: consumerConnection,
-      concurrency: config.WORKER_CONCURRENCY,
-      lockDurationMs: lockTtlMs(config),
-      log,
-      // Not before the ops port is ours: exiting on a taken port must not cut a refresh.
-      autorun: false,
-    },
-  );
+  const refreshDeps = createRefreshDeps({
+    env: config,
+    pool: database.pool,
+    redis,
+    queue,
+    keyRing,
+    metrics,
+    log,
+    maxSockets: config.WORKER_CONCURRENCY,
+  });
+  const worker = startRefreshWorker(refreshDeps, {
+    connection: consumerConnection,
+    concurrency: config.WORKER_CONCURRENCY,
+    lockDurationMs: lockTtlMs(config),
+    log,
+    // Not before the ops port is ours: exiting on a taken port must not cut a refresh.
+    autorun: false,
+  });
   errors.watch("worker", worker);
   const consumer = consumerLiveness(worker, consumerConnection);
 
@@ -84,12 +88,35 @@ async function main(): Promise<void> {
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
 
+  // Webhooks run where refreshes run: the dispatcher moves committed events from the
+  // outbox to the queue, the consumer delivers them (docs/adr/0011). Same egress policy.
+  const dispatcher = new OutboxDispatcher({ prisma: database.prisma, queue: webhookQueue, log });
+  const webhooks = startWebhookWorker(
+    {
+      prisma: database.prisma,
+      endpoints: new WebhookEndpointStore(database.prisma, keyRing),
+      egress: refreshDeps.egress,
+      queue: webhookQueue,
+      metrics,
+      log,
+      settings: { allowInsecureUrls: refreshDeps.settings.allowInsecureTokenUrls },
+    },
+    { connection: consumerConnection, log, autorun: false },
+  );
+  errors.watch("webhook worker", webhooks);
+  // A delivery cut by this step's limit is sent again once its claim lapses; receivers
+  // dedupe on webhook-id (Standard Webhooks allows a duplicate after a crash).
+  shutdown.add("webhook worker", () => webhooks.close());
+  shutdown.add("webhook dispatcher", () => dispatcher.stop());
+
   // Closing waits for in-flight refreshes, so none is cut between the provider's answer
   // and the database write. Registered last, so it closes first; the ops server keeps
   // answering meanwhile.
   shutdown.add("refresh worker", () => consumer.close(), refreshDrainMs(config));
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
   worker.run().catch((err: unknown) => log.error({ err }, "refresh consumer stopped"));
+  webhooks.run().catch((err: unknown) => log.error({ err }, "webhook consumer stopped"));
+  dispatcher.start();
 }
 
 await main();

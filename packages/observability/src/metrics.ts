@@ -123,6 +123,19 @@ export function createMetrics(processName: string, options: MetricsOptions) {
     }),
     refreshInfraErrors,
     parkedAnswersTotal,
+    webhookDeliveries: new Counter({
+      name: "evergreen_webhook_deliveries_total",
+      help: "Webhook delivery attempts by event type and outcome.",
+      labelNames: ["event", "outcome"] as const,
+      registers,
+    }),
+    webhookDeliveryLag: new Histogram({
+      name: "evergreen_webhook_delivery_lag_seconds",
+      help: "From an event's commit to its successful delivery, retries included.",
+      labelNames: ["event"] as const,
+      buckets: [0.1, 0.5, 1, 2.5, 5, 15, 60, 300, 3600, 21600, 86400],
+      registers,
+    }),
   };
 }
 

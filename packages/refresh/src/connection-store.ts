@@ -1,4 +1,5 @@
 import type { Connection, ConnectionEventType, Integration, Pool } from "@evergreen/db";
+import type { WebhookEventType } from "@evergreen/webhooks";
 
 /**
  * The refresh path's two statements, in SQL on the pg pool Prisma also uses. A refresh
@@ -51,6 +52,8 @@ export interface ConnectionEventInput {
   readonly outcome: string;
   readonly errorCode: string | null;
   readonly message: string | null;
+  /** The webhook event this change makes, if any (written with it, see WRITE). */
+  readonly webhook?: WebhookEventType | null;
 }
 
 // Columns are listed, never `*`: a prepared statement whose result shape changes (a
@@ -85,12 +88,12 @@ const WRITE = `
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
       $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[],
-      $23::timestamptz[]
+      $23::timestamptz[], $24::text[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
            "eventType", outcome, "errorCode", message, "integrationFence",
-           "consecutiveUnknown", "refreshTokenExpiresAt")
+           "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -114,6 +117,18 @@ const WRITE = `
     SELECT u.id, u."integrationId", i."eventType"::"ConnectionEventType", i.outcome,
            i."errorCode", i.message
       FROM updated u JOIN input i ON i.id = u.id
+  ), webhook AS (
+    -- The transactional outbox (docs/adr/0011): a change apps hear about commits with its
+    -- webhook event, or neither does. Most refreshes make none.
+    INSERT INTO webhook_events
+      (type, "connectionId", integration, "externalId", status, "errorCode", "errorMessage")
+    SELECT i."webhookType", u.id, g.key, u."externalId", u.status, u."lastErrorCode",
+           u."lastErrorMessage"
+      FROM updated u JOIN input i ON i.id = u.id JOIN integrations g ON g.id = u."integrationId"
+     WHERE i."webhookType" IS NOT NULL
+    RETURNING id
+  ), outbox AS (
+    INSERT INTO webhook_outbox ("eventId") SELECT id FROM webhook
   )
   SELECT * FROM updated`;
 
@@ -327,6 +342,7 @@ export class ConnectionStore {
         column((r) => r.fence.integrationUpdatedAt ?? null),
         column((r) => r.change.consecutiveUnknown),
         column((r) => r.change.refreshTokenExpiresAt),
+        column((r) => r.event.webhook ?? null),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

@@ -12,6 +12,7 @@ import {
   type RefreshResult,
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
+import type { WebhookEventType } from "@evergreen/webhooks";
 import type { Queue } from "bullmq";
 import type {
   ConnectionChange,
@@ -304,6 +305,12 @@ async function decide(
   let change: ConnectionChange;
   let event: ConnectionEventInput;
   let waitMs = 0;
+  // Webhooks tell apps about streaks, not attempts (SPEC §3): any failure after a success
+  // (or a registration) opens one and is announced, with `refresh_failed` unless it stops
+  // the connection (`needs_reauth`, `error`, always announced); the next success closes it
+  // with `recovered`. A stored error is what an open streak leaves on the row.
+  const streakOpen = connection.lastErrorAt !== null;
+  const firstFailure = streakOpen ? null : "connection.refresh_failed";
 
   switch (result.outcome) {
     case "success": {
@@ -339,7 +346,13 @@ async function decide(
         lastErrorMessage: null,
         lastErrorAt: null,
       };
-      event = { type: "refreshed", outcome: result.outcome, errorCode: null, message: null };
+      event = {
+        type: "refreshed",
+        outcome: result.outcome,
+        errorCode: null,
+        message: null,
+        webhook: streakOpen ? "connection.recovered" : null,
+      };
       break;
     }
     case "invalid_grant":
@@ -349,11 +362,11 @@ async function decide(
         nextRefreshAt: null,
         ...failure(result, now),
       };
-      event = failureEvent("needs_reauth", result);
+      event = failureEvent("needs_reauth", result, "connection.needs_reauth");
       break;
     case "invalid_client":
       change = { ...unchanged, status: "error", nextRefreshAt: null, ...failure(result, now) };
-      event = failureEvent("refresh_failed", result);
+      event = failureEvent("refresh_failed", result, "connection.error");
       break;
     case "rate_limited": {
       // Not an attempt: the same job waits (see the worker), so the version stays.
@@ -365,7 +378,7 @@ async function decide(
       );
       await deps.cooldown.start(integration.id, waitMs);
       change = { ...unchanged, version: connection.version, ...failure(result, now) };
-      event = failureEvent("refresh_failed", result);
+      event = failureEvent("refresh_failed", result, firstFailure);
       break;
     }
     case "transient":
@@ -386,7 +399,7 @@ async function decide(
         consecutiveUnknown: unknowns,
         ...failure(result, now),
       };
-      event = failureEvent("refresh_failed", result);
+      event = failureEvent("refresh_failed", result, giveUp ? "connection.error" : firstFailure);
       break;
     }
     default:
@@ -513,8 +526,15 @@ function failure(result: { errorCode: string; message: string }, now: Date) {
 function failureEvent(
   type: "needs_reauth" | "refresh_failed",
   result: { outcome: string; errorCode: string; message: string },
+  webhook: WebhookEventType | null,
 ): ConnectionEventInput {
-  return { type, outcome: result.outcome, errorCode: result.errorCode, message: result.message };
+  return {
+    type,
+    outcome: result.outcome,
+    errorCode: result.errorCode,
+    message: result.message,
+    webhook,
+  };
 }
 
 /** Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %. */

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Connection, Integration } from "@evergreen/db";
 import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
+import { recordWebhookEvent } from "@evergreen/webhooks";
 import type { RefreshSettings } from "./refresh-connection";
 import type { IntegrationDeps } from "./register-integration";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
@@ -67,7 +68,8 @@ class RefreshInFlight extends Error {
  * Registers a connection: upsert by (integration, externalId), tokens sealed for the row
  * they are stored in, expiry held to the rules a provider's answer is held to (SPEC §2:
  * an expiry not in the future counts as absent, then the provider's fallback lifetime
- * applies), an event row, and the next refresh scheduled. Fresh tokens make the
+ * applies), an event row (and a webhook event: `connection.created`, or `connection.recovered`
+ * for a connection that was in trouble), and the next refresh scheduled. Fresh tokens make the
  * connection `active` whatever state it was in, with its failure history cleared.
  *
  * The row is stored before the job is queued: with Redis down the registration still
@@ -145,9 +147,10 @@ function write(
 ): Promise<{ connection: Connection; created: boolean }> {
   return prisma.$transaction(async (tx) => {
     const [existing] = await tx.$queryRaw<
-      { id: string; hasRefreshToken: boolean; refreshInFlight: boolean }[]
+      { id: string; hasRefreshToken: boolean; refreshInFlight: boolean; troubled: boolean }[]
     >`
       SELECT id, "refreshToken" IS NOT NULL AS "hasRefreshToken",
+             (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
              ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
         FROM connections
        WHERE "integrationId" = ${integration.id}::uuid AND "externalId" = ${input.externalId}
@@ -205,6 +208,17 @@ function write(
         type: existing ? "updated" : "created",
       },
     });
+    // Fresh tokens end whatever trouble the connection was in (needs_reauth, a failure
+    // streak): apps that heard of it hear that it is over.
+    if (!existing || existing.troubled) {
+      await recordWebhookEvent(tx, {
+        type: existing ? "connection.recovered" : "connection.created",
+        connectionId: id,
+        integration: integration.key,
+        externalId: input.externalId,
+        status: connection.status,
+      });
+    }
     return { connection, created: !existing };
   });
 }

@@ -6,6 +6,7 @@ import {
   registerConnection,
   UnknownIntegrationError,
 } from "@evergreen/refresh";
+import { recordWebhookEvent } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { type RouteScope, requires } from "../auth";
@@ -221,15 +222,25 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     const id = connectionId(request.params);
     parseInput(noFields, request.query);
     parseInput(noFields, request.body);
-    const row = await prisma.connection.findUnique({ where: { id } });
+    const row = await prisma.connection.findUnique({
+      where: { id },
+      include: { integration: true },
+    });
     if (!row) throw notFound();
     await refresh.parked.drop(id);
-    await prisma.$transaction([
-      prisma.connection.delete({ where: { id } }),
-      prisma.connectionEvent.create({
+    await prisma.$transaction(async (tx) => {
+      await tx.connection.delete({ where: { id } });
+      await tx.connectionEvent.create({
         data: { connectionId: id, integrationId: row.integrationId, type: "deleted" },
-      }),
-    ]);
+      });
+      await recordWebhookEvent(tx, {
+        type: "connection.deleted",
+        connectionId: id,
+        integration: row.integration.key,
+        externalId: row.externalId,
+        status: "deleted",
+      });
+    });
     // The pending job would no-op on the missing row anyway; removing it frees its memory.
     await refresh.queue
       .remove(refreshJobId({ connectionId: id, version: row.version }))
