@@ -17,6 +17,11 @@ export interface MockProviderOptions {
   clientSecret?: string;
   /** How many recent requests `received` keeps. @defaultValue 100 */
   keepReceived?: number;
+  /**
+   * Address to listen on, e.g. a container network's gateway so that containers reach a
+   * provider running on the host (test/containers). @defaultValue "127.0.0.1"
+   */
+  host?: string;
 }
 
 export interface GrantOptions {
@@ -95,6 +100,8 @@ export interface ReceivedRequest {
   clientId: string | null;
   clientSecret: string | null;
   at: Date;
+  /** The client's address: which container sent it, when several do. */
+  remoteAddress: string | null;
 }
 
 interface Grant {
@@ -117,7 +124,7 @@ interface Reply {
 
 const MAX_BODY_BYTES = 1_048_576;
 
-/** Starts a real OAuth 2.0 token endpoint on 127.0.0.1 with a random port. */
+/** Starts a real OAuth 2.0 token endpoint on 127.0.0.1 (or `host`) with a random port. */
 export async function startMockProvider(options: MockProviderOptions = {}): Promise<MockProvider> {
   const provider = new MockProvider(options);
   await provider.listen();
@@ -136,6 +143,7 @@ export class MockProvider {
   latencyMs: number;
 
   readonly #keepReceived: number;
+  readonly #host: string;
   readonly #server: Server;
   readonly #grants = new Map<string, Grant>();
   /** Every refresh token ever issued, current or rotated away, to its grant. */
@@ -155,6 +163,7 @@ export class MockProvider {
     this.clientSecret = options.clientSecret ?? "mock-secret";
     this.latencyMs = options.latencyMs ?? 0;
     this.#keepReceived = options.keepReceived ?? 100;
+    this.#host = options.host ?? "127.0.0.1";
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500).end();
@@ -164,7 +173,7 @@ export class MockProvider {
 
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
   get url(): string {
-    return `http://127.0.0.1:${this.#port}`;
+    return `http://${this.#host.includes(":") ? `[${this.#host}]` : this.#host}:${this.#port}`;
   }
 
   get tokenUrl(): string {
@@ -194,7 +203,7 @@ export class MockProvider {
   async listen(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.#server.once("error", reject);
-      this.#server.listen(0, "127.0.0.1", () => {
+      this.#server.listen(0, this.#host, () => {
         this.#server.off("error", reject);
         resolve();
       });
@@ -308,6 +317,7 @@ export class MockProvider {
       params: params ?? {},
       ...credentials,
       at: new Date(),
+      remoteAddress: req.socket.remoteAddress ?? null,
     });
 
     if (path !== "/token") return this.#send(res, oauthError(404, "not_found"));
