@@ -269,8 +269,18 @@ async function main(): Promise<void> {
   const version = await run("git", ["describe", "--always", "--dirty"]);
   say(`building evergreen:local from ./Dockerfile (EVERGREEN_VERSION=${version})`);
   const buildStart = Date.now();
+  const previous = await run(
+    "podman",
+    ["image", "inspect", "--format", "{{.Id}}", "evergreen:local"],
+    {
+      allowFailure: true,
+    },
+  );
   await run("podman", [
     "build",
+    // No layer cache: any source change re-runs npm install anyway, and without it no
+    // 1.2 GB build-stage image is left behind by each run.
+    "--layers=false",
     "--isolation=chroot",
     "--pull=never",
     "--network=host",
@@ -285,6 +295,8 @@ async function main(): Promise<void> {
     "evergreen:local",
     ".",
   ]);
+  // The image this build replaced is left untagged: remove it, not anything else.
+  await run("podman", ["rmi", previous], { allowFailure: true });
   const size = Number(await podman("image", "inspect", "--format", "{{.Size}}", "evergreen:local"));
   say(
     `built in ${((Date.now() - buildStart) / 1000).toFixed(0)} s; image size ${(size / 1e6).toFixed(0)} MB`,
