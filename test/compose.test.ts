@@ -12,6 +12,9 @@ interface Service {
   build?: unknown;
   command?: string[];
   init?: boolean;
+  profiles?: string[];
+  healthcheck?: { test?: string[] };
+  volumes?: string[];
   stop_grace_period?: string;
   ports?: string[];
   container_name?: string;
@@ -29,6 +32,7 @@ const pkg = JSON.parse(await readFile(new URL("../package.json", import.meta.url
   scripts: Record<string, string>;
 };
 const APPS = ["api", "scheduler", "worker"] as const;
+const MONITORING = ["alertmanager", "grafana", "prometheus"];
 
 /** Compose durations: "45s", "1m30s", "500ms". */
 function durationMs(value: string | undefined): number {
@@ -41,25 +45,40 @@ function durationMs(value: string | undefined): number {
 }
 
 describe("docker-compose.yml", () => {
-  it("defines the data services, a one-shot migration and the three apps", () => {
+  it("defines the data services, a one-shot migration, the three apps and monitoring", () => {
     expect(Object.keys(services).sort()).toEqual(
-      ["api", "migrate", "postgres", "redis", "scheduler", "worker"].sort(),
+      ["api", "migrate", "postgres", "redis", "scheduler", "worker", ...MONITORING].sort(),
     );
   });
 
-  it("runs Redis with noeviction and AOF, as BullMQ needs", () => {
+  // `docker compose up -d postgres redis` is the README's answer to "no PostgreSQL or Redis";
+  // a `${VAR:?}` anywhere in the file made it fail until the apps' secrets were set.
+  it("needs no variable set to be read: the apps refuse a missing secret themselves", async () => {
+    const text = await readFile(new URL("../docker-compose.yml", import.meta.url), "utf8");
+    expect(text).not.toMatch(/\$\{[A-Z_]+:?\?/);
+  });
+
+  it("keeps monitoring behind the `monitoring` profile, and nothing else", () => {
+    for (const [name, service] of Object.entries(services)) {
+      expect(service.profiles ?? [], name).toEqual(MONITORING.includes(name) ? ["monitoring"] : []);
+    }
+  });
+
+  it("runs Redis with a memory limit and noeviction, and AOF, as BullMQ needs", () => {
     const command = services.redis?.command?.join(" ") ?? "";
+    expect(command).toMatch(/--maxmemory \S+/);
     expect(command).toContain("--maxmemory-policy noeviction");
     expect(command).toContain("--appendonly yes");
   });
 
+  it("opens host ports on loopback only", () => {
+    for (const [name, service] of Object.entries(services)) {
+      for (const port of service.ports ?? []) expect(port, name).toMatch(/^127\.0\.0\.1:/);
+    }
+  });
+
   it("migrates once before any app starts", () => {
-    expect(services.migrate?.command).toEqual([
-      "node",
-      "--import",
-      "tsx",
-      "packages/db/src/migrate-cli.ts",
-    ]);
+    expect(services.migrate?.command).toEqual(["node", "dist/migrate.mjs"]);
     expect(services.migrate?.restart).toBe("no");
     expect(services.migrate?.depends_on?.postgres?.condition).toBe("service_healthy");
     for (const app of APPS) {
@@ -69,14 +88,40 @@ describe("docker-compose.yml", () => {
   });
 
   // npm -> sh -> npm -> sh -> tsx -> node never passed SIGTERM on: a stop lost the rotated
-  // tokens of every refresh in flight (test/signals.test.ts runs these commands).
-  it("starts node itself behind a signal-forwarding init, as `npm run start:*` does", () => {
+  // tokens of every refresh in flight (test/signals.test.ts runs these commands). The image
+  // runs each app's bundle (ADR 0012), the same entry `npm run start:*` runs under tsx.
+  it("starts node itself on the app's bundle, as PID 1 with nothing to reap", () => {
     for (const app of APPS) {
-      const command = services[app]?.command ?? [];
-      expect(command).toEqual(["node", "--import", "tsx", `apps/${app}/src/main.ts`]);
-      expect(pkg.scripts[`start:${app}`]).toBe(`exec ${command.join(" ")}`);
+      expect(services[app]?.command).toEqual(["node", `dist/${app}.mjs`]);
+      expect(pkg.scripts[`start:${app}`]).toBe(`exec node --import tsx apps/${app}/src/main.ts`);
     }
-    for (const service of [...APPS, "migrate"]) expect(services[service]?.init).toBe(true);
+    for (const service of [...APPS, "migrate"]) expect(services[service]?.init).toBeUndefined();
+  });
+
+  it("bundles exactly the entries compose runs", async () => {
+    const build = await readFile(new URL("../scripts/build.ts", import.meta.url), "utf8");
+    for (const app of APPS) expect(build).toContain(`${app}: "apps/${app}/src/main.ts"`);
+    expect(build).toContain('migrate: "packages/db/src/migrate-cli.ts"');
+  });
+
+  it("checks each app's health with node, on the port it serves /healthz on", () => {
+    for (const app of APPS) {
+      const test = services[app]?.healthcheck?.test ?? [];
+      expect(test.slice(0, 3)).toEqual(["CMD", "node", "-e"]);
+      expect(test[3]).toContain("/healthz");
+      const env = services[app]?.environment ?? {};
+      expect(env.METRICS_PORT ?? env.PORT, app).toMatch(/^\d+$/);
+    }
+  });
+
+  it("gives Prometheus the scrape config and the alert rules, Grafana its provisioning", () => {
+    expect(services.prometheus?.volumes).toContain("./ops/prometheus:/etc/prometheus:ro");
+    expect(services.grafana?.volumes).toContain(
+      "./ops/grafana/provisioning:/etc/grafana/provisioning:ro",
+    );
+    expect(services.grafana?.volumes).toContain(
+      "./ops/grafana/dashboards:/etc/grafana/dashboards:ro",
+    );
   });
 
   it("gives the image the api's command as its default", async () => {
@@ -112,8 +157,43 @@ describe("docker-compose.yml", () => {
 
   it("passes secrets from the environment, never literal values", () => {
     for (const app of APPS) {
-      expect(services[app]?.environment?.ENCRYPTION_KEYS).toMatch(/^\$\{ENCRYPTION_KEYS:\?/);
+      expect(services[app]?.environment?.ENCRYPTION_KEYS).toMatch(/^\$\{ENCRYPTION_KEYS:-\}$/);
     }
-    expect(services.api?.environment?.API_KEYS).toMatch(/^\$\{API_KEYS:\?/);
+    expect(services.api?.environment?.API_KEYS).toMatch(/^\$\{API_KEYS:-\}$/);
+  });
+});
+
+interface ScrapeConfig {
+  job_name: string;
+  dns_sd_configs?: { names: string[]; type: string; port: number }[];
+}
+
+describe("ops/prometheus/prometheus.yml", async () => {
+  const config = parse(
+    await readFile(new URL("../ops/prometheus/prometheus.yml", import.meta.url), "utf8"),
+  ) as {
+    rule_files: string[];
+    scrape_configs: ScrapeConfig[];
+    alerting: { alertmanagers: { static_configs: { targets: string[] }[] }[] };
+  };
+
+  // A fixed target list would need an edit for every `--scale worker=N`.
+  it("finds every replica of each app through the compose network's DNS", () => {
+    const ports = { api: 3000, worker: 9464, scheduler: 9465 };
+    for (const app of APPS) {
+      const job = config.scrape_configs.find((c) => c.job_name === `evergreen-${app}`);
+      expect(job?.dns_sd_configs).toEqual([
+        expect.objectContaining({ names: [app], type: "A", port: ports[app] }),
+      ]);
+      const env = services[app]?.environment ?? {};
+      expect(Number(env.METRICS_PORT ?? env.PORT)).toBe(ports[app]);
+    }
+  });
+
+  it("loads the alert rules and sends alerts to the compose Alertmanager", () => {
+    expect(config.rule_files).toEqual(["/etc/prometheus/alerts.yml"]);
+    expect(config.alerting.alertmanagers[0]?.static_configs[0]?.targets).toEqual([
+      "alertmanager:9093",
+    ]);
   });
 });

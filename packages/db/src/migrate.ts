@@ -1,11 +1,24 @@
 import { createHash, randomUUID } from "node:crypto";
+import { existsSync } from "node:fs";
 import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 
-/** The repository's `prisma/migrations` folder. */
-export const MIGRATIONS_DIR = fileURLToPath(new URL("../../../prisma/migrations", import.meta.url));
+/**
+ * The repository's `prisma/migrations` folder: the nearest one above this module, which is
+ * packages/db/src under tsx and dist/ when bundled into the image (ADR 0012).
+ */
+export const MIGRATIONS_DIR = nearestMigrationsDir(dirname(fileURLToPath(import.meta.url)));
+
+function nearestMigrationsDir(from: string): string {
+  for (let dir = from; dirname(dir) !== dir; dir = dirname(dir)) {
+    const candidate = join(dir, "prisma", "migrations");
+    if (existsSync(candidate)) return candidate;
+  }
+  // None anywhere above: readMigrations then fails naming where it looked first.
+  return join(from, "prisma", "migrations");
+}
 
 /**
  * The advisory lock key `prisma migrate deploy` takes, so this runner and Prisma's own

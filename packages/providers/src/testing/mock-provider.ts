@@ -19,6 +19,11 @@ export interface MockProviderOptions {
   keepReceived?: number;
   /** How the grants that users consent to behave. @defaultValue {} */
   consentGrant?: GrantOptions;
+  /**
+   * Address to listen on, e.g. a container network's gateway so that containers reach a
+   * provider running on the host (test/containers). @defaultValue "127.0.0.1"
+   */
+  host?: string;
 }
 
 export interface GrantOptions {
@@ -97,6 +102,8 @@ export interface ReceivedRequest {
   clientId: string | null;
   clientSecret: string | null;
   at: Date;
+  /** The client's address: which container sent it, when several do. */
+  remoteAddress: string | null;
 }
 
 interface Grant {
@@ -132,7 +139,7 @@ const MAX_BODY_BYTES = 1_048_576;
 /** RFC 6749 §4.1.2 recommends at most 10 minutes. */
 const CODE_LIFETIME_MS = 600_000;
 
-/** Starts a real OAuth 2.0 token endpoint on 127.0.0.1 with a random port. */
+/** Starts a real OAuth 2.0 token endpoint on 127.0.0.1 (or `host`) with a random port. */
 export async function startMockProvider(options: MockProviderOptions = {}): Promise<MockProvider> {
   const provider = new MockProvider(options);
   await provider.listen();
@@ -159,6 +166,7 @@ export class MockProvider {
   consentGrant: GrantOptions;
 
   readonly #keepReceived: number;
+  readonly #host: string;
   readonly #server: Server;
   readonly #grants = new Map<string, Grant>();
   /** Every refresh token ever issued, current or rotated away, to its grant. */
@@ -180,6 +188,7 @@ export class MockProvider {
     this.latencyMs = options.latencyMs ?? 0;
     this.#keepReceived = options.keepReceived ?? 100;
     this.consentGrant = options.consentGrant ?? {};
+    this.#host = options.host ?? "127.0.0.1";
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500).end();
@@ -189,7 +198,7 @@ export class MockProvider {
 
   /** Base URL, e.g. `http://127.0.0.1:41234`. */
   get url(): string {
-    return `http://127.0.0.1:${this.#port}`;
+    return `http://${this.#host.includes(":") ? `[${this.#host}]` : this.#host}:${this.#port}`;
   }
 
   get tokenUrl(): string {
@@ -223,7 +232,7 @@ export class MockProvider {
   async listen(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
       this.#server.once("error", reject);
-      this.#server.listen(0, "127.0.0.1", () => {
+      this.#server.listen(0, this.#host, () => {
         this.#server.off("error", reject);
         resolve();
       });
@@ -342,6 +351,7 @@ export class MockProvider {
       params: params ?? {},
       ...credentials,
       at: new Date(),
+      remoteAddress: req.socket.remoteAddress ?? null,
     });
 
     if (path === "/authorize" && req.method === "GET") {
