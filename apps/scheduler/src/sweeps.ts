@@ -1,4 +1,10 @@
-import { type PrismaClient, pruneConnectionEvents } from "@evergreen/db";
+import {
+  type PrismaClient,
+  type PruneEventsResult,
+  pruneConnectionEvents,
+  pruneConnectSessions,
+  pruneWebhookEvents,
+} from "@evergreen/db";
 import type { Logger, SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
 import { type ParkedAnswers, type RefreshJobPayload, reconcileQueue } from "@evergreen/refresh";
@@ -14,7 +20,7 @@ export interface SweepDeps {
   readonly parked: ParkedAnswers;
   readonly metrics: SchedulerMetrics;
   readonly log: Logger;
-  /** Connection events older than this are removed (EVENT_RETENTION_DAYS). */
+  /** Connection and webhook events older than this are removed (EVENT_RETENTION_DAYS). */
   readonly eventRetentionDays: number;
 }
 
@@ -40,19 +46,26 @@ export async function sweep(deps: SweepDeps): Promise<void> {
 }
 
 /**
- * Removes connection events past retention, a bounded amount per call (see
- * pruneConnectionEvents). Run on every sweep rather than hourly: each run then has about a
- * minute of events to remove, and replicas that find another one pruning stop at once.
+ * Removes connection events and webhook events past retention, then connect sessions long
+ * expired, a bounded amount of each per call (see pruneConnectionEvents). Run on every
+ * sweep rather than hourly: each run then has about a minute of rows to remove, and
+ * replicas that find another one pruning a table stop at once and go on to the next.
  */
-async function pruneEvents({ prisma, log, eventRetentionDays }: SweepDeps): Promise<void> {
-  const started = performance.now();
-  const result = await pruneConnectionEvents(prisma, { retentionDays: eventRetentionDays });
-  log.info({ ...result, ms: Math.round(performance.now() - started) }, "connection events pruned");
+async function pruneExpired({ prisma, log, eventRetentionDays }: SweepDeps): Promise<void> {
+  const retentionDays = eventRetentionDays;
+  const timed = async (message: string, prune: () => Promise<PruneEventsResult>) => {
+    const started = performance.now();
+    const result = await prune();
+    log.info({ ...result, ms: Math.round(performance.now() - started) }, message);
+  };
+  await timed("connection events pruned", () => pruneConnectionEvents(prisma, { retentionDays }));
+  await timed("webhook events pruned", () => pruneWebhookEvents(prisma, { retentionDays }));
+  await timed("connect sessions pruned", () => pruneConnectSessions(prisma));
 }
 
 /**
  * Sweeps and prunes at start and then every `intervalMs`, never two at once. Pruning
- * runs even when the sweep failed: Redis being down is no reason to let the event log
+ * runs even when the sweep failed: Redis being down is no reason to let the event logs
  * grow. `stop()` waits for a run in progress.
  */
 export function startSweeps(deps: SweepDeps, intervalMs: number): { stop(): Promise<void> } {
@@ -62,10 +75,8 @@ export function startSweeps(deps: SweepDeps, intervalMs: number): { stop(): Prom
   const run = () => {
     running = sweep(deps)
       .catch((err: unknown) => deps.log.error({ err }, "sweep failed; retrying next interval"))
-      .then(() => pruneEvents(deps))
-      .catch((err: unknown) =>
-        deps.log.error({ err }, "event pruning failed; retrying next interval"),
-      )
+      .then(() => pruneExpired(deps))
+      .catch((err: unknown) => deps.log.error({ err }, "pruning failed; retrying next interval"))
       .finally(() => {
         if (!stopped) timer = setTimeout(run, intervalMs);
       });

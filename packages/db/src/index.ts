@@ -8,7 +8,10 @@ export {
 } from "./client";
 export * from "./generated/prisma/client";
 export {
+  type PruneBatchOptions,
   type PruneEventsOptions,
   type PruneEventsResult,
   pruneConnectionEvents,
+  pruneConnectSessions,
+  pruneWebhookEvents,
 } from "./prune-events";

@@ -14,13 +14,6 @@ import { sealCodeVerifier } from "./token-cipher";
 const STATE_BYTES = 32;
 /** How long a user has to consent (SPEC §3). */
 const CONNECT_SESSION_TTL_MS = 600_000;
-/**
- * Sessions expired longer than this are removed as new ones are created; until then a late
- * callback still finds its session and is sent back to the app with `expired_state`.
- */
-const KEEP_EXPIRED_MS = 24 * 3600 * 1000;
-/** At most this many old sessions removed per new one: more than one keeps pace. */
-const PRUNE_BATCH = 100;
 
 /** A connect flow an app starts for one of its users. */
 export interface ConnectSessionRequest {
@@ -102,11 +95,6 @@ export async function createConnectSession(
   );
   const now = (deps.now ?? (() => new Date()))();
   const expiresAt = new Date(now.getTime() + CONNECT_SESSION_TTL_MS);
-  await prisma.$executeRaw`
-    DELETE FROM connect_sessions
-     WHERE id IN (SELECT id FROM connect_sessions
-                   WHERE "expiresAt" < ${new Date(now.getTime() - KEEP_EXPIRED_MS)}
-                   LIMIT ${PRUNE_BATCH})`;
   await prisma.connectSession.create({
     data: {
       id,
