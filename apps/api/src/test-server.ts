@@ -9,6 +9,9 @@ import {
 } from "@evergreen/observability";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { RouteScope } from "./auth";
+import { defineRoute, type RouteDeclaration } from "./route";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
@@ -35,6 +38,26 @@ const API_KEYS = fields.apiKeys.parse(
     `admin:${SCOPED_KEYS.admin}:admin`,
   ].join(","),
 );
+
+/**
+ * A route for tests of the server itself (keys, errors, limits), declared as every route
+ * must be: any query string (ignored), no body, no documented answer.
+ */
+export function testRoute(
+  method: RouteDeclaration["method"],
+  url: string,
+  scope: RouteScope = "tokens:read",
+) {
+  return defineRoute({
+    method,
+    url,
+    scope,
+    tag: "test",
+    summary: "a test route",
+    query: z.looseObject({}),
+    responses: {},
+  });
+}
 
 /** A registry with the api's metrics, as main.ts builds it. */
 export function testMetrics() {
