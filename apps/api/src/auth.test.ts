@@ -5,13 +5,21 @@ import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/te
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type RouteScope, RouteScopeError, requires } from "./auth";
+import { type RouteScope, RouteScopeError } from "./auth";
+import { registerRoute } from "./route";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { registerWebhookRoutes } from "./routes/webhooks";
-import { OTHER_API_KEY, SCOPED_KEYS, TEST_API_KEY, testMetrics, testServer } from "./test-server";
+import {
+  OTHER_API_KEY,
+  SCOPED_KEYS,
+  TEST_API_KEY,
+  testMetrics,
+  testRoute,
+  testServer,
+} from "./test-server";
 import { TokenService } from "./token-service";
 
 let h: RefreshHarness;
@@ -102,6 +110,8 @@ describe("route scopes", () => {
       "GET /healthz": undefined,
       "GET /readyz": undefined,
       "GET /metrics": undefined,
+      "GET /openapi.json": undefined,
+      "GET /docs": undefined,
     });
   });
 
@@ -213,7 +223,10 @@ describe("API key scopes", () => {
     );
     const app = await testServer({
       log,
-      routes: [(instance) => instance.get("/v1/probe", requires("admin"), async () => ({}))],
+      routes: [
+        (instance) =>
+          registerRoute(instance, testRoute("GET", "/v1/probe", "admin"), async () => ({})),
+      ],
     });
     await app.inject({ url: "/v1/probe", headers: bearer(reader) });
     await app.inject({ url: "/v1/probe", headers: bearer(admin) });

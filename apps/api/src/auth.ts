@@ -11,9 +11,9 @@ export type RouteScope = ApiScope | readonly ApiScope[];
 declare module "fastify" {
   interface FastifyContextConfig {
     /**
-     * The scope a key needs for this route, declared where the route is registered:
-     * `app.get(url, { config: { scope: "tokens:read" } }, handler)`. Every route that is
-     * not public must declare one, or the server refuses to build (see checkRouteScope).
+     * The scope a key needs for this route, from its declaration (route.ts: `scope`).
+     * Every route that is not public must declare one, or the server refuses to build
+     * (see checkRouteScope).
      */
     scope?: RouteScope;
   }
@@ -23,13 +23,6 @@ declare module "fastify" {
   }
 }
 
-/**
- * A route's options declaring its scope, for routes that need no other options:
- * `app.get(url, requires("tokens:read"), handler)` is
- * `app.get(url, { config: { scope: "tokens:read" } }, handler)`.
- */
-export const requires = (scope: RouteScope) => ({ config: { scope } });
-
 /** A route that is not public and declares no valid scope: a bug, caught at start. */
 export class RouteScopeError extends Error {
   override name = "RouteScopeError";
@@ -38,7 +31,7 @@ export class RouteScopeError extends Error {
     readonly url: string,
   ) {
     super(
-      `${method} ${url} declares no known scope: register it with { config: { scope: ... } }, one or more of ${API_SCOPES.join(", ")}`,
+      `${method} ${url} declares no known scope: declare a scope (route.ts), one or more of ${API_SCOPES.join(", ")}`,
     );
   }
 }

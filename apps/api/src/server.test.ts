@@ -9,12 +9,11 @@ import { createDatabase } from "@evergreen/db";
 import { createLogger } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it, vi } from "vitest";
-import { requires } from "./auth";
-import { AUTH, TEST_API_KEY, testServer } from "./test-server";
+import { registerRoute } from "./route";
+import { AUTH, TEST_API_KEY, testRoute, testServer } from "./test-server";
 
 const KEY = TEST_API_KEY;
 /** For routes whose scope a test does not care about: its keys are bare, with every scope. */
-const SCOPE = requires("tokens:read");
 const server = (checks = {}) => testServer({ checks });
 
 describe("api server", () => {
@@ -25,7 +24,7 @@ describe("api server", () => {
     ["another scheme", `Basic ${KEY}`],
   ])("refuses /v1 with %s", async (_label, authorization) => {
     const app = await server();
-    app.get("/v1/probe", SCOPE, async () => ({ reached: true }));
+    registerRoute(app, testRoute("GET", "/v1/probe"), async () => ({ reached: true }));
     const response = await app.inject({
       url: "/v1/probe",
       headers: authorization ? { authorization } : {},
@@ -39,7 +38,7 @@ describe("api server", () => {
 
   it("guards routes by what the router matched, not by the raw URL", async () => {
     const app = await server();
-    app.get("/v1/probe", SCOPE, async () => ({ reached: true }));
+    registerRoute(app, testRoute("GET", "/v1/probe"), async () => ({ reached: true }));
     for (const url of ["/%761/probe", "/v1/probe"]) {
       expect((await app.inject({ url })).statusCode).toBe(401);
     }
@@ -70,7 +69,7 @@ describe("api server", () => {
     "answers %s %s, an unknown route, with 404 whether or not a key comes with it",
     async (method, url) => {
       const app = await server();
-      app.get("/v1/probe", SCOPE, async () => ({ reached: true }));
+      registerRoute(app, testRoute("GET", "/v1/probe"), async () => ({ reached: true }));
       for (const headers of [
         { authorization: `Bearer ${KEY}` },
         {},
@@ -106,10 +105,10 @@ describe("api server", () => {
     redis.on("error", () => {});
     try {
       const app = await server();
-      app.get("/v1/db", SCOPE, () => prisma.integration.findMany());
-      app.get("/v1/sql", SCOPE, () => pool.query("SELECT 1"));
-      app.get("/v1/redis", SCOPE, () => redis.get("key"));
-      app.get("/v1/bug", SCOPE, () => {
+      registerRoute(app, testRoute("GET", "/v1/db"), () => prisma.integration.findMany());
+      registerRoute(app, testRoute("GET", "/v1/sql"), () => pool.query("SELECT 1"));
+      registerRoute(app, testRoute("GET", "/v1/redis"), () => redis.get("key"));
+      registerRoute(app, testRoute("GET", "/v1/bug"), () => {
         throw new TypeError("secret detail at /srv/app.ts:12");
       });
       const auth = { authorization: `Bearer ${KEY}` };
@@ -131,7 +130,7 @@ describe("api server", () => {
 
   it("lets a fetch client in another process read the 413 it gets while still sending", async () => {
     const app = await server();
-    app.post("/v1/echo", SCOPE, async () => ({ reached: true }));
+    registerRoute(app, testRoute("POST", "/v1/echo"), async () => ({ reached: true }));
     await app.listen({ port: 0, host: "127.0.0.1" });
     try {
       const { port } = app.server.address() as { port: number };
@@ -180,7 +179,7 @@ describe("api server", () => {
  */
 async function stalledPost(headers: string): Promise<string> {
   const app = await testServer({ bodyLingerMs: 100 });
-  app.post("/v1/echo", SCOPE, async () => ({ reached: true }));
+  registerRoute(app, testRoute("POST", "/v1/echo"), async () => ({ reached: true }));
   await app.listen({ port: 0, host: "127.0.0.1" });
   try {
     const { port } = app.server.address() as { port: number };
@@ -253,7 +252,7 @@ describe("closing", () => {
     const app = await testServer({
       routes: [
         (instance) =>
-          instance.get("/v1/slow", SCOPE, async () => {
+          registerRoute(instance, testRoute("GET", "/v1/slow"), async () => {
             markStarted();
             await new Promise<void>((resolve) => {
               release = resolve;
@@ -305,7 +304,9 @@ describe("request metrics and access lines", () => {
       }),
     );
     const app = await testServer({ log });
-    app.get("/v1/connections/:id/token", SCOPE, async () => ({ accessToken: "t" }));
+    registerRoute(app, testRoute("GET", "/v1/connections/:id/token"), async () => ({
+      accessToken: "t",
+    }));
     const id = crypto.randomUUID();
     const secret = "s3cr3t-in-a-query";
     await app.inject({

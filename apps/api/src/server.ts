@@ -15,8 +15,12 @@ import Fastify, {
   LogController,
 } from "fastify";
 import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
+import { renderDocsPage } from "./docs-page";
 import { HttpError, isBackendUnavailable } from "./http-errors";
+import { apiDocument } from "./openapi";
+import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
+import { opsRoutes } from "./routes/ops";
 
 export interface ServerOptions {
   readonly log: Logger;
@@ -24,7 +28,7 @@ export interface ServerOptions {
   readonly ops: OpsOptions;
   /** Request counts and durations, on the registry `ops` serves. */
   readonly metrics: HttpMetrics;
-  /** Registers the /v1 routes, each declaring its scope (see auth.ts). */
+  /** Registers the /v1 routes, each from its declaration (see route.ts). */
   readonly routes?: readonly ((app: FastifyInstance) => void)[];
   /**
    * How long, after an answer sent before its body was read (a 413, a 401), the rest of
@@ -36,13 +40,19 @@ export interface ServerOptions {
 }
 
 /** Liveness, readiness and metrics. */
-const OPS_ROUTES = ["/healthz", "/readyz", "/metrics"] as const;
+const OPS_ROUTES = [opsRoutes.healthz, opsRoutes.readyz, opsRoutes.metrics] as const;
 
 /**
- * The only routes that need no API key: ops, and the OAuth callback that providers send
- * users' browsers to (its state, single-use and bound to a session, is its credential).
+ * The only routes that need no API key: ops, the API's documentation, and the OAuth
+ * callback that providers send users' browsers to (its state, single-use and bound to a
+ * session, is its credential).
  */
-const PUBLIC_ROUTES: ReadonlySet<string> = new Set([...OPS_ROUTES, CALLBACK_PATH]);
+const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
+  ...OPS_ROUTES.map(({ url }) => url),
+  opsRoutes.openapi.url,
+  opsRoutes.docs.url,
+  CALLBACK_PATH,
+]);
 
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
@@ -134,7 +144,10 @@ export async function buildServer({
     if (forbidden) return reply.status(403).send({ error: "forbidden", message: forbidden });
   });
   app.decorateRequest("apiKeyName", undefined);
-  app.addHook("onRoute", (route) => checkRouteScope(route, PUBLIC_ROUTES));
+  app.addHook("onRoute", (route) => {
+    checkRouteScope(route, PUBLIC_ROUTES);
+    checkRouteDeclared(route);
+  });
 
   // A keep-alive socket whose request was still running when close() began stays open
   // after its answer until the client's idle timeout, and close() waits for it: with a
@@ -149,9 +162,20 @@ export async function buildServer({
   });
 
   for (const register of routes) register(app);
-  for (const path of OPS_ROUTES) {
-    app.get(path, async (_request, reply) => sendOps(reply, await answerOpsRequest(path, ops)));
+  for (const route of OPS_ROUTES) {
+    registerRoute(app, route, async (_input, _request, reply) =>
+      sendOps(reply, await answerOpsRequest(route.url, ops)),
+    );
   }
+  registerRoute(app, opsRoutes.openapi, async () => apiDocument());
+  const docs = renderDocsPage(apiDocument());
+  registerRoute(app, opsRoutes.docs, async (_input, _request, reply) =>
+    reply
+      .type("text/html; charset=utf-8")
+      .header("content-security-policy", docs.contentSecurityPolicy)
+      .header("x-content-type-options", "nosniff")
+      .send(docs.html),
+  );
 
   return app;
 }

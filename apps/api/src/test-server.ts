@@ -9,6 +9,9 @@ import {
 } from "@evergreen/observability";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import { z } from "zod";
+import type { RouteScope } from "./auth";
+import { defineRoute, errorBody, type RouteDeclaration } from "./route";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
 import { registerIntegrationRoutes } from "./routes/integrations";
@@ -36,13 +39,62 @@ const API_KEYS = fields.apiKeys.parse(
   ].join(","),
 );
 
+/**
+ * A route for tests of the server itself (keys, errors, limits), declared as every route
+ * must be: any query string (ignored), no body, no documented answer.
+ */
+export function testRoute(
+  method: RouteDeclaration["method"],
+  url: string,
+  scope: RouteScope = "tokens:read",
+) {
+  return defineRoute({
+    method,
+    url,
+    scope,
+    tag: "test",
+    summary: "a test route",
+    query: z.looseObject({}),
+    responses: {},
+  });
+}
+
 /** A registry with the api's metrics, as main.ts builds it. */
 export function testMetrics() {
   const { registry } = createMetrics("api-test", { version: "test" });
   return { registry, http: createHttpMetrics(registry) };
 }
 
-export function testServer(
+/**
+ * Checks every JSON answer of a declared route against what its declaration documents:
+ * a success status it does not list, or a body its schema refuses, fails the request with
+ * a 500 naming the mismatch, so every api test also checks the OpenAPI document's answers.
+ * Errors are checked against the shared error shape. Test routes (no answers) are skipped.
+ */
+function checkDeclaredAnswers(app: FastifyInstance): void {
+  app.addHook("preSerialization", async (request, reply, payload) => {
+    const declaration = request.routeOptions.config.declaration;
+    if (!declaration || Object.keys(declaration.responses).length === 0) return payload;
+    const status = reply.statusCode;
+    const spec = declaration.responses[status];
+    const schema =
+      spec instanceof z.ZodType ? spec : (spec?.schema ?? (status >= 400 ? errorBody : undefined));
+    if (!spec && status < 400) {
+      throw new Error(
+        `${declaration.method} ${declaration.url} answered ${status}, which it does not declare`,
+      );
+    }
+    const checked = schema?.safeParse(payload);
+    if (checked && !checked.success) {
+      throw new Error(
+        `${declaration.method} ${declaration.url} answered ${status} off its schema: ${checked.error.message}`,
+      );
+    }
+    return payload;
+  });
+}
+
+export async function testServer(
   options: {
     readonly routes?: readonly ((app: FastifyInstance) => void)[];
     readonly checks?: Readonly<Record<string, ReadinessCheck>>;
@@ -54,7 +106,7 @@ export function testServer(
   } = {},
 ) {
   const { registry, http } = options.metrics ?? testMetrics();
-  return buildServer({
+  const app = await buildServer({
     log: options.log ?? createLogger({ name: "api-test", level: "silent" }),
     apiKeys: API_KEYS,
     ops: { registry, checks: options.checks ?? {} },
@@ -62,6 +114,8 @@ export function testServer(
     routes: options.routes ?? [],
     ...(options.bodyLingerMs === undefined ? {} : { bodyLingerMs: options.bodyLingerMs }),
   });
+  checkDeclaredAnswers(app);
+  return app;
 }
 
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
@@ -84,11 +138,17 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
  * Integrations, connections and the connect flow on a refresh harness, with `publicUrl` as
  * PUBLIC_URL. Integrations may name http:// URLs (the mock provider's).
  */
-export function connectTestServer(h: RefreshHarness, publicUrl: string) {
+export function connectTestServer(
+  h: RefreshHarness,
+  publicUrl: string,
+  /** Registered first, e.g. an onRoute hook that sees every route. */
+  before: readonly ((app: FastifyInstance) => void)[] = [],
+) {
   const metrics = testMetrics();
   return testServer({
     metrics,
     routes: [
+      ...before,
       (app) =>
         registerIntegrationRoutes(app, {
           prisma: h.prisma,

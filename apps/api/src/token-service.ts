@@ -8,16 +8,24 @@ import {
   refreshConnection,
   refreshJobId,
 } from "@evergreen/refresh";
+import { z } from "zod";
 import { HttpError, isBackendUnavailable } from "./http-errors";
+import { isoTime, responseSchema } from "./route";
 
 export type ConnectionRow = Connection & { integration: Integration };
 
-export interface AccessToken {
-  readonly accessToken: string;
-  readonly tokenType: string;
-  readonly expiresAt: string | null;
-  readonly scope: string | null;
-}
+/** SPEC §3: the token route's answer. */
+export const accessTokenSchema = responseSchema(
+  "AccessToken",
+  z.strictObject({
+    accessToken: z.string(),
+    tokenType: z.string(),
+    expiresAt: isoTime.nullable().describe("null when the token does not expire"),
+    scope: z.string().nullable(),
+  }),
+  "A valid access token, to send to the provider's API.",
+);
+export type AccessToken = z.output<typeof accessTokenSchema>;
 
 /** What a shared refresh left behind, for every caller that joined it. */
 interface Attempt {

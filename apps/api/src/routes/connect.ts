@@ -12,9 +12,17 @@ import {
 } from "@evergreen/refresh";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
-import { requires } from "../auth";
-import { HttpError, noFields, parseInput } from "../http-errors";
-import { connectionView, metadataInput } from "./connections";
+import { HttpError } from "../http-errors";
+import {
+  defineRoute,
+  errorBody,
+  errorResponse,
+  isoTime,
+  registerRoute,
+  requestSchema,
+  responseSchema,
+} from "../route";
+import { connectionView, connectionViewSchema, metadataInput } from "./connections";
 
 export interface ConnectRoutesDeps {
   readonly prisma: PrismaClient;
@@ -30,25 +38,41 @@ export const CALLBACK_PATH = "/oauth/callback";
 const integration = z.string().min(1).max(64);
 const externalId = z.string().min(1).max(256);
 
-const sessionInput = z.strictObject({
-  integration,
-  externalId,
-  returnUrl: z.string().min(1).max(2048),
-  scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
-  metadata: metadataInput.optional(),
-});
+const sessionInput = requestSchema(
+  "ConnectSessionInput",
+  z.strictObject({
+    integration,
+    externalId,
+    returnUrl: z.string().min(1).max(2048),
+    scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
+    metadata: metadataInput.optional(),
+  }),
+  "`returnUrl` must be admitted by the integration's `returnUrls`; `scopes` replace the integration's for this authorization; `metadata` becomes the connection's.",
+);
 
-const exchangeInput = z.strictObject({
-  integration,
-  externalId,
-  code: z.string().min(1).max(4096),
-  redirectUri: z.string().url().max(2048),
-  codeVerifier: z
-    .string()
-    .regex(/^[A-Za-z0-9._~-]{43,128}$/, "43-128 characters of A-Z, a-z, 0-9, . _ ~ - (RFC 7636)")
-    .optional(),
-  metadata: metadataInput.optional(),
-});
+const connectSession = responseSchema(
+  "ConnectSession",
+  z.strictObject({
+    url: z.string().describe("the provider's authorization URL: send the user's browser there"),
+    expiresAt: isoTime.describe("10 minutes from now; the URL works once"),
+  }),
+);
+
+const exchangeInput = requestSchema(
+  "CodeExchangeInput",
+  z.strictObject({
+    integration,
+    externalId,
+    code: z.string().min(1).max(4096),
+    redirectUri: z.string().url().max(2048),
+    codeVerifier: z
+      .string()
+      .regex(/^[A-Za-z0-9._~-]{43,128}$/, "43-128 characters of A-Z, a-z, 0-9, . _ ~ - (RFC 7636)")
+      .optional(),
+    metadata: metadataInput.optional(),
+  }),
+  "An authorization code the app received at its own redirect URI.",
+);
 
 /**
  * Not strict: providers add their own parameters to the callback (Google's `scope`,
@@ -98,14 +122,73 @@ const rethrow = (error: unknown): never => {
   throw httpError(error);
 };
 
+const tag = "connect";
+
+/** The connect flow's routes, declared (route.ts): their validation and their documentation. */
+export const connectRoutes = {
+  session: defineRoute({
+    method: "POST",
+    url: "/v1/connect-sessions",
+    scope: "connections:write",
+    tag,
+    summary: "Start a connect session: an authorization URL for one user",
+    description:
+      "The state is single-use, expires in 10 minutes and is kept server-side; PKCE S256 for every provider that accepts it.",
+    body: sessionInput,
+    responses: {
+      201: connectSession,
+      409: errorResponse("`integration_error`: the integration's URLs cannot be used."),
+    },
+  }),
+  callback: defineRoute({
+    method: "GET",
+    url: CALLBACK_PATH,
+    scope: "public",
+    tag,
+    summary: "The OAuth redirect URI (public: the provider sends users' browsers here)",
+    description:
+      "Exchanges the code, stores the connection, and redirects to the session's `returnUrl` with `connectionId` and `status=success`, or `error=<code>`. Never puts a token in a URL.",
+    query: callbackQuery,
+    onInvalidInput: sendInvalidState,
+    responses: {
+      303: {
+        description: "To the session's returnUrl, with `connectionId` and `status`, or `error`.",
+        headers: { location: "the return URL" },
+      },
+      400: {
+        description:
+          "`invalid_state`: the state names no session (forged, used, or long expired): a page for a browser asking for HTML, else the JSON error.",
+        schema: errorBody,
+      },
+    },
+  }),
+  exchange: defineRoute({
+    method: "POST",
+    url: "/v1/connections/exchange",
+    scope: "connections:write",
+    tag,
+    summary: "Exchange an authorization code the app received itself",
+    body: exchangeInput,
+    responses: {
+      200: connectionViewSchema,
+      201: connectionViewSchema,
+      400: errorResponse(
+        "`invalid_request` (a field, an unknown integration) or `invalid_grant`: the provider refused the code (expired, used, or issued for another redirectUri or codeVerifier).",
+      ),
+      409: errorResponse("`integration_error`: the provider refused the client."),
+      503: errorResponse(
+        "`exchange_failed`: the provider failed, rate-limited or was unreachable.",
+      ),
+    },
+  }),
+};
+
 export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesDeps): void {
   const exchange: ExchangeDeps = { ...deps.refresh, prisma: deps.prisma };
   const redirectUri = `${deps.publicUrl}${CALLBACK_PATH}`;
 
-  app.post("/v1/connect-sessions", requires("connections:write"), async (request, reply) => {
-    const input = parseInput(sessionInput, request.body);
-    parseInput(noFields, request.query);
-    const session = await createConnectSession(exchange, { ...input, redirectUri }).catch(
+  registerRoute(app, connectRoutes.session, async ({ body }, _request, reply) => {
+    const session = await createConnectSession(exchange, { ...body, redirectUri }).catch(
       (error: unknown) => {
         if (error instanceof ReturnUrlNotAllowedError) {
           throw new HttpError(400, "invalid_request", `returnUrl: ${error.message}`);
@@ -120,20 +203,15 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
       .send({ url: session.url, expiresAt: session.expiresAt.toISOString() });
   });
 
-  app.get(CALLBACK_PATH, async (request, reply) => {
-    // Whatever happens, the page that held the code is neither cached nor sent as a referrer.
-    reply.header("cache-control", "no-store").header("referrer-policy", "no-referrer");
-    const query = callbackQuery.safeParse(request.query);
-    if (!query.success) return sendInvalidState(request, reply);
-    const outcome = await completeConnectSession(exchange, query.data);
+  registerRoute(app, connectRoutes.callback, async ({ query }, request, reply) => {
+    keepPrivate(reply);
+    const outcome = await completeConnectSession(exchange, query);
     if (outcome.kind === "unknown_state") return sendInvalidState(request, reply);
     return reply.redirect(outcome.location, 303);
   });
 
-  app.post("/v1/connections/exchange", requires("connections:write"), async (request, reply) => {
-    const input = parseInput(exchangeInput, request.body);
-    parseInput(noFields, request.query);
-    const { connection, integration, created } = await exchangeCode(exchange, input).catch(rethrow);
+  registerRoute(app, connectRoutes.exchange, async ({ body }, _request, reply) => {
+    const { connection, integration, created } = await exchangeCode(exchange, body).catch(rethrow);
     return reply.status(created ? 201 : 200).send(connectionView(connection, integration));
   });
 }
@@ -143,6 +221,7 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
  * return URL that can be trusted, the user gets a page here, never a redirect.
  */
 function sendInvalidState(request: FastifyRequest, reply: FastifyReply) {
+  keepPrivate(reply);
   const message =
     "This sign-in link is invalid, expired or was already used. Go back to the app and connect again.";
   reply.status(400);
@@ -152,4 +231,9 @@ function sendInvalidState(request: FastifyRequest, reply: FastifyReply) {
       .send(`<!doctype html><title>Connection failed</title><p>${message}</p>`);
   }
   return reply.send({ error: "invalid_state", message });
+}
+
+/** Whatever happens at the callback, the page that held the code is neither cached nor sent as a referrer. */
+function keepPrivate(reply: FastifyReply): void {
+  reply.header("cache-control", "no-store").header("referrer-policy", "no-referrer");
 }

@@ -9,9 +9,17 @@ import {
 import { recordWebhookEvent } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { type RouteScope, requires } from "../auth";
-import { HttpError, noFields, parseInput } from "../http-errors";
-import type { TokenService } from "../token-service";
+import type { RouteScope } from "../auth";
+import { HttpError } from "../http-errors";
+import {
+  defineRoute,
+  errorResponse,
+  isoTime,
+  registerRoute,
+  requestSchema,
+  responseSchema,
+} from "../route";
+import { type AccessToken, accessTokenSchema, type TokenService } from "../token-service";
 
 export interface ConnectionRoutesDeps {
   readonly prisma: PrismaClient;
@@ -33,27 +41,31 @@ export const metadataInput = z.record(z.string(), z.unknown()).superRefine((valu
   }
 });
 
-const connectionInput = z
-  .strictObject({
-    integration: z.string().min(1).max(64),
-    externalId: z.string().min(1).max(256),
-    accessToken: z.string().min(1).max(16_384),
-    refreshToken: z.string().min(1).max(16_384).optional(),
-    // 0 is what some providers send for "unknown": like any lifetime under a second it
-    // counts as absent, and the provider's fallback lifetime applies.
-    expiresIn: z.number().int().min(0).max(TEN_YEARS_SECONDS).optional(),
-    expiresAt: z.iso
-      .datetime({ offset: true })
-      .transform((value) => new Date(value))
-      .optional(),
-    scope: z.string().max(4096).optional(),
-    tokenType: z.string().min(1).max(64).optional(),
-    metadata: metadataInput.optional(),
-  })
-  .refine((input) => input.expiresIn === undefined || input.expiresAt === undefined, {
-    message: "give expiresIn or expiresAt, not both",
-    path: ["expiresAt"],
-  });
+const connectionInput = requestSchema(
+  "ConnectionInput",
+  z
+    .strictObject({
+      integration: z.string().min(1).max(64),
+      externalId: z.string().min(1).max(256),
+      accessToken: z.string().min(1).max(16_384),
+      refreshToken: z.string().min(1).max(16_384).optional(),
+      // 0 is what some providers send for "unknown": like any lifetime under a second it
+      // counts as absent, and the provider's fallback lifetime applies.
+      expiresIn: z.number().int().min(0).max(TEN_YEARS_SECONDS).optional(),
+      expiresAt: z.iso
+        .datetime({ offset: true })
+        .transform((value) => new Date(value))
+        .optional(),
+      scope: z.string().max(4096).optional(),
+      tokenType: z.string().min(1).max(64).optional(),
+      metadata: metadataInput.optional(),
+    })
+    .refine((input) => input.expiresIn === undefined || input.expiresAt === undefined, {
+      message: "give expiresIn or expiresAt, not both",
+      path: ["expiresAt"],
+    }),
+  "Upserted by `(integration, externalId)`. Without `refreshToken` a stored one is kept; give `expiresIn` or `expiresAt`, not both.",
+);
 
 const MAX_METADATA_DEPTH = 32;
 
@@ -70,20 +82,20 @@ function nestingDepth(value: unknown): number {
   return deepest;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 /**
  * The connection id in the path, lowercase as PostgreSQL prints uuids and as the workers
  * name locks and jobs: the same connection must take the same lock whatever case a client
  * writes its id in. An id of any other shape names no connection: 404, like an unknown one.
+ * (Both cases spelled out: a JSON Schema pattern has no flags.)
  */
-function connectionId(params: unknown): string {
-  const { id } = params as { id: string };
-  if (!UUID.test(id)) throw notFound();
-  return id.toLowerCase();
-}
-
-const notFound = () => new HttpError(404, "not_found", "no connection with this id");
+const idParams = z.strictObject({
+  id: z
+    .string()
+    .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/)
+    .transform((id) => id.toLowerCase()),
+});
+const NOT_FOUND = "no connection with this id";
+const notFound = () => new HttpError(404, "not_found", NOT_FOUND);
 
 const tokenQuery = z.strictObject({
   // Capped at 30 minutes: asking for more than a provider's token lifetime (often an hour)
@@ -117,8 +129,123 @@ const VIEWS: RouteScope = ["tokens:read", "connections:write"];
 /** Cursors are opaque to clients: the last id of a page, encoded. */
 const encodeCursor = (id: string) => Buffer.from(id, "utf8").toString("base64url");
 
+export const connectionViewSchema = responseSchema(
+  "Connection",
+  z.strictObject({
+    id: z.string(),
+    integration: z.string(),
+    externalId: z.string(),
+    status: z.enum(["active", "expired", "needs_reauth", "error"]),
+    expiresAt: isoTime.nullable().describe("null when the access token does not expire"),
+    refreshTokenExpiresAt: isoTime
+      .optional()
+      .describe("when the refresh token dies, where the provider states it"),
+    nextRefreshAt: isoTime.nullable(),
+    lastRefreshedAt: isoTime.nullable(),
+    refreshCount: z.number().int(),
+    lastError: z
+      .strictObject({ code: z.string(), message: z.string().nullable(), at: isoTime })
+      .nullable(),
+    metadata: z.record(z.string(), z.unknown()),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+  }),
+  "A connection as the API shows it: never a token.",
+);
+
+const connectionPage = responseSchema(
+  "ConnectionPage",
+  z.strictObject({
+    data: z.array(connectionViewSchema),
+    nextCursor: z.string().nullable().describe("pass back as `cursor` for the next page"),
+  }),
+);
+
+/** Refusals of a token or a refresh (SPEC §3). */
+const TOKEN_ERRORS = {
+  409: errorResponse(
+    "`needs_reauth`: the provider refused the grant; send the user through OAuth again. `integration_error`: the integration's client configuration was refused; nothing is retried until it is updated.",
+  ),
+  503: errorResponse(
+    "`refresh_failed`: a refresh failed transiently and the stored token has expired; retry after `Retry-After` seconds. `unavailable`: a backing service is unreachable or the process is stopping.",
+    { "retry-after": "seconds to wait before retrying" },
+  ),
+};
+
+const tag = "connections";
+
+/** The connection routes, declared (route.ts): their validation and their documentation. */
+export const connectionRoutes = {
+  upsert: defineRoute({
+    method: "POST",
+    url: "/v1/connections",
+    scope: "connections:write",
+    tag,
+    summary: "Register a connection's tokens (upsert by integration and externalId)",
+    description:
+      "Re-sending tokens for a `needs_reauth` connection makes it `active` again. An unknown integration is a 400 naming `integration`.",
+    body: connectionInput,
+    responses: { 200: connectionViewSchema, 201: connectionViewSchema },
+  }),
+  list: defineRoute({
+    method: "GET",
+    url: "/v1/connections",
+    scope: VIEWS,
+    tag,
+    summary: "List connections, keyset paged",
+    query: listQuery,
+    responses: { 200: connectionPage },
+  }),
+  token: defineRoute({
+    method: "GET",
+    url: "/v1/connections/:id/token",
+    scope: "tokens:read",
+    tag,
+    summary: "A valid access token, refreshed first when needed",
+    description:
+      "Refreshes first when the stored token is valid for less than `minValidity` seconds (one refresh per connection however many callers ask). While the old token is still valid it is returned instead of a 409 or 503; an expired token never is.",
+    params: idParams,
+    notFound: NOT_FOUND,
+    query: tokenQuery,
+    responses: { 200: accessTokenSchema, ...TOKEN_ERRORS },
+  }),
+  refresh: defineRoute({
+    method: "POST",
+    url: "/v1/connections/:id/refresh",
+    scope: "connections:write",
+    tag,
+    summary: "Refresh now (joins a refresh in flight)",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: { 200: connectionViewSchema, ...TOKEN_ERRORS },
+  }),
+  read: defineRoute({
+    method: "GET",
+    url: "/v1/connections/:id",
+    scope: VIEWS,
+    tag,
+    summary: "Read a connection",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: { 200: connectionViewSchema },
+  }),
+  remove: defineRoute({
+    method: "DELETE",
+    url: "/v1/connections/:id",
+    scope: "connections:write",
+    tag,
+    summary: "Delete a connection and erase its tokens",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: { 204: { description: "Deleted: tokens erased, pending refresh removed." } },
+  }),
+};
+
 /** What a client sees of a connection: never a token. */
-export function connectionView(row: Connection, integration: Pick<Integration, "key">) {
+export function connectionView(
+  row: Connection,
+  integration: Pick<Integration, "key">,
+): z.output<typeof connectionViewSchema> {
   const iso = (date: Date | null) => date?.toISOString() ?? null;
   return {
     id: row.id,
@@ -141,7 +268,8 @@ export function connectionView(row: Connection, integration: Pick<Integration, "
             at: row.lastErrorAt.toISOString(),
           }
         : null,
-    metadata: row.metadata,
+    // Only ever written from the validated object of the input (metadataInput).
+    metadata: row.metadata as Record<string, unknown>,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -151,22 +279,18 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
   const { prisma, refresh } = deps;
   const registration: RegistrationDeps = { ...refresh, prisma };
 
-  app.post("/v1/connections", requires("connections:write"), async (request, reply) => {
-    const input = parseInput(connectionInput, request.body);
-    parseInput(noFields, request.query);
-    const { connection, integration, created } = await registerConnection(
-      registration,
-      input,
-    ).catch((error: unknown) => {
-      if (!(error instanceof UnknownIntegrationError)) throw error;
-      throw new HttpError(400, "invalid_request", `integration: ${error.message}`);
-    });
+  registerRoute(app, connectionRoutes.upsert, async ({ body }, _request, reply) => {
+    const { connection, integration, created } = await registerConnection(registration, body).catch(
+      (error: unknown) => {
+        if (!(error instanceof UnknownIntegrationError)) throw error;
+        throw new HttpError(400, "invalid_request", `integration: ${error.message}`);
+      },
+    );
     return reply.status(created ? 201 : 200).send(connectionView(connection, integration));
   });
 
   /** Keyset pages in id order: stable under inserts, no OFFSET scans. */
-  app.get("/v1/connections", requires(VIEWS), async (request) => {
-    const query = parseInput(listQuery, request.query);
+  registerRoute(app, connectionRoutes.list, async ({ query }) => {
     const rows = await prisma.connection.findMany({
       where: {
         ...(query.integration ? { integration: { key: query.integration } } : {}),
@@ -186,27 +310,20 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     };
   });
 
-  app.get("/v1/connections/:id/token", requires("tokens:read"), async (request, reply) => {
-    const id = connectionId(request.params);
-    const { minValidity } = parseInput(tokenQuery, request.query);
-    const token = await deps.tokens.token(id, minValidity);
+  registerRoute(app, connectionRoutes.token, async ({ params, query }, _request, reply) => {
+    const token: AccessToken = await deps.tokens.token(params.id, query.minValidity);
     // A bearer token: no cache along the way may keep it.
     return reply.header("cache-control", "no-store").send(token);
   });
 
-  app.post("/v1/connections/:id/refresh", requires("connections:write"), async (request) => {
-    const id = connectionId(request.params);
-    parseInput(noFields, request.query);
-    parseInput(noFields, request.body);
-    const row = await deps.tokens.refresh(id);
+  registerRoute(app, connectionRoutes.refresh, async ({ params }) => {
+    const row = await deps.tokens.refresh(params.id);
     return connectionView(row, row.integration);
   });
 
-  app.get("/v1/connections/:id", requires(VIEWS), async (request) => {
-    const id = connectionId(request.params);
-    parseInput(noFields, request.query);
+  registerRoute(app, connectionRoutes.read, async ({ params }) => {
     const row = await prisma.connection.findUnique({
-      where: { id },
+      where: { id: params.id },
       include: { integration: true },
     });
     if (!row) throw notFound();
@@ -218,10 +335,8 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
    * Redis (sealed tokens, kept up to a week) goes first: if Redis cannot drop it, the
    * request fails (503) with nothing deleted, and the client's retry finishes the job.
    */
-  app.delete("/v1/connections/:id", requires("connections:write"), async (request, reply) => {
-    const id = connectionId(request.params);
-    parseInput(noFields, request.query);
-    parseInput(noFields, request.body);
+  registerRoute(app, connectionRoutes.remove, async ({ params }, _request, reply) => {
+    const { id } = params;
     const row = await prisma.connection.findUnique({
       where: { id },
       include: { integration: true },

@@ -18,8 +18,15 @@ import {
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { requires } from "../auth";
-import { HttpError, noFields, parseInput } from "../http-errors";
+import { HttpError } from "../http-errors";
+import {
+  defineRoute,
+  errorResponse,
+  isoTime,
+  registerRoute,
+  requestSchema,
+  responseSchema,
+} from "../route";
 
 export interface IntegrationRoutesDeps {
   readonly prisma: PrismaClient;
@@ -38,56 +45,85 @@ const integrationKey = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "must be 1-64 of a-z, 0-9, _ and -");
 
-const integrationInput = z.strictObject({
-  key: integrationKey,
-  provider: z.string().refine(isProviderId, "unknown provider (a catalog id or oauth2)"),
-  clientId: z.string().min(1).max(512),
-  clientSecret: z.string().min(1).max(4096),
-  tokenUrl: z.string().url().max(2048).optional(),
-  clientAuth: z.enum(["basic", "body"]).optional(),
-  bodyFormat: z.enum(["form", "json"]).optional(),
-  scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
-  refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
-  authorizationUrl: z.string().url().max(2048).optional(),
-  authorizationParams: z
-    .record(
-      z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "names are 1-64 of A-Z, a-z, 0-9, _ . -"),
-      z.string().max(512),
-    )
-    .superRefine((params, ctx) => {
-      if (Object.keys(params).length > 20) {
-        ctx.addIssue({ code: "custom", message: "at most 20 parameters" });
-      }
-      for (const name of Object.keys(params)) {
-        if (RESERVED_AUTHORIZATION_PARAMS.includes(name)) {
-          ctx.addIssue({
-            code: "custom",
-            path: [name],
-            message: "set by the connect flow itself (scopes go in `scopes`)",
-          });
+const integrationInput = requestSchema(
+  "IntegrationInput",
+  z.strictObject({
+    key: integrationKey,
+    provider: z.string().refine(isProviderId, "unknown provider (a catalog id or oauth2)"),
+    clientId: z.string().min(1).max(512),
+    clientSecret: z.string().min(1).max(4096),
+    tokenUrl: z.string().url().max(2048).optional(),
+    clientAuth: z.enum(["basic", "body"]).optional(),
+    bodyFormat: z.enum(["form", "json"]).optional(),
+    scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
+    refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
+    authorizationUrl: z.string().url().max(2048).optional(),
+    authorizationParams: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "names are 1-64 of A-Z, a-z, 0-9, _ . -"),
+        z.string().max(512),
+      )
+      .superRefine((params, ctx) => {
+        if (Object.keys(params).length > 20) {
+          ctx.addIssue({ code: "custom", message: "at most 20 parameters" });
         }
-      }
-    })
-    .optional(),
-  returnUrls: z
-    .array(
-      z
-        .string()
-        .max(2048)
-        .transform((entry, ctx) => {
-          const checked = checkReturnUrlEntry(entry);
-          if ("normalized" in checked) return checked.normalized;
-          ctx.addIssue({ code: "custom", message: checked.problem });
-          return z.NEVER;
-        }),
-    )
-    .max(20)
-    .optional(),
-});
+        for (const name of Object.keys(params)) {
+          if (RESERVED_AUTHORIZATION_PARAMS.includes(name)) {
+            ctx.addIssue({
+              code: "custom",
+              path: [name],
+              message: "set by the connect flow itself (scopes go in `scopes`)",
+            });
+          }
+        }
+      })
+      .optional(),
+    returnUrls: z
+      .array(
+        z
+          .string()
+          .max(2048)
+          .transform((entry, ctx) => {
+            const checked = checkReturnUrlEntry(entry);
+            if ("normalized" in checked) return checked.normalized;
+            ctx.addIssue({ code: "custom", message: checked.problem });
+            return z.NEVER;
+          }),
+      )
+      .max(20)
+      .optional(),
+  }),
+  "Upserted by `key`. `provider` is a catalog id or `oauth2` (then `tokenUrl` is required).",
+);
 type IntegrationInput = z.output<typeof integrationInput>;
 
+const integrationViewSchema = responseSchema(
+  "Integration",
+  z.strictObject({
+    key: z.string(),
+    provider: z.string(),
+    clientId: z.string(),
+    tokenUrl: z.string().nullable(),
+    clientAuth: z.enum(["basic", "body"]).nullable(),
+    bodyFormat: z.enum(["form", "json"]).nullable(),
+    scopes: z.array(z.string()),
+    refreshBufferSeconds: z.number().int().nullable(),
+    authorizationUrl: z.string().nullable(),
+    authorizationParams: z.record(z.string(), z.string()),
+    returnUrls: z.array(z.string()),
+    createdAt: isoTime,
+    updatedAt: isoTime,
+  }),
+  "An integration as the API shows it: never its client secret.",
+);
+
+const integrationList = responseSchema(
+  "IntegrationList",
+  z.strictObject({ data: z.array(integrationViewSchema) }),
+);
+
 /** What a client sees of an integration: never the client secret. */
-export function integrationView(row: Integration) {
+export function integrationView(row: Integration): z.output<typeof integrationViewSchema> {
   return {
     key: row.key,
     provider: row.provider,
@@ -98,7 +134,8 @@ export function integrationView(row: Integration) {
     scopes: row.scopes,
     refreshBufferSeconds: row.refreshBufferSeconds,
     authorizationUrl: row.authorizationUrl,
-    authorizationParams: row.authorizationParams,
+    // Only ever written from the validated string map of the input.
+    authorizationParams: row.authorizationParams as Record<string, string>,
     returnUrls: row.returnUrls,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
@@ -157,45 +194,82 @@ function checkOffline(
  * The integration key in the path. A key of any other shape names no integration: 404,
  * like an unknown one (and a NUL byte never reaches PostgreSQL, which would refuse it).
  */
-function integrationKeyParam(params: unknown): string {
-  const { key } = params as { key: string };
-  if (!integrationKey.safeParse(key).success) throw notFound();
-  return key;
-}
+const keyParams = z.strictObject({ key: integrationKey });
+const NOT_FOUND = "no integration with this key";
+const notFound = () => new HttpError(404, "not_found", NOT_FOUND);
 
-const notFound = () => new HttpError(404, "not_found", "no integration with this key");
+const tag = "integrations";
+
+/** The integration routes, declared (route.ts): their validation and their documentation. */
+export const integrationRoutes = {
+  upsert: defineRoute({
+    method: "POST",
+    url: "/v1/integrations",
+    scope: "admin",
+    tag,
+    summary: "Create or update an integration (upsert by key)",
+    description:
+      "Checks what can be checked without calling the provider (token URL, client id shape). The client secret is stored encrypted and never returned.",
+    body: integrationInput,
+    responses: { 200: integrationViewSchema, 201: integrationViewSchema },
+  }),
+  list: defineRoute({
+    method: "GET",
+    url: "/v1/integrations",
+    scope: "admin",
+    tag,
+    summary: "List integrations",
+    responses: { 200: integrationList },
+  }),
+  read: defineRoute({
+    method: "GET",
+    url: "/v1/integrations/:key",
+    scope: "admin",
+    tag,
+    summary: "Read an integration",
+    params: keyParams,
+    notFound: NOT_FOUND,
+    responses: { 200: integrationViewSchema },
+  }),
+  remove: defineRoute({
+    method: "DELETE",
+    url: "/v1/integrations/:key",
+    scope: "admin",
+    tag,
+    summary: "Delete an integration",
+    description: "Refused (409 conflict) while the integration has connections.",
+    params: keyParams,
+    notFound: NOT_FOUND,
+    responses: {
+      204: { description: "Deleted." },
+      409: errorResponse("`conflict`: the integration still has connections."),
+    },
+  }),
+};
 
 export function registerIntegrationRoutes(app: FastifyInstance, deps: IntegrationRoutesDeps): void {
   const { prisma } = deps;
 
-  app.post("/v1/integrations", requires("admin"), async (request, reply) => {
-    const input = parseInput(integrationInput, request.body);
-    parseInput(noFields, request.query);
-    checkOffline(input, deps);
-    const { integration, created } = await registerIntegration(deps, input);
+  registerRoute(app, integrationRoutes.upsert, async ({ body }, _request, reply) => {
+    checkOffline(body, deps);
+    const { integration, created } = await registerIntegration(deps, body);
     return reply.status(created ? 201 : 200).send(integrationView(integration));
   });
 
-  app.get("/v1/integrations", requires("admin"), async (request) => {
-    parseInput(noFields, request.query);
+  registerRoute(app, integrationRoutes.list, async () => {
     const rows = await prisma.integration.findMany({ orderBy: { key: "asc" } });
     return { data: rows.map(integrationView) };
   });
 
-  app.get("/v1/integrations/:key", requires("admin"), async (request) => {
-    const key = integrationKeyParam(request.params);
-    parseInput(noFields, request.query);
-    const row = await prisma.integration.findUnique({ where: { key } });
+  registerRoute(app, integrationRoutes.read, async ({ params }) => {
+    const row = await prisma.integration.findUnique({ where: { key: params.key } });
     if (!row) throw notFound();
     return integrationView(row);
   });
 
-  app.delete("/v1/integrations/:key", requires("admin"), async (request, reply) => {
-    const key = integrationKeyParam(request.params);
-    parseInput(noFields, request.query);
-    parseInput(noFields, request.body);
+  registerRoute(app, integrationRoutes.remove, async ({ params }, _request, reply) => {
     const row = await prisma.integration.findUnique({
-      where: { key },
+      where: { key: params.key },
       include: { _count: { select: { connections: true } } },
     });
     if (!row) throw notFound();
