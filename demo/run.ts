@@ -1,100 +1,61 @@
-// `npm run demo`: with `npm start` running, registers a local mock OAuth provider and three
-// connections holding one-minute tokens, then prints every refresh the workers make.
-// It talks to the api over HTTP only, exactly as an app would.
-import { setTimeout as sleep } from "node:timers/promises";
+// `npm run demo`: with `npm start` running, plays an app. It connects three users to a local
+// mock OAuth provider through Evergreen's connect flow, hears about their connections on a
+// signed webhook, and prints every refresh the workers make of their one-minute tokens. One
+// user then revokes the app's access at the provider: the next refresh meets invalid_grant,
+// the webhook says connection.needs_reauth, and the app sends that user through the connect
+// flow again. It talks to the api over HTTP only, exactly as an app would.
 import { parseArgs } from "node:util";
 import { fields, grantsScope, readDevSecrets } from "@evergreen/config";
 import { type MockProvider, startMockProvider } from "@evergreen/providers/testing";
+import {
+  type ApiClient,
+  ApiError,
+  type ConnectionView,
+  clock,
+  createApiClient,
+  describeError,
+  type TokenView,
+} from "./api";
+import { DemoApp, WEBHOOK_PATH, type WebhookEvent } from "./app-server";
+import {
+  type ConnectContext,
+  connectUser,
+  INTEGRATION_KEY,
+  REFRESH_BUFFER_SECONDS,
+  registerIntegration,
+} from "./connect";
+import { HEADER, watchRefreshes } from "./watch";
 
-const INTEGRATION_KEY = "demo";
 const EXTERNAL_IDS = ["demo-user-1", "demo-user-2", "demo-user-3"];
 const TOKEN_TTL_SECONDS = 60;
-/** With 60 s tokens each connection refreshes about 45 s after its last token was issued. */
-const REFRESH_BUFFER_SECONDS = 15;
-const POLL_INTERVAL_MS = 1000;
-/** Bounds every call, so that Ctrl-C always gets to the cleanup and the exit. */
-const REQUEST_TIMEOUT_MS = 10_000;
-
-interface ConnectionView {
-  id: string;
-  externalId: string;
-  status: string;
-  expiresAt: string | null;
-  lastRefreshedAt: string | null;
-  refreshCount: number;
-  lastError: { code: string; message: string | null; at: string } | null;
-}
-
-interface TokenView {
-  accessToken: string;
-  tokenType: string;
-  expiresAt: string | null;
-}
-
-class ApiError extends Error {
-  override name = "ApiError";
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-interface ApiClient {
-  get<T>(path: string): Promise<T>;
-  post<T>(path: string, body: unknown): Promise<T>;
-  /** Deletes; a resource that is already gone counts as deleted. */
-  delete(path: string): Promise<void>;
-}
-
-function createApiClient(baseUrl: string, apiKey: string): ApiClient {
-  const send = async (method: string, path: string, body?: unknown): Promise<Response> => {
-    const response = await fetch(`${baseUrl}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${apiKey}`,
-        ...(body === undefined ? {} : { "content-type": "application/json" }),
-      },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-    });
-    if (response.ok || (method === "DELETE" && response.status === 404)) return response;
-    const error = (await response.json().catch(() => ({}))) as { error?: string; message?: string };
-    throw new ApiError(
-      response.status,
-      `${method} ${path} answered ${response.status} ${error.error ?? ""}: ${error.message ?? ""}`,
-    );
-  };
-  return {
-    // The api's answers are trusted to follow SPEC §3; the demo does not validate them.
-    get: async <T>(path: string) => (await (await send("GET", path)).json()) as T,
-    post: async <T>(path: string, body: unknown) =>
-      (await (await send("POST", path, body)).json()) as T,
-    delete: async (path) => {
-      await send("DELETE", path);
-    },
-  };
-}
-
-/** fetch says only "fetch failed"; the reason (ECONNREFUSED, a timeout) is in its cause. */
-function describeError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  return error.cause instanceof Error ? `${error.message}: ${error.cause.message}` : error.message;
-}
+/** Revokes access at the provider after its first refresh, so the refresh after fails. */
+const REVOKING_USER = "demo-user-3";
+const WEBHOOK_EVENTS = [
+  "connection.created",
+  "connection.refresh_failed",
+  "connection.recovered",
+  "connection.needs_reauth",
+  "connection.error",
+  "connection.deleted",
+];
+/** How long the cleanup waits for the connection.deleted events before removing the endpoint. */
+const DELETED_EVENTS_WAIT_MS = 5_000;
 
 function fail(message: string): never {
   console.error(message);
   process.exit(1);
 }
 
-function readMinutes(fromEnv: string | undefined): number | null {
-  const { values } = parseArgs({ options: { minutes: { type: "string" } } });
-  const raw = values.minutes ?? fromEnv;
-  if (raw === undefined) return null;
-  const minutes = Number(raw);
-  if (!(minutes > 0)) fail(`--minutes / DEMO_MINUTES must be a positive number, got "${raw}"`);
-  return minutes;
+function readOptions(minutesFromEnv: string | undefined) {
+  const { values } = parseArgs({
+    options: { minutes: { type: "string" }, interactive: { type: "boolean", default: false } },
+  });
+  const raw = values.minutes ?? minutesFromEnv;
+  const minutes = raw === undefined ? null : Number(raw);
+  if (minutes !== null && !(minutes > 0)) {
+    fail(`--minutes / DEMO_MINUTES must be a positive number, got "${raw}"`);
+  }
+  return { minutes, interactive: values.interactive };
 }
 
 async function checkReady(baseUrl: string): Promise<void> {
@@ -113,8 +74,8 @@ async function checkReady(baseUrl: string): Promise<void> {
 
 /**
  * A key `npm start` accepts with the admin scope the demo needs (it registers an
- * integration): the first such of API_KEYS, else the development key the apps keep in the
- * dev secrets file (read only: the demo never creates one).
+ * integration and a webhook): the first such of API_KEYS, else the development key the apps
+ * keep in the dev secrets file (read only: the demo never creates one).
  */
 function resolveApiKey(): string {
   const spec = process.env.API_KEYS?.trim() ? process.env.API_KEYS : readDevSecrets()?.API_KEYS;
@@ -124,34 +85,30 @@ function resolveApiKey(): string {
   return key;
 }
 
-function registerIntegration(api: ApiClient, mock: MockProvider): Promise<unknown> {
-  // POST is an upsert: a crashed earlier run's integration is pointed at this run's mock.
-  return api.post("/v1/integrations", {
-    key: INTEGRATION_KEY,
-    provider: "oauth2",
-    clientId: mock.clientId,
-    clientSecret: mock.clientSecret,
-    tokenUrl: mock.tokenUrl,
-    refreshBufferSeconds: REFRESH_BUFFER_SECONDS,
+/** Registers the demo app's endpoint for every event; returns its id. */
+async function registerWebhook(api: ApiClient, app: DemoApp): Promise<string> {
+  // A crashed earlier run's endpoint would be retried for 3 days against a closed port.
+  const { data } = await api.get<{ data: { id: string; url: string }[] }>("/v1/webhooks");
+  const isDemos = (url: URL) => url.hostname === "127.0.0.1" && url.pathname === WEBHOOK_PATH;
+  for (const stale of data.filter(({ url }) => isDemos(new URL(url)))) {
+    await api.delete(`/v1/webhooks/${stale.id}`);
+  }
+  const endpoint = await api.post<{ id: string; secret: string }>("/v1/webhooks", {
+    url: app.webhookUrl,
+    events: WEBHOOK_EVENTS,
   });
+  app.trustWebhookSecret(endpoint.secret);
+  console.log(
+    "webhook endpoint registered for every event; each delivery's signature is checked with its whsec_ secret",
+  );
+  return endpoint.id;
 }
 
-/** What an app does right after its OAuth callback; an existing connection takes the new tokens. */
-function registerConnection(
-  api: ApiClient,
-  mock: MockProvider,
-  externalId: string,
-): Promise<ConnectionView> {
-  // Rotating grants, like GitHub Apps or Box: a refresh token sent after its rotation
-  // revokes the grant and shows up in the summary's reuse count.
-  const grant = mock.issueGrant({ rotate: true, accessTokenTtlSeconds: TOKEN_TTL_SECONDS });
-  return api.post("/v1/connections", {
-    integration: INTEGRATION_KEY,
-    externalId,
-    accessToken: grant.accessToken,
-    refreshToken: grant.refreshToken,
-    expiresIn: grant.expiresIn,
-  });
+function printEvent({ type, data }: WebhookEvent): void {
+  const error = data.error === null ? "" : `, ${data.error.code}: ${data.error.message ?? ""}`;
+  console.log(
+    `${clock(new Date().toISOString()).padEnd(10)}${data.externalId.padEnd(13)}webhook ${type} (status ${data.status}${error})`,
+  );
 }
 
 async function showTokenFetch(api: ApiClient, connection: ConnectionView): Promise<void> {
@@ -163,73 +120,43 @@ async function showTokenFetch(api: ApiClient, connection: ConnectionView): Promi
   );
 }
 
-function clock(iso: string | null): string {
-  return iso === null ? "--:--:--" : new Date(iso).toLocaleTimeString("en-GB", { hour12: false });
-}
-
-function secondsBetween(from: string | null, to: string | null): string {
-  if (from === null || to === null) return "?";
-  return ((Date.parse(to) - Date.parse(from)) / 1000).toFixed(1);
-}
-
-const HEADER = `${"time".padEnd(10)}${"connection".padEnd(13)}${"old expiry -> new expiry".padEnd(27)}${"left on old".padEnd(13)}${"provider calls".padEnd(16)}outcome`;
-
-/** One line when a refresh succeeded or a new error was recorded since the last poll. */
-function describeChange(
-  before: ConnectionView,
-  after: ConnectionView,
-  providerCalls: number,
-): string | null {
-  const refreshed = after.refreshCount > before.refreshCount;
-  const failed = after.lastError !== null && after.lastError.at !== before.lastError?.at;
-  if (!refreshed && !failed) return null;
-  const at = refreshed ? after.lastRefreshedAt : (after.lastError?.at ?? null);
-  const outcome = refreshed
-    ? "success"
-    : `${after.lastError?.code} (status ${after.status}: ${after.lastError?.message ?? ""})`;
-  return [
-    clock(at).padEnd(10),
-    after.externalId.padEnd(13),
-    `${clock(before.expiresAt)} -> ${refreshed ? clock(after.expiresAt) : "(kept)"}`.padEnd(27),
-    `${secondsBetween(at, before.expiresAt)} s`.padEnd(13),
-    String(providerCalls).padEnd(16),
-    outcome,
-  ].join("");
-}
-
-/** Polls each connection until `signal` aborts; returns how many refreshes it saw. */
-async function watchRefreshes(
+/**
+ * The user revokes the app's access in their account at the provider. The app holds no
+ * refresh token (Evergreen does), so the mock is told which grant by an access token.
+ */
+async function revokeAtProvider(
   api: ApiClient,
   mock: MockProvider,
-  connections: readonly ConnectionView[],
-  signal: AbortSignal,
-): Promise<number> {
-  const last = new Map(connections.map((connection) => [connection.id, connection]));
-  let refreshes = 0;
-  console.log(HEADER);
-  while (!signal.aborted) {
-    const lines: string[] = [];
-    for (const [id, before] of last) {
-      const after = await api.get<ConnectionView>(`/v1/connections/${id}`);
-      const line = describeChange(before, after, mock.requests);
-      if (line !== null) lines.push(line);
-      refreshes += after.refreshCount - before.refreshCount;
-      last.set(id, after);
-    }
-    // Each line starts with the time of its change: sorted, one poll's changes read in order.
-    for (const line of lines.sort()) console.log(line);
-    // Rejects only when `signal` aborts, which ends the loop.
-    await sleep(POLL_INTERVAL_MS, undefined, { signal }).catch(() => undefined);
-  }
-  return refreshes;
+  connection: ConnectionView,
+): Promise<void> {
+  const token = await api.get<TokenView>(`/v1/connections/${connection.id}/token?minValidity=10`);
+  mock.revoke(token.accessToken);
+  console.log(
+    `${clock(new Date().toISOString()).padEnd(10)}${connection.externalId.padEnd(13)}revokes the app's access at the provider; its next refresh will fail`,
+  );
 }
 
 /** Without this, workers would keep retrying connections whose provider has gone away. */
-async function removeDemo(api: ApiClient, connections: readonly ConnectionView[]): Promise<void> {
+async function removeDemo(
+  api: ApiClient,
+  app: DemoApp,
+  connections: readonly ConnectionView[],
+  webhookId: string | null,
+): Promise<void> {
   try {
     for (const connection of connections) await api.delete(`/v1/connections/${connection.id}`);
+    if (webhookId !== null) {
+      const deleted = (events: readonly WebhookEvent[]) =>
+        connections.every(({ id }) =>
+          events.some((e) => e.type === "connection.deleted" && e.data.connectionId === id),
+        );
+      if (!(await app.waitForEvents(deleted, DELETED_EVENTS_WAIT_MS))) {
+        console.log("(not every connection.deleted webhook came within 5 s)");
+      }
+      await api.delete(`/v1/webhooks/${webhookId}`);
+    }
     await api.delete(`/v1/integrations/${INTEGRATION_KEY}`);
-    console.log(`removed the "${INTEGRATION_KEY}" integration and its connections`);
+    console.log(`removed the "${INTEGRATION_KEY}" integration, its connections and the webhook`);
   } catch (error) {
     console.error(
       `could not remove the demo data (${describeError(error)}); the next npm run demo takes it over`,
@@ -237,39 +164,58 @@ async function removeDemo(api: ApiClient, connections: readonly ConnectionView[]
   }
 }
 
-/** Registers the connections, watches them until `signal` aborts, then removes the demo data. */
-async function runConnections(
-  api: ApiClient,
+/** Sets everything up, watches until `connect.signal` aborts, then removes the demo data. */
+async function runDemo(
+  connect: ConnectContext,
   mock: MockProvider,
   minutes: number | null,
-  signal: AbortSignal,
+  reconnects: Set<Promise<unknown>>,
 ): Promise<number> {
+  const { api, app, signal } = connect;
   const connections: ConnectionView[] = [];
+  let webhookId: string | null = null;
   try {
-    for (const externalId of EXTERNAL_IDS) {
-      const connection = await registerConnection(api, mock, externalId);
-      connections.push(connection);
-      console.log(
-        `connection ${externalId}: ${connection.id}, expires ${clock(connection.expiresAt)}`,
-      );
-    }
+    await registerIntegration(api, mock, app);
+    console.log(
+      `integration "${INTEGRATION_KEY}": refresh ${REFRESH_BUFFER_SECONDS} s (plus up to 10 %) before expiry`,
+    );
+    webhookId = await registerWebhook(api, app);
+    console.log();
+    for (const externalId of EXTERNAL_IDS) connections.push(await connectUser(connect, externalId));
     console.log();
     const [first] = connections;
     if (first !== undefined) await showTokenFetch(api, first);
     console.log(
-      `watching; each refresh is printed as it happens${minutes === null ? "" : ` for ${minutes} min`} (Ctrl-C stops and removes the demo data)\n`,
+      `watching; each refresh and webhook is printed as it happens${minutes === null ? "" : ` for ${minutes} min`} (Ctrl-C stops and removes the demo data)\n`,
     );
-    return await watchRefreshes(api, mock, connections, signal);
+    console.log(HEADER);
+    let revoked = false;
+    return await watchRefreshes(api, mock, connections, signal, async (connection) => {
+      if (revoked || connection.externalId !== REVOKING_USER) return;
+      revoked = true;
+      await revokeAtProvider(api, mock, connection);
+    });
+  } catch (error) {
+    // Stopped while waiting for someone to open a link: a stop like any other.
+    if (!signal.aborted) throw error;
+    return 0;
   } finally {
+    await Promise.allSettled(reconnects);
     console.log();
-    await removeDemo(api, connections);
+    await removeDemo(api, app, connections, webhookId);
   }
+}
+
+function summarize(events: readonly WebhookEvent[]): string {
+  const counts = new Map<string, number>();
+  for (const { type } of events) counts.set(type, (counts.get(type) ?? 0) + 1);
+  return [...counts].map(([type, count]) => `${count} ${type}`).join(", ") || "none";
 }
 
 async function main(): Promise<number> {
   // npm runs the demo directly, never turbo, so these need no turbo.json entry.
   const { EVERGREEN_URL, PORT, DEMO_MINUTES } = process.env;
-  const minutes = readMinutes(DEMO_MINUTES);
+  const { minutes, interactive } = readOptions(DEMO_MINUTES);
   const baseUrl = (EVERGREEN_URL ?? `http://127.0.0.1:${PORT ?? 3000}`).replace(/\/+$/, "");
   await checkReady(baseUrl);
   const api = createApiClient(baseUrl, resolveApiKey());
@@ -279,25 +225,45 @@ async function main(): Promise<number> {
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => stop.abort());
   if (minutes !== null) setTimeout(() => stop.abort(), minutes * 60_000).unref();
 
-  const mock = await startMockProvider();
+  // Rotating grants, like GitHub Apps or Box: a refresh token sent after its rotation
+  // revokes the grant and shows up in the summary's reuse count.
+  const mock = await startMockProvider({
+    consentGrant: { rotate: true, accessTokenTtlSeconds: TOKEN_TTL_SECONDS },
+  });
+  const reconnects = new Set<Promise<unknown>>();
+  const app: DemoApp = new DemoApp({
+    onEvent(event) {
+      printEvent(event);
+      // What an app does with needs_reauth: ask the user to connect again.
+      if (event.type !== "connection.needs_reauth" || stop.signal.aborted) return;
+      const { externalId } = event.data;
+      console.log(`${externalId}: the app asks the user to connect again`);
+      const again = connectUser(connect, externalId).catch((error: unknown) => {
+        if (!stop.signal.aborted) console.error(`${externalId}: ${describeError(error)}`);
+      });
+      reconnects.add(again);
+    },
+    onRejected: (problem) => console.log(`webhook rejected (401): ${problem}`),
+  });
+  const connect: ConnectContext = { api, app, interactive, signal: stop.signal };
+  await app.listen();
   let refreshes: number;
   try {
     console.log(`Evergreen api: ${baseUrl}`);
     console.log(
-      `mock OAuth provider: ${mock.tokenUrl} (${TOKEN_TTL_SECONDS} s access tokens; refresh tokens rotate on every use)`,
+      `mock OAuth provider: ${mock.url} (${TOKEN_TTL_SECONDS} s access tokens; refresh tokens rotate on every use)`,
     );
-    await registerIntegration(api, mock);
-    console.log(
-      `integration "${INTEGRATION_KEY}": refresh ${REFRESH_BUFFER_SECONDS} s (plus up to 10 %) before expiry`,
-    );
-    refreshes = await runConnections(api, mock, minutes, stop.signal);
+    console.log(`the demo app: ${app.returnUrlBase} (return page), ${app.webhookUrl} (webhooks)`);
+    refreshes = await runDemo(connect, mock, minutes, reconnects);
   } finally {
+    await app.close();
     await mock.close();
   }
+  console.log(`webhooks verified: ${summarize(app.events)}; rejected: ${app.rejected}`);
   console.log(
     `${refreshes} refreshes seen, ${mock.requests} provider calls, rotated refresh tokens reused: ${mock.reuseCount} (must be 0)`,
   );
-  return mock.reuseCount === 0 ? 0 : 1;
+  return mock.reuseCount === 0 && app.rejected === 0 ? 0 : 1;
 }
 
 function describeFailure(error: unknown): string {

@@ -1,3 +1,6 @@
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { deliverWebhook } from "./deliver-webhook";
@@ -163,6 +166,34 @@ describe("deliverWebhook", () => {
     expect(await h.dispatcher().dispatchOnce()).toBe(1);
     expect(await h.prisma.webhookDelivery.count()).toBe(1);
     expect(target.received).toHaveLength(1);
+  });
+
+  it("an endpoint deleted while its receiver answers ends the delivery quietly", async () => {
+    let endpointId = "";
+    // Like an app that removes its endpoint as soon as the last event it waited for arrives.
+    const server = createServer((request, response) => {
+      request.resume();
+      h.prisma.webhookEndpoint
+        .delete({ where: { id: endpointId } })
+        .then(() => response.writeHead(204).end());
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const { port } = server.address() as AddressInfo;
+    endpointId = (await h.addEndpoint(`http://127.0.0.1:${port}/hooks`)).id;
+    await h.recordEvent();
+    await h.dispatcher().dispatchOnce();
+    try {
+      expect(await attempt()).toEqual({
+        kind: "attempted",
+        outcome: "success",
+        nextAttemptAt: null,
+      });
+      expect(await h.prisma.webhookDelivery.count()).toBe(0);
+      expect(await h.queue.count()).toBe(1); // the first attempt's job only, nothing next
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("after a rotation signs with both secrets; the old one stops after its grace", async () => {

@@ -98,7 +98,7 @@ export async function deliverWebhook(
       ? null
       : retryAt(deps, job.attempt + 1, answer, finishedAt, claimed.giveUpAt);
 
-  await deps.prisma.$transaction([
+  const recorded = deps.prisma.$transaction([
     deps.prisma.webhookDelivery.updateMany({
       where: { id: job.deliveryId, attempts: job.attempt },
       data: {
@@ -132,6 +132,18 @@ export async function deliverWebhook(
         ]
       : []),
   ]);
+  // Deleting an endpoint deletes its deliveries: one deleted while its receiver answered
+  // (an app removing the endpoint as soon as it has the last event it wanted) leaves no row
+  // to record the attempt on, and nothing to send again.
+  const endpointDeleted = await recorded.then(
+    () => false,
+    async (error: unknown) => {
+      if ((await deps.prisma.webhookDelivery.count({ where: { id: job.deliveryId } })) > 0) {
+        throw error;
+      }
+      return true;
+    },
+  );
 
   deps.metrics.webhookDeliveries.inc({ event: event.type, outcome });
   if (outcome === "success") {
@@ -142,6 +154,7 @@ export async function deliverWebhook(
   }
   if (outcome === "gone")
     deps.log.warn({ endpoint: endpoint.id }, "webhook endpoint disabled: 410");
+  if (endpointDeleted) return { kind: "attempted", outcome, nextAttemptAt: null };
   if (nextAttemptAt) {
     const next = deliveryJob(
       { deliveryId: job.deliveryId, attempt: job.attempt + 1 },

@@ -120,6 +120,15 @@ describe("MockProvider", () => {
     expect(() => provider.revoke("made-up")).toThrow();
   });
 
+  it("revokes the whole grant given one of its access tokens", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant();
+    provider.revoke(grant.accessToken);
+    expect(provider.grant(grant.grantId)?.revoked).toBe(true);
+    expect(provider.isAccessTokenValid(grant.accessToken)).toBe(false);
+    expect((await refresh(provider, grant.refreshToken)).json.error).toBe("invalid_grant");
+  });
+
   it("checks client authentication, Basic credentials form-urlencoded per RFC 6749", async () => {
     const provider = await start({ clientId: "my app", clientSecret: "p@ss:w%rd+/" });
     const grant = provider.issueGrant();

@@ -289,10 +289,14 @@ export class MockProvider {
     return entry !== undefined && !entry.grant.revoked && entry.expiresAt > Date.now();
   }
 
-  /** Kills the grant owning this refresh token: every later refresh gets invalid_grant. */
-  revoke(refreshToken: string): void {
-    const grant = this.#grantByRefreshToken.get(refreshToken);
-    if (grant === undefined) throw new Error("unknown refresh token");
+  /**
+   * Kills the grant owning this refresh or access token, as a user revoking the app's
+   * access at the provider does: every later refresh gets invalid_grant. An app that lets
+   * Evergreen hold the refresh token (the connect flow) only ever sees access tokens.
+   */
+  revoke(token: string): void {
+    const grant = this.#grantByRefreshToken.get(token) ?? this.#accessTokens.get(token)?.grant;
+    if (grant === undefined) throw new Error("unknown token");
     grant.revoked = true;
   }
 
