@@ -1,15 +1,14 @@
 // The app side of the demo: one HTTP server on 127.0.0.1 serving the page the connect flow
 // sends users back to, and the webhook endpoint Evergreen delivers events to.
-import { createHmac, timingSafeEqual } from "node:crypto";
+
 import { once } from "node:events";
-import { createServer, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
+import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
+import { verifyWebhook, WebhookVerificationError } from "@evergreen/client";
 
 /** Distinctive paths, so that a later run can recognise an earlier run's webhook endpoint. */
 const RETURN_PATH = "/evergreen-demo/connected";
 export const WEBHOOK_PATH = "/evergreen-demo/webhooks";
-/** Standard Webhooks' recommended tolerance: a message older or newer may be a replay. */
-const TIMESTAMP_TOLERANCE_SECONDS = 300;
 /** Evergreen's events are a few hundred bytes; anything far larger is not one of them. */
 const MAX_BODY_BYTES = 65_536;
 
@@ -27,36 +26,6 @@ export interface WebhookEvent {
 
 /** Where the connect flow left the user: the query Evergreen's callback redirected with. */
 export type ConnectReturn = { connectionId: string } | { error: string };
-
-/**
- * Standard Webhooks 1.0: `webhook-signature` holds space-separated `v1,<base64 HMAC-SHA256
- * of id.timestamp.body>` keyed with the base64 bytes after `whsec_`; any one matching (two
- * during a secret rotation) verifies. Returns what is wrong, or null.
- */
-export function verifyWebhook(
-  headers: IncomingHttpHeaders,
-  body: string,
-  secret: string,
-  nowSeconds: number,
-): string | null {
-  const id = headers["webhook-id"];
-  const timestamp = headers["webhook-timestamp"];
-  const signatures = headers["webhook-signature"];
-  if (typeof id !== "string" || typeof timestamp !== "string" || typeof signatures !== "string") {
-    return "missing webhook-id, webhook-timestamp or webhook-signature";
-  }
-  if (!(Math.abs(nowSeconds - Number(timestamp)) <= TIMESTAMP_TOLERANCE_SECONDS)) {
-    return "timestamp outside the tolerance";
-  }
-  const key = Buffer.from(secret.replace(/^whsec_/, ""), "base64");
-  const expected = createHmac("sha256", key).update(`${id}.${timestamp}.${body}`).digest();
-  const matches = signatures.split(" ").some((entry) => {
-    const [version, signature = ""] = entry.split(",", 2);
-    const given = Buffer.from(signature, "base64");
-    return version === "v1" && given.length === expected.length && timingSafeEqual(given, expected);
-  });
-  return matches ? null : "no signature matches the secret";
-}
 
 export interface DemoAppOptions {
   /** Called once per verified event; redeliveries of a `webhook-id` already seen are not. */
@@ -185,11 +154,13 @@ export class DemoApp {
     const body = await readBody(request);
     if (body === null) return this.#reject("body over 64 KiB");
     // Verify the raw bytes before trusting anything in them.
-    const problem =
-      this.#secret === null
-        ? "no endpoint secret yet"
-        : verifyWebhook(request.headers, body, this.#secret, Date.now() / 1000);
-    if (problem !== null) return this.#reject(problem);
+    if (this.#secret === null) return this.#reject("no endpoint secret yet");
+    try {
+      verifyWebhook(request.headers, body, this.#secret);
+    } catch (error) {
+      if (error instanceof WebhookVerificationError) return this.#reject(error.message);
+      throw error;
+    }
     // The id is stable across retries: a redelivery (after a lost 2xx) is acknowledged again.
     const id = String(request.headers["webhook-id"]);
     if (this.#seenIds.has(id)) return { status: 204 };
