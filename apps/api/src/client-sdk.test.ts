@@ -11,11 +11,13 @@ import {
   UnauthorizedError,
 } from "@evergreen/client";
 import { useEvergreenToken } from "@evergreen/client/axios";
+import { createLogger } from "@evergreen/observability";
 import {
   createRefreshHarness,
   type RefreshHarness,
   redisDatabaseUrl,
 } from "@evergreen/refresh/testing";
+import { createWebhookQueue, OutboxDispatcher } from "@evergreen/webhooks";
 import axios from "axios";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -166,6 +168,81 @@ describe("@evergreen/client: typed errors", () => {
     expect((await sdk.getIntegration("mock")).key).toBe("mock");
     await sdk.deleteConnection(connection.id);
     await expect(sdk.getConnection(connection.id)).rejects.toBeInstanceOf(NotFoundError);
+  });
+});
+
+describe("@evergreen/client: webhooks and events", () => {
+  it("manages an endpoint: the secret only on create and rotate", async () => {
+    const sdk = client();
+    const created = await sdk.createWebhook({
+      url: "https://hooks.example.com/sdk",
+      events: ["connection.created", "connection.needs_reauth"],
+    });
+    expect(created.secret).toMatch(/^whsec_/);
+    const { secret, ...webhook } = created;
+    expect(await sdk.getWebhook(created.id)).toEqual(webhook);
+    expect((await sdk.listWebhooks()).map(({ id }) => id)).toContain(created.id);
+    const rotated = await sdk.rotateWebhookSecret(created.id);
+    expect(rotated.id).toBe(created.id);
+    expect(rotated.secret).toMatch(/^whsec_/);
+    expect(rotated.secret).not.toBe(secret);
+    await expect(
+      client(SCOPED_KEYS["connections:write"]).createWebhook({
+        url: "https://hooks.example.com/denied",
+        events: ["connection.created"],
+      }),
+    ).rejects.toBeInstanceOf(ForbiddenError);
+    await sdk.deleteWebhook(created.id);
+    await expect(sdk.getWebhook(created.id)).rejects.toBeInstanceOf(NotFoundError);
+    expect(apiCalls).toContain(`POST /v1/webhooks/${created.id}/rotate-secret`);
+  });
+
+  it("reads an event in the feed and its delivery, and retries the delivery", async () => {
+    const sdk = client();
+    const webhook = await sdk.createWebhook({
+      url: "https://hooks.example.com/feed",
+      events: ["connection.created"],
+    });
+    const connection = await sdk.upsertConnection({
+      integration: "mock",
+      externalId: `sdk-feed-${crypto.randomUUID()}`,
+      accessToken: h.provider.issueGrant().accessToken,
+    });
+    // A key that only reads tokens may read the feed. The feed waits for every write
+    // transaction of the PostgreSQL server to end (other test runs share it): poll.
+    const reader = client(SCOPED_KEYS["tokens:read"]);
+    await expect
+      .poll(async () => (await reader.listEvents({ connection: connection.id })).data)
+      .toHaveLength(1);
+    const page = await reader.listEvents({ connection: connection.id });
+    const [event] = page.data;
+    expect(event).toMatchObject({
+      type: "connection.created",
+      data: { connectionId: connection.id, status: "active", error: null },
+    });
+    expect(page.hasMore).toBe(false);
+    expect(
+      await reader.listEvents({ connection: connection.id, after: page.nextCursor ?? "" }),
+    ).toEqual({ data: [], nextCursor: page.nextCursor, hasMore: false });
+
+    const queue = createWebhookQueue(h.redis, `${h.prefix}:webhooks`);
+    try {
+      await new OutboxDispatcher({
+        prisma: h.prisma,
+        queue,
+        log: createLogger({ name: "test", level: "silent" }),
+      }).dispatchOnce();
+    } finally {
+      await queue.close();
+    }
+    const deliveries = await sdk.listWebhookDeliveries(webhook.id, { limit: 100 });
+    const delivery = deliveries.data.find(({ eventId }) => eventId === event?.id);
+    expect(delivery).toMatchObject({ eventType: "connection.created", status: "pending" });
+    const retried = await sdk.retryWebhookDelivery(webhook.id, delivery?.id ?? "");
+    expect(retried).toMatchObject({ id: delivery?.id, status: "pending" });
+    await expect(sdk.retryWebhookDelivery(webhook.id, crypto.randomUUID())).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 });
 

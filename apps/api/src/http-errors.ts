@@ -59,13 +59,3 @@ export function isBackendUnavailable(error: Error & { code?: unknown }): boolean
 }
 
 const SOCKET_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"]);
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/**
- * A uuid path parameter, lowercase as PostgreSQL prints it. An id of any other shape names
- * nothing: `notFound`, like an unknown one (SPEC §3).
- */
-export function uuidParam(value: unknown, notFound: () => HttpError): string {
-  if (typeof value !== "string" || !UUID.test(value)) throw notFound();
-  return value.toLowerCase();
-}

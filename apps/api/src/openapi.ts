@@ -9,8 +9,10 @@ import {
 } from "./route";
 import { connectRoutes } from "./routes/connect";
 import { connectionRoutes } from "./routes/connections";
+import { eventRoutes } from "./routes/events";
 import { integrationRoutes } from "./routes/integrations";
 import { opsRoutes } from "./routes/ops";
+import { webhookRoutes } from "./routes/webhooks";
 
 /**
  * Every route the api serves, by group: the document's source. A route module adds its
@@ -22,6 +24,8 @@ export const API_ROUTES = {
   integrations: integrationRoutes,
   connections: connectionRoutes,
   connect: connectRoutes,
+  webhooks: webhookRoutes,
+  events: eventRoutes,
   ops: opsRoutes,
 } satisfies Record<string, Record<string, RouteDeclaration>>;
 

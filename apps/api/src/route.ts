@@ -217,6 +217,16 @@ function named<Schema extends z.ZodType>(
 /** An instant as the API writes it: ISO 8601 in UTC (`Date.toISOString()`). */
 export const isoTime = z.iso.datetime();
 
+/**
+ * A uuid in a path or a filter, lowercase as PostgreSQL prints uuids and as the workers name
+ * locks and jobs: the same row must be found (and a connection take the same lock) whatever
+ * case a client writes its id in. Both cases spelled out: a JSON Schema pattern has no flags.
+ */
+export const uuidInput = z
+  .string()
+  .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/)
+  .transform((id) => id.toLowerCase());
+
 /** SPEC §3: every error answer. */
 export const errorBody = responseSchema(
   "Error",

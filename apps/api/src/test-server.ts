@@ -8,13 +8,16 @@ import {
   type ReadinessCheck,
 } from "@evergreen/observability";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
+import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import type { RouteScope } from "./auth";
 import { defineRoute, errorBody, type RouteDeclaration } from "./route";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
+import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
+import { registerWebhookRoutes } from "./routes/webhooks";
 import { buildServer } from "./server";
 import { TokenService } from "./token-service";
 
@@ -135,8 +138,9 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
 }
 
 /**
- * Integrations, connections and the connect flow on a refresh harness, with `publicUrl` as
- * PUBLIC_URL. Integrations may name http:// URLs (the mock provider's).
+ * Every route of the api on a refresh harness, with `publicUrl` as PUBLIC_URL: integrations,
+ * connections, the connect flow, webhooks and events. Integrations and webhook endpoints
+ * may name http:// loopback URLs (the mock provider's, a test receiver's).
  */
 export function connectTestServer(
   h: RefreshHarness,
@@ -165,6 +169,19 @@ export function connectTestServer(
           tokens: new TokenService(h.deps, h.prisma, metrics.http),
         }),
       (app) => registerConnectRoutes(app, { prisma: h.prisma, refresh: h.deps, publicUrl }),
+      (app) => {
+        // Under the harness's prefix, so that closing the harness deletes its keys.
+        const queue = createWebhookQueue(h.redis, `${h.prefix}:webhooks`);
+        app.addHook("onClose", () => queue.close());
+        registerWebhookRoutes(app, {
+          prisma: h.prisma,
+          endpoints: new WebhookEndpointStore(h.prisma, h.keyRing),
+          queue,
+          allowInsecureUrls: true,
+          egressPolicy: h.deps.egress.policy,
+        });
+      },
+      (app) => registerEventRoutes(app, { prisma: h.prisma }),
     ],
   });
 }

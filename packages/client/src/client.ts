@@ -1,15 +1,6 @@
 import { type AccessToken, AccessTokenCache } from "./access-tokens.js";
 import { errorFromResponse } from "./errors.js";
 import { OPERATIONS, type Operations, type Schemas } from "./generated/openapi-types.js";
-import type {
-  CreatedWebhook,
-  EventPage,
-  Webhook,
-  WebhookDelivery,
-  WebhookEventType,
-  WebhookInput,
-} from "./webhooks.js";
-
 export type Integration = Schemas["Integration"];
 export type IntegrationInput = Schemas["IntegrationInput"];
 export type Connection = Schemas["Connection"];
@@ -19,6 +10,15 @@ export type ConnectSession = Schemas["ConnectSession"];
 export type ConnectSessionInput = Schemas["ConnectSessionInput"];
 export type CodeExchangeInput = Schemas["CodeExchangeInput"];
 export type ConnectionQuery = Operations["connections.list"]["query"];
+export type Webhook = Schemas["Webhook"];
+export type WebhookInput = Schemas["WebhookInput"];
+export type WebhookWithSecret = Schemas["WebhookWithSecret"];
+export type WebhookDelivery = Schemas["WebhookDelivery"];
+export type WebhookDeliveryPage = Schemas["WebhookDeliveryPage"];
+export type WebhookDeliveryQuery = Operations["webhooks.deliveries"]["query"];
+export type FeedEvent = Schemas["FeedEvent"];
+export type EventPage = Schemas["EventPage"];
+export type EventQuery = Operations["events.list"]["query"];
 export type { AccessToken };
 
 export interface EvergreenClientOptions {
@@ -51,7 +51,7 @@ type Responses<Id extends keyof Operations> = Operations[Id]["responses"];
 /** What an operation answers on success. */
 type Success<Id extends keyof Operations> = Responses<Id>[Extract<
   keyof Responses<Id>,
-  200 | 201 | 204
+  200 | 201 | 202 | 204
 >];
 
 type FetchInput = Parameters<typeof fetch>[0];
@@ -152,39 +152,58 @@ export class EvergreenClient {
     return this.#call("connect.exchange", {}, { body: input });
   }
 
-  // Webhooks and events (admin scope). Typed from SPEC §3: not in openapi.json yet.
+  // Webhook endpoints (admin scope)
 
   /** The answer carries the signing secret (`whsec_...`), shown this once: store it. */
-  createWebhook(input: WebhookInput): Promise<CreatedWebhook> {
-    return this.#request("POST", "/v1/webhooks", { body: input }) as Promise<CreatedWebhook>;
+  createWebhook(input: WebhookInput): Promise<WebhookWithSecret> {
+    return this.#call("webhooks.create", {}, { body: input });
   }
 
   async listWebhooks(): Promise<Webhook[]> {
-    const page = (await this.#request("GET", "/v1/webhooks")) as { data: Webhook[] };
-    return page.data;
+    return (await this.#call("webhooks.list", {})).data;
   }
 
+  getWebhook(id: string): Promise<Webhook> {
+    return this.#call("webhooks.read", { id });
+  }
+
+  /** Its pending deliveries go with it: nothing more is sent. */
   async deleteWebhook(id: string): Promise<void> {
-    await this.#request("DELETE", `/v1/webhooks/${encodeURIComponent(id)}`);
+    await this.#call("webhooks.remove", { id });
   }
 
-  async listWebhookDeliveries(webhookId: string): Promise<WebhookDelivery[]> {
-    const path = `/v1/webhooks/${encodeURIComponent(webhookId)}/deliveries`;
-    const page = (await this.#request("GET", path)) as { data: WebhookDelivery[] };
-    return page.data;
+  /**
+   * A new signing secret, shown this once; the old one keeps signing alongside it for 24
+   * hours, so receivers can verify with either while they switch.
+   */
+  rotateWebhookSecret(id: string): Promise<WebhookWithSecret> {
+    return this.#call("webhooks.rotateSecret", { id });
   }
 
-  /** Delivers the delivery's event again. */
-  async retryWebhookDelivery(webhookId: string, deliveryId: string): Promise<void> {
-    const path = `/v1/webhooks/${encodeURIComponent(webhookId)}/deliveries/${encodeURIComponent(deliveryId)}/retry`;
-    await this.#request("POST", path);
+  /** One page, newest first; pass `nextCursor` back as `cursor` for the next. */
+  listWebhookDeliveries(
+    webhookId: string,
+    query: WebhookDeliveryQuery = {},
+  ): Promise<WebhookDeliveryPage> {
+    return this.#call("webhooks.deliveries", { id: webhookId }, { query });
   }
 
-  /** The event feed, oldest first, after the cursor `after`; keyset paged. */
-  listEvents(
-    query: { after?: string; connection?: string; type?: WebhookEventType } = {},
-  ): Promise<EventPage> {
-    return this.#request("GET", "/v1/events", { query }) as Promise<EventPage>;
+  /**
+   * Sends the delivery again now (same `webhook-id`) and answers it, `pending`; a
+   * `ConflictError` while the endpoint is disabled.
+   */
+  retryWebhookDelivery(webhookId: string, deliveryId: string): Promise<WebhookDelivery> {
+    return this.#call("webhooks.retryDelivery", { id: webhookId, deliveryId });
+  }
+
+  // Event feed (a key that reads tokens or writes connections)
+
+  /**
+   * One page of the feed, oldest first; pass `nextCursor` back as `after`, at once while
+   * `hasMore`, later to poll for what comes next.
+   */
+  listEvents(query: EventQuery = {}): Promise<EventPage> {
+    return this.#call("events.list", {}, { query });
   }
 
   // Tokens for calls to the provider's API

@@ -7,11 +7,20 @@ export type {
   ConnectionQuery,
   ConnectSession,
   ConnectSessionInput,
+  EventPage,
+  EventQuery,
   EvergreenClientOptions,
+  FeedEvent,
   Integration,
   IntegrationInput,
   ProviderFetchOptions,
   TokenOptions,
+  Webhook,
+  WebhookDelivery,
+  WebhookDeliveryPage,
+  WebhookDeliveryQuery,
+  WebhookInput,
+  WebhookWithSecret,
 } from "./client.js";
 export { EvergreenClient } from "./client.js";
 export {
@@ -26,15 +35,5 @@ export {
   UnauthorizedError,
 } from "./errors.js";
 export type { Operations, Schemas } from "./generated/openapi-types.js";
-export type {
-  CreatedWebhook,
-  EventPage,
-  FeedEvent,
-  VerifyOptions,
-  Webhook,
-  WebhookDelivery,
-  WebhookEvent,
-  WebhookEventType,
-  WebhookInput,
-} from "./webhooks.js";
+export type { VerifyOptions, WebhookEvent, WebhookEventType } from "./webhooks.js";
 export { verifyWebhook, WebhookVerificationError } from "./webhooks.js";

@@ -1,70 +1,9 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Schemas } from "./generated/openapi-types.js";
 
-/**
- * Webhook endpoints, deliveries and the event feed (SPEC §3). Written by hand from the
- * SPEC: these routes are not in openapi.json yet; once they are, these types give way to
- * the generated ones.
- */
-export type WebhookEventType =
-  | "connection.created"
-  | "connection.refresh_failed"
-  | "connection.recovered"
-  | "connection.needs_reauth"
-  | "connection.error"
-  | "connection.deleted"
-  | "connection.reauth_soon";
-
-/** What a webhook delivers and the event feed lists; never a token. */
-export interface WebhookEvent {
-  readonly type: WebhookEventType;
-  /** ISO 8601 UTC. */
-  readonly timestamp: string;
-  readonly data: {
-    readonly connectionId: string;
-    readonly integration: string;
-    readonly externalId: string;
-    readonly status: string;
-    readonly error?: { readonly code: string; readonly message: string | null } | null;
-  };
-}
-
-/** An event of the feed: the payload with its id, the cursor to resume after. */
-export interface FeedEvent extends WebhookEvent {
-  readonly id: string;
-}
-
-export interface EventPage {
-  readonly data: readonly FeedEvent[];
-  /** Pass back as `after` for the next page; null at the end of the feed for now. */
-  readonly nextCursor: string | null;
-}
-
-export interface WebhookInput {
-  readonly url: string;
-  readonly events: readonly WebhookEventType[];
-}
-
-export interface Webhook {
-  readonly id: string;
-  readonly url: string;
-  readonly events: readonly WebhookEventType[];
-  readonly createdAt: string;
-}
-
-/** A new endpoint: its signing secret (`whsec_...`) is shown this once. */
-export interface CreatedWebhook extends Webhook {
-  readonly secret: string;
-}
-
-export interface WebhookDelivery {
-  readonly id: string;
-  /** The `webhook-id` header: the same for every attempt of one event. */
-  readonly eventId: string;
-  readonly type: WebhookEventType;
-  readonly status: string;
-  readonly attempts: number;
-  readonly [field: string]: unknown;
-}
+/** What a webhook delivers (and, with its id, the event feed lists); never a token. */
+export type WebhookEvent = Schemas["WebhookEvent"];
+export type WebhookEventType = WebhookEvent["type"];
 
 /** A webhook that failed verification: answer it 400 and process nothing. */
 export class WebhookVerificationError extends Error {

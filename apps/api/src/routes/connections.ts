@@ -18,6 +18,7 @@ import {
   registerRoute,
   requestSchema,
   responseSchema,
+  uuidInput,
 } from "../route";
 import { type AccessToken, accessTokenSchema, type TokenService } from "../token-service";
 
@@ -82,18 +83,8 @@ function nestingDepth(value: unknown): number {
   return deepest;
 }
 
-/**
- * The connection id in the path, lowercase as PostgreSQL prints uuids and as the workers
- * name locks and jobs: the same connection must take the same lock whatever case a client
- * writes its id in. An id of any other shape names no connection: 404, like an unknown one.
- * (Both cases spelled out: a JSON Schema pattern has no flags.)
- */
-const idParams = z.strictObject({
-  id: z
-    .string()
-    .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/)
-    .transform((id) => id.toLowerCase()),
-});
+/** The connection id in the path. An id of any other shape names no connection: 404. */
+const idParams = z.strictObject({ id: uuidInput });
 const NOT_FOUND = "no connection with this id";
 const notFound = () => new HttpError(404, "not_found", NOT_FOUND);
 

@@ -8,13 +8,22 @@ import {
   deliveryJobId,
   WEBHOOK_EVENT_TYPES,
   type WebhookEndpointStore,
+  type WebhookEventType,
   WebhookUrlError,
 } from "@evergreen/webhooks";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { requires } from "../auth";
-import { HttpError, noFields, parseInput, uuidParam } from "../http-errors";
+import { HttpError } from "../http-errors";
+import {
+  defineRoute,
+  errorResponse,
+  isoTime,
+  registerRoute,
+  requestSchema,
+  responseSchema,
+  uuidInput,
+} from "../route";
 
 export interface WebhookRoutesDeps {
   readonly prisma: PrismaClient;
@@ -28,10 +37,16 @@ export interface WebhookRoutesDeps {
   readonly retryWindowMs?: number;
 }
 
-const endpointInput = z.strictObject({
-  url: z.string().max(2048),
-  events: z.array(z.enum(WEBHOOK_EVENT_TYPES)).min(1).max(WEBHOOK_EVENT_TYPES.length),
-});
+const eventType = z.enum(WEBHOOK_EVENT_TYPES);
+
+const webhookInput = requestSchema(
+  "WebhookInput",
+  z.strictObject({
+    url: z.string().max(2048),
+    events: z.array(eventType).min(1).max(WEBHOOK_EVENT_TYPES.length),
+  }),
+  "`url` must use https (plain http only where ALLOW_INSECURE_TOKEN_URLS allows it), carry no credentials, and not be a literal internal address that EGRESS_ALLOWLIST does not cover.",
+);
 
 const deliveriesQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(100).default(20),
@@ -49,13 +64,76 @@ const deliveriesQuery = z.strictObject({
     .optional(),
 });
 
+const endpointFields = {
+  id: z.string(),
+  url: z.string(),
+  events: z.array(eventType),
+  disabledAt: isoTime
+    .nullable()
+    .describe("set when the receiver answered 410 Gone; nothing is sent to it any more"),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+};
+
+const webhookSchema = responseSchema(
+  "Webhook",
+  z.strictObject(endpointFields),
+  "A webhook endpoint as the API shows it: never its signing secret.",
+);
+
+const webhookWithSecret = responseSchema(
+  "WebhookWithSecret",
+  z.strictObject({
+    ...endpointFields,
+    secret: z.string().describe("`whsec_...`: store it, it is never shown again"),
+  }),
+  "A webhook endpoint with its signing secret, shown only in this answer (create, rotate-secret).",
+);
+
+const webhookList = responseSchema("WebhookList", z.strictObject({ data: z.array(webhookSchema) }));
+
+const deliverySchema = responseSchema(
+  "WebhookDelivery",
+  z.strictObject({
+    id: z.string(),
+    eventId: z.string().describe("the `webhook-id` header: the same for every attempt"),
+    eventType,
+    status: z.enum(["pending", "succeeded", "failed"]),
+    attempts: z.array(
+      z.strictObject({
+        attempt: z.number().int().describe("0 for the first"),
+        at: isoTime,
+        durationMs: z.number().int(),
+        statusCode: z.number().int().nullable().describe("null when no answer came"),
+        outcome: z
+          .string()
+          .describe(
+            "success, http_error, gone, timeout, unreachable, refused_by_policy or response_too_large",
+          ),
+      }),
+    ),
+    nextAttemptAt: isoTime.nullable(),
+    deliveredAt: isoTime.nullable(),
+    createdAt: isoTime,
+  }),
+  "One event for one endpoint, with every attempt made.",
+);
+
+const deliveryPage = responseSchema(
+  "WebhookDeliveryPage",
+  z.strictObject({
+    data: z.array(deliverySchema),
+    nextCursor: z.string().nullable().describe("pass back as `cursor` for the next page"),
+  }),
+);
+
 /** What a client sees of an endpoint: never its secret (shown once, on create and rotate). */
-function endpointView(row: WebhookEndpoint) {
+function endpointView(row: WebhookEndpoint): z.output<typeof webhookSchema> {
   return {
     id: row.id,
     url: row.url,
-    events: row.events,
-    /** Set when the receiver answered 410 Gone; nothing is sent to it any more. */
+    // Only ever written from the validated event types of the input.
+    events: row.events as WebhookEventType[],
     disabledAt: row.disabledAt?.toISOString() ?? null,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
@@ -64,12 +142,13 @@ function endpointView(row: WebhookEndpoint) {
 
 function deliveryView(
   row: WebhookDelivery & { event: { type: string }; attemptLog: WebhookAttempt[] },
-) {
+): z.output<typeof deliverySchema> {
   const iso = (date: Date | null) => date?.toISOString() ?? null;
   return {
     id: row.id,
     eventId: row.eventId,
-    eventType: row.event.type,
+    // Only ever written by recordWebhookEvent, whose input is typed.
+    eventType: row.event.type as WebhookEventType,
     status: row.status,
     attempts: row.attemptLog.map((attempt) => ({
       attempt: attempt.attempt,
@@ -84,8 +163,92 @@ function deliveryView(
   };
 }
 
-const notFound = () => new HttpError(404, "not_found", "no webhook endpoint with this id");
+const idParams = z.strictObject({ id: uuidInput });
+const NOT_FOUND = "no webhook endpoint with this id";
+const notFound = () => new HttpError(404, "not_found", NOT_FOUND);
 const deliveryNotFound = () => new HttpError(404, "not_found", "no delivery with this id");
+
+const tag = "webhooks";
+
+/** The webhook endpoint routes, declared (route.ts): their validation and their documentation. */
+export const webhookRoutes = {
+  create: defineRoute({
+    method: "POST",
+    url: "/v1/webhooks",
+    scope: "admin",
+    tag,
+    summary: "Create a webhook endpoint (its signing secret is shown this once)",
+    body: webhookInput,
+    responses: { 201: webhookWithSecret },
+  }),
+  list: defineRoute({
+    method: "GET",
+    url: "/v1/webhooks",
+    scope: "admin",
+    tag,
+    summary: "List webhook endpoints",
+    responses: { 200: webhookList },
+  }),
+  read: defineRoute({
+    method: "GET",
+    url: "/v1/webhooks/:id",
+    scope: "admin",
+    tag,
+    summary: "Read a webhook endpoint",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: { 200: webhookSchema },
+  }),
+  remove: defineRoute({
+    method: "DELETE",
+    url: "/v1/webhooks/:id",
+    scope: "admin",
+    tag,
+    summary: "Delete a webhook endpoint",
+    description: "Its pending deliveries go with it: nothing more is sent.",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: { 204: { description: "Deleted." } },
+  }),
+  rotateSecret: defineRoute({
+    method: "POST",
+    url: "/v1/webhooks/:id/rotate-secret",
+    scope: "admin",
+    tag,
+    summary: "Give an endpoint a new signing secret (shown this once)",
+    description:
+      "The old secret keeps signing alongside the new one for 24 hours: verify with either while you switch.",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: { 200: webhookWithSecret },
+  }),
+  deliveries: defineRoute({
+    method: "GET",
+    url: "/v1/webhooks/:id/deliveries",
+    scope: "admin",
+    tag,
+    summary: "List an endpoint's deliveries, newest first, keyset paged",
+    params: idParams,
+    notFound: NOT_FOUND,
+    query: deliveriesQuery,
+    responses: { 200: deliveryPage },
+  }),
+  retryDelivery: defineRoute({
+    method: "POST",
+    url: "/v1/webhooks/:id/deliveries/:deliveryId/retry",
+    scope: "admin",
+    tag,
+    summary: "Send a delivery again now",
+    description:
+      "Same `webhook-id` (receivers dedupe on it). If it fails, it is retried with backoff for another retry window (3 days). 409 while the endpoint is disabled.",
+    params: z.strictObject({ id: uuidInput, deliveryId: uuidInput }),
+    notFound: "no webhook endpoint with this id, or no delivery of it with this id",
+    responses: {
+      202: deliverySchema,
+      409: errorResponse("`endpoint_disabled`: the endpoint answered 410 Gone; create it anew."),
+    },
+  }),
+};
 
 const withAttempts = {
   event: { select: { type: true } },
@@ -94,14 +257,11 @@ const withAttempts = {
 
 export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesDeps): void {
   const { prisma, endpoints } = deps;
-  const endpointId = (params: unknown) => uuidParam((params as { id?: unknown }).id, notFound);
 
-  app.post("/v1/webhooks", requires("admin"), async (request, reply) => {
-    const input = parseInput(endpointInput, request.body);
-    parseInput(noFields, request.query);
+  registerRoute(app, webhookRoutes.create, async ({ body }, _request, reply) => {
     let url: string;
     try {
-      url = checkWebhookUrl(input.url, deps.allowInsecureUrls);
+      url = checkWebhookUrl(body.url, deps.allowInsecureUrls);
     } catch (error) {
       if (!(error instanceof WebhookUrlError)) throw error;
       throw new HttpError(400, "invalid_request", `url: ${error.message}`);
@@ -115,48 +275,35 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesD
         "url: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
       );
     }
-    const { endpoint, secret } = await endpoints.create({ url, events: input.events });
+    const { endpoint, secret } = await endpoints.create({ url, events: body.events });
     return reply.status(201).send({ ...endpointView(endpoint), secret });
   });
 
-  app.get("/v1/webhooks", requires("admin"), async (request) => {
-    parseInput(noFields, request.query);
+  registerRoute(app, webhookRoutes.list, async () => {
     const rows = await prisma.webhookEndpoint.findMany({ orderBy: { createdAt: "asc" } });
     return { data: rows.map(endpointView) };
   });
 
-  app.get("/v1/webhooks/:id", requires("admin"), async (request) => {
-    const id = endpointId(request.params);
-    parseInput(noFields, request.query);
-    const row = await prisma.webhookEndpoint.findUnique({ where: { id } });
+  registerRoute(app, webhookRoutes.read, async ({ params }) => {
+    const row = await prisma.webhookEndpoint.findUnique({ where: { id: params.id } });
     if (!row) throw notFound();
     return endpointView(row);
   });
 
-  /** Deliveries still pending go with it: nothing more is sent. */
-  app.delete("/v1/webhooks/:id", requires("admin"), async (request, reply) => {
-    const id = endpointId(request.params);
-    parseInput(noFields, request.query);
-    parseInput(noFields, request.body);
-    const { count } = await prisma.webhookEndpoint.deleteMany({ where: { id } });
+  registerRoute(app, webhookRoutes.remove, async ({ params }, _request, reply) => {
+    const { count } = await prisma.webhookEndpoint.deleteMany({ where: { id: params.id } });
     if (count === 0) throw notFound();
     return reply.status(204).send();
   });
 
-  /** A new secret, shown once; the old one keeps signing alongside for 24 hours. */
-  app.post("/v1/webhooks/:id/rotate-secret", requires("admin"), async (request) => {
-    const id = endpointId(request.params);
-    parseInput(noFields, request.query);
-    parseInput(noFields, request.body);
-    const rotated = await endpoints.rotateSecret(id);
+  registerRoute(app, webhookRoutes.rotateSecret, async ({ params }) => {
+    const rotated = await endpoints.rotateSecret(params.id);
     if (!rotated) throw notFound();
     return { ...endpointView(rotated.endpoint), secret: rotated.secret };
   });
 
-  /** Newest first, keyset paged on (createdAt, id). */
-  app.get("/v1/webhooks/:id/deliveries", requires("admin"), async (request) => {
-    const id = endpointId(request.params);
-    const query = parseInput(deliveriesQuery, request.query);
+  /** Keyset paged on (createdAt, id). */
+  registerRoute(app, webhookRoutes.deliveries, async ({ params: { id }, query }) => {
     if ((await prisma.webhookEndpoint.count({ where: { id } })) === 0) throw notFound();
     const { cursor } = query;
     const rows = await prisma.webhookDelivery.findMany({
@@ -186,54 +333,39 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesD
     };
   });
 
-  /**
-   * Sends the delivery again now, with the same `webhook-id` (receivers dedupe on it), and
-   * retries it with backoff for another retry window if it fails. 409 while the endpoint
-   * is disabled.
-   */
-  app.post(
-    "/v1/webhooks/:id/deliveries/:deliveryId/retry",
-    requires("admin"),
-    async (request, reply) => {
-      const id = endpointId(request.params);
-      const deliveryId = uuidParam(
-        (request.params as { deliveryId?: unknown }).deliveryId,
-        deliveryNotFound,
+  registerRoute(app, webhookRoutes.retryDelivery, async ({ params }, _request, reply) => {
+    const { id, deliveryId } = params;
+    const delivery = await prisma.webhookDelivery.findFirst({
+      where: { id: deliveryId, endpointId: id },
+      include: { endpoint: { select: { disabledAt: true } } },
+    });
+    if (!delivery) throw deliveryNotFound();
+    if (delivery.endpoint.disabledAt) {
+      throw new HttpError(
+        409,
+        "endpoint_disabled",
+        "the endpoint answered 410 Gone; create it anew",
       );
-      parseInput(noFields, request.query);
-      parseInput(noFields, request.body);
-      const delivery = await prisma.webhookDelivery.findFirst({
-        where: { id: deliveryId, endpointId: id },
-        include: { endpoint: { select: { disabledAt: true } } },
-      });
-      if (!delivery) throw deliveryNotFound();
-      if (delivery.endpoint.disabledAt) {
-        throw new HttpError(
-          409,
-          "endpoint_disabled",
-          "the endpoint answered 410 Gone; create it anew",
-        );
-      }
-      const now = new Date();
-      const windowMs = deps.retryWindowMs ?? 3 * 24 * 3600 * 1000;
-      const updated = await prisma.webhookDelivery.update({
-        where: { id: deliveryId },
-        data: {
-          status: "pending",
-          nextAttemptAt: now,
-          giveUpAt: new Date(now.getTime() + windowMs),
-        },
-        include: withAttempts,
-      });
-      const payload = { deliveryId, attempt: updated.attempts };
-      // A pending delivery already has this attempt's job, waiting out its backoff: run it now.
-      const waiting = await deps.queue.getJob(deliveryJobId(payload));
-      if (waiting && (await waiting.isDelayed())) await waiting.promote();
-      else {
-        const job = deliveryJob(payload, now, now);
-        await deps.queue.add(job.name, job.data, job.opts);
-      }
-      return reply.status(202).send(deliveryView(updated));
-    },
-  );
+    }
+    const now = new Date();
+    const windowMs = deps.retryWindowMs ?? 3 * 24 * 3600 * 1000;
+    const updated = await prisma.webhookDelivery.update({
+      where: { id: deliveryId },
+      data: {
+        status: "pending",
+        nextAttemptAt: now,
+        giveUpAt: new Date(now.getTime() + windowMs),
+      },
+      include: withAttempts,
+    });
+    const payload = { deliveryId, attempt: updated.attempts };
+    // A pending delivery already has this attempt's job, waiting out its backoff: run it now.
+    const waiting = await deps.queue.getJob(deliveryJobId(payload));
+    if (waiting && (await waiting.isDelayed())) await waiting.promote();
+    else {
+      const job = deliveryJob(payload, now, now);
+      await deps.queue.add(job.name, job.data, job.opts);
+    }
+    return reply.status(202).send(deliveryView(updated));
+  });
 }

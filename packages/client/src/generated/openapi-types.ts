@@ -79,6 +79,30 @@ export interface Schemas {
     /** for humans; a 400 names the field */
     "message": string;
   };
+  EventPage: {
+    "data": Array<Schemas["FeedEvent"]>;
+    /** pass back as `after`: after this page's last event, or where the client was when nothing new has committed; null only for an empty feed read from the start */
+    "nextCursor": string | null;
+    /** more events follow now: ask again at once */
+    "hasMore": boolean;
+  };
+  /** A webhook event as the feed lists it, with its id. */
+  FeedEvent: {
+    "id": string;
+    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "timestamp": string;
+    "data": {
+      "connectionId": string;
+      "integration": string;
+      "externalId": string;
+      /** the connection's, as it was then */
+      "status": "active" | "expired" | "needs_reauth" | "error" | "deleted";
+      "error": {
+        "code": string;
+        "message": string | null;
+      } | null;
+    };
+  };
   Health: {
     /** ok, not_live, ready or not_ready */
     "status": string;
@@ -119,6 +143,78 @@ export interface Schemas {
   };
   IntegrationList: {
     "data": Array<Schemas["Integration"]>;
+  };
+  /** A webhook endpoint as the API shows it: never its signing secret. */
+  Webhook: {
+    "id": string;
+    "url": string;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    /** set when the receiver answered 410 Gone; nothing is sent to it any more */
+    "disabledAt": string | null;
+    "createdAt": string;
+    "updatedAt": string;
+  };
+  /** One event for one endpoint, with every attempt made. */
+  WebhookDelivery: {
+    "id": string;
+    /** the `webhook-id` header: the same for every attempt */
+    "eventId": string;
+    "eventType": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "status": "pending" | "succeeded" | "failed";
+    "attempts": Array<{
+      /** 0 for the first */
+      "attempt": number;
+      "at": string;
+      "durationMs": number;
+      /** null when no answer came */
+      "statusCode": number | null;
+      /** success, http_error, gone, timeout, unreachable, refused_by_policy or response_too_large */
+      "outcome": string;
+    }>;
+    "nextAttemptAt": string | null;
+    "deliveredAt": string | null;
+    "createdAt": string;
+  };
+  WebhookDeliveryPage: {
+    "data": Array<Schemas["WebhookDelivery"]>;
+    /** pass back as `cursor` for the next page */
+    "nextCursor": string | null;
+  };
+  /** The body of a webhook delivery: a connection's change of state, never a token. */
+  WebhookEvent: {
+    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "timestamp": string;
+    "data": {
+      "connectionId": string;
+      "integration": string;
+      "externalId": string;
+      /** the connection's, as it was then */
+      "status": "active" | "expired" | "needs_reauth" | "error" | "deleted";
+      "error": {
+        "code": string;
+        "message": string | null;
+      } | null;
+    };
+  };
+  /** `url` must use https (plain http only where ALLOW_INSECURE_TOKEN_URLS allows it), carry no credentials, and not be a literal internal address that EGRESS_ALLOWLIST does not cover. */
+  WebhookInput: {
+    "url": string;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+  };
+  WebhookList: {
+    "data": Array<Schemas["Webhook"]>;
+  };
+  /** A webhook endpoint with its signing secret, shown only in this answer (create, rotate-secret). */
+  WebhookWithSecret: {
+    "id": string;
+    "url": string;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    /** set when the receiver answered 410 Gone; nothing is sent to it any more */
+    "disabledAt": string | null;
+    "createdAt": string;
+    "updatedAt": string;
+    /** `whsec_...`: store it, it is never shown again */
+    "secret": string;
   };
 }
 
@@ -342,6 +438,143 @@ export interface Operations {
         503: Schemas["Error"];
     };
   };
+  /** POST /v1/webhooks: Create a webhook endpoint (its signing secret is shown this once) */
+  "webhooks.create": {
+    params: Record<string, never>;
+    query: Record<string, never>;
+    body: Schemas["WebhookInput"];
+    responses: {
+        201: Schemas["WebhookWithSecret"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        413: Schemas["Error"];
+        415: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** GET /v1/webhooks: List webhook endpoints */
+  "webhooks.list": {
+    params: Record<string, never>;
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        200: Schemas["WebhookList"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** GET /v1/webhooks/{id}: Read a webhook endpoint */
+  "webhooks.read": {
+    params: {
+      "id": string;
+    };
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        200: Schemas["Webhook"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** DELETE /v1/webhooks/{id}: Delete a webhook endpoint */
+  "webhooks.remove": {
+    params: {
+      "id": string;
+    };
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        204: undefined;
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        413: Schemas["Error"];
+        415: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** POST /v1/webhooks/{id}/rotate-secret: Give an endpoint a new signing secret (shown this once) */
+  "webhooks.rotateSecret": {
+    params: {
+      "id": string;
+    };
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        200: Schemas["WebhookWithSecret"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        413: Schemas["Error"];
+        415: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** GET /v1/webhooks/{id}/deliveries: List an endpoint's deliveries, newest first, keyset paged */
+  "webhooks.deliveries": {
+    params: {
+      "id": string;
+    };
+    query: {
+      "limit"?: number;
+      "cursor"?: string;
+    };
+    body: undefined;
+    responses: {
+        200: Schemas["WebhookDeliveryPage"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** POST /v1/webhooks/{id}/deliveries/{deliveryId}/retry: Send a delivery again now */
+  "webhooks.retryDelivery": {
+    params: {
+      "id": string;
+      "deliveryId": string;
+    };
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        202: Schemas["WebhookDelivery"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        409: Schemas["Error"];
+        413: Schemas["Error"];
+        415: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** GET /v1/events: The webhook events as a feed, oldest first, for apps that would rather poll */
+  "events.list": {
+    params: Record<string, never>;
+    query: {
+      "after"?: string;
+      "connection"?: string;
+      "type"?: "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+      "limit"?: number;
+    };
+    body: undefined;
+    responses: {
+        200: Schemas["EventPage"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
   /** GET /healthz: Liveness */
   "ops.healthz": {
     params: Record<string, never>;
@@ -405,6 +638,14 @@ export const OPERATIONS = {
   "connect.session": { method: "POST", path: "/v1/connect-sessions" },
   "connect.callback": { method: "GET", path: "/oauth/callback" },
   "connect.exchange": { method: "POST", path: "/v1/connections/exchange" },
+  "webhooks.create": { method: "POST", path: "/v1/webhooks" },
+  "webhooks.list": { method: "GET", path: "/v1/webhooks" },
+  "webhooks.read": { method: "GET", path: "/v1/webhooks/{id}" },
+  "webhooks.remove": { method: "DELETE", path: "/v1/webhooks/{id}" },
+  "webhooks.rotateSecret": { method: "POST", path: "/v1/webhooks/{id}/rotate-secret" },
+  "webhooks.deliveries": { method: "GET", path: "/v1/webhooks/{id}/deliveries" },
+  "webhooks.retryDelivery": { method: "POST", path: "/v1/webhooks/{id}/deliveries/{deliveryId}/retry" },
+  "events.list": { method: "GET", path: "/v1/events" },
   "ops.healthz": { method: "GET", path: "/healthz" },
   "ops.readyz": { method: "GET", path: "/readyz" },
   "ops.metrics": { method: "GET", path: "/metrics" },
