@@ -8,12 +8,20 @@ export interface EventRoutesDeps {
   readonly prisma: PrismaClient;
 }
 
+/** PostgreSQL's bigint, the type of a transaction id in the feed's cursor. */
+const MAX_BIGINT = 2n ** 63n - 1n;
+
 const eventsQuery = z.strictObject({
   after: z
     .string()
     .transform((value, ctx) => {
       const [txid = "", id = ""] = Buffer.from(value, "base64url").toString("utf8").split(".");
-      if (/^\d{1,19}$/.test(txid) && z.string().uuid().safeParse(id).success) {
+      // 19 digits can still pass PostgreSQL's bigint, which would be a 500.
+      if (
+        /^\d{1,19}$/.test(txid) &&
+        BigInt(txid) <= MAX_BIGINT &&
+        z.string().uuid().safeParse(id).success
+      ) {
         return { txid: BigInt(txid), id };
       }
       ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });

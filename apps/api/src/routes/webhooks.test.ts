@@ -107,6 +107,19 @@ describe("webhook endpoints", () => {
     expect(response.json().message).toContain(message);
   });
 
+  it("refuses a deliveries cursor it did not make, whatever its date, with 400", async () => {
+    const endpoint = (
+      await call("POST", "/v1/webhooks", { url: RECEIVER, events: ["connection.created"] })
+    ).json();
+    const id = crypto.randomUUID();
+    // Dates JavaScript accepts but PostgreSQL's timestamp does not (before 4713 BC).
+    for (const at of ["-100000-01-01T00:00:00.000Z", "bogus"]) {
+      const cursor = Buffer.from(`${at}|${id}`).toString("base64url");
+      const response = await call("GET", `/v1/webhooks/${endpoint.id}/deliveries?cursor=${cursor}`);
+      expect(response.statusCode).toBe(400);
+    }
+  });
+
   it("404 for unknown ids of any shape", async () => {
     expect((await call("GET", "/v1/webhooks/nope")).statusCode).toBe(404);
     expect((await call("GET", `/v1/webhooks/${crypto.randomUUID()}/deliveries`)).statusCode).toBe(
@@ -288,5 +301,9 @@ describe("GET /v1/events", () => {
     expect((await call("GET", "/v1/events?after=bogus")).statusCode).toBe(400);
     expect((await call("GET", "/v1/events?type=connection.exploded")).statusCode).toBe(400);
     expect((await call("GET", "/v1/events?connection=nope")).statusCode).toBe(400);
+    // The shape of a cursor, with a transaction id past PostgreSQL's bigint: a 400, not a 500.
+    const id = crypto.randomUUID();
+    const past = Buffer.from(`9999999999999999999.${id}`).toString("base64url");
+    expect((await call("GET", `/v1/events?after=${past}`)).statusCode).toBe(400);
   });
 });

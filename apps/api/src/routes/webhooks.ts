@@ -54,8 +54,14 @@ const deliveriesQuery = z.strictObject({
     .string()
     .transform((value, ctx) => {
       const [at = "", id = ""] = Buffer.from(value, "base64url").toString("utf8").split("|");
+      // As toISOString wrote it, years 0000-9999 only: JavaScript takes dates (-100000...)
+      // that PostgreSQL's timestamp refuses, which would be a 500.
       const createdAt = new Date(at);
-      if (!Number.isNaN(createdAt.getTime()) && z.string().uuid().safeParse(id).success) {
+      if (
+        /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(at) &&
+        !Number.isNaN(createdAt.getTime()) &&
+        z.string().uuid().safeParse(id).success
+      ) {
         return { createdAt, id };
       }
       ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
