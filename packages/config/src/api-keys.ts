@@ -93,12 +93,24 @@ const KNOWN = API_SCOPES.join(", ");
 const FORMAT = "must be a bare key or name:key:scope+scope";
 const TOO_SHORT = `the key needs at least ${MIN_API_KEY_LENGTH} characters`;
 
+/** The words scopes are made of, singular: `token`, `read`, `connection`, `write`, `admin`. */
+const SCOPE_WORDS = new Set(API_SCOPES.flatMap((scope) => scope.split(":")).map(singular));
+
+function singular(word: string): string {
+  return word.replace(/s$/, "");
+}
+
 /**
- * Shows the unknown scope when it has a scope's shape (`tokens:write`, the likely typo),
- * which no key of 16 mixed characters has; anything else may be a key in the wrong field.
+ * Shows the unknown scope when it is made of scope words (`tokens:write`, `token:read`,
+ * the likely typos). Anything else may be part of a key: a key holding colons splits
+ * into name, key and scopes, and its tail, lower-case letters say, must not be printed.
  */
 function unknownScope(scope: string): string {
-  const shown = /^[a-z]{1,15}(:[a-z]{1,15})?$/.test(scope) ? ` ${JSON.stringify(scope)}` : "";
+  const words = scope.split(":");
+  const shown =
+    words.length <= 2 && words.every((word) => SCOPE_WORDS.has(singular(word)))
+      ? ` ${JSON.stringify(scope)}`
+      : "";
   return `unknown scope${shown} (known: ${KNOWN})`;
 }
 

@@ -237,6 +237,15 @@ describe("API_KEYS", () => {
     }
   });
 
+  it("never shows the part of a key with colons that lands in the scopes field", () => {
+    // A bare key holding colons reads as name:key:scopes; its tail must not be echoed.
+    const problems = problemsOf({ ...valid, API_KEYS: "abcdefgh:ijklmnop:qrstuvwxyz" });
+    expect(problems).toContain(
+      "API_KEYS: entry 1: unknown scope (known: tokens:read, connections:write, admin)",
+    );
+    expect(problems.join("\n")).not.toContain("qrstuvwxyz");
+  });
+
   it("needs at least one key", () => {
     expect(problemsOf({ ...valid, API_KEYS: " , " })).toEqual(["API_KEYS: needs at least one key"]);
   });
