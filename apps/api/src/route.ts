@@ -45,6 +45,12 @@ export interface RouteDeclaration<
    * what to send when the query or body is refused. @defaultValue the 400 error answer
    */
   readonly onInvalidInput?: (request: FastifyRequest, reply: FastifyReply) => unknown;
+  /**
+   * Whether a GET also answers HEAD with the same handler. Off for a GET that changes
+   * state (the OAuth callback consumes its state): link scanners probe with HEAD.
+   * @defaultValue true
+   */
+  readonly head?: boolean;
 }
 
 /** One documented answer: a JSON body's schema, or a description of any other. */
@@ -124,10 +130,11 @@ export function registerRoute<
     reply: FastifyReply,
   ) => Promise<unknown>,
 ): void {
-  const { method, url, scope, onInvalidInput } = declaration;
+  const { method, url, scope, onInvalidInput, head = true } = declaration;
   app.route({
     method,
     url,
+    exposeHeadRoute: head,
     config: {
       ...(scope === "public" ? {} : { scope }),
       declaration: declaration as RouteDeclaration,

@@ -172,6 +172,16 @@ describe("connect flow", () => {
     expect(providerRequests()).toBe(before);
   });
 
+  it("answers HEAD at the callback with 404, leaving the state for the browser's GET", async () => {
+    // Link scanners and previewers probe URLs with HEAD; Fastify would run the GET handler.
+    const { url } = await authorizationUrl(newUser());
+    const returned = await consent(url, "approve");
+    const before = providerRequests();
+    expect((await app.inject({ method: "HEAD", url: returned })).statusCode).toBe(404);
+    expect(providerRequests()).toBe(before);
+    expect(redirectedTo(await callback(returned)).params.status).toBe("success");
+  });
+
   it("lets one of two simultaneous callbacks with one state through", async () => {
     const { url } = await authorizationUrl(newUser());
     const returned = await consent(url, "approve");

@@ -150,6 +150,7 @@ export const connectRoutes = {
       "Exchanges the code, stores the connection, and redirects to the session's `returnUrl` with `connectionId` and `status=success`, or `error=<code>`. Never puts a token in a URL.",
     query: callbackQuery,
     onInvalidInput: sendInvalidState,
+    head: false,
     responses: {
       303: {
         description: "To the session's returnUrl, with `connectionId` and `status`, or `error`.",
