@@ -83,15 +83,6 @@ async function main(): Promise<void> {
     autorun: false,
   });
   errors.watch("worker", worker);
-  const consumer = consumerLiveness(worker, consumerConnection);
-
-  const ops = await startOpsServer(config.METRICS_PORT, {
-    registry: metrics.registry,
-    checks: { database: dependencies.postgres, redis: dependencies.redis },
-    liveness: consumer.check,
-  }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
-  shutdown.add("ops server", () => ops.close());
-  log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
 
   // Webhooks run where refreshes run: the dispatcher moves committed events from the
   // outbox to the queue, the consumer delivers them (docs/adr/0011). Same egress policy.
@@ -110,6 +101,15 @@ async function main(): Promise<void> {
     { connection: consumerConnection, log, autorun: false },
   );
   errors.watch("webhook worker", webhooks);
+  const consumer = consumerLiveness({ refresh: worker, webhook: webhooks }, consumerConnection);
+
+  const ops = await startOpsServer(config.METRICS_PORT, {
+    registry: metrics.registry,
+    checks: { database: dependencies.postgres, redis: dependencies.redis },
+    liveness: consumer.check,
+  }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
+  shutdown.add("ops server", () => ops.close());
+  log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
   shutdown.add("webhook dispatcher", () => dispatcher.stop());
 
   // Closing waits for in-flight refreshes, so none is cut between the provider's answer
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
   // the ops server keeps answering meanwhile.
   shutdown.add(
     "consumers",
-    () => Promise.all([consumer.close(), webhooks.close()]),
+    () => consumer.close(),
     Math.max(refreshDrainMs(config), webhookDrainMs(deliverySettings)),
   );
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
