@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { fields } from "@evergreen/config";
 import { refreshDrainMs } from "@evergreen/refresh";
+import { webhookDrainMs } from "@evergreen/webhooks";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { apiShutdownBudgets } from "../apps/api/src/shutdown-budgets";
@@ -139,8 +140,9 @@ describe("docker-compose.yml", () => {
     // Docker's default is 10 s; the closing of queues and connections after a drain needs
     // a few seconds more.
     const margin = 5_000;
+    // The worker's refresh and webhook consumers drain side by side.
     expect(durationMs(services.worker?.stop_grace_period)).toBeGreaterThan(
-      refreshDrainMs(env) + margin,
+      Math.max(refreshDrainMs(env), webhookDrainMs({ allowInsecureUrls: false })) + margin,
     );
     const api = apiShutdownBudgets(env);
     expect(durationMs(services.api?.stop_grace_period)).toBeGreaterThan(

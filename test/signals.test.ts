@@ -1,10 +1,14 @@
+import { once } from "node:events";
 import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { enqueueRefresh, openRefreshToken, QUEUE_PREFIX } from "@evergreen/refresh";
 import {
   createRefreshHarness,
   type RefreshHarness,
   redisDatabaseUrl,
 } from "@evergreen/refresh/testing";
+import { recordWebhookEvent, WebhookEndpointStore } from "@evergreen/webhooks";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { parse } from "yaml";
 import { type AppProcess, listeningPort, startCommand } from "./support/app-process";
@@ -141,6 +145,50 @@ describe("a stop signal to one PID drains the worker", () => {
     expect(await worker.exited).toBe(0);
     expect(worker.logs.map((line) => line.msg)).toContain("already shutting down");
     await expectStoredOnce(added);
+  });
+});
+
+describe("a stop signal to the worker with a webhook delivery in flight", () => {
+  it("waits for the receiver's answer and records it, refreshes in flight too", async () => {
+    // The receiver answers after 14 s, within the 15 s delivery timeout: longer than the
+    // refreshes' drain plus the 10 s a shutdown step gets by default.
+    const requests: string[] = [];
+    const receiver = createServer((request, response) => {
+      requests.push(String(request.headers["webhook-id"]));
+      request.resume();
+      setTimeout(() => response.writeHead(204).end(), 14_000);
+    });
+    receiver.listen(0, "127.0.0.1");
+    await once(receiver, "listening");
+    try {
+      const worker = launch(composeCommand("worker"));
+      const { connection } = await h.addConnection();
+      await new WebhookEndpointStore(h.prisma, h.keyRing).create({
+        url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks`,
+        events: ["connection.error"],
+      });
+      const added = await stopWorkerMidRefresh(worker, async () => {
+        await h.prisma.$transaction((tx) =>
+          recordWebhookEvent(tx, {
+            type: "connection.error",
+            connectionId: connection.id,
+            integration: "mock",
+            externalId: connection.externalId,
+            status: "error",
+          }),
+        );
+        await vi.waitFor(() => expect(requests).toHaveLength(1), { timeout: 15_000, interval: 20 });
+        worker.child.kill("SIGTERM");
+      });
+      expect(await worker.exited).toBe(0);
+      expect(worker.logs.at(-1)).toMatchObject({ msg: "stopped", clean: true });
+      await expectStoredOnce(added);
+      const delivery = await h.prisma.webhookDelivery.findFirstOrThrow();
+      expect(delivery).toMatchObject({ status: "succeeded", attempts: 1 });
+    } finally {
+      receiver.closeAllConnections();
+      receiver.close();
+    }
   });
 });
 

@@ -15,6 +15,8 @@ import { startRefreshWorker } from "./refresh-worker";
 let h: RefreshHarness;
 let connection: Redis;
 let worker: Worker;
+/** Stands in for the webhook consumer: liveness only asks a BullMQ Worker whether it runs. */
+let webhooks: Worker;
 let consumer: ConsumerLiveness;
 let ops: OpsServer;
 
@@ -29,7 +31,15 @@ beforeEach(async () => {
     log: h.deps.log,
     autorun: false,
   });
-  consumer = consumerLiveness(worker, connection);
+  webhooks = startRefreshWorker(h.deps, {
+    connection,
+    concurrency: 1,
+    lockDurationMs: 30_000,
+    prefix: `${h.prefix}-webhooks`,
+    log: h.deps.log,
+    autorun: false,
+  });
+  consumer = consumerLiveness({ refresh: worker, webhook: webhooks }, connection);
   // The worker's ops server, as main.ts wires it.
   ops = await startOpsServer(
     0,
@@ -40,6 +50,7 @@ beforeEach(async () => {
 afterEach(async () => {
   await ops.close();
   await worker.close();
+  await webhooks.close();
   if (connection.status !== "end") await connection.quit();
   await h.close();
 });
@@ -51,7 +62,8 @@ async function health() {
 
 async function running(): Promise<void> {
   void worker.run();
-  await once(worker, "ready");
+  void webhooks.run();
+  await Promise.all([once(worker, "ready"), once(webhooks, "ready")]);
 }
 
 describe("consumerLiveness", () => {
@@ -79,6 +91,24 @@ describe("consumerLiveness", () => {
       status: 503,
       body: { status: "not_live", reason: "refresh consumer closed" },
     });
+  });
+
+  // Its run loop ending was only logged: a worker that no longer delivered webhooks kept
+  // answering 200, so nothing restarted it.
+  it("is not live once the webhook consumer stopped", async () => {
+    await running();
+    await webhooks.close();
+    expect(await health()).toEqual({
+      status: 503,
+      body: { status: "not_live", reason: "webhook consumer closed" },
+    });
+  });
+
+  it("closes both consumers on shutdown", async () => {
+    await running();
+    await consumer.close();
+    expect([worker.closing, webhooks.closing]).toEqual([expect.any(Promise), expect.any(Promise)]);
+    expect([worker.isRunning(), webhooks.isRunning()]).toEqual([false, false]);
   });
 
   it("stays live while shutdown drains the consumer", async () => {

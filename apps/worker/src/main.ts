@@ -16,7 +16,12 @@ import {
   lockTtlMs,
   refreshDrainMs,
 } from "@evergreen/refresh";
-import { createWebhookQueue, OutboxDispatcher, WebhookEndpointStore } from "@evergreen/webhooks";
+import {
+  createWebhookQueue,
+  OutboxDispatcher,
+  WebhookEndpointStore,
+  webhookDrainMs,
+} from "@evergreen/webhooks";
 import { consumerLiveness } from "./consumer-liveness";
 import { workerEnv } from "./env";
 import { startRefreshWorker } from "./refresh-worker";
@@ -78,19 +83,11 @@ async function main(): Promise<void> {
     autorun: false,
   });
   errors.watch("worker", worker);
-  const consumer = consumerLiveness(worker, consumerConnection);
-
-  const ops = await startOpsServer(config.METRICS_PORT, {
-    registry: metrics.registry,
-    checks: { database: dependencies.postgres, redis: dependencies.redis },
-    liveness: consumer.check,
-  }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
-  shutdown.add("ops server", () => ops.close());
-  log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
 
   // Webhooks run where refreshes run: the dispatcher moves committed events from the
   // outbox to the queue, the consumer delivers them (docs/adr/0011). Same egress policy.
   const dispatcher = new OutboxDispatcher({ prisma: database.prisma, queue: webhookQueue, log });
+  const deliverySettings = { allowInsecureUrls: refreshDeps.settings.allowInsecureTokenUrls };
   const webhooks = startWebhookWorker(
     {
       prisma: database.prisma,
@@ -99,20 +96,33 @@ async function main(): Promise<void> {
       queue: webhookQueue,
       metrics,
       log,
-      settings: { allowInsecureUrls: refreshDeps.settings.allowInsecureTokenUrls },
+      settings: deliverySettings,
     },
     { connection: consumerConnection, log, autorun: false },
   );
   errors.watch("webhook worker", webhooks);
-  // A delivery cut by this step's limit is sent again once its claim lapses; receivers
-  // dedupe on webhook-id (Standard Webhooks allows a duplicate after a crash).
-  shutdown.add("webhook worker", () => webhooks.close());
+  const consumer = consumerLiveness({ refresh: worker, webhook: webhooks }, consumerConnection);
+
+  const ops = await startOpsServer(config.METRICS_PORT, {
+    registry: metrics.registry,
+    checks: { database: dependencies.postgres, redis: dependencies.redis },
+    liveness: consumer.check,
+  }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
+  shutdown.add("ops server", () => ops.close());
+  log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");
   shutdown.add("webhook dispatcher", () => dispatcher.stop());
 
   // Closing waits for in-flight refreshes, so none is cut between the provider's answer
-  // and the database write. Registered last, so it closes first; the ops server keeps
-  // answering meanwhile.
-  shutdown.add("refresh worker", () => consumer.close(), refreshDrainMs(config));
+  // and the database write, and for deliveries in flight, which a cut would send twice.
+  // Both consumers stop taking jobs at once and drain side by side: closed one after the
+  // other, the webhook consumer kept starting deliveries through the refreshes' drain and
+  // then had 10 s for a delivery that may take 15. Registered last, so it closes first;
+  // the ops server keeps answering meanwhile.
+  shutdown.add(
+    "consumers",
+    () => consumer.close(),
+    Math.max(refreshDrainMs(config), webhookDrainMs(deliverySettings)),
+  );
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
   worker.run().catch((err: unknown) => log.error({ err }, "refresh consumer stopped"));
   webhooks.run().catch((err: unknown) => log.error({ err }, "webhook consumer stopped"));

@@ -1,4 +1,5 @@
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
+import { createLogger } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
   enqueueRefresh,
@@ -31,13 +32,13 @@ afterEach(async () => {
   await h.close();
 });
 
-function startWorker(): Worker {
+function startWorker(log = h.deps.log): Worker {
   worker = startRefreshWorker(h.deps, {
     connection: consumer,
     concurrency: 5,
     lockDurationMs: 30_000,
     prefix: h.prefix,
-    log: h.deps.log,
+    log,
   });
   return worker;
 }
@@ -226,6 +227,37 @@ describe("startRefreshWorker", () => {
         completed: 0,
         failed: 0,
       });
+    } finally {
+      await close();
+    }
+  });
+
+  // While PostgreSQL is down every job due fails the same way: a line per job (thousands a
+  // second at scale) buried everything else in the log.
+  it("logs jobs failing the same way once per window, counting the rest", async () => {
+    const otherRing = KeyRing.fromSpec(generateEncryptionKey("other"));
+    const broken = await Promise.all(
+      Array.from({ length: 3 }, () => scheduledConnection(new Date())),
+    );
+    for (const { row } of broken) {
+      await h.prisma.connection.update({
+        where: { id: row.id },
+        data: { refreshToken: sealRefreshToken(otherRing, row.id, "rt") },
+      });
+    }
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger(
+      { name: "worker" },
+      { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) },
+    );
+    const { redelayed, close } = await watchDelays();
+    try {
+      const delayed = Promise.all(broken.map(({ jobId }) => redelayed(jobId)));
+      startWorker(log);
+      await delayed;
+      const failures = lines.filter((line) => line.msg === "refresh failed; retrying");
+      expect(failures).toHaveLength(1);
+      expect(failures[0]).toMatchObject({ level: "error", suppressed: 0 });
     } finally {
       await close();
     }

@@ -1,4 +1,4 @@
-import type { Logger } from "@evergreen/observability";
+import { ClientErrorLog, type Logger } from "@evergreen/observability";
 import {
   backoffMs,
   QUEUE_PREFIX,
@@ -30,6 +30,7 @@ export interface RefreshWorkerOptions {
  * same id; a job whose connection was rescheduled, deleted or stopped completes as a no-op.
  */
 export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Worker {
+  const failures = new ClientErrorLog(options.log);
   const process = async (job: Job<RefreshJobPayload>, token?: string) => {
     const parsed = refreshJobPayload.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError("malformed refresh job payload");
@@ -48,7 +49,10 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
       // missing from the ring. The connection is untouched: retry with backoff, for as
       // long as it takes (giving up would only hand the job to the scheduler's sweep).
       const retryInMs = backoffMs(deps.settings, job.attemptsStarted);
-      options.log.error({ job: job.id, err, retryInMs }, "refresh failed; retrying");
+      failures.report("refresh worker", err, "refresh failed; retrying", {
+        job: job.id,
+        retryInMs,
+      });
       await job.moveToDelayed(Date.now() + retryInMs, token);
       throw new DelayedError();
     }

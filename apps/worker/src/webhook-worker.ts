@@ -1,4 +1,4 @@
-import type { Logger } from "@evergreen/observability";
+import { ClientErrorLog, type Logger } from "@evergreen/observability";
 import {
   type DeliveryDeps,
   type DeliveryJobPayload,
@@ -29,6 +29,8 @@ const INFRA_RETRY_MS = 5_000;
  * database away) puts the job back under the same id.
  */
 export function startWebhookWorker(deps: DeliveryDeps, options: WebhookWorkerOptions): Worker {
+  // One line per window for jobs failing the same way, not one per job (PostgreSQL away).
+  const failures = new ClientErrorLog(options.log);
   const process = async (job: Job<DeliveryJobPayload>, token?: string) => {
     const parsed = deliveryJobPayload.safeParse(job.data);
     if (!parsed.success) throw new UnrecoverableError("malformed webhook job payload");
@@ -36,7 +38,7 @@ export function startWebhookWorker(deps: DeliveryDeps, options: WebhookWorkerOpt
       const run = await deliverWebhook(deps, parsed.data);
       return run.kind === "attempted" ? run.outcome : `skipped:${run.reason}`;
     } catch (err) {
-      options.log.error({ job: job.id, err }, "webhook delivery failed; retrying");
+      failures.report("webhook worker", err, "webhook delivery failed; retrying", { job: job.id });
       await job.moveToDelayed(Date.now() + INFRA_RETRY_MS, token);
       throw new DelayedError();
     }

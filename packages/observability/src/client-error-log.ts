@@ -36,10 +36,20 @@ export class ClientErrorLog {
     source.on("error", (err) => this.report(client, err));
   }
 
-  report(client: string, err: Error): void {
+  /**
+   * Logs `err` under `msg` (with `fields`) unless an error of its code was logged under the
+   * same `msg` within the window. Jobs that fail on an outage come here too: one line per
+   * job, thousands a second at scale, buried everything else.
+   */
+  report(
+    client: string,
+    err: unknown,
+    msg = "redis client error",
+    fields: Record<string, unknown> = {},
+  ): void {
     const code = errorCode(err);
     // Without a code, the message stands in: ioredis's "Connection is closed." has none.
-    const key = code ?? err.message;
+    const key = `${msg}\0${code ?? (err instanceof Error ? err.message : String(err))}`;
     const now = this.#now();
     const seen = this.#seen.get(key);
     if (seen !== undefined && now - seen.loggedAt < this.#windowMs) {
@@ -48,13 +58,13 @@ export class ClientErrorLog {
     }
     this.#seen.set(key, { loggedAt: now, suppressed: 0 });
     this.#log.error(
-      { client, code, err, suppressed: seen?.suppressed ?? 0, windowMs: this.#windowMs },
-      "redis client error",
+      { ...fields, client, code, err, suppressed: seen?.suppressed ?? 0, windowMs: this.#windowMs },
+      msg,
     );
   }
 }
 
-function errorCode(err: Error): string | undefined {
-  const { code } = err as Error & { code?: unknown };
+function errorCode(err: unknown): string | undefined {
+  const { code } = (err ?? {}) as { code?: unknown };
   return typeof code === "string" || typeof code === "number" ? String(code) : undefined;
 }

@@ -21,6 +21,15 @@ export interface DeliverySettings {
   readonly allowInsecureUrls: InsecureTokenUrls;
 }
 
+/**
+ * The longest one delivery in flight may take to finish: the receiver's timeout, then
+ * recording the attempt in PostgreSQL, with margin. Shutdown waits this long, since a
+ * delivery cut mid-send is sent again once its claim lapses.
+ */
+export function webhookDrainMs(settings: DeliverySettings): number {
+  return (settings.timeoutMs ?? 15_000) + 5_000;
+}
+
 export interface DeliveryDeps {
   readonly prisma: PrismaClient;
   readonly endpoints: WebhookEndpointStore;

@@ -4,6 +4,7 @@ export {
   type DeliveryRun,
   type DeliverySettings,
   deliverWebhook,
+  webhookDrainMs,
 } from "./deliver-webhook";
 export {
   checkWebhookUrl,

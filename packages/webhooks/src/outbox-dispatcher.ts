@@ -1,5 +1,5 @@
 import type { PrismaClient } from "@evergreen/db";
-import type { Logger } from "@evergreen/observability";
+import { ClientErrorLog, type Logger } from "@evergreen/observability";
 import type { Queue } from "bullmq";
 import { type DeliveryJobPayload, deliveryJob } from "./jobs";
 
@@ -105,6 +105,8 @@ export class OutboxDispatcher {
 
   async #run(): Promise<void> {
     const { log, pollMs = 1_000, repairEvery = 30 } = this.#options;
+    // An outage fails every poll: one line per window, not one a second per worker.
+    const failures = new ClientErrorLog(log);
     for (let run = 0; !this.#stopped; run += 1) {
       let busy = false;
       try {
@@ -112,7 +114,7 @@ export class OutboxDispatcher {
         busy = (await this.dispatchOnce()) > 0;
       } catch (err) {
         // PostgreSQL or Redis away: the outbox keeps its rows, the next run takes them.
-        log.error({ err }, "webhook dispatch failed; retrying");
+        failures.report("webhook dispatcher", err, "webhook dispatch failed; retrying");
       }
       if (!busy && !this.#stopped) {
         await new Promise<void>((resolve) => {
