@@ -16,7 +16,7 @@ import {
 import { QueueEvents, type Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { startRefreshWorker } from "./refresh-worker";
+import { INFRA_RETRY_MAX_MS, infraRetryDelayMs, startRefreshWorker } from "./refresh-worker";
 
 let h: RefreshHarness;
 let consumer: Redis;
@@ -261,5 +261,18 @@ describe("startRefreshWorker", () => {
     } finally {
       await close();
     }
+  });
+});
+
+describe("infraRetryDelayMs", () => {
+  it("backs off like a provider failure at first, but never past 15 s, so an outage's end is met at once", () => {
+    const settings = { retryBaseDelayMs: 1_000, retryMaxDelayMs: 300_000 };
+    expect(infraRetryDelayMs(settings, 1)).toBeLessThanOrEqual(1_000);
+    for (let attempts = 1; attempts <= 40; attempts++) {
+      expect(infraRetryDelayMs(settings, attempts)).toBeLessThanOrEqual(INFRA_RETRY_MAX_MS);
+    }
+    expect(
+      Math.max(...Array.from({ length: 50 }, () => infraRetryDelayMs(settings, 20))),
+    ).toBeGreaterThan(7_000);
   });
 });

@@ -48,7 +48,7 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
       // Provider answers never throw; this is PostgreSQL or Redis unreachable, or a key
       // missing from the ring. The connection is untouched: retry with backoff, for as
       // long as it takes (giving up would only hand the job to the scheduler's sweep).
-      const retryInMs = backoffMs(deps.settings, job.attemptsStarted);
+      const retryInMs = infraRetryDelayMs(deps.settings, job.attemptsStarted);
       failures.report("refresh worker", err, "refresh failed; retrying", {
         job: job.id,
         retryInMs,
@@ -90,4 +90,20 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
 
 function assertNever(value: never): never {
   throw new Error(`unhandled refresh run: ${JSON.stringify(value)}`);
+}
+
+/**
+ * Most a job waits between tries while PostgreSQL or Redis is unreachable. The provider's
+ * backoff (up to RETRY_MAX_DELAY_MS, 5 min) protects a provider; an outage of our own ends
+ * all at once, and a job still waiting out a long backoff then lets its token expire (seen:
+ * 13 of 40 overdue connections refreshed in the 80 s after a 6-minute PostgreSQL outage).
+ */
+export const INFRA_RETRY_MAX_MS = 15_000;
+
+/** Backoff with jitter for a job that failed on PostgreSQL or Redis, capped for recovery. */
+export function infraRetryDelayMs(
+  settings: Parameters<typeof backoffMs>[0],
+  attempts: number,
+): number {
+  return Math.min(INFRA_RETRY_MAX_MS, backoffMs(settings, attempts));
 }
