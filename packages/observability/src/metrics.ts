@@ -121,6 +121,12 @@ export function createMetrics(processName: string, options: MetricsOptions) {
       labelNames: ["source"] as const,
       registers,
     }),
+    integrationRefreshTotal: new Counter({
+      name: "evergreen_integration_refresh_total",
+      help: "Refresh attempts by integration and outcome: evergreen_refresh_total split by integration, where one provider serves several (two generic oauth2 integrations, say).",
+      labelNames: ["integration", "outcome"] as const,
+      registers,
+    }),
     refreshInfraErrors,
     parkedAnswersTotal,
     webhookDeliveries: new Counter({

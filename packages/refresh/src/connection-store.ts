@@ -15,6 +15,7 @@ import type { WebhookEventType } from "@evergreen/webhooks";
 export type RefreshIntegration = Pick<
   Integration,
   | "id"
+  | "key"
   | "provider"
   | "clientId"
   | "clientSecret"
@@ -68,7 +69,7 @@ const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessTo
 
 const LOAD = `
   SELECT ${CONNECTION_COLUMNS},
-         i.provider AS "i.provider", i."clientId" AS "i.clientId",
+         i.key AS "i.key", i.provider AS "i.provider", i."clientId" AS "i.clientId",
          i."clientSecret" AS "i.clientSecret", i."tokenUrl" AS "i.tokenUrl",
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
          i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds",

@@ -63,6 +63,20 @@ describe("refreshConnection outcomes", () => {
     expect(row.refreshCount).toBe(1);
   });
 
+  it("counts outcomes by integration too, apart for two integrations of one provider", async () => {
+    const { integrationRefreshTotal, refreshTotal } = h.metrics;
+    const before = await metricValue(refreshTotal, { provider: "oauth2", outcome: "success" });
+    for (const integrationKey of ["mock", "mock-two", "mock-two"]) {
+      await refresh((await h.addConnection({ integrationKey })).connection.id);
+    }
+    const success = (integration: string) =>
+      metricValue(integrationRefreshTotal, { integration, outcome: "success" });
+    expect(await success("mock-two")).toBe(2);
+    expect(await metricValue(refreshTotal, { provider: "oauth2", outcome: "success" })).toBe(
+      before + 3,
+    );
+  });
+
   it("invalid_grant: needs_reauth, no further job, never retried", async () => {
     const { connection, grant } = await h.addConnection();
     h.provider.revoke(grant.refreshToken);

@@ -263,6 +263,10 @@ async function record(
   result: RefreshResult,
 ): Promise<RefreshRun> {
   deps.metrics.refreshTotal.inc({ provider: integration.provider, outcome: result.outcome });
+  deps.metrics.integrationRefreshTotal.inc({
+    integration: integration.key,
+    outcome: result.outcome,
+  });
   const now = (deps.now ?? (() => new Date()))();
   return commit(
     deps,
