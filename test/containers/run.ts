@@ -249,6 +249,23 @@ async function promQuery(query: string): Promise<PromSample[]> {
   return body.data.result;
 }
 
+/**
+ * Asks the live Prometheus what one panel of the Grafana dashboard would show (Grafana itself
+ * cannot run here), with Grafana's interval variables as a fixed 1m.
+ */
+async function showDashboardPanel(title: string): Promise<void> {
+  const dashboard = JSON.parse(
+    await readFile(join(ROOT, "ops/grafana/dashboards/evergreen.json"), "utf8"),
+  ) as { panels: { title: string; targets?: { expr: string }[] }[] };
+  const expr = dashboard.panels.find((panel) => panel.title === title)?.targets?.[0]?.expr;
+  if (!expr) throw new Error(`no dashboard panel "${title}"`);
+  const query = expr.replaceAll("$__rate_interval", "1m").replaceAll("$__interval", "1m");
+  say(`dashboard panel "${title}": ${query}`);
+  const samples = await promQuery(query);
+  for (const sample of samples) say(`    ${JSON.stringify(sample.metric)} ${sample.value[1]}`);
+  check(samples.length > 0, `the live Prometheus answers the dashboard's "${title}" query`);
+}
+
 interface Target {
   labels: Record<string, string>;
   health: string;
@@ -447,6 +464,7 @@ async function main(): Promise<void> {
     for (const target of targets)
       say(`    ${target.labels.job}\t${target.labels.instance}\t${target.health}`);
     check(targets.length === WORKERS + 2, `all ${WORKERS + 2} app replicas listed and up`);
+    await showDashboardPanel("Refresh rate by provider and outcome");
     const alertmanagers = (await (await fetch(`${PROMETHEUS}/api/v1/alertmanagers`)).json()) as {
       data: { activeAlertmanagers: { url: string }[] };
     };
