@@ -261,7 +261,12 @@ async function showDashboardPanel(title: string): Promise<void> {
   if (!expr) throw new Error(`no dashboard panel "${title}"`);
   const query = expr.replaceAll("$__rate_interval", "1m").replaceAll("$__interval", "1m");
   say(`dashboard panel "${title}": ${query}`);
-  const samples = await promQuery(query);
+  // A rate needs two scrapes (15 s apart) of a series, and refresh series start at the
+  // first refresh, moments ago.
+  const samples = await until(`an answer to the dashboard's "${title}" query`, 60_000, async () => {
+    const answer = await promQuery(query);
+    return answer.length > 0 ? answer : undefined;
+  });
   for (const sample of samples) say(`    ${JSON.stringify(sample.metric)} ${sample.value[1]}`);
   check(samples.length > 0, `the live Prometheus answers the dashboard's "${title}" query`);
 }
