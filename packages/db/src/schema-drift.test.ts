@@ -50,7 +50,9 @@ async function databaseFromSql(sql: string): Promise<TestDatabase> {
   return db;
 }
 
-describe("schema.prisma and prisma/migrations", () => {
+// Each case runs Prisma's WASM schema engine (about 2 s alone; past 5 s on a loaded 2-core
+// machine), so the default 5 s per test is too tight.
+describe("schema.prisma and prisma/migrations", { timeout: 30_000 }, () => {
   const dbs: TestDatabase[] = [];
   let fromMigrations: string[];
 
