@@ -85,6 +85,12 @@ export const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
   .default("info");
 
+/**
+ * SPEC §4: where the audit stream goes, `stdout` or a file path. Whether the file can be
+ * opened is found when the app opens it at start (createAuditLog).
+ */
+export const auditLog = z.string().trim().min(1, "must be stdout or a file path").default("stdout");
+
 export const apiPort = port(3000);
 export const workerMetricsPort = port(9464);
 export const schedulerMetricsPort = port(9465);
