@@ -86,10 +86,10 @@ export const logLevel = z
   .default("info");
 
 /**
- * SPEC §4: where the audit stream goes, `stdout` or a file path. Whether the file can be
- * opened is found when the app opens it at start (createAuditLog).
+ * SPEC §4: where the audit stream goes, `stdout` or a file path (a blank value is unset, so
+ * `stdout`). Whether the file can be opened is found when the api opens it at start.
  */
-export const auditLog = z.string().trim().min(1, "must be stdout or a file path").default("stdout");
+export const auditLog = z.string().trim().default("stdout");
 
 export const apiPort = port(3000);
 export const workerMetricsPort = port(9464);
