@@ -1,3 +1,6 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { generateEncryptionKey } from "@evergreen/crypto";
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -70,6 +73,61 @@ describe("readiness", () => {
     });
     app.child.kill("SIGTERM");
     await app.exited;
+  });
+});
+
+describe("audit log", () => {
+  const dir = mkdtempSync(join(tmpdir(), "evergreen-audit-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("goes to the AUDIT_LOG file: a token read and a rejected key, never a key", async () => {
+    const file = join(dir, "audit.log");
+    const env = { ...baseEnv(), AUDIT_LOG: file };
+    const app = startApp("api", env);
+    const base = `http://127.0.0.1:${await listeningPort(app)}`;
+    const id = "00000000-0000-4000-8000-000000000000";
+    const read = await fetch(`${base}/v1/connections/${id}/token`, {
+      headers: { authorization: `Bearer ${env.API_KEYS}` },
+    });
+    expect(read.status).toBe(404);
+    const refused = await fetch(`${base}/v1/connections`, {
+      headers: { authorization: "Bearer not-the-key-0123456789" },
+    });
+    expect(refused.status).toBe(401);
+    app.child.kill("SIGTERM");
+    expect(await app.exited).toBe(0);
+
+    const text = readFileSync(file, "utf8");
+    const lines = text
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(lines).toEqual([
+      expect.objectContaining({
+        audit: true,
+        name: "api",
+        kind: "token_read",
+        keyName: "key1",
+        connectionId: id,
+        ip: "127.0.0.1",
+        outcome: "not_found",
+      }),
+      expect.objectContaining({ event: "api_key_rejected", route: "/v1/connections" }),
+    ]);
+    expect(text).not.toContain(env.API_KEYS);
+    expect(text).not.toContain("not-the-key-0123456789");
+    // The application log (stdout) holds none of it.
+    expect(app.logs.some((line) => line.audit === true)).toBe(false);
+  });
+
+  it("stops the api at start, naming AUDIT_LOG, when its file cannot be opened", async () => {
+    const file = join(dir, "no-such-dir", "audit.log");
+    const app = startApp("api", { ...baseEnv(), AUDIT_LOG: file });
+    expect(await app.exited).toBe(1);
+    expect(app.logs.at(-1)).toMatchObject({
+      level: "fatal",
+      msg: `AUDIT_LOG: cannot open ${file} for appending (ENOENT)`,
+    });
   });
 });
 

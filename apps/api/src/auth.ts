@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import { API_SCOPES, type ApiKey, type ApiScope, grantsScope } from "@evergreen/config";
-import type { RouteOptions } from "fastify";
+import type { FastifyRequest, RouteOptions } from "fastify";
 
 /**
  * What a route needs of a key (SPEC §4): one scope, or any one of several. A key with
@@ -83,4 +83,14 @@ export function createKeyLookup(keys: readonly ApiKey[]) {
 
 function sha256(text: string): Buffer {
   return createHash("sha256").update(text, "utf8").digest();
+}
+
+/**
+ * Who a request's audit line names: the key's name (every route that is not public has
+ * one by then) and the source address. `request.ip` is the socket's peer: the server sets
+ * no `trustProxy`, so behind a proxy it is the proxy's address, never a forwarded header
+ * a client could forge.
+ */
+export function auditActor(request: FastifyRequest): { keyName: string; ip: string } {
+  return { keyName: request.apiKeyName ?? "none", ip: request.ip };
 }

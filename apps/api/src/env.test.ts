@@ -48,3 +48,12 @@ describe("PUBLIC_URL", () => {
     expect(publicUrl(parseEnv(apiEnv, production))).toBe("http://127.0.0.1:3000");
   });
 });
+
+describe("AUDIT_LOG", () => {
+  it("defaults to stdout, also when blank, and takes a path", () => {
+    expect(parseEnv(apiEnv, valid).AUDIT_LOG).toBe("stdout");
+    expect(parseEnv(apiEnv, { ...valid, AUDIT_LOG: " " }).AUDIT_LOG).toBe("stdout");
+    const path = "/var/log/evergreen/audit.log";
+    expect(parseEnv(apiEnv, { ...valid, AUDIT_LOG: ` ${path} ` }).AUDIT_LOG).toBe(path);
+  });
+});

@@ -17,6 +17,7 @@ export const apiEnv = z
     ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
     EGRESS_ALLOWLIST: fields.egressAllowlist,
     LOG_LEVEL: fields.logLevel,
+    AUDIT_LOG: fields.auditLog,
     EVERGREEN_VERSION: fields.evergreenVersion,
   })
   .superRefine((env, ctx) => {

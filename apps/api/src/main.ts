@@ -2,12 +2,15 @@ import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
 import {
+  AuditLogError,
   ClientErrorLog,
+  createAuditLog,
   createHttpMetrics,
   createLogger,
   createMetrics,
   exitIfCannotListen,
   handleShutdown,
+  type Logger,
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
@@ -39,6 +42,7 @@ async function main(): Promise<void> {
     process.stderr.write(`\n  Development API key: ${keys}\n\n`);
   }
   log.info({ config: describeConfig(config) }, "starting");
+  const audit = openAuditLog(config.AUDIT_LOG, log);
   const errors = new ClientErrorLog(log);
 
   const database = createDatabase({ url: config.DATABASE_URL });
@@ -72,6 +76,7 @@ async function main(): Promise<void> {
 
   const server = await buildServer({
     log,
+    audit,
     apiKeys: config.API_KEYS,
     ops: {
       registry: metrics.registry,
@@ -120,6 +125,17 @@ async function main(): Promise<void> {
   await server
     .listen({ port: config.PORT, host: "0.0.0.0" })
     .catch(exitIfCannotListen(log, "PORT", config.PORT));
+}
+
+/** The audit stream, or exit 1 with one line naming AUDIT_LOG when its file cannot be opened. */
+function openAuditLog(destination: string, log: Logger) {
+  try {
+    return createAuditLog({ name: "api", destination });
+  } catch (error) {
+    if (!(error instanceof AuditLogError)) throw error;
+    log.fatal(error.message);
+    process.exit(1);
+  }
 }
 
 await main();

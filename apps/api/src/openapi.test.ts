@@ -15,13 +15,15 @@ let document: OpenApiDocument;
 
 beforeAll(async () => {
   h = await createRefreshHarness();
-  app = await connectTestServer(h, "https://evergreen.test", [
-    (instance) =>
-      instance.addHook("onRoute", (route) => {
-        if (route.method === "HEAD") return;
-        registered.set(`${String(route.method)} ${route.url}`, route.config?.scope ?? "public");
-      }),
-  ]);
+  app = await connectTestServer(h, "https://evergreen.test", {
+    before: [
+      (instance) =>
+        instance.addHook("onRoute", (route) => {
+          if (route.method === "HEAD") return;
+          registered.set(`${String(route.method)} ${route.url}`, route.config?.scope ?? "public");
+        }),
+    ],
+  });
   const response = await app.inject({ url: "/openapi.json" });
   expect(response.statusCode).toBe(200);
   document = response.json<OpenApiDocument>();

@@ -1,6 +1,7 @@
 import { finished } from "node:stream";
 import type { ApiKey } from "@evergreen/config";
 import {
+  type AuditLog,
   answerOpsRequest,
   type HttpMetrics,
   type Logger,
@@ -22,8 +23,17 @@ import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
 import { opsRoutes } from "./routes/ops";
 
+declare module "fastify" {
+  interface FastifyInstance {
+    /** The audit stream: token reads and security events (routes reach it as `request.server.audit`). */
+    audit: AuditLog;
+  }
+}
+
 export interface ServerOptions {
   readonly log: Logger;
+  /** Closed (its held-back counts written) when the server closes. */
+  readonly audit: AuditLog;
   readonly apiKeys: readonly ApiKey[];
   readonly ops: OpsOptions;
   /** Request counts and durations, on the registry `ops` serves. */
@@ -59,6 +69,7 @@ const BODY_LIMIT_BYTES = 1024 * 1024;
 
 export async function buildServer({
   log,
+  audit,
   apiKeys,
   ops,
   metrics,
@@ -135,6 +146,11 @@ export async function buildServer({
     if (request.routeOptions.url && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
     const key = findKey(request.headers.authorization);
     if (!key) {
+      audit.rejectedKey({
+        ip: request.ip,
+        route: request.routeOptions.url ?? "unmatched",
+        presented: request.headers.authorization !== undefined,
+      });
       return reply
         .status(401)
         .send({ error: "unauthorized", message: "missing or unknown API key" });
@@ -144,6 +160,8 @@ export async function buildServer({
     if (forbidden) return reply.status(403).send({ error: "forbidden", message: forbidden });
   });
   app.decorateRequest("apiKeyName", undefined);
+  app.decorate("audit", audit);
+  app.addHook("onClose", async () => audit.close());
   app.addHook("onRoute", (route) => {
     checkRouteScope(route, PUBLIC_ROUTES);
     checkRouteDeclared(route);

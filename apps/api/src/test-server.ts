@@ -1,6 +1,9 @@
 // Test helper: the api's HTTP server with silent logs, fixed keys and the given routes.
+import { Writable } from "node:stream";
 import { fields } from "@evergreen/config";
 import {
+  type AuditDestination,
+  createAuditLog,
   createHttpMetrics,
   createLogger,
   createMetrics,
@@ -106,11 +109,14 @@ export async function testServer(
     readonly log?: Logger;
     /** @defaultValue fresh ones */
     readonly metrics?: ReturnType<typeof testMetrics>;
+    /** Where the audit stream goes, e.g. a stream a test reads. @defaultValue nowhere */
+    readonly audit?: AuditDestination;
   } = {},
 ) {
   const { registry, http } = options.metrics ?? testMetrics();
   const app = await buildServer({
     log: options.log ?? createLogger({ name: "api-test", level: "silent" }),
+    audit: createAuditLog({ name: "api-test", destination: options.audit ?? discard() }),
     apiKeys: API_KEYS,
     ops: { registry, checks: options.checks ?? {} },
     metrics: http,
@@ -119,6 +125,11 @@ export async function testServer(
   });
   checkDeclaredAnswers(app);
   return app;
+}
+
+/** A destination that drops every line: tests that do not read the audit stream. */
+function discard() {
+  return new Writable({ write: (_chunk, _encoding, done) => done() });
 }
 
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
@@ -145,12 +156,17 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
 export function connectTestServer(
   h: RefreshHarness,
   publicUrl: string,
-  /** Registered first, e.g. an onRoute hook that sees every route. */
-  before: readonly ((app: FastifyInstance) => void)[] = [],
+  options: {
+    /** Registered first, e.g. an onRoute hook that sees every route. */
+    readonly before?: readonly ((app: FastifyInstance) => void)[];
+    readonly audit?: AuditDestination;
+  } = {},
 ) {
   const metrics = testMetrics();
+  const { before = [], audit } = options;
   return testServer({
     metrics,
+    ...(audit === undefined ? {} : { audit }),
     routes: [
       ...before,
       (app) =>

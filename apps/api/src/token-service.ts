@@ -27,6 +27,9 @@ export const accessTokenSchema = responseSchema(
 );
 export type AccessToken = z.output<typeof accessTokenSchema>;
 
+/** A token read's outcome: the metric's, or `not_found`, or `error` for a bug's 500. */
+export type TokenReadOutcome = TokenOutcome | "not_found" | "error";
+
 /** What a shared refresh left behind, for every caller that joined it. */
 interface Attempt {
   readonly row: ConnectionRow;
@@ -74,14 +77,24 @@ export class TokenService {
    * half of it, since asking more of short-lived tokens would refresh (and rotate) on
    * every call, and no refresh could give it.
    */
-  async token(connectionId: string, minValiditySeconds: number): Promise<AccessToken> {
+  async token(
+    connectionId: string,
+    minValiditySeconds: number,
+    /** Told how the read ended, for the audit stream, before the answer is sent. */
+    audit?: (outcome: TokenReadOutcome) => void,
+  ): Promise<AccessToken> {
     try {
       const { token, refreshed } = await this.#token(connectionId, minValiditySeconds);
-      this.#outcomes.inc({ outcome: refreshed ? "refreshed" : "stored" });
+      const outcome = refreshed ? "refreshed" : "stored";
+      this.#outcomes.inc({ outcome });
+      audit?.(outcome);
       return token;
     } catch (error) {
       const outcome = tokenOutcomeOf(error);
       if (outcome) this.#outcomes.inc({ outcome });
+      audit?.(
+        outcome ?? (error instanceof HttpError && error.statusCode === 404 ? "not_found" : "error"),
+      );
       throw error;
     }
   }

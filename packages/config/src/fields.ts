@@ -85,6 +85,12 @@ export const logLevel = z
   .enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
   .default("info");
 
+/**
+ * SPEC §4: where the audit stream goes, `stdout` or a file path (a blank value is unset, so
+ * `stdout`). Whether the file can be opened is found when the api opens it at start.
+ */
+export const auditLog = z.string().trim().default("stdout");
+
 export const apiPort = port(3000);
 export const workerMetricsPort = port(9464);
 export const schedulerMetricsPort = port(9465);

@@ -1,3 +1,13 @@
+export {
+  type AuditDestination,
+  type AuditLog,
+  AuditLogError,
+  type AuditLogOptions,
+  createAuditLog,
+  type RejectedKey,
+  type SecurityEvent,
+  type TokenRead,
+} from "./audit-log";
 export { exitIfCannotListen } from "./cannot-listen";
 export { ClientErrorLog, type ErrorSource } from "./client-error-log";
 export {

@@ -34,6 +34,8 @@ export type CallbackOutcome =
       readonly kind: "redirect";
       readonly location: string;
       readonly result: "success" | ConnectErrorCode;
+      /** The connection made or updated, on success (for the audit stream). */
+      readonly connectionId?: string;
     };
 
 const PROVIDER_ERRORS = [
@@ -110,7 +112,12 @@ export async function completeConnectSession(
     location.searchParams.set("connectionId", connection.id);
     location.searchParams.set("status", "success");
     location.searchParams.delete("error");
-    return { kind: "redirect", location: location.toString(), result: "success" };
+    return {
+      kind: "redirect",
+      location: location.toString(),
+      result: "success",
+      connectionId: connection.id,
+    };
   } catch (error) {
     if (error instanceof CodeExchangeError) return back(session.returnUrl, error.code);
     if (error instanceof ProviderConfigError || error instanceof UnknownIntegrationError) {

@@ -12,6 +12,7 @@ import {
 } from "@evergreen/refresh";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { auditActor } from "../auth";
 import { HttpError } from "../http-errors";
 import {
   defineRoute,
@@ -207,12 +208,34 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
   registerRoute(app, connectRoutes.callback, async ({ query }, request, reply) => {
     keepPrivate(reply);
     const outcome = await completeConnectSession(exchange, query);
+    request.server.audit.tokenRead({
+      // Public: no API key. The session's state, single-use, is the credential.
+      keyName: "oauth_callback",
+      ip: request.ip,
+      route: CALLBACK_PATH,
+      connectionId: outcome.kind === "redirect" ? outcome.connectionId : undefined,
+      outcome: outcome.kind === "redirect" ? outcome.result : outcome.kind,
+    });
     if (outcome.kind === "unknown_state") return sendInvalidState(request, reply);
     return reply.redirect(outcome.location, 303);
   });
 
-  registerRoute(app, connectRoutes.exchange, async ({ body }, _request, reply) => {
-    const { connection, integration, created } = await exchangeCode(exchange, body).catch(rethrow);
+  registerRoute(app, connectRoutes.exchange, async ({ body }, request, reply) => {
+    const audit = (outcome: string, connectionId?: string) =>
+      request.server.audit.tokenRead({
+        ...auditActor(request),
+        route: connectRoutes.exchange.url,
+        connectionId,
+        outcome,
+      });
+    const { connection, integration, created } = await exchangeCode(exchange, body).catch(
+      (error: unknown) => {
+        const answer = httpError(error);
+        audit(answer instanceof HttpError ? answer.code : "error");
+        throw answer;
+      },
+    );
+    audit("exchanged", connection.id);
     return reply.status(created ? 201 : 200).send(connectionView(connection, integration));
   });
 }

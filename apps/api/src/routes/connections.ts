@@ -9,7 +9,7 @@ import {
 import { recordWebhookEvent } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import type { RouteScope } from "../auth";
+import { auditActor, type RouteScope } from "../auth";
 import { HttpError } from "../http-errors";
 import {
   defineRoute,
@@ -301,8 +301,15 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     };
   });
 
-  registerRoute(app, connectionRoutes.token, async ({ params, query }, _request, reply) => {
-    const token: AccessToken = await deps.tokens.token(params.id, query.minValidity);
+  registerRoute(app, connectionRoutes.token, async ({ params, query }, request, reply) => {
+    const token: AccessToken = await deps.tokens.token(params.id, query.minValidity, (outcome) =>
+      request.server.audit.tokenRead({
+        ...auditActor(request),
+        route: connectionRoutes.token.url,
+        connectionId: params.id,
+        outcome,
+      }),
+    );
     // A bearer token: no cache along the way may keep it.
     return reply.header("cache-control", "no-store").send(token);
   });

@@ -12,12 +12,14 @@ import {
 } from "@evergreen/providers";
 import {
   checkReturnUrlEntry,
+  openClientSecret,
   type RefreshJobPayload,
   registerIntegration,
 } from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { auditActor } from "../auth";
 import { HttpError } from "../http-errors";
 import {
   defineRoute,
@@ -250,11 +252,33 @@ export const integrationRoutes = {
 export function registerIntegrationRoutes(app: FastifyInstance, deps: IntegrationRoutesDeps): void {
   const { prisma } = deps;
 
-  registerRoute(app, integrationRoutes.upsert, async ({ body }, _request, reply) => {
+  registerRoute(app, integrationRoutes.upsert, async ({ body }, request, reply) => {
     checkOffline(body, deps);
+    const before = await prisma.integration.findUnique({
+      where: { key: body.key },
+      select: { id: true, clientSecret: true },
+    });
     const { integration, created } = await registerIntegration(deps, body);
+    // Only a secret that changed is a security event: most updates re-send the same one.
+    if (created || !before || secretOf(before) !== body.clientSecret) {
+      request.server.audit.security({
+        ...auditActor(request),
+        event: "integration_secret_changed",
+        integration: integration.key,
+        created,
+      });
+    }
     return reply.status(created ? 201 : 200).send(integrationView(integration));
   });
+
+  /** The stored secret, or undefined when no key of the ring opens it (then it changed). */
+  function secretOf(row: { id: string; clientSecret: string }): string | undefined {
+    try {
+      return openClientSecret(deps.keyRing, row.id, row.clientSecret);
+    } catch {
+      return undefined;
+    }
+  }
 
   registerRoute(app, integrationRoutes.list, async () => {
     const rows = await prisma.integration.findMany({ orderBy: { key: "asc" } });

@@ -12,8 +12,9 @@ import {
   WebhookUrlError,
 } from "@evergreen/webhooks";
 import type { Queue } from "bullmq";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { auditActor } from "../auth";
 import { HttpError } from "../http-errors";
 import {
   defineRoute,
@@ -264,7 +265,7 @@ const withAttempts = {
 export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesDeps): void {
   const { prisma, endpoints } = deps;
 
-  registerRoute(app, webhookRoutes.create, async ({ body }, _request, reply) => {
+  registerRoute(app, webhookRoutes.create, async ({ body }, request, reply) => {
     let url: string;
     try {
       url = checkWebhookUrl(body.url, deps.allowInsecureUrls);
@@ -282,6 +283,7 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesD
       );
     }
     const { endpoint, secret } = await endpoints.create({ url, events: body.events });
+    audit(request, "webhook_endpoint_created", endpoint.id);
     return reply.status(201).send({ ...endpointView(endpoint), secret });
   });
 
@@ -296,15 +298,17 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesD
     return endpointView(row);
   });
 
-  registerRoute(app, webhookRoutes.remove, async ({ params }, _request, reply) => {
+  registerRoute(app, webhookRoutes.remove, async ({ params }, request, reply) => {
     const { count } = await prisma.webhookEndpoint.deleteMany({ where: { id: params.id } });
     if (count === 0) throw notFound();
+    audit(request, "webhook_endpoint_deleted", params.id);
     return reply.status(204).send();
   });
 
-  registerRoute(app, webhookRoutes.rotateSecret, async ({ params }) => {
+  registerRoute(app, webhookRoutes.rotateSecret, async ({ params }, request) => {
     const rotated = await endpoints.rotateSecret(params.id);
     if (!rotated) throw notFound();
+    audit(request, "webhook_secret_rotated", params.id);
     return { ...endpointView(rotated.endpoint), secret: rotated.secret };
   });
 
@@ -374,4 +378,13 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesD
     }
     return reply.status(202).send(deliveryView(updated));
   });
+}
+
+/** A change to where, or with what secret, webhooks are signed and sent: never the secret. */
+function audit(
+  request: FastifyRequest,
+  event: "webhook_endpoint_created" | "webhook_endpoint_deleted" | "webhook_secret_rotated",
+  endpointId: string,
+): void {
+  request.server.audit.security({ ...auditActor(request), event, endpointId });
 }

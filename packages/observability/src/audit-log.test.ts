@@ -1,0 +1,105 @@
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { afterAll, describe, expect, it } from "vitest";
+import { AuditLogError, createAuditLog } from "./audit-log";
+
+const dir = mkdtempSync(join(tmpdir(), "evergreen-audit-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** An audit log into an array, on a clock the test moves. */
+function captured(options: { maxTrackedIps?: number } = {}) {
+  const lines: Record<string, unknown>[] = [];
+  const clock = { now: 0 };
+  const audit = createAuditLog({
+    name: "test",
+    destination: new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(JSON.parse(String(chunk)));
+        done();
+      },
+    }),
+    now: () => clock.now,
+    ...options,
+  });
+  return { audit, lines, clock };
+}
+
+describe("createAuditLog", () => {
+  it("appends JSON lines marked audit to an AUDIT_LOG file", () => {
+    const file = join(dir, "audit.log");
+    const audit = createAuditLog({ name: "api", destination: file });
+    audit.tokenRead({
+      route: "/r",
+      keyName: "k",
+      connectionId: "c",
+      ip: "192.0.2.1",
+      outcome: "stored",
+    });
+    audit.close();
+    const [line] = readFileSync(file, "utf8").trim().split("\n");
+    expect(JSON.parse(line ?? "")).toMatchObject({
+      audit: true,
+      name: "api",
+      kind: "token_read",
+      keyName: "k",
+      connectionId: "c",
+      outcome: "stored",
+    });
+  });
+
+  it("refuses, naming AUDIT_LOG and the reason, a file that cannot be opened; makes no directory", () => {
+    const file = join(dir, "missing", "audit.log");
+    expect(() => createAuditLog({ name: "api", destination: file })).toThrow(AuditLogError);
+    expect(() => createAuditLog({ name: "api", destination: file })).toThrow(
+      `AUDIT_LOG: cannot open ${file} for appending (ENOENT)`,
+    );
+  });
+
+  it("censors a secret field as the application log does", () => {
+    const { audit, lines } = captured();
+    // A field no caller should pass: the redaction still catches it.
+    audit.tokenRead({ accessToken: "at-secret" } as never);
+    expect(lines[0]).toMatchObject({ accessToken: "[redacted]" });
+  });
+
+  it("writes a rejected key once per IP per window, and the next line counts those left out", () => {
+    const { audit, lines, clock } = captured();
+    const attempt = (ip: string) => audit.rejectedKey({ ip, route: "/v1/x", presented: true });
+    for (let i = 0; i < 5; i += 1) attempt("192.0.2.1");
+    attempt("192.0.2.2");
+    clock.now = 9_999;
+    attempt("192.0.2.1");
+    expect(lines.map(({ ip, suppressed }) => [ip, suppressed])).toEqual([
+      ["192.0.2.1", 0],
+      ["192.0.2.2", 0],
+    ]);
+    clock.now = 10_000;
+    attempt("192.0.2.1");
+    expect(lines.at(-1)).toMatchObject({
+      event: "api_key_rejected",
+      ip: "192.0.2.1",
+      suppressed: 5,
+    });
+    attempt("192.0.2.1");
+    audit.close();
+    expect(lines.at(-1)).toEqual(expect.objectContaining({ ip: "192.0.2.1", suppressed: 1 }));
+    expect(lines).toHaveLength(4);
+  });
+
+  it("remembers a bounded number of IPs, writing a forgotten one's count as it goes", () => {
+    const { audit, lines } = captured({ maxTrackedIps: 2 });
+    const attempt = (ip: string) => audit.rejectedKey({ ip, route: "/v1/x", presented: false });
+    attempt("192.0.2.1");
+    attempt("192.0.2.1");
+    attempt("192.0.2.2");
+    attempt("192.0.2.3");
+    expect(lines.map(({ ip, suppressed }) => [ip, suppressed])).toEqual([
+      ["192.0.2.1", 0],
+      ["192.0.2.2", 0],
+      ["192.0.2.1", 1],
+      ["192.0.2.3", 0],
+    ]);
+  });
+});

@@ -1,0 +1,190 @@
+import { openSync } from "node:fs";
+import pino, { type DestinationStream, type Logger } from "pino";
+import { REDACT_PATHS } from "./logger";
+
+/**
+ * Where the audit stream goes (SPEC §4 `AUDIT_LOG`): `stdout`, a file path, or (tests) a
+ * stream.
+ */
+export type AuditDestination = "stdout" | string | DestinationStream;
+
+/**
+ * One read of a token, or of a grant that yields one: the token route and the connect
+ * flow's code exchanges. Never the token.
+ */
+export interface TokenRead {
+  /** The route template, e.g. `/v1/connections/:id/token`. */
+  readonly route: string;
+  /** The API key's name (never the key), or `oauth_callback` for the public callback. */
+  readonly keyName: string;
+  /** Absent when no connection was found or made. */
+  readonly connectionId?: string | undefined;
+  /** The socket's address: fastify's `request.ip` without `trustProxy`. */
+  readonly ip: string;
+  /** A fixed word: `stored`, `refreshed`, `needs_reauth`, `not_found`, `exchanged`, ... */
+  readonly outcome: string;
+}
+
+/** Who changed something, for the security events a request causes. */
+interface Actor {
+  /** The API key's name, never the key. */
+  readonly keyName: string;
+  readonly ip: string;
+}
+
+export type SecurityEvent =
+  | (Actor & {
+      /** A client secret was set: on create, or an update that changed it. */
+      readonly event: "integration_secret_changed";
+      readonly integration: string;
+      readonly created: boolean;
+    })
+  | (Actor & {
+      readonly event:
+        | "webhook_secret_rotated"
+        | "webhook_endpoint_created"
+        | "webhook_endpoint_deleted";
+      readonly endpointId: string;
+    })
+  | {
+      /** A `keys:rotate` run: started, finished or failed. */
+      readonly event: "key_rotation";
+      readonly phase: "started" | "finished" | "failed";
+      readonly primaryKeyId: string;
+      readonly dryRun: boolean;
+      /** Rows re-sealed so far. */
+      readonly resealed?: number;
+    };
+
+/** A request refused for a missing or unknown API key (a 401). */
+export interface RejectedKey {
+  readonly ip: string;
+  readonly route: string;
+  /** Whether a bearer key was presented at all (never the key). */
+  readonly presented: boolean;
+}
+
+export interface AuditLogOptions {
+  /** Process name, e.g. `api`. */
+  readonly name: string;
+  readonly destination: AuditDestination;
+  /**
+   * A rejected key is written at most once per source IP per this window; the next line
+   * of that IP carries how many were left out. @defaultValue 10000
+   */
+  readonly rejectWindowMs?: number;
+  /** Source IPs remembered for that; the oldest is forgotten first. @defaultValue 10000 */
+  readonly maxTrackedIps?: number;
+  /** @defaultValue Date.now */
+  readonly now?: () => number;
+}
+
+/** AUDIT_LOG names a file that cannot be opened for appending: a start-up failure. */
+export class AuditLogError extends Error {
+  override name = "AuditLogError";
+}
+
+export interface AuditLog {
+  tokenRead(read: TokenRead): void;
+  security(event: SecurityEvent): void;
+  /** Rate-limited per source IP (see `rejectWindowMs`). */
+  rejectedKey(attempt: RejectedKey): void;
+  /** Writes the counts of rejected keys still held back, then flushes. */
+  close(): void;
+}
+
+/**
+ * The audit stream of issue 11: token reads and security events as JSON lines on their
+ * own pino instance, never PostgreSQL, so a high read rate costs a line write. Every line
+ * carries `"audit":true`, so that on a shared stdout a pipeline can route it apart from
+ * the application log. Writes are synchronous: a line is written before the answer it
+ * records is sent, and none is lost in a buffer at exit.
+ */
+export function createAuditLog(options: AuditLogOptions): AuditLog {
+  const logger = pino(
+    {
+      name: options.name,
+      level: "info",
+      base: { audit: true },
+      // The same paths as the application log: a field added carelessly later is still
+      // censored.
+      redact: { paths: REDACT_PATHS, censor: "[redacted]" },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+    },
+    destinationStream(options.destination),
+  );
+  const rejected = rejectionLimiter(logger, options);
+  return {
+    tokenRead: (read) => logger.info({ kind: "token_read", ...read }, "token read"),
+    security: (event) => logger.info({ kind: "security", ...event }, event.event),
+    rejectedKey: rejected.record,
+    close: () => {
+      rejected.flush();
+      logger.flush();
+    },
+  };
+}
+
+function destinationStream(destination: AuditDestination): DestinationStream {
+  if (typeof destination !== "string") return destination;
+  if (destination === "stdout") return pino.destination({ dest: 1, sync: true });
+  let fd: number;
+  try {
+    // Opened here, not by pino, so that a bad path stops the process at start with its
+    // reason; the directory is not created: a mistyped path should not make one.
+    fd = openSync(destination, "a");
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    throw new AuditLogError(
+      `AUDIT_LOG: cannot open ${destination} for appending (${typeof code === "string" ? code : (error as Error).message})`,
+    );
+  }
+  return pino.destination({ dest: fd, sync: true });
+}
+
+/**
+ * A 401 flood (a scanner, a client with a revoked key) would write a line per request:
+ * one line per IP per window, the next one counting those left out. The map is bounded,
+ * so many source addresses cost memory up to `maxTrackedIps` entries.
+ */
+function rejectionLimiter(logger: Logger, options: AuditLogOptions) {
+  const windowMs = options.rejectWindowMs ?? 10_000;
+  const maxIps = options.maxTrackedIps ?? 10_000;
+  const now = options.now ?? Date.now;
+  const byIp = new Map<string, { since: number; suppressed: number }>();
+  const write = (attempt: RejectedKey | { readonly ip: string }, suppressed: number) =>
+    logger.info(
+      { kind: "security", event: "api_key_rejected", ...attempt, suppressed },
+      "api_key_rejected",
+    );
+  /** The count of an IP's window that no later line will carry. */
+  const settle = (ip: string, suppressed: number) => {
+    if (suppressed > 0) write({ ip }, suppressed);
+  };
+  return {
+    record(attempt: RejectedKey): void {
+      const at = now();
+      const seen = byIp.get(attempt.ip);
+      if (seen && at - seen.since < windowMs) {
+        seen.suppressed += 1;
+        return;
+      }
+      byIp.delete(attempt.ip);
+      if (byIp.size >= maxIps) {
+        const [oldest] = byIp;
+        if (oldest) {
+          byIp.delete(oldest[0]);
+          settle(oldest[0], oldest[1].suppressed);
+        }
+      }
+      write(attempt, seen?.suppressed ?? 0);
+      // Re-inserted, so the map's order is by window start: the oldest goes first.
+      byIp.set(attempt.ip, { since: at, suppressed: 0 });
+    },
+    flush(): void {
+      for (const [ip, { suppressed }] of byIp) settle(ip, suppressed);
+      byIp.clear();
+    },
+  };
+}
