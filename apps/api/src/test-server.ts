@@ -7,6 +7,7 @@ import {
   type Logger,
   type ReadinessCheck,
 } from "@evergreen/observability";
+import { createRevocationQueue } from "@evergreen/refresh";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
@@ -121,6 +122,13 @@ export async function testServer(
   return app;
 }
 
+/** A revocation queue under the harness's prefix, so that closing the harness deletes its keys. */
+export function revocationTestQueue(app: FastifyInstance, h: RefreshHarness) {
+  const queue = createRevocationQueue(h.redis, `${h.prefix}:revocations`);
+  app.addHook("onClose", () => queue.close());
+  return queue;
+}
+
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
 export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
   const metrics = testMetrics();
@@ -132,6 +140,7 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
           prisma: h.prisma,
           refresh: { ...h.deps, queue },
           tokens: new TokenService(h.deps, h.prisma, metrics.http),
+          revocations: revocationTestQueue(app, h),
         }),
     ],
   });
@@ -167,6 +176,7 @@ export function connectTestServer(
           prisma: h.prisma,
           refresh: h.deps,
           tokens: new TokenService(h.deps, h.prisma, metrics.http),
+          revocations: revocationTestQueue(app, h),
         }),
       (app) => registerConnectRoutes(app, { prisma: h.prisma, refresh: h.deps, publicUrl }),
       (app) => {

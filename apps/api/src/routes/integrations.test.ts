@@ -4,7 +4,7 @@ import type { InsecureTokenUrls } from "@evergreen/providers";
 import { openClientSecret, refreshJobId } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, testMetrics, testServer } from "../test-server";
+import { AUTH, revocationTestQueue, testMetrics, testServer } from "../test-server";
 import { TokenService } from "../token-service";
 import { registerConnectionRoutes } from "./connections";
 import { registerIntegrationRoutes } from "./integrations";
@@ -35,6 +35,7 @@ function server(allowInsecureTokenUrls: InsecureTokenUrls = false, egressPolicy?
           prisma: h.prisma,
           refresh: h.deps,
           tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
+          revocations: revocationTestQueue(app, h),
         }),
     ],
   });
