@@ -224,6 +224,36 @@ describe("POST /v1/integrations", () => {
     }
   });
 
+  it("stores a generic integration's revocation URL, held to the token URL's rules", async () => {
+    const app = await server();
+    const post = (key: string, revocationUrl: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: auth,
+        payload: {
+          ...google,
+          key,
+          provider: "oauth2",
+          clientId: "x",
+          tokenUrl: "https://idp.example.com/token",
+          revocationUrl,
+        },
+      });
+    const stored = await post("revocable", "https://idp.example.com/revoke");
+    expect(stored.statusCode).toBe(201);
+    expect(stored.json().revocationUrl).toBe("https://idp.example.com/revoke");
+    const cases: [string, RegExp][] = [
+      ["http://idp.example.com/revoke", /^revocationUrl: revocation URL must use https/],
+      ["https://169.254.169.254/revoke", /^revocationUrl: the host is a loopback/],
+    ];
+    for (const [url, message] of cases) {
+      const refused = await post("revocable-bad", url);
+      expect(refused.statusCode, url).toBe(400);
+      expect(refused.json().message, url).toMatch(message);
+    }
+  });
+
   it("retries the connections in error when the integration is updated", async () => {
     const { connection } = await h.addConnection({ integrationKey: "fixme" });
     const failed = await h.addConnection({ integrationKey: "fixme" });
