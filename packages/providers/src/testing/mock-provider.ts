@@ -156,6 +156,9 @@ export async function startMockProvider(options: MockProviderOptions = {}): Prom
  * with a code or `error=access_denied`. Codes are single use, expire in 10 minutes and are
  * exchanged (authorization_code grant) only with the same `redirect_uri` and, when the
  * authorization request carried an S256 challenge, the matching `code_verifier`.
+ *
+ * Its revocation endpoint (`POST /revoke`, RFC 7009) kills the grant of the token it is
+ * given; `failNextRevocation` scripts answers such as 503 with `Retry-After`.
  */
 export class MockProvider {
   readonly clientId: string;
