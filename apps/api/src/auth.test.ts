@@ -14,6 +14,7 @@ import { registerIntegrationRoutes } from "./routes/integrations";
 import { registerWebhookRoutes } from "./routes/webhooks";
 import {
   OTHER_API_KEY,
+  revocationTestQueue,
   SCOPED_KEYS,
   TEST_API_KEY,
   testMetrics,
@@ -48,6 +49,7 @@ function apiRoutes(): ((app: FastifyInstance) => void)[] {
         prisma: h.prisma,
         refresh: h.deps,
         tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
+        revocations: revocationTestQueue(app, h),
       }),
     (app) =>
       registerConnectRoutes(app, {

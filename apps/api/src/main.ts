@@ -13,7 +13,7 @@ import {
   type Logger,
 } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
-import { createRefreshDeps, createRefreshQueue } from "@evergreen/refresh";
+import { createRefreshDeps, createRefreshQueue, createRevocationQueue } from "@evergreen/refresh";
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import { apiEnv, publicUrl } from "./env";
 import { registerConnectRoutes } from "./routes/connect";
@@ -57,6 +57,9 @@ async function main(): Promise<void> {
   const webhookQueue = createWebhookQueue(redis);
   errors.watch("webhook queue", webhookQueue);
   shutdown.add("webhook queue", () => webhookQueue.close());
+  const revocationQueue = createRevocationQueue(redis);
+  errors.watch("revocation queue", revocationQueue);
+  shutdown.add("revocation queue", () => revocationQueue.close());
   const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
   const metrics = createMetrics("api", { version: config.EVERGREEN_VERSION, dependencies });
   const httpMetrics = createHttpMetrics(metrics.registry);
@@ -98,6 +101,7 @@ async function main(): Promise<void> {
           prisma,
           refresh: refreshDeps,
           tokens,
+          revocations: revocationQueue,
         }),
       (app) =>
         registerConnectRoutes(app, {

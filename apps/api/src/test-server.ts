@@ -10,6 +10,7 @@ import {
   type Logger,
   type ReadinessCheck,
 } from "@evergreen/observability";
+import { createRevocationQueue } from "@evergreen/refresh";
 import type { RefreshHarness } from "@evergreen/refresh/testing";
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
@@ -132,6 +133,13 @@ function discard() {
   return new Writable({ write: (_chunk, _encoding, done) => done() });
 }
 
+/** A revocation queue under the harness's prefix, so that closing the harness deletes its keys. */
+export function revocationTestQueue(app: FastifyInstance, h: RefreshHarness) {
+  const queue = createRevocationQueue(h.redis, `${h.prefix}:revocations`);
+  app.addHook("onClose", () => queue.close());
+  return queue;
+}
+
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
 export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
   const metrics = testMetrics();
@@ -143,6 +151,7 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
           prisma: h.prisma,
           refresh: { ...h.deps, queue },
           tokens: new TokenService(h.deps, h.prisma, metrics.http),
+          revocations: revocationTestQueue(app, h),
         }),
     ],
   });
@@ -183,6 +192,7 @@ export function connectTestServer(
           prisma: h.prisma,
           refresh: h.deps,
           tokens: new TokenService(h.deps, h.prisma, metrics.http),
+          revocations: revocationTestQueue(app, h),
         }),
       (app) => registerConnectRoutes(app, { prisma: h.prisma, refresh: h.deps, publicUrl }),
       (app) => {

@@ -13,8 +13,10 @@ import { createRedis } from "@evergreen/redis";
 import {
   createRefreshDeps,
   createRefreshQueue,
+  createRevocationQueue,
   lockTtlMs,
   refreshDrainMs,
+  requeuePendingRevocations,
 } from "@evergreen/refresh";
 import {
   createWebhookQueue,
@@ -25,6 +27,7 @@ import {
 import { consumerLiveness } from "./consumer-liveness";
 import { workerEnv } from "./env";
 import { startRefreshWorker } from "./refresh-worker";
+import { startRevocationWorker } from "./revocation-worker";
 import { startWebhookWorker } from "./webhook-worker";
 
 async function main(): Promise<void> {
@@ -57,6 +60,9 @@ async function main(): Promise<void> {
   const webhookQueue = createWebhookQueue(redis);
   errors.watch("webhook queue", webhookQueue);
   shutdown.add("webhook queue", () => webhookQueue.close());
+  const revocationQueue = createRevocationQueue(redis);
+  errors.watch("revocation queue", revocationQueue);
+  shutdown.add("revocation queue", () => revocationQueue.close());
   const dependencies = {
     postgres: () => database.pool.query("SELECT 1"),
     redis: () => redis.ping(),
@@ -101,7 +107,26 @@ async function main(): Promise<void> {
     { connection: consumerConnection, log, autorun: false },
   );
   errors.watch("webhook worker", webhooks);
-  const consumer = consumerLiveness({ refresh: worker, webhook: webhooks }, consumerConnection);
+  // Revoke on delete: the grants of deleted connections, revoked at their providers.
+  const revocationDeps = {
+    prisma: database.prisma,
+    keyRing,
+    egress: refreshDeps.egress,
+    queue: revocationQueue,
+    metrics,
+    log,
+    settings: refreshDeps.settings,
+  };
+  const revocations = startRevocationWorker(revocationDeps, {
+    connection: consumerConnection,
+    log,
+    autorun: false,
+  });
+  errors.watch("revocation worker", revocations);
+  const consumer = consumerLiveness(
+    { refresh: worker, webhook: webhooks, revocation: revocations },
+    consumerConnection,
+  );
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
@@ -126,6 +151,11 @@ async function main(): Promise<void> {
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
   worker.run().catch((err: unknown) => log.error({ err }, "refresh consumer stopped"));
   webhooks.run().catch((err: unknown) => log.error({ err }, "webhook consumer stopped"));
+  revocations.run().catch((err: unknown) => log.error({ err }, "revocation consumer stopped"));
+  // Jobs lost to a failed enqueue or a kill between claim and next job: found again here.
+  requeuePendingRevocations(revocationDeps).catch((err: unknown) =>
+    log.warn({ err }, "could not requeue pending revocations"),
+  );
   dispatcher.start();
 }
 

@@ -135,6 +135,12 @@ export function createMetrics(processName: string, options: MetricsOptions) {
       labelNames: ["event", "outcome"] as const,
       registers,
     }),
+    revocationsTotal: new Counter({
+      name: "evergreen_revocations_total",
+      help: "Grants of deleted connections revoked at the provider, by provider and outcome (revoked, already_dead, failed, gave_up, retry).",
+      labelNames: ["provider", "outcome"] as const,
+      registers,
+    }),
     webhookDeliveryLag: new Histogram({
       name: "evergreen_webhook_delivery_lag_seconds",
       help: "From an event's commit to its successful delivery, retries included.",

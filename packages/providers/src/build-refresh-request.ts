@@ -88,10 +88,7 @@ export function buildTokenRequest(
     headers[name.toLowerCase()] = value;
   }
   if (clientAuth === "basic") {
-    // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined by ":" and
-    // base64-encoded; a ":" or "%" in a secret would otherwise be misread by the server.
-    const pair = `${formEncode(settings.clientId)}:${formEncode(settings.clientSecret)}`;
-    headers.authorization = `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
+    headers.authorization = basicAuthorization(settings.clientId, settings.clientSecret);
   } else {
     params.client_id = settings.clientId;
     // Public clients have no secret; an empty client_secret makes some servers reject them.
@@ -107,7 +104,7 @@ export function buildTokenRequest(
 }
 
 /** Which of a provider's URLs is meant: what it is called in messages and problem codes. */
-export type UrlKind = "token" | "authorization";
+export type UrlKind = "token" | "authorization" | "revocation";
 
 /**
  * The integration's URL, else the definition's, with its placeholders filled from
@@ -221,6 +218,20 @@ export function checkAuthorizationUrl(
   return checkProviderUrl("authorization", provider, url, allowInsecure);
 }
 
+/**
+ * Checks a revocation URL as every revocation will: held to the token URL's rules, since
+ * the request carries a token and often the client secret.
+ *
+ * @throws ProviderConfigError naming what is wrong.
+ */
+export function checkRevocationUrl(
+  provider: string,
+  url: string,
+  allowInsecure: InsecureTokenUrls = false,
+): string {
+  return checkProviderUrl("revocation", provider, url, allowInsecure);
+}
+
 function checkProviderUrl(
   kind: UrlKind,
   provider: string,
@@ -244,9 +255,9 @@ function checkProviderUrl(
     throw new ProviderConfigError(
       provider,
       `insecure_${kind}_url`,
-      kind === "token"
-        ? "token URL must use https (the request carries the client secret and refresh token)"
-        : "authorization URL must use https (users sign in behind it)",
+      kind === "authorization"
+        ? "authorization URL must use https (users sign in behind it)"
+        : `${kind} URL must use https (the request carries the client secret and a token)`,
     );
   }
   return parsed.toString();
@@ -290,6 +301,14 @@ function scopeParam(definition: ProviderDefinition, configured: readonly string[
   if (scopes.length === 0) return null;
   for (const required of rule.ensure) if (!scopes.includes(required)) scopes.push(required);
   return scopes.join(" ");
+}
+
+/** The `Authorization` header of client_secret_basic. */
+export function basicAuthorization(clientId: string, clientSecret: string): string {
+  // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined by ":" and
+  // base64-encoded; a ":" or "%" in a secret would otherwise be misread by the server.
+  const pair = `${formEncode(clientId)}:${formEncode(clientSecret)}`;
+  return `Basic ${Buffer.from(pair, "utf8").toString("base64")}`;
 }
 
 /** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */

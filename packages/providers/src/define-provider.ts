@@ -18,6 +18,8 @@ const RFC_6749_DEFAULTS = {
   errorCodes: {},
   descriptionRules: [],
   rotatesRefreshToken: false,
+  // RFC 7009 is optional: a provider file states its revocation endpoint, or why none.
+  revocation: null,
 } as const satisfies Omit<ProviderDefinition, "id" | "displayName" | "tokenUrl" | "authorization">;
 
 const AUTHORIZATION_DEFAULTS = {

@@ -7,8 +7,18 @@ export { buildCodeExchangeRequest } from "./build-code-exchange-request";
 export {
   buildRefreshRequest,
   checkAuthorizationUrl,
+  checkRevocationUrl,
   checkTokenUrl,
 } from "./build-refresh-request";
+export {
+  buildRevocationRequest,
+  classifyRevocationAnswer,
+  type RevocationRequest,
+  type RevocationResult,
+  type RevocationTokenType,
+  revocationRuleOf,
+  revocationTokenType,
+} from "./build-revocation-request";
 export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
@@ -35,6 +45,7 @@ export {
   type RefreshGrant,
   type RefreshOutcome,
   type RefreshResult,
+  type RevocationRule,
   type ScopeRule,
   type TokenRequest,
 } from "./types";

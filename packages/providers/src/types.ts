@@ -37,6 +37,8 @@ export interface IntegrationSettings {
   authorizationUrl?: string | null;
   /** Added to the authorization URL after the definition's own parameters. */
   authorizationParams?: Readonly<Record<string, string>>;
+  /** Overrides the definition's revocation URL; gives `oauth2` one (RFC 7009). */
+  revocationUrl?: string | null;
 }
 
 /** What an authorization URL needs from the integration: no secret. */
@@ -179,6 +181,32 @@ export interface AuthorizationRule {
   readonly pkce: boolean;
 }
 
+/**
+ * How a grant is revoked at the provider, where it can be. Data, like the rest of a
+ * definition: buildRevocationRequest turns it into a request.
+ */
+export type RevocationRule =
+  | {
+      /**
+       * RFC 7009: a POST of the form `token` + `token_type_hint` to `url`, the client
+       * authenticating as at the token endpoint (§2.1: `token_endpoint`), or not at all
+       * (`none`, Google: the token alone names the grant).
+       */
+      readonly kind: "rfc7009";
+      /** Null when the integration must supply it (`oauth2`). */
+      readonly url: string | null;
+      readonly clientAuth: "token_endpoint" | "none";
+    }
+  | {
+      /**
+       * GitHub's app-grant DELETE: basic auth with client_id:client_secret and a JSON body
+       * `{"access_token": ...}`; `{client_id}` in the URL is the integration's client id.
+       * It takes only an access token.
+       */
+      readonly kind: "github_grant";
+      readonly url: string;
+    };
+
 /** Declarative description of one provider's grants. */
 export interface ProviderDefinition {
   readonly id: ProviderId;
@@ -211,4 +239,6 @@ export interface ProviderDefinition {
   readonly rotatesRefreshToken: boolean;
   /** Where users consent, for the connect flow. */
   readonly authorization: AuthorizationRule;
+  /** How a grant is revoked on delete; null where the provider offers no way (the file says why). */
+  readonly revocation: RevocationRule | null;
 }

@@ -52,6 +52,24 @@ export {
 } from "./register-integration";
 export { checkReturnUrlEntry } from "./return-urls";
 export {
+  createRevocationQueue,
+  REVOCATION_QUEUE,
+  REVOCATION_QUEUE_PREFIX,
+  REVOKE_JOB,
+  type RevocationJobPayload,
+  revocationJob,
+  revocationJobPayload,
+} from "./revocation-jobs";
+export {
+  planRevocation,
+  REVOCATION_GIVE_UP_MS,
+  type RevocationDeps,
+  type RevocationRun,
+  type RevocationSettings,
+  requeuePendingRevocations,
+  revokeGrant,
+} from "./revoke-grant";
+export {
   computeNextRefreshAt,
   enqueueRefresh,
   minRefreshIntervalMs,

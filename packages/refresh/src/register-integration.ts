@@ -33,6 +33,8 @@ export interface IntegrationRegistration {
   readonly authorizationParams?: Readonly<Record<string, string>> | undefined;
   /** Connect flow: where users may be sent back (see return-urls.ts), normalized. */
   readonly returnUrls?: readonly string[] | undefined;
+  /** Revoke on delete: overrides the provider's revocation URL (RFC 7009). */
+  readonly revocationUrl?: string | undefined;
 }
 
 /** Rounds of "create, else update" before giving up on a key that keeps changing. */
@@ -62,6 +64,7 @@ export async function registerIntegration(
     authorizationUrl: input.authorizationUrl ?? null,
     authorizationParams: { ...input.authorizationParams },
     returnUrls: [...(input.returnUrls ?? [])],
+    revocationUrl: input.revocationUrl ?? null,
   });
   for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
     const existing = await prisma.integration.findUnique({

@@ -1,12 +1,16 @@
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import {
+  planRevocation,
   type RefreshDeps,
   type RegistrationDeps,
+  type RevocationJobPayload,
   refreshJobId,
   registerConnection,
+  revocationJob,
   UnknownIntegrationError,
 } from "@evergreen/refresh";
 import { recordWebhookEvent } from "@evergreen/webhooks";
+import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { auditActor, type RouteScope } from "../auth";
@@ -27,6 +31,8 @@ export interface ConnectionRoutesDeps {
   /** The refresh path's parts: key ring, queue, parked answers, log, settings. */
   readonly refresh: RefreshDeps;
   readonly tokens: TokenService;
+  /** Where a delete queues the revocation of the grant at the provider. */
+  readonly revocations: Queue<RevocationJobPayload>;
 }
 
 const TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600;
@@ -92,6 +98,14 @@ const tokenQuery = z.strictObject({
   // Capped at 30 minutes: asking for more than a provider's token lifetime (often an hour)
   // would refresh on every call.
   minValidity: z.coerce.number().int().min(0).max(1800).default(60),
+});
+
+const removeQuery = z.strictObject({
+  revoke: z
+    .enum(["true", "false"])
+    .default("true")
+    .transform((value) => value === "true")
+    .describe("`false`: erase locally only, leaving the grant alive at the provider"),
 });
 
 const listQuery = z.strictObject({
@@ -226,9 +240,16 @@ export const connectionRoutes = {
     scope: "connections:write",
     tag,
     summary: "Delete a connection and erase its tokens",
+    description:
+      "Where the provider can revoke a grant (RFC 7009 or its own endpoint), the revocation is queued and retried in the background: the answer never waits on the provider. The outcome is a `revoked` or `revocation_failed` connection event.",
     params: idParams,
     notFound: NOT_FOUND,
-    responses: { 204: { description: "Deleted: tokens erased, pending refresh removed." } },
+    query: removeQuery,
+    responses: {
+      204: {
+        description: "Deleted: tokens erased, pending refresh removed, revocation queued.",
+      },
+    },
   }),
 };
 
@@ -333,7 +354,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
    * Redis (sealed tokens, kept up to a week) goes first: if Redis cannot drop it, the
    * request fails (503) with nothing deleted, and the client's retry finishes the job.
    */
-  registerRoute(app, connectionRoutes.remove, async ({ params }, _request, reply) => {
+  registerRoute(app, connectionRoutes.remove, async ({ params, query }, _request, reply) => {
     const { id } = params;
     const row = await prisma.connection.findUnique({
       where: { id },
@@ -341,7 +362,12 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     });
     if (!row) throw notFound();
     await refresh.parked.drop(id);
-    await prisma.$transaction(async (tx) => {
+    // The token to revoke is copied sealed into a row of the same transaction: the grant
+    // is revoked even if the process dies right after the commit (before the enqueue).
+    const revocationId = await prisma.$transaction(async (tx) => {
+      const pending = query.revoke
+        ? await planRevocation(tx, row, row.integration, new Date())
+        : null;
       await tx.connection.delete({ where: { id } });
       await tx.connectionEvent.create({
         data: { connectionId: id, integrationId: row.integrationId, type: "deleted" },
@@ -353,7 +379,16 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
         externalId: row.externalId,
         status: "deleted",
       });
+      return pending;
     });
+    if (revocationId !== null) {
+      const { name, data, opts } = revocationJob({ revocationId, attempt: 0 }, 0);
+      await deps.revocations
+        .add(name, data, opts)
+        .catch((err: unknown) =>
+          refresh.log.warn({ err, connection: id }, "could not queue the grant's revocation"),
+        );
+    }
     // The pending job would no-op on the missing row anyway; removing it frees its memory.
     await refresh.queue
       .remove(refreshJobId({ connectionId: id, version: row.version }))

@@ -4,7 +4,7 @@ import type { InsecureTokenUrls } from "@evergreen/providers";
 import { openClientSecret, refreshJobId } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, testMetrics, testServer } from "../test-server";
+import { AUTH, revocationTestQueue, testMetrics, testServer } from "../test-server";
 import { TokenService } from "../token-service";
 import { registerConnectionRoutes } from "./connections";
 import { registerIntegrationRoutes } from "./integrations";
@@ -35,6 +35,7 @@ function server(allowInsecureTokenUrls: InsecureTokenUrls = false, egressPolicy?
           prisma: h.prisma,
           refresh: h.deps,
           tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
+          revocations: revocationTestQueue(app, h),
         }),
     ],
   });
@@ -220,6 +221,36 @@ describe("POST /v1/integrations", () => {
       const response = await post(extra);
       expect(response.statusCode, JSON.stringify(extra)).toBe(400);
       expect(response.json().message, JSON.stringify(extra)).toMatch(message);
+    }
+  });
+
+  it("stores a generic integration's revocation URL, held to the token URL's rules", async () => {
+    const app = await server();
+    const post = (key: string, revocationUrl: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: auth,
+        payload: {
+          ...google,
+          key,
+          provider: "oauth2",
+          clientId: "x",
+          tokenUrl: "https://idp.example.com/token",
+          revocationUrl,
+        },
+      });
+    const stored = await post("revocable", "https://idp.example.com/revoke");
+    expect(stored.statusCode).toBe(201);
+    expect(stored.json().revocationUrl).toBe("https://idp.example.com/revoke");
+    const cases: [string, RegExp][] = [
+      ["http://idp.example.com/revoke", /^revocationUrl: revocation URL must use https/],
+      ["https://169.254.169.254/revoke", /^revocationUrl: the host is a loopback/],
+    ];
+    for (const [url, message] of cases) {
+      const refused = await post("revocable-bad", url);
+      expect(refused.statusCode, url).toBe(400);
+      expect(refused.json().message, url).toMatch(message);
     }
   });
 

@@ -4,6 +4,7 @@ import type { EgressPolicy } from "@evergreen/egress";
 import type { Logger } from "@evergreen/observability";
 import {
   checkAuthorizationUrl,
+  checkRevocationUrl,
   checkTokenUrl,
   type InsecureTokenUrls,
   isProviderId,
@@ -60,6 +61,12 @@ const integrationInput = requestSchema(
     scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
     refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
     authorizationUrl: z.string().url().max(2048).optional(),
+    revocationUrl: z
+      .string()
+      .url()
+      .max(2048)
+      .optional()
+      .describe("RFC 7009 endpoint: a deleted connection's grant is revoked there"),
     authorizationParams: z
       .record(
         z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "names are 1-64 of A-Z, a-z, 0-9, _ . -"),
@@ -111,6 +118,7 @@ const integrationViewSchema = responseSchema(
     scopes: z.array(z.string()),
     refreshBufferSeconds: z.number().int().nullable(),
     authorizationUrl: z.string().nullable(),
+    revocationUrl: z.string().nullable(),
     authorizationParams: z.record(z.string(), z.string()),
     returnUrls: z.array(z.string()),
     createdAt: isoTime,
@@ -136,6 +144,7 @@ export function integrationView(row: Integration): z.output<typeof integrationVi
     scopes: row.scopes,
     refreshBufferSeconds: row.refreshBufferSeconds,
     authorizationUrl: row.authorizationUrl,
+    revocationUrl: row.revocationUrl,
     // Only ever written from the validated string map of the input.
     authorizationParams: row.authorizationParams as Record<string, string>,
     returnUrls: row.returnUrls,
@@ -167,6 +176,22 @@ function checkOffline(
         400,
         "invalid_request",
         "tokenUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
+      );
+    }
+  }
+  if (input.revocationUrl) {
+    try {
+      // The check every revocation makes: the request carries a token and the secret.
+      checkRevocationUrl(input.provider, input.revocationUrl, allowInsecureTokenUrls);
+    } catch (error) {
+      if (!(error instanceof ProviderConfigError)) throw error;
+      throw new HttpError(400, "invalid_request", `revocationUrl: ${error.message}`);
+    }
+    if (egressPolicy.refusesUrl(input.revocationUrl)) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        "revocationUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
       );
     }
   }

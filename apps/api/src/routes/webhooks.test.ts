@@ -9,7 +9,7 @@ import {
   WebhookEndpointStore,
 } from "@evergreen/webhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, testMetrics, testServer } from "../test-server";
+import { AUTH, revocationTestQueue, testMetrics, testServer } from "../test-server";
 import { TokenService } from "../token-service";
 import { registerConnectionRoutes } from "./connections";
 import { registerEventRoutes } from "./events";
@@ -46,6 +46,7 @@ const server = () =>
           prisma: h.prisma,
           refresh: h.deps,
           tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
+          revocations: revocationTestQueue(app, h),
         }),
     ],
   });

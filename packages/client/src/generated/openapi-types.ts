@@ -121,6 +121,7 @@ export interface Schemas {
     "scopes": Array<string>;
     "refreshBufferSeconds": number | null;
     "authorizationUrl": string | null;
+    "revocationUrl": string | null;
     "authorizationParams": Record<string, string>;
     "returnUrls": Array<string>;
     "createdAt": string;
@@ -138,6 +139,8 @@ export interface Schemas {
     "scopes"?: Array<string>;
     "refreshBufferSeconds"?: number;
     "authorizationUrl"?: string;
+    /** RFC 7009 endpoint: a deleted connection's grant is revoked there */
+    "revocationUrl"?: string;
     "authorizationParams"?: Record<string, string>;
     "returnUrls"?: Array<string>;
   };
@@ -378,7 +381,9 @@ export interface Operations {
     params: {
       "id": string;
     };
-    query: Record<string, never>;
+    query: {
+      "revoke"?: "true" | "false";
+    };
     body: undefined;
     responses: {
         204: undefined;

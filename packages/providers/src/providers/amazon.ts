@@ -27,4 +27,7 @@ export const amazon = defineProvider({
       },
     },
   },
+  // Login with Amazon has no public revocation endpoint: users remove an app's access on
+  // their Amazon account page. A deleted connection's grant lives on at Amazon.
+  revocation: null,
 });

@@ -19,4 +19,10 @@ export const discord = defineProvider({
     // would look like protection that is not there.
     pkce: false,
   },
+  // RFC 7009, the client authenticating as at the token endpoint (basic).
+  revocation: {
+    kind: "rfc7009",
+    url: "https://discord.com/api/oauth2/token/revoke",
+    clientAuth: "token_endpoint",
+  },
 });

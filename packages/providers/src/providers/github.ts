@@ -21,4 +21,10 @@ export const github = defineProvider({
   rotatesRefreshToken: true,
   // PKCE S256 is accepted by OAuth Apps and GitHub Apps alike (GitHub changelog, 2025-07).
   authorization: { url: "https://github.com/login/oauth/authorize" },
+  // Not RFC 7009: DELETE of the app's grant for the user's access token, which revokes
+  // every token of that grant (REST "Delete an app authorization").
+  revocation: {
+    kind: "github_grant",
+    url: "https://api.github.com/applications/{client_id}/grant",
+  },
 });

@@ -19,4 +19,7 @@ export const google = defineProvider({
     // user would otherwise get an access token that Evergreen can never refresh.
     params: { access_type: "offline", prompt: "consent" },
   },
+  // RFC 7009 without client authentication: the token alone names the grant, and revoking
+  // either token revokes the whole grant (refresh token included).
+  revocation: { kind: "rfc7009", url: "https://oauth2.googleapis.com/revoke", clientAuth: "none" },
 });

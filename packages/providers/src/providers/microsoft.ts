@@ -33,4 +33,9 @@ export const microsoft = defineProvider({
     // Without offline_access the code grant answers with no refresh token.
     ensureScopes: ["offline_access"],
   },
+  // The v2.0 identity platform has no RFC 7009 endpoint. Graph's revokeSignInSessions
+  // revokes a user's refresh tokens, but needs User.ReadWrite.All-type rights over the user
+  // (an admin's), not the grant an app holds. A deleted connection's grant lives on until
+  // the refresh token's inactivity limit.
+  revocation: null,
 });

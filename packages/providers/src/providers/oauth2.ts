@@ -2,10 +2,12 @@ import { defineProvider } from "../define-provider";
 
 /**
  * Any RFC 6749 server. The integration supplies `tokenUrl` (and `authorizationUrl` for the
- * connect flow); every default applies.
+ * connect flow, `revocationUrl` for revoke on delete); every default applies.
  */
 export const oauth2 = defineProvider({
   id: "oauth2",
   displayName: "Generic OAuth 2.0",
   tokenUrl: null,
+  // RFC 7009 where the integration names a `revocationUrl`; without one, nothing is revoked.
+  revocation: { kind: "rfc7009", url: null, clientAuth: "token_endpoint" },
 });

@@ -11,4 +11,7 @@ export const spotify = defineProvider({
   // decides, so the connection is not treated as strictly rotating.
   rotatesRefreshToken: false,
   authorization: { url: "https://accounts.spotify.com/authorize" },
+  // Spotify offers no revocation endpoint: only the user can remove an app's access, on
+  // their account page. A deleted connection's grant lives on at Spotify.
+  revocation: null,
 });

@@ -129,6 +129,31 @@ describe("MockProvider", () => {
     expect((await refresh(provider, grant.refreshToken)).json.error).toBe("invalid_grant");
   });
 
+  it("revokes a grant at POST /revoke (RFC 7009), or answers 503 + Retry-After on demand", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant();
+    const revoke = (token: string, secret = provider.clientSecret) =>
+      fetch(provider.revocationUrl, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          token,
+          token_type_hint: "refresh_token",
+          client_id: provider.clientId,
+          client_secret: secret,
+        }),
+      });
+    provider.failNextRevocation(1, { status: 503, retryAfter: "3" });
+    const busy = await revoke(grant.refreshToken);
+    expect([busy.status, busy.headers.get("retry-after")]).toEqual([503, "3"]);
+    expect(provider.grant(grant.grantId)?.revoked).toBe(false);
+    expect((await revoke(grant.refreshToken, "wrong")).status).toBe(401);
+    expect((await revoke(grant.refreshToken)).status).toBe(200);
+    expect((await refresh(provider, grant.refreshToken)).json.error).toBe("invalid_grant");
+    // RFC 7009 §2.2: an unknown token is no error.
+    expect((await revoke("made-up")).status).toBe(200);
+  });
+
   it("checks client authentication, Basic credentials form-urlencoded per RFC 6749", async () => {
     const provider = await start({ clientId: "my app", clientSecret: "p@ss:w%rd+/" });
     const grant = provider.issueGrant();

@@ -156,6 +156,9 @@ export async function startMockProvider(options: MockProviderOptions = {}): Prom
  * with a code or `error=access_denied`. Codes are single use, expire in 10 minutes and are
  * exchanged (authorization_code grant) only with the same `redirect_uri` and, when the
  * authorization request carried an S256 challenge, the matching `code_verifier`.
+ *
+ * Its revocation endpoint (`POST /revoke`, RFC 7009) kills the grant of the token it is
+ * given; `failNextRevocation` scripts answers such as 503 with `Retry-After`.
  */
 export class MockProvider {
   readonly clientId: string;
@@ -173,6 +176,7 @@ export class MockProvider {
   readonly #grantByRefreshToken = new Map<string, Grant>();
   readonly #accessTokens = new Map<string, { grant: Grant; expiresAt: number }>();
   readonly #script: ScriptedAnswer[] = [];
+  readonly #revocationScript: ScriptedAnswer[] = [];
   readonly #scriptByGrant = new Map<string, ScriptedAnswer[]>();
   readonly #timers = new Set<NodeJS.Timeout>();
   readonly #received: ReceivedRequest[] = [];
@@ -207,6 +211,11 @@ export class MockProvider {
 
   get authorizationUrl(): string {
     return `${this.url}/authorize`;
+  }
+
+  /** RFC 7009 revocation endpoint: `POST /revoke`, form `token` (+ `token_type_hint`). */
+  get revocationUrl(): string {
+    return `${this.url}/revoke`;
   }
 
   /** Every HTTP request received, whatever its fate. */
@@ -306,6 +315,14 @@ export class MockProvider {
     for (let i = 0; i < count; i++) queue.push(answer);
   }
 
+  /**
+   * The next `count` revocation requests get `answer` instead (e.g. 503 with `retryAfter`,
+   * RFC 7009 §2.2.1); the grant is not revoked by them.
+   */
+  failNextRevocation(count: number, answer: ScriptedAnswer): void {
+    for (let i = 0; i < count; i++) this.#revocationScript.push(answer);
+  }
+
   /** The next requests get these answers, in order. */
   enqueue(...answers: ScriptedAnswer[]): void {
     this.#script.push(...answers);
@@ -360,6 +377,15 @@ export class MockProvider {
 
     if (path === "/authorize" && req.method === "GET") {
       return this.#send(res, this.#authorize(new URL(req.url ?? "/", this.url).searchParams));
+    }
+    if (path === "/revoke" && req.method === "POST") {
+      const scripted = this.#revocationScript.shift();
+      if (scripted !== undefined) {
+        if ("hang" in scripted) return;
+        if ("endless" in scripted) return sendEndless(res);
+        return this.#send(res, scriptedReply(scripted));
+      }
+      return this.#send(res, this.#revokeRequest(params, credentials));
     }
     if (path !== "/token") return this.#send(res, oauthError(404, "not_found"));
     if (req.method !== "POST") return this.#send(res, oauthError(405, "invalid_request"));
@@ -424,6 +450,22 @@ export class MockProvider {
       grant: null,
     });
     return back({ code });
+  }
+
+  /**
+   * RFC 7009 §2.1-2.2: the client authenticates, and any of the grant's tokens revokes the
+   * whole grant. An unknown token still gets 200: the client cannot act on the difference.
+   */
+  #revokeRequest(params: Record<string, string> | null, credentials: ClientCredentials): Reply {
+    if (params === null || !params.token) {
+      return oauthError(400, "invalid_request", "token is missing");
+    }
+    const refused = this.#checkClient(params, credentials);
+    if (refused !== null) return refused;
+    const grant =
+      this.#grantByRefreshToken.get(params.token) ?? this.#accessTokens.get(params.token)?.grant;
+    if (grant !== undefined) grant.revoked = true;
+    return { status: 200, headers: { "cache-control": "no-store" }, body: "" };
   }
 
   #token(params: Record<string, string>, credentials: ClientCredentials): Reply {
