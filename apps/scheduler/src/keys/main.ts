@@ -18,15 +18,29 @@ import { keysEnv } from "./env";
 
 const USAGE = "usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size N]";
 
+function parseArguments() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        json: { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        "batch-size": { type: "string", default: "500" },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    return null;
+  }
+}
+
 async function main(): Promise<number> {
-  const { positionals, values } = parseArgs({
-    allowPositionals: true,
-    options: {
-      json: { type: "boolean", default: false },
-      "dry-run": { type: "boolean", default: false },
-      "batch-size": { type: "string", default: "500" },
-    },
-  });
+  const parsed = parseArguments();
+  if (!parsed) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
   const command = positionals[0];
   const batchSize = Number(values["batch-size"]);
   if ((command !== "status" && command !== "rotate") || !(batchSize >= 1)) {
