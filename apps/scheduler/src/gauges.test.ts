@@ -112,6 +112,11 @@ describe("publishGauges", () => {
     expect(oldest).toBeGreaterThanOrEqual(600);
     expect(oldest).toBeLessThan(660);
     expect(await metricValue(metrics.parkedAnswers)).toBe(1);
+    const sealed =
+      (await h.prisma.connection.count()) +
+      (await h.prisma.connection.count({ where: { refreshToken: { not: null } } })) +
+      (await h.prisma.integration.count());
+    expect(await metricValue(metrics.ciphertexts, { key_id: "test" })).toBe(sealed);
     expect(await metricValue(metrics.queueWorkers)).toBe(1);
     expect(await metricValue(metrics.connections, { provider: "oauth2", status: "active" })).toBe(
       7,

@@ -1,7 +1,7 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
-import type { ParkedAnswers, RefreshJobPayload } from "@evergreen/refresh";
+import { countCiphertexts, type ParkedAnswers, type RefreshJobPayload } from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 
 export interface GaugeDeps {
@@ -39,7 +39,8 @@ interface CountRow {
  * Publishes the scheduler's gauges. Every PostgreSQL query is a range scan of one index on
  * connections (prisma/schema.prisma: [status, nextRefreshAt], [status, expiresAt],
  * [status, refreshTokenExpiresAt]) over the rows it counts, which a healthy deployment
- * keeps few; only `evergreen_connections` counts every row. Every integration gets a
+ * keeps few; only `evergreen_connections` and `evergreen_ciphertexts` (a scan of every sealed
+ * table, see README's Custody for its cost) count every row. Every integration gets a
  * series, 0 when nothing is wrong with it, so that alerts see the problem start and end.
  */
 export async function publishGauges({
@@ -58,6 +59,7 @@ export async function publishGauges({
     jobCounts,
     workers,
     parkedCount,
+    ciphertexts,
   ] = await Promise.all([
     prisma.integration.findMany({ select: { id: true, key: true } }),
     prisma.$queryRaw<{ provider: string; status: string; count: bigint }[]>`
@@ -87,6 +89,7 @@ export async function publishGauges({
     queue.getJobCounts(...JOB_STATES),
     queue.getWorkersCount(),
     parked.count(),
+    countCiphertexts(prisma),
   ]);
   // One PTTL per integration; the producer connection pipelines those sent together.
   const cooling = await Promise.all(integrations.map(({ id }) => cooldown.remainingMs(id)));
@@ -98,6 +101,11 @@ export async function publishGauges({
   for (const state of JOB_STATES) metrics.queueJobs.set({ state }, jobCounts[state] ?? 0);
   metrics.queueWorkers.set(workers);
   metrics.parkedAnswers.set(parkedCount);
+  // Reset first: a retired key's series goes.
+  metrics.ciphertexts.reset();
+  const byKey = new Map<string, number>();
+  for (const { keyId, count } of ciphertexts) byKey.set(keyId, (byKey.get(keyId) ?? 0) + count);
+  for (const [keyId, count] of byKey) metrics.ciphertexts.set({ key_id: keyId }, count);
   metrics.overdueOldest.set(Math.max(0, ...overdue.map((row) => row.oldestSeconds)));
 
   const perIntegration = [

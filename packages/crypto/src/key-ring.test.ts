@@ -94,6 +94,7 @@ describe("KeyRing", () => {
     const newKey = { id: "new", key: randomBytes(32) };
     const sealedBefore = new KeyRing([oldKey]).encrypt(secret, row1);
     const rotated = new KeyRing([newKey, oldKey]);
+    expect(rotated.keyIds).toEqual(["new", "old"]);
     expect(rotated.decrypt(sealedBefore, row1)).toBe(secret);
     expect(rotated.needsReEncryption(sealedBefore)).toBe(true);
     const sealedAfter = rotated.encrypt(secret, row1);

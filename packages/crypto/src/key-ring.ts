@@ -119,6 +119,11 @@ export class KeyRing {
     return this.#primary.id;
   }
 
+  /** Ids of every key in the ring, the primary first. */
+  get keyIds(): string[] {
+    return [...this.#keys.keys()];
+  }
+
   /**
    * A 32-byte key for another purpose (HKDF-SHA256 of the primary key, `purpose` as info),
    * so secrets such as the log pseudonym key need no configuration of their own. It

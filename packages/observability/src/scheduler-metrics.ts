@@ -59,6 +59,12 @@ export function createSchedulerMetrics(registry: Registry) {
       help: "Provider answers parked in Redis, waiting for PostgreSQL to take them.",
       registers,
     }),
+    ciphertexts: new Gauge({
+      name: "evergreen_ciphertexts",
+      help: "Ciphertexts in PostgreSQL per key id of ENCRYPTION_KEYS: a rotation is done when only the primary key's remain.",
+      labelNames: ["key_id"] as const,
+      registers,
+    }),
     sweepDuration: new Histogram({
       name: "evergreen_sweep_duration_seconds",
       help: "One sweep: queue reconciliation and these gauges.",

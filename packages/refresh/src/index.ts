@@ -28,6 +28,16 @@ export {
   refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "./jobs";
+export {
+  type CiphertextCount,
+  countCiphertexts,
+  type KeyStatus,
+  keyStatus,
+  type RotationProgress,
+  type RotationResult,
+  rotateCiphertexts,
+  type UnreadableCiphertext,
+} from "./key-rotation";
 export { ParkedAnswers } from "./parked-answers";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {

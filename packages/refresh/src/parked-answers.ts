@@ -73,6 +73,19 @@ export class ParkedAnswers {
       .then(failedCommand);
   }
 
+  /** The sealed tokens of every parked answer, by connection id (key rotation counts them). */
+  async sealedTokens(): Promise<{ id: string; tokens: string[] }[]> {
+    const ids = await this.#redis.zrange(this.#indexKey, 0, -1);
+    if (ids.length === 0) return [];
+    const texts = await this.#redis.mget(ids.map((id) => this.#prefix + id));
+    return ids.flatMap((id, index) => {
+      const text = texts[index];
+      if (!text) return [];
+      const { change } = JSON.parse(text) as ParkedAnswer;
+      return [{ id, tokens: [change.accessToken, change.refreshToken].filter((t) => t !== null) }];
+    });
+  }
+
   /** How many answers are parked now; those whose key has expired are forgotten first. */
   async count(): Promise<number> {
     const replies = await this.#redis

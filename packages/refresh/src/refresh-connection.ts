@@ -27,6 +27,7 @@ import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./sc
 import {
   openClientSecret,
   openRefreshToken,
+  resealConnectionToken,
   sealAccessToken,
   sealRefreshToken,
 } from "./token-cipher";
@@ -287,10 +288,18 @@ async function decide(
   const { keyRing, settings } = deps;
 
   // The whole row as it stands; each outcome changes some fields. Under the version fence
-  // nobody else has written it since we read it.
+  // nobody else has changed it since we read it; a key rotation may have re-sealed its
+  // tokens at the same version, so they are written back under the primary key.
   const unchanged: ConnectionChange = {
-    accessToken: connection.accessToken,
-    refreshToken: connection.refreshToken,
+    accessToken: resealConnectionToken(
+      keyRing,
+      connection.id,
+      "accessToken",
+      connection.accessToken,
+    ),
+    refreshToken:
+      connection.refreshToken &&
+      resealConnectionToken(keyRing, connection.id, "refreshToken", connection.refreshToken),
     tokenType: connection.tokenType,
     scope: connection.scope,
     expiresAt: connection.expiresAt,
@@ -325,7 +334,7 @@ async function decide(
         // No refresh_token in the answer: the provider keeps the old one valid.
         refreshToken: result.refreshToken
           ? sealRefreshToken(keyRing, connection.id, result.refreshToken)
-          : connection.refreshToken,
+          : unchanged.refreshToken,
         tokenType: result.tokenType,
         scope: result.scope ?? connection.scope,
         expiresAt: result.expiresAt,

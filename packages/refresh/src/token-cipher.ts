@@ -1,4 +1,4 @@
-import type { KeyRing } from "@evergreen/crypto";
+import { DecryptionError, type KeyRing } from "@evergreen/crypto";
 
 /**
  * Where each secret lives, as bound into its ciphertext: a value copied to another row or
@@ -27,3 +27,25 @@ export const sealCodeVerifier = (ring: KeyRing, sessionId: string, value: string
 
 export const openCodeVerifier = (ring: KeyRing, sessionId: string, sealed: string) =>
   ring.decrypt(sealed, { entity: "connect_session", rowId: sessionId, field: "codeVerifier" });
+
+/**
+ * A connection's sealed token as it should be written back: re-sealed under the primary key
+ * when an older one sealed it. A refresh that read the row before a rotation re-sealed it
+ * (at the same version, see key-rotation.ts) then does not put the old key's value back.
+ * A value that does not open is left for the rotation to report.
+ */
+export function resealConnectionToken(
+  ring: KeyRing,
+  connectionId: string,
+  field: "accessToken" | "refreshToken",
+  sealed: string,
+): string {
+  if (!ring.needsReEncryption(sealed)) return sealed;
+  const context = { entity: "connection", rowId: connectionId, field };
+  try {
+    return ring.encrypt(ring.decrypt(sealed, context), context);
+  } catch (error) {
+    if (error instanceof DecryptionError) return sealed;
+    throw error;
+  }
+}

@@ -1,0 +1,128 @@
+// `npm run keys:status` and `npm run keys:rotate` (README, Custody): the key ring's
+// ciphertexts per key id, and their re-sealing under the primary key.
+import { parseArgs } from "node:util";
+import { loadConfigOrExit } from "@evergreen/config";
+import { KeyRing } from "@evergreen/crypto";
+import { createPrismaClient } from "@evergreen/db";
+import { createRedis } from "@evergreen/redis";
+import {
+  type KeyStatus,
+  keyStatus,
+  PARKED_PREFIX,
+  ParkedAnswers,
+  type RotationProgress,
+  type RotationResult,
+  rotateCiphertexts,
+} from "@evergreen/refresh";
+import { keysEnv } from "./env";
+
+const USAGE = "usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size N]";
+
+function parseArguments() {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        json: { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        "batch-size": { type: "string", default: "500" },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n`);
+    return null;
+  }
+}
+
+async function main(): Promise<number> {
+  const parsed = parseArguments();
+  if (!parsed) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const { positionals, values } = parsed;
+  const command = positionals[0];
+  const batchSize = Number(values["batch-size"]);
+  if ((command !== "status" && command !== "rotate") || !(batchSize >= 1)) {
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  }
+  const { config } = loadConfigOrExit("keys", keysEnv, process.env);
+  const ring = new KeyRing(config.ENCRYPTION_KEYS);
+  const json = values.json || !process.stdout.isTTY;
+  const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
+  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-keys");
+  try {
+    if (command === "status") {
+      const status = await keyStatus(prisma, new ParkedAnswers(redis, PARKED_PREFIX), ring);
+      process.stdout.write(json ? `${JSON.stringify(status)}\n` : statusTable(status));
+      return status.missing.length > 0 ? 1 : 0;
+    }
+    // A stop request ends the run after the batch in hand; running again resumes.
+    const stop = new AbortController();
+    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
+    const result = await rotateCiphertexts(prisma, ring, {
+      batchSize,
+      dryRun: values["dry-run"],
+      signal: stop.signal,
+      onProgress: json ? progressLine : progressBar,
+    });
+    if (!json) process.stderr.write("\n");
+    process.stdout.write(json ? `${JSON.stringify(result)}\n` : rotationSummary(result));
+    return result.failed.length > 0 || result.stopped ? 1 : 0;
+  } finally {
+    await prisma.$disconnect();
+    await redis.quit();
+  }
+}
+
+function statusTable(status: KeyStatus): string {
+  const lines = [
+    `primary key: ${status.primaryKeyId}`,
+    "",
+    "column                           key id         count",
+  ];
+  for (const { column, keyId, count } of status.counts) {
+    lines.push(`${column.padEnd(32)} ${keyId.padEnd(14)} ${String(count).padStart(8)}`);
+  }
+  lines.push("", "per key:");
+  for (const [keyId, count] of Object.entries(status.byKey)) {
+    lines.push(`  ${keyId.padEnd(14)} ${String(count).padStart(8)}`);
+  }
+  lines.push(
+    "",
+    status.unusedKeys.length > 0
+      ? `unused, can be removed from ENCRYPTION_KEYS: ${status.unusedKeys.join(", ")}`
+      : "no key can be removed yet",
+  );
+  for (const { column, id, keyId } of status.missing) {
+    lines.push(`MISSING key "${keyId}": ${column} of ${id}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function progressLine(progress: RotationProgress): void {
+  process.stdout.write(`${JSON.stringify({ progress })}\n`);
+}
+
+function progressBar({ table, done, total, rotated, fenced, failed }: RotationProgress): void {
+  const width = 30;
+  const filled = total === 0 ? width : Math.min(width, Math.round((rotated / total) * width));
+  process.stderr.write(
+    `\r[${"#".repeat(filled)}${".".repeat(width - filled)}] ${rotated}/${total} ${table} (read ${done}, fenced ${fenced}, failed ${failed})   `,
+  );
+}
+
+function rotationSummary(result: RotationResult): string {
+  const lines = [
+    `${result.dryRun ? "would re-seal" : "re-sealed"} ${result.rotated} rows under key ${result.primaryKeyId}` +
+      ` (${result.fenced} writes lost to concurrent changes and were retried)`,
+  ];
+  for (const { column, id, keyId, error } of result.failed) {
+    lines.push(`FAILED ${column} of ${id}: key "${keyId}" (${error})`);
+  }
+  if (result.stopped) lines.push("stopped before the end: run again to resume");
+  return `${lines.join("\n")}\n`;
+}
+
+process.exitCode = await main();
