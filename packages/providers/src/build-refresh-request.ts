@@ -107,7 +107,7 @@ export function buildTokenRequest(
 }
 
 /** Which of a provider's URLs is meant: what it is called in messages and problem codes. */
-export type UrlKind = "token" | "authorization";
+export type UrlKind = "token" | "authorization" | "introspection";
 
 /**
  * The integration's URL, else the definition's, with its placeholders filled from
@@ -221,6 +221,27 @@ export function checkAuthorizationUrl(
   return checkProviderUrl("authorization", provider, url, allowInsecure);
 }
 
+const INSECURE_MESSAGES: Record<UrlKind, string> = {
+  token: "token URL must use https (the request carries the client secret and refresh token)",
+  authorization: "authorization URL must use https (users sign in behind it)",
+  introspection:
+    "introspection URL must use https (the request carries the client secret and an access token)",
+};
+
+/**
+ * Checks an integration's RFC 7662 introspection URL, as every validation will: it
+ * receives the client secret and the access token, so the token URL's rules apply.
+ *
+ * @throws ProviderConfigError naming what is wrong.
+ */
+export function checkIntrospectionUrl(
+  provider: string,
+  url: string,
+  allowInsecure: InsecureTokenUrls = false,
+): string {
+  return checkProviderUrl("introspection", provider, url, allowInsecure);
+}
+
 function checkProviderUrl(
   kind: UrlKind,
   provider: string,
@@ -241,13 +262,7 @@ function checkProviderUrl(
     parsed.protocol === "http:" &&
     (allowInsecure === true || (allowInsecure === "loopback" && isLoopback(parsed.hostname)));
   if (parsed.protocol !== "https:" && !insecureAllowed) {
-    throw new ProviderConfigError(
-      provider,
-      `insecure_${kind}_url`,
-      kind === "token"
-        ? "token URL must use https (the request carries the client secret and refresh token)"
-        : "authorization URL must use https (users sign in behind it)",
-    );
+    throw new ProviderConfigError(provider, `insecure_${kind}_url`, INSECURE_MESSAGES[kind]);
   }
   return parsed.toString();
 }
@@ -293,6 +308,6 @@ function scopeParam(definition: ProviderDefinition, configured: readonly string[
 }
 
 /** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
-function formEncode(value: string): string {
+export function formEncode(value: string): string {
   return new URLSearchParams({ v: value }).toString().slice(2);
 }

@@ -7,6 +7,9 @@ export type ProviderConfigProblem =
   | "missing_authorization_url"
   | "invalid_authorization_url"
   | "insecure_authorization_url"
+  | "invalid_introspection_url"
+  | "insecure_introspection_url"
+  | "missing_introspection_url"
   | "invalid_placeholder"
   | "placeholder_outside_path"
   | "unresolved_placeholder";

@@ -7,6 +7,7 @@ export { buildCodeExchangeRequest } from "./build-code-exchange-request";
 export {
   buildRefreshRequest,
   checkAuthorizationUrl,
+  checkIntrospectionUrl,
   checkTokenUrl,
 } from "./build-refresh-request";
 export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
@@ -37,4 +38,13 @@ export {
   type RefreshResult,
   type ScopeRule,
   type TokenRequest,
+  type ValidationRule,
 } from "./types";
+export {
+  buildValidationRequest,
+  classifyValidation,
+  type ValidationKind,
+  type ValidationRequest,
+  type ValidationResult,
+  type ValidationSettings,
+} from "./validation";
