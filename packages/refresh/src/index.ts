@@ -68,4 +68,11 @@ export {
   sealCodeVerifier,
   sealRefreshToken,
 } from "./token-cipher";
+export {
+  type Validation,
+  type ValidationDeps,
+  ValidationFailedError,
+  ValidationUnsupportedError,
+  validateConnection,
+} from "./validate-connection";
 export { createRefreshDeps, lockTtlMs, refreshDrainMs } from "./wiring";
