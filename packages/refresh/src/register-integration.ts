@@ -33,6 +33,10 @@ export interface IntegrationRegistration {
   readonly authorizationParams?: Readonly<Record<string, string>> | undefined;
   /** Connect flow: where users may be sent back (see return-urls.ts), normalized. */
   readonly returnUrls?: readonly string[] | undefined;
+  /** RFC 7662 endpoint validation uses over the provider's own way, already checked. */
+  readonly introspectionUrl?: string | undefined;
+  /** Periodic validation at the provider; off when absent. */
+  readonly validateIntervalSeconds?: number | undefined;
 }
 
 /** Rounds of "create, else update" before giving up on a key that keeps changing. */
@@ -62,6 +66,8 @@ export async function registerIntegration(
     authorizationUrl: input.authorizationUrl ?? null,
     authorizationParams: { ...input.authorizationParams },
     returnUrls: [...(input.returnUrls ?? [])],
+    introspectionUrl: input.introspectionUrl ?? null,
+    validateIntervalSeconds: input.validateIntervalSeconds ?? null,
   });
   for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
     const existing = await prisma.integration.findUnique({

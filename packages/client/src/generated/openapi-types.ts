@@ -123,6 +123,8 @@ export interface Schemas {
     "authorizationUrl": string | null;
     "authorizationParams": Record<string, string>;
     "returnUrls": Array<string>;
+    "introspectionUrl": string | null;
+    "validateIntervalSeconds": number | null;
     "createdAt": string;
     "updatedAt": string;
   };
@@ -140,9 +142,22 @@ export interface Schemas {
     "authorizationUrl"?: string;
     "authorizationParams"?: Record<string, string>;
     "returnUrls"?: Array<string>;
+    /** RFC 7662 endpoint; `POST /v1/connections/{id}/validate` uses it over the provider's own way */
+    "introspectionUrl"?: string;
+    /** validate every active connection at the provider this often; off when absent */
+    "validateIntervalSeconds"?: number;
   };
   IntegrationList: {
     "data": Array<Schemas["Integration"]>;
+  };
+  /** The provider's verdict on the stored access token. */
+  Validation: {
+    "valid": boolean;
+    /** what the provider says the token may do, where it says */
+    "scope"?: string;
+    /** when the provider says the token expires, else the stored expiry */
+    "expiresAt"?: string;
+    "checkedAt": string;
   };
   /** A webhook endpoint as the API shows it: never its signing secret. */
   Webhook: {
@@ -347,6 +362,25 @@ export interface Operations {
     body: undefined;
     responses: {
         200: Schemas["Connection"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        409: Schemas["Error"];
+        413: Schemas["Error"];
+        415: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** POST /v1/connections/{id}/validate: Ask the provider whether the access token is alive */
+  "connections.validate": {
+    params: {
+      "id": string;
+    };
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        200: Schemas["Validation"];
         400: Schemas["Error"];
         401: Schemas["Error"];
         403: Schemas["Error"];
@@ -633,6 +667,7 @@ export const OPERATIONS = {
   "connections.list": { method: "GET", path: "/v1/connections" },
   "connections.token": { method: "GET", path: "/v1/connections/{id}/token" },
   "connections.refresh": { method: "POST", path: "/v1/connections/{id}/refresh" },
+  "connections.validate": { method: "POST", path: "/v1/connections/{id}/validate" },
   "connections.read": { method: "GET", path: "/v1/connections/{id}" },
   "connections.remove": { method: "DELETE", path: "/v1/connections/{id}" },
   "connect.session": { method: "POST", path: "/v1/connect-sessions" },
