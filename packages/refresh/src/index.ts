@@ -11,6 +11,11 @@ export {
   ReturnUrlNotAllowedError,
 } from "./create-connect-session";
 export {
+  announceReauthSoon,
+  type ValidationSweepResult,
+  validateDueConnections,
+} from "./custody-sweeps";
+export {
   type CodeExchange,
   CodeExchangeError,
   type ExchangeDeps,
@@ -75,4 +80,4 @@ export {
   ValidationUnsupportedError,
   validateConnection,
 } from "./validate-connection";
-export { createRefreshDeps, lockTtlMs, refreshDrainMs } from "./wiring";
+export { createRefreshDeps, createValidationDeps, lockTtlMs, refreshDrainMs } from "./wiring";

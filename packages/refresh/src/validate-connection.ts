@@ -6,11 +6,12 @@ import {
   ProviderConfigError,
 } from "@evergreen/providers";
 import { recordWebhookEvent } from "@evergreen/webhooks";
-import { asRecord, type RefreshDeps } from "./refresh-connection";
+import { asRecord, type RefreshDeps, type RefreshSettings } from "./refresh-connection";
 import { openAccessToken, openClientSecret } from "./token-cipher";
 
-export interface ValidationDeps extends Pick<RefreshDeps, "keyRing" | "egress" | "settings"> {
+export interface ValidationDeps extends Pick<RefreshDeps, "keyRing" | "egress"> {
   readonly prisma: PrismaClient;
+  readonly settings: Pick<RefreshSettings, "timeoutMs" | "allowInsecureTokenUrls">;
   /** @defaultValue () => new Date() */
   readonly now?: () => Date;
 }
