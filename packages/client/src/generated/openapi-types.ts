@@ -89,7 +89,7 @@ export interface Schemas {
   /** A webhook event as the feed lists it, with its id. */
   FeedEvent: {
     "id": string;
-    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
     "timestamp": string;
     "data": {
       "connectionId": string;
@@ -163,7 +163,7 @@ export interface Schemas {
   Webhook: {
     "id": string;
     "url": string;
-    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon">;
     /** set when the receiver answered 410 Gone; nothing is sent to it any more */
     "disabledAt": string | null;
     "createdAt": string;
@@ -174,7 +174,7 @@ export interface Schemas {
     "id": string;
     /** the `webhook-id` header: the same for every attempt */
     "eventId": string;
-    "eventType": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "eventType": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
     "status": "pending" | "succeeded" | "failed";
     "attempts": Array<{
       /** 0 for the first */
@@ -197,7 +197,7 @@ export interface Schemas {
   };
   /** The body of a webhook delivery: a connection's change of state, never a token. */
   WebhookEvent: {
-    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
     "timestamp": string;
     "data": {
       "connectionId": string;
@@ -214,7 +214,7 @@ export interface Schemas {
   /** `url` must use https (plain http only where ALLOW_INSECURE_TOKEN_URLS allows it), carry no credentials, and not be a literal internal address that EGRESS_ALLOWLIST does not cover. */
   WebhookInput: {
     "url": string;
-    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon">;
   };
   WebhookList: {
     "data": Array<Schemas["Webhook"]>;
@@ -223,7 +223,7 @@ export interface Schemas {
   WebhookWithSecret: {
     "id": string;
     "url": string;
-    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon">;
     /** set when the receiver answered 410 Gone; nothing is sent to it any more */
     "disabledAt": string | null;
     "createdAt": string;
@@ -597,7 +597,7 @@ export interface Operations {
     query: {
       "after"?: string;
       "connection"?: string;
-      "type"?: "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+      "type"?: "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
       "limit"?: number;
     };
     body: undefined;
