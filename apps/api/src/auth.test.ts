@@ -95,6 +95,7 @@ describe("route scopes", () => {
       "GET /v1/connections": views,
       "GET /v1/connections/:id/token": "tokens:read",
       "POST /v1/connections/:id/refresh": "connections:write",
+      "POST /v1/connections/:id/validate": "connections:write",
       "GET /v1/connections/:id": views,
       "DELETE /v1/connections/:id": "connections:write",
       "POST /v1/connect-sessions": "connections:write",

@@ -9,6 +9,13 @@ export const schedulerEnv = z.object({
   RECONCILE_INTERVAL_SECONDS: fields.reconcileIntervalSeconds,
   REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
   EVENT_RETENTION_DAYS: fields.eventRetentionDays,
+  REAUTH_SOON_DAYS: fields.reauthSoonDays,
+  // Validation at the provider (integrations' validateIntervalSeconds) sends access tokens,
+  // and introspection the client secret: the refresh path's keys and egress rules.
+  ENCRYPTION_KEYS: fields.encryptionKeys,
+  REFRESH_TIMEOUT_MS: fields.refreshTimeoutMs,
+  ALLOW_INSECURE_TOKEN_URLS: fields.allowInsecureTokenUrls,
+  EGRESS_ALLOWLIST: fields.egressAllowlist,
   LOG_LEVEL: fields.logLevel,
   EVERGREEN_VERSION: fields.evergreenVersion,
 });

@@ -31,6 +31,8 @@ beforeAll(async () => {
     metrics: createSchedulerMetrics(h.metrics.registry),
     log: createLogger({ name: "test", level: "silent" }),
     eventRetentionDays: 30,
+    validation: { ...h.deps, prisma: h.prisma },
+    reauthSoonDays: 7,
   };
 });
 afterAll(() => h.close());

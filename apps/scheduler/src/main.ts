@@ -1,4 +1,5 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
+import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
 import {
   ClientErrorLog,
@@ -13,6 +14,7 @@ import { Cooldown, createRedis } from "@evergreen/redis";
 import {
   COOLDOWN_PREFIX,
   createRefreshQueue,
+  createValidationDeps,
   PARKED_PREFIX,
   ParkedAnswers,
 } from "@evergreen/refresh";
@@ -60,6 +62,12 @@ async function main(): Promise<void> {
       metrics: createSchedulerMetrics(metrics.registry),
       log,
       eventRetentionDays: config.EVENT_RETENTION_DAYS,
+      validation: createValidationDeps({
+        env: config,
+        prisma,
+        keyRing: new KeyRing(config.ENCRYPTION_KEYS),
+      }),
+      reauthSoonDays: config.REAUTH_SOON_DAYS,
     },
     config.RECONCILE_INTERVAL_SECONDS * 1000,
   );

@@ -7,7 +7,14 @@ import {
 } from "@evergreen/db";
 import type { Logger, SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
-import { type ParkedAnswers, type RefreshJobPayload, reconcileQueue } from "@evergreen/refresh";
+import {
+  announceReauthSoon,
+  type ParkedAnswers,
+  type RefreshJobPayload,
+  reconcileQueue,
+  type ValidationDeps,
+  validateDueConnections,
+} from "@evergreen/refresh";
 import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { publishGauges } from "./gauges";
@@ -22,7 +29,20 @@ export interface SweepDeps {
   readonly log: Logger;
   /** Connection and webhook events older than this are removed (EVENT_RETENTION_DAYS). */
   readonly eventRetentionDays: number;
+  /** Validation at the provider, for integrations with `validateIntervalSeconds`. */
+  readonly validation: ValidationDeps;
+  /** `connection.reauth_soon` goes out this long before a refresh token ends (REAUTH_SOON_DAYS). */
+  readonly reauthSoonDays: number;
 }
+
+/**
+ * Connections validated per sweep, one at a time: with RECONCILE_INTERVAL_SECONDS at 60,
+ * about 100 a minute; an integration validating more than that falls behind, visibly in
+ * `lastValidatedAt`, rather than slowing the sweep that keeps refreshes on time.
+ */
+const VALIDATIONS_PER_SWEEP = 100;
+/** Announcements per transaction; the next sweep takes the rest. */
+const REAUTH_SOON_PER_SWEEP = 500;
 
 /**
  * One sweep: make the queue match the database (add missing jobs, move mistimed ones,
@@ -64,6 +84,25 @@ async function pruneExpired({ prisma, log, eventRetentionDays }: SweepDeps): Pro
 }
 
 /**
+ * Issue 11's custody chores after each sweep: announce refresh tokens ending soon, then
+ * validate the connections due. Both are bounded per run and safe across replicas (SKIP
+ * LOCKED), and neither touches a row's version, so no refresh is fenced out by them.
+ */
+async function custodyChores(deps: SweepDeps): Promise<void> {
+  const { log } = deps;
+  const announced = await announceReauthSoon(deps.prisma, {
+    withinMs: deps.reauthSoonDays * 86_400_000,
+    limit: REAUTH_SOON_PER_SWEEP,
+  });
+  if (announced > 0) log.info({ announced }, "reauth_soon announced");
+  const started = performance.now();
+  const result = await validateDueConnections(deps.validation, { limit: VALIDATIONS_PER_SWEEP });
+  if (result.validated + result.failed > 0) {
+    log.info({ ...result, ms: Math.round(performance.now() - started) }, "connections validated");
+  }
+}
+
+/**
  * Sweeps and prunes at start and then every `intervalMs`, never two at once. Pruning
  * runs even when the sweep failed: Redis being down is no reason to let the event logs
  * grow. `stop()` waits for a run in progress.
@@ -75,6 +114,10 @@ export function startSweeps(deps: SweepDeps, intervalMs: number): { stop(): Prom
   const run = () => {
     running = sweep(deps)
       .catch((err: unknown) => deps.log.error({ err }, "sweep failed; retrying next interval"))
+      .then(() => custodyChores(deps))
+      .catch((err: unknown) =>
+        deps.log.error({ err }, "validation or reauth_soon failed; retrying next interval"),
+      )
       .then(() => pruneExpired(deps))
       .catch((err: unknown) => deps.log.error({ err }, "pruning failed; retrying next interval"))
       .finally(() => {

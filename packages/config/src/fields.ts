@@ -99,6 +99,8 @@ export const reconcileIntervalSeconds = positiveInt(60);
 // Bounded: a "keep forever" value such as 9999999 days would put the prune's cutoff before
 // the earliest timestamp PostgreSQL has, and every prune would fail.
 export const eventRetentionDays = integer("a number of days (1-36500)", 1, 36_500, 30);
+/** How long before a refresh token's stated end `connection.reauth_soon` is sent. */
+export const reauthSoonDays = integer("a number of days (1-365)", 1, 365, 7);
 export const workerConcurrency = positiveInt(50);
 export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);

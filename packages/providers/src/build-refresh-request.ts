@@ -104,7 +104,7 @@ export function buildTokenRequest(
 }
 
 /** Which of a provider's URLs is meant: what it is called in messages and problem codes. */
-export type UrlKind = "token" | "authorization" | "revocation";
+export type UrlKind = "token" | "authorization" | "revocation" | "introspection";
 
 /**
  * The integration's URL, else the definition's, with its placeholders filled from
@@ -232,6 +232,29 @@ export function checkRevocationUrl(
   return checkProviderUrl("revocation", provider, url, allowInsecure);
 }
 
+const INSECURE_MESSAGES: Record<UrlKind, string> = {
+  token: "token URL must use https (the request carries the client secret and refresh token)",
+  authorization: "authorization URL must use https (users sign in behind it)",
+  revocation:
+    "revocation URL must use https (the request carries a token and often the client secret)",
+  introspection:
+    "introspection URL must use https (the request carries the client secret and an access token)",
+};
+
+/**
+ * Checks an integration's RFC 7662 introspection URL, as every validation will: it
+ * receives the client secret and the access token, so the token URL's rules apply.
+ *
+ * @throws ProviderConfigError naming what is wrong.
+ */
+export function checkIntrospectionUrl(
+  provider: string,
+  url: string,
+  allowInsecure: InsecureTokenUrls = false,
+): string {
+  return checkProviderUrl("introspection", provider, url, allowInsecure);
+}
+
 function checkProviderUrl(
   kind: UrlKind,
   provider: string,
@@ -252,13 +275,7 @@ function checkProviderUrl(
     parsed.protocol === "http:" &&
     (allowInsecure === true || (allowInsecure === "loopback" && isLoopback(parsed.hostname)));
   if (parsed.protocol !== "https:" && !insecureAllowed) {
-    throw new ProviderConfigError(
-      provider,
-      `insecure_${kind}_url`,
-      kind === "authorization"
-        ? "authorization URL must use https (users sign in behind it)"
-        : `${kind} URL must use https (the request carries the client secret and a token)`,
-    );
+    throw new ProviderConfigError(provider, `insecure_${kind}_url`, INSECURE_MESSAGES[kind]);
   }
   return parsed.toString();
 }
@@ -312,6 +329,6 @@ export function basicAuthorization(clientId: string, clientSecret: string): stri
 }
 
 /** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
-function formEncode(value: string): string {
+export function formEncode(value: string): string {
   return new URLSearchParams({ v: value }).toString().slice(2);
 }

@@ -20,6 +20,9 @@ const RFC_6749_DEFAULTS = {
   rotatesRefreshToken: false,
   // RFC 7009 is optional: a provider file states its revocation endpoint, or why none.
   revocation: null,
+  // RFC 6749 defines no way to check an access token; RFC 7662 introspection is per
+  // deployment, so it is the integration's `introspectionUrl`.
+  validation: null,
 } as const satisfies Omit<ProviderDefinition, "id" | "displayName" | "tokenUrl" | "authorization">;
 
 const AUTHORIZATION_DEFAULTS = {

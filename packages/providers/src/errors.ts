@@ -10,6 +10,9 @@ export type ProviderConfigProblem =
   | "missing_revocation_url"
   | "invalid_revocation_url"
   | "insecure_revocation_url"
+  | "invalid_introspection_url"
+  | "insecure_introspection_url"
+  | "missing_introspection_url"
   | "invalid_placeholder"
   | "placeholder_outside_path"
   | "unresolved_placeholder";

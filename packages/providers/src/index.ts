@@ -7,6 +7,7 @@ export { buildCodeExchangeRequest } from "./build-code-exchange-request";
 export {
   buildRefreshRequest,
   checkAuthorizationUrl,
+  checkIntrospectionUrl,
   checkRevocationUrl,
   checkTokenUrl,
 } from "./build-refresh-request";
@@ -48,4 +49,13 @@ export {
   type RevocationRule,
   type ScopeRule,
   type TokenRequest,
+  type ValidationRule,
 } from "./types";
+export {
+  buildValidationRequest,
+  classifyValidation,
+  type ValidationKind,
+  type ValidationRequest,
+  type ValidationResult,
+  type ValidationSettings,
+} from "./validation";

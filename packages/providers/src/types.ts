@@ -241,4 +241,20 @@ export interface ProviderDefinition {
   readonly authorization: AuthorizationRule;
   /** How a grant is revoked on delete; null where the provider offers no way (the file says why). */
   readonly revocation: RevocationRule | null;
+  /** How an access token is checked at the provider; null when it offers no way. */
+  readonly validation: ValidationRule | null;
 }
+
+/**
+ * How a provider tells whether an access token is alive, as data (see validation.ts):
+ * - `tokeninfo`: Google's token information endpoint, the token in a form body;
+ * - `check_token`: GitHub's check-token call, client credentials as Basic auth and the token
+ *   in a JSON body, 404 for a dead token;
+ * - `identity`: a cheap call for the user's own profile with the token as Bearer; 401 says
+ *   the token is dead.
+ * URLs may hold `{placeholders}` of the definition (and `{client_id}`).
+ */
+export type ValidationRule =
+  | { readonly kind: "tokeninfo"; readonly url: string }
+  | { readonly kind: "check_token"; readonly url: string }
+  | { readonly kind: "identity"; readonly url: string };

@@ -11,6 +11,11 @@ export {
   ReturnUrlNotAllowedError,
 } from "./create-connect-session";
 export {
+  announceReauthSoon,
+  type ValidationSweepResult,
+  validateDueConnections,
+} from "./custody-sweeps";
+export {
   type CodeExchange,
   CodeExchangeError,
   type ExchangeDeps,
@@ -96,4 +101,11 @@ export {
   sealCodeVerifier,
   sealRefreshToken,
 } from "./token-cipher";
-export { createRefreshDeps, lockTtlMs, refreshDrainMs } from "./wiring";
+export {
+  type Validation,
+  type ValidationDeps,
+  ValidationFailedError,
+  ValidationUnsupportedError,
+  validateConnection,
+} from "./validate-connection";
+export { createRefreshDeps, createValidationDeps, lockTtlMs, refreshDrainMs } from "./wiring";

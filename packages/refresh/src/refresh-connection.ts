@@ -599,7 +599,8 @@ export const EGRESS_FAILURES = {
   },
 } as const satisfies Record<EgressFailureCode, RefreshResult>;
 
-function asRecord(value: unknown): Record<string, unknown> {
+/** Connection metadata as the provider functions take it (a JSON column may hold anything). */
+export function asRecord(value: unknown): Record<string, unknown> {
   return value && typeof value === "object" && !Array.isArray(value)
     ? (value as Record<string, unknown>)
     : {};

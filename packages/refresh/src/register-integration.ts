@@ -35,6 +35,10 @@ export interface IntegrationRegistration {
   readonly returnUrls?: readonly string[] | undefined;
   /** Revoke on delete: overrides the provider's revocation URL (RFC 7009). */
   readonly revocationUrl?: string | undefined;
+  /** RFC 7662 endpoint validation uses over the provider's own way, already checked. */
+  readonly introspectionUrl?: string | undefined;
+  /** Periodic validation at the provider; off when absent. */
+  readonly validateIntervalSeconds?: number | undefined;
 }
 
 /** Rounds of "create, else update" before giving up on a key that keeps changing. */
@@ -65,6 +69,8 @@ export async function registerIntegration(
     authorizationParams: { ...input.authorizationParams },
     returnUrls: [...(input.returnUrls ?? [])],
     revocationUrl: input.revocationUrl ?? null,
+    introspectionUrl: input.introspectionUrl ?? null,
+    validateIntervalSeconds: input.validateIntervalSeconds ?? null,
   });
   for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
     const existing = await prisma.integration.findUnique({

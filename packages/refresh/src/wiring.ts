@@ -1,5 +1,5 @@
 import type { KeyRing } from "@evergreen/crypto";
-import type { Pool } from "@evergreen/db";
+import type { Pool, PrismaClient } from "@evergreen/db";
 import { type AllowlistEntry, EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
 import type { InsecureTokenUrls } from "@evergreen/providers";
@@ -10,6 +10,7 @@ import { ConnectionStore } from "./connection-store";
 import { COOLDOWN_PREFIX, LOCK_PREFIX, PARKED_PREFIX, type RefreshJobPayload } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
+import type { ValidationDeps } from "./validate-connection";
 
 /** The SPEC §4 variables every process that refreshes (worker, api) reads. */
 export interface RefreshEnv {
@@ -82,7 +83,10 @@ export interface RefreshParts {
  * as `http://` to it does (see insecureTokenUrls): a local mock provider is how
  * `npm start`, the demo and the tests work.
  */
-function egressClient(env: RefreshEnv, maxSockets: number): EgressClient {
+function egressClient(
+  env: Pick<RefreshEnv, "NODE_ENV" | "EGRESS_ALLOWLIST">,
+  maxSockets: number,
+): EgressClient {
   return new EgressClient({
     allowlist: env.EGRESS_ALLOWLIST,
     allowLoopback: env.NODE_ENV !== "production",
@@ -103,5 +107,30 @@ export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
     metrics: parts.metrics,
     log: parts.log,
     settings: refreshSettings(parts.env),
+  };
+}
+
+/**
+ * What validating tokens at the provider needs in a process that does not refresh (the
+ * scheduler): the same egress rules and time limit as a refresh, since the request carries
+ * an access token (and, for introspection, the client secret).
+ */
+export function createValidationDeps(parts: {
+  readonly env: Pick<
+    RefreshEnv,
+    "NODE_ENV" | "REFRESH_TIMEOUT_MS" | "ALLOW_INSECURE_TOKEN_URLS" | "EGRESS_ALLOWLIST"
+  >;
+  readonly prisma: PrismaClient;
+  readonly keyRing: KeyRing;
+}): ValidationDeps {
+  return {
+    prisma: parts.prisma,
+    keyRing: parts.keyRing,
+    // Few at once: the scheduler validates one connection at a time.
+    egress: egressClient(parts.env, 4),
+    settings: {
+      timeoutMs: parts.env.REFRESH_TIMEOUT_MS,
+      allowInsecureTokenUrls: insecureTokenUrls(parts.env),
+    },
   };
 }

@@ -1,6 +1,6 @@
 import type { WebhookEvent } from "@evergreen/db";
 
-/** SPEC §3 webhook events; `connection.reauth_soon` waits for refresh token expiries. */
+/** SPEC §3 webhook events. */
 export const WEBHOOK_EVENT_TYPES = [
   "connection.created",
   /** The first failure of a streak; the streak ends with `connection.recovered`. */
@@ -9,6 +9,8 @@ export const WEBHOOK_EVENT_TYPES = [
   "connection.needs_reauth",
   "connection.error",
   "connection.deleted",
+  /** The refresh token ends within REAUTH_SOON_DAYS: the user must authorize again. */
+  "connection.reauth_soon",
 ] as const;
 export type WebhookEventType = (typeof WEBHOOK_EVENT_TYPES)[number];
 

@@ -8,6 +8,9 @@ import {
   registerConnection,
   revocationJob,
   UnknownIntegrationError,
+  ValidationFailedError,
+  ValidationUnsupportedError,
+  validateConnection,
 } from "@evergreen/refresh";
 import { recordWebhookEvent } from "@evergreen/webhooks";
 import type { Queue } from "bullmq";
@@ -177,6 +180,19 @@ const TOKEN_ERRORS = {
   ),
 };
 
+const validationSchema = responseSchema(
+  "Validation",
+  z.strictObject({
+    valid: z.boolean(),
+    scope: z.string().optional().describe("what the provider says the token may do, where it says"),
+    expiresAt: isoTime
+      .optional()
+      .describe("when the provider says the token expires, else the stored expiry"),
+    checkedAt: isoTime,
+  }),
+  "The provider's verdict on the stored access token.",
+);
+
 const tag = "connections";
 
 /** The connection routes, declared (route.ts): their validation and their documentation. */
@@ -223,6 +239,27 @@ export const connectionRoutes = {
     params: idParams,
     notFound: NOT_FOUND,
     responses: { 200: connectionViewSchema, ...TOKEN_ERRORS },
+  }),
+  validate: defineRoute({
+    method: "POST",
+    url: "/v1/connections/:id/validate",
+    scope: "connections:write",
+    tag,
+    summary: "Ask the provider whether the access token is alive",
+    description:
+      "Token info, RFC 7662 introspection (the integration's `introspectionUrl`) or a cheap identity call, per provider. A token the provider calls invalid before its stored expiry means the grant was revoked: an `active` connection becomes `needs_reauth` (event and `connection.needs_reauth` webhook). A token past its stored expiry is answered `valid: false` without asking the provider and without a status change: renewing it is the refresh's job, which finds out whether the grant lives.",
+    params: idParams,
+    notFound: NOT_FOUND,
+    responses: {
+      200: validationSchema,
+      409: errorResponse(
+        "`validation_unsupported`: neither the provider nor the integration (`introspectionUrl`) offers a way to check a token.",
+      ),
+      503: errorResponse(
+        "`validation_failed`: the provider gave no verdict (unreachable, an error status, an answer of no known shape); retry after `Retry-After` seconds. `unavailable`: a backing service is unreachable.",
+        { "retry-after": "seconds to wait before retrying" },
+      ),
+    },
   }),
   read: defineRoute({
     method: "GET",
@@ -338,6 +375,27 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
   registerRoute(app, connectionRoutes.refresh, async ({ params }) => {
     const row = await deps.tokens.refresh(params.id);
     return connectionView(row, row.integration);
+  });
+
+  registerRoute(app, connectionRoutes.validate, async ({ params }) => {
+    const result = await validateConnection({ ...refresh, prisma }, params.id).catch(
+      (error: unknown) => {
+        if (error instanceof ValidationUnsupportedError) {
+          throw new HttpError(409, "validation_unsupported", error.message);
+        }
+        if (error instanceof ValidationFailedError) {
+          throw new HttpError(503, "validation_failed", error.message, { retryAfterSeconds: 30 });
+        }
+        throw error;
+      },
+    );
+    if (!result) throw notFound();
+    return {
+      valid: result.valid,
+      ...(result.scope !== undefined ? { scope: result.scope } : {}),
+      ...(result.expiresAt ? { expiresAt: result.expiresAt.toISOString() } : {}),
+      checkedAt: result.checkedAt.toISOString(),
+    };
   });
 
   registerRoute(app, connectionRoutes.read, async ({ params }) => {

@@ -4,6 +4,7 @@ import type { EgressPolicy } from "@evergreen/egress";
 import type { Logger } from "@evergreen/observability";
 import {
   checkAuthorizationUrl,
+  checkIntrospectionUrl,
   checkRevocationUrl,
   checkTokenUrl,
   type InsecureTokenUrls,
@@ -101,6 +102,21 @@ const integrationInput = requestSchema(
       )
       .max(20)
       .optional(),
+    introspectionUrl: z
+      .string()
+      .url()
+      .max(2048)
+      .optional()
+      .describe(
+        "RFC 7662 endpoint; `POST /v1/connections/{id}/validate` uses it over the provider's own way",
+      ),
+    validateIntervalSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(30 * 86_400)
+      .optional()
+      .describe("validate every active connection at the provider this often; off when absent"),
   }),
   "Upserted by `key`. `provider` is a catalog id or `oauth2` (then `tokenUrl` is required).",
 );
@@ -121,6 +137,8 @@ const integrationViewSchema = responseSchema(
     revocationUrl: z.string().nullable(),
     authorizationParams: z.record(z.string(), z.string()),
     returnUrls: z.array(z.string()),
+    introspectionUrl: z.string().nullable(),
+    validateIntervalSeconds: z.number().int().nullable(),
     createdAt: isoTime,
     updatedAt: isoTime,
   }),
@@ -148,6 +166,8 @@ export function integrationView(row: Integration): z.output<typeof integrationVi
     // Only ever written from the validated string map of the input.
     authorizationParams: row.authorizationParams as Record<string, string>,
     returnUrls: row.returnUrls,
+    introspectionUrl: row.introspectionUrl,
+    validateIntervalSeconds: row.validateIntervalSeconds,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -203,6 +223,22 @@ function checkOffline(
     } catch (error) {
       if (!(error instanceof ProviderConfigError)) throw error;
       throw new HttpError(400, "invalid_request", `authorizationUrl: ${error.message}`);
+    }
+  }
+  if (input.introspectionUrl) {
+    try {
+      // The check every validation makes: the request carries the client secret too.
+      checkIntrospectionUrl(input.provider, input.introspectionUrl, allowInsecureTokenUrls);
+    } catch (error) {
+      if (!(error instanceof ProviderConfigError)) throw error;
+      throw new HttpError(400, "invalid_request", `introspectionUrl: ${error.message}`);
+    }
+    if (egressPolicy.refusesUrl(input.introspectionUrl)) {
+      throw new HttpError(
+        400,
+        "invalid_request",
+        "introspectionUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
+      );
     }
   }
   if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {

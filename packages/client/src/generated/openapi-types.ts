@@ -89,7 +89,7 @@ export interface Schemas {
   /** A webhook event as the feed lists it, with its id. */
   FeedEvent: {
     "id": string;
-    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
     "timestamp": string;
     "data": {
       "connectionId": string;
@@ -124,6 +124,8 @@ export interface Schemas {
     "revocationUrl": string | null;
     "authorizationParams": Record<string, string>;
     "returnUrls": Array<string>;
+    "introspectionUrl": string | null;
+    "validateIntervalSeconds": number | null;
     "createdAt": string;
     "updatedAt": string;
   };
@@ -143,15 +145,28 @@ export interface Schemas {
     "revocationUrl"?: string;
     "authorizationParams"?: Record<string, string>;
     "returnUrls"?: Array<string>;
+    /** RFC 7662 endpoint; `POST /v1/connections/{id}/validate` uses it over the provider's own way */
+    "introspectionUrl"?: string;
+    /** validate every active connection at the provider this often; off when absent */
+    "validateIntervalSeconds"?: number;
   };
   IntegrationList: {
     "data": Array<Schemas["Integration"]>;
+  };
+  /** The provider's verdict on the stored access token. */
+  Validation: {
+    "valid": boolean;
+    /** what the provider says the token may do, where it says */
+    "scope"?: string;
+    /** when the provider says the token expires, else the stored expiry */
+    "expiresAt"?: string;
+    "checkedAt": string;
   };
   /** A webhook endpoint as the API shows it: never its signing secret. */
   Webhook: {
     "id": string;
     "url": string;
-    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon">;
     /** set when the receiver answered 410 Gone; nothing is sent to it any more */
     "disabledAt": string | null;
     "createdAt": string;
@@ -162,7 +177,7 @@ export interface Schemas {
     "id": string;
     /** the `webhook-id` header: the same for every attempt */
     "eventId": string;
-    "eventType": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "eventType": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
     "status": "pending" | "succeeded" | "failed";
     "attempts": Array<{
       /** 0 for the first */
@@ -185,7 +200,7 @@ export interface Schemas {
   };
   /** The body of a webhook delivery: a connection's change of state, never a token. */
   WebhookEvent: {
-    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+    "type": "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
     "timestamp": string;
     "data": {
       "connectionId": string;
@@ -202,7 +217,7 @@ export interface Schemas {
   /** `url` must use https (plain http only where ALLOW_INSECURE_TOKEN_URLS allows it), carry no credentials, and not be a literal internal address that EGRESS_ALLOWLIST does not cover. */
   WebhookInput: {
     "url": string;
-    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon">;
   };
   WebhookList: {
     "data": Array<Schemas["Webhook"]>;
@@ -211,7 +226,7 @@ export interface Schemas {
   WebhookWithSecret: {
     "id": string;
     "url": string;
-    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted">;
+    "events": Array<"connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon">;
     /** set when the receiver answered 410 Gone; nothing is sent to it any more */
     "disabledAt": string | null;
     "createdAt": string;
@@ -350,6 +365,25 @@ export interface Operations {
     body: undefined;
     responses: {
         200: Schemas["Connection"];
+        400: Schemas["Error"];
+        401: Schemas["Error"];
+        403: Schemas["Error"];
+        404: Schemas["Error"];
+        409: Schemas["Error"];
+        413: Schemas["Error"];
+        415: Schemas["Error"];
+        503: Schemas["Error"];
+    };
+  };
+  /** POST /v1/connections/{id}/validate: Ask the provider whether the access token is alive */
+  "connections.validate": {
+    params: {
+      "id": string;
+    };
+    query: Record<string, never>;
+    body: undefined;
+    responses: {
+        200: Schemas["Validation"];
         400: Schemas["Error"];
         401: Schemas["Error"];
         403: Schemas["Error"];
@@ -568,7 +602,7 @@ export interface Operations {
     query: {
       "after"?: string;
       "connection"?: string;
-      "type"?: "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted";
+      "type"?: "connection.created" | "connection.refresh_failed" | "connection.recovered" | "connection.needs_reauth" | "connection.error" | "connection.deleted" | "connection.reauth_soon";
       "limit"?: number;
     };
     body: undefined;
@@ -638,6 +672,7 @@ export const OPERATIONS = {
   "connections.list": { method: "GET", path: "/v1/connections" },
   "connections.token": { method: "GET", path: "/v1/connections/{id}/token" },
   "connections.refresh": { method: "POST", path: "/v1/connections/{id}/refresh" },
+  "connections.validate": { method: "POST", path: "/v1/connections/{id}/validate" },
   "connections.read": { method: "GET", path: "/v1/connections/{id}" },
   "connections.remove": { method: "DELETE", path: "/v1/connections/{id}" },
   "connect.session": { method: "POST", path: "/v1/connect-sessions" },

@@ -12,6 +12,8 @@ export const amazon = defineProvider({
   clientAuth: "body",
   // Long-lived and often absent from the answer: keep the stored one.
   rotatesRefreshToken: false,
+  // Login with Amazon's profile call, on the region's host as the token endpoint.
+  validation: { kind: "identity", url: "https://api.amazon.{region}/user/profile" },
   authorization: {
     // Users sign in on a regional host that is not the token endpoint's: the same region
     // metadata picks it, from a fixed map again.

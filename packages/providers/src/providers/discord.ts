@@ -13,6 +13,8 @@ export const discord = defineProvider({
   // `retry_after` (float seconds); many 401/403/429 in a row earn a temporary IP ban, which
   // is why callers must honour retryAfterMs.
   rotatesRefreshToken: true,
+  // No introspection: the user's own record is the cheapest authenticated call.
+  validation: { kind: "identity", url: "https://discord.com/api/v10/users/@me" },
   authorization: {
     url: "https://discord.com/oauth2/authorize",
     // Discord documents no PKCE for confidential clients: a challenge it may not check

@@ -20,6 +20,8 @@ export const github = defineProvider({
   // grace period: a lost answer means the user must authorize again.
   rotatesRefreshToken: true,
   // PKCE S256 is accepted by OAuth Apps and GitHub Apps alike (GitHub changelog, 2025-07).
+  // The check-token call: 404 when the token is not valid for this app, whatever the cause.
+  validation: { kind: "check_token", url: "https://api.github.com/applications/{client_id}/token" },
   authorization: { url: "https://github.com/login/oauth/authorize" },
   // Not RFC 7009: DELETE of the app's grant for the user's access token, which revokes
   // every token of that grant (REST "Delete an app authorization").

@@ -12,6 +12,8 @@ export const google = defineProvider({
   // Google answers without refresh_token: the stored one stays valid (until 6 months unused,
   // revocation, a password change with Gmail scopes, or 7 days for apps in "Testing").
   rotatesRefreshToken: false,
+  // Token information: the scopes granted and the seconds left, for one cheap POST.
+  validation: { kind: "tokeninfo", url: "https://oauth2.googleapis.com/tokeninfo" },
   authorization: {
     url: "https://accounts.google.com/o/oauth2/v2/auth",
     // Without access_type=offline Google issues no refresh token at all, and it issues one

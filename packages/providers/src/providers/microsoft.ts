@@ -28,6 +28,10 @@ export const microsoft = defineProvider({
   // Each answer carries a new refresh token; the old one is not revoked but should be
   // replaced, and 90 days of inactivity end the chain.
   rotatesRefreshToken: true,
+  // Graph /me works for tokens whose audience is Graph (User.Read, the default); a token
+  // issued for another resource gets 401 there too, so integrations for other APIs should
+  // leave validateIntervalSeconds off.
+  validation: { kind: "identity", url: "https://graph.microsoft.com/v1.0/me" },
   authorization: {
     url: "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
     // Without offline_access the code grant answers with no refresh token.

@@ -10,6 +10,8 @@ export const spotify = defineProvider({
   // Sometimes returns a new refresh token, sometimes none (keep the old one); the answer
   // decides, so the connection is not treated as strictly rotating.
   rotatesRefreshToken: false,
+  // No introspection: the current user's profile is the cheapest authenticated call.
+  validation: { kind: "identity", url: "https://api.spotify.com/v1/me" },
   authorization: { url: "https://accounts.spotify.com/authorize" },
   // Spotify offers no revocation endpoint: only the user can remove an app's access, on
   // their account page. A deleted connection's grant lives on at Spotify.

@@ -218,6 +218,11 @@ export class MockProvider {
     return `${this.url}/revoke`;
   }
 
+  /** RFC 7662 token introspection, for the client's own access tokens. */
+  get introspectionUrl(): string {
+    return `${this.url}/introspect`;
+  }
+
   /** Every HTTP request received, whatever its fate. */
   get requests(): number {
     return this.#requests;
@@ -387,6 +392,9 @@ export class MockProvider {
       }
       return this.#send(res, this.#revokeRequest(params, credentials));
     }
+    if (path === "/introspect" && req.method === "POST" && params !== null) {
+      return this.#send(res, this.#introspect(params, credentials));
+    }
     if (path !== "/token") return this.#send(res, oauthError(404, "not_found"));
     if (req.method !== "POST") return this.#send(res, oauthError(405, "invalid_request"));
     if (params === null) {
@@ -476,6 +484,25 @@ export class MockProvider {
     return oauthError(400, "unsupported_grant_type");
   }
 
+  /**
+   * RFC 7662 §2.2: `active` and, for a live token, its scope and expiry. Any token that is
+   * unknown, expired or of a revoked grant is just `{"active": false}`.
+   */
+  #introspect(params: Record<string, string>, credentials: ClientCredentials): Reply {
+    const refused = this.#checkClient(params, credentials);
+    if (refused !== null) return refused;
+    const token = params.token ?? "";
+    const entry = this.#accessTokens.get(token);
+    if (entry === undefined || !this.isAccessTokenValid(token)) return json(200, { active: false });
+    return json(200, {
+      active: true,
+      client_id: this.clientId,
+      token_type: "Bearer",
+      exp: Math.floor(entry.expiresAt / 1000),
+      ...(entry.grant.scope === null ? {} : { scope: entry.grant.scope }),
+    });
+  }
+
   /** The code grant (RFC 6749 §4.1.3), with PKCE verification (RFC 7636 §4.6). */
   #exchangeCode(params: Record<string, string>): Reply {
     const pending = this.#codes.get(params.code ?? "");
@@ -511,11 +538,7 @@ export class MockProvider {
       refresh_token: grant.refreshToken,
     };
     if (grant.scope !== null) body.scope = grant.scope;
-    return {
-      status: 200,
-      headers: { "content-type": "application/json", "cache-control": "no-store" },
-      body: JSON.stringify(body),
-    };
+    return json(200, body);
   }
 
   #nextScripted(refreshToken: string | undefined): ScriptedAnswer | undefined {
@@ -571,11 +594,7 @@ export class MockProvider {
     };
     if (!grant.omitRefreshToken) body.refresh_token = grant.refreshToken;
     if (grant.scope !== null) body.scope = grant.scope;
-    return {
-      status: 200,
-      headers: { "content-type": "application/json", "cache-control": "no-store" },
-      body: JSON.stringify(body),
-    };
+    return json(200, body);
   }
 
   #issueAccessToken(grant: Grant): void {
@@ -724,10 +743,14 @@ function escapeHtml(text: string): string {
 }
 
 function oauthError(status: number, error: string, description?: string): Reply {
+  return json(status, { error, error_description: description });
+}
+
+function json(status: number, body: unknown): Reply {
   return {
     status,
     headers: { "content-type": "application/json", "cache-control": "no-store" },
-    body: JSON.stringify({ error, error_description: description }),
+    body: JSON.stringify(body),
   };
 }
 

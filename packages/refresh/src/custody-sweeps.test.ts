@@ -1,0 +1,113 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { announceReauthSoon, validateDueConnections } from "./custody-sweeps";
+import { createRefreshHarness, type RefreshHarness, redisDatabaseUrl } from "./testing";
+import type { ValidationDeps } from "./validate-connection";
+
+let h: RefreshHarness;
+let deps: ValidationDeps;
+beforeAll(async () => {
+  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(4) });
+  deps = { ...h.deps, prisma: h.prisma };
+});
+afterAll(() => h.close());
+
+const DAY_MS = 86_400_000;
+
+describe("validateDueConnections", () => {
+  it("validates the connections due, finds the revoked grant, and waits an interval", async () => {
+    const fresh = await h.addConnection({ integrationKey: "periodic" });
+    const revoked = await h.addConnection({ integrationKey: "periodic" });
+    const recent = await h.addConnection({ integrationKey: "periodic" });
+    const expired = await h.addConnection({ integrationKey: "periodic", expiresInSeconds: -60 });
+    const off = await h.addConnection({ integrationKey: "not-periodic" });
+    await h.prisma.integration.update({
+      where: { key: "periodic" },
+      data: { introspectionUrl: h.provider.introspectionUrl, validateIntervalSeconds: 3600 },
+    });
+    await h.prisma.connection.update({
+      where: { id: recent.connection.id },
+      data: { lastValidatedAt: new Date(Date.now() - 60_000) },
+    });
+    h.provider.revoke(revoked.grant.accessToken);
+
+    expect(await validateDueConnections(deps, { limit: 10 })).toEqual({
+      validated: 2,
+      revoked: 1,
+      failed: 0,
+    });
+    const rows = new Map(
+      (await h.prisma.connection.findMany()).map((row) => [row.id, row] as const),
+    );
+    expect(rows.get(fresh.connection.id)?.status).toBe("active");
+    expect(rows.get(fresh.connection.id)?.lastValidatedAt).not.toBeNull();
+    expect(rows.get(revoked.connection.id)?.status).toBe("needs_reauth");
+    expect(rows.get(recent.connection.id)?.lastValidatedAt?.getTime()).toBeLessThan(
+      Date.now() - 30_000,
+    );
+    // An expired token is the refresh's business; an integration without interval is off.
+    expect(rows.get(expired.connection.id)?.lastValidatedAt).toBeNull();
+    expect(rows.get(off.connection.id)?.lastValidatedAt).toBeNull();
+    // The refresh token of the revoked grant was never sent.
+    expect(h.provider.grant(revoked.grant.grantId)?.refreshes).toBe(0);
+
+    expect(await validateDueConnections(deps, { limit: 10 })).toEqual({
+      validated: 0,
+      revoked: 0,
+      failed: 0,
+    });
+  });
+
+  it("takes at most `limit` per sweep, least recently validated first", async () => {
+    await h.prisma.connection.updateMany({
+      where: { integration: { key: "periodic" }, status: "active" },
+      data: { lastValidatedAt: new Date(Date.now() - 2 * 3_600_000) },
+    });
+    const never = await h.addConnection({ integrationKey: "periodic" });
+    expect(await validateDueConnections(deps, { limit: 1 })).toMatchObject({ validated: 1 });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: never.connection.id } });
+    expect(row.lastValidatedAt).not.toBeNull();
+  });
+});
+
+describe("announceReauthSoon", () => {
+  it("announces each refresh token's end once, and a new refresh token's again", async () => {
+    const soon = await h.addConnection({ integrationKey: "ending" });
+    const later = await h.addConnection({ integrationKey: "ending" });
+    const end = new Date(Date.now() + 3 * DAY_MS);
+    await h.prisma.connection.update({
+      where: { id: soon.connection.id },
+      data: { refreshTokenExpiresAt: end },
+    });
+    await h.prisma.connection.update({
+      where: { id: later.connection.id },
+      data: { refreshTokenExpiresAt: new Date(Date.now() + 30 * DAY_MS) },
+    });
+    const announce = () => announceReauthSoon(h.prisma, { withinMs: 7 * DAY_MS, limit: 100 });
+
+    expect(await announce()).toBe(1);
+    expect(await announce()).toBe(0);
+    const webhooks = async () =>
+      (
+        await h.prisma.webhookEvent.findMany({
+          where: { connectionId: soon.connection.id },
+          include: { outbox: true },
+        })
+      ).map((e) => [e.type, e.status, e.outbox !== null]);
+    expect(await webhooks()).toEqual([["connection.reauth_soon", "active", true]]);
+    const events = await h.prisma.connectionEvent.findMany({
+      where: { connectionId: soon.connection.id },
+    });
+    expect(events.map((e) => e.type)).toEqual(["reauth_soon"]);
+
+    // A refresh stored a new refresh token with its own end: announced again.
+    await h.prisma.connection.update({
+      where: { id: soon.connection.id },
+      data: { refreshTokenExpiresAt: new Date(end.getTime() + DAY_MS) },
+    });
+    expect(await announce()).toBe(1);
+    expect(await webhooks()).toHaveLength(2);
+    expect(
+      await h.prisma.webhookEvent.count({ where: { connectionId: later.connection.id } }),
+    ).toBe(0);
+  });
+});
