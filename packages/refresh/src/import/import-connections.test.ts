@@ -12,9 +12,10 @@ import { fernetFixtures } from "./fernet-fixtures";
 import { type ImportOptions, importConnections } from "./import-connections";
 
 /**
- * 5,000 lines, not the issue's 50,000: on a loaded 2-core machine the import stores a few
- * hundred lines a second at best, so 50,000 would take minutes. The 50,000-line run is the
- * same test with IMPORT_TEST_LINES=50000, and the README gives the speed of the command.
+ * 5,000 lines, not the issue's 50,000: each line is a registration (a transaction, an event,
+ * a job), about 4 ms of CPU, and 50,000 took 610 s by hand on the shared 2-core machine
+ * (82 lines/s, README "Custody"), far past a test's budget. The 50,000-line run is this test
+ * with IMPORT_TEST_LINES=50000.
  */
 const LINES = Number(process.env.IMPORT_TEST_LINES ?? 5_000);
 const EXPIRES_AT = new Date(Date.now() + 2 * 3_600_000);
