@@ -21,6 +21,12 @@ export {
   type ExchangeDeps,
   exchangeCode,
 } from "./exchange-code";
+export { decryptFernet, FernetError, type FernetKey, parseFernetKey } from "./import/fernet";
+export {
+  type ImportOptions,
+  type ImportSummary,
+  importConnections,
+} from "./import/import-connections";
 export {
   COOLDOWN_PREFIX,
   createRefreshQueue,

@@ -16,6 +16,11 @@ export interface RegistrationDeps extends IntegrationDeps {
   readonly now?: () => Date;
   /** @defaultValue Math.random */
   readonly random?: () => number;
+  /**
+   * Bulk imports: spread first refreshes over this many seconds before the buffer rather
+   * than SPEC's 0..10 % of it (see computeNextRefreshAt). @defaultValue undefined
+   */
+  readonly spreadWindowSeconds?: number | undefined;
 }
 
 /** Tokens an app (or an OAuth callback, a code exchange, an import) hands over for one user. */
@@ -97,6 +102,8 @@ export async function registerConnection(
     bufferSeconds: integration.refreshBufferSeconds ?? deps.settings.defaultBufferSeconds,
     minIntervalMs: minRefreshIntervalMs(deps.settings.retryBaseDelayMs),
     random: deps.random,
+    spreadWindowMs:
+      deps.spreadWindowSeconds === undefined ? undefined : deps.spreadWindowSeconds * 1000,
   });
 
   for (let tries = 1; ; tries += 1) {

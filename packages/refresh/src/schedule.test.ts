@@ -15,6 +15,26 @@ describe("computeNextRefreshAt", () => {
     );
   });
 
+  it("spreads an import over the window before the buffer", () => {
+    const base = { expiresAt: at(7200), issuedAt, bufferSeconds: 300, minIntervalMs: 30_000 };
+    const spread = (random: number) =>
+      computeNextRefreshAt({ ...base, spreadWindowMs: 3_600_000, random: () => random });
+    expect(spread(0)).toEqual(at(3300));
+    expect(spread(0.5)).toEqual(at(5100));
+    expect(spread(1)).toEqual(at(6900));
+  });
+
+  it("starts an import's window no sooner than the minimum interval, ending by half the buffer", () => {
+    const base = { issuedAt, bufferSeconds: 300, minIntervalMs: 30_000, spreadWindowMs: 3_600_000 };
+    // Expiring in 20 min: from 30 s to the buffer, whose start is after the window's end.
+    expect(computeNextRefreshAt({ ...base, expiresAt: at(1200), random: () => 0 })).toEqual(at(30));
+    expect(computeNextRefreshAt({ ...base, expiresAt: at(1200), random: () => 1 })).toEqual(
+      at(1050),
+    );
+    // Expiring in 2 min (half the lifetime is the buffer): never past expiry minus half of it.
+    expect(computeNextRefreshAt({ ...base, expiresAt: at(120), random: () => 1 })).toEqual(at(90));
+  });
+
   it("uses half the lifetime as the buffer when the lifetime is under twice the buffer", () => {
     const next = computeNextRefreshAt({
       expiresAt: at(60),

@@ -1,0 +1,131 @@
+// npm run import -- --integration <key> [--fernet-key <key>] [--dry-run] <file.jsonl>
+import { createReadStream } from "node:fs";
+import { stat } from "node:fs/promises";
+import { parseArgs } from "node:util";
+import { loadConfigOrExit } from "@evergreen/config";
+import { KeyRing } from "@evergreen/crypto";
+import { createDatabase } from "@evergreen/db";
+import { createLogger } from "@evergreen/observability";
+import { createRedis } from "@evergreen/redis";
+import {
+  createRefreshQueue,
+  FernetError,
+  type ImportSummary,
+  importConnections,
+  parseFernetKey,
+  UnknownIntegrationError,
+} from "@evergreen/refresh";
+import { importEnv } from "./env";
+
+const USAGE =
+  "usage: npm run import -- --integration <key> [--fernet-key <key>] [--dry-run]\n" +
+  "         [--spread-seconds 3600] [--concurrency 16] [--progress-every 1000] <file.jsonl>\n";
+
+function exitWith(message: string): never {
+  process.stderr.write(`import: ${message}\n`);
+  process.exit(2);
+}
+
+function positiveInt(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 1) exitWith(`--${name} must be a positive integer`);
+  return value;
+}
+
+async function main(): Promise<void> {
+  const { values, positionals } = parseArgs({
+    options: {
+      integration: { type: "string" },
+      "fernet-key": { type: "string" },
+      "dry-run": { type: "boolean", default: false },
+      "spread-seconds": { type: "string", default: "3600" },
+      concurrency: { type: "string", default: "16" },
+      "progress-every": { type: "string", default: "1000" },
+    },
+    allowPositionals: true,
+  });
+  const [file, ...extra] = positionals;
+  if (!values.integration || !file || extra.length > 0)
+    exitWith(`one integration and one file\n${USAGE}`);
+  let fernetKey: ReturnType<typeof parseFernetKey> | undefined;
+  try {
+    fernetKey =
+      values["fernet-key"] === undefined ? undefined : parseFernetKey(values["fernet-key"]);
+  } catch (error) {
+    // Its message names the format, never the key.
+    if (error instanceof FernetError) exitWith(`--fernet-key: ${error.message}`);
+    throw error;
+  }
+  const { size } = await stat(file).catch(() => exitWith("cannot read the file"));
+
+  const { config, warnings } = loadConfigOrExit("import", importEnv, process.env);
+  // Warnings only: the operator watches progress, not the log.
+  const log = createLogger({ name: "import", level: "warn" });
+  for (const warning of warnings) log.warn(warning);
+  const concurrency = positiveInt("concurrency", values.concurrency);
+  // A connection per line in flight, and one for the integration lookup.
+  const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
+  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-import");
+  const queue = createRefreshQueue(redis);
+
+  const input = createReadStream(file);
+  const tty = process.stderr.isTTY === true;
+  const started = performance.now();
+  const rate = (lines: number) => Math.round(lines / ((performance.now() - started) / 1000 || 1));
+  const report = (summary: ImportSummary) => {
+    const percent = size === 0 ? 100 : Math.floor((input.bytesRead / size) * 100);
+    if (tty) {
+      const bar = "#".repeat(Math.floor(percent / 4)).padEnd(25, ".");
+      process.stderr.write(
+        `\r[${bar}] ${percent}% ${summary.lines} lines, ${summary.failed} failed, ${rate(summary.lines)} lines/s`,
+      );
+    } else {
+      process.stdout.write(`${JSON.stringify({ progress: { percent, ...summary } })}\n`);
+    }
+  };
+  let summary: ImportSummary;
+  try {
+    summary = await importConnections(
+      {
+        prisma: database.prisma,
+        keyRing: new KeyRing(config.ENCRYPTION_KEYS),
+        queue,
+        log,
+        settings: {
+          defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
+          retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
+        },
+        spreadWindowSeconds: positiveInt("spread-seconds", values["spread-seconds"]),
+      },
+      {
+        integration: values.integration,
+        input,
+        fernetKey,
+        dryRun: values["dry-run"],
+        concurrency,
+        progressEvery: positiveInt("progress-every", values["progress-every"]),
+        onProgress: report,
+        onLineError: (line, reason) => {
+          if (tty) process.stderr.write("\n");
+          process.stderr.write(`line ${line}: ${reason}\n`);
+        },
+      },
+    );
+  } catch (error) {
+    if (error instanceof UnknownIntegrationError)
+      exitWith(`no integration with key "${error.key}"`);
+    throw error;
+  } finally {
+    await queue.close();
+    await redis.quit();
+    await database.close();
+  }
+  if (tty) process.stderr.write("\n");
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(
+    `${JSON.stringify({ summary: { ...summary, dryRun: values["dry-run"], seconds: Number(seconds.toFixed(1)), linesPerSecond: rate(summary.lines) } })}\n`,
+  );
+  process.exitCode = summary.failed > 0 ? 1 : 0;
+}
+
+await main();
