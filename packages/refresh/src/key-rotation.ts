@@ -237,7 +237,7 @@ export async function rotateCiphertexts(
         }
         const written = options.dryRun
           ? writes.length
-          : await write(prisma, table, writes, ring.primaryKeyId);
+          : await writeRetryingDeadlocks(() => write(prisma, table, writes, ring.primaryKeyId));
         rotated += written;
         fencedInPass += writes.length - written;
         done += rows.length;
@@ -305,6 +305,29 @@ function reseal(
  * the version, for connections), and for connections a `reencrypted` event per row written.
  * Returns how many rows were written.
  */
+/**
+ * A batch locks its rows in its own order while refresh writes lock theirs: PostgreSQL
+ * breaks such a cycle by failing one side (40P01). Seen when rotating 10,000 connections
+ * while 200 refreshed. The batch is fenced by value and version, so running it again is
+ * safe: rows a refresh wrote meanwhile are left to a later pass.
+ */
+async function writeRetryingDeadlocks(run: () => Promise<number>): Promise<number> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if (attempt >= DEADLOCK_RETRIES || !isDeadlock(error)) throw error;
+    }
+  }
+}
+
+const DEADLOCK_RETRIES = 5;
+
+function isDeadlock(error: unknown): boolean {
+  const meta = (error as { meta?: { code?: unknown } } | null)?.meta;
+  return meta?.code === "40P01" || (error instanceof Error && error.message.includes("`40P01`"));
+}
+
 async function write(
   prisma: PrismaClient,
   { table, fields, version }: SealedTable,
