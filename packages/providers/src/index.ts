@@ -23,7 +23,7 @@ export {
 export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
-export { parseRetryAfter } from "./retry-after";
+export { backoffMs, parseRetryAfter } from "./retry-after";
 export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
   type AuthorizationRequest,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRetryAfter } from "./retry-after";
+import { backoffMs, parseRetryAfter } from "./retry-after";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 const HOUR = 3_600_000;
@@ -45,5 +45,16 @@ describe("parseRetryAfter", () => {
     }
     expect(parseRetryAfter("Sun, 01 Foo 2026 12:00:30 GMT", now, HOUR)).toBeNull();
     expect(parseRetryAfter("Sun, 01 Mar 2026 25:00:30 GMT", now, HOUR)).toBeNull();
+  });
+});
+
+describe("backoffMs", () => {
+  const settings = { retryBaseDelayMs: 1_000, retryMaxDelayMs: 300_000 };
+  it("doubles per failure between half and all of the step, up to the cap", () => {
+    expect(backoffMs(settings, 1, () => 1)).toBe(1_000);
+    expect(backoffMs(settings, 1, () => 0)).toBe(500);
+    expect(backoffMs(settings, 4, () => 1)).toBe(8_000);
+    expect(backoffMs(settings, 40, () => 1)).toBe(300_000);
+    expect(backoffMs(settings, 40, () => 0)).toBe(150_000);
   });
 });

@@ -79,3 +79,18 @@ function utc(
   const ms = Date.UTC(y, monthIndex, d, h, mi, s);
   return Number.isNaN(ms) ? null : ms;
 }
+
+/**
+ * Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %. The one
+ * rule for every retry (refreshes, revocations, webhook deliveries); `Retry-After` bounds
+ * it from below where an answer carries one.
+ */
+export function backoffMs(
+  settings: { readonly retryBaseDelayMs: number; readonly retryMaxDelayMs: number },
+  failures: number,
+  random: () => number = Math.random,
+): number {
+  const exponential = settings.retryBaseDelayMs * 2 ** Math.min(Math.max(failures - 1, 0), 30);
+  const capped = Math.min(settings.retryMaxDelayMs, exponential);
+  return Math.round(capped * (0.5 + random() * 0.5));
+}

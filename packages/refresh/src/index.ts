@@ -1,3 +1,5 @@
+// The retry rule the worker caps for outages of its own (refresh-worker.ts).
+export { backoffMs } from "@evergreen/providers";
 export {
   type CallbackOutcome,
   type ConnectCallback,
@@ -52,7 +54,6 @@ export {
 export { ParkedAnswers } from "./parked-answers";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {
-  backoffMs,
   type RefreshDeps,
   type RefreshRequestInput,
   type RefreshRun,

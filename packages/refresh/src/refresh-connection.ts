@@ -4,6 +4,7 @@ import type { EgressClient, EgressFailureCode } from "@evergreen/egress";
 import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
 import { hashId } from "@evergreen/observability";
 import {
+  backoffMs,
   buildRefreshRequest,
   classifyAnswer,
   type InsecureTokenUrls,
@@ -548,17 +549,6 @@ function failureEvent(
     message: result.message,
     webhook,
   };
-}
-
-/** Exponential backoff with jitter: base·2^(n-1), capped, then scaled by 50–100 %. */
-export function backoffMs(
-  settings: Pick<RefreshSettings, "retryBaseDelayMs" | "retryMaxDelayMs">,
-  failures: number,
-  random: () => number = Math.random,
-): number {
-  const exponential = settings.retryBaseDelayMs * 2 ** Math.min(Math.max(failures - 1, 0), 30);
-  const capped = Math.min(settings.retryMaxDelayMs, exponential);
-  return Math.round(capped * (0.5 + random() * 0.5));
 }
 
 /**

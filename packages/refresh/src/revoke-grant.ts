@@ -3,6 +3,7 @@ import type { Connection, Integration, Prisma, PrismaClient } from "@evergreen/d
 import type { EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
 import {
+  backoffMs,
   buildRevocationRequest,
   classifyRevocationAnswer,
   type InsecureTokenUrls,
@@ -14,7 +15,6 @@ import {
   revocationTokenType,
 } from "@evergreen/providers";
 import type { Queue } from "bullmq";
-import { backoffMs } from "./refresh-connection";
 import { type RevocationJobPayload, revocationJob } from "./revocation-jobs";
 import { openAccessToken, openClientSecret, openRefreshToken } from "./token-cipher";
 

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import { backoffMs } from "./refresh-connection";
 import { computeNextRefreshAt } from "./schedule";
 
 const issuedAt = new Date("2026-01-01T00:00:00Z");
@@ -86,16 +85,5 @@ describe("computeNextRefreshAt", () => {
       expect(time).toBeGreaterThanOrEqual(at(3270).getTime());
       expect(time).toBeLessThanOrEqual(at(3300).getTime());
     }
-  });
-});
-
-describe("backoffMs", () => {
-  const settings = { retryBaseDelayMs: 1_000, retryMaxDelayMs: 300_000 };
-  it("doubles per failure between half and all of the step, up to the cap", () => {
-    expect(backoffMs(settings, 1, () => 1)).toBe(1_000);
-    expect(backoffMs(settings, 1, () => 0)).toBe(500);
-    expect(backoffMs(settings, 4, () => 1)).toBe(8_000);
-    expect(backoffMs(settings, 40, () => 1)).toBe(300_000);
-    expect(backoffMs(settings, 40, () => 0)).toBe(150_000);
   });
 });

@@ -1,7 +1,7 @@
 import type { PrismaClient, WebhookEndpoint } from "@evergreen/db";
 import type { EgressClient, EgressFailureCode } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
-import { type InsecureTokenUrls, parseRetryAfter } from "@evergreen/providers";
+import { backoffMs, type InsecureTokenUrls, parseRetryAfter } from "@evergreen/providers";
 import type { Queue } from "bullmq";
 import { checkWebhookUrl, type WebhookEndpointStore, WebhookUrlError } from "./endpoint-store";
 import { webhookPayload } from "./event-types";
@@ -235,8 +235,11 @@ function retryAt(
 ): Date | null {
   const baseMs = deps.settings.baseDelayMs ?? 10_000;
   const maxMs = deps.settings.maxDelayMs ?? 6 * 3600 * 1000;
-  const exponential = Math.min(maxMs, baseMs * 2 ** Math.min(attempt - 1, 30));
-  const backoff = Math.round(exponential * (0.5 + (deps.random ?? Math.random)() * 0.5));
+  const backoff = backoffMs(
+    { retryBaseDelayMs: baseMs, retryMaxDelayMs: maxMs },
+    attempt,
+    deps.random ?? Math.random,
+  );
   const header = "status" in answer ? answer.headers["retry-after"] : undefined;
   const retryAfter = parseRetryAfter(typeof header === "string" ? header : undefined, now, maxMs);
   const at = new Date(now.getTime() + Math.max(backoff, retryAfter ?? 0));
