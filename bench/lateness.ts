@@ -19,8 +19,8 @@ import { createTestDatabase } from "@evergreen/db/testing";
 import { startMockProvider } from "@evergreen/providers/testing";
 import { createRedis } from "@evergreen/redis";
 import {
-  createRefreshQueue,
   enqueueRefresh,
+  RefreshQueues,
   refreshJob,
   sealAccessToken,
   sealClientSecret,
@@ -53,7 +53,7 @@ export async function benchLateness(): Promise<BenchResult> {
   const db = await createTestDatabase();
   const prisma = createPrismaClient({ url: db.url, poolSize: 5 });
   const redis = createRedis(redisUrl, "producer", "evergreen-bench");
-  const queue = createRefreshQueue(redis);
+  const queue = new RefreshQueues(redis);
   const provider = await startMockProvider({ latencyMs, keepReceived: 2 * (warmup + connections) });
   const encryptionKeys = generateEncryptionKey("bench");
   const keyRing = KeyRing.fromSpec(encryptionKeys);

@@ -10,7 +10,7 @@ import { performance } from "node:perf_hooks";
 import { createPrismaClient } from "@evergreen/db";
 import { createTestDatabase } from "@evergreen/db/testing";
 import { createRedis } from "@evergreen/redis";
-import { createRefreshQueue, reconcileQueue, refreshJobId } from "@evergreen/refresh";
+import { RefreshQueues, reconcileQueue, refreshJobId } from "@evergreen/refresh";
 import { redisDatabaseUrl } from "@evergreen/refresh/testing";
 import { BENCH_REDIS_DB, type BenchResult, CORES, envInt, verdict } from "./support";
 
@@ -25,7 +25,7 @@ export async function benchRebuild(): Promise<BenchResult> {
   const prisma = createPrismaClient({ url: db.url });
   const redis = createRedis(redisUrl, "producer", "evergreen-bench");
   const probe = createRedis(redisUrl, "producer", "evergreen-bench-probe");
-  const queue = createRefreshQueue(redis);
+  const queue = new RefreshQueues(redis);
   try {
     const insertStarted = performance.now();
     const integrationId = randomUUID();
@@ -56,8 +56,14 @@ export async function benchRebuild(): Promise<BenchResult> {
     const insertSeconds = (performance.now() - insertStarted) / 1000;
 
     await redis.flushdb();
-    const queued = async () =>
-      (await probe.zcard(queue.toKey("delayed"))) + (await probe.llen(queue.toKey("wait")));
+    const queued = async () => {
+      let count = 0;
+      for (const shard of queue.shards) {
+        count +=
+          (await probe.zcard(shard.toKey("delayed"))) + (await probe.llen(shard.toKey("wait")));
+      }
+      return count;
+    };
     const started = performance.now();
     let allBackSeconds = Number.NaN;
     const poll = setInterval(() => {
@@ -115,7 +121,7 @@ export async function benchRebuild(): Promise<BenchResult> {
 /** Rows picked at random whose job is missing or not due at the row's nextRefreshAt. */
 async function checkSample(
   prisma: ReturnType<typeof createPrismaClient>,
-  queue: ReturnType<typeof createRefreshQueue>,
+  queue: RefreshQueues,
 ): Promise<number> {
   const rows = await prisma.$queryRawUnsafe<{ id: string; version: number; nextRefreshAt: Date }[]>(
     `SELECT id::text, version, "nextRefreshAt" FROM connections ORDER BY random() LIMIT ${SAMPLE_ROWS}`,

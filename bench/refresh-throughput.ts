@@ -36,7 +36,7 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
       await Promise.all(
         ids
           .slice(start, start + 1_000)
-          .map((connectionId) => enqueueRefresh(h.queue, { connectionId, version: 0 }, now, now)),
+          .map((connectionId) => enqueueRefresh(h.queues, { connectionId, version: 0 }, now, now)),
       );
     }
 

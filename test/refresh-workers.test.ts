@@ -55,7 +55,7 @@ const ready = (worker: AppProcess) =>
   worker.waitForLog((line) => line.msg === "ops server listening");
 
 async function due(connectionId: string, version = 0) {
-  await enqueueRefresh(h.queue, { connectionId, version }, new Date());
+  await enqueueRefresh(h.queues, { connectionId, version }, new Date());
 }
 
 /** Makes the job of this connection version due now: promoted if queued, added if not. */

@@ -106,7 +106,7 @@ describe("scheduler process", () => {
     });
     const inAnHour = new Date(Date.now() + 3_600_000);
     for (const { id } of [deleted, stopped]) {
-      await enqueueRefresh(h.queue, { connectionId: id, version: 0 }, inAnHour);
+      await enqueueRefresh(h.queues, { connectionId: id, version: 0 }, inAnHour);
     }
     await h.prisma.connection.delete({ where: { id: deleted.id } });
 

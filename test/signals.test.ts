@@ -105,7 +105,7 @@ async function stopWorkerMidRefresh(worker: AppProcess, signal: () => unknown) {
     Array.from({ length: 6 }, () => h.addConnection({ rotate: true })),
   );
   for (const { connection } of added) {
-    await enqueueRefresh(h.queue, { connectionId: connection.id, version: 0 }, new Date());
+    await enqueueRefresh(h.queues, { connectionId: connection.id, version: 0 }, new Date());
   }
   await vi.waitFor(() => expect(h.provider.requests).toBe(6), { timeout: 15_000, interval: 20 });
   await signal();

@@ -39,7 +39,7 @@ function apiRoutes(): ((app: FastifyInstance) => void)[] {
       registerIntegrationRoutes(app, {
         prisma: h.prisma,
         keyRing: h.keyRing,
-        queue: h.queue,
+        queue: h.queues,
         log: createLogger({ name: "api-test", level: "silent" }),
         allowInsecureTokenUrls: true,
         egressPolicy: h.deps.egress.policy,

@@ -6,6 +6,8 @@ export const apiEnv = z
     NODE_ENV: fields.nodeEnv,
     DATABASE_URL: fields.databaseUrl,
     REDIS_URL: fields.redisUrl,
+    REDIS_CLUSTER_NODES: fields.redisClusterNodes,
+    REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
     ENCRYPTION_KEYS: fields.encryptionKeys,
     API_KEYS: fields.apiKeys,
     PORT: fields.apiPort,

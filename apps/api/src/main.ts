@@ -12,8 +12,13 @@ import {
   handleShutdown,
   type Logger,
 } from "@evergreen/observability";
-import { createRedis } from "@evergreen/redis";
-import { createRefreshDeps, createRefreshQueue, createRevocationQueue } from "@evergreen/refresh";
+import { createRedis, redisTarget } from "@evergreen/redis";
+import {
+  createRefreshDeps,
+  createRevocationQueue,
+  RefreshLayout,
+  RefreshQueues,
+} from "@evergreen/refresh";
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import { apiEnv, publicUrl } from "./env";
 import { registerConnectRoutes } from "./routes/connect";
@@ -48,10 +53,10 @@ async function main(): Promise<void> {
   const database = createDatabase({ url: config.DATABASE_URL });
   shutdown.add("database", () => database.close());
   const { prisma } = database;
-  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-api");
+  const redis = createRedis(redisTarget(config), "producer", "evergreen-api");
   errors.watch("redis", redis);
   shutdown.add("redis", () => redis.quit());
-  const queue = createRefreshQueue(redis);
+  const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const webhookQueue = createWebhookQueue(redis);

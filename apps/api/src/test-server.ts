@@ -141,7 +141,7 @@ export function revocationTestQueue(app: FastifyInstance, h: RefreshHarness) {
 }
 
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
-export function connectionsTestServer(h: RefreshHarness, queue = h.queue) {
+export function connectionsTestServer(h: RefreshHarness, queue = h.queues) {
   const metrics = testMetrics();
   return testServer({
     metrics,
@@ -182,7 +182,7 @@ export function connectTestServer(
         registerIntegrationRoutes(app, {
           prisma: h.prisma,
           keyRing: h.keyRing,
-          queue: h.queue,
+          queue: h.queues,
           log: h.deps.log,
           allowInsecureTokenUrls: true,
           egressPolicy: h.deps.egress.policy,

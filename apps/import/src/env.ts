@@ -6,6 +6,8 @@ export const importEnv = z.object({
   NODE_ENV: fields.nodeEnv,
   DATABASE_URL: fields.databaseUrl,
   REDIS_URL: fields.redisUrl,
+  REDIS_CLUSTER_NODES: fields.redisClusterNodes,
+  REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
   ENCRYPTION_KEYS: fields.encryptionKeys,
   REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,
   RETRY_BASE_DELAY_MS: fields.retryBaseDelayMs,

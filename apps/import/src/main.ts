@@ -6,13 +6,14 @@ import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
 import { createLogger } from "@evergreen/observability";
-import { createRedis } from "@evergreen/redis";
+import { createRedis, redisTarget } from "@evergreen/redis";
 import {
-  createRefreshQueue,
   FernetError,
   type ImportSummary,
   importConnections,
   parseFernetKey,
+  RefreshLayout,
+  RefreshQueues,
   UnknownIntegrationError,
 } from "@evergreen/refresh";
 import { importEnv } from "./env";
@@ -65,8 +66,8 @@ async function main(): Promise<void> {
   const concurrency = positiveInt("concurrency", values.concurrency);
   // A connection per line in flight, and one for the integration lookup.
   const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
-  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-import");
-  const queue = createRefreshQueue(redis);
+  const redis = createRedis(redisTarget(config), "producer", "evergreen-import");
+  const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
 
   const input = createReadStream(file);
   const tty = process.stderr.isTTY === true;

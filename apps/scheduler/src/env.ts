@@ -5,6 +5,8 @@ export const schedulerEnv = z.object({
   NODE_ENV: fields.nodeEnv,
   DATABASE_URL: fields.databaseUrl,
   REDIS_URL: fields.redisUrl,
+  REDIS_CLUSTER_NODES: fields.redisClusterNodes,
+  REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
   METRICS_PORT: fields.schedulerMetricsPort,
   RECONCILE_INTERVAL_SECONDS: fields.reconcileIntervalSeconds,
   REFRESH_BUFFER_SECONDS: fields.refreshBufferSeconds,

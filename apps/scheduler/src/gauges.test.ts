@@ -24,7 +24,7 @@ beforeAll(async () => {
   h = await createRefreshHarness();
   deps = {
     prisma: h.prisma,
-    queue: h.queue,
+    queue: h.queues,
     redis: h.redis,
     cooldown: h.deps.cooldown,
     parked: h.deps.parked,

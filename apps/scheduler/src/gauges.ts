@@ -1,12 +1,11 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
-import { countCiphertexts, type ParkedAnswers, type RefreshJobPayload } from "@evergreen/refresh";
-import type { Queue } from "bullmq";
+import { countCiphertexts, type ParkedAnswers, type RefreshQueues } from "@evergreen/refresh";
 
 export interface GaugeDeps {
   readonly prisma: PrismaClient;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueues;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
   readonly metrics: SchedulerMetrics;
@@ -86,8 +85,8 @@ export async function publishGauges({
        WHERE status IN ('active', 'expired')
          AND "refreshTokenExpiresAt" < now() + make_interval(days => ${REFRESH_TOKEN_HORIZON_DAYS}::int)
        GROUP BY 1`,
-    queue.getJobCounts(...JOB_STATES),
-    queue.getWorkersCount(),
+    Promise.all(queue.shards.map((shard) => shard.getJobCounts(...JOB_STATES))),
+    Promise.all(queue.shards.map((shard) => shard.getWorkersCount())),
     parked.count(),
     countCiphertexts(prisma),
   ]);
@@ -98,8 +97,12 @@ export async function publishGauges({
   for (const row of byProviderStatus) {
     metrics.connections.set({ provider: row.provider, status: row.status }, Number(row.count));
   }
-  for (const state of JOB_STATES) metrics.queueJobs.set({ state }, jobCounts[state] ?? 0);
-  metrics.queueWorkers.set(workers);
+  for (const state of JOB_STATES) {
+    const total = jobCounts.reduce((sum, counts) => sum + (counts[state] ?? 0), 0);
+    metrics.queueJobs.set({ state }, total);
+  }
+  // Every worker consumes every shard: the least-consumed shard says how many really do.
+  metrics.queueWorkers.set(Math.min(...workers));
   metrics.parkedAnswers.set(parkedCount);
   // Reset first: a retired key's series goes.
   metrics.ciphertexts.reset();

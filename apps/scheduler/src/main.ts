@@ -10,13 +10,12 @@ import {
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { Cooldown, createRedis } from "@evergreen/redis";
+import { Cooldown, createRedis, redisTarget } from "@evergreen/redis";
 import {
-  COOLDOWN_PREFIX,
-  createRefreshQueue,
   createValidationDeps,
-  PARKED_PREFIX,
   ParkedAnswers,
+  RefreshLayout,
+  RefreshQueues,
 } from "@evergreen/refresh";
 import { schedulerEnv } from "./env";
 import { startSweeps } from "./sweeps";
@@ -36,10 +35,10 @@ async function main(): Promise<void> {
 
   const prisma = createPrismaClient({ url: config.DATABASE_URL });
   shutdown.add("database", () => prisma.$disconnect());
-  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-scheduler");
+  const redis = createRedis(redisTarget(config), "producer", "evergreen-scheduler");
   errors.watch("redis", redis);
   shutdown.add("redis", () => redis.quit());
-  const queue = createRefreshQueue(redis);
+  const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
@@ -57,8 +56,9 @@ async function main(): Promise<void> {
       prisma,
       queue,
       redis,
-      cooldown: new Cooldown(redis, COOLDOWN_PREFIX),
-      parked: new ParkedAnswers(redis, PARKED_PREFIX),
+      // The gauge reads shard 0's copy: a cooldown is written to every shard.
+      cooldown: new Cooldown(redis, queue.layout.keys("cooldown")),
+      parked: new ParkedAnswers(redis, queue.layout.keys("parked")),
       metrics: createSchedulerMetrics(metrics.registry),
       log,
       eventRetentionDays: config.EVENT_RETENTION_DAYS,

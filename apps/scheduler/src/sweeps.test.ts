@@ -30,7 +30,7 @@ describe("startSweeps", () => {
     const sweeps = startSweeps(
       {
         prisma: h.prisma,
-        queue: h.queue,
+        queue: h.queues,
         redis: h.redis,
         cooldown: h.deps.cooldown,
         parked: h.deps.parked,

@@ -6,23 +6,21 @@ import {
   pruneWebhookEvents,
 } from "@evergreen/db";
 import type { Logger, SchedulerMetrics } from "@evergreen/observability";
-import type { Cooldown } from "@evergreen/redis";
+import type { Cooldown, RedisClient } from "@evergreen/redis";
 import {
   announceReauthSoon,
   type ParkedAnswers,
-  type RefreshJobPayload,
+  type RefreshQueues,
   reconcileQueue,
   type ValidationDeps,
   validateDueConnections,
 } from "@evergreen/refresh";
-import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import { publishGauges } from "./gauges";
 
 export interface SweepDeps {
   readonly prisma: PrismaClient;
-  readonly queue: Queue<RefreshJobPayload>;
-  readonly redis: Redis;
+  readonly queue: RefreshQueues;
+  readonly redis: RedisClient;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
   readonly metrics: SchedulerMetrics;

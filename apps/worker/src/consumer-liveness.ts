@@ -1,6 +1,6 @@
 import type { LivenessCheck } from "@evergreen/observability";
+import type { RedisClient } from "@evergreen/redis";
 import type { Worker } from "bullmq";
-import type { Redis } from "ioredis";
 
 export interface ConsumerLiveness {
   /** For the ops server's `/healthz`. */
@@ -18,7 +18,7 @@ export interface ConsumerLiveness {
  */
 export function consumerLiveness(
   workers: Readonly<Record<string, Worker>>,
-  connection: Redis,
+  connection: RedisClient,
 ): ConsumerLiveness {
   let shuttingDown = false;
   const named = Object.entries(workers);

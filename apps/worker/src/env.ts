@@ -5,6 +5,8 @@ export const workerEnv = z.object({
   NODE_ENV: fields.nodeEnv,
   DATABASE_URL: fields.databaseUrl,
   REDIS_URL: fields.redisUrl,
+  REDIS_CLUSTER_NODES: fields.redisClusterNodes,
+  REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
   ENCRYPTION_KEYS: fields.encryptionKeys,
   METRICS_PORT: fields.workerMetricsPort,
   WORKER_CONCURRENCY: fields.workerConcurrency,

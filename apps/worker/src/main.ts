@@ -9,12 +9,13 @@ import {
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { createRedis } from "@evergreen/redis";
+import { createRedis, redisTarget } from "@evergreen/redis";
 import {
   createRefreshDeps,
-  createRefreshQueue,
   createRevocationQueue,
   lockTtlMs,
+  RefreshLayout,
+  RefreshQueues,
   refreshDrainMs,
   requeuePendingRevocations,
 } from "@evergreen/refresh";
@@ -48,13 +49,17 @@ async function main(): Promise<void> {
     poolSize: Math.min(config.WORKER_CONCURRENCY, 20),
   });
   shutdown.add("database", () => database.close());
-  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-worker");
+  const redis = createRedis(redisTarget(config), "producer", "evergreen-worker");
   errors.watch("redis", redis);
   shutdown.add("redis", () => redis.quit());
-  const consumerConnection = createRedis(config.REDIS_URL, "consumer", "evergreen-worker-consumer");
+  const consumerConnection = createRedis(
+    redisTarget(config),
+    "consumer",
+    "evergreen-worker-consumer",
+  );
   errors.watch("redis consumer", consumerConnection);
   shutdown.add("redis consumer", () => consumerConnection.quit());
-  const queue = createRefreshQueue(redis);
+  const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const webhookQueue = createWebhookQueue(redis);
@@ -80,15 +85,22 @@ async function main(): Promise<void> {
     log,
     maxSockets: config.WORKER_CONCURRENCY,
   });
-  const worker = startRefreshWorker(refreshDeps, {
-    connection: consumerConnection,
-    concurrency: config.WORKER_CONCURRENCY,
-    lockDurationMs: lockTtlMs(config),
-    log,
-    // Not before the ops port is ours: exiting on a taken port must not cut a refresh.
-    autorun: false,
+  // Every worker consumes every shard (docs/adr/0014), WORKER_CONCURRENCY shared out
+  // among them: the process's refreshes in flight stay what the setting says.
+  const shardConcurrency = Math.ceil(config.WORKER_CONCURRENCY / queue.shards.length);
+  const refreshWorkers = queue.layout.prefixes.map((prefix, shard) => {
+    const worker = startRefreshWorker(refreshDeps, {
+      connection: consumerConnection,
+      prefix,
+      concurrency: shardConcurrency,
+      lockDurationMs: lockTtlMs(config),
+      log,
+      // Not before the ops port is ours: exiting on a taken port must not cut a refresh.
+      autorun: false,
+    });
+    errors.watch("worker", worker);
+    return [queue.shards.length === 1 ? "refresh" : `refresh shard ${shard}`, worker] as const;
   });
-  errors.watch("worker", worker);
 
   // Webhooks run where refreshes run: the dispatcher moves committed events from the
   // outbox to the queue, the consumer delivers them (docs/adr/0011). Same egress policy.
@@ -124,7 +136,7 @@ async function main(): Promise<void> {
   });
   errors.watch("revocation worker", revocations);
   const consumer = consumerLiveness(
-    { refresh: worker, webhook: webhooks, revocation: revocations },
+    { ...Object.fromEntries(refreshWorkers), webhook: webhooks, revocation: revocations },
     consumerConnection,
   );
 
@@ -149,7 +161,11 @@ async function main(): Promise<void> {
     Math.max(refreshDrainMs(config), webhookDrainMs(deliverySettings)),
   );
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
-  worker.run().catch((err: unknown) => log.error({ err }, "refresh consumer stopped"));
+  for (const [name, worker] of refreshWorkers) {
+    worker
+      .run()
+      .catch((err: unknown) => log.error({ err, consumer: name }, "refresh consumer stopped"));
+  }
   webhooks.run().catch((err: unknown) => log.error({ err }, "webhook consumer stopped"));
   revocations.run().catch((err: unknown) => log.error({ err }, "revocation consumer stopped"));
   // Jobs lost to a failed enqueue or a kill between claim and next job: found again here.

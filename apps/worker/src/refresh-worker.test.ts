@@ -83,7 +83,7 @@ async function scheduledConnection(at: Date) {
     data: { nextRefreshAt: at },
   });
   const payload = { connectionId: row.id, version: row.version };
-  await enqueueRefresh(h.queue, payload, at);
+  await enqueueRefresh(h.queues, payload, at);
   return { row, grant, jobId: refreshJobId(payload) };
 }
 
@@ -108,7 +108,7 @@ describe("startRefreshWorker", () => {
     const { connection: row } = await h.addConnection();
     await h.prisma.connection.update({ where: { id: row.id }, data: { nextRefreshAt: dueAt } });
     const payload = { connectionId: row.id, version: row.version };
-    await enqueueRefresh(h.queue, payload, new Date());
+    await enqueueRefresh(h.queues, payload, new Date());
     expect(await completion(startWorker(), refreshJobId(payload))).toBe("success");
 
     const { values } = await h.metrics.refreshLateness.get();
@@ -132,7 +132,7 @@ describe("startRefreshWorker", () => {
       };
       h.provider.failNext(100, answer, { grantId: grant.grantId });
       const first = { connectionId: connection.id, version: 0 };
-      await enqueueRefresh(h.queue, first, new Date());
+      await enqueueRefresh(h.queues, first, new Date());
       const running = startWorker();
       expect(await completion(running, refreshJobId(first))).toBe("success");
       await running.close();
@@ -187,7 +187,7 @@ describe("startRefreshWorker", () => {
       expect(before.every((score) => score !== null)).toBe(true);
 
       // The rows still say "due now"; the jobs wait for the cooldown, and the sweep agrees.
-      const result = await reconcileQueue(h.prisma, h.queue, h.redis);
+      const result = await reconcileQueue(h.prisma, h.queues, h.redis);
       expect(result).toMatchObject({ scanned: 2, enqueued: 0, retimed: 0, removed: 0 });
       expect(await scores()).toEqual(before);
       expect(h.provider.requests).toBe(1);

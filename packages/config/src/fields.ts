@@ -65,6 +65,35 @@ export const redisUrl = connectionUrl(
   "redis://127.0.0.1:6379",
 );
 
+/**
+ * REDIS_CLUSTER_NODES: `host:port,host:port` seed nodes of a Redis Cluster (the client finds
+ * the rest). Unset or blank, REDIS_URL is a single Redis. No credentials here: a cluster
+ * takes its password and TLS from REDIS_URL, so this list can be shown in logs.
+ */
+export const redisClusterNodes = z
+  .string()
+  .optional()
+  .transform((spec, ctx) => {
+    const entries = (spec ?? "")
+      .split(",")
+      .map((entry) => entry.trim())
+      .filter((entry) => entry !== "");
+    const nodes: { host: string; port: number }[] = [];
+    for (const entry of entries) {
+      const match = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$/.exec(entry);
+      const port = Number(match?.[2]);
+      if (!match?.[1] || port < 1 || port > 65535) {
+        ctx.addIssue({
+          code: "custom",
+          message: `must be a comma list of host:port, got ${JSON.stringify(entry)}`,
+        });
+        continue;
+      }
+      nodes.push({ host: match[1].replace(/^\[(.*)\]$/, "$1"), port });
+    }
+    return nodes.length > 0 ? nodes : undefined;
+  });
+
 export const encryptionKeys = z.string().transform((spec, ctx) => {
   try {
     return parseEncryptionKeys(spec);
@@ -102,6 +131,8 @@ export const eventRetentionDays = integer("a number of days (1-36500)", 1, 36_50
 /** How long before a refresh token's stated end `connection.reauth_soon` is sent. */
 export const reauthSoonDays = integer("a number of days (1-365)", 1, 365, 7);
 export const workerConcurrency = positiveInt(50);
+/** SPEC §4: hash-tagged refresh queues; a cluster spreads them over its primaries (ADR 0014). */
+export const refreshQueueShards = integer("a number of shards (1-256)", 1, 256, 1);
 export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);
 export const retryMaxDelayMs = positiveInt(300_000);

@@ -1,4 +1,4 @@
-import { Redis } from "ioredis";
+import { Cluster, Redis } from "ioredis";
 
 /**
  * `consumer` connections back BullMQ workers and must block forever on commands
@@ -7,15 +7,70 @@ import { Redis } from "ioredis";
  */
 export type RedisRole = "consumer" | "producer";
 
-export function createRedis(url: string, role: RedisRole, name?: string): Redis {
-  return new Redis(url, {
+/** A single Redis or a Redis Cluster: every command the project sends works on both. */
+export type RedisClient = Redis | Cluster;
+
+export interface ClusterNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Where Redis is: REDIS_URL, and REDIS_CLUSTER_NODES when it is a cluster. */
+export interface RedisTarget {
+  /** For a cluster, only its credentials and `rediss:` (TLS) are used. */
+  readonly url: string;
+  /** Seed nodes; set means cluster mode (ioredis discovers the rest). */
+  readonly clusterNodes?: readonly ClusterNode[] | undefined;
+}
+
+/** The target the REDIS_URL and REDIS_CLUSTER_NODES settings name. */
+export function redisTarget(settings: {
+  readonly REDIS_URL: string;
+  readonly REDIS_CLUSTER_NODES?: readonly ClusterNode[] | undefined;
+}): RedisTarget {
+  return { url: settings.REDIS_URL, clusterNodes: settings.REDIS_CLUSTER_NODES };
+}
+
+// Keep reconnecting with a capped backoff: a Redis restart is an outage to ride out
+// (and /readyz reports it meanwhile), never a reason for the process to die.
+const reconnectDelay = (attempt: number) => Math.min(attempt * 200, 5_000);
+
+/** A single Redis at `url`; with a RedisTarget, a cluster when it names cluster nodes. */
+export function createRedis(url: string, role: RedisRole, name?: string): Redis;
+export function createRedis(
+  target: string | RedisTarget,
+  role: RedisRole,
+  name?: string,
+): RedisClient;
+export function createRedis(
+  target: string | RedisTarget,
+  role: RedisRole,
+  name?: string,
+): RedisClient {
+  const { url, clusterNodes } = typeof target === "string" ? { url: target } : target;
+  const options = {
     connectionName: name,
     maxRetriesPerRequest: role === "consumer" ? null : 1,
-    // Hundreds of refreshes in flight each send a few small commands (lock, cooldown,
-    // enqueue): batching those issued in the same tick saves a syscall per command.
-    enableAutoPipelining: role === "producer",
-    // Keep reconnecting with a capped backoff: a Redis restart is an outage to ride out
-    // (and /readyz reports it meanwhile), never a reason for the process to die.
-    retryStrategy: (attempt) => Math.min(attempt * 200, 5_000),
-  });
+    retryStrategy: reconnectDelay,
+  };
+  // Hundreds of refreshes in flight each send a few small commands (lock, cooldown,
+  // enqueue): batching those issued in the same tick saves a syscall per command.
+  const enableAutoPipelining = role === "producer";
+  if (!clusterNodes || clusterNodes.length === 0) {
+    return new Redis(url, { ...options, enableAutoPipelining });
+  }
+  const parsed = new URL(url);
+  return new Cluster(
+    clusterNodes.map(({ host, port }) => ({ host, port })),
+    {
+      enableAutoPipelining,
+      clusterRetryStrategy: reconnectDelay,
+      redisOptions: {
+        ...options,
+        ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+        ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+        ...(parsed.protocol === "rediss:" ? { tls: {} } : {}),
+      },
+    },
+  );
 }

@@ -1,3 +1,11 @@
-export { createRedis, type RedisRole } from "./connection";
+export {
+  type ClusterNode,
+  createRedis,
+  type RedisClient,
+  type RedisRole,
+  type RedisTarget,
+  redisTarget,
+} from "./connection";
 export { Cooldown } from "./cooldown";
+export { type KeyPrefix, toKeyPrefix } from "./key-prefix";
 export { type Lease, RedisLock, type RedisLockOptions } from "./redis-lock";

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
-import type { Redis } from "ioredis";
+import type { RedisClient } from "./connection";
+import { type KeyPrefix, toKeyPrefix } from "./key-prefix";
 
 // Compare-and-delete and compare-and-extend: only the holder's random token may release
 // or extend, so a holder whose lease expired can never free a lock someone else now holds.
@@ -7,8 +8,8 @@ const RELEASE = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call
 const EXTEND = `if redis.call("get", KEYS[1]) == ARGV[1] then return redis.call("pexpire", KEYS[1], ARGV[2]) else return 0 end`;
 
 export interface RedisLockOptions {
-  /** Key prefix, e.g. `{evergreen}:lock:`. */
-  readonly prefix: string;
+  /** Key prefix, e.g. `{evergreen}:lock:`, or one per shard, routed by the resource. */
+  readonly prefix: string | KeyPrefix;
   /** Lease length; must be well above the work's own timeout. @defaultValue 30000 */
   readonly ttlMs?: number;
 }
@@ -33,19 +34,19 @@ export interface Lease {
  * holder's result).
  */
 export class RedisLock {
-  readonly #redis: Redis;
-  readonly #prefix: string;
+  readonly #redis: RedisClient;
+  readonly #prefix: KeyPrefix;
   readonly ttlMs: number;
 
-  constructor(redis: Redis, { prefix, ttlMs = 30_000 }: RedisLockOptions) {
+  constructor(redis: RedisClient, { prefix, ttlMs = 30_000 }: RedisLockOptions) {
     this.#redis = redis;
-    this.#prefix = prefix;
+    this.#prefix = toKeyPrefix(prefix);
     this.ttlMs = ttlMs;
   }
 
   /** The lease, or `null` when someone else holds the lock. */
   async acquire(resource: string): Promise<Lease | null> {
-    const key = this.#prefix + resource;
+    const key = this.#prefix.of(resource) + resource;
     const token = randomBytes(16).toString("base64url");
     const ok = await this.#redis.set(key, token, "PX", this.ttlMs, "NX");
     if (ok !== "OK") return null;
@@ -78,6 +79,6 @@ export class RedisLock {
 
   /** Milliseconds until the current holder's lease runs out (0 when free). */
   async remainingMs(resource: string): Promise<number> {
-    return Math.max(0, await this.#redis.pttl(this.#prefix + resource));
+    return Math.max(0, await this.#redis.pttl(this.#prefix.of(resource) + resource));
   }
 }

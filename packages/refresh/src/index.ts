@@ -60,6 +60,7 @@ export {
   type RefreshSettings,
   refreshConnection,
 } from "./refresh-connection";
+export { RefreshQueues } from "./refresh-queues";
 export {
   type ConnectionRegistration,
   type RegisteredConnection,
@@ -98,6 +99,7 @@ export {
   type RefreshTimeInput,
   refreshJob,
 } from "./schedule";
+export { hashTagSlot, MAX_REFRESH_QUEUE_SHARDS, RefreshLayout } from "./shards";
 export {
   openAccessToken,
   openClientSecret,

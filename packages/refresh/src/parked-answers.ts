@@ -1,4 +1,4 @@
-import type { Redis } from "ioredis";
+import { type KeyPrefix, type RedisClient, toKeyPrefix } from "@evergreen/redis";
 import type { ConnectionChange, ConnectionEventInput, WriteFence } from "./connection-store";
 
 /** A provider's answer that could not be stored, as the write it was going to be. */
@@ -25,33 +25,44 @@ const DATE_FIELDS = [
  * Beside the answers, one sorted set holds the parked ids, scored by when each answer's key
  * expires, written in the same transaction as the answer: counting them is then one small
  * command, where a SCAN of the keyspace would walk every job of a million connections.
+ * With a sharded refresh queue, each shard has its own index, and an answer sits in its
+ * connection's shard (one slot for both keys, as MULTI on a Redis Cluster requires).
  */
 export class ParkedAnswers {
-  readonly #redis: Redis;
-  readonly #prefix: string;
-  readonly #indexKey: string;
+  readonly #redis: RedisClient;
+  readonly #prefix: KeyPrefix;
   readonly #ttlMs: number;
 
-  constructor(redis: Redis, prefix: string, ttlMs = 7 * 24 * 3600 * 1000) {
+  constructor(redis: RedisClient, prefix: string | KeyPrefix, ttlMs = 7 * 24 * 3600 * 1000) {
     this.#redis = redis;
-    this.#prefix = prefix;
-    // Connection ids are uuids: no answer's key can be this one.
-    this.#indexKey = `${prefix}index`;
+    this.#prefix = toKeyPrefix(prefix);
     this.#ttlMs = ttlMs;
+  }
+
+  #key(connectionId: string): string {
+    return this.#prefix.of(connectionId) + connectionId;
+  }
+
+  #indexOf(connectionId: string): string {
+    return indexKey(this.#prefix.of(connectionId));
   }
 
   async park(fence: WriteFence, change: ConnectionChange, event: ConnectionEventInput) {
     const answer: ParkedAnswer = { fence, change, event };
+    await this.#write(fence.id, JSON.stringify(answer), this.#ttlMs);
+  }
+
+  async #write(connectionId: string, text: string, ttlMs: number): Promise<void> {
     await this.#redis
       .multi()
-      .set(this.#prefix + fence.id, JSON.stringify(answer), "PX", this.#ttlMs)
-      .zadd(this.#indexKey, Date.now() + this.#ttlMs, fence.id)
+      .set(this.#key(connectionId), text, "PX", ttlMs)
+      .zadd(this.#indexOf(connectionId), Date.now() + ttlMs, connectionId)
       .exec()
       .then(failedCommand);
   }
 
   async take(connectionId: string): Promise<ParkedAnswer | null> {
-    const text = await this.#redis.get(this.#prefix + connectionId);
+    const text = await this.#redis.get(this.#key(connectionId));
     if (text === null) return null;
     const parsed = JSON.parse(text) as ParkedAnswer;
     const change: Record<string, unknown> = { ...parsed.change };
@@ -67,36 +78,71 @@ export class ParkedAnswers {
   async drop(connectionId: string): Promise<void> {
     await this.#redis
       .multi()
-      .del(this.#prefix + connectionId)
-      .zrem(this.#indexKey, connectionId)
+      .del(this.#key(connectionId))
+      .zrem(this.#indexOf(connectionId), connectionId)
       .exec()
       .then(failedCommand);
   }
 
   /** The sealed tokens of every parked answer, by connection id (key rotation counts them). */
   async sealedTokens(): Promise<{ id: string; tokens: string[] }[]> {
-    const ids = await this.#redis.zrange(this.#indexKey, 0, -1);
+    const shards = await Promise.all(this.#prefix.all.map((prefix) => this.#texts(prefix)));
+    return shards.flat().map(({ id, text }) => {
+      const { change } = JSON.parse(text) as ParkedAnswer;
+      return { id, tokens: [change.accessToken, change.refreshToken].filter((t) => t !== null) };
+    });
+  }
+
+  /** One shard's parked answers as stored; MGET within one slot. */
+  async #texts(prefix: string): Promise<{ id: string; text: string }[]> {
+    const ids = await this.#redis.zrange(indexKey(prefix), 0, -1);
     if (ids.length === 0) return [];
-    const texts = await this.#redis.mget(ids.map((id) => this.#prefix + id));
+    const texts = await this.#redis.mget(ids.map((id) => prefix + id));
     return ids.flatMap((id, index) => {
       const text = texts[index];
-      if (!text) return [];
-      const { change } = JSON.parse(text) as ParkedAnswer;
-      return [{ id, tokens: [change.accessToken, change.refreshToken].filter((t) => t !== null) }];
+      return text ? [{ id, text }] : [];
     });
   }
 
   /** How many answers are parked now; those whose key has expired are forgotten first. */
   async count(): Promise<number> {
-    const replies = await this.#redis
-      .multi()
-      .zremrangebyscore(this.#indexKey, "-inf", Date.now())
-      .zcard(this.#indexKey)
-      .exec()
-      .then(failedCommand);
-    return Number(replies.at(-1)?.[1] ?? 0);
+    const counts = await Promise.all(
+      this.#prefix.all.map(async (prefix) => {
+        const replies = await this.#redis
+          .multi()
+          .zremrangebyscore(indexKey(prefix), "-inf", Date.now())
+          .zcard(indexKey(prefix))
+          .exec()
+          .then(failedCommand);
+        return Number(replies.at(-1)?.[1] ?? 0);
+      }),
+    );
+    return counts.reduce((sum, count) => sum + count, 0);
+  }
+
+  /**
+   * Moves every answer parked here into `to`'s shards, keeping what is left of its week;
+   * the sweep does this for a layout left behind by a change of REFRESH_QUEUE_SHARDS, since
+   * a refresh looks only in its connection's current shard and would otherwise send a
+   * refresh token the provider has already rotated. Copied before it is dropped: a crash
+   * in between leaves two copies of one answer, which the next move makes one again.
+   */
+  async moveTo(to: ParkedAnswers): Promise<number> {
+    let moved = 0;
+    for (const prefix of this.#prefix.all) {
+      for (const { id, text } of await this.#texts(prefix)) {
+        const ttlMs = await this.#redis.pttl(prefix + id);
+        if (ttlMs > 0) await to.#write(id, text, ttlMs);
+        await this.drop(id);
+        moved += 1;
+      }
+    }
+    return moved;
   }
 }
+
+// Connection ids are uuids: no answer's key can be this one.
+const indexKey = (prefix: string) => `${prefix}index`;
 
 type ExecReplies = [error: Error | null, result: unknown][] | null;
 

@@ -1,10 +1,18 @@
-import { createRedis } from "@evergreen/redis";
+import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
 import { Worker } from "bullmq";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createRefreshQueue, REFRESH_QUEUE, refreshJobId } from "./jobs";
+import { REFRESH_QUEUE, type RefreshJobPayload, refreshJobId, WORKER_JOB_RETENTION } from "./jobs";
+import { ParkedAnswers } from "./parked-answers";
 import { reconcileQueue } from "./reconcile";
+import { type RefreshDeps, refreshConnection } from "./refresh-connection";
+import { RefreshQueues } from "./refresh-queues";
 import { enqueueRefresh } from "./schedule";
-import { createRefreshHarness, type RefreshHarness, TEST_REDIS_URL } from "./testing";
+import {
+  createRefreshHarness,
+  type RefreshHarness,
+  successfulRefresh,
+  TEST_REDIS_URL,
+} from "./testing";
 
 let h: RefreshHarness;
 beforeEach(async () => {
@@ -45,11 +53,19 @@ describe("reconcileQueue", () => {
     await h.queue.obliterate({ force: true }); // what FLUSHALL does to our keys
 
     const now = new Date();
-    const result = await reconcileQueue(h.prisma, h.queue, h.redis, {
+    const result = await reconcileQueue(h.prisma, h.queues, h.redis, {
       batchSize: 7,
       now: () => now,
     });
-    expect(result).toEqual({ scanned: 25, enqueued: 25, retimed: 0, removed: 0, unrecognized: 0 });
+    expect(result).toEqual({
+      scanned: 25,
+      enqueued: 25,
+      retimed: 0,
+      removed: 0,
+      unrecognized: 0,
+      moved: 0,
+      parkedMoved: 0,
+    });
     expect(await queuedJobIds()).toEqual(rows.map(jobIdOf).sort());
     const sample = rows[3];
     if (!sample) throw new Error("no rows");
@@ -65,7 +81,7 @@ describe("reconcileQueue", () => {
         .filter((row) => row.version > 0)
         .map((row) =>
           enqueueRefresh(
-            h.queue,
+            h.queues,
             { connectionId: row.id, version: row.version - 1 },
             new Date(Date.now() + 30_000),
           ),
@@ -73,10 +89,10 @@ describe("reconcileQueue", () => {
     );
     // The second scheduler has a connection and a Queue of its own, as a replica would.
     const otherRedis = createRedis(TEST_REDIS_URL, "producer");
-    const otherQueue = createRefreshQueue(otherRedis, h.prefix);
+    const otherQueue = new RefreshQueues(otherRedis, h.queues.layout);
     try {
       const [first, second] = await Promise.all([
-        reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 64 }),
+        reconcileQueue(h.prisma, h.queues, h.redis, { batchSize: 64 }),
         reconcileQueue(h.prisma, otherQueue, otherRedis, { batchSize: 50 }),
       ]);
       expect(first?.scanned).toBe(300);
@@ -90,12 +106,14 @@ describe("reconcileQueue", () => {
     expect(ids).toEqual(rows.map(jobIdOf).sort());
     const perConnection = new Set(ids.map((id) => id.split(".")[0]));
     expect(perConnection.size).toBe(300);
-    expect(await reconcileQueue(h.prisma, h.queue, h.redis)).toEqual({
+    expect(await reconcileQueue(h.prisma, h.queues, h.redis)).toEqual({
       scanned: 300,
       enqueued: 0,
       retimed: 0,
       removed: 0,
       unrecognized: 0,
+      moved: 0,
+      parkedMoved: 0,
     });
   });
 
@@ -111,13 +129,13 @@ describe("reconcileQueue", () => {
     const onTime = await rowAt(inAnHour);
     const overdue = await rowAt(new Date(now.getTime() - 60_000));
     const schedule = (row: { id: string }, at: Date) =>
-      enqueueRefresh(h.queue, { connectionId: row.id, version: 0 }, at, now);
+      enqueueRefresh(h.queues, { connectionId: row.id, version: 0 }, at, now);
     await schedule(late, new Date(now.getTime() + 7_200_000));
     await schedule(early, new Date(now.getTime() + 600_000));
     await schedule(onTime, inAnHour);
     await schedule(overdue, now); // due: in the wait list, not the delayed set
 
-    const result = await reconcileQueue(h.prisma, h.queue, h.redis, { now: () => now });
+    const result = await reconcileQueue(h.prisma, h.queues, h.redis, { now: () => now });
     expect(result).toMatchObject({ scanned: 4, enqueued: 0, retimed: 2, removed: 0 });
     for (const row of [late, early]) {
       const job = await h.queue.getJob(jobIdOf(row));
@@ -142,7 +160,7 @@ describe("reconcileQueue", () => {
       });
     };
     const schedule = (row: { id: string }, version: number, at = later) =>
-      enqueueRefresh(h.queue, { connectionId: row.id, version }, at);
+      enqueueRefresh(h.queues, { connectionId: row.id, version }, at);
 
     // A worker holds the job of a connection deleted meanwhile: it must stay.
     const running = await add({});
@@ -177,18 +195,100 @@ describe("reconcileQueue", () => {
       );
       await h.prisma.connection.deleteMany({ where: { id: { in: [deleted.id, running.id] } } });
 
-      const result = await reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 2 });
+      const result = await reconcileQueue(h.prisma, h.queues, h.redis, { batchSize: 2 });
       expect(result).toEqual({
         scanned: 2,
         enqueued: 0,
         retimed: 0,
         removed: 4,
         unrecognized: 1,
+        moved: 0,
+        parkedMoved: 0,
       });
       expect(await queuedJobIds()).toEqual(["not-ours", jobIdOf(stale), jobIdOf(current)].sort());
       expect(await h.queue.getJobState(jobIdOf(running))).toBe("active");
     } finally {
       await worker.close(true);
+      await consumer.quit();
+    }
+  });
+});
+
+describe("reconcileQueue after REFRESH_QUEUE_SHARDS changed", () => {
+  it("moves pending jobs and parked answers from 1 shard to 3; each connection refreshes once", async () => {
+    const due = new Date(Date.now() + 1_500);
+    const added = await Promise.all(
+      Array.from({ length: 30 }, () => h.addConnection({ rotate: true })),
+    );
+    for (const { connection } of added) {
+      await h.prisma.connection.update({
+        where: { id: connection.id },
+        data: { nextRefreshAt: due },
+      });
+      await enqueueRefresh(h.queues, { connectionId: connection.id, version: 0 }, due);
+    }
+    // One answer parked under the old layout (PostgreSQL refused it): it must follow.
+    const parkedRow = added[0]?.connection;
+    if (!parkedRow) throw new Error("no connection");
+    const { change, event } = successfulRefresh(parkedRow);
+    await h.deps.parked.park({ id: parkedRow.id, version: 0 }, change, event);
+
+    const layout = h.queues.layout.withCount(3);
+    const queues = new RefreshQueues(h.redis, layout);
+    const parked = new ParkedAnswers(h.redis, layout.keys("parked"));
+    const deps: RefreshDeps = {
+      ...h.deps,
+      queue: queues,
+      lock: new RedisLock(h.redis, { prefix: layout.keys("lock"), ttlMs: 30_000 }),
+      cooldown: new Cooldown(h.redis, layout.keys("cooldown")),
+      parked,
+    };
+    const consumer = createRedis(TEST_REDIS_URL, "consumer");
+    const runs: string[] = [];
+    const workers = layout.prefixes.map(
+      (prefix) =>
+        new Worker<RefreshJobPayload>(
+          REFRESH_QUEUE,
+          async (job) => {
+            const run = await refreshConnection(deps, {
+              connectionId: job.data.connectionId,
+              expectedVersion: job.data.version,
+              source: "worker",
+            });
+            runs.push(`${job.data.connectionId}:${run.kind}`);
+          },
+          { connection: consumer, prefix, ...WORKER_JOB_RETENTION },
+        ),
+    );
+    try {
+      const result = await reconcileQueue(h.prisma, queues, h.redis);
+      expect(result).toMatchObject({ scanned: 30, enqueued: 30, moved: 30, removed: 0 });
+      expect(result.parkedMoved).toBe(1);
+      // Nothing left in the old queue; the registry forgot it once empty.
+      expect(await h.queue.count()).toBe(0);
+      expect(await h.redis.smembers(layout.registryKey)).toEqual(["3"]);
+      expect(await parked.take(parkedRow.id)).not.toBeNull();
+      expect(await new ParkedAnswers(h.redis, h.queues.layout.keys("parked")).count()).toBe(0);
+      // Every shard got some of the 30.
+      const perShard = await Promise.all(queues.shards.map((queue) => queue.count()));
+      expect(perShard.every((count) => count > 0)).toBe(true);
+
+      await expect
+        .poll(() => runs.length, { timeout: 20_000, interval: 100 })
+        .toBeGreaterThanOrEqual(30);
+      expect(h.provider.reuseCount).toBe(0);
+      for (const { connection, grant } of added) {
+        const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+        expect(row.version).toBe(1);
+        const snapshot = h.provider.grant(grant.grantId);
+        // The parked answer was stored instead of calling the provider again.
+        expect(snapshot?.refreshes).toBe(connection.id === parkedRow.id ? 0 : 1);
+        expect(snapshot?.revoked).toBe(false);
+      }
+    } finally {
+      await Promise.all(workers.map((worker) => worker.close()));
+      await Promise.all(queues.shards.map((queue) => queue.obliterate({ force: true })));
+      await queues.close();
       await consumer.quit();
     }
   });

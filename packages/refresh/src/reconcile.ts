@@ -1,7 +1,9 @@
 import type { PrismaClient } from "@evergreen/db";
+import type { RedisClient } from "@evergreen/redis";
 import { ErrorCode, type Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import { parseRefreshJobId, REFRESHABLE, type RefreshJobPayload, refreshJobId } from "./jobs";
+import { ParkedAnswers } from "./parked-answers";
+import { RefreshQueues } from "./refresh-queues";
 import { refreshJob } from "./schedule";
 
 export interface ReconcileOptions {
@@ -22,6 +24,10 @@ export interface ReconcileResult {
   readonly removed: number;
   /** Queue entries whose id is not `<connectionId>.<version>`: not ours, left alone. */
   readonly unrecognized: number;
+  /** Jobs taken out of a previous shard layout's queues and queued in their shard now. */
+  readonly moved: number;
+  /** Parked answers moved from a previous shard layout into their shard now. */
+  readonly parkedMoved: number;
 }
 
 /**
@@ -37,8 +43,9 @@ const DELAYED_SCORE_PER_MS = 0x1000;
 
 interface Sweep {
   readonly prisma: PrismaClient;
-  readonly queue: Queue<RefreshJobPayload>;
-  readonly redis: Redis;
+  /** The current layout's queues: where every wanted job belongs. */
+  readonly queues: RefreshQueues;
+  readonly redis: RedisClient;
   readonly batchSize: number;
   readonly now: () => Date;
 }
@@ -53,6 +60,7 @@ interface Tally {
   retimed: number;
   removed: number;
   unrecognized: number;
+  moved: number;
 }
 
 /**
@@ -70,23 +78,99 @@ interface Tally {
  * leader: a job id names the row version it is for, two schedulers adding the same id make
  * one job, removing a removed job and moving a job to the time it has are no-ops, and
  * BullMQ refuses to remove a job a worker holds.
+ *
+ * Each shard of the queue (REFRESH_QUEUE_SHARDS) is walked in turn. Shards of another
+ * count, left behind when REFRESH_QUEUE_SHARDS changed, are emptied into the current ones
+ * (see migrateLayouts): the database says which jobs should exist, so nothing is lost.
  */
 export async function reconcileQueue(
   prisma: PrismaClient,
-  /** The queue, and a plain connection to the Redis it lives in (for pipelined reads). */
-  queue: Queue<RefreshJobPayload>,
-  redis: Redis,
+  /** The queue's shards, and a plain connection to the Redis they live in (pipelined reads). */
+  queues: RefreshQueues,
+  redis: RedisClient,
   { batchSize = 1000, now = () => new Date() }: ReconcileOptions = {},
 ): Promise<ReconcileResult> {
-  const sweep: Sweep = { prisma, queue, redis, batchSize, now };
+  const sweep: Sweep = { prisma, queues, redis, batchSize, now };
+  const previous = await previousLayouts(sweep);
+  // Before any job of a moved connection is queued in its new shard: a refresh looks for
+  // a parked answer only there, and would otherwise send a refresh token already rotated.
+  let parkedMoved = 0;
+  const parked = new ParkedAnswers(redis, queues.layout.keys("parked"));
+  for (const old of previous) {
+    parkedMoved += await new ParkedAnswers(redis, old.layout.keys("parked")).moveTo(parked);
+  }
   const { scanned, enqueued } = await addMissingJobs(sweep);
-  const tally: Tally = { retimed: 0, removed: 0, unrecognized: 0 };
-  await walkDelayed(sweep, tally);
-  await walkWaiting(sweep, tally);
-  return { scanned, enqueued, ...tally };
+  const tally: Tally = { retimed: 0, removed: 0, unrecognized: 0, moved: 0 };
+  for (const queue of queues.shards) {
+    await walkDelayed(sweep, queue, tally);
+    await walkWaiting(sweep, queue, tally);
+  }
+  for (const old of previous) await drainLayout(sweep, old, tally);
+  return { scanned, enqueued, ...tally, parkedMoved };
 }
 
-async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
+/**
+ * Queues of every other shard count this deployment has run with, plus the single queue
+ * (a deployment from before sharding never recorded it). The current count is recorded
+ * first, so a later change finds these queues. A count whose queues hold nothing is
+ * cheap to check (four commands per shard), so a layout stays listed until it is empty.
+ */
+async function previousLayouts({ queues, redis }: Sweep): Promise<RefreshQueues[]> {
+  const { layout } = queues;
+  await redis.sadd(layout.registryKey, String(layout.count));
+  const counts = new Set((await redis.smembers(layout.registryKey)).map(Number));
+  counts.add(1);
+  counts.delete(layout.count);
+  const found: RefreshQueues[] = [];
+  for (const count of counts) {
+    if (!Number.isInteger(count) || count < 1) continue;
+    const old = new RefreshQueues(redis, layout.withCount(count));
+    if (await holdsAnything(redis, old)) {
+      found.push(old);
+    } else {
+      await redis.srem(layout.registryKey, String(count));
+      await old.close();
+    }
+  }
+  return found;
+}
+
+async function holdsAnything(redis: RedisClient, old: RefreshQueues): Promise<boolean> {
+  const sizes = await Promise.all(
+    old.shards.flatMap((queue) => [
+      redis.zcard(queue.toKey("delayed")),
+      redis.llen(queue.toKey("wait")),
+      redis.llen(queue.toKey("active")),
+    ]),
+  );
+  const parked = await new ParkedAnswers(redis, old.layout.keys("parked")).count();
+  return parked > 0 || sizes.some((size) => size > 0);
+}
+
+/**
+ * Moves a previous layout's delayed and waiting jobs into the current shards (or removes
+ * them when no row wants them). Jobs a worker holds are left to finish: its write bumps the
+ * row's version, which names the next job, so the job the current shards got for the old
+ * version does nothing, and a connection is never refreshed twice (its claim in PostgreSQL
+ * guards that even while the two layouts' locks differ, ADR 0008). Once the layout holds
+ * nothing, its queues' remaining keys go.
+ */
+async function drainLayout(sweep: Sweep, old: RefreshQueues, tally: Tally): Promise<void> {
+  try {
+    for (const queue of old.shards) {
+      await walkDelayed(sweep, queue, tally, true);
+      await walkWaiting(sweep, queue, tally, true);
+    }
+    if (!(await holdsAnything(sweep.redis, old))) {
+      await Promise.all(old.shards.map((queue) => queue.obliterate()));
+      await sweep.redis.srem(sweep.queues.layout.registryKey, String(old.layout.count));
+    }
+  } finally {
+    await old.close();
+  }
+}
+
+async function addMissingJobs({ prisma, queues, redis, batchSize, now }: Sweep) {
   let cursor: string | undefined;
   let scanned = 0;
   let enqueued = 0;
@@ -106,16 +190,12 @@ async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
     cursor = last.id;
     scanned += page.length;
 
-    // One pipelined EXISTS per page instead of a getJob round trip per connection.
-    const pipeline = redis.pipeline();
-    for (const row of page) {
-      pipeline.exists(queue.toKey(refreshJobId({ connectionId: row.id, version: row.version })));
-    }
-    const exists = (await pipeline.exec()) ?? [];
-    const missing = page.filter((_, index) => exists[index]?.[1] !== 1);
+    // One pipelined EXISTS per page and shard instead of a getJob round trip per
+    // connection (a cluster pipeline must stay within one slot).
+    const missing = await missingJobs(queues, redis, page);
     if (missing.length === 0) continue;
     const at = now();
-    await queue.addBulk(
+    await queues.addBulk(
       missing.map((row) =>
         refreshJob({ connectionId: row.id, version: row.version }, row.nextRefreshAt ?? at, at),
       ),
@@ -125,12 +205,40 @@ async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
   return { scanned, enqueued };
 }
 
+async function missingJobs<Row extends { id: string; version: number }>(
+  queues: RefreshQueues,
+  redis: RedisClient,
+  page: readonly Row[],
+): Promise<Row[]> {
+  const byShard = new Map<Queue<RefreshJobPayload>, Row[]>();
+  for (const row of page) {
+    const queue = queues.of(row.id);
+    byShard.set(queue, [...(byShard.get(queue) ?? []), row]);
+  }
+  const shards = await Promise.all(
+    [...byShard].map(async ([queue, rows]) => {
+      const pipeline = redis.pipeline();
+      for (const row of rows) {
+        pipeline.exists(queue.toKey(refreshJobId({ connectionId: row.id, version: row.version })));
+      }
+      const exists = (await pipeline.exec()) ?? [];
+      return rows.filter((_, index) => exists[index]?.[1] !== 1);
+    }),
+  );
+  return shards.flat();
+}
+
 /** ZSCAN, not ranks or scores: it sees every member present throughout, while we move some. */
-async function walkDelayed(sweep: Sweep, tally: Tally): Promise<void> {
+async function walkDelayed(
+  sweep: Sweep,
+  queue: Queue<RefreshJobPayload>,
+  tally: Tally,
+  move = false,
+): Promise<void> {
   let cursor = "0";
   do {
     const [next, flat] = await sweep.redis.zscan(
-      sweep.queue.toKey("delayed"),
+      queue.toKey("delayed"),
       cursor,
       "COUNT",
       sweep.batchSize,
@@ -143,7 +251,7 @@ async function walkDelayed(sweep: Sweep, tally: Tally): Promise<void> {
         dueAt: Math.floor(Number(flat[index + 1]) / DELAYED_SCORE_PER_MS),
       });
     }
-    await settle(sweep, entries, tally);
+    await settle(sweep, queue, entries, tally, move);
   } while (cursor !== "0");
 }
 
@@ -152,28 +260,37 @@ async function walkDelayed(sweep: Sweep, tally: Tally): Promise<void> {
  * workers pop at the tail, so only our own removals shift what follows; a job missed
  * because someone else removed one meanwhile is seen by the next sweep.
  */
-async function walkWaiting(sweep: Sweep, tally: Tally): Promise<void> {
+async function walkWaiting(
+  sweep: Sweep,
+  queue: Queue<RefreshJobPayload>,
+  tally: Tally,
+  move = false,
+): Promise<void> {
   for (let start = 0; ; ) {
-    const ids = await sweep.redis.lrange(
-      sweep.queue.toKey("wait"),
-      start,
-      start + sweep.batchSize - 1,
-    );
+    const ids = await sweep.redis.lrange(queue.toKey("wait"), start, start + sweep.batchSize - 1);
     if (ids.length === 0) return;
     const removed = await settle(
       sweep,
+      queue,
       ids.map((id) => ({ id })),
       tally,
+      move,
     );
     start += ids.length - removed;
   }
 }
 
-/** Looks one page of jobs up in one query, removes the orphans, retimes the mistimed. */
+/**
+ * Looks one page of jobs up in one query, removes the orphans, retimes the mistimed. With
+ * `move` (a previous layout's queue), every job a row still wants is queued in its current
+ * shard first, then removed here.
+ */
 async function settle(
-  { prisma, queue, now }: Sweep,
+  { prisma, queues, now }: Sweep,
+  queue: Queue<RefreshJobPayload>,
   entries: readonly QueueEntry[],
   tally: Tally,
+  move: boolean,
 ): Promise<number> {
   const jobs: (QueueEntry & RefreshJobPayload)[] = [];
   for (const entry of entries) {
@@ -195,6 +312,7 @@ async function settle(
   const at = now().getTime();
   const orphans: string[] = [];
   const mistimed: { id: string; delay: number }[] = [];
+  const moving: ReturnType<typeof refreshJob>[] = [];
   for (const job of jobs) {
     const row = byId.get(job.connectionId);
     const due = row?.nextRefreshAt?.getTime();
@@ -205,6 +323,9 @@ async function settle(
       !REFRESHABLE.includes(row.status)
     ) {
       orphans.push(job.id);
+    } else if (move) {
+      const payload = { connectionId: job.connectionId, version: job.version };
+      moving.push(refreshJob(payload, new Date(due), new Date(at)));
     } else if (
       job.dueAt !== undefined &&
       // Both overdue is both due now: a job waiting for a worker is on time.
@@ -213,16 +334,24 @@ async function settle(
       mistimed.push({ id: job.id, delay: Math.max(0, due - at) });
     }
   }
+  // Queued in the current shard before it leaves the old one: a crash in between leaves a
+  // copy the next sweep moves again (an add of an existing id is a no-op), never none.
+  if (moving.length > 0) await queues.addBulk(moving);
   // Issued together, these share round trips instead of waiting one by one; in a steady
   // state both lists are empty.
-  const [removed, retimed] = await Promise.all([
-    Promise.all(orphans.map((id) => queue.remove(id))),
+  const removedOnce = (ids: readonly string[]) =>
+    Promise.all(ids.map((id) => queue.remove(id))).then(
+      (codes) => codes.filter((code) => code === 1).length,
+    );
+  const [removed, movedOut, retimed] = await Promise.all([
+    removedOnce(orphans),
+    removedOnce(moving.map(({ opts }) => opts.jobId)),
     Promise.all(mistimed.map(({ id, delay }) => retime(queue, id, delay))),
   ]);
-  const removedCount = removed.filter((code) => code === 1).length;
-  tally.removed += removedCount;
+  tally.removed += removed;
+  tally.moved += movedOut;
   tally.retimed += retimed.filter(Boolean).length;
-  return removedCount;
+  return removed + movedOut;
 }
 
 /**

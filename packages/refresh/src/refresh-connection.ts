@@ -14,7 +14,6 @@ import {
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
 import type { WebhookEventType } from "@evergreen/webhooks";
-import type { Queue } from "bullmq";
 import type {
   ConnectionChange,
   ConnectionEventInput,
@@ -22,8 +21,9 @@ import type {
   RefreshIntegration,
 } from "./connection-store";
 import { infraDependency } from "./infra-errors";
-import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
+import { REFRESHABLE } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
+import type { RefreshQueues } from "./refresh-queues";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
 import {
   openClientSecret,
@@ -56,7 +56,7 @@ export interface RefreshDeps {
   readonly lock: RedisLock;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueues;
   /** Sends the token request; the time limit comes from `settings.timeoutMs`. */
   readonly egress: EgressClient;
   readonly metrics: Metrics;
@@ -164,7 +164,7 @@ async function refreshLocked(
   // refresh token we hold. Looked up alongside the cooldown, in the same round trip.
   const [parked, cooling] = await Promise.all([
     deps.parked.take(connection.id),
-    deps.cooldown.remainingMs(integration.id),
+    deps.cooldown.remainingMs(integration.id, connection.id),
   ]);
   if (parked?.fence.version === connection.version) {
     const run = await commit(

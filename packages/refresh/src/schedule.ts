@@ -1,5 +1,5 @@
-import type { Queue } from "bullmq";
 import { REFRESH_JOB, type RefreshJobPayload, refreshJobId } from "./jobs";
+import type { RefreshQueues } from "./refresh-queues";
 
 export interface RefreshTimeInput {
   /** When the access token expires; null when it never does. */
@@ -88,7 +88,7 @@ export function refreshJob(payload: RefreshJobPayload, at: Date, now: Date = new
 
 /** Enqueues the delayed job for this connection version (a no-op if it already exists). */
 export async function enqueueRefresh(
-  queue: Queue<RefreshJobPayload>,
+  queue: RefreshQueues,
   payload: RefreshJobPayload,
   at: Date,
   now: Date = new Date(),

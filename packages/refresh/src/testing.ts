@@ -12,17 +12,24 @@ import {
   type MockProvider,
   startMockProvider,
 } from "@evergreen/providers/testing";
-import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
+import {
+  type ClusterNode,
+  Cooldown,
+  createRedis,
+  type RedisClient,
+  RedisLock,
+} from "@evergreen/redis";
 import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
 import {
   type ConnectionChange,
   type ConnectionEventInput,
   ConnectionStore,
 } from "./connection-store";
-import { createRefreshQueue, type RefreshJobPayload } from "./jobs";
+import type { RefreshJobPayload } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
+import { RefreshQueues } from "./refresh-queues";
+import { RefreshLayout } from "./shards";
 import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cipher";
 
 export const TEST_REDIS_URL = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -84,13 +91,16 @@ export function redisDatabaseUrl(index: number): string {
 export interface RefreshHarness {
   readonly db: TestDatabase;
   readonly prisma: PrismaClient;
-  readonly redis: Redis;
+  readonly redis: RedisClient;
   readonly keyRing: KeyRing;
   /** `ENCRYPTION_KEYS` value of `keyRing`, for child processes. */
   readonly encryptionKeys: string;
   readonly provider: MockProvider;
+  /** Every shard's queue, as the processes use them. */
+  readonly queues: RefreshQueues;
+  /** Shard 0's queue: the whole queue with one shard (the default). */
   readonly queue: Queue<RefreshJobPayload>;
-  /** Redis prefix of this harness's queue, locks and cooldowns. */
+  /** Redis prefix of this harness's queue, locks and cooldowns (shard 0's with several). */
   readonly prefix: string;
   readonly metrics: Metrics;
   readonly deps: RefreshDeps;
@@ -111,28 +121,40 @@ export interface HarnessOptions extends Partial<RefreshSettings> {
   readonly latencyMs?: number;
   /** @defaultValue TEST_REDIS_URL */
   readonly redisUrl?: string;
-  /** Redis prefix of queue, locks and cooldowns. @defaultValue a random one */
+  /** Redis prefix of queue, locks and cooldowns, `{name}`. @defaultValue a random one */
   readonly prefix?: string;
+  /** REFRESH_QUEUE_SHARDS. @defaultValue 1 */
+  readonly shards?: number;
+  /** REDIS_CLUSTER_NODES: a Redis Cluster instead of `redisUrl`. */
+  readonly clusterNodes?: readonly ClusterNode[];
 }
 
 export async function createRefreshHarness(settings: HarnessOptions = {}): Promise<RefreshHarness> {
   const db = await createTestDatabase();
   const database = createDatabase({ url: db.url, poolSize: 5 });
   const { prisma } = database;
-  const redis = createRedis(settings.redisUrl ?? TEST_REDIS_URL, "producer");
+  const redis = createRedis(
+    { url: settings.redisUrl ?? TEST_REDIS_URL, clusterNodes: settings.clusterNodes },
+    "producer",
+  );
   const encryptionKeys = generateEncryptionKey("test");
   const keyRing = KeyRing.fromSpec(encryptionKeys);
   const provider = await startMockProvider({ latencyMs: settings.latencyMs ?? 0 });
-  const prefix = settings.prefix ?? `{test-${randomBytes(4).toString("hex")}}`;
-  const queue = createRefreshQueue(redis, prefix);
+  const base =
+    settings.prefix?.replace(/^\{(.*)\}$/, "$1") ?? `test-${randomBytes(4).toString("hex")}`;
+  const layout = new RefreshLayout(settings.shards ?? 1, base);
+  const queues = new RefreshQueues(redis, layout);
+  const prefix = layout.prefixes[0] ?? "";
+  const [queue] = queues.shards;
+  if (!queue) throw new Error("no refresh queue shard");
   const metrics = createMetrics("test", { version: "test" });
   const deps: RefreshDeps = {
     store: new ConnectionStore(database.pool),
     keyRing,
-    lock: new RedisLock(redis, { prefix: `${prefix}:lock:`, ttlMs: 30_000 }),
-    cooldown: new Cooldown(redis, `${prefix}:cooldown:`),
-    parked: new ParkedAnswers(redis, `${prefix}:parked:`),
-    queue,
+    lock: new RedisLock(redis, { prefix: layout.keys("lock"), ttlMs: 30_000 }),
+    cooldown: new Cooldown(redis, layout.keys("cooldown")),
+    parked: new ParkedAnswers(redis, layout.keys("parked")),
+    queue: queues,
     // Loopback allowed, as outside production: the mock provider listens on 127.0.0.1.
     egress: new EgressClient({ allowLoopback: true }),
     metrics,
@@ -179,6 +201,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
     keyRing,
     encryptionKeys,
     provider,
+    queues,
     queue,
     prefix,
     metrics,
@@ -199,10 +222,15 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
       return { connection, grant };
     },
     async close() {
-      await queue.obliterate({ force: true });
-      await queue.close();
-      const keys = await redis.keys(`${prefix}*`);
-      if (keys.length > 0) await redis.del(...keys);
+      await Promise.all(queues.shards.map((shard) => shard.obliterate({ force: true })));
+      await queues.close();
+      // Every layout of this base (`{base}`, `{base-3.0}`, ...). A cluster answers KEYS per
+      // node; a key is deleted on whichever node holds it.
+      const nodes = "nodes" in redis ? redis.nodes("master") : [redis];
+      for (const node of nodes) {
+        const keys = await node.keys(`{${base}*`);
+        await Promise.all(keys.map((key) => redis.del(key)));
+      }
       await redis.quit();
       deps.egress.close();
       await provider.close();

@@ -3,13 +3,11 @@ import type { Pool, PrismaClient } from "@evergreen/db";
 import { type AllowlistEntry, EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
 import type { InsecureTokenUrls } from "@evergreen/providers";
-import { Cooldown, RedisLock } from "@evergreen/redis";
-import type { Queue } from "bullmq";
-import type { Redis } from "ioredis";
+import { Cooldown, type RedisClient, RedisLock } from "@evergreen/redis";
 import { ConnectionStore } from "./connection-store";
-import { COOLDOWN_PREFIX, LOCK_PREFIX, PARKED_PREFIX, type RefreshJobPayload } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
+import type { RefreshQueues } from "./refresh-queues";
 import type { ValidationDeps } from "./validate-connection";
 
 /** The SPEC §4 variables every process that refreshes (worker, api) reads. */
@@ -68,9 +66,9 @@ export interface RefreshParts {
   readonly env: RefreshEnv;
   /** The database pool (the refresh path writes SQL, not Prisma; see connection-store). */
   readonly pool: Pool;
-  /** A producer connection: locks and cooldowns live next to the queue. */
-  readonly redis: Redis;
-  readonly queue: Queue<RefreshJobPayload>;
+  /** A producer connection: locks and cooldowns live next to the queue, in its shards. */
+  readonly redis: RedisClient;
+  readonly queue: RefreshQueues;
   readonly keyRing: KeyRing;
   readonly metrics: Metrics;
   readonly log: Logger;
@@ -94,14 +92,15 @@ function egressClient(
   });
 }
 
-/** RefreshDeps as a process wires them: production lock and cooldown keys, keep-alive HTTP. */
+/** RefreshDeps as a process wires them: lock, cooldown and parked keys in the queue's shards, keep-alive HTTP. */
 export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
+  const { layout } = parts.queue;
   return {
     store: new ConnectionStore(parts.pool),
     keyRing: parts.keyRing,
-    lock: new RedisLock(parts.redis, { prefix: LOCK_PREFIX, ttlMs: lockTtlMs(parts.env) }),
-    cooldown: new Cooldown(parts.redis, COOLDOWN_PREFIX),
-    parked: new ParkedAnswers(parts.redis, PARKED_PREFIX),
+    lock: new RedisLock(parts.redis, { prefix: layout.keys("lock"), ttlMs: lockTtlMs(parts.env) }),
+    cooldown: new Cooldown(parts.redis, layout.keys("cooldown")),
+    parked: new ParkedAnswers(parts.redis, layout.keys("parked")),
     queue: parts.queue,
     egress: egressClient(parts.env, parts.maxSockets),
     metrics: parts.metrics,

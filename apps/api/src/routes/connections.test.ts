@@ -396,10 +396,10 @@ describe("registration races and failures", () => {
   it("stores the connection when Redis is down, and the scheduler's sweep adds its job", async () => {
     // A queue on a port nothing listens on: the add fails, the request does not.
     const { createRedis } = await import("@evergreen/redis");
-    const { createRefreshQueue } = await import("@evergreen/refresh");
+    const { RefreshQueues } = await import("@evergreen/refresh");
     const deadRedis = createRedis("redis://127.0.0.1:1", "producer");
     deadRedis.on("error", () => {});
-    const deadQueue = createRefreshQueue(deadRedis, h.prefix);
+    const deadQueue = new RefreshQueues(deadRedis, h.queues.layout);
     deadQueue.on("error", () => {});
     try {
       const app = await connectionsTestServer(h, deadQueue);
@@ -415,7 +415,7 @@ describe("registration races and failures", () => {
       expect(await h.queue.getJob(jobId)).toBeUndefined();
       expect(response.json().nextRefreshAt).not.toBeNull();
 
-      await reconcileQueue(h.prisma, h.queue, h.redis);
+      await reconcileQueue(h.prisma, h.queues, h.redis);
       expect(await (await h.queue.getJob(jobId))?.getState()).toBe("delayed");
     } finally {
       await deadQueue.close().catch(() => {});

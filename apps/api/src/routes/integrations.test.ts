@@ -25,7 +25,7 @@ function server(allowInsecureTokenUrls: InsecureTokenUrls = false, egressPolicy?
         registerIntegrationRoutes(app, {
           prisma: h.prisma,
           keyRing: h.keyRing,
-          queue: h.queue,
+          queue: h.queues,
           log: createLogger({ name: "api-test", level: "silent" }),
           allowInsecureTokenUrls,
           egressPolicy: egressPolicy ?? h.deps.egress.policy,

@@ -25,7 +25,7 @@ function server() {
         registerIntegrationRoutes(app, {
           prisma: h.prisma,
           keyRing: h.keyRing,
-          queue: h.queue,
+          queue: h.queues,
           log: createLogger({ name: "api-test", level: "silent" }),
           allowInsecureTokenUrls: "loopback",
           egressPolicy: h.deps.egress.policy,

@@ -6,5 +6,7 @@ export const keysEnv = z.object({
   NODE_ENV: fields.nodeEnv,
   DATABASE_URL: fields.databaseUrl,
   REDIS_URL: fields.redisUrl,
+  REDIS_CLUSTER_NODES: fields.redisClusterNodes,
+  REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
   ENCRYPTION_KEYS: fields.encryptionKeys,
 });

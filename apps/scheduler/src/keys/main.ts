@@ -4,12 +4,12 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
-import { createRedis } from "@evergreen/redis";
+import { createRedis, redisTarget } from "@evergreen/redis";
 import {
   type KeyStatus,
   keyStatus,
-  PARKED_PREFIX,
   ParkedAnswers,
+  RefreshLayout,
   type RotationProgress,
   type RotationResult,
   rotateCiphertexts,
@@ -51,10 +51,14 @@ async function main(): Promise<number> {
   const ring = new KeyRing(config.ENCRYPTION_KEYS);
   const json = values.json || !process.stdout.isTTY;
   const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
-  const redis = createRedis(config.REDIS_URL, "producer", "evergreen-keys");
+  const redis = createRedis(redisTarget(config), "producer", "evergreen-keys");
   try {
     if (command === "status") {
-      const status = await keyStatus(prisma, new ParkedAnswers(redis, PARKED_PREFIX), ring);
+      const status = await keyStatus(
+        prisma,
+        new ParkedAnswers(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS).keys("parked")),
+        ring,
+      );
       process.stdout.write(json ? `${JSON.stringify(status)}\n` : statusTable(status));
       return status.missing.length > 0 ? 1 : 0;
     }

@@ -1,0 +1,146 @@
+import { hashTagSlot, openRefreshToken, QUEUE_PREFIX } from "@evergreen/refresh";
+import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type AppProcess, listeningPort, startApp } from "./support/app-process";
+import { type RedisCluster, startRedisCluster } from "./support/redis-cluster";
+
+// A Redis Cluster of its own on ports 7100-7105 (bus ports 17100-17105): 3 primaries, 3
+// replicas, node timeout 2 s so that a replica takes over within seconds.
+const SHARDS = 3;
+const API_KEY = "cluster-test-key-0123456789";
+const CONNECTIONS = 120;
+
+let cluster: RedisCluster;
+let h: RefreshHarness;
+const apps: AppProcess[] = [];
+
+beforeAll(async () => {
+  cluster = await startRedisCluster({ basePort: 7100, nodeTimeoutMs: 2_000 });
+  h = await createRefreshHarness({
+    redisUrl: "redis://127.0.0.1:7100",
+    clusterNodes: cluster.nodes,
+    // The production names: the apps below use them, and this cluster is ours alone.
+    prefix: QUEUE_PREFIX,
+    shards: SHARDS,
+    // Refreshes take a while, so some are in flight when a primary dies.
+    latencyMs: 50,
+  });
+}, 60_000);
+
+afterAll(async () => {
+  for (const app of apps.splice(0)) {
+    app.child.kill("SIGKILL");
+    await app.exited;
+  }
+  await h?.close().catch(() => undefined);
+  await cluster?.close();
+});
+
+function start(name: "api" | "scheduler" | "worker"): AppProcess {
+  const app = startApp(name, {
+    NODE_ENV: "test",
+    DATABASE_URL: h.db.url,
+    REDIS_URL: "redis://127.0.0.1:7100",
+    REDIS_CLUSTER_NODES: cluster.spec,
+    REFRESH_QUEUE_SHARDS: String(SHARDS),
+    ENCRYPTION_KEYS: h.encryptionKeys,
+    API_KEYS: API_KEY,
+    PORT: "0",
+    METRICS_PORT: "0",
+    ALLOW_INSECURE_TOKEN_URLS: "true",
+    REFRESH_TIMEOUT_MS: "2000",
+    RETRY_BASE_DELAY_MS: "100",
+    RECONCILE_INTERVAL_SECONDS: "1",
+    WORKER_CONCURRENCY: "12",
+    LOG_LEVEL: "info",
+  });
+  apps.push(app);
+  return app;
+}
+
+/** The primary serving each shard's hash tag now. */
+const shardPrimaries = () =>
+  Promise.all(
+    h.queues.layout.prefixes.map((prefix) => cluster.primaryOf(hashTagSlot(prefix.slice(1, -1)))),
+  );
+
+describe("on a Redis Cluster", () => {
+  it("puts the shards' hash tags on every primary", async () => {
+    for (const prefix of h.queues.layout.prefixes) {
+      // Our slot arithmetic is the cluster's.
+      expect(await h.redis.cluster("KEYSLOT", `${prefix}:refresh:delayed`)).toBe(
+        hashTagSlot(prefix.slice(1, -1)),
+      );
+    }
+    expect(new Set(await shardPrimaries()).size).toBe(3);
+  });
+
+  it("keeps refreshing through a primary's death: none lost, no rotated token reused", async () => {
+    const added = await Promise.all(
+      Array.from({ length: CONNECTIONS }, () => h.addConnection({ rotate: true })),
+    );
+    // Due over the next 8 s; no job queued: the scheduler's sweep queues them in their shards.
+    const now = Date.now();
+    await Promise.all(
+      added.map(({ connection }, index) =>
+        h.prisma.connection.update({
+          where: { id: connection.id },
+          data: { nextRefreshAt: new Date(now + 1_000 + (index * 7_000) / CONNECTIONS) },
+        }),
+      ),
+    );
+    const api = start("api");
+    const [apiPort] = await Promise.all([
+      listeningPort(api),
+      listeningPort(start("scheduler")),
+      listeningPort(start("worker")),
+      listeningPort(start("worker")),
+    ]);
+
+    // Kill shard 0's primary while refreshes are in flight.
+    await expect
+      .poll(() => h.provider.requests, { timeout: 30_000, interval: 50 })
+      .toBeGreaterThanOrEqual(CONNECTIONS / 5);
+    const [victim] = await shardPrimaries();
+    if (victim === undefined) throw new Error("no primary for shard 0");
+    await cluster.kill(victim);
+    const requestsAtKill = h.provider.requests;
+    await cluster.waitForFailover(victim, 30_000);
+    expect(new Set(await shardPrimaries()).has(victim)).toBe(false);
+
+    // Every connection refreshed, exactly once, and what we hold is what the provider honours.
+    await expect
+      .poll(() => h.prisma.connection.count({ where: { refreshCount: { gte: 1 } } }), {
+        timeout: 45_000,
+        interval: 250,
+      })
+      .toBe(CONNECTIONS);
+    expect(h.provider.requests).toBeGreaterThan(requestsAtKill);
+    expect(h.provider.reuseCount).toBe(0);
+    const shardsRefreshed = new Set<number>();
+    for (const { connection, grant } of added) {
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      const snapshot = h.provider.grant(grant.grantId);
+      expect(row.status).toBe("active");
+      expect(snapshot?.revoked).toBe(false);
+      expect(snapshot?.refreshes).toBe(1);
+      expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(
+        snapshot?.refreshToken,
+      );
+      shardsRefreshed.add(h.queues.layout.shardOf(row.id));
+    }
+    expect(shardsRefreshed.size).toBe(SHARDS);
+
+    // The api still reaches Redis (readiness, the token path's lock) after the failover.
+    const base = `http://127.0.0.1:${apiPort}`;
+    await expect
+      .poll(async () => (await fetch(`${base}/readyz`)).status, { timeout: 15_000 })
+      .toBe(200);
+    const first = added[0]?.connection;
+    if (!first) throw new Error("no connection");
+    const token = await fetch(`${base}/v1/connections/${first.id}/token`, {
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    expect(token.status).toBe(200);
+  }, 90_000);
+});
