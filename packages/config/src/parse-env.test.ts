@@ -9,6 +9,8 @@ const schema = z.object({
   NODE_ENV: fields.nodeEnv,
   DATABASE_URL: fields.databaseUrl,
   REDIS_URL: fields.redisUrl,
+  REDIS_CLUSTER_NODES: fields.redisClusterNodes,
+  REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
   ENCRYPTION_KEYS: fields.encryptionKeys,
   API_KEYS: fields.apiKeys,
   PORT: fields.apiPort,
@@ -123,6 +125,42 @@ describe("parseEnv", () => {
       "DATABASE_URL: must be a valid postgresql:// URL",
       "REDIS_URL: must be a valid redis:// or rediss:// URL",
     ]);
+  });
+
+  it("reads REDIS_CLUSTER_NODES as seed nodes, unset or blank as a single Redis", () => {
+    expect(parseEnv(schema, valid).REDIS_CLUSTER_NODES).toBeUndefined();
+    expect(parseEnv(schema, { ...valid, REDIS_CLUSTER_NODES: " " }).REDIS_CLUSTER_NODES).toBe(
+      undefined,
+    );
+    expect(
+      parseEnv(schema, { ...valid, REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-b:7001,[::1]:7002" })
+        .REDIS_CLUSTER_NODES,
+    ).toEqual([
+      { host: "10.0.0.1", port: 7000 },
+      { host: "redis-b", port: 7001 },
+      { host: "::1", port: 7002 },
+    ]);
+  });
+
+  it("names each bad REDIS_CLUSTER_NODES entry", () => {
+    expect(
+      problemsOf({ ...valid, REDIS_CLUSTER_NODES: "redis-a:7000,redis-b,redis-c:70000,:7003" }),
+    ).toEqual([
+      'REDIS_CLUSTER_NODES: must be a comma list of host:port, got "redis-b"',
+      'REDIS_CLUSTER_NODES: must be a comma list of host:port, got "redis-c:70000"',
+      'REDIS_CLUSTER_NODES: must be a comma list of host:port, got ":7003"',
+    ]);
+  });
+
+  it("bounds REFRESH_QUEUE_SHARDS to 1-256, default 1", () => {
+    expect(parseEnv(schema, valid).REFRESH_QUEUE_SHARDS).toBe(1);
+    expect(parseEnv(schema, { ...valid, REFRESH_QUEUE_SHARDS: "12" }).REFRESH_QUEUE_SHARDS).toBe(
+      12,
+    );
+    expect(problemsOf({ ...valid, REFRESH_QUEUE_SHARDS: "0" })).toEqual([
+      'REFRESH_QUEUE_SHARDS: must be a number of shards (1-256), got "0"',
+    ]);
+    expect(problemsOf({ ...valid, REFRESH_QUEUE_SHARDS: "257" })).toHaveLength(1);
   });
 
   it("parses EGRESS_ALLOWLIST into entries, and names a bad entry", () => {

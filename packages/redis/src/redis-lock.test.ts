@@ -67,3 +67,31 @@ describe("Cooldown", () => {
     expect(await cooldown.remainingMs("integration-1")).toBeGreaterThan(50_000);
   });
 });
+
+describe("sharded keys", () => {
+  const shards = [`${prefix}{s0}:`, `${prefix}{s1}:`];
+  const byLastChar = {
+    all: shards,
+    of: (routingKey: string) => shards[Number(routingKey.at(-1)) % 2] ?? "",
+  };
+
+  it("locks a resource under its shard's prefix", async () => {
+    const lock = new RedisLock(redis, { prefix: byLastChar, ttlMs: 5_000 });
+    const lease = await lock.acquire("conn-1");
+    expect(lease?.key).toBe(`${prefix}{s1}:conn-1`);
+    expect(await redis.pttl(`${prefix}{s1}:conn-1`)).toBeGreaterThan(0);
+    expect(await lock.acquire("conn-1")).toBeNull();
+    await lease?.release();
+  });
+
+  it("writes a cooldown to every shard, and each reader sees it in its own", async () => {
+    const cooldown = new Cooldown(redis, byLastChar);
+    await cooldown.start("integration-2", 60_000);
+    expect(await redis.pttl(`${prefix}{s0}:integration-2`)).toBeGreaterThan(50_000);
+    expect(await redis.pttl(`${prefix}{s1}:integration-2`)).toBeGreaterThan(50_000);
+    // Gone from one shard (a lost key): readers there no longer wait, the others still do.
+    await redis.del(`${prefix}{s0}:integration-2`);
+    expect(await cooldown.remainingMs("integration-2", "conn-2")).toBe(0);
+    expect(await cooldown.remainingMs("integration-2", "conn-3")).toBeGreaterThan(50_000);
+  });
+});
