@@ -17,6 +17,8 @@ export interface RedisCluster {
   readonly spec: string;
   /** The port of the primary serving `slot` now. */
   primaryOf(slot: number): Promise<number>;
+  /** GET on one node alone (no redirection): what that node itself holds. */
+  getOn(port: number, key: string): Promise<string>;
   /** SIGKILLs one node (no shutdown, no last write). */
   kill(port: number): Promise<void>;
   /** Resolves once `port`'s replica has taken over its slots and the cluster says ok. */
@@ -164,6 +166,10 @@ export async function startRedisCluster({
     nodes: ports.map((port) => ({ host: "127.0.0.1", port })),
     spec: ports.map((port) => `127.0.0.1:${port}`).join(","),
     primaryOf,
+    async getOn(port, key) {
+      const { stdout } = await run("redis-cli", ["-p", String(port), "GET", key]);
+      return stdout.trim();
+    },
     async kill(port) {
       const child = processes.get(port);
       if (!child) throw new Error(`redis cluster: no node on ${port}`);
