@@ -81,9 +81,10 @@ describe("on a Redis Cluster", () => {
       Array.from({ length: CONNECTIONS }, () => h.addConnection({ rotate: true })),
     );
     const api = start("api");
-    const [apiPort] = await Promise.all([
+    const scheduler = start("scheduler");
+    const [apiPort, schedulerPort] = await Promise.all([
       listeningPort(api),
-      listeningPort(start("scheduler")),
+      listeningPort(scheduler),
       listeningPort(start("worker")),
       listeningPort(start("worker")),
     ]);
@@ -140,6 +141,23 @@ describe("on a Redis Cluster", () => {
     await expect
       .poll(async () => (await fetch(`${base}/readyz`)).status, { timeout: 15_000 })
       .toBe(200);
+    // The scheduler's sweep and gauges work across the shards after the failover: every
+    // job is waiting in the delayed sets for its next refresh, an hour on, and both workers
+    // consume every shard.
+    const gauge = (text: string, series: string) =>
+      Number(new RegExp(`^${series} (\\S+)$`, "m").exec(text)?.[1]);
+    await expect
+      .poll(
+        async () => {
+          const text = await (await fetch(`http://127.0.0.1:${schedulerPort}/metrics`)).text();
+          return [
+            gauge(text, 'evergreen_queue_jobs\\{state="delayed",process="scheduler"\\}'),
+            gauge(text, 'evergreen_queue_workers\\{process="scheduler"\\}'),
+          ];
+        },
+        { timeout: 15_000, interval: 250 },
+      )
+      .toEqual([CONNECTIONS, 2]);
     const first = added[0]?.connection;
     if (!first) throw new Error("no connection");
     const token = await fetch(`${base}/v1/connections/${first.id}/token`, {
