@@ -54,6 +54,13 @@ export async function sweep(deps: SweepDeps): Promise<void> {
   const started = performance.now();
   const result = await reconcileQueue(prisma, queue, redis);
   log.info({ ...result, ms: Math.round(performance.now() - started) }, "queue reconciled");
+  if (result.moved + result.parkedMoved > 0) {
+    // REFRESH_QUEUE_SHARDS changed: the old layout's queues are being emptied (ADR 0014).
+    log.info(
+      { moved: result.moved, parkedMoved: result.parkedMoved },
+      "jobs and parked answers moved from a previous shard layout",
+    );
+  }
   if (result.unrecognized > 0) {
     // Something else writes to our queue (a shared prefix, a manual add): left alone.
     log.warn({ unrecognized: result.unrecognized }, "queue holds jobs that are not refresh jobs");
