@@ -82,7 +82,7 @@ describe("on a Redis Cluster", () => {
     );
     const api = start("api");
     const scheduler = start("scheduler");
-    const [apiPort, schedulerPort] = await Promise.all([
+    const [apiPort, schedulerPort, ...workerPorts] = await Promise.all([
       listeningPort(api),
       listeningPort(scheduler),
       listeningPort(start("worker")),
@@ -136,6 +136,10 @@ describe("on a Redis Cluster", () => {
     }
     expect(shardsRefreshed.size).toBe(SHARDS);
 
+    // Every shard's consumer in both workers survived the failover (/healthz checks each).
+    for (const port of workerPorts) {
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+    }
     // The api still reaches Redis (readiness, the token path's lock) after the failover.
     const base = `http://127.0.0.1:${apiPort}`;
     await expect
