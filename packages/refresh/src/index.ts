@@ -30,9 +30,7 @@ export {
   importConnections,
 } from "./import/import-connections";
 export {
-  COOLDOWN_PREFIX,
   createRefreshQueue,
-  PARKED_PREFIX,
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,

@@ -56,15 +56,14 @@ export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
  */
 export const WORKER_JOB_RETENTION = { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } };
 
-/** @param prefix Redis key prefix; tests give each run its own. */
+/**
+ * One shard's queue; processes use RefreshQueues, which holds one per shard and also names
+ * the shard's other keys (locks, cooldowns, parked answers: RefreshLayout.keys).
+ * @param prefix Redis key prefix; tests give each run its own.
+ */
 export function createRefreshQueue(
   connection: ConnectionOptions,
   prefix: string = QUEUE_PREFIX,
 ): Queue<RefreshJobPayload> {
   return new Queue<RefreshJobPayload>(REFRESH_QUEUE, { connection, prefix });
 }
-
-/** Other Redis keys of the refresh path, under the same hash tag as the queue. */
-export const LOCK_PREFIX = `${QUEUE_PREFIX}:lock:`;
-export const COOLDOWN_PREFIX = `${QUEUE_PREFIX}:cooldown:`;
-export const PARKED_PREFIX = `${QUEUE_PREFIX}:parked:`;

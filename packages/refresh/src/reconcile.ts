@@ -210,13 +210,8 @@ async function missingJobs<Row extends { id: string; version: number }>(
   redis: RedisClient,
   page: readonly Row[],
 ): Promise<Row[]> {
-  const byShard = new Map<Queue<RefreshJobPayload>, Row[]>();
-  for (const row of page) {
-    const queue = queues.of(row.id);
-    byShard.set(queue, [...(byShard.get(queue) ?? []), row]);
-  }
   const shards = await Promise.all(
-    [...byShard].map(async ([queue, rows]) => {
+    [...queues.group(page, (row) => row.id)].map(async ([queue, rows]) => {
       const pipeline = redis.pipeline();
       for (const row of rows) {
         pipeline.exists(queue.toKey(refreshJobId({ connectionId: row.id, version: row.version })));

@@ -36,12 +36,23 @@ export class RefreshQueues {
 
   /** One addBulk per shard, side by side. */
   async addBulk(jobs: readonly BulkJob[]): Promise<void> {
-    const byShard = new Map<Queue<RefreshJobPayload>, BulkJob[]>();
-    for (const job of jobs) {
-      const queue = this.of(job.data.connectionId);
-      byShard.set(queue, [...(byShard.get(queue) ?? []), job]);
-    }
+    const byShard = this.group(jobs, (job) => job.data.connectionId);
     await Promise.all([...byShard].map(([queue, shardJobs]) => queue.addBulk(shardJobs)));
+  }
+
+  /** `items` by the queue of their connection's shard. */
+  group<T>(
+    items: readonly T[],
+    connectionOf: (item: T) => string,
+  ): Map<Queue<RefreshJobPayload>, T[]> {
+    const byShard = new Map<Queue<RefreshJobPayload>, T[]>();
+    for (const item of items) {
+      const queue = this.of(connectionOf(item));
+      const list = byShard.get(queue);
+      if (list) list.push(item);
+      else byShard.set(queue, [item]);
+    }
+    return byShard;
   }
 
   /** BullMQ's answer (1 removed, 0 absent or held by a worker); 0 for an id we never make. */
