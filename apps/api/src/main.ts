@@ -14,6 +14,7 @@ import {
 } from "@evergreen/observability";
 import { createRedis, redisTarget } from "@evergreen/redis";
 import {
+  adoptParkedAnswersAtStart,
   createRefreshDeps,
   createRevocationQueue,
   RefreshLayout,
@@ -131,6 +132,8 @@ async function main(): Promise<void> {
   const budgets = apiShutdownBudgets(config);
   shutdown.add("http server", () => server.close(), budgets.httpServer);
   shutdown.add("on-demand refreshes", () => tokens.close(), budgets.refreshes);
+  // Before the first on-demand refresh (see the worker's main).
+  await adoptParkedAnswersAtStart(redis, queue.layout, log);
   await server
     .listen({ port: config.PORT, host: "0.0.0.0" })
     .catch(exitIfCannotListen(log, "PORT", config.PORT));

@@ -11,6 +11,7 @@ import {
 } from "@evergreen/observability";
 import { createRedis, redisTarget } from "@evergreen/redis";
 import {
+  adoptParkedAnswersAtStart,
   createRefreshDeps,
   createRevocationQueue,
   lockTtlMs,
@@ -160,6 +161,8 @@ async function main(): Promise<void> {
     () => consumer.close(),
     Math.max(refreshDrainMs(config), webhookDrainMs(deliverySettings)),
   );
+  // Before the first refresh: one would miss an answer parked under another shard count.
+  await adoptParkedAnswersAtStart(redis, queue.layout, log);
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
   for (const [name, worker] of refreshWorkers) {
     worker

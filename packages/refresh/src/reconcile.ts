@@ -1,6 +1,7 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { RedisClient } from "@evergreen/redis";
 import { ErrorCode, type Queue } from "bullmq";
+import { adoptParkedAnswers, otherLayoutCounts } from "./adopt-parked-answers";
 import { parseRefreshJobId, REFRESHABLE, type RefreshJobPayload, refreshJobId } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import { RefreshQueues } from "./refresh-queues";
@@ -81,7 +82,7 @@ interface Tally {
  *
  * Each shard of the queue (REFRESH_QUEUE_SHARDS) is walked in turn. Shards of another
  * count, left behind when REFRESH_QUEUE_SHARDS changed, are emptied into the current ones
- * (see migrateLayouts): the database says which jobs should exist, so nothing is lost.
+ * (see drainLayout): the database says which jobs should exist, so nothing is lost.
  */
 export async function reconcileQueue(
   prisma: PrismaClient,
@@ -92,13 +93,8 @@ export async function reconcileQueue(
 ): Promise<ReconcileResult> {
   const sweep: Sweep = { prisma, queues, redis, batchSize, now };
   const previous = await previousLayouts(sweep);
-  // Before any job of a moved connection is queued in its new shard: a refresh looks for
-  // a parked answer only there, and would otherwise send a refresh token already rotated.
-  let parkedMoved = 0;
-  const parked = new ParkedAnswers(redis, queues.layout.keys("parked"));
-  for (const old of previous) {
-    parkedMoved += await new ParkedAnswers(redis, old.layout.keys("parked")).moveTo(parked);
-  }
+  // Before any job of a moved connection is queued in its new shard.
+  const parkedMoved = await adoptParkedAnswers(redis, queues.layout);
   const { scanned, enqueued } = await addMissingJobs(sweep);
   const tally: Tally = { retimed: 0, removed: 0, unrecognized: 0, moved: 0 };
   for (const queue of queues.shards) {
@@ -118,12 +114,8 @@ export async function reconcileQueue(
 async function previousLayouts({ queues, redis }: Sweep): Promise<RefreshQueues[]> {
   const { layout } = queues;
   await redis.sadd(layout.registryKey, String(layout.count));
-  const counts = new Set((await redis.smembers(layout.registryKey)).map(Number));
-  counts.add(1);
-  counts.delete(layout.count);
   const found: RefreshQueues[] = [];
-  for (const count of counts) {
-    if (!Number.isInteger(count) || count < 1) continue;
+  for (const count of await otherLayoutCounts(redis, layout)) {
     const old = new RefreshQueues(redis, layout.withCount(count));
     if (await holdsAnything(redis, old)) {
       found.push(old);
