@@ -141,6 +141,9 @@ async function main(): Promise<void> {
     consumerConnection,
   );
 
+  // Before the first refresh: one would miss an answer parked under another shard count.
+  // Before the ops server too, whose /healthz expects the consumers running once it answers.
+  await adoptParkedAnswersAtStart(redis, queue.layout, log);
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: dependencies.postgres, redis: dependencies.redis },
@@ -161,8 +164,6 @@ async function main(): Promise<void> {
     () => consumer.close(),
     Math.max(refreshDrainMs(config), webhookDrainMs(deliverySettings)),
   );
-  // Before the first refresh: one would miss an answer parked under another shard count.
-  await adoptParkedAnswersAtStart(redis, queue.layout, log);
   // A run loop that ends on an error also shows in /healthz (consumerLiveness).
   for (const [name, worker] of refreshWorkers) {
     worker
