@@ -40,6 +40,18 @@ describe("revocation coverage", () => {
       microsoft: null,
       spotify: null,
       amazon: null,
+      slack: null,
+      salesforce: "rfc7009",
+      hubspot: null,
+      intuit: null,
+      atlassian: null,
+      shopify: null,
+      strava: null,
+      twitch: "rfc7009",
+      reddit: "rfc7009",
+      zoho: "rfc7009",
+      okta: "rfc7009",
+      x: "rfc7009",
     });
   });
 
