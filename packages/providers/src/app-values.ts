@@ -31,10 +31,11 @@ export function pickAppValues(
  */
 export function appValuesOf(
   provider: ProviderId,
-  metadata: Readonly<Record<string, unknown>> | null | undefined,
+  metadata: unknown,
 ): Record<string, string> | null {
+  if (!metadata || typeof metadata !== "object" || Array.isArray(metadata)) return null;
   const { answer, callback } = PROVIDERS[provider].appValues;
-  return pickAppValues([...answer, ...callback], metadata);
+  return pickAppValues([...answer, ...callback], metadata as Record<string, unknown>);
 }
 
 /** The definition's callback parameters that the OAuth callback brought (Intuit `realmId`). */

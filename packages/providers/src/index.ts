@@ -1,3 +1,4 @@
+export { appValuesOf, callbackAppValues } from "./app-values";
 export {
   buildAuthorizationUrl,
   pkceChallenge,
@@ -26,6 +27,7 @@ export { PROVIDERS } from "./registry";
 export { backoffMs, parseRetryAfter } from "./retry-after";
 export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
+  type AppValues,
   type AuthorizationRequest,
   type AuthorizationRule,
   type AuthorizationSettings,
@@ -35,6 +37,7 @@ export {
   type CodeGrant,
   type DescriptionRule,
   type ErrorOutcome,
+  type ErrorShape,
   type InsecureTokenUrls,
   type IntegrationSettings,
   isProviderId,
@@ -43,6 +46,7 @@ export {
   type ProviderAnswer,
   type ProviderDefinition,
   type ProviderId,
+  type RateLimitSource,
   type RefreshGrant,
   type RefreshOutcome,
   type RefreshResult,
