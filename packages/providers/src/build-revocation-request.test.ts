@@ -41,6 +41,7 @@ describe("revocation coverage", () => {
       spotify: null,
       amazon: null,
       slack: null,
+      slack_user: null,
       salesforce: "rfc7009",
       hubspot: null,
       intuit: null,

@@ -49,6 +49,8 @@ export function classifyAnswer(
   provider: ProviderId,
   answer: ProviderAnswer,
   now: Date,
+  /** Which grant was answered: a code exchange may keep its tokens elsewhere (Slack users). */
+  grant: "refresh_token" | "authorization_code" = "refresh_token",
 ): RefreshResult {
   const definition: ProviderDefinition = Object.hasOwn(PROVIDERS, provider)
     ? PROVIDERS[provider]
@@ -70,7 +72,15 @@ export function classifyAnswer(
     if (definition.errorShape.codeFields.some((path) => present(at(fields, path)))) {
       return errorResult(definition, answer, fields, now);
     }
-    return successResult(definition, fields, now);
+    const nested = grant === "authorization_code" ? definition.exchangeAnswerAt : null;
+    if (nested === null) return successResult(definition, fields, now);
+    const inner = at(fields, nested);
+    if (isFields(inner)) return successResult(definition, inner, now);
+    return {
+      outcome: "unknown",
+      errorCode: "malformed_response",
+      message: `token response has no ${nested} object`,
+    };
   }
   if (status >= 500 || status === 408) {
     return {

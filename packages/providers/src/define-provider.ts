@@ -30,6 +30,7 @@ const RFC_6749_DEFAULTS = {
   descriptionRules: [],
   rateLimitSources: STANDARD_RATE_LIMIT_SOURCES,
   appValues: { answer: [], callback: [] },
+  exchangeAnswerAt: null,
   rotatesRefreshToken: false,
   // RFC 7009 is optional: a provider file states its revocation endpoint, or why none.
   revocation: null,
@@ -44,6 +45,7 @@ const AUTHORIZATION_DEFAULTS = {
   ensureScopes: [],
   params: {},
   // RFC 6749 §3.3: scopes are space-delimited.
+  scopeParam: "scope",
   scopeSeparator: " ",
   // RFC 7636 §5: a server that does not know PKCE ignores its parameters, so sending them
   // costs nothing and protects the code wherever the server does check them.

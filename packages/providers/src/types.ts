@@ -8,6 +8,7 @@ export const PROVIDER_IDS = [
   "discord",
   "github",
   "slack",
+  "slack_user",
   "salesforce",
   "hubspot",
   "intuit",
@@ -236,6 +237,8 @@ export interface AuthorizationRule {
   readonly ensureScopes: readonly string[];
   /** Added to every authorization URL. */
   readonly params: Readonly<Record<string, string>>;
+  /** The parameter that carries them: `scope`, or Slack's `user_scope` for user tokens. */
+  readonly scopeParam: "scope" | "user_scope";
   /** Joins the scopes: a space (RFC 6749 §3.3), or a comma where the provider wants one (Shopify, Strava, Zoho). */
   readonly scopeSeparator: " " | ",";
   /** The endpoint accepts PKCE with S256 (RFC 7636). */
@@ -305,6 +308,12 @@ export interface ProviderDefinition {
   readonly rateLimitSources: readonly RateLimitSource[];
   /** Provider values the app needs later (instance URL, API domain, company id). */
   readonly appValues: AppValues;
+  /**
+   * Where a code exchange's answer keeps the tokens, when not at its top level: Slack's
+   * install answer holds the user token in `authed_user`. Refresh answers are read at the
+   * top level. Null: the top level.
+   */
+  readonly exchangeAnswerAt: string | null;
   /**
    * Documentation: each refresh returns a new refresh token and the old one dies (or should
    * be treated as dead). A lost answer then means re-authorization, so the new tokens must be
