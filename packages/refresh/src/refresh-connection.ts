@@ -242,7 +242,11 @@ async function refreshLocked(
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   const result =
-    "failure" in answer ? EGRESS_FAILURES[answer.failure] : classifyAnswer(provider, answer, now());
+    "failure" in answer
+      ? EGRESS_FAILURES[answer.failure]
+      : classifyAnswer(provider, answer, now(), {
+          fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+        });
   return record(deps, connection, integration, result);
 }
 

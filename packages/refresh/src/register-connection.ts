@@ -102,6 +102,7 @@ export async function registerConnection(
       expiresAtMs: input.expiresAt === undefined ? null : input.expiresAt.getTime(),
     },
     now,
+    integration.accessTokenLifetimeSeconds,
   );
   const plannedRefreshAt = computeNextRefreshAt({
     expiresAt,

@@ -31,14 +31,18 @@ const installAnswer = {
 
 describe("slack_user", () => {
   it("takes the user's tokens from authed_user at the code exchange; slack takes the bot's", () => {
-    expect(classifyAnswer("slack_user", installAnswer, now, "authorization_code")).toMatchObject({
+    expect(
+      classifyAnswer("slack_user", installAnswer, now, { grant: "authorization_code" }),
+    ).toMatchObject({
       outcome: "success",
       accessToken: "xoxe.xoxp-user",
       refreshToken: "xoxe-1-user",
       tokenType: "user",
       scope: "search:read",
     });
-    expect(classifyAnswer("slack", installAnswer, now, "authorization_code")).toMatchObject({
+    expect(
+      classifyAnswer("slack", installAnswer, now, { grant: "authorization_code" }),
+    ).toMatchObject({
       accessToken: "xoxe.xoxb-bot",
       refreshToken: "xoxe-1-bot",
       tokenType: "bot",
@@ -47,7 +51,9 @@ describe("slack_user", () => {
 
   it("reads an install answer without a user token as malformed, never as the bot's", () => {
     const botOnly = { ...installAnswer, body: '{"ok":true,"access_token":"xoxe.xoxb-bot"}' };
-    expect(classifyAnswer("slack_user", botOnly, now, "authorization_code")).toMatchObject({
+    expect(
+      classifyAnswer("slack_user", botOnly, now, { grant: "authorization_code" }),
+    ).toMatchObject({
       outcome: "unknown",
       errorCode: "malformed_response",
     });
