@@ -348,4 +348,6 @@ export type ValidationRule =
        * `200 {"ok": false, "error": "invalid_auth"}` where others answer 401.
        */
       readonly okField?: string;
+      /** The Authorization scheme: `Bearer`, or Twitch's `OAuth` at /oauth2/validate. */
+      readonly scheme?: "Bearer" | "OAuth";
     };

@@ -130,7 +130,7 @@ export function buildValidationRequest(
           headers: {
             ...definitionHeaders(definition, settings.clientId),
             accept: "application/json",
-            authorization: `Bearer ${accessToken}`,
+            authorization: `${rule.scheme ?? "Bearer"} ${accessToken}`,
           },
         },
       };
