@@ -4,6 +4,7 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient } from "@evergreen/db";
+import { type AuditLog, AuditLogError, createAuditLog } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
   type KeyStatus,
@@ -52,27 +53,63 @@ async function main(): Promise<number> {
   const json = values.json || !process.stdout.isTTY;
   const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-keys");
+  const parked = new ParkedAnswers(redis, PARKED_PREFIX);
   try {
     if (command === "status") {
-      const status = await keyStatus(prisma, new ParkedAnswers(redis, PARKED_PREFIX), ring);
+      const status = await keyStatus(prisma, parked, ring);
       process.stdout.write(json ? `${JSON.stringify(status)}\n` : statusTable(status));
       return status.missing.length > 0 ? 1 : 0;
     }
     // A stop request ends the run after the batch in hand; running again resumes.
     const stop = new AbortController();
     for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
-    const result = await rotateCiphertexts(prisma, ring, {
-      batchSize,
-      dryRun: values["dry-run"],
-      signal: stop.signal,
-      onProgress: json ? progressLine : progressBar,
-    });
+    const dryRun = values["dry-run"];
+    // A rotation run is a security event: who can read what changes (key ids, never keys).
+    const audit = openAuditLog(config.AUDIT_LOG);
+    const run = { event: "key_rotation", primaryKeyId: ring.primaryKeyId, dryRun } as const;
+    let result: RotationResult;
+    try {
+      const before = await keyStatus(prisma, parked, ring);
+      audit.security({ ...run, phase: "started", byKey: before.byKey });
+      result = await rotateCiphertexts(prisma, parked, ring, {
+        batchSize,
+        dryRun,
+        signal: stop.signal,
+        onProgress: json ? progressLine : progressBar,
+      });
+      const after = await keyStatus(prisma, parked, ring);
+      audit.security({
+        ...run,
+        phase: "finished",
+        byKey: after.byKey,
+        resealed: result.rotated,
+        fenced: result.fenced,
+        failed: result.failed.length,
+        stopped: result.stopped,
+      });
+    } catch (error) {
+      audit.security({ ...run, phase: "failed", error: (error as Error).name });
+      throw error;
+    } finally {
+      audit.close();
+    }
     if (!json) process.stderr.write("\n");
     process.stdout.write(json ? `${JSON.stringify(result)}\n` : rotationSummary(result));
     return result.failed.length > 0 || result.stopped ? 1 : 0;
   } finally {
     await prisma.$disconnect();
     await redis.quit();
+  }
+}
+
+/** The audit stream, or exit 1 with one line naming AUDIT_LOG when its file cannot be opened. */
+function openAuditLog(destination: string): AuditLog {
+  try {
+    return createAuditLog({ name: "keys", destination });
+  } catch (error) {
+    if (!(error instanceof AuditLogError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
   }
 }
 
