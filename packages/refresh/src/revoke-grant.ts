@@ -193,7 +193,7 @@ async function send(
       ? { outcome: "retry", errorCode: answer.failure, retryAfterMs: null }
       : { outcome: "failed", errorCode: answer.failure };
   }
-  return classifyRevocationAnswer(answer, now, settings.retryMaxDelayMs);
+  return classifyRevocationAnswer(answer, now, settings.retryMaxDelayMs, rule.kind);
 }
 
 /** The event (never the token), the metric, and the row gone, in one transaction. */
