@@ -3,12 +3,7 @@ import { generateEncryptionKey, KeyRing, parseEncryptionKeys } from "@evergreen/
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { keyStatus, rotateCiphertexts } from "./key-rotation";
 import { refreshConnection } from "./refresh-connection";
-import {
-  createRefreshHarness,
-  type RefreshHarness,
-  redisDatabaseUrl,
-  successfulRefresh,
-} from "./testing";
+import { createRefreshHarness, type RefreshHarness, successfulRefresh } from "./testing";
 import { openAccessToken, openRefreshToken, sealRefreshToken } from "./token-cipher";
 
 // The sealed values outside the tables of connections and integrations: a deleted
@@ -18,7 +13,7 @@ let both: KeyRing;
 let newOnly: KeyRing;
 
 beforeAll(async () => {
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(3) });
+  h = await createRefreshHarness();
   const newKey = generateEncryptionKey("new");
   both = KeyRing.fromSpec(`${newKey},${h.encryptionKeys}`);
   newOnly = new KeyRing(parseEncryptionKeys(newKey));

@@ -4,7 +4,7 @@ import { refreshJobId } from "./jobs";
 import { type RegistrationDeps, registerConnection } from "./register-connection";
 import { registerConnectionBatch } from "./register-connection-batch";
 import type { RegistrationTokens } from "./registration-rules";
-import { createRefreshHarness, type RefreshHarness, redisDatabaseUrl } from "./testing";
+import { createRefreshHarness, type RefreshHarness } from "./testing";
 import { openAccessToken, openRefreshToken } from "./token-cipher";
 
 let h: RefreshHarness;
@@ -14,7 +14,7 @@ const NOW = new Date("2030-01-01T00:00:00.000Z");
 const RT_END = new Date("2030-03-01T00:00:00.000Z");
 
 beforeAll(async () => {
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(3) });
+  h = await createRefreshHarness();
   await h.addConnection({ integrationKey: "mock" });
   integration = await h.prisma.integration.findUniqueOrThrow({ where: { key: "mock" } });
   deps = { ...h.deps, prisma: h.prisma, now: () => NOW, random: () => 0 };

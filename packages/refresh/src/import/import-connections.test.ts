@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { refreshJobId } from "../jobs";
 import type { RegistrationDeps } from "../register-connection";
-import { createRefreshHarness, type RefreshHarness, redisDatabaseUrl } from "../testing";
+import { createRefreshHarness, type RefreshHarness } from "../testing";
 import { openAccessToken, openRefreshToken } from "../token-cipher";
 import { parseFernetKey } from "./fernet";
 import { type FernetFixtures, fernetFixtures } from "./fernet-fixtures";
@@ -24,7 +24,7 @@ let deps: RegistrationDeps;
 let fx: FernetFixtures;
 
 beforeAll(async () => {
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(3) });
+  h = await createRefreshHarness();
   await h.addConnection({ integrationKey: "bulk" });
   await h.addConnection({ integrationKey: "fernet" });
   dir = await mkdtemp(join(tmpdir(), "evergreen-import-"));
