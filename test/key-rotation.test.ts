@@ -96,12 +96,16 @@ async function stopWorkers(): Promise<Record<string, unknown>[]> {
   return logs;
 }
 
-/** `npm run keys:<command>` as the package script runs it, its output and exit code. */
-async function keys(command: string, encryptionKeys: string, auditLog: string) {
-  const run = startCommand(
+/** `npm run keys:<command>` as the package script runs it. */
+function startKeys(command: string, encryptionKeys: string, auditLog: string): AppProcess {
+  return startCommand(
     [process.execPath, "--import", "tsx", "apps/scheduler/src/keys/main.ts", command, "--json"],
     { DATABASE_URL: h.db.url, REDIS_URL, ENCRYPTION_KEYS: encryptionKeys, AUDIT_LOG: auditLog },
   );
+}
+
+/** A keys command's output lines and exit code. */
+async function finished(run: AppProcess) {
   const code = await run.exited;
   return { code, lines: run.logs, stderr: run.stderr() };
 }
@@ -117,14 +121,21 @@ describe("keys:rotate across processes", () => {
     // Workers run with the new key prepended, as a deployment would before the rotation.
     await Promise.all([startWorker(both), startWorker(both)].map(ready));
     const during = ids.slice(0, REFRESHED_DURING);
+    const auditLog = join(dir, "audit.jsonl");
+    const rotateStarted = performance.now();
+    const rotating = startKeys("rotate", both, auditLog);
+    // Once the rotation is writing batches, the refreshes come due: slowed at the provider so
+    // that they land among the rotation's writes.
+    await rotating.waitForLog((line) => "progress" in line);
+    h.provider.latencyMs = 100;
     await h.queue.addBulk(
       during.map((id) => refreshJob({ connectionId: id, version: 0 }, new Date())),
     );
-    const auditLog = join(dir, "audit.jsonl");
-    const rotateStarted = performance.now();
-    const rotation = await keys("rotate", both, auditLog);
+    const rotation = await finished(rotating);
+    const refreshedMeanwhile = await h.prisma.connection.count({ where: { refreshCount: 1 } });
+    h.provider.latencyMs = 2;
     console.info(
-      `keys:rotate: ${CONNECTIONS} connections in ${((performance.now() - rotateStarted) / 1000).toFixed(1)} s while workers refreshed`,
+      `keys:rotate: ${CONNECTIONS} connections in ${((performance.now() - rotateStarted) / 1000).toFixed(1)} s; ${refreshedMeanwhile} refreshes landed meanwhile, ${(rotation.lines.at(-1) as { fenced?: number }).fenced} rotation writes fenced`,
     );
     expect(rotation.stderr).toBe("");
     expect(rotation.code).toBe(0);
@@ -170,7 +181,7 @@ describe("keys:rotate across processes", () => {
     expect(decryptErrors(logsDuring)).toEqual([]);
 
     // The old key removed from every process ("restart"): nothing needs it any more.
-    const status = await keys("status", newKey, join(dir, "status-audit.jsonl"));
+    const status = await finished(startKeys("status", newKey, join(dir, "status-audit.jsonl")));
     expect(status.code).toBe(0);
     expect(status.lines[0]).toMatchObject({ missing: [], byKey: { new: 2 * CONNECTIONS + 1 } });
 
