@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createPrismaClient } from "@evergreen/db";
+import { createPrismaClient, type PrismaClient } from "@evergreen/db";
 import { type AuditLog, AuditLogError, createAuditLog } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
@@ -60,45 +60,69 @@ async function main(): Promise<number> {
       process.stdout.write(json ? `${JSON.stringify(status)}\n` : statusTable(status));
       return status.missing.length > 0 ? 1 : 0;
     }
-    // A stop request ends the run after the batch in hand; running again resumes.
-    const stop = new AbortController();
-    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
-    const dryRun = values["dry-run"];
-    // A rotation run is a security event: who can read what changes (key ids, never keys).
-    const audit = openAuditLog(config.AUDIT_LOG);
-    const run = { event: "key_rotation", primaryKeyId: ring.primaryKeyId, dryRun } as const;
-    let result: RotationResult;
-    try {
-      const before = await keyStatus(prisma, parked, ring);
-      audit.security({ ...run, phase: "started", byKey: before.byKey });
-      result = await rotateCiphertexts(prisma, parked, ring, {
-        batchSize,
-        dryRun,
-        signal: stop.signal,
-        onProgress: json ? progressLine : progressBar,
-      });
-      const after = await keyStatus(prisma, parked, ring);
-      audit.security({
-        ...run,
-        phase: "finished",
-        byKey: after.byKey,
-        resealed: result.rotated,
-        fenced: result.fenced,
-        failed: result.failed.length,
-        stopped: result.stopped,
-      });
-    } catch (error) {
-      audit.security({ ...run, phase: "failed", error: (error as Error).name });
-      throw error;
-    } finally {
-      audit.close();
-    }
+    const result = await rotate(prisma, parked, ring, {
+      auditLog: config.AUDIT_LOG,
+      batchSize,
+      dryRun: values["dry-run"],
+      json,
+    });
     if (!json) process.stderr.write("\n");
     process.stdout.write(json ? `${JSON.stringify(result)}\n` : rotationSummary(result));
     return result.failed.length > 0 || result.stopped ? 1 : 0;
   } finally {
     await prisma.$disconnect();
     await redis.quit();
+  }
+}
+
+/**
+ * One `keys rotate` run, on the audit stream: a rotation is a security event (which keys can
+ * read what changes), written with key ids and counts, never a key.
+ */
+async function rotate(
+  prisma: PrismaClient,
+  parked: ParkedAnswers,
+  ring: KeyRing,
+  options: { auditLog: string; batchSize: number; dryRun: boolean; json: boolean },
+): Promise<RotationResult> {
+  // A stop request ends the run after the batch in hand; running again resumes.
+  const stop = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
+  const audit = openAuditLog(options.auditLog);
+  const run = {
+    event: "key_rotation",
+    primaryKeyId: ring.primaryKeyId,
+    dryRun: options.dryRun,
+  } as const;
+  try {
+    const before = await keyStatus(prisma, parked, ring);
+    audit.security({ ...run, phase: "started", byKey: before.byKey });
+    const result = await rotateCiphertexts(prisma, parked, ring, {
+      batchSize: options.batchSize,
+      dryRun: options.dryRun,
+      signal: stop.signal,
+      onProgress: options.json ? progressLine : progressBar,
+    });
+    const after = await keyStatus(prisma, parked, ring);
+    audit.security({
+      ...run,
+      phase: "finished",
+      byKey: after.byKey,
+      resealed: result.rotated,
+      fenced: result.fenced,
+      failed: result.failed.length,
+      stopped: result.stopped,
+    });
+    return result;
+  } catch (error) {
+    audit.security({
+      ...run,
+      phase: "failed",
+      error: error instanceof Error ? error.name : "unknown",
+    });
+    throw error;
+  } finally {
+    audit.close();
   }
 }
 
