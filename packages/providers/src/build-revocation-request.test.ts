@@ -141,6 +141,17 @@ describe("classifyRevocationAnswer", () => {
     expect(answer(400, '{"error":"unsupported_token_type"}').outcome).toBe("already_dead");
   });
 
+  it("reads GitHub's 404 and 422 on the grant DELETE as already revoked, not failed", () => {
+    const github = (status: number) =>
+      classifyRevocationAnswer({ status, headers: {}, body: "" }, now, 3_600_000, "github_grant");
+    expect(github(404)).toEqual({ outcome: "already_dead", errorCode: "http_404" });
+    expect(github(422)).toEqual({ outcome: "already_dead", errorCode: "http_422" });
+    expect(github(204)).toEqual({ outcome: "revoked" });
+    expect(github(401)).toEqual({ outcome: "failed", errorCode: "http_401" });
+    // An RFC 7009 endpoint's 404 is no such statement.
+    expect(answer(404)).toEqual({ outcome: "failed", errorCode: "http_404" });
+  });
+
   it("retries 503 at its Retry-After, and 429 and 5xx", () => {
     expect(answer(503, "", { "retry-after": "12" })).toEqual({
       outcome: "retry",

@@ -167,11 +167,22 @@ async function refreshLocked(
     deps.cooldown.remainingMs(integration.id),
   ]);
   if (parked?.fence.version === connection.version) {
+    // Parked before a key rotation: stored under the first key, so the row is not put back
+    // under a key the rotation has already cleared from PostgreSQL.
+    const { accessToken, refreshToken } = parked.change;
+    const change = {
+      ...parked.change,
+      accessToken: resealConnectionToken(keyRing, connection.id, "accessToken", accessToken),
+      refreshToken:
+        refreshToken === null
+          ? null
+          : resealConnectionToken(keyRing, connection.id, "refreshToken", refreshToken),
+    };
     const run = await commit(
       deps,
       connection,
       integration,
-      { outcome: "success", ...parked, waitMs: 0, fromParking: true },
+      { outcome: "success", ...parked, change, waitMs: 0, fromParking: true },
       now(),
     );
     await deps.parked.drop(connection.id);
