@@ -46,6 +46,7 @@ export {
   type RefreshGrant,
   type RefreshOutcome,
   type RefreshResult,
+  type ReuseGrace,
   type RevocationRule,
   type ScopeRule,
   type TokenRequest,

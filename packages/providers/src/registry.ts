@@ -5,6 +5,7 @@ import { google } from "./providers/google";
 import { microsoft } from "./providers/microsoft";
 import { oauth2 } from "./providers/oauth2";
 import { spotify } from "./providers/spotify";
+import { xero } from "./providers/xero";
 import type { ProviderDefinition, ProviderId } from "./types";
 
 /** Every provider strategy; a new provider is one file in providers/ plus one line here. */
@@ -16,4 +17,5 @@ export const PROVIDERS = {
   spotify,
   discord,
   github,
+  xero,
 } satisfies Record<ProviderId, ProviderDefinition>;

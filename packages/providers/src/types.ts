@@ -7,6 +7,7 @@ export const PROVIDER_IDS = [
   "spotify",
   "discord",
   "github",
+  "xero",
 ] as const;
 
 export type ProviderId = (typeof PROVIDER_IDS)[number];
@@ -207,6 +208,9 @@ export type RevocationRule =
       readonly url: string;
     };
 
+/** A rotated-away refresh token's documented lease of life (see `reuseGrace`). */
+export type ReuseGrace = number | "until_new_token_used";
+
 /** Declarative description of one provider's grants. */
 export interface ProviderDefinition {
   readonly id: ProviderId;
@@ -237,6 +241,15 @@ export interface ProviderDefinition {
    * persisted before anything else.
    */
   readonly rotatesRefreshToken: boolean;
+  /**
+   * How long a rotated-away refresh token stays usable, as the provider documents it: seconds
+   * after the rotation, `"until_new_token_used"` (the previous one works until its successor
+   * is first used), or null (no grace: a rotated-away token is dead, or its reuse revokes the
+   * grant). Decides what a refresh "in doubt" (its answer lost) may do: resend the old token
+   * inside the window, or only once, carefully (docs/adr/0014). Meaningful when
+   * `rotatesRefreshToken`.
+   */
+  readonly reuseGrace: ReuseGrace | null;
   /** Where users consent, for the connect flow. */
   readonly authorization: AuthorizationRule;
   /** How a grant is revoked on delete; null where the provider offers no way (the file says why). */

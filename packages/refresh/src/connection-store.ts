@@ -46,6 +46,8 @@ export type ConnectionChange = Pick<
   | "lastErrorCode"
   | "lastErrorMessage"
   | "lastErrorAt"
+  | "inDoubtSince"
+  | "inDoubtResent"
 >;
 
 export interface ConnectionEventInput {
@@ -65,7 +67,7 @@ const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessTo
   c.status::text AS status,
   c.version, c."nextRefreshAt", c."lastRefreshedAt", c."refreshCount",
   c."consecutiveFailures", c."consecutiveUnknown", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
-  c.metadata, c."createdAt", c."updatedAt"`;
+  c."inDoubtSince", c."inDoubtResent", c.metadata, c."createdAt", c."updatedAt"`;
 
 const LOAD = `
   SELECT ${CONNECTION_COLUMNS},
@@ -89,12 +91,13 @@ const WRITE = `
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
       $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[],
-      $23::timestamptz[], $24::text[]
+      $23::timestamptz[], $24::text[], $25::timestamptz[], $26::boolean[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
            "eventType", outcome, "errorCode", message, "integrationFence",
-           "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType")
+           "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType",
+           "inDoubtSince", "inDoubtResent")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -105,7 +108,8 @@ const WRITE = `
       "refreshCount" = i."refreshCount", "consecutiveFailures" = i."consecutiveFailures",
       "consecutiveUnknown" = i."consecutiveUnknown",
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
-      "lastErrorAt" = i."lastErrorAt", "claimVersion" = NULL, "claimExpiresAt" = NULL,
+      "lastErrorAt" = i."lastErrorAt", "inDoubtSince" = i."inDoubtSince",
+      "inDoubtResent" = i."inDoubtResent", "claimVersion" = NULL, "claimExpiresAt" = NULL,
       "updatedAt" = now()
     FROM input i
     WHERE c.id = i.id AND c.version = i.fence
@@ -344,6 +348,8 @@ export class ConnectionStore {
         column((r) => r.change.consecutiveUnknown),
         column((r) => r.change.refreshTokenExpiresAt),
         column((r) => r.event.webhook ?? null),
+        column((r) => r.change.inDoubtSince),
+        column((r) => r.change.inDoubtResent),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

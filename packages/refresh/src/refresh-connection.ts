@@ -9,7 +9,9 @@ import {
   classifyAnswer,
   type InsecureTokenUrls,
   isProviderId,
+  PROVIDERS,
   ProviderConfigError,
+  type ProviderDefinition,
   type RefreshResult,
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
@@ -24,6 +26,15 @@ import type {
 import { infraDependency } from "./infra-errors";
 import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
+import {
+  DOUBT_UNRESOLVED_MESSAGE,
+  type DoubtStage,
+  doubtConfirmedMessage,
+  doubtStage,
+  graceEnd,
+  inDoubtMessage,
+  LOST_ANSWERS,
+} from "./refresh-doubt";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
 import {
   openClientSecret,
@@ -193,6 +204,20 @@ async function refreshLocked(
     });
   }
 
+  const definition = PROVIDERS[provider];
+  const stage = doubtStage(connection, definition, now());
+  // The careful resend of a token in doubt was made and got no verdict: sending it again
+  // could only repeat a possibly rotated-away token at the provider (docs/adr/0014).
+  if (stage === "spent") {
+    return record(
+      deps,
+      connection,
+      integration,
+      { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
+      { definition, stage, sentAt: null },
+    );
+  }
+
   // Decryption errors (a key missing from this process's ring during a rotation) throw:
   // the job is retried and the operator alerted, the connection's state is not touched.
   const clientSecret = openClientSecret(keyRing, integration.id, integration.clientSecret);
@@ -237,13 +262,34 @@ async function refreshLocked(
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
 
+  const sentAt = now();
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
-  const result =
-    "failure" in answer ? EGRESS_FAILURES[answer.failure] : classifyAnswer(provider, answer, now());
-  return record(deps, connection, integration, result);
+  if ("failure" in answer) {
+    // A rotating provider may have rotated the token whose answer we lost: in doubt.
+    const lost = definition.rotatesRefreshToken && LOST_ANSWERS.has(answer.failure);
+    return record(deps, connection, integration, EGRESS_FAILURES[answer.failure], {
+      definition,
+      stage,
+      sentAt: lost ? sentAt : null,
+    });
+  }
+  return record(deps, connection, integration, classifyAnswer(provider, answer, now()), {
+    definition,
+    stage,
+    sentAt: null,
+  });
+}
+
+/** Where this refresh stood with a refresh token in doubt (see refresh-doubt.ts). */
+interface DoubtContext {
+  readonly definition: ProviderDefinition;
+  /** Before the send. */
+  readonly stage: DoubtStage;
+  /** When the token was sent, if its answer was lost and the provider rotates: doubt opens. */
+  readonly sentAt: Date | null;
 }
 
 /** What one classified answer does to the row. */
@@ -263,6 +309,7 @@ async function record(
   connection: Connection,
   integration: RefreshIntegration,
   result: RefreshResult,
+  doubt?: DoubtContext,
 ): Promise<RefreshRun> {
   deps.metrics.refreshTotal.inc({ provider: integration.provider, outcome: result.outcome });
   deps.metrics.integrationRefreshTotal.inc({
@@ -274,7 +321,7 @@ async function record(
     deps,
     connection,
     integration,
-    await decide(deps, connection, integration, result, now),
+    await decide(deps, connection, integration, result, now, doubt),
     now,
   );
 }
@@ -285,6 +332,7 @@ async function decide(
   integration: RefreshIntegration,
   result: RefreshResult,
   now: Date,
+  doubt: DoubtContext | undefined,
 ): Promise<Decision> {
   const { keyRing, settings } = deps;
 
@@ -315,7 +363,10 @@ async function decide(
     lastErrorCode: connection.lastErrorCode,
     lastErrorMessage: connection.lastErrorMessage,
     lastErrorAt: connection.lastErrorAt,
+    inDoubtSince: connection.inDoubtSince,
+    inDoubtResent: connection.inDoubtResent,
   };
+  const stage = doubt?.stage ?? "none";
   let change: ConnectionChange;
   let event: ConnectionEventInput;
   let waitMs = 0;
@@ -359,6 +410,9 @@ async function decide(
         lastErrorCode: null,
         lastErrorMessage: null,
         lastErrorAt: null,
+        // An answer ends any doubt: the refresh token it carries (or keeps) is the live one.
+        inDoubtSince: null,
+        inDoubtResent: false,
       };
       event = {
         type: "refreshed",
@@ -369,15 +423,21 @@ async function decide(
       };
       break;
     }
-    case "invalid_grant":
+    case "invalid_grant": {
+      // In doubt, this is the provider confirming that the lost answer rotated the token.
+      const confirmed =
+        stage === "none" ? result : { ...result, message: doubtConfirmedMessage(result.message) };
       change = {
         ...unchanged,
         status: "needs_reauth",
         nextRefreshAt: null,
-        ...failure(result, now),
+        inDoubtSince: null,
+        inDoubtResent: false,
+        ...failure(confirmed, now),
       };
-      event = failureEvent("needs_reauth", result, "connection.needs_reauth");
+      event = failureEvent("needs_reauth", confirmed, "connection.needs_reauth");
       break;
+    }
     case "invalid_client":
       change = { ...unchanged, status: "error", nextRefreshAt: null, ...failure(result, now) };
       event = failureEvent("refresh_failed", result, "connection.error");
@@ -401,19 +461,35 @@ async function decide(
       // Only unknown answers in a row count toward giving up: after an outage's transient
       // failures, one odd answer (a load balancer's HTML page) must still be retried.
       const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
-      const giveUp = unknowns >= (settings.unknownRetryLimit ?? 5);
+      // The careful resend of a token in doubt got no verdict: stop (docs/adr/0014).
+      const unresolved = stage === "careful" || stage === "spent";
+      const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
+      const inDoubtSince = unchanged.inDoubtSince ?? doubt?.sentAt ?? null;
+      const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
+      // Inside a grace window, the resend must go before the window closes.
+      const windowEnd =
+        doubt && inDoubtSince ? graceEnd(inDoubtSince, doubt.definition.reuseGrace) : null;
+      const stated = unresolved
+        ? { ...result, errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE }
+        : doubt && stage === "none" && doubt.sentAt
+          ? { ...result, errorCode: "in_doubt", message: inDoubtMessage(doubt.definition) }
+          : result;
       change = {
         ...unchanged,
         status: giveUp ? "error" : expired ? "expired" : "active",
         nextRefreshAt: giveUp
           ? null
-          : new Date(now.getTime() + backoffMs(settings, failures, deps.random)),
+          : windowEnd !== null && windowEnd > now && windowEnd < retryAt
+            ? windowEnd
+            : retryAt,
         consecutiveFailures: failures,
         consecutiveUnknown: unknowns,
-        ...failure(result, now),
+        inDoubtSince,
+        inDoubtResent: unchanged.inDoubtResent || unresolved,
+        ...failure(stated, now),
       };
-      event = failureEvent("refresh_failed", result, giveUp ? "connection.error" : firstFailure);
+      event = failureEvent("refresh_failed", stated, giveUp ? "connection.error" : firstFailure);
       break;
     }
     default:

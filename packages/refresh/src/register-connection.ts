@@ -195,7 +195,10 @@ function write(
           data: {
             ...fields,
             refreshToken: sealedRefreshToken,
-            ...(sealedRefreshToken === undefined ? {} : { refreshTokenExpiresAt: null }),
+            // A new refresh token also ends any doubt about the old one (docs/adr/0014).
+            ...(sealedRefreshToken === undefined
+              ? {}
+              : { refreshTokenExpiresAt: null, inDoubtSince: null, inDoubtResent: false }),
             version: { increment: 1 },
           },
         })
