@@ -59,7 +59,7 @@ export function buildAuthorizationUrl(
     .flatMap((scope) => scope.split(/\s+/))
     .filter((scope) => scope !== "");
   for (const ensured of rule.ensureScopes) if (!scopes.includes(ensured)) scopes.push(ensured);
-  if (scopes.length > 0) params.set("scope", scopes.join(" "));
+  if (scopes.length > 0) params.set("scope", scopes.join(rule.scopeDelimiter));
   else params.delete("scope");
   if (rule.pkce && request.codeVerifier) {
     params.set("code_challenge", pkceChallenge(request.codeVerifier));

@@ -36,6 +36,7 @@ const AUTHORIZATION_DEFAULTS = {
   // RFC 7636 §5: a server that does not know PKCE ignores its parameters, so sending them
   // costs nothing and protects the code wherever the server does check them.
   pkce: true,
+  scopeDelimiter: " ",
 } as const satisfies AuthorizationRule;
 
 /** What a provider file spells out: its identity and token URL, plus what differs from RFC 6749. */

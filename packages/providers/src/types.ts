@@ -8,6 +8,12 @@ export const PROVIDER_IDS = [
   "discord",
   "github",
   "xero",
+  "zoom",
+  "dropbox",
+  "linkedin",
+  "notion",
+  "box",
+  "pinterest",
 ] as const;
 
 export type ProviderId = (typeof PROVIDER_IDS)[number];
@@ -180,6 +186,8 @@ export interface AuthorizationRule {
   readonly params: Readonly<Record<string, string>>;
   /** The endpoint accepts PKCE with S256 (RFC 7636). */
   readonly pkce: boolean;
+  /** Joins the scopes: RFC 6749 §3.3 says a space; Pinterest wants commas. */
+  readonly scopeDelimiter: string;
 }
 
 /**
@@ -197,6 +205,8 @@ export type RevocationRule =
       /** Null when the integration must supply it (`oauth2`). */
       readonly url: string | null;
       readonly clientAuth: "token_endpoint" | "none";
+      /** Notion takes `{"token": ...}` as JSON, as all its API. @defaultValue "form" */
+      readonly bodyFormat?: BodyFormat;
     }
   | {
       /**
@@ -205,6 +215,14 @@ export type RevocationRule =
        * It takes only an access token.
        */
       readonly kind: "github_grant";
+      readonly url: string;
+    }
+  | {
+      /**
+       * A POST without body, the access token as Bearer: the token revokes itself and its
+       * grant (Dropbox `/2/auth/token/revoke`).
+       */
+      readonly kind: "bearer";
       readonly url: string;
     };
 
@@ -270,4 +288,11 @@ export interface ProviderDefinition {
 export type ValidationRule =
   | { readonly kind: "tokeninfo"; readonly url: string }
   | { readonly kind: "check_token"; readonly url: string }
-  | { readonly kind: "identity"; readonly url: string };
+  | {
+      readonly kind: "identity";
+      readonly url: string;
+      /** Dropbox's RPC endpoints take a POST without body. @defaultValue "GET" */
+      readonly method?: "GET" | "POST";
+      /** Added to the request; lower-case names (Notion's `notion-version`). */
+      readonly headers?: Readonly<Record<string, string>>;
+    };

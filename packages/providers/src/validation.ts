@@ -122,8 +122,12 @@ export function buildValidationRequest(
         kind: rule.kind,
         request: {
           url,
-          method: "GET",
-          headers: { accept: "application/json", authorization: `Bearer ${accessToken}` },
+          method: rule.method ?? "GET",
+          headers: {
+            accept: "application/json",
+            ...rule.headers,
+            authorization: `Bearer ${accessToken}`,
+          },
         },
       };
     default: {
