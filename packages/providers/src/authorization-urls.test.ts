@@ -83,7 +83,7 @@ describe("authorization URLs of the catalog", () => {
     it(`${id}: ${expected.endpoint}`, () => {
       const url = new URL(
         buildAuthorizationUrl(
-          { provider: id, clientId: "client-1", clientSecret: "unused" },
+          { provider: id, clientId: "client-1" },
           { ...request, ...(expected.metadata ? { metadata: expected.metadata } : {}) },
         ),
       );
