@@ -32,6 +32,7 @@ export {
   type BodyFormat,
   type BuildRefreshRequestOptions,
   type ClientAuth,
+  type ClientIdFormat,
   type CodeGrant,
   type DescriptionRule,
   type ErrorOutcome,

@@ -226,6 +226,12 @@ export type RevocationRule =
       readonly url: string;
     };
 
+/** A documented client id shape; `rule` completes "clientId: <displayName> client ids ...". */
+export interface ClientIdFormat {
+  readonly pattern: RegExp;
+  readonly rule: string;
+}
+
 /** A rotated-away refresh token's documented lease of life (see `reuseGrace`). */
 export type ReuseGrace = number | "until_new_token_used";
 
@@ -268,6 +274,11 @@ export interface ProviderDefinition {
    * `rotatesRefreshToken`.
    */
   readonly reuseGrace: ReuseGrace | null;
+  /**
+   * The shape the provider documents for client ids, checked when an integration is
+   * registered (a typo found then, not at the first refresh); null where none is documented.
+   */
+  readonly clientIdFormat: ClientIdFormat | null;
   /** Where users consent, for the connect flow. */
   readonly authorization: AuthorizationRule;
   /** How a grant is revoked on delete; null where the provider offers no way (the file says why). */

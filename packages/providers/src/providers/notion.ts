@@ -12,6 +12,11 @@ export const notion = defineProvider({
   // documents no reuse window.
   rotatesRefreshToken: true,
   reuseGrace: null,
+  // OAuth client ids of public connections are UUIDs.
+  clientIdFormat: {
+    pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i,
+    rule: "are UUIDs",
+  },
   // The bot user of the token; every Notion request must name an API version.
   validation: {
     kind: "identity",

@@ -14,6 +14,8 @@ export const xero = defineProvider({
   // Xero's OAuth 2.0 FAQ: "If you don't receive a response from a token refresh you can retry
   // using your existing refresh token for up to 30 minutes."
   reuseGrace: 1800,
+  // Xero shows client ids as 32 upper-case hexadecimal characters.
+  clientIdFormat: { pattern: /^[0-9A-F]{32}$/i, rule: "are 32 hexadecimal characters" },
   // The tenants this token may reach: 401 once the token or the connection is gone.
   validation: { kind: "identity", url: "https://api.xero.com/connections" },
   authorization: {
