@@ -63,6 +63,61 @@ const EXPECTED: Record<Exclude<ProviderId, "oauth2">, Expected> = {
     pkce: true,
   },
   pinterest: { endpoint: "https://www.pinterest.com/oauth/", scope: "read,write", pkce: true },
+  slack: { endpoint: "https://slack.com/oauth/v2/authorize", scope: "read,write", pkce: true },
+  salesforce: {
+    endpoint: "https://acme.my.salesforce.com/services/oauth2/authorize",
+    scope: "read write",
+    pkce: true,
+    metadata: { login_host: "acme.my.salesforce.com" },
+  },
+  hubspot: { endpoint: "https://app.hubspot.com/oauth/authorize", scope: "read write", pkce: true },
+  intuit: {
+    endpoint: "https://appcenter.intuit.com/connect/oauth2",
+    scope: "read write",
+    pkce: false,
+  },
+  atlassian: {
+    endpoint: "https://auth.atlassian.com/authorize",
+    params: { audience: "api.atlassian.com", prompt: "consent" },
+    scope: "read write offline_access",
+    pkce: false,
+  },
+  shopify: {
+    endpoint: "https://acme.myshopify.com/admin/oauth/authorize",
+    scope: "read,write",
+    pkce: false,
+    metadata: { shop: "acme.myshopify.com" },
+  },
+  strava: {
+    endpoint: "https://www.strava.com/oauth/authorize",
+    params: { approval_prompt: "auto" },
+    scope: "read,write",
+    pkce: false,
+  },
+  twitch: { endpoint: "https://id.twitch.tv/oauth2/authorize", scope: "read write", pkce: false },
+  reddit: {
+    endpoint: "https://www.reddit.com/api/v1/authorize",
+    params: { duration: "permanent" },
+    scope: "read write",
+    pkce: false,
+  },
+  zoho: {
+    endpoint: "https://accounts.zoho.com/oauth/v2/auth",
+    params: { access_type: "offline", prompt: "consent" },
+    scope: "read,write",
+    pkce: false,
+  },
+  okta: {
+    endpoint: "https://acme.okta.com/oauth2/default/v1/authorize",
+    scope: "read write offline_access",
+    pkce: true,
+    metadata: { org: "acme.okta.com" },
+  },
+  x: {
+    endpoint: "https://x.com/i/oauth2/authorize",
+    scope: "read write offline.access",
+    pkce: true,
+  },
 };
 
 const request: AuthorizationRequest = {

@@ -56,10 +56,10 @@ export function buildAuthorizationUrl(
   params.set("redirect_uri", request.redirectUri);
   params.set("state", request.state);
   const scopes = (request.scopes ?? settings.scopes ?? [])
-    .flatMap((scope) => scope.split(/\s+/))
+    .flatMap((scope) => scope.split(rule.scopeSeparator === "," ? /[\s,]+/ : /\s+/))
     .filter((scope) => scope !== "");
   for (const ensured of rule.ensureScopes) if (!scopes.includes(ensured)) scopes.push(ensured);
-  if (scopes.length > 0) params.set("scope", scopes.join(rule.scopeDelimiter));
+  if (scopes.length > 0) params.set("scope", scopes.join(rule.scopeSeparator));
   else params.delete("scope");
   if (rule.pkce && request.codeVerifier) {
     params.set("code_challenge", pkceChallenge(request.codeVerifier));

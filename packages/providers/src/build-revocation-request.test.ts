@@ -47,6 +47,18 @@ describe("revocation coverage", () => {
       notion: "rfc7009",
       box: "rfc7009",
       pinterest: null,
+      slack: null,
+      salesforce: "rfc7009",
+      hubspot: null,
+      intuit: null,
+      atlassian: null,
+      shopify: null,
+      strava: null,
+      twitch: "rfc7009",
+      reddit: "rfc7009",
+      zoho: "rfc7009",
+      okta: "rfc7009",
+      x: "rfc7009",
     });
   });
 

@@ -4,14 +4,21 @@ import { PROVIDERS } from "./registry";
 import type { ProviderDefinition } from "./types";
 
 /**
- * The README's provider catalog table: its first six columns are what the definitions say,
- * so the table cannot drift from the code; the last two (rate-limit answer, what verified
- * it) are written by hand. A provider added to the registry fails here until it has a row.
+ * The README's provider catalog table: its first seven columns are what the definitions
+ * say, so the table cannot drift from the code; the last (what verified it) is written by
+ * hand. A provider added to the registry fails here until it has a row.
  */
 const README = new URL("../../../README.md", import.meta.url);
 const START = "<!-- provider-catalog:start -->";
 const END = "<!-- provider-catalog:end -->";
-const GENERATED_COLUMNS = 6;
+const GENERATED_COLUMNS = 7;
+
+const WAIT_UNITS = {
+  retry_after: "delay or date",
+  seconds: "s",
+  milliseconds: "ms",
+  epoch_seconds: "epoch s",
+} as const;
 
 /** The generated cells of one provider's row. */
 function catalogCells(definition: ProviderDefinition): string[] {
@@ -45,6 +52,13 @@ function catalogCells(definition: ProviderDefinition): string[] {
     ...extras,
     ...auth.ensureScopes.map((scope) => `+\`${scope}\``),
   ].join(", ");
+  const rateLimit = definition.rateLimitSources
+    .map((source) =>
+      "header" in source
+        ? `\`${source.header}\` (${WAIT_UNITS[source.unit]})`
+        : `JSON \`${source.field}\` (${WAIT_UNITS[source.unit]})`,
+    )
+    .join(", ");
   return [
     `${definition.displayName} (\`${definition.id}\`)`,
     refresh,
@@ -52,6 +66,7 @@ function catalogCells(definition: ProviderDefinition): string[] {
     revoke,
     validate,
     authorize,
+    rateLimit,
   ];
 }
 
@@ -76,8 +91,8 @@ describe("README provider catalog", () => {
     const expected = Object.values(PROVIDERS).map(catalogCells);
     expect(rows.map((row) => row.slice(0, GENERATED_COLUMNS))).toEqual(expected);
     for (const row of rows) {
-      // The hand-written columns: the rate-limit answer and what verified the row.
-      expect(row).toHaveLength(GENERATED_COLUMNS + 2);
+      // The hand-written column: what verified the row.
+      expect(row).toHaveLength(GENERATED_COLUMNS + 1);
       expect(row.slice(GENERATED_COLUMNS).every((cell) => cell !== "")).toBe(true);
     }
   });

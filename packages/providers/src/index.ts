@@ -1,3 +1,4 @@
+export { appValuesOf, callbackAppValues } from "./app-values";
 export {
   buildAuthorizationUrl,
   pkceChallenge,
@@ -26,6 +27,7 @@ export { PROVIDERS } from "./registry";
 export { backoffMs, parseRetryAfter } from "./retry-after";
 export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
+  type AppValues,
   type AuthorizationRequest,
   type AuthorizationRule,
   type AuthorizationSettings,
@@ -36,6 +38,7 @@ export {
   type CodeGrant,
   type DescriptionRule,
   type ErrorOutcome,
+  type ErrorShape,
   type InsecureTokenUrls,
   type IntegrationSettings,
   isProviderId,
@@ -44,6 +47,7 @@ export {
   type ProviderAnswer,
   type ProviderDefinition,
   type ProviderId,
+  type RateLimitSource,
   type RefreshGrant,
   type RefreshOutcome,
   type RefreshResult,

@@ -40,6 +40,13 @@ export interface ConnectionRegistration {
   readonly tokenType?: string | undefined;
   /** Replaces the stored metadata when given. */
   readonly metadata?: Record<string, unknown> | undefined;
+  /**
+   * Values the provider stated that the app needs later (Salesforce `instance_url`, Intuit
+   * `realmId`): laid over the metadata, the given one or else the stored one.
+   */
+  readonly providerValues?: Readonly<Record<string, string>> | undefined;
+  /** When the refresh token dies, where the provider said (a code exchange's answer). */
+  readonly refreshTokenExpiresAt?: Date | undefined;
 }
 
 export interface RegisteredConnection {
@@ -154,9 +161,15 @@ function write(
 ): Promise<{ connection: Connection; created: boolean }> {
   return prisma.$transaction(async (tx) => {
     const [existing] = await tx.$queryRaw<
-      { id: string; hasRefreshToken: boolean; refreshInFlight: boolean; troubled: boolean }[]
+      {
+        id: string;
+        hasRefreshToken: boolean;
+        refreshInFlight: boolean;
+        troubled: boolean;
+        metadata: unknown;
+      }[]
     >`
-      SELECT id, "refreshToken" IS NOT NULL AS "hasRefreshToken",
+      SELECT id, metadata, "refreshToken" IS NOT NULL AS "hasRefreshToken",
              (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
              ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
         FROM connections
@@ -181,7 +194,7 @@ function write(
       lastErrorCode: null,
       lastErrorMessage: null,
       lastErrorAt: null,
-      ...(input.metadata ? { metadata: input.metadata as object } : {}),
+      ...metadataChange(input, existing?.metadata),
     };
     const sealedRefreshToken =
       input.refreshToken === undefined
@@ -198,7 +211,11 @@ function write(
             // A new refresh token also ends any doubt about the old one (docs/adr/0014).
             ...(sealedRefreshToken === undefined
               ? {}
-              : { refreshTokenExpiresAt: null, inDoubtSince: null, inDoubtResent: false }),
+              : {
+                  refreshTokenExpiresAt: input.refreshTokenExpiresAt ?? null,
+                  inDoubtSince: null,
+                  inDoubtResent: false,
+                }),
             version: { increment: 1 },
           },
         })
@@ -209,6 +226,8 @@ function write(
             externalId: input.externalId,
             ...fields,
             refreshToken: sealedRefreshToken ?? null,
+            refreshTokenExpiresAt:
+              sealedRefreshToken === undefined ? null : (input.refreshTokenExpiresAt ?? null),
           },
         });
     await tx.connectionEvent.create({
@@ -231,4 +250,25 @@ function write(
     }
     return { connection, created: !existing };
   });
+}
+
+/**
+ * The metadata to store, or nothing to keep the stored one: the given metadata, or else the
+ * stored one, with the provider's values laid over it (the provider's word for its own
+ * instance URL wins over a stale copy).
+ */
+function metadataChange(
+  input: Pick<ConnectionRegistration, "metadata" | "providerValues">,
+  stored: unknown,
+): { metadata?: object } {
+  const values = input.providerValues;
+  if (values === undefined || Object.keys(values).length === 0) {
+    return input.metadata ? { metadata: input.metadata } : {};
+  }
+  const base =
+    input.metadata ??
+    (stored && typeof stored === "object" && !Array.isArray(stored)
+      ? (stored as Record<string, unknown>)
+      : {});
+  return { metadata: { ...base, ...values } };
 }

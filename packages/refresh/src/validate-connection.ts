@@ -73,7 +73,7 @@ export async function validateConnection(
     throw new ValidationFailedError(`the provider could not be asked (${answer.failure})`);
   }
   const checkedAt = now();
-  const verdict = classifyValidation(request.kind, answer, checkedAt);
+  const verdict = classifyValidation(request.kind, answer, checkedAt, request.okField);
   if (verdict.valid === null) throw new ValidationFailedError(verdict.reason);
   if (verdict.valid) {
     await deps.prisma.connection.updateMany({

@@ -306,6 +306,49 @@ describe("connect flow", () => {
     expect(response.statusCode).toBe(409);
     expect(response.json()).toMatchObject({ error: "integration_error" });
   });
+
+  it("keeps the callback values the provider's apps need (Intuit's realmId) and returns them as extra", async () => {
+    const created = await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: AUTH,
+      payload: {
+        key: "quickbooks",
+        provider: "intuit",
+        clientId: h.provider.clientId,
+        clientSecret: h.provider.clientSecret,
+        tokenUrl: h.provider.tokenUrl,
+        authorizationUrl: h.provider.authorizationUrl,
+        returnUrls: [RETURN_URL],
+      },
+    });
+    expect(created.statusCode).toBe(201);
+    const started = await startSession({
+      integration: "quickbooks",
+      externalId: newUser(),
+      returnUrl: RETURN_URL,
+      metadata: { plan: "pro" },
+    });
+    const { url } = started.json<{ url: string }>();
+    // Intuit adds the company id to the callback; anything else it might add is not kept.
+    const returned = `${await consent(url, "approve")}&realmId=9130354711235&note=hello`;
+    const { params } = redirectedTo(await callback(returned));
+    expect(params.status).toBe("success");
+
+    const view = await app.inject({
+      method: "GET",
+      url: `/v1/connections/${params.connectionId}`,
+      headers: AUTH,
+    });
+    expect(view.json().metadata).toEqual({ plan: "pro", realmId: "9130354711235" });
+    const token = await app.inject({
+      method: "GET",
+      url: `/v1/connections/${params.connectionId}/token`,
+      headers: AUTH,
+    });
+    expect(token.statusCode).toBe(200);
+    expect(token.json().extra).toEqual({ realmId: "9130354711235" });
+  });
 });
 
 describe("POST /v1/connections/exchange", () => {

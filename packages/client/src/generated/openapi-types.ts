@@ -9,6 +9,8 @@ export interface Schemas {
     /** null when the token does not expire */
     "expiresAt": string | null;
     "scope": string | null;
+    /** values the provider gave that calls to its API need: Salesforce `instance_url`, Zoho `api_domain`, Intuit `realmId`, Shopify `shop`; absent when there are none */
+    "extra"?: Record<string, string>;
   };
   /** An authorization code the app received at its own redirect URI. */
   CodeExchangeInput: {

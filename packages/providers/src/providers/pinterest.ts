@@ -16,7 +16,7 @@ export const pinterest = defineProvider({
   authorization: {
     url: "https://www.pinterest.com/oauth/",
     // Pinterest lists scopes comma-separated: `boards:read,pins:read`.
-    scopeDelimiter: ",",
+    scopeSeparator: ",",
   },
   // API v5 documents no token revocation: users remove an app under their account's
   // security settings. A deleted connection's grant lives on at Pinterest.
