@@ -140,15 +140,19 @@ const WRITE = `
 // The claim (SPEC §2): before a refresh token is sent, PostgreSQL records which row version
 // may send it and until when. A second claim of the same version fails while the first is
 // live, whatever Redis has lost; a claim of a version the row has left fails too. A write
-// clears the claim (see WRITE), since a stored answer ends what the claim was for.
+// clears the claim (see WRITE), since a stored answer ends what the claim was for. An
+// expired claim of the same version is one whose holder never wrote an answer: it may have
+// sent the refresh token before it died (docs/adr/0014), so its expiry is returned. `prior`
+// is the row as the statement found it (a second scan of the table sees pre-update values).
 const CLAIM = `
   UPDATE connections c
      SET "claimVersion" = i.version,
          "claimExpiresAt" = now() + make_interval(secs => i."leaseMs" / 1000.0)
-    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs")
-   WHERE c.id = i.id AND c.version = i.version
+    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs"), connections prior
+   WHERE c.id = i.id AND prior.id = c.id AND c.version = i.version
      AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
-  RETURNING c.id`;
+  RETURNING c.id, CASE WHEN prior."claimVersion" = prior.version
+                       THEN prior."claimExpiresAt" END AS "abandonedUntil"`;
 
 /** Most rows one statement carries. */
 const MAX_BATCH = 200;
@@ -221,6 +225,15 @@ export interface WriteFence {
   readonly integrationUpdatedAt?: Date;
 }
 
+/** A claim held: the caller may send the refresh token of the row version it claimed. */
+export interface ClaimHeld {
+  /**
+   * When an earlier claim of this same version expired without an answer being written:
+   * its holder may have sent the refresh token and died (or been paused past its lease).
+   */
+  readonly abandonedUntil: Date | null;
+}
+
 /** A claim to send the refresh token of one row version, for `leaseMs`. */
 export interface Claim {
   readonly id: string;
@@ -238,7 +251,7 @@ export class ConnectionStore {
   readonly #pool: Pool;
   readonly #loads: MicroBatcher<string, Loaded>;
   readonly #writes: MicroBatcher<WriteRequest, Connection>;
-  readonly #claims: MicroBatcher<Claim, true>;
+  readonly #claims: MicroBatcher<Claim, ClaimHeld>;
 
   constructor(pool: Pool) {
     this.#pool = pool;
@@ -275,16 +288,16 @@ export class ConnectionStore {
   }
 
   /**
-   * Claims the right to send the refresh token of row `claim.version` for `leaseMs`: true
-   * when this caller holds the claim now, false when the row moved on or another claim of
+   * Claims the right to send the refresh token of row `claim.version` for `leaseMs`: the
+   * claim when this caller holds it now, null when the row moved on or another claim of
    * this version is still live.
    */
-  async claim(claim: Claim): Promise<boolean> {
-    return (await this.#claims.submit(claim)) === true;
+  claim(claim: Claim): Promise<ClaimHeld | null> {
+    return this.#claims.submit(claim);
   }
 
-  async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, true>> {
-    const { rows } = await this.#pool.query<{ id: string }>({
+  async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, ClaimHeld>> {
+    const { rows } = await this.#pool.query<{ id: string; abandonedUntil: Date | null }>({
       name: "evergreen_refresh_claim",
       text: CLAIM,
       values: [
@@ -293,7 +306,7 @@ export class ConnectionStore {
         claims.map((c) => Math.ceil(c.leaseMs)),
       ],
     });
-    return new Map(rows.map((row) => [row.id, true as const]));
+    return new Map(rows.map(({ id, abandonedUntil }) => [id, { abandonedUntil }]));
   }
 
   async #loadMany(ids: readonly string[]): Promise<ReadonlyMap<string, Loaded>> {

@@ -214,7 +214,7 @@ async function refreshLocked(
       connection,
       integration,
       { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
-      { definition, stage, sentAt: null },
+      { definition, stage, opensAt: null },
     );
   }
 
@@ -261,6 +261,22 @@ async function refreshLocked(
     leaseMs: deps.lock.ttlMs,
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
+  // An earlier claim of this version ran out with no answer written: its holder may have
+  // sent the refresh token and died, so for a rotating provider this send is in doubt from
+  // that claim's start (its expiry less the lease) (docs/adr/0014).
+  const abandonedSend =
+    claimed.abandonedUntil && definition.rotatesRefreshToken && stage === "none"
+      ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
+      : null;
+  const sendStage = abandonedSend
+    ? doubtStage({ inDoubtSince: abandonedSend, inDoubtResent: false }, definition, now())
+    : stage;
+  if (abandonedSend) {
+    deps.log.warn(
+      { connection: connection.id, provider, stage: sendStage },
+      "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
+    );
+  }
 
   const sentAt = now();
   const started = performance.now();
@@ -272,14 +288,14 @@ async function refreshLocked(
     const lost = definition.rotatesRefreshToken && LOST_ANSWERS.has(answer.failure);
     return record(deps, connection, integration, EGRESS_FAILURES[answer.failure], {
       definition,
-      stage,
-      sentAt: lost ? sentAt : null,
+      stage: sendStage,
+      opensAt: abandonedSend ?? (lost ? sentAt : null),
     });
   }
   return record(deps, connection, integration, classifyAnswer(provider, answer, now()), {
     definition,
-    stage,
-    sentAt: null,
+    stage: sendStage,
+    opensAt: abandonedSend,
   });
 }
 
@@ -288,8 +304,11 @@ interface DoubtContext {
   readonly definition: ProviderDefinition;
   /** Before the send. */
   readonly stage: DoubtStage;
-  /** When the token was sent, if its answer was lost and the provider rotates: doubt opens. */
-  readonly sentAt: Date | null;
+  /**
+   * Doubt opens at this send time, unless an answer settles it: a send whose answer was
+   * lost, or one whose holder abandoned its claim, to a provider that rotates.
+   */
+  readonly opensAt: Date | null;
 }
 
 /** What one classified answer does to the row. */
@@ -465,14 +484,14 @@ async function decide(
       const unresolved = stage === "careful" || stage === "spent";
       const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
-      const inDoubtSince = unchanged.inDoubtSince ?? doubt?.sentAt ?? null;
+      const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
       const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
       // Inside a grace window, the resend must go before the window closes.
       const windowEnd =
         doubt && inDoubtSince ? graceEnd(inDoubtSince, doubt.definition.reuseGrace) : null;
       const stated = unresolved
         ? { ...result, errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE }
-        : doubt && stage === "none" && doubt.sentAt
+        : doubt?.opensAt && unchanged.inDoubtSince === null
           ? { ...result, errorCode: "in_doubt", message: inDoubtMessage(doubt.definition) }
           : result;
       change = {

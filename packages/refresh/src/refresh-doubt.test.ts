@@ -230,6 +230,66 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
   });
 });
 
+describe("a refresh whose earlier holder abandoned its claim (crashed after claiming)", () => {
+  /** The dead holder's request: it reached the provider (which rotated) or it did not. */
+  async function abandonClaim(connectionId: string, refreshToken: string, reached: boolean) {
+    if (reached) {
+      const response = await fetch(h.provider.tokenUrl, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({
+          grant_type: "refresh_token",
+          refresh_token: refreshToken,
+          client_id: h.provider.clientId,
+          client_secret: h.provider.clientSecret,
+        }),
+      });
+      expect(response.status).toBe(200);
+    }
+    const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
+      UPDATE connections SET "claimVersion" = version, "claimExpiresAt" = now() - interval '1 s'
+       WHERE id = ${connectionId}::uuid RETURNING "claimExpiresAt" AS at`;
+    return ranOut[0]?.at ?? new Date(0);
+  }
+
+  it("without grace: the send is the careful one, and the provider's refusal confirms the rotation", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(connection.id, grant.refreshToken, true);
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    const row = await rowOf(connection.id);
+    expect(row).toMatchObject({ status: "needs_reauth", inDoubtSince: null });
+    expect(row.lastErrorMessage).toMatch(/earlier answer was lost/);
+  });
+
+  it("without grace: a careful send that succeeds ends it, a 503 stops the connection in doubt", async () => {
+    const kept = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(kept.connection.id, kept.grant.refreshToken, false);
+    expect(await refresh(kept.connection.id)).toMatchObject({ outcome: "success" });
+    expect(h.provider.reuseCount).toBe(0);
+
+    const stopped = await h.addConnection({ provider: "github", rotate: true });
+    const ranOut = await abandonClaim(stopped.connection.id, stopped.grant.refreshToken, false);
+    h.provider.failNext(1, { status: 503 }, { grantId: stopped.grant.grantId });
+    await refresh(stopped.connection.id);
+    const row = await rowOf(stopped.connection.id);
+    expect(row).toMatchObject({ status: "error", lastErrorCode: "in_doubt", inDoubtResent: true });
+    // In doubt since the abandoned claim began: its expiry less the lease.
+    expect(row.inDoubtSince?.getTime()).toBe(ranOut.getTime() - h.deps.lock.ttlMs);
+  });
+
+  it("with grace: the old token is resent inside the window and the provider honours it", async () => {
+    const { connection, grant } = await h.addConnection({
+      provider: "xero",
+      rotate: true,
+      reuseGrace: 1800,
+    });
+    await abandonClaim(connection.id, grant.refreshToken, true);
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(h.provider.reuseCount).toBe(0);
+    expect(h.provider.grant(grant.grantId)?.revoked).toBe(false);
+  });
+});
+
 describe("a lost answer that puts nothing in doubt", () => {
   it("a provider that does not rotate: an ordinary transient failure", async () => {
     const { connection, grant } = await h.addConnection();
