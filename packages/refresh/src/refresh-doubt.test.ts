@@ -36,6 +36,10 @@ async function webhooksOf(connectionId: string) {
   return events.map((e) => e.type);
 }
 
+/** A Xero connection whose mock grant honours Xero's 30-minute reuse grace. */
+const addXeroConnection = () =>
+  h.addConnection({ provider: "xero", rotate: true, reuseGrace: 1800 });
+
 /** The grant's answer to its next refresh is lost: rotated at the provider, or not. */
 function loseNextAnswer(grantId: string, rotated: boolean) {
   h.provider.failNext(1, { hang: true, applyRefresh: rotated }, { grantId });
@@ -165,11 +169,7 @@ describe("a refresh in doubt, provider without reuse grace (GitHub Apps)", () =>
 
 describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", () => {
   it("resends the old refresh token inside the window, which the provider honours", async () => {
-    const { connection, grant } = await h.addConnection({
-      provider: "xero",
-      rotate: true,
-      reuseGrace: 1800,
-    });
+    const { connection, grant } = await addXeroConnection();
     loseNextAnswer(grant.grantId, true);
     const before = Date.now();
     await refresh(connection.id);
@@ -190,11 +190,7 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
   });
 
   it("keeps resending inside the window while answers are lost, from the first send's time", async () => {
-    const { connection, grant } = await h.addConnection({
-      provider: "xero",
-      rotate: true,
-      reuseGrace: 1800,
-    });
+    const { connection, grant } = await addXeroConnection();
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
     const since = (await rowOf(connection.id)).inDoubtSince;
@@ -211,11 +207,7 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
   });
 
   it("after the window, the resend is the one careful attempt", async () => {
-    const { connection, grant } = await h.addConnection({
-      provider: "xero",
-      rotate: true,
-      reuseGrace: 1800,
-    });
+    const { connection, grant } = await addXeroConnection();
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
     const later = () => new Date(Date.now() + 31 * 60_000);
@@ -278,11 +270,7 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
   });
 
   it("with grace: the old token is resent inside the window and the provider honours it", async () => {
-    const { connection, grant } = await h.addConnection({
-      provider: "xero",
-      rotate: true,
-      reuseGrace: 1800,
-    });
+    const { connection, grant } = await addXeroConnection();
     await abandonClaim(connection.id, grant.refreshToken, true);
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
     expect(h.provider.reuseCount).toBe(0);
