@@ -18,9 +18,10 @@ describe("zoom", () => {
 const imitation: ProviderImitation = {
   grant: { rotate: true, scope: "user:read" },
   answers: {
+    // Zoom's dead refresh token: invalid_request, the reason in `reason`.
     invalidGrant: {
       status: 400,
-      body: { error: "invalid_grant", reason: "Invalid Token!" },
+      body: { reason: "Invalid Token!", error: "invalid_request" },
     },
     invalidClient: {
       status: 401,
@@ -36,6 +37,16 @@ const imitation: ProviderImitation = {
     }),
     retryAfterMs: 10_000,
   },
+  quirks: [
+    {
+      name: "keeps any other invalid_request (a malformed request) apart from a dead grant",
+      answer: () => ({
+        status: 400,
+        body: { reason: "Unsupported grant type", error: "invalid_request" },
+      }),
+      expected: { outcome: "unknown", message: "Unsupported grant type" },
+    },
+  ],
 };
 
 describeProviderContract(zoom, imitation, ({ mock, refresh }) => {

@@ -9,6 +9,18 @@ export const zoom = defineProvider({
   clientAuth: "basic",
   // Access tokens live one hour.
   fallbackLifetimeSeconds: 3600,
+  // Zoom's token errors say why in `reason`, not `error_description`, and a dead refresh
+  // token comes back as `400 {"reason": "Invalid Token!", "error": "invalid_request"}`
+  // (Zoom developer forum; its error table lists 4711 "Refresh token invalid."): read as
+  // invalid_request alone it would be retried as unknown, then stopped as a config error.
+  errorShape: { codeFields: ["error"], descriptionFields: ["error_description", "reason"] },
+  descriptionRules: [
+    {
+      error: "invalid_request",
+      pattern: /^(?:invalid token!?|refresh token invalid\.?)$/i,
+      outcome: "invalid_grant",
+    },
+  ],
   // Each refresh returns a new refresh token and the one sent stops working; Zoom documents
   // no window in which the old one may be used again.
   rotatesRefreshToken: true,
