@@ -325,7 +325,7 @@ describe("a connection in error (the provider refused the integration's client)"
   });
 });
 
-describe("a connection stopped in doubt (docs/adr/0014)", () => {
+describe("a connection stopped in doubt (docs/adr/0016)", () => {
   it("answers 409 saying to send new tokens, not to fix the integration", async () => {
     const { connection, grant } = await h.addConnection({
       provider: "github",

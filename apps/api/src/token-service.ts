@@ -305,7 +305,7 @@ function refuseWhileDead(row: Connection): void {
 /** Why no fresh token can be had: a configuration to fix (409) or a failure to wait out (503). */
 function unavailable({ row, retryInMs }: Attempt): HttpError {
   if (row.status === "error" && row.lastErrorCode === "in_doubt") {
-    // docs/adr/0014: no configuration to fix; the refresh token itself is in doubt.
+    // docs/adr/0016: no configuration to fix; the refresh token itself is in doubt.
     return new HttpError(
       409,
       "integration_error",

@@ -14,6 +14,8 @@ interface Expected {
   readonly params?: Record<string, string>;
   /** The scope parameter sent when the app asks for `read` and `write`. */
   readonly scope: string;
+  /** Where the scopes go. @defaultValue "scope" */
+  readonly scopeParam?: string;
   readonly pkce: boolean;
   readonly metadata?: Record<string, unknown>;
 }
@@ -64,6 +66,13 @@ const EXPECTED: Record<Exclude<ProviderId, "oauth2">, Expected> = {
   },
   pinterest: { endpoint: "https://www.pinterest.com/oauth/", scope: "read,write", pkce: true },
   slack: { endpoint: "https://slack.com/oauth/v2/authorize", scope: "read,write", pkce: true },
+  // The same consent page; a user token's scopes go in user_scope.
+  slack_user: {
+    endpoint: "https://slack.com/oauth/v2/authorize",
+    scope: "read,write",
+    scopeParam: "user_scope",
+    pkce: true,
+  },
   salesforce: {
     endpoint: "https://acme.my.salesforce.com/services/oauth2/authorize",
     scope: "read write",
@@ -149,7 +158,7 @@ describe("authorization URLs of the catalog", () => {
         client_id: "client-1",
         redirect_uri: request.redirectUri,
         state: "state-abc",
-        scope: expected.scope,
+        [expected.scopeParam ?? "scope"]: expected.scope,
         ...(expected.pkce
           ? {
               code_challenge: pkceChallenge(request.codeVerifier ?? ""),

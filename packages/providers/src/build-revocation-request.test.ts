@@ -48,6 +48,7 @@ describe("revocation coverage", () => {
       box: "rfc7009",
       pinterest: null,
       slack: null,
+      slack_user: null,
       salesforce: "rfc7009",
       hubspot: null,
       intuit: null,

@@ -50,6 +50,7 @@ function catalogCells(definition: ProviderDefinition): string[] {
     where(auth.url, "the integration's `authorizationUrl`"),
     auth.pkce ? "PKCE" : "no PKCE",
     ...extras,
+    ...(auth.scopeParam === "scope" ? [] : [`scopes in \`${auth.scopeParam}\``]),
     ...auth.ensureScopes.map((scope) => `+\`${scope}\``),
   ].join(", ");
   const rateLimit = definition.rateLimitSources

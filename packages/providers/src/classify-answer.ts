@@ -41,6 +41,19 @@ const STANDARD_ERRORS: Readonly<Record<string, ErrorOutcome>> = {
 
 type Fields = Record<string, unknown>;
 
+export interface ClassifyOptions {
+  /**
+   * Which grant was answered: a code exchange may keep its tokens elsewhere (Slack users).
+   * @defaultValue "refresh_token"
+   */
+  readonly grant?: "refresh_token" | "authorization_code";
+  /**
+   * The integration's lifetime for access tokens whose answer states none (Salesforce: the
+   * org's session timeout); null: the provider's fallback. @defaultValue null
+   */
+  readonly fallbackLifetimeSeconds?: number | null;
+}
+
 /**
  * Classifies a token endpoint's answer to the refresh_token grant. Pure. Error codes and
  * messages are sanitized and never contain the raw body or a token.
@@ -49,7 +62,9 @@ export function classifyAnswer(
   provider: ProviderId,
   answer: ProviderAnswer,
   now: Date,
+  options: ClassifyOptions = {},
 ): RefreshResult {
+  const { grant = "refresh_token", fallbackLifetimeSeconds = null } = options;
   const definition: ProviderDefinition = Object.hasOwn(PROVIDERS, provider)
     ? PROVIDERS[provider]
     : PROVIDERS.oauth2;
@@ -70,7 +85,15 @@ export function classifyAnswer(
     if (definition.errorShape.codeFields.some((path) => present(at(fields, path)))) {
       return errorResult(definition, answer, fields, now);
     }
-    return successResult(definition, fields, now);
+    const nested = grant === "authorization_code" ? definition.exchangeAnswerAt : null;
+    if (nested === null) return successResult(definition, fields, now, fallbackLifetimeSeconds);
+    const inner = at(fields, nested);
+    if (isFields(inner)) return successResult(definition, inner, now, fallbackLifetimeSeconds);
+    return {
+      outcome: "unknown",
+      errorCode: "malformed_response",
+      message: `token response has no ${nested} object`,
+    };
   }
   if (status >= 500 || status === 408) {
     return {
@@ -86,6 +109,7 @@ function successResult(
   definition: ProviderDefinition,
   fields: Fields | null,
   now: Date,
+  fallbackLifetimeSeconds: number | null,
 ): RefreshResult {
   if (fields === null) {
     return {
@@ -111,7 +135,7 @@ function successResult(
     // Missing or empty: the provider keeps the old refresh token valid (Google, Amazon).
     refreshToken: typeof refreshToken === "string" && refreshToken !== "" ? refreshToken : null,
     tokenType: (typeof tokenType === "string" && printable(tokenType, TOKEN_TYPE_MAX)) || "Bearer",
-    expiresAt: expiresAtOf(definition, fields, now),
+    expiresAt: expiresAtOf(definition, fields, now, fallbackLifetimeSeconds),
     scope: scopeOf(fields.scope),
     // GitHub Apps say `refresh_token_expires_in`, Intuit `x_refresh_token_expires_in`.
     refreshTokenExpiresAt: refreshTokenExpiresAt(
@@ -276,7 +300,12 @@ function present(value: unknown): boolean {
   return value !== undefined && value !== null && value !== false && value !== "";
 }
 
-function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date): Date | null {
+function expiresAtOf(
+  definition: ProviderDefinition,
+  fields: Fields,
+  now: Date,
+  fallbackLifetimeSeconds: number | null,
+): Date | null {
   const expiresIn = seconds(fields.expires_in);
   const expiresAt = seconds(fields.expires_at);
   return tokenExpiresAt(
@@ -287,6 +316,7 @@ function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date):
         expiresAt === null ? null : expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000,
     },
     now,
+    fallbackLifetimeSeconds,
   );
 }
 

@@ -30,6 +30,7 @@ const RFC_6749_DEFAULTS = {
   descriptionRules: [],
   rateLimitSources: STANDARD_RATE_LIMIT_SOURCES,
   appValues: { answer: [], callback: [] },
+  exchangeAnswerAt: null,
   rotatesRefreshToken: false,
   // RFC 6749 §6 lets the server revoke the old refresh token at once: no grace unless the
   // provider documents one.
@@ -48,6 +49,7 @@ const AUTHORIZATION_DEFAULTS = {
   ensureScopes: [],
   params: {},
   // RFC 6749 §3.3: scopes are space-delimited.
+  scopeParam: "scope",
   scopeSeparator: " ",
   // RFC 7636 §5: a server that does not know PKCE ignores its parameters, so sending them
   // costs nothing and protects the code wherever the server does check them.

@@ -21,7 +21,7 @@ export {
   revocationRuleOf,
   revocationTokenType,
 } from "./build-revocation-request";
-export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
+export { type ClassifyOptions, classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
 export { backoffMs, parseRetryAfter } from "./retry-after";

@@ -17,6 +17,7 @@ import { reddit } from "./providers/reddit";
 import { salesforce } from "./providers/salesforce";
 import { shopify } from "./providers/shopify";
 import { slack } from "./providers/slack";
+import { slackUser } from "./providers/slack-user";
 import { spotify } from "./providers/spotify";
 import { strava } from "./providers/strava";
 import { twitch } from "./providers/twitch";
@@ -43,6 +44,7 @@ export const PROVIDERS = {
   box,
   pinterest,
   slack,
+  slack_user: slackUser,
   salesforce,
   hubspot,
   intuit,

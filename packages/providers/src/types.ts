@@ -15,6 +15,7 @@ export const PROVIDER_IDS = [
   "box",
   "pinterest",
   "slack",
+  "slack_user",
   "salesforce",
   "hubspot",
   "intuit",
@@ -243,6 +244,8 @@ export interface AuthorizationRule {
   readonly ensureScopes: readonly string[];
   /** Added to every authorization URL. */
   readonly params: Readonly<Record<string, string>>;
+  /** The parameter that carries them: `scope`, or Slack's `user_scope` for user tokens. */
+  readonly scopeParam: "scope" | "user_scope";
   /** Joins the scopes: a space (RFC 6749 §3.3), or a comma where the provider wants one (Shopify, Strava, Zoho). */
   readonly scopeSeparator: " " | ",";
   /** The endpoint accepts PKCE with S256 (RFC 7636). */
@@ -332,6 +335,12 @@ export interface ProviderDefinition {
   /** Provider values the app needs later (instance URL, API domain, company id). */
   readonly appValues: AppValues;
   /**
+   * Where a code exchange's answer keeps the tokens, when not at its top level: Slack's
+   * install answer holds the user token in `authed_user`. Refresh answers are read at the
+   * top level. Null: the top level.
+   */
+  readonly exchangeAnswerAt: string | null;
+  /**
    * Documentation: each refresh returns a new refresh token and the old one dies (or should
    * be treated as dead). A lost answer then means re-authorization, so the new tokens must be
    * persisted before anything else.
@@ -342,7 +351,7 @@ export interface ProviderDefinition {
    * after the rotation, `"until_new_token_used"` (the previous one works until its successor
    * is first used), or null (no grace: a rotated-away token is dead, or its reuse revokes the
    * grant). Decides what a refresh "in doubt" (its answer lost) may do: resend the old token
-   * inside the window, or only once, carefully (docs/adr/0014). Meaningful when
+   * inside the window, or only once, carefully (docs/adr/0016). Meaningful when
    * `rotatesRefreshToken`.
    */
   readonly reuseGrace: ReuseGrace | null;
@@ -383,4 +392,6 @@ export type ValidationRule =
        * `200 {"ok": false, "error": "invalid_auth"}` where others answer 401.
        */
       readonly okField?: string;
+      /** The Authorization scheme: `Bearer`, or Twitch's `OAuth` at /oauth2/validate. */
+      readonly scheme?: "Bearer" | "OAuth";
     };

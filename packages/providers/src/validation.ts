@@ -131,7 +131,7 @@ export function buildValidationRequest(
             ...definitionHeaders(definition, settings.clientId),
             ...rule.headers,
             accept: "application/json",
-            authorization: `Bearer ${accessToken}`,
+            authorization: `${rule.scheme ?? "Bearer"} ${accessToken}`,
           },
         },
       };

@@ -24,6 +24,7 @@ export type RefreshIntegration = Pick<
   | "bodyFormat"
   | "scopes"
   | "refreshBufferSeconds"
+  | "accessTokenLifetimeSeconds"
   | "updatedAt"
 >;
 
@@ -75,6 +76,7 @@ const LOAD = `
          i."clientSecret" AS "i.clientSecret", i."tokenUrl" AS "i.tokenUrl",
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
          i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds",
+         i."accessTokenLifetimeSeconds" AS "i.accessTokenLifetimeSeconds",
          i."updatedAt" AS "i.updatedAt"
     FROM connections c JOIN integrations i ON i.id = c."integrationId"
    WHERE c.id = ANY($1::uuid[])`;
@@ -142,7 +144,7 @@ const WRITE = `
 // live, whatever Redis has lost; a claim of a version the row has left fails too. A write
 // clears the claim (see WRITE), since a stored answer ends what the claim was for. An
 // expired claim of the same version is one whose holder never wrote an answer: it may have
-// sent the refresh token before it died (docs/adr/0014), so its expiry is returned. `prior`
+// sent the refresh token before it died (docs/adr/0016), so its expiry is returned. `prior`
 // is the row as the statement found it (a second scan of the table sees pre-update values).
 const CLAIM = `
   UPDATE connections c

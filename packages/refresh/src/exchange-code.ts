@@ -113,7 +113,12 @@ export async function exchangeCode(
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   const now = (deps.now ?? (() => new Date()))();
   const result =
-    "failure" in answer ? EGRESS_FAILURES[answer.failure] : classifyAnswer(provider, answer, now);
+    "failure" in answer
+      ? EGRESS_FAILURES[answer.failure]
+      : classifyAnswer(provider, answer, now, {
+          grant: "authorization_code",
+          fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+        });
   const about = {
     integration: integration.key,
     provider,

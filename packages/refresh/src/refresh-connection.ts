@@ -207,7 +207,7 @@ async function refreshLocked(
   const definition = PROVIDERS[provider];
   const stage = doubtStage(connection, definition, now());
   // The careful resend of a token in doubt was made and got no verdict: sending it again
-  // could only repeat a possibly rotated-away token at the provider (docs/adr/0014).
+  // could only repeat a possibly rotated-away token at the provider (docs/adr/0016).
   if (stage === "spent") {
     return record(
       deps,
@@ -263,7 +263,7 @@ async function refreshLocked(
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
   // An earlier claim of this version ran out with no answer written: its holder may have
   // sent the refresh token and died, so for a rotating provider this send is in doubt from
-  // that claim's start (its expiry less the lease) (docs/adr/0014).
+  // that claim's start (its expiry less the lease) (docs/adr/0016).
   const abandonedSend =
     claimed.abandonedUntil && definition.rotatesRefreshToken && stage === "none"
       ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
@@ -292,7 +292,10 @@ async function refreshLocked(
       opensAt: abandonedSend ?? (lost ? sentAt : null),
     });
   }
-  return record(deps, connection, integration, classifyAnswer(provider, answer, now()), {
+  const result = classifyAnswer(provider, answer, now(), {
+    fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+  });
+  return record(deps, connection, integration, result, {
     definition,
     stage: sendStage,
     opensAt: abandonedSend,
@@ -480,7 +483,7 @@ async function decide(
       // Only unknown answers in a row count toward giving up: after an outage's transient
       // failures, one odd answer (a load balancer's HTML page) must still be retried.
       const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
-      // The careful resend of a token in doubt got no verdict: stop (docs/adr/0014).
+      // The careful resend of a token in doubt got no verdict: stop (docs/adr/0016).
       const unresolved = stage === "careful" || stage === "spent";
       const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;

@@ -3,7 +3,7 @@ import type { EgressFailureCode } from "@evergreen/egress";
 import type { ProviderDefinition } from "@evergreen/providers";
 
 /**
- * A refresh "in doubt" (docs/adr/0014): a rotating provider's answer was lost after the
+ * A refresh "in doubt" (docs/adr/0016): a rotating provider's answer was lost after the
  * refresh token was sent, so the provider may have rotated it, and the new one is lost with
  * the answer. What the next refresh may do with the stored (maybe rotated-away) token:
  * - `none`: nothing is in doubt, an ordinary refresh;

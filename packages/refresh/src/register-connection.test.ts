@@ -222,6 +222,25 @@ describe("registerConnection", () => {
     expect(third.connection.metadata).toEqual(second.connection.metadata);
   });
 
+  it("gives tokens that state no expiry the integration's lifetime over the provider's fallback", async () => {
+    await h.prisma.integration.update({
+      where: { key: "mock" },
+      data: { accessTokenLifetimeSeconds: 7200 },
+    });
+    try {
+      const { connection } = await register({ externalId: "no-expiry", accessToken: "a" });
+      expect(connection.expiresAt).toEqual(new Date(NOW.getTime() + 2 * HOUR_MS));
+      // A stated expiry still wins.
+      const stated = await register({ externalId: "no-expiry", accessToken: "b", expiresIn: 600 });
+      expect(stated.connection.expiresAt).toEqual(new Date(NOW.getTime() + 600_000));
+    } finally {
+      await h.prisma.integration.update({
+        where: { key: "mock" },
+        data: { accessTokenLifetimeSeconds: null },
+      });
+    }
+  });
+
   it("does not schedule a connection that has no refresh token at all", async () => {
     const { connection } = await register({ externalId: "no-refresh", accessToken: "access" });
     expect(connection.refreshToken).toBeNull();

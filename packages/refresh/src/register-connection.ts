@@ -102,6 +102,7 @@ export async function registerConnection(
       expiresAtMs: input.expiresAt === undefined ? null : input.expiresAt.getTime(),
     },
     now,
+    integration.accessTokenLifetimeSeconds,
   );
   const plannedRefreshAt = computeNextRefreshAt({
     expiresAt,
@@ -208,7 +209,7 @@ function write(
           data: {
             ...fields,
             refreshToken: sealedRefreshToken,
-            // A new refresh token also ends any doubt about the old one (docs/adr/0014).
+            // A new refresh token also ends any doubt about the old one (docs/adr/0016).
             ...(sealedRefreshToken === undefined
               ? {}
               : {

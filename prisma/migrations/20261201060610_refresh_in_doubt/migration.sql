@@ -1,4 +1,4 @@
--- A refresh in doubt (issue 12, docs/adr/0014): a rotating provider's answer was lost after the
+-- A refresh in doubt (issue 12, docs/adr/0016): a rotating provider's answer was lost after the
 -- refresh token was sent. Both columns are read and written by the refresh path's SQL only.
 
 -- AlterTable

@@ -122,6 +122,7 @@ export interface Schemas {
     "bodyFormat": "form" | "json" | null;
     "scopes": Array<string>;
     "refreshBufferSeconds": number | null;
+    "accessTokenLifetimeSeconds": number | null;
     "authorizationUrl": string | null;
     "revocationUrl": string | null;
     "authorizationParams": Record<string, string>;
@@ -142,6 +143,8 @@ export interface Schemas {
     "bodyFormat"?: "form" | "json";
     "scopes"?: Array<string>;
     "refreshBufferSeconds"?: number;
+    /** access token lifetime when the provider's answer states none, over the provider's fallback (Salesforce: the org's session timeout) */
+    "accessTokenLifetimeSeconds"?: number;
     "authorizationUrl"?: string;
     /** RFC 7009 endpoint: a deleted connection's grant is revoked there */
     "revocationUrl"?: string;

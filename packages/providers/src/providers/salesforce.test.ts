@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
+import { classifyAnswer } from "../classify-answer";
 import { ProviderConfigError } from "../errors";
 import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
 import { salesforce } from "./salesforce";
@@ -9,6 +10,21 @@ const urlFor = (login_host?: unknown) =>
   buildRefreshRequest(settings, { refreshToken: "5Aep-rt", metadata: { login_host } }).url;
 
 describe("salesforce", () => {
+  it("takes the integration's session timeout for an answer without expires_in", () => {
+    const now = new Date("2026-03-01T12:00:00.000Z");
+    const answer = {
+      status: 200,
+      headers: { "content-type": "application/json" },
+      body: '{"access_token":"00D!at","instance_url":"https://acme.my.salesforce.com","issued_at":"1"}',
+    };
+    expect(classifyAnswer("salesforce", answer, now)).toMatchObject({
+      expiresAt: new Date("2026-03-01T12:15:00.000Z"),
+    });
+    expect(
+      classifyAnswer("salesforce", answer, now, { fallbackLifetimeSeconds: 7200 }),
+    ).toMatchObject({ expiresAt: new Date("2026-03-01T14:00:00.000Z") });
+  });
+
   it("refreshes at login.salesforce.com with body credentials by default", () => {
     const request = buildRefreshRequest(settings, { refreshToken: "5Aep-rt" });
     expect(request.url).toBe("https://login.salesforce.com/services/oauth2/token");

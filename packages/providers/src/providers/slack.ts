@@ -1,15 +1,17 @@
-import { defineProvider } from "../define-provider";
+import { defineProvider, type ProviderSpec } from "../define-provider";
 
 /**
  * Slack apps with token rotation (granular bot tokens). One connection holds one grant:
  * this definition refreshes the bot token, the answer's top level. Slack refreshes a user
  * token (`authed_user` of the install answer) separately, with its own refresh token, so
  * it is a connection of its own, under an integration whose provider is `slack_user`
- * (see docs/adr: Slack bot and user tokens).
+ * (slack-user.ts; docs/adr/0014-slack-bot-and-user-tokens.md).
  */
-export const slack = defineProvider({
-  id: "slack",
-  displayName: "Slack",
+/**
+ * What Slack's token rotation is, whichever token a connection holds: the endpoint, its
+ * 200 {"ok": false} errors, 12-hour tokens, each refresh token revoked on use.
+ */
+export const SLACK_ROTATION = {
   tokenUrl: "https://slack.com/api/oauth.v2.access",
   // Slack asks for HTTP Basic "if possible" and accepts body credentials.
   clientAuth: "basic",
@@ -31,15 +33,21 @@ export const slack = defineProvider({
   },
   // "The refresh token is then revoked": each answer carries the next one.
   rotatesRefreshToken: true,
-  authorization: {
-    url: "https://slack.com/oauth/v2/authorize",
-    // Comma-separated bot scopes; user scopes go in `user_scope` (authorizationParams).
-    scopeSeparator: ",",
-  },
   // auth.test answers 200 {"ok": false, "error": "invalid_auth"} for a dead token.
   validation: { kind: "identity", url: "https://slack.com/api/auth.test", okField: "ok" },
   // auth.revoke takes the access token as its own credential (no client, no refresh token,
   // no token_type_hint): not RFC 7009, and with rotation an access token of 12 hours may be
   // gone by the time a deleted connection is revoked. Uninstalling the app revokes all.
   revocation: null,
+} as const satisfies Partial<ProviderSpec>;
+
+export const slack = defineProvider({
+  id: "slack",
+  displayName: "Slack",
+  ...SLACK_ROTATION,
+  authorization: {
+    url: "https://slack.com/oauth/v2/authorize",
+    // Comma-separated bot scopes.
+    scopeSeparator: ",",
+  },
 });

@@ -1,9 +1,23 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { buildValidationRequest } from "../validation";
 import { twitch } from "./twitch";
 
 describe("twitch", () => {
+  it("validates at /oauth2/validate with the OAuth scheme Twitch documents", () => {
+    const request = buildValidationRequest(
+      { provider: "twitch", clientId: "c", clientSecret: "s" },
+      "at-1",
+      undefined,
+    );
+    expect(request?.request).toMatchObject({
+      url: "https://id.twitch.tv/oauth2/validate",
+      method: "GET",
+      headers: { authorization: "OAuth at-1" },
+    });
+  });
+
   it("posts body credentials to id.twitch.tv", () => {
     const request = buildRefreshRequest(
       { provider: "twitch", clientId: "hof5gwx0su6owfnys0nyan9c87zr6t", clientSecret: "tw" },

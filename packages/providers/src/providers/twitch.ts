@@ -20,8 +20,10 @@ export const twitch = defineProvider({
   // Confidential clients keep their refresh token (a new one may come, and is stored).
   rotatesRefreshToken: false,
   authorization: { url: "https://id.twitch.tv/oauth2/authorize", pkce: false },
-  // Twitch requires apps to validate tokens hourly; /validate answers 401 for a dead one.
-  validation: { kind: "identity", url: "https://id.twitch.tv/oauth2/validate" },
+  // Twitch requires apps to validate tokens hourly (set the integration's
+  // validateIntervalSeconds to 3600); /validate takes `Authorization: OAuth <token>` and
+  // answers 401 for a dead one.
+  validation: { kind: "identity", url: "https://id.twitch.tv/oauth2/validate", scheme: "OAuth" },
   // POST /oauth2/revoke with client_id and token, RFC 7009 in shape.
   revocation: {
     kind: "rfc7009",

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
-import type { ProviderDefinition, RefreshResult, TokenRequest } from "../types";
+import type { ProviderDefinition, RefreshResult } from "../types";
 import {
   type AnswerShapes,
   type CannedAnswer,
@@ -9,6 +9,7 @@ import {
   type MockProvider,
   startMockProvider,
 } from "./mock-provider";
+import { sendTokenRequest } from "./send-token-request";
 
 type Success = Extract<RefreshResult, { outcome: "success" }>;
 
@@ -98,7 +99,11 @@ export function describeProviderContract(
         { refreshToken, ...(options.metadata ? { metadata: options.metadata } : {}) },
         { allowInsecureTokenUrls: "loopback" },
       );
-      return classifyAnswer(definition.id, await send(request), options.now ?? wholeSecond());
+      return classifyAnswer(
+        definition.id,
+        await sendTokenRequest(request),
+        options.now ?? wholeSecond(),
+      );
     };
 
     const rotates = imitation.grant.rotate === true;
@@ -168,17 +173,4 @@ export function describeProviderContract(
 /** Now, to the whole second: epoch-second headers then give exact waits. */
 function wholeSecond(): Date {
   return new Date(Math.floor(Date.now() / 1000) * 1000);
-}
-
-async function send(request: TokenRequest) {
-  const response = await fetch(request.url, {
-    method: request.method,
-    headers: request.headers,
-    body: request.body,
-  });
-  return {
-    status: response.status,
-    headers: Object.fromEntries(response.headers),
-    body: await response.text(),
-  };
 }
