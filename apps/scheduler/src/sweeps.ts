@@ -55,7 +55,7 @@ export async function sweep(deps: SweepDeps): Promise<void> {
   const result = await reconcileQueue(prisma, queue, redis);
   log.info({ ...result, ms: Math.round(performance.now() - started) }, "queue reconciled");
   if (result.moved + result.parkedMoved > 0) {
-    // REFRESH_QUEUE_SHARDS changed: the old layout's queues are being emptied (ADR 0014).
+    // REFRESH_QUEUE_SHARDS changed: the old layout's queues are being emptied (ADR 0017).
     log.info(
       { moved: result.moved, parkedMoved: result.parkedMoved },
       "jobs and parked answers moved from a previous shard layout",

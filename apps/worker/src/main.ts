@@ -86,7 +86,7 @@ async function main(): Promise<void> {
     log,
     maxSockets: config.WORKER_CONCURRENCY,
   });
-  // Every worker consumes every shard (docs/adr/0014), WORKER_CONCURRENCY shared out
+  // Every worker consumes every shard (docs/adr/0017), WORKER_CONCURRENCY shared out
   // among them: the process's refreshes in flight stay what the setting says.
   const shardConcurrency = Math.ceil(config.WORKER_CONCURRENCY / queue.shards.length);
   const refreshWorkers = queue.layout.prefixes.map((prefix, shard) => {

@@ -40,6 +40,26 @@ describe("revocation coverage", () => {
       microsoft: null,
       spotify: null,
       amazon: null,
+      xero: "rfc7009",
+      zoom: "rfc7009",
+      dropbox: "bearer",
+      linkedin: "rfc7009",
+      notion: "rfc7009",
+      box: "rfc7009",
+      pinterest: null,
+      slack: null,
+      slack_user: null,
+      salesforce: "rfc7009",
+      hubspot: null,
+      intuit: null,
+      atlassian: null,
+      shopify: null,
+      strava: null,
+      twitch: "rfc7009",
+      reddit: "rfc7009",
+      zoho: "rfc7009",
+      okta: "rfc7009",
+      x: "rfc7009",
     });
   });
 
@@ -50,6 +70,31 @@ describe("revocation coverage", () => {
 });
 
 describe("buildRevocationRequest", () => {
+  it("Dropbox: a POST without body, the access token as Bearer", () => {
+    const request = buildRevocationRequest(settings({ provider: "dropbox" }), rule("dropbox"), {
+      value: "sl.at-1",
+      type: "access_token",
+    });
+    expect(request).toEqual({
+      url: "https://api.dropboxapi.com/2/auth/token/revoke",
+      method: "POST",
+      headers: { accept: "application/json", authorization: "Bearer sl.at-1" },
+      body: "",
+    });
+    expect(revocationTokenType(rule("dropbox"), true)).toBe("access_token");
+  });
+
+  it("Notion: the token as JSON, the client as Basic", () => {
+    const request = buildRevocationRequest(settings({ provider: "notion" }), rule("notion"), {
+      value: "rt-1",
+      type: "refresh_token",
+    });
+    expect(request.url).toBe("https://api.notion.com/v1/oauth/revoke");
+    expect(request.headers["content-type"]).toBe("application/json");
+    expect(request.headers.authorization).toMatch(/^Basic /);
+    expect(JSON.parse(request.body)).toEqual({ token: "rt-1", token_type_hint: "refresh_token" });
+  });
+
   it("Google: RFC 7009 form, no client authentication", () => {
     const request = buildRevocationRequest(settings({ provider: "google" }), rule("google"), {
       value: "rt-1",
@@ -126,6 +171,17 @@ describe("classifyRevocationAnswer", () => {
       errorCode: "invalid_token",
     });
     expect(answer(400, '{"error":"unsupported_token_type"}').outcome).toBe("already_dead");
+  });
+
+  it("reads GitHub's 404 and 422 on the grant DELETE as already revoked, not failed", () => {
+    const github = (status: number) =>
+      classifyRevocationAnswer({ status, headers: {}, body: "" }, now, 3_600_000, "github_grant");
+    expect(github(404)).toEqual({ outcome: "already_dead", errorCode: "http_404" });
+    expect(github(422)).toEqual({ outcome: "already_dead", errorCode: "http_422" });
+    expect(github(204)).toEqual({ outcome: "revoked" });
+    expect(github(401)).toEqual({ outcome: "failed", errorCode: "http_401" });
+    // An RFC 7009 endpoint's 404 is no such statement.
+    expect(answer(404)).toEqual({ outcome: "failed", errorCode: "http_404" });
   });
 
   it("retries 503 at its Retry-After, and 429 and 5xx", () => {

@@ -1,3 +1,4 @@
+export { appValuesOf, callbackAppValues } from "./app-values";
 export {
   buildAuthorizationUrl,
   pkceChallenge,
@@ -20,21 +21,24 @@ export {
   revocationRuleOf,
   revocationTokenType,
 } from "./build-revocation-request";
-export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
+export { type ClassifyOptions, classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
 export { backoffMs, parseRetryAfter } from "./retry-after";
 export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
+  type AppValues,
   type AuthorizationRequest,
   type AuthorizationRule,
   type AuthorizationSettings,
   type BodyFormat,
   type BuildRefreshRequestOptions,
   type ClientAuth,
+  type ClientIdFormat,
   type CodeGrant,
   type DescriptionRule,
   type ErrorOutcome,
+  type ErrorShape,
   type InsecureTokenUrls,
   type IntegrationSettings,
   isProviderId,
@@ -43,9 +47,11 @@ export {
   type ProviderAnswer,
   type ProviderDefinition,
   type ProviderId,
+  type RateLimitSource,
   type RefreshGrant,
   type RefreshOutcome,
   type RefreshResult,
+  type ReuseGrace,
   type RevocationRule,
   type ScopeRule,
   type TokenRequest,

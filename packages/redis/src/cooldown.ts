@@ -13,7 +13,7 @@ return 0`;
  *
  * Sharded (one prefix per refresh queue shard), a cooldown is written to every shard and
  * read from the reader's own: a 429 is rare, a read happens on every refresh, and each
- * refresh then touches only its own shard's slot (docs/adr/0014).
+ * refresh then touches only its own shard's slot (docs/adr/0017).
  */
 export class Cooldown {
   readonly #redis: RedisClient;

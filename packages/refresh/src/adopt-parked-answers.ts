@@ -24,7 +24,7 @@ export async function otherLayoutCounts(
  * for a parked answer only in its connection's current shard; one left under the old count
  * would be missed, and the refresh token the provider already rotated sent again. So every
  * refreshing process runs this before it starts (workers, api), and each sweep does it
- * before it queues a job (docs/adr/0014).
+ * before it queues a job (docs/adr/0017).
  */
 export async function adoptParkedAnswers(
   redis: RedisClient,

@@ -14,6 +14,7 @@ const DATE_FIELDS = [
   "nextRefreshAt",
   "lastRefreshedAt",
   "lastErrorAt",
+  "inDoubtSince",
 ] as const;
 
 /**
@@ -72,6 +73,8 @@ export class ParkedAnswers {
     }
     // Parked by a version that did not count unknown answers yet.
     change.consecutiveUnknown ??= 0;
+    // Parked by a version that knew no refresh in doubt: a success ends any doubt.
+    change.inDoubtResent ??= false;
     return { ...parsed, change: change as unknown as ConnectionChange };
   }
 
@@ -102,6 +105,40 @@ export class ParkedAnswers {
       const text = texts[index];
       return text ? [{ id, text }] : [];
     });
+  }
+
+  /**
+   * Re-seals one parked answer's tokens (key rotation) where `reseal` changes them. Written
+   * only if the answer is still the one read, by one script: an answer a refresh took, dropped
+   * or parked again meanwhile is left as that refresh left it (`fenced`), never lost. The
+   * answer keeps its expiry.
+   */
+  async resealTokens(
+    connectionId: string,
+    reseal: (field: "accessToken" | "refreshToken", sealed: string) => string,
+  ): Promise<"resealed" | "current" | "fenced" | "gone"> {
+    const key = this.#key(connectionId);
+    const text = await this.#redis.get(key);
+    if (text === null) return "gone";
+    // As stored: dates stay the strings they were written as.
+    const answer = JSON.parse(text) as ParkedAnswer;
+    const { accessToken, refreshToken } = answer.change;
+    const change = {
+      ...answer.change,
+      accessToken: reseal("accessToken", accessToken),
+      refreshToken: refreshToken === null ? null : reseal("refreshToken", refreshToken),
+    };
+    if (change.accessToken === accessToken && change.refreshToken === refreshToken) {
+      return "current";
+    }
+    const written = await this.#redis.eval(
+      REPLACE_IF_UNCHANGED,
+      1,
+      key,
+      text,
+      JSON.stringify({ ...answer, change }),
+    );
+    return written === 1 ? "resealed" : "fenced";
   }
 
   /** How many answers are parked now; those whose key has expired are forgotten first. */
@@ -143,6 +180,14 @@ export class ParkedAnswers {
 
 // Connection ids are uuids: no answer's key can be this one.
 const indexKey = (prefix: string) => `${prefix}index`;
+
+/** SET KEYS[1] to ARGV[2], keeping its expiry, if it still holds ARGV[1]. */
+const REPLACE_IF_UNCHANGED = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  redis.call("SET", KEYS[1], ARGV[2], "KEEPTTL")
+  return 1
+end
+return 0`;
 
 type ExecReplies = [error: Error | null, result: unknown][] | null;
 

@@ -36,7 +36,7 @@ function fnv1a(text: string): number {
 /**
  * How the refresh queue is split into `count` hash-tagged shards, and where a connection
  * lives: its queue, lock, cooldown copy and parked answer share its shard's hash tag, so
- * all of a refresh's keys sit in one Redis Cluster slot (docs/adr/0014).
+ * all of a refresh's keys sit in one Redis Cluster slot (docs/adr/0017).
  *
  * One shard is `{<base>}`, the single queue's name before sharding, so a single Redis
  * upgrades without moving a key. With more, shard `i` of `n` is `{<base>-n.i}` (a suffix

@@ -9,6 +9,7 @@ import {
   checkTokenUrl,
   type InsecureTokenUrls,
   isProviderId,
+  PROVIDERS,
   ProviderConfigError,
   RESERVED_AUTHORIZATION_PARAMS,
 } from "@evergreen/providers";
@@ -42,8 +43,6 @@ export interface IntegrationRoutesDeps {
   readonly egressPolicy: EgressPolicy;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
 const integrationKey = z
   .string()
   .regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "must be 1-64 of a-z, 0-9, _ and -");
@@ -60,6 +59,15 @@ const integrationInput = requestSchema(
     bodyFormat: z.enum(["form", "json"]).optional(),
     scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
     refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
+    accessTokenLifetimeSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(31_536_000)
+      .optional()
+      .describe(
+        "access token lifetime when the provider's answer states none, over the provider's fallback (Salesforce: the org's session timeout)",
+      ),
     authorizationUrl: z.string().url().max(2048).optional(),
     revocationUrl: z
       .string()
@@ -132,6 +140,7 @@ const integrationViewSchema = responseSchema(
     bodyFormat: z.enum(["form", "json"]).nullable(),
     scopes: z.array(z.string()),
     refreshBufferSeconds: z.number().int().nullable(),
+    accessTokenLifetimeSeconds: z.number().int().nullable(),
     authorizationUrl: z.string().nullable(),
     revocationUrl: z.string().nullable(),
     authorizationParams: z.record(z.string(), z.string()),
@@ -160,6 +169,7 @@ export function integrationView(row: Integration): z.output<typeof integrationVi
     bodyFormat: row.bodyFormat,
     scopes: row.scopes,
     refreshBufferSeconds: row.refreshBufferSeconds,
+    accessTokenLifetimeSeconds: row.accessTokenLifetimeSeconds,
     authorizationUrl: row.authorizationUrl,
     revocationUrl: row.revocationUrl,
     // Only ever written from the validated string map of the input.
@@ -240,15 +250,14 @@ function checkOffline(
       );
     }
   }
-  if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {
+  const definition = PROVIDERS[input.provider];
+  const format = definition.clientIdFormat;
+  if (format && !format.pattern.test(input.clientId)) {
     throw new HttpError(
       400,
       "invalid_request",
-      "clientId: Google client ids end in .apps.googleusercontent.com",
+      `clientId: ${definition.displayName} client ids ${format.rule}`,
     );
-  }
-  if (input.provider === "microsoft" && !UUID.test(input.clientId)) {
-    throw new HttpError(400, "invalid_request", "clientId: Microsoft client ids are UUIDs");
   }
 }
 

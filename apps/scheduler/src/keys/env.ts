@@ -9,4 +9,5 @@ export const keysEnv = z.object({
   REDIS_CLUSTER_NODES: fields.redisClusterNodes,
   REFRESH_QUEUE_SHARDS: fields.refreshQueueShards,
   ENCRYPTION_KEYS: fields.encryptionKeys,
+  AUDIT_LOG: fields.auditLog,
 });

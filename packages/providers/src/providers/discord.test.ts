@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { discord } from "./discord";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 const settings = { provider: "discord", clientId: "1234567890", clientSecret: "d1sc0rd" } as const;
@@ -72,6 +74,17 @@ describe("discord", () => {
     });
   });
 
+  it("reads the bucket headers when neither Retry-After nor retry_after is sent", () => {
+    const headers = { "X-RateLimit-Reset-After": "1.5", "X-RateLimit-Reset": "1772366410.25" };
+    expect(classifyAnswer("discord", { status: 429, headers, body: "" }, now)).toMatchObject({
+      retryAfterMs: 1_500,
+    });
+    const epochOnly = { "X-RateLimit-Reset": String(now.getTime() / 1000 + 7.25) };
+    expect(
+      classifyAnswer("discord", { status: 429, headers: epochOnly, body: "" }, now),
+    ).toMatchObject({ retryAfterMs: 7_250 });
+  });
+
   it("prefers the Retry-After header", () => {
     const result = classifyAnswer(
       "discord",
@@ -81,3 +94,35 @@ describe("discord", () => {
     expect(result).toMatchObject({ retryAfterMs: 65_000 });
   });
 });
+
+/** Discord: rotating refresh tokens; rate limits as JSON `retry_after` (float seconds). */
+const imitation: ProviderImitation = {
+  grant: { rotate: true, accessTokenTtlSeconds: 604_800, scope: "identify" },
+  answers: {
+    invalidGrant: { status: 400, body: { error: "invalid_grant" } },
+    invalidClient: { status: 401, body: { error: "invalid_client" } },
+  },
+  success: () => ({ scope: "identify" }),
+  rateLimit: {
+    answer: () => ({
+      status: 429,
+      retryAfter: "2",
+      headers: { "x-ratelimit-reset-after": "1.5", "x-ratelimit-scope": "user" },
+      body: { message: "You are being rate limited.", retry_after: 1.5, global: false },
+    }),
+    // Retry-After wins over the body's float; both say the same within a second.
+    retryAfterMs: 2_000,
+  },
+  quirks: [
+    {
+      name: "reads the wait from the JSON body's float retry_after when no header says it",
+      answer: () => ({
+        status: 429,
+        body: { message: "You are being rate limited.", retry_after: 0.75, global: true },
+      }),
+      expected: { outcome: "rate_limited", retryAfterMs: 750 },
+    },
+  ],
+};
+
+describeProviderContract(discord, imitation);

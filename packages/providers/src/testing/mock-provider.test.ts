@@ -79,6 +79,34 @@ describe("MockProvider", () => {
     expect(provider.reuseCount).toBe(0);
   });
 
+  it("answers in an imitated provider's shape, its grants and clients checked as ever", async () => {
+    const provider = await start({
+      answers: {
+        omitExpiresIn: true,
+        successFields: ({ expiresIn }) => ({ ok: true, lifetime: expiresIn }),
+        invalidGrant: { status: 200, body: { ok: false, error: "invalid_refresh_token" } },
+        invalidClient: { status: 403, body: { status: 403, message: "invalid client secret" } },
+      },
+    });
+    const grant = provider.issueGrant({ accessTokenTtlSeconds: 90 });
+    const ok = await refresh(provider, grant.refreshToken);
+    expect(ok.status).toBe(200);
+    expect(ok.json).toMatchObject({ ok: true, lifetime: 90 });
+    expect(ok.json).not.toHaveProperty("expires_in");
+    const wrongClient = await refresh(provider, grant.refreshToken, { secret: "nope" });
+    expect(wrongClient).toMatchObject({
+      status: 403,
+      json: { status: 403, message: "invalid client secret" },
+    });
+    provider.revoke(grant.refreshToken);
+    const dead = await refresh(provider, grant.refreshToken);
+    expect(dead).toMatchObject({
+      status: 200,
+      json: { ok: false, error: "invalid_refresh_token" },
+    });
+    expect(provider.refreshesByGrant.get(grant.grantId)).toBe(1);
+  });
+
   it("omits the refresh token from answers when asked", async () => {
     const provider = await start();
     const grant = provider.issueGrant({ omitRefreshToken: true, scope: "read" });
@@ -108,6 +136,40 @@ describe("MockProvider", () => {
     expect(provider.grant(grant.grantId)?.revoked).toBe(true);
     expect(provider.isAccessTokenValid(String(second.json.access_token))).toBe(false);
     expect(provider.reuseCount).toBe(1);
+  });
+
+  it("accepts the rotated-away refresh token again within a grace window in seconds", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant({ rotate: true, reuseGrace: 1800 });
+    const lost = await refresh(provider, grant.refreshToken);
+    // The answer above is "lost": the client presents the old token again, inside the window.
+    const again = await refresh(provider, grant.refreshToken);
+    expect(again.status).toBe(200);
+    expect(again.json.refresh_token).not.toBe(lost.json.refresh_token);
+    expect(provider.grant(grant.grantId)?.refreshToken).toBe(again.json.refresh_token);
+    expect(provider.reuseCount).toBe(0);
+    // The lost successor died when its predecessor was used in its place.
+    expect((await refresh(provider, String(lost.json.refresh_token))).json.error).toBe(
+      "invalid_grant",
+    );
+    expect(provider.reuseCount).toBe(1);
+  });
+
+  it("ends a zero-second grace at once, and an until-used grace when the successor is used", async () => {
+    const provider = await start();
+    const none = provider.issueGrant({ rotate: true, reuseGrace: 0 });
+    await refresh(provider, none.refreshToken);
+    expect((await refresh(provider, none.refreshToken)).json.error).toBe("invalid_grant");
+
+    const shopify = provider.issueGrant({ rotate: true, reuseGrace: "until_new_token_used" });
+    const first = await refresh(provider, shopify.refreshToken);
+    expect((await refresh(provider, shopify.refreshToken)).status).toBe(200);
+    const current = String(provider.grant(shopify.grantId)?.refreshToken);
+    expect((await refresh(provider, current)).status).toBe(200);
+    // The successor was used: its predecessor is now dead, and so is the first one's answer.
+    expect((await refresh(provider, shopify.refreshToken)).json.error).toBe("invalid_grant");
+    expect(String(first.json.refresh_token)).not.toBe(current);
+    expect(provider.reuseCount).toBe(2);
   });
 
   it("answers invalid_grant for revoked and unknown refresh tokens", async () => {
