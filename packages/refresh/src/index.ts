@@ -95,6 +95,7 @@ export {
   computeNextRefreshAt,
   enqueueRefresh,
   minRefreshIntervalMs,
+  OVERDUE_GRACE_SECONDS,
   type RefreshTimeInput,
   refreshJob,
 } from "./schedule";
