@@ -93,7 +93,8 @@ function relative(ms: number): string {
         : seconds < 172_800
           ? `${Math.round(seconds / 3600)} h`
           : `${Math.round(seconds / 86_400)} d`;
-  return ms >= 0 ? `in ${text}` : `${text} ago`;
+  // Within a second counts as past: "counts as of now" should not read "in 0 s".
+  return ms >= 1000 ? `in ${text}` : `${text} ago`;
 }
 
 export function sendPage(reply: FastifyReply, status: number, content: Html) {
