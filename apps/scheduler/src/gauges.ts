@@ -3,7 +3,7 @@ import type { SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
 import {
   countCiphertexts,
-  OVERDUE_GRACE_SECONDS,
+  countOverdue,
   type ParkedAnswers,
   type RefreshJobPayload,
 } from "@evergreen/refresh";
@@ -65,13 +65,7 @@ export async function publishGauges({
       SELECT i.provider, c.status::text AS status, count(*) AS count
         FROM connections c JOIN integrations i ON i.id = c."integrationId"
        GROUP BY 1, 2`,
-    prisma.$queryRaw<(CountRow & { oldestSeconds: number })[]>`
-      SELECT "integrationId", count(*) AS count,
-             extract(epoch FROM now() - min("nextRefreshAt"))::float8 AS "oldestSeconds"
-        FROM connections
-       WHERE status IN ('active', 'expired')
-         AND "nextRefreshAt" < now() - make_interval(secs => ${OVERDUE_GRACE_SECONDS}::int)
-       GROUP BY 1`,
+    countOverdue(prisma),
     // Without a refresh token nothing can be refreshed: such a connection stays `active`
     // past its expiry until a caller asks for its token, and is no failure of ours.
     prisma.$queryRaw<CountRow[]>`

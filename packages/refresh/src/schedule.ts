@@ -77,14 +77,6 @@ export function minRefreshIntervalMs(retryBaseDelayMs: number): number {
   return Math.max(30_000, retryBaseDelayMs);
 }
 
-/**
- * A refresh is overdue once it is this far past its `nextRefreshAt`. A due job normally
- * starts within milliseconds (SPEC §7: p99 under 250 ms), and the sweep may read a row a
- * moment before its job runs; a minute past due is a refresh that is not happening. The
- * scheduler's overdue gauges and the admin console's overview count by it.
- */
-export const OVERDUE_GRACE_SECONDS = 60;
-
 /** The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. */
 export function refreshJob(payload: RefreshJobPayload, at: Date, now: Date = new Date()) {
   return {

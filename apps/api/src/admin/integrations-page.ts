@@ -1,5 +1,5 @@
 import type { ConsoleDeps } from "./deps";
-import { STATUSES } from "./fleet-stats";
+import { countsNote, STATUSES } from "./fleet-stats";
 import { type Html, html } from "./html";
 import { when } from "./layout";
 import { sum } from "./overview-page";
@@ -13,11 +13,11 @@ export async function renderIntegrations(deps: ConsoleDeps): Promise<Html> {
       orderBy: { key: "asc" },
     }),
   ]);
-  return html`<p class="muted">Counts as of ${when(fleet.at)}.</p>
+  return html`${countsNote(fleet)}
 <section class="card" aria-label="Integrations"><div class="scroll"><table>
 <thead><tr><th scope="col">integration</th><th scope="col">provider</th><th scope="col" class="num">connections</th>${STATUSES.map((status) => html`<th scope="col" class="num">${status}</th>`)}<th scope="col" class="num">refreshes (1 h)</th></tr></thead>
 <tbody>${integrations.map(({ id, key, provider }) => {
-    const counts = fleet.byIntegration.get(id);
+    const counts = fleet?.byIntegration.get(id);
     return html`<tr><th scope="row"><a href="/admin/integrations/${encodeURIComponent(key)}">${key}</a></th><td>${provider}</td><td class="num">${sum(STATUSES.map((status) => counts?.byStatus[status] ?? 0))}</td>${STATUSES.map((status) => html`<td class="num">${counts?.byStatus[status] ?? 0}</td>`)}<td class="num">${sum(Object.values(counts?.refreshes ?? {}))}</td></tr>`;
   })}</tbody></table></div>
 ${integrations.length === 0 ? html`<p>No integration yet: create one with POST /v1/integrations.</p>` : ""}</section>`;
@@ -46,7 +46,7 @@ export async function renderIntegration(
     deps.fleet.read(),
     deps.refresh.cooldown.remainingMs(integration.id),
   ]);
-  const counts = fleet.byIntegration.get(integration.id);
+  const counts = fleet?.byIntegration.get(integration.id);
   const outcomes = Object.entries(counts?.refreshes ?? {}).sort(([, a], [, b]) => b - a);
   const total = sum(outcomes.map(([, count]) => count));
   const filtered = (status: string) =>
@@ -64,7 +64,7 @@ export async function renderIntegration(
 <section class="card" aria-labelledby="h-counts"><h2 id="h-counts">Connections per status</h2><dl class="facts">
 ${STATUSES.map((status) => html`<dt>${status}</dt><dd><a href="${filtered(status)}">${counts?.byStatus[status] ?? 0}</a></dd>`)}
 <dt>overdue</dt><dd>${counts?.overdue ?? 0}</dd></dl>
-<p class="muted">As of ${when(fleet.at)}.</p></section>
+${countsNote(fleet)}</section>
 <section class="card" aria-labelledby="h-outcomes"><h2 id="h-outcomes">Refresh outcomes, last hour</h2>
 ${
   outcomes.length > 0

@@ -1,7 +1,7 @@
 import type { ConnectionStatus } from "@evergreen/db";
 import { OVERDUE_GRACE_SECONDS } from "@evergreen/refresh";
 import type { ConsoleDeps } from "./deps";
-import { type IntegrationCounts, STATUSES } from "./fleet-stats";
+import { countsNote, type IntegrationCounts, STATUSES } from "./fleet-stats";
 import { type Html, html } from "./html";
 import { statusBadge, when } from "./layout";
 
@@ -16,22 +16,32 @@ export async function renderOverview(deps: ConsoleDeps): Promise<Html> {
       orderBy: { key: "asc" },
     }),
     // Live, from the [status, nextRefreshAt] index: the few most overdue.
-    prisma.connection.findMany({
-      where: {
-        status: { in: ["active", "expired"] },
-        nextRefreshAt: { lt: new Date(now.getTime() - OVERDUE_GRACE_SECONDS * 1000) },
-      },
-      orderBy: { nextRefreshAt: "asc" },
-      take: 5,
-      include: { integration: { select: { key: true } } },
-    }),
+    firstPerStatus(
+      5,
+      (status) =>
+        prisma.connection.findMany({
+          where: {
+            status,
+            nextRefreshAt: { lt: new Date(now.getTime() - OVERDUE_GRACE_SECONDS * 1000) },
+          },
+          orderBy: { nextRefreshAt: "asc" },
+          take: 5,
+          include: { integration: { select: { key: true } } },
+        }),
+      (row) => row.nextRefreshAt,
+    ),
     // Live, from the [status, refreshTokenExpiresAt] index.
-    prisma.connection.findMany({
-      where: { status: { in: ["active", "expired"] }, refreshTokenExpiresAt: { not: null } },
-      orderBy: { refreshTokenExpiresAt: "asc" },
-      take: 10,
-      include: { integration: { select: { key: true } } },
-    }),
+    firstPerStatus(
+      10,
+      (status) =>
+        prisma.connection.findMany({
+          where: { status, refreshTokenExpiresAt: { not: null } },
+          orderBy: { refreshTokenExpiresAt: "asc" },
+          take: 10,
+          include: { integration: { select: { key: true } } },
+        }),
+      (row) => row.refreshTokenExpiresAt,
+    ),
   ]);
   const cooling = await Promise.all(
     integrations.map(async (integration) => ({
@@ -39,13 +49,11 @@ export async function renderOverview(deps: ConsoleDeps): Promise<Html> {
       remainingMs: await deps.refresh.cooldown.remainingMs(integration.id),
     })),
   );
-  const countsOf = (id: string) => fleet.byIntegration.get(id);
-  const totals = sumStatuses([...fleet.byIntegration.values()]);
-  const overdueTotal = sum([...fleet.byIntegration.values()].map((counts) => counts.overdue));
-  const oldestOverdueSeconds = Math.max(
-    0,
-    ...[...fleet.byIntegration.values()].map((counts) => counts.oldestOverdueSeconds),
-  );
+  const counted = [...(fleet?.byIntegration.values() ?? [])];
+  const countsOf = (id: string) => fleet?.byIntegration.get(id);
+  const totals = sumStatuses(counted);
+  const overdueTotal = sum(counted.map((counts) => counts.overdue));
+  const oldestOverdueSeconds = Math.max(0, ...counted.map((counts) => counts.oldestOverdueSeconds));
 
   const byProvider = new Map<string, Record<string, number>>();
   for (const { id, provider } of integrations) {
@@ -57,8 +65,8 @@ export async function renderOverview(deps: ConsoleDeps): Promise<Html> {
     byProvider.set(provider, into);
   }
 
-  return html`<p class="muted">Counts as of ${when(fleet.at, now)}, taken in ${Math.round(fleet.tookMs)} ms; renewed every few seconds while the console is open.</p>
-<div class="grid" id="summary">
+  return html`${countsNote(fleet, now)}
+<div class="grid" id="summary" data-live-region>
 <section class="card" aria-labelledby="h-status"><h2 id="h-status">Connections</h2>
 <dl class="facts"><dt>total</dt><dd>${sum(Object.values(totals))}</dd>
 ${STATUSES.map((status) => html`<dt>${statusBadge(status)}</dt><dd><a href="/admin/connections?status=${status}">${totals[status]}</a></dd>`)}
@@ -84,7 +92,7 @@ ${
 }</section>
 </div>
 
-<section class="card" aria-labelledby="h-integrations"><h2 id="h-integrations">By integration and status</h2>
+<section class="card" id="by-integration" data-live-region aria-labelledby="h-integrations"><h2 id="h-integrations">By integration and status</h2>
 <div class="scroll"><table><thead><tr><th scope="col">integration</th><th scope="col">provider</th>${STATUSES.map((status) => html`<th scope="col" class="num">${status}</th>`)}<th scope="col" class="num">overdue</th></tr></thead>
 <tbody>${integrations.map(({ id, key, provider }) => {
     const counts = countsOf(id);
@@ -94,7 +102,7 @@ ${
     )}<td class="num">${counts?.overdue ?? 0}</td></tr>`;
   })}</tbody></table></div></section>
 
-<section class="card" aria-labelledby="h-refreshes"><h2 id="h-refreshes">Refreshes in the last hour</h2>
+<section class="card" id="refreshes" data-live-region aria-labelledby="h-refreshes"><h2 id="h-refreshes">Refreshes in the last hour</h2>
 <div class="scroll"><table><thead><tr><th scope="col">provider</th><th scope="col" class="num">refreshes</th><th scope="col" class="num">succeeded</th><th scope="col" class="num">success ratio</th><th scope="col">failures by outcome</th></tr></thead>
 <tbody>${[...byProvider].map(([provider, outcomes]) => {
     const total = sum(Object.values(outcomes));
@@ -103,7 +111,7 @@ ${
     return html`<tr><th scope="row">${provider}</th><td class="num">${total}</td><td class="num">${succeeded}</td><td class="num">${total > 0 ? `${((succeeded / total) * 100).toFixed(1)} %` : "—"}</td><td>${failures.map(([outcome, count]) => `${outcome}: ${count}`).join(", ") || "—"}</td></tr>`;
   })}</tbody></table></div></section>
 
-<section class="card" aria-labelledby="h-expiring"><h2 id="h-expiring">Soonest refresh-token expiries</h2>
+<section class="card" id="expiring" data-live-region aria-labelledby="h-expiring"><h2 id="h-expiring">Soonest refresh-token expiries</h2>
 ${
   expiring.length > 0
     ? html`<div class="scroll"><table><thead><tr><th scope="col">connection</th><th scope="col">integration</th><th scope="col">refresh token ends</th></tr></thead><tbody>${expiring.map(
@@ -112,6 +120,24 @@ ${
       )}</tbody></table></div>`
     : html`<p>No connection has a refresh token with a stated end.</p>`
 }</section>`;
+}
+
+/** The statuses whose connections are still refreshed. */
+const REFRESHING: readonly ConnectionStatus[] = ["active", "expired"];
+
+/**
+ * The `take` rows of refreshed connections that come first by `key`, from one query per
+ * status: `status IN (a, b) ORDER BY x LIMIT n` sorts every match (123 ms over 50,000
+ * rows at a million connections), one index range per status reads n rows (0.05 ms).
+ */
+async function firstPerStatus<Row>(
+  take: number,
+  query: (status: ConnectionStatus) => Promise<Row[]>,
+  key: (row: Row) => Date | null,
+): Promise<Row[]> {
+  const rows = (await Promise.all(REFRESHING.map(query))).flat();
+  const time = (row: Row) => key(row)?.getTime() ?? Number.POSITIVE_INFINITY;
+  return rows.sort((a, b) => time(a) - time(b)).slice(0, take);
 }
 
 export function sumStatuses(
