@@ -125,13 +125,23 @@ describe("admin console in a real browser", () => {
     // A tokens:read key is refused.
     await signIn(page, READER_KEY);
     await expect(page.getByRole("alert").textContent()).resolves.toContain("lacks the admin scope");
-    await page.getByLabel("Admin API key").fill(ADMIN_KEY);
-    await page.getByRole("button", { name: "Sign in" }).click();
+    // With the keyboard only: the field has the focus, Enter submits.
+    await page.getByLabel("Admin API key").focus();
+    await page.keyboard.type(ADMIN_KEY);
+    await page.keyboard.press("Enter");
     await page.waitForURL(`${base}/admin`);
     await expect(page.locator("h1").textContent()).resolves.toBe("Overview");
     // The counts fill in once taken (at once here; a large fleet's first count takes longer).
     await page.locator("#summary", { hasText: "total4" }).waitFor({ timeout: 15_000 });
     await page.screenshot({ path: `${ARTIFACTS}admin-overview.png`, fullPage: true });
+    // On a phone: one column, nothing wider than the screen (tables scroll in their box).
+    await page.setViewportSize({ width: 390, height: 844 });
+    // A string: this file is typed for Node, without the DOM's names.
+    await expect(
+      page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"),
+    ).resolves.toBe(true);
+    await page.screenshot({ path: `${ARTIFACTS}admin-overview-phone.png`, fullPage: true });
+    await page.setViewportSize({ width: 1280, height: 900 });
 
     // Filter by status and integration, then find the payload by its exact external id.
     await page.getByRole("link", { name: "Connections" }).click();

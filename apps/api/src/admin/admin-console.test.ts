@@ -229,6 +229,26 @@ describe("admin console", () => {
     expect(page.body).not.toContain(connection.accessToken);
   });
 
+  it("counts console requests by route template, and leaves them out of the OpenAPI document", async () => {
+    const { connection } = await h.addConnection();
+    const { cookie } = await signIn();
+    await app.inject({
+      method: "GET",
+      url: `/admin/connections/${connection.id}`,
+      headers: { cookie },
+    });
+    const scrape = await app.inject({ method: "GET", url: "/metrics" });
+    // Other tests here read connection pages too: the count is theirs and this one's.
+    expect(scrape.body).toMatch(
+      /evergreen_http_requests_total\{route="\/admin\/connections\/:id",method="GET",status="200",process="api-test"\} [1-9]/,
+    );
+    expect(scrape.body).not.toContain(connection.id);
+    const document = await app.inject({ method: "GET", url: "/openapi.json" });
+    expect(Object.keys(document.json().paths).filter((path) => path.startsWith("/admin"))).toEqual(
+      [],
+    );
+  });
+
   it("ends a session at sign-out: its cookie opens nothing afterwards", async () => {
     const { cookie, csrf } = await signIn();
     const out = await post("/admin/logout", cookie, { csrf });

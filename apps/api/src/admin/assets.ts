@@ -14,7 +14,7 @@ header a[aria-current=page]{border-bottom:2px solid #fff}
 header .brand{font-weight:700;margin-right:auto}
 header form{margin:0}
 main{max-width:72rem;margin:0 auto;padding:1rem}
-h1{font-size:1.5rem;margin:.5rem 0 1rem}
+h1{font-size:1.5rem;margin:.5rem 0 1rem;overflow-wrap:anywhere}
 h2{font-size:1.15rem;margin:1.5rem 0 .5rem}
 section.card{background:#fff;border:1px solid var(--line);border-radius:6px;padding:.75rem 1rem;margin:0 0 1rem}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(18rem,1fr));gap:1rem}
