@@ -27,8 +27,8 @@ export interface FleetStatsOptions {
   /** Counts older than this are served once more while new ones are taken. @defaultValue 30000 */
   readonly maxAgeMs?: number;
   /**
-   * How long a page waits for the first counts before it renders without them (and its
-   * script fills them in). @defaultValue 100
+   * How long a page waits for new counts before it renders with the last ones, or
+   * without any (its script fills them in). @defaultValue 100
    */
   readonly firstWaitMs?: number;
   /** Told when taking counts in the background failed (the old ones stay). */
@@ -41,8 +41,8 @@ const HOUR_MS = 3_600_000;
  * The overview's counts that need every row: connections per integration and status,
  * overdue refreshes, refresh outcomes of the last hour. Counting a million connections
  * takes 0.5 to 1.5 s on a busy two-core box, several times the page's 200 ms budget, so
- * pages never wait for a count: they show the last counts, with their age, and a count
- * older than `maxAgeMs` is taken again in the background (stale while revalidate). Only
+ * pages wait `firstWaitMs` at most for a count: past that they show the last counts, with
+ * their age, while new ones are taken (stale while revalidate). Counts are taken only
  * while someone looks: an api whose console nobody opens never runs these queries.
  * Design: docs/adr/0014.
  */
@@ -61,19 +61,20 @@ export class FleetStats {
     this.#onError = options.onError;
   }
 
-  /** The last counts; undefined while the first ones are still being taken. */
+  /**
+   * Counts no older than `maxAgeMs`, else new ones if they are taken within `firstWaitMs`
+   * (a small fleet's are), else the last ones (older, the page says how old) while the
+   * new ones are taken; undefined while the first ones are still being taken.
+   */
   async read(): Promise<FleetCounts | undefined> {
     const last = this.#last;
     if (last && Date.now() - last.at.getTime() <= this.#maxAgeMs) return last;
     const taking = this.#take();
-    if (last) return last;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<undefined>((resolve) => {
-      timer = setTimeout(() => resolve(undefined), this.#firstWaitMs);
+    const timeout = new Promise<FleetCounts | undefined>((resolve) => {
+      timer = setTimeout(() => resolve(last), this.#firstWaitMs);
     });
-    return Promise.race([taking.catch(() => undefined), timeout]).finally(() =>
-      clearTimeout(timer),
-    );
+    return Promise.race([taking.catch(() => last), timeout]).finally(() => clearTimeout(timer));
   }
 
   /** Single flight: one count at a time per process; a failure is reported, not thrown. */
