@@ -40,7 +40,7 @@ const HOUR_MS = 3_600_000;
 /**
  * The overview's counts that need every row: connections per integration and status,
  * overdue refreshes, refresh outcomes of the last hour. Counting a million connections
- * takes 0.5 to 1.5 s on a busy two-core box, several times the page's 200 ms budget, so
+ * takes 0.5 to 1.6 s on a busy two-core box, several times the page's 200 ms budget, so
  * pages wait `firstWaitMs` at most for a count: past that they show the last counts, with
  * their age, while new ones are taken (stale while revalidate). Counts are taken only
  * while someone looks: an api whose console nobody opens never runs these queries.
