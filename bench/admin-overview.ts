@@ -86,12 +86,18 @@ try {
   );
 
   const base = `http://127.0.0.1:${await listeningPort(api.start())}`;
+  // As a browser signs in: the form first, for its token (cookie and hidden field).
+  const form = await fetch(`${base}/admin/login`);
+  const formCookie = (form.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+  const csrf = /name="csrf" value="([^"]+)"/.exec(await form.text())?.[1] ?? "";
   const login = await fetch(`${base}/admin/login`, {
     method: "POST",
-    body: new URLSearchParams({ key: ADMIN_KEY }),
+    headers: { cookie: formCookie },
+    body: new URLSearchParams({ key: ADMIN_KEY, csrf }),
     redirect: "manual",
   });
-  const cookie = (login.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+  const cookie = login.headers.getSetCookie()[0]?.split(";")[0] ?? "";
+  if (login.status !== 303) throw new Error(`signing in answered ${login.status}`);
   const overview = async () => {
     const started = performance.now();
     const response = await fetch(`${base}/admin`, { headers: { cookie } });

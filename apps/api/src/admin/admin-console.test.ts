@@ -52,14 +52,24 @@ afterAll(async () => {
   await h?.close();
 });
 
+/** The sign-in form's token cookie and hidden field, as a browser gets them. */
+async function signInForm() {
+  const form = await app.inject({ method: "GET", url: "/admin/login" });
+  return {
+    cookie: String(form.headers["set-cookie"]).split(";")[0] ?? "",
+    csrf: /name="csrf" value="([^"]+)"/.exec(form.body)?.[1] ?? "",
+  };
+}
+
+/** Posts the sign-in form with `key`, as a browser that loaded it does. */
+async function postSignIn(key: string) {
+  const form = await signInForm();
+  return post("/admin/login", form.cookie, { csrf: form.csrf, key });
+}
+
 /** Signs in with `key`; the session cookie and the page's CSRF token. */
 async function signIn(key: string = SCOPED_KEYS.admin) {
-  const login = await app.inject({
-    method: "POST",
-    url: "/admin/login",
-    payload: new URLSearchParams({ key }).toString(),
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-  });
+  const login = await postSignIn(key);
   expect(login.statusCode).toBe(303);
   const cookie = String(login.headers["set-cookie"]).split(";")[0] ?? "";
   const overview = await app.inject({ method: "GET", url: "/admin", headers: { cookie } });
@@ -107,18 +117,21 @@ describe("admin console", () => {
 
   it("sets an HttpOnly, Secure, SameSite=Strict session cookie for an admin key", async () => {
     const { login } = await signIn();
-    expect(String(login.headers["set-cookie"])).toMatch(
+    const [session, form] = [login.headers["set-cookie"]].flat();
+    expect(session).toMatch(
       /^evergreen_admin=[\w-]{43}; Path=\/admin; HttpOnly; SameSite=Strict; Max-Age=3600; Secure$/,
     );
+    // The sign-in form's token is spent.
+    expect(form).toMatch(/^evergreen_admin_login=; Path=\/admin\/login; .*Max-Age=0/);
     expect(auditLines).toContainEqual(
       expect.objectContaining({ kind: "security", event: "admin_login", keyName: "admin" }),
     );
   });
 
   it("refuses a tokens:read key at sign-in and records it as a security event", async () => {
-    const response = await post("/admin/login", "", { key: SCOPED_KEYS["tokens:read"] });
+    const response = await postSignIn(SCOPED_KEYS["tokens:read"]);
     expect(response.statusCode).toBe(403);
-    expect(response.headers["set-cookie"]).toBeUndefined();
+    expect(String(response.headers["set-cookie"])).not.toMatch(/evergreen_admin=/);
     expect(response.body).toContain("lacks the admin scope");
     expect(auditLines).toContainEqual(
       expect.objectContaining({ event: "admin_login_refused", keyName: "reader" }),
@@ -126,12 +139,25 @@ describe("admin console", () => {
   });
 
   it("refuses an unknown key, audited like a rejected API key, without echoing it", async () => {
-    const response = await post("/admin/login", "", { key: "not-a-key-0123456789" });
+    const response = await postSignIn("not-a-key-0123456789");
     expect(response.statusCode).toBe(401);
     expect(response.body).not.toContain("not-a-key-0123456789");
     expect(auditLines).toContainEqual(
       expect.objectContaining({ event: "api_key_rejected", route: "/admin/login" }),
     );
+  });
+
+  it("refuses a sign-in without the form's own token, even with an admin key", async () => {
+    const form = await signInForm();
+    for (const [cookie, csrf] of [
+      ["", form.csrf],
+      [form.cookie, ""],
+      [form.cookie, "forged"],
+    ] as const) {
+      const response = await post("/admin/login", cookie, { csrf, key: SCOPED_KEYS.admin });
+      expect(response.statusCode).toBe(403);
+      expect(String(response.headers["set-cookie"])).not.toMatch(/^evergreen_admin=/);
+    }
   });
 
   it("sends pages without a session to sign-in, and never accepts a bearer key instead", async () => {

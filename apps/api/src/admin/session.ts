@@ -107,10 +107,15 @@ export class AdminSessions {
 
 /** Whether a form's token is the session's, compared in constant time. */
 export function csrfTokenMatches(session: AdminSession, presented: unknown): boolean {
-  if (typeof presented !== "string") return false;
-  const expected = createHash("sha256").update(session.csrfToken).digest();
+  return tokensMatch(session.csrfToken, presented);
+}
+
+/** Whether `presented` is `expected`, compared in constant time (as digests: any length). */
+export function tokensMatch(expected: string | undefined, presented: unknown): boolean {
+  if (expected === undefined || expected === "" || typeof presented !== "string") return false;
+  const want = createHash("sha256").update(expected).digest();
   const given = createHash("sha256").update(presented).digest();
-  return timingSafeEqual(expected, given);
+  return timingSafeEqual(want, given);
 }
 
 function sha256Hex(text: string): string {

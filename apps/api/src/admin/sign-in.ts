@@ -1,12 +1,20 @@
+import { randomBytes } from "node:crypto";
 import type { ApiKey } from "@evergreen/config";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { createKeyLookup } from "../auth";
 import { registerConsoleRoute, sessionOf } from "./console-route";
 import { html } from "./html";
 import { page, sendPage } from "./layout";
-import type { AdminSessions } from "./session";
+import { type AdminSessions, tokensMatch } from "./session";
 
 export const SESSION_COOKIE = "evergreen_admin";
+/**
+ * The sign-in form's own CSRF token (double submit): in this cookie and in the form. A
+ * page elsewhere cannot read it, and SameSite=Strict keeps the cookie off its posts, so no
+ * other site can sign a browser in to the console under a key of its choosing.
+ */
+const SIGN_IN_COOKIE = "evergreen_admin_login";
+const SIGN_IN_PATH = "/admin/login";
 
 export interface SignInOptions {
   readonly apiKeys: readonly ApiKey[];
@@ -23,17 +31,31 @@ export interface SignInOptions {
 export function registerSignIn(scope: FastifyInstance, options: SignInOptions): void {
   const findKey = createKeyLookup(options.apiKeys);
 
-  registerConsoleRoute(scope, "GET", "/admin/login", "public", async (_request, reply) =>
-    sendPage(reply, 200, signInPage()),
+  /** The sign-in page with a fresh form token, in its cookie and its form. */
+  const signInPage = (reply: FastifyReply, status: number, problem?: string) => {
+    const token = randomBytes(32).toString("base64url");
+    reply.header(
+      "set-cookie",
+      cookie(SIGN_IN_COOKIE, token, SIGN_IN_PATH, 600, options.secureCookie),
+    );
+    return sendPage(reply, status, renderSignIn(token, problem));
+  };
+
+  registerConsoleRoute(scope, "GET", SIGN_IN_PATH, "public", async (_request, reply) =>
+    signInPage(reply, 200),
   );
 
-  registerConsoleRoute(scope, "POST", "/admin/login", "public", async (request, reply) => {
-    const presented = (request.body as Record<string, unknown> | undefined)?.key;
+  registerConsoleRoute(scope, "POST", SIGN_IN_PATH, "public", async (request, reply) => {
+    const form = (request.body as Record<string, unknown> | undefined) ?? {};
+    if (!tokensMatch(readCookie(request, SIGN_IN_COOKIE), form.csrf)) {
+      return signInPage(reply, 403, "This form expired or came from elsewhere; sign in again.");
+    }
+    const presented = form.key;
     const given = typeof presented === "string" && presented !== "";
     const key = given ? findKey(`Bearer ${presented}`) : undefined;
     if (!key) {
-      request.server.audit.rejectedKey({ ip: request.ip, route: "/admin/login", presented: given });
-      return sendPage(reply, 401, signInPage("That is not a configured API key."));
+      request.server.audit.rejectedKey({ ip: request.ip, route: SIGN_IN_PATH, presented: given });
+      return signInPage(reply, 401, "That is not a configured API key.");
     }
     if (!key.scopes.includes("admin")) {
       request.server.audit.security({
@@ -41,18 +63,24 @@ export function registerSignIn(scope: FastifyInstance, options: SignInOptions): 
         keyName: key.name,
         ip: request.ip,
       });
-      return sendPage(
+      return signInPage(
         reply,
         403,
-        signInPage(`The key ${key.name} lacks the admin scope; only admin keys may sign in.`),
+        `The key ${key.name} lacks the admin scope; only admin keys may sign in.`,
       );
     }
     const session = await options.sessions.create(key);
     request.server.audit.security({ event: "admin_login", keyName: key.name, ip: request.ip });
-    reply.header(
-      "set-cookie",
-      cookie(session.id, options.sessions.cookieMaxAgeSeconds, options.secureCookie),
-    );
+    reply.header("set-cookie", [
+      cookie(
+        SESSION_COOKIE,
+        session.id,
+        "/admin",
+        options.sessions.cookieMaxAgeSeconds,
+        options.secureCookie,
+      ),
+      cookie(SIGN_IN_COOKIE, "", SIGN_IN_PATH, 0, options.secureCookie),
+    ]);
     return reply.redirect("/admin", 303);
   });
 
@@ -64,25 +92,35 @@ export function registerSignIn(scope: FastifyInstance, options: SignInOptions): 
       keyName: session.keyName,
       ip: request.ip,
     });
-    reply.header("set-cookie", cookie("", 0, options.secureCookie));
-    return reply.redirect("/admin/login", 303);
+    reply.header("set-cookie", cookie(SESSION_COOKIE, "", "/admin", 0, options.secureCookie));
+    return reply.redirect(SIGN_IN_PATH, 303);
   });
 }
 
 /** The session id a request's cookie carries, if any. */
 export function sessionCookie(request: FastifyRequest): string | undefined {
+  return readCookie(request, SESSION_COOKIE);
+}
+
+function readCookie(request: FastifyRequest, name: string): string | undefined {
   for (const part of (request.headers.cookie ?? "").split(";")) {
-    const [name, ...value] = part.trim().split("=");
-    if (name === SESSION_COOKIE) return value.join("=");
+    const [key, ...value] = part.trim().split("=");
+    if (key === name) return value.join("=");
   }
   return undefined;
 }
 
 /** HttpOnly (no script reads it), SameSite=Strict (no other site's request carries it). */
-function cookie(value: string, maxAgeSeconds: number, secure: boolean): string {
+function cookie(
+  name: string,
+  value: string,
+  path: string,
+  maxAgeSeconds: number,
+  secure: boolean,
+): string {
   return [
-    `${SESSION_COOKIE}=${value}`,
-    "Path=/admin",
+    `${name}=${value}`,
+    `Path=${path}`,
     "HttpOnly",
     "SameSite=Strict",
     `Max-Age=${maxAgeSeconds}`,
@@ -90,12 +128,12 @@ function cookie(value: string, maxAgeSeconds: number, secure: boolean): string {
   ].join("; ");
 }
 
-function signInPage(problem?: string) {
+function renderSignIn(token: string, problem?: string) {
   return page({
     title: "Sign in",
     body: html`<section class="card login">
 ${problem ? html`<p class="notice bad" role="alert">${problem}</p>` : ""}
-<form method="post" action="/admin/login">
+<form method="post" action="/admin/login"><input type="hidden" name="csrf" value="${token}">
 <label for="key">Admin API key<input id="key" name="key" type="password" autocomplete="current-password" required autofocus></label>
 <button type="submit">Sign in</button></form>
 <p class="muted">A key from API_KEYS with the <code>admin</code> scope (a bare key holds every scope). It is checked once; the session lasts an hour of inactivity, 12 hours at most.</p>
