@@ -98,13 +98,14 @@ try {
   });
   const cookie = login.headers.getSetCookie()[0]?.split(";")[0] ?? "";
   if (login.status !== 303) throw new Error(`signing in answered ${login.status}`);
-  const overview = async () => {
+  const timedGet = async (path: string) => {
     const started = performance.now();
-    const response = await fetch(`${base}/admin`, { headers: { cookie } });
+    const response = await fetch(`${base}${path}`, { headers: { cookie } });
     const body = await response.text();
-    if (response.status !== 200) throw new Error(`GET /admin answered ${response.status}`);
+    if (response.status !== 200) throw new Error(`GET ${path} answered ${response.status}`);
     return { ms: performance.now() - started, body };
   };
+  const overview = () => timedGet("/admin");
   // The process's first request pays for its own start (database connections, the query
   // compiler): a connections page first, so that the overview's first view is its own.
   const warming = performance.now();
@@ -133,6 +134,25 @@ try {
     `GET /admin over ${RUNS} runs: min ${at(0)} ms, median ${at(50)} ms, p95 ${at(95)} ms, max ${at(100)} ms`,
   );
   console.log(`background count of the fleet (last taken): ${countMs} ms`);
+
+  // The other pages, for scale: the median of 5 views each.
+  const someone = /href="\/admin\/connections\/([0-9a-f-]{36})"/.exec(
+    (await timedGet("/admin/connections")).body,
+  )?.[1];
+  for (const path of [
+    "/admin/connections",
+    "/admin/connections?status=error",
+    "/admin/connections?integration=integration-3",
+    "/admin/connections?integration=integration-3&externalId=user-500002",
+    "/admin/connections?externalId=user-500002",
+    `/admin/connections/${someone}`,
+    "/admin/integrations/integration-3",
+  ]) {
+    const views: number[] = [];
+    for (let run = 0; run < 5; run += 1) views.push((await timedGet(path)).ms);
+    views.sort((a, b) => a - b);
+    console.log(`GET ${path}: median ${percentile(views, 50).toFixed(1)} ms`);
+  }
 } finally {
   await api.stop();
   await db.drop();
