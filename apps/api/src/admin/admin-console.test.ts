@@ -275,10 +275,67 @@ describe("admin console", () => {
     );
   });
 
+  it("renews the session cookie on every page: an hour idle ends it, not an hour since sign-in", async () => {
+    const { cookie } = await signIn();
+    for (const url of ["/admin", "/admin/connections", "/admin/integrations"]) {
+      const response = await app.inject({ method: "GET", url, headers: { cookie } });
+      expect(response.statusCode, url).toBe(200);
+      expect(response.headers["set-cookie"], url).toBe(
+        `${cookie}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=3600; Secure`,
+      );
+    }
+    // No session, no cookie.
+    const signedOut = await app.inject({ method: "GET", url: "/admin" });
+    expect(signedOut.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("answers any other /admin path with its own 404 page under the console's headers", async () => {
+    const { cookie, csrf } = await signIn();
+    for (const [method, url] of [
+      ["GET", "/admin/nope"],
+      ["GET", "/admin/logout"],
+      ["POST", "/admin/nope"],
+      ["DELETE", "/admin/connections"],
+      // Past the router's 100-character parameters.
+      ["GET", `/admin/connections/${"a".repeat(150)}`],
+      ["GET", `/admin/integrations/${"<script>".repeat(20)}`],
+    ] as const) {
+      const response = await app.inject({
+        method,
+        url,
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        ...(method === "GET" ? {} : { payload: new URLSearchParams({ csrf }).toString() }),
+      });
+      expect(response.statusCode, url).toBe(404);
+      expect(response.headers["content-type"], url).toBe("text/html; charset=utf-8");
+      expect(String(response.headers["content-security-policy"]), url).toContain(
+        "frame-ancestors 'none'",
+      );
+      expect(response.headers["cache-control"], url).toBe("no-store");
+      expect(response.body, url).not.toContain("<script>");
+    }
+  });
+
+  it("shows only its own outcome words, not Object's (?result=constructor)", async () => {
+    const { connection } = await h.addConnection();
+    const { cookie } = await signIn();
+    for (const result of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      const response = await app.inject({
+        method: "GET",
+        url: `/admin/connections/${connection.id}?result=${result}`,
+        headers: { cookie },
+      });
+      expect(response.statusCode, result).toBe(200);
+      expect(response.body, result).not.toContain('class="notice');
+    }
+  });
+
   it("ends a session at sign-out: its cookie opens nothing afterwards", async () => {
     const { cookie, csrf } = await signIn();
     const out = await post("/admin/logout", cookie, { csrf });
     expect(out.statusCode).toBe(303);
+    // Only the header that drops the cookie, not the renewal of the session it ends.
+    expect(out.headers["set-cookie"]).toMatch(/^evergreen_admin=; Path=\/admin; .*Max-Age=0/);
     const after = await app.inject({ method: "GET", url: "/admin", headers: { cookie } });
     expect(after.statusCode).toBe(303);
   });
