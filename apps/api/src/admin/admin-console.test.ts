@@ -330,6 +330,32 @@ describe("admin console", () => {
     }
   });
 
+  it("ends the browser's previous session when it signs in again", async () => {
+    const first = await signIn();
+    const form = await signInForm();
+    const again = await post("/admin/login", `${first.cookie}; ${form.cookie}`, {
+      csrf: form.csrf,
+      key: SCOPED_KEYS.admin,
+    });
+    expect(again.statusCode).toBe(303);
+    const second = String(again.headers["set-cookie"]).split(";")[0] ?? "";
+    expect(second).not.toBe(first.cookie);
+    const old = await app.inject({
+      method: "GET",
+      url: "/admin",
+      headers: { cookie: first.cookie },
+    });
+    expect(old.statusCode).toBe(303);
+    const current = await app.inject({ method: "GET", url: "/admin", headers: { cookie: second } });
+    expect(current.statusCode).toBe(200);
+  });
+
+  it("sends a HEAD without a session to sign-in, as its GET", async () => {
+    const response = await app.inject({ method: "HEAD", url: "/admin/connections" });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toBe("/admin/login");
+  });
+
   it("ends a session at sign-out: its cookie opens nothing afterwards", async () => {
     const { cookie, csrf } = await signIn();
     const out = await post("/admin/logout", cookie, { csrf });

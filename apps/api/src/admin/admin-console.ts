@@ -48,7 +48,10 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
       if (access === undefined || access === "public") return;
       const session = await options.sessions.find(sessionCookie(request));
       if (!session) {
-        if (request.method === "GET") return reply.redirect("/admin/login", 303);
+        // HEAD too: it is a GET without the body, not an action.
+        if (request.method === "GET" || request.method === "HEAD") {
+          return reply.redirect("/admin/login", 303);
+        }
         return sendPage(
           reply,
           401,

@@ -69,6 +69,10 @@ export function registerSignIn(scope: FastifyInstance, options: SignInOptions): 
         `The key ${key.name} lacks the admin scope; only admin keys may sign in.`,
       );
     }
+    // A browser signing in again (another key, a second tab) leaves no session behind
+    // that its cookie no longer names.
+    const previous = sessionCookie(request);
+    if (previous !== undefined) await options.sessions.end(previous);
     const session = await options.sessions.create(key);
     request.server.audit.security({ event: "admin_login", keyName: key.name, ip: request.ip });
     reply.header("set-cookie", [
