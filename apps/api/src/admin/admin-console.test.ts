@@ -1,6 +1,8 @@
 import { Writable } from "node:stream";
+import { createRedis } from "@evergreen/redis";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   revocationTestQueue,
@@ -21,9 +23,9 @@ let h: RefreshHarness;
 let app: FastifyInstance;
 const auditLines: Record<string, unknown>[] = [];
 
-beforeAll(async () => {
-  h = await createRefreshHarness();
-  app = await testServer({
+/** An api with the console, its sessions kept in `sessionRedis`. */
+function consoleServer(sessionRedis: Redis) {
+  return testServer({
     audit: new Writable({
       write(chunk, _encoding, done) {
         for (const line of String(chunk).split("\n").filter(Boolean)) {
@@ -40,12 +42,19 @@ beforeAll(async () => {
           tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
           revocations: revocationTestQueue(instance, h),
           apiKeys: TEST_API_KEYS,
-          sessions: new AdminSessions(h.redis, TEST_API_KEYS, { prefix: `${h.prefix}:admin:` }),
+          sessions: new AdminSessions(sessionRedis, TEST_API_KEYS, {
+            prefix: `${h.prefix}:admin:`,
+          }),
           fleet: new FleetStats(h.prisma, { onError: (error) => console.error(error) }),
           secureCookie: true,
         }),
     ],
   });
+}
+
+beforeAll(async () => {
+  h = await createRefreshHarness();
+  app = await consoleServer(h.redis);
 });
 afterAll(async () => {
   await app?.close();
@@ -364,6 +373,44 @@ describe("admin console", () => {
     expect(out.headers["set-cookie"]).toMatch(/^evergreen_admin=; Path=\/admin; .*Max-Age=0/);
     const after = await app.inject({ method: "GET", url: "/admin", headers: { cookie } });
     expect(after.statusCode).toBe(303);
+  });
+});
+
+describe("admin console with its Redis unreachable", () => {
+  it("answers sign-in and pages with a clear 503 page, no stack, and when to retry", async () => {
+    // Nothing listens on port 1: every command fails as it does in a Redis outage.
+    const down = createRedis("redis://127.0.0.1:1", "producer");
+    down.on("error", () => undefined);
+    const outage = await consoleServer(down);
+    try {
+      const form = await outage.inject({ method: "GET", url: "/admin/login" });
+      expect(form.statusCode).toBe(200);
+      const cookie = String(form.headers["set-cookie"]).split(";")[0] ?? "";
+      const csrf = /name="csrf" value="([^"]+)"/.exec(form.body)?.[1] ?? "";
+      const signIn = await outage.inject({
+        method: "POST",
+        url: "/admin/login",
+        payload: new URLSearchParams({ csrf, key: SCOPED_KEYS.admin }).toString(),
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+      });
+      const page = await outage.inject({
+        method: "GET",
+        url: "/admin",
+        headers: { cookie: `evergreen_admin=${"A".repeat(43)}` },
+      });
+      for (const response of [signIn, page]) {
+        expect(response.statusCode).toBe(503);
+        expect(response.headers["retry-after"]).toBe("5");
+        expect(response.headers["content-type"]).toBe("text/html; charset=utf-8");
+        expect(String(response.headers["content-security-policy"])).toContain("default-src 'none'");
+        expect(response.body).toContain("A backing service is unreachable; retry shortly.");
+        expect(response.body).not.toMatch(/MaxRetriesPerRequest|ECONNREFUSED|\bat \S+ \(/);
+        expect(response.body).not.toContain(SCOPED_KEYS.admin);
+      }
+    } finally {
+      await outage.close();
+      down.disconnect();
+    }
   });
 });
 

@@ -92,6 +92,8 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
             ? 503
             : (error.statusCode ?? 500);
       if (status >= 500) request.log.error({ err: error }, "admin console request failed");
+      // As the API's 503: the outage is expected to pass.
+      if (status === 503) reply.header("retry-after", "5");
       // Messages of our own errors and fastify's 4xx are safe to show; nothing else is.
       const message =
         status === 503
