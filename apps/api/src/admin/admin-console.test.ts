@@ -137,14 +137,20 @@ describe("admin console", () => {
     );
   });
 
-  it("refuses a tokens:read key at sign-in and records it as a security event", async () => {
-    const response = await postSignIn(SCOPED_KEYS["tokens:read"]);
-    expect(response.statusCode).toBe(403);
-    expect(String(response.headers["set-cookie"])).not.toMatch(/evergreen_admin=/);
-    expect(response.body).toContain("lacks the admin scope");
-    expect(auditLines).toContainEqual(
-      expect.objectContaining({ event: "admin_login_refused", keyName: "reader" }),
-    );
+  it("refuses a tokens:read or connections:write key at sign-in, as a security event", async () => {
+    for (const [scope, keyName] of [
+      ["tokens:read", "reader"],
+      ["connections:write", "writer"],
+    ] as const) {
+      const response = await postSignIn(SCOPED_KEYS[scope]);
+      expect(response.statusCode, scope).toBe(403);
+      expect(String(response.headers["set-cookie"])).not.toMatch(/evergreen_admin=/);
+      expect(response.body).toContain("lacks the admin scope");
+      expect(response.body).not.toContain(SCOPED_KEYS[scope]);
+      expect(auditLines).toContainEqual(
+        expect.objectContaining({ event: "admin_login_refused", keyName }),
+      );
+    }
   });
 
   it("refuses an unknown key, audited like a rejected API key, without echoing it", async () => {
