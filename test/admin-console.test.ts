@@ -6,7 +6,7 @@ import {
   type RefreshHarness,
   redisDatabaseUrl,
 } from "@evergreen/refresh/testing";
-import { type Browser, chromium, type Page } from "playwright-core";
+import { type Browser, chromium, type Page, type Route } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AppProcess, listeningPort, startApp } from "./support/app-process";
 
@@ -196,6 +196,42 @@ describe("admin console in a real browser", () => {
     await page.locator("#timeline tbody tr").first().waitFor({ timeout: 20_000 });
     expect(await timeline(page)).toEqual(["refreshed"]);
     expect(dialogs).toEqual([]);
+    await page.close();
+  });
+
+  it("keeps one re-read in flight on a live page while the api is slow to answer", async () => {
+    const { connection } = await h.addConnection({ expiresInSeconds: 3600 });
+    const page = await newPage();
+    await signIn(page, ADMIN_KEY);
+    await page.clock.install();
+    await page.goto(`${base}/admin/connections/${connection.id}`);
+    // The api never answers the page's re-reads (a database that stopped answering).
+    const held: Route[] = [];
+    await page.route(`${base}/admin/connections/${connection.id}`, (route) =>
+      route.request().resourceType() === "fetch" ? held.push(route) : route.continue(),
+    );
+    const first = page.waitForRequest((request) => request.resourceType() === "fetch");
+    await page.clock.runFor(5_000);
+    await first;
+    // Six periods more: a new request every period would make seven.
+    await page.clock.runFor(30_000);
+    await page.evaluate(() => fetch("/admin/assets/console.css"));
+    expect(held).toHaveLength(1);
+    await page.unrouteAll({ behavior: "ignoreErrors" });
+    await page.close();
+  });
+
+  it("turns a live page into the sign-in form once its session has ended", async () => {
+    const page = await newPage();
+    await signIn(page, ADMIN_KEY);
+    await page.clock.install();
+    await page.goto(`${base}/admin`);
+    // Signed out elsewhere (another tab, an operator ending every session).
+    for (const key of await h.redis.keys("evergreen:admin:session:*")) await h.redis.del(key);
+    const signedOut = page.waitForURL(`${base}/admin/login`);
+    await page.clock.runFor(5_000);
+    await signedOut;
+    expect(await page.getByLabel("Admin API key").count()).toBe(1);
     await page.close();
   });
 });

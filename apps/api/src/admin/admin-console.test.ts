@@ -1,6 +1,8 @@
 import { Writable } from "node:stream";
+import { createRedis } from "@evergreen/redis";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
+import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   revocationTestQueue,
@@ -21,9 +23,9 @@ let h: RefreshHarness;
 let app: FastifyInstance;
 const auditLines: Record<string, unknown>[] = [];
 
-beforeAll(async () => {
-  h = await createRefreshHarness();
-  app = await testServer({
+/** An api with the console, its sessions kept in `sessionRedis`. */
+function consoleServer(sessionRedis: Redis) {
+  return testServer({
     audit: new Writable({
       write(chunk, _encoding, done) {
         for (const line of String(chunk).split("\n").filter(Boolean)) {
@@ -40,12 +42,19 @@ beforeAll(async () => {
           tokens: new TokenService(h.deps, h.prisma, testMetrics().http),
           revocations: revocationTestQueue(instance, h),
           apiKeys: TEST_API_KEYS,
-          sessions: new AdminSessions(h.redis, TEST_API_KEYS, { prefix: `${h.prefix}:admin:` }),
+          sessions: new AdminSessions(sessionRedis, TEST_API_KEYS, {
+            prefix: `${h.prefix}:admin:`,
+          }),
           fleet: new FleetStats(h.prisma, { onError: (error) => console.error(error) }),
           secureCookie: true,
         }),
     ],
   });
+}
+
+beforeAll(async () => {
+  h = await createRefreshHarness();
+  app = await consoleServer(h.redis);
 });
 afterAll(async () => {
   await app?.close();
@@ -128,14 +137,20 @@ describe("admin console", () => {
     );
   });
 
-  it("refuses a tokens:read key at sign-in and records it as a security event", async () => {
-    const response = await postSignIn(SCOPED_KEYS["tokens:read"]);
-    expect(response.statusCode).toBe(403);
-    expect(String(response.headers["set-cookie"])).not.toMatch(/evergreen_admin=/);
-    expect(response.body).toContain("lacks the admin scope");
-    expect(auditLines).toContainEqual(
-      expect.objectContaining({ event: "admin_login_refused", keyName: "reader" }),
-    );
+  it("refuses a tokens:read or connections:write key at sign-in, as a security event", async () => {
+    for (const [scope, keyName] of [
+      ["tokens:read", "reader"],
+      ["connections:write", "writer"],
+    ] as const) {
+      const response = await postSignIn(SCOPED_KEYS[scope]);
+      expect(response.statusCode, scope).toBe(403);
+      expect(String(response.headers["set-cookie"])).not.toMatch(/evergreen_admin=/);
+      expect(response.body).toContain("lacks the admin scope");
+      expect(response.body).not.toContain(SCOPED_KEYS[scope]);
+      expect(auditLines).toContainEqual(
+        expect.objectContaining({ event: "admin_login_refused", keyName }),
+      );
+    }
   });
 
   it("refuses an unknown key, audited like a rejected API key, without echoing it", async () => {
@@ -275,12 +290,133 @@ describe("admin console", () => {
     );
   });
 
+  it("renews the session cookie on every page: an hour idle ends it, not an hour since sign-in", async () => {
+    const { cookie } = await signIn();
+    for (const url of ["/admin", "/admin/connections", "/admin/integrations"]) {
+      const response = await app.inject({ method: "GET", url, headers: { cookie } });
+      expect(response.statusCode, url).toBe(200);
+      expect(response.headers["set-cookie"], url).toBe(
+        `${cookie}; Path=/admin; HttpOnly; SameSite=Strict; Max-Age=3600; Secure`,
+      );
+    }
+    // No session, no cookie.
+    const signedOut = await app.inject({ method: "GET", url: "/admin" });
+    expect(signedOut.headers["set-cookie"]).toBeUndefined();
+  });
+
+  it("answers any other /admin path with its own 404 page under the console's headers", async () => {
+    const { cookie, csrf } = await signIn();
+    for (const [method, url] of [
+      ["GET", "/admin/nope"],
+      ["GET", "/admin/logout"],
+      ["POST", "/admin/nope"],
+      ["DELETE", "/admin/connections"],
+      // Past the router's 100-character parameters.
+      ["GET", `/admin/connections/${"a".repeat(150)}`],
+      ["GET", `/admin/integrations/${"<script>".repeat(20)}`],
+    ] as const) {
+      const response = await app.inject({
+        method,
+        url,
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+        ...(method === "GET" ? {} : { payload: new URLSearchParams({ csrf }).toString() }),
+      });
+      expect(response.statusCode, url).toBe(404);
+      expect(response.headers["content-type"], url).toBe("text/html; charset=utf-8");
+      expect(String(response.headers["content-security-policy"]), url).toContain(
+        "frame-ancestors 'none'",
+      );
+      expect(response.headers["cache-control"], url).toBe("no-store");
+      expect(response.body, url).not.toContain("<script>");
+    }
+  });
+
+  it("shows only its own outcome words, not Object's (?result=constructor)", async () => {
+    const { connection } = await h.addConnection();
+    const { cookie } = await signIn();
+    for (const result of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      const response = await app.inject({
+        method: "GET",
+        url: `/admin/connections/${connection.id}?result=${result}`,
+        headers: { cookie },
+      });
+      expect(response.statusCode, result).toBe(200);
+      expect(response.body, result).not.toContain('class="notice');
+    }
+  });
+
+  it("ends the browser's previous session when it signs in again", async () => {
+    const first = await signIn();
+    const form = await signInForm();
+    const again = await post("/admin/login", `${first.cookie}; ${form.cookie}`, {
+      csrf: form.csrf,
+      key: SCOPED_KEYS.admin,
+    });
+    expect(again.statusCode).toBe(303);
+    const second = String(again.headers["set-cookie"]).split(";")[0] ?? "";
+    expect(second).not.toBe(first.cookie);
+    const old = await app.inject({
+      method: "GET",
+      url: "/admin",
+      headers: { cookie: first.cookie },
+    });
+    expect(old.statusCode).toBe(303);
+    const current = await app.inject({ method: "GET", url: "/admin", headers: { cookie: second } });
+    expect(current.statusCode).toBe(200);
+  });
+
+  it("sends a HEAD without a session to sign-in, as its GET", async () => {
+    const response = await app.inject({ method: "HEAD", url: "/admin/connections" });
+    expect(response.statusCode).toBe(303);
+    expect(response.headers.location).toBe("/admin/login");
+  });
+
   it("ends a session at sign-out: its cookie opens nothing afterwards", async () => {
     const { cookie, csrf } = await signIn();
     const out = await post("/admin/logout", cookie, { csrf });
     expect(out.statusCode).toBe(303);
+    // Only the header that drops the cookie, not the renewal of the session it ends.
+    expect(out.headers["set-cookie"]).toMatch(/^evergreen_admin=; Path=\/admin; .*Max-Age=0/);
     const after = await app.inject({ method: "GET", url: "/admin", headers: { cookie } });
     expect(after.statusCode).toBe(303);
+  });
+});
+
+describe("admin console with its Redis unreachable", () => {
+  it("answers sign-in and pages with a clear 503 page, no stack, and when to retry", async () => {
+    // Nothing listens on port 1: every command fails as it does in a Redis outage.
+    const down = createRedis("redis://127.0.0.1:1", "producer");
+    down.on("error", () => undefined);
+    const outage = await consoleServer(down);
+    try {
+      const form = await outage.inject({ method: "GET", url: "/admin/login" });
+      expect(form.statusCode).toBe(200);
+      const cookie = String(form.headers["set-cookie"]).split(";")[0] ?? "";
+      const csrf = /name="csrf" value="([^"]+)"/.exec(form.body)?.[1] ?? "";
+      const signIn = await outage.inject({
+        method: "POST",
+        url: "/admin/login",
+        payload: new URLSearchParams({ csrf, key: SCOPED_KEYS.admin }).toString(),
+        headers: { cookie, "content-type": "application/x-www-form-urlencoded" },
+      });
+      const page = await outage.inject({
+        method: "GET",
+        url: "/admin",
+        headers: { cookie: `evergreen_admin=${"A".repeat(43)}` },
+      });
+      for (const response of [signIn, page]) {
+        expect(response.statusCode).toBe(503);
+        expect(response.headers["retry-after"]).toBe("5");
+        expect(response.headers["content-type"]).toBe("text/html; charset=utf-8");
+        expect(String(response.headers["content-security-policy"])).toContain("default-src 'none'");
+        expect(response.body).toContain("A backing service is unreachable; retry shortly.");
+        expect(response.body).not.toMatch(/MaxRetriesPerRequest|ECONNREFUSED|\bat \S+ \(/);
+        expect(response.body).not.toContain(SCOPED_KEYS.admin);
+      }
+    } finally {
+      await outage.close();
+      down.disconnect();
+    }
   });
 });
 

@@ -8,7 +8,7 @@ import type { ConsoleDeps } from "./deps";
 import { html } from "./html";
 import { page, sendPage, setConsoleHeaders } from "./layout";
 import { csrfTokenMatches } from "./session";
-import { registerSignIn, sessionCookie } from "./sign-in";
+import { registerSignIn, sessionCookie, sessionCookieHeader } from "./sign-in";
 
 export interface AdminConsoleOptions extends ConsoleDeps {
   readonly apiKeys: readonly ApiKey[];
@@ -19,6 +19,9 @@ export interface AdminConsoleOptions extends ConsoleDeps {
    */
   readonly secureCookie: boolean;
 }
+
+/** The methods the console's 404 page answers (HEAD comes with GET). */
+const CONSOLE_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] as const;
 
 /** Forms are a key or a token or two: anything bigger is not the console's. */
 const FORM_LIMIT_BYTES = 8 * 1024;
@@ -45,7 +48,10 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
       if (access === undefined || access === "public") return;
       const session = await options.sessions.find(sessionCookie(request));
       if (!session) {
-        if (request.method === "GET") return reply.redirect("/admin/login", 303);
+        // HEAD too: it is a GET without the body, not an action.
+        if (request.method === "GET" || request.method === "HEAD") {
+          return reply.redirect("/admin/login", 303);
+        }
         return sendPage(
           reply,
           401,
@@ -55,6 +61,8 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
           }),
         );
       }
+      // Renewed with the session's idle timer: the cookie's Max-Age is the idle limit.
+      reply.header("set-cookie", sessionCookieHeader(session.id, options));
       request.adminSession = session;
       // The access log names the key a console request acted with, as it does for the API.
       request.apiKeyName = session.keyName;
@@ -84,6 +92,8 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
             ? 503
             : (error.statusCode ?? 500);
       if (status >= 500) request.log.error({ err: error }, "admin console request failed");
+      // As the API's 503: the outage is expected to pass.
+      if (status === 503) reply.header("retry-after", "5");
       // Messages of our own errors and fastify's 4xx are safe to show; nothing else is.
       const message =
         status === 503
@@ -114,5 +124,10 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
     });
     registerSignIn(scope, options);
     registerConsolePages(scope, options);
+    // Any other path under /admin (a mistyped page, an id past the router's 100 characters):
+    // the console's 404 page under its headers, not the API's bare JSON without them.
+    registerConsoleRoute(scope, [...CONSOLE_METHODS], "/admin/*", "public", async () => {
+      throw new HttpError(404, "not_found", "No such page.");
+    });
   });
 }

@@ -49,21 +49,32 @@ a{color:var(--accent)}
  * Progressive enhancement, nothing more: a page marked `data-live` re-reads its
  * `[data-live-region]` every few seconds while visible, so refreshes show up without a
  * click. Without the script every page still works (links and forms only).
+ * One re-read at a time, the next a period after the last one ended: under a slow
+ * database an open page keeps one request going, not a new one every period on top of
+ * those still waiting. A re-read sent to sign-in (the session ended) reloads the page,
+ * which shows the sign-in form instead of numbers that silently stopped changing.
  */
 const SCRIPT = `"use strict";
 (() => {
   const seconds = Number(document.body.dataset.live);
   if (!seconds) return;
-  setInterval(async () => {
+  const reread = async () => {
     if (document.visibilityState !== "visible") return;
-    const response = await fetch(location.href, { credentials: "same-origin" });
+    const response = await fetch(location.href, {
+      credentials: "same-origin",
+      signal: AbortSignal.timeout(30000),
+    });
+    if (response.redirected) return location.reload();
     if (!response.ok) return;
     const next = new DOMParser().parseFromString(await response.text(), "text/html");
     for (const region of document.querySelectorAll("[data-live-region]")) {
       const fresh = next.getElementById(region.id);
       if (fresh) region.replaceWith(fresh);
     }
-  }, seconds * 1000);
+  };
+  const schedule = () =>
+    setTimeout(() => reread().catch(() => undefined).finally(schedule), seconds * 1000);
+  schedule();
 })();
 `;
 

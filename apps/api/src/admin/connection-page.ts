@@ -50,7 +50,11 @@ export async function renderConnection(
     }),
   ]);
   const now = new Date();
-  const message = typeof result === "string" ? RESULT_MESSAGES[result] : undefined;
+  // An own word only: `?result=constructor` must not find Object's.
+  const message =
+    typeof result === "string" && Object.hasOwn(RESULT_MESSAGES, result)
+      ? RESULT_MESSAGES[result]
+      : undefined;
   const body = html`${message ? html`<p class="notice${message.bad ? " bad" : ""}" role="status">${message.text}</p>` : ""}
 <div class="grid">
 <section class="card" id="facts" data-live-region aria-labelledby="h-state"><h2 id="h-state">State</h2>

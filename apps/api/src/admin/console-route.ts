@@ -1,4 +1,4 @@
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods } from "fastify";
 import type { AdminSession } from "./session";
 
 /**
@@ -30,7 +30,7 @@ type Handler = (request: FastifyRequest, reply: FastifyReply) => Promise<unknown
  */
 export function registerConsoleRoute(
   app: FastifyInstance,
-  method: "GET" | "POST",
+  method: HTTPMethods | HTTPMethods[],
   url: string,
   access: ConsoleAccess,
   handler: Handler,

@@ -69,16 +69,14 @@ export function registerSignIn(scope: FastifyInstance, options: SignInOptions): 
         `The key ${key.name} lacks the admin scope; only admin keys may sign in.`,
       );
     }
+    // A browser signing in again (another key, a second tab) leaves no session behind
+    // that its cookie no longer names.
+    const previous = sessionCookie(request);
+    if (previous !== undefined) await options.sessions.end(previous);
     const session = await options.sessions.create(key);
     request.server.audit.security({ event: "admin_login", keyName: key.name, ip: request.ip });
     reply.header("set-cookie", [
-      cookie(
-        SESSION_COOKIE,
-        session.id,
-        "/admin",
-        options.sessions.cookieMaxAgeSeconds,
-        options.secureCookie,
-      ),
+      sessionCookieHeader(session.id, options),
       cookie(SIGN_IN_COOKIE, "", SIGN_IN_PATH, 0, options.secureCookie),
     ]);
     return reply.redirect("/admin", 303);
@@ -92,7 +90,9 @@ export function registerSignIn(scope: FastifyInstance, options: SignInOptions): 
       keyName: session.keyName,
       ip: request.ip,
     });
-    reply.header("set-cookie", cookie(SESSION_COOKIE, "", "/admin", 0, options.secureCookie));
+    // Replaces the renewal the session hook set: the browser must drop the cookie.
+    reply.removeHeader("set-cookie");
+    reply.header("set-cookie", sessionCookieHeader(undefined, options));
     return reply.redirect(SIGN_IN_PATH, 303);
   });
 }
@@ -100,6 +100,27 @@ export function registerSignIn(scope: FastifyInstance, options: SignInOptions): 
 /** The session id a request's cookie carries, if any. */
 export function sessionCookie(request: FastifyRequest): string | undefined {
   return readCookie(request, SESSION_COOKIE);
+}
+
+/**
+ * The session cookie's header: `id` for its idle lifetime, or, without an id, the header
+ * that makes the browser drop it. Sent again on every request of a live session: the
+ * cookie's Max-Age is the idle limit, so a cookie set only at sign-in would leave an
+ * active browser an hour after sign-in while its session still had hours to live.
+ */
+export function sessionCookieHeader(
+  id: string | undefined,
+  options: Pick<SignInOptions, "sessions" | "secureCookie">,
+): string {
+  return id === undefined
+    ? cookie(SESSION_COOKIE, "", "/admin", 0, options.secureCookie)
+    : cookie(
+        SESSION_COOKIE,
+        id,
+        "/admin",
+        options.sessions.cookieMaxAgeSeconds,
+        options.secureCookie,
+      );
 }
 
 function readCookie(request: FastifyRequest, name: string): string | undefined {
