@@ -1,4 +1,5 @@
 import { Writable } from "node:stream";
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { createLogger } from "@evergreen/observability";
 import {
   createRevocationQueue,
@@ -236,6 +237,68 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
       kind: "done",
       outcome: "already_dead",
     });
+  });
+
+  it("gives a claimed attempt back when it fails midway, so the job's retry still revokes", async () => {
+    const { connection, grant } = await revocableConnection();
+    const app = await server();
+    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
+    await app.close();
+    const [pending] = await pendingOf(connection.id);
+    const revocationId = pending?.id ?? "";
+
+    // Redis away when the next attempt is queued: the worker puts this job back (same id,
+    // same attempt) and runs it again.
+    const redisDown = new Error("Connection is closed.");
+    const failingQueue = Object.create(queue, {
+      add: { value: () => Promise.reject(redisDown) },
+    }) as Queue<RevocationJobPayload>;
+    h.provider.failNextRevocation(1, { status: 503, retryAfter: "7" });
+    await expect(
+      revokeGrant({ ...deps, queue: failingQueue }, { revocationId, attempt: 0 }),
+    ).rejects.toBe(redisDown);
+    expect((await pendingOf(connection.id))[0]?.attempts).toBe(0);
+
+    expect(await revokeGrant(deps, { revocationId, attempt: 0 })).toEqual({
+      kind: "done",
+      outcome: "revoked",
+    });
+    expect(h.provider.grant(grant.grantId)?.revoked).toBe(true);
+  });
+
+  it("retries a token whose key left the ring until giveUpAt, then records gave_up", async () => {
+    const { connection } = await revocableConnection();
+    const app = await server();
+    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
+    await app.close();
+    const [pending] = await pendingOf(connection.id);
+    const revocationId = pending?.id ?? "";
+    const sent = revokeRequests().length;
+
+    // The ring without the key that sealed the token: no exception for the worker to
+    // retry every few seconds, a backoff an operator can put the key back within.
+    const newKeyOnly = { ...deps, keyRing: KeyRing.fromSpec(generateEncryptionKey("new")) };
+    expect(
+      await revokeGrant({ ...newKeyOnly, random: () => 0 }, { revocationId, attempt: 0 }),
+    ).toEqual({
+      kind: "retry",
+      delayMs: 500,
+    });
+    const late = { ...newKeyOnly, now: () => new Date(Date.now() + 25 * 3_600_000) };
+    expect(await revokeGrant(late, { revocationId, attempt: 1 })).toEqual({
+      kind: "done",
+      outcome: "gave_up",
+    });
+    expect(revokeRequests()).toHaveLength(sent);
+    const last = await h.prisma.connectionEvent.findFirst({
+      where: { connectionId: connection.id },
+      orderBy: { id: "desc" },
+    });
+    expect([last?.type, last?.outcome, last?.errorCode]).toEqual([
+      "revocation_failed",
+      "gave_up",
+      "undecryptable",
+    ]);
   });
 
   it("?revoke=false erases locally and sends nothing", async () => {
