@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -47,6 +47,33 @@ describe("createAuditLog", () => {
       connectionId: "c",
       outcome: "stored",
     });
+  });
+
+  it("opens the path again on reopen(), so a file moved by logrotate stops receiving lines", () => {
+    const file = join(dir, "rotated.log");
+    const audit = createAuditLog({ name: "api", destination: file });
+    const read = (outcome: string) =>
+      audit.tokenRead({ route: "/r", keyName: "k", ip: "192.0.2.1", outcome });
+    read("before");
+    renameSync(file, `${file}.1`);
+    read("moved");
+    audit.reopen();
+    read("after");
+    audit.close();
+    const outcomes = (path: string) =>
+      readFileSync(path, "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line).outcome);
+    expect(outcomes(`${file}.1`)).toEqual(["before", "moved"]);
+    expect(outcomes(file)).toEqual(["after"]);
+
+    // A path that cannot be opened any more: an error naming AUDIT_LOG, the old file kept.
+    const removed = mkdtempSync(join(dir, "removed-"));
+    const other = createAuditLog({ name: "api", destination: join(removed, "audit.log") });
+    rmSync(removed, { recursive: true });
+    expect(() => other.reopen()).toThrow(`AUDIT_LOG: cannot open ${removed}/audit.log`);
+    other.close();
   });
 
   it("refuses, naming AUDIT_LOG and the reason, a file that cannot be opened; makes no directory", () => {

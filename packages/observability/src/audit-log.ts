@@ -1,4 +1,4 @@
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import pino, { type DestinationStream, type Logger } from "pino";
 import { REDACT_PATHS } from "./logger";
 
@@ -99,6 +99,12 @@ export interface AuditLog {
   security(event: SecurityEvent): void;
   /** Rate-limited per source IP (see `rejectWindowMs`). */
   rejectedKey(attempt: RejectedKey): void;
+  /**
+   * Opens the AUDIT_LOG path again (on SIGHUP, after logrotate moved the file): lines go to
+   * the file now at that path. A no-op for stdout and streams.
+   * @throws AuditLogError when the path cannot be opened; lines keep going to the old file.
+   */
+  reopen(): void;
   /** Writes the counts of rejected keys still held back, then flushes. */
   close(): void;
 }
@@ -111,6 +117,7 @@ export interface AuditLog {
  * records is sent, and none is lost in a buffer at exit.
  */
 export function createAuditLog(options: AuditLogOptions): AuditLog {
+  const destination = destinationStream(options.destination);
   const logger = pino(
     {
       name: options.name,
@@ -122,13 +129,20 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destinationStream(options.destination),
+    destination,
   );
   const rejected = rejectionLimiter(logger, options);
   return {
     tokenRead: (read) => logger.info({ kind: "token_read", ...read }, "token read"),
     security: (event) => logger.info({ kind: "security", ...event }, event.event),
     rejectedKey: rejected.record,
+    reopen: () => {
+      if (typeof options.destination !== "string" || options.destination === "stdout") return;
+      // Tried first: a failed reopen inside pino's stream would also be thrown at the
+      // process on the next tick.
+      checkCanAppend(options.destination);
+      (destination as ReturnType<typeof pino.destination>).reopen();
+    },
     close: () => {
       rejected.flush();
       logger.flush();
@@ -139,18 +153,22 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 function destinationStream(destination: AuditDestination): DestinationStream {
   if (typeof destination !== "string") return destination;
   if (destination === "stdout") return pino.destination({ dest: 1, sync: true });
-  let fd: number;
+  // Tried here, not left to pino, so that a bad path stops the process at start with its
+  // reason; the directory is not created: a mistyped path should not make one.
+  checkCanAppend(destination);
+  // By path, not by descriptor, so that reopen() can open the path again.
+  return pino.destination({ dest: destination, sync: true, append: true, mkdir: false });
+}
+
+function checkCanAppend(destination: string): void {
   try {
-    // Opened here, not by pino, so that a bad path stops the process at start with its
-    // reason; the directory is not created: a mistyped path should not make one.
-    fd = openSync(destination, "a");
+    closeSync(openSync(destination, "a"));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     throw new AuditLogError(
       `AUDIT_LOG: cannot open ${destination} for appending (${typeof code === "string" ? code : (error as Error).message})`,
     );
   }
-  return pino.destination({ dest: fd, sync: true });
 }
 
 /**
