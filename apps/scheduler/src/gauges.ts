@@ -60,6 +60,7 @@ export async function publishGauges({
     workers,
     parkedCount,
     ciphertexts,
+    revocations,
   ] = await Promise.all([
     prisma.integration.findMany({ select: { id: true, key: true } }),
     prisma.$queryRaw<{ provider: string; status: string; count: bigint }[]>`
@@ -90,6 +91,11 @@ export async function publishGauges({
     queue.getWorkersCount(),
     parked.count(),
     countCiphertexts(prisma),
+    // A mass delete queues a revocation per connection: the backlog, and how long it waits.
+    prisma.$queryRaw<{ count: bigint; oldestSeconds: number | null }[]>`
+      SELECT count(*) AS count,
+             extract(epoch FROM now() - min("createdAt"))::float8 AS "oldestSeconds"
+        FROM pending_revocations`,
   ]);
   // One PTTL per integration; the producer connection pipelines those sent together.
   const cooling = await Promise.all(integrations.map(({ id }) => cooldown.remainingMs(id)));
@@ -101,6 +107,8 @@ export async function publishGauges({
   for (const state of JOB_STATES) metrics.queueJobs.set({ state }, jobCounts[state] ?? 0);
   metrics.queueWorkers.set(workers);
   metrics.parkedAnswers.set(parkedCount);
+  metrics.revocationsPending.set(Number(revocations[0]?.count ?? 0));
+  metrics.revocationsOldest.set(Math.max(0, revocations[0]?.oldestSeconds ?? 0));
   // Reset first: a retired key's series goes.
   metrics.ciphertexts.reset();
   const byKey = new Map<string, number>();
