@@ -115,6 +115,23 @@ describe("createAuditLog", () => {
     expect(lines).toHaveLength(4);
   });
 
+  it("counts an IPv6 client by its /64, so cycling addresses within it writes one line", () => {
+    const { audit, lines, clock } = captured();
+    const attempt = (ip: string) => audit.rejectedKey({ ip, route: "/v1/x", presented: true });
+    for (let i = 1; i <= 1000; i += 1) attempt(`2001:db8:0:7::${i.toString(16)}`);
+    attempt("2001:db8:0:7:ffff:1:2:3");
+    attempt("2001:db8:0:8::1");
+    attempt("::ffff:192.0.2.9");
+    clock.now = 10_000;
+    attempt("2001:0db8:0000:0007::9%eth0");
+    expect(lines.map(({ ip, source, suppressed }) => [ip, source, suppressed])).toEqual([
+      ["2001:db8:0:7::1", "2001:db8:0:7::/64", 0],
+      ["2001:db8:0:8::1", "2001:db8:0:8::/64", 0],
+      ["::ffff:192.0.2.9", "::ffff:192.0.2.9", 0],
+      ["2001:0db8:0000:0007::9%eth0", "2001:db8:0:7::/64", 1000],
+    ]);
+  });
+
   it("remembers a bounded number of IPs, writing a forgotten one's count as it goes", () => {
     const { audit, lines } = captured({ maxTrackedIps: 2 });
     const attempt = (ip: string) => audit.rejectedKey({ ip, route: "/v1/x", presented: false });
