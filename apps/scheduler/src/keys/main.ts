@@ -17,7 +17,8 @@ import {
 } from "@evergreen/refresh";
 import { keysEnv } from "./env";
 
-const USAGE = "usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size N]";
+const MAX_BATCH_SIZE = 10_000;
+const USAGE = `usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size 1..${MAX_BATCH_SIZE}]`;
 
 function parseArguments() {
   try {
@@ -44,7 +45,9 @@ async function main(): Promise<number> {
   const { positionals, values } = parsed;
   const command = positionals[0];
   const batchSize = Number(values["batch-size"]);
-  if ((command !== "status" && command !== "rotate") || !(batchSize >= 1)) {
+  // An integer, bounded: the batch is read whole and interpolated into its SELECT's LIMIT.
+  const validBatch = Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= MAX_BATCH_SIZE;
+  if ((command !== "status" && command !== "rotate") || !validBatch) {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
