@@ -7,12 +7,7 @@ import {
   type RevocationJobPayload,
   revokeGrant,
 } from "@evergreen/refresh";
-import {
-  createRefreshHarness,
-  metricValue,
-  type RefreshHarness,
-  redisDatabaseUrl,
-} from "@evergreen/refresh/testing";
+import { createRefreshHarness, metricValue, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { Queue } from "bullmq";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AUTH, testMetrics, testServer } from "../test-server";
@@ -25,8 +20,9 @@ let deps: RevocationDeps;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  // Redis database 3 is this suite's; the harness's prefix keeps its keys apart within it.
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(3) });
+  // DB 0, kept apart by the harness's prefix (DB 3 is test/key-rotation.test.ts's, which
+  // flushes it).
+  h = await createRefreshHarness();
   queue = createRevocationQueue(h.redis, `${h.prefix}:revocations`);
   const log = createLogger(
     { name: "revoke-test", level: "debug" },
