@@ -364,6 +364,8 @@ describe("importConnections", () => {
         Buffer.from(
           `${line({ externalId: "h6", metadata: { wide: new Array(500_000).fill(0) } })}\n`,
         ),
+        // A store keyed by token: the key is a secret, never echoed, not even cut short.
+        Buffer.from(`${line({ externalId: "h8", "ya29.secret-token-as-a-key": 1, extra: 2 })}\n`),
         Buffer.from(`${line({ externalId: "h7", metadata: { plan: "pro" } })}\n`),
       ]),
     );
@@ -375,8 +377,9 @@ describe("importConnections", () => {
       "line 4: accessToken: is not valid UTF-8",
       "line 5: expiresIn: is too large",
       "line 6: metadata: at most 16 KiB of JSON",
+      'line 7: unknown field (not shown), "extra"',
     ]);
-    expect(summary).toMatchObject({ lines: 7, created: 1, failed: 6 });
+    expect(summary).toMatchObject({ lines: 8, created: 1, failed: 7 });
     expect(output).not.toMatch(/secret/);
     const integration = await h.prisma.integration.findUniqueOrThrow({ where: { key: "bulk" } });
     const stored = await h.prisma.connection.findMany({

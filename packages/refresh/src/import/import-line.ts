@@ -37,14 +37,18 @@ const lineSchema = z
     message: "exactly one of expiresAt and expiresIn is required",
   });
 
+/** A name worth echoing: short, a word like the ones a line should hold. */
+const FIELD_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
+
 /** Fixed words per problem: zod's own messages may quote the input, which may be a token. */
 function describeIssue(issue: z.core.$ZodIssue, json: unknown): string {
   const field = issue.path.join(".");
   const at = field === "" ? "" : `${field}: `;
   switch (issue.code) {
     case "unrecognized_keys":
-      // Field names, not values; cut short in case a line put a secret where a name goes.
-      return `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}`;
+      // Field names, not values; only names that look like one: a line that put a token
+      // where a name goes (a map keyed by token) must not have it echoed, even in part.
+      return `unknown field ${issue.keys.map((key) => (FIELD_NAME.test(key) ? JSON.stringify(key) : "(not shown)")).join(", ")}`;
     case "invalid_type":
       return isMissing(json, issue.path)
         ? `${at}is required`
