@@ -356,7 +356,7 @@ describe("importConnections", () => {
         Buffer.from(
           `${line({ externalId: "h3" }).slice(0, -1)},"metadata":{"__proto__":{"admin":true},"plan":"pro"}}\n`,
         ),
-        // A Latin-1 byte in the token: read as U+FFFD, it would be stored as another token.
+        // A Latin-1 byte in the token: decoded leniently, U+FFFD would be stored in its place.
         Buffer.from(`{"externalId":"h4","accessToken":"secret-`),
         Buffer.from([0xe9]),
         Buffer.from(`","refreshToken":"secret-r","expiresIn":3600}\n`),
@@ -366,20 +366,22 @@ describe("importConnections", () => {
         ),
         // A store keyed by token: the key is a secret, never echoed, not even cut short.
         Buffer.from(`${line({ externalId: "h8", "ya29.secret-token-as-a-key": 1, extra: 2 })}\n`),
+        Buffer.from(`${line({ externalId: "h9", accessToken: "secret-".repeat(4000) })}\n`),
         Buffer.from(`${line({ externalId: "h7", metadata: { plan: "pro" } })}\n`),
       ]),
     );
     const { summary, errors, output } = await run(path, { integration: "bulk" });
     expect(errors).toEqual([
-      "line 1: accessToken: is too long",
+      "line 1: longer than 1048576 bytes",
       "line 2: metadata: at most 32 levels deep",
       "line 3: a __proto__ or constructor.prototype key is not allowed",
-      "line 4: accessToken: is not valid UTF-8",
+      "line 4: not valid UTF-8",
       "line 5: expiresIn: is too large",
       "line 6: metadata: at most 16 KiB of JSON",
       'line 7: unknown field (not shown), "extra"',
+      "line 8: accessToken: is too long",
     ]);
-    expect(summary).toMatchObject({ lines: 8, created: 1, failed: 7 });
+    expect(summary).toMatchObject({ lines: 9, created: 1, failed: 8 });
     expect(output).not.toMatch(/secret/);
     const integration = await h.prisma.integration.findUniqueOrThrow({ where: { key: "bulk" } });
     const stored = await h.prisma.connection.findMany({

@@ -1,4 +1,3 @@
-import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { isDeepStrictEqual } from "node:util";
 import type { KeyRing } from "@evergreen/crypto";
@@ -12,6 +11,10 @@ import type { ExistingConnection } from "../registration-rules";
 import { openAccessToken, openRefreshToken } from "../token-cipher";
 import type { FernetKey } from "./fernet";
 import { type ImportedConnection, parseImportLine } from "./import-line";
+import { readLines } from "./read-lines";
+
+/** Far above any line the bounds allow (two sealed tokens and 16 KiB of metadata). */
+const MAX_LINE_BYTES = 1024 * 1024;
 
 export interface ImportOptions {
   /** The integration's key: every line becomes one of its connections. */
@@ -130,14 +133,14 @@ export async function importConnections(
     if (inFlight.size >= concurrency) await Promise.race(inFlight);
   };
   let lineNumber = 0;
-  // Created only now: readline starts the stream flowing, and lines it emitted before the
-  // loop below were listening would be lost.
-  const lines = createInterface({ input: options.input, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const text of lines) {
+  for await (const read of readLines(options.input, MAX_LINE_BYTES)) {
     lineNumber += 1;
-    if (text.trim() === "") continue;
+    if ("text" in read && read.text.trim() === "") continue;
     summary.lines += 1;
-    const parsed = parseImportLine(text, options.fernetKey);
+    const parsed =
+      "text" in read
+        ? parseImportLine(read.text, options.fernetKey)
+        : { ok: false as const, reason: read.error };
     if (parsed.ok) {
       // One statement cannot upsert a row twice: a repeated user starts the next batch, so
       // the later line wins, as it would stored line by line.

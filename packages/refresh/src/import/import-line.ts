@@ -94,8 +94,6 @@ function openField(fernetKey: FernetKey | undefined, field: string, value: strin
     }
   }
   if (opened.length > MAX_TOKEN_CHARS) throw new LineError(`${field}: is too long`);
-  // Bytes that were not UTF-8 read as U+FFFD: stored, the token would be another one.
-  if (opened.includes("\uFFFD")) throw new LineError(`${field}: is not valid UTF-8`);
   return opened;
 }
 
