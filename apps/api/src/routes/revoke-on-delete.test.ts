@@ -90,6 +90,15 @@ async function pendingOf(connectionId: string) {
   return h.prisma.pendingRevocation.findMany({ where: { connectionId } });
 }
 
+/** DELETE /v1/connections/:id as a caller sends it; the id of the revocation it recorded. */
+async function deleteThroughApi(connectionId: string): Promise<string> {
+  const app = await server();
+  await app.inject({ method: "DELETE", url: `/v1/connections/${connectionId}`, headers: AUTH });
+  await app.close();
+  const [pending] = await pendingOf(connectionId);
+  return pending?.id ?? "";
+}
+
 const revokeRequests = () => h.provider.received.filter(({ path }) => path === "/revoke");
 
 describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
@@ -165,11 +174,7 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
 
   it("honours 503 with Retry-After (RFC 7009 §2.2.1), then succeeds", async () => {
     const { connection, grant } = await revocableConnection();
-    const app = await server();
-    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
-    await app.close();
-    const [pending] = await pendingOf(connection.id);
-    const revocationId = pending?.id ?? "";
+    const revocationId = await deleteThroughApi(connection.id);
 
     h.provider.failNextRevocation(1, { status: 503, retryAfter: "7" });
     expect(await revokeGrant(deps, { revocationId, attempt: 0 })).toEqual({
@@ -191,11 +196,7 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
 
   it("backs off with jitter when the provider gives no Retry-After, and gives up in time", async () => {
     const { connection } = await revocableConnection();
-    const app = await server();
-    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
-    await app.close();
-    const [pending] = await pendingOf(connection.id);
-    const revocationId = pending?.id ?? "";
+    const revocationId = await deleteThroughApi(connection.id);
 
     h.provider.failNextRevocation(2, { status: 500 });
     const jittered = { ...deps, random: () => 0 };
@@ -237,11 +238,7 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
 
   it("gives a claimed attempt back when it fails midway, so the job's retry still revokes", async () => {
     const { connection, grant } = await revocableConnection();
-    const app = await server();
-    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
-    await app.close();
-    const [pending] = await pendingOf(connection.id);
-    const revocationId = pending?.id ?? "";
+    const revocationId = await deleteThroughApi(connection.id);
 
     // Redis away when the next attempt is queued: the worker puts this job back (same id,
     // same attempt) and runs it again.
@@ -264,11 +261,7 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
 
   it("retries a token whose key left the ring until giveUpAt, then records gave_up", async () => {
     const { connection } = await revocableConnection();
-    const app = await server();
-    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
-    await app.close();
-    const [pending] = await pendingOf(connection.id);
-    const revocationId = pending?.id ?? "";
+    const revocationId = await deleteThroughApi(connection.id);
     const sent = revokeRequests().length;
 
     // The ring without the key that sealed the token: no exception for the worker to
