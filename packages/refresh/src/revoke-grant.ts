@@ -139,8 +139,12 @@ async function attemptClaimed(
     case "failed":
       return finish(result.outcome, result.errorCode);
     case "retry": {
-      const delayMs =
-        result.retryAfterMs ?? backoffMs(settings, attempt + 1, deps.random ?? Math.random);
+      // Retry-After bounds the backoff from below, never replaces it: `Retry-After: 0` (or a
+      // date past) on every 503 would otherwise resend at full speed until giveUpAt.
+      const delayMs = Math.max(
+        result.retryAfterMs ?? 0,
+        backoffMs(settings, attempt + 1, deps.random ?? Math.random),
+      );
       if (now.getTime() + delayMs > row.giveUpAt.getTime()) {
         return finish("gave_up", result.errorCode);
       }

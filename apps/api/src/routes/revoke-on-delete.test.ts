@@ -194,6 +194,21 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
     expect(h.provider.grant(grant.grantId)?.revoked).toBe(true);
   });
 
+  it("never retries sooner than the backoff, whatever Retry-After says (0, a date past)", async () => {
+    const { connection } = await revocableConnection();
+    const revocationId = await deleteThroughApi(connection.id);
+    h.provider.failNextRevocation(2, { status: 503, retryAfter: "0" });
+    const jittered = { ...deps, random: () => 0 };
+    expect(await revokeGrant(jittered, { revocationId, attempt: 0 })).toEqual({
+      kind: "retry",
+      delayMs: 500,
+    });
+    expect(await revokeGrant(jittered, { revocationId, attempt: 1 })).toEqual({
+      kind: "retry",
+      delayMs: 1_000,
+    });
+  });
+
   it("backs off with jitter when the provider gives no Retry-After, and gives up in time", async () => {
     const { connection } = await revocableConnection();
     const revocationId = await deleteThroughApi(connection.id);
