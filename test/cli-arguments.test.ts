@@ -1,9 +1,11 @@
+import { generateEncryptionKey } from "@evergreen/crypto";
+import { TEST_REDIS_URL } from "@evergreen/refresh/testing";
 import { describe, expect, it } from "vitest";
 import { startCommand } from "./support/app-process";
 
 /** A CLI without DATABASE_URL: what fails must fail on its arguments, before any connection. */
-async function cli(main: string, args: readonly string[]) {
-  const run = startCommand([process.execPath, "--import", "tsx", main, ...args], {});
+async function cli(main: string, args: readonly string[], env: Record<string, string> = {}) {
+  const run = startCommand([process.execPath, "--import", "tsx", main, ...args], env);
   return { code: await run.exited, stderr: run.stderr() };
 }
 
@@ -21,6 +23,21 @@ describe("keys CLI arguments", () => {
       expect(stderr).toContain("usage: keys status");
     },
   );
+});
+
+describe("keys CLI exit codes", () => {
+  it("exits 3, not 1 (missing keys), when PostgreSQL cannot be reached; no secret printed", async () => {
+    const keys = generateEncryptionKey("k1");
+    const { code, stderr } = await cli("apps/scheduler/src/keys/main.ts", ["status"], {
+      DATABASE_URL: "postgresql://postgres:s3cret-password@127.0.0.1:1/evergreen",
+      REDIS_URL: TEST_REDIS_URL,
+      ENCRYPTION_KEYS: keys,
+    });
+    expect(code).toBe(3);
+    expect(stderr).toMatch(/^keys: could not run \(/);
+    expect(stderr).not.toContain("s3cret-password");
+    expect(stderr).not.toContain(keys.split(":").at(-1));
+  });
 });
 
 describe("import CLI arguments", () => {

@@ -189,4 +189,16 @@ function rotationSummary(result: RotationResult): string {
   return `${lines.join("\n")}\n`;
 }
 
-process.exitCode = await main();
+/**
+ * Exit codes for scripts: 0 done, 1 values under a missing key (status) or not re-sealed
+ * (rotate), 2 usage, 3 could not run (PostgreSQL or Redis away): never 1 for an outage.
+ */
+process.exitCode = await main().catch((error: unknown) => {
+  // The name and code only: a driver's message may quote a connection string.
+  const { name, code } = error as { name?: unknown; code?: unknown };
+  const named = typeof name === "string" ? name : "error";
+  process.stderr.write(
+    `keys: could not run (${typeof code === "string" ? `${named} ${code}` : named})\n`,
+  );
+  return 3;
+});
