@@ -38,6 +38,17 @@ describe("keys CLI exit codes", () => {
     expect(stderr).not.toContain("s3cret-password");
     expect(stderr).not.toContain(keys.split(":").at(-1));
   });
+
+  it("exits 3 naming AUDIT_LOG when rotate cannot open its audit file", async () => {
+    const { code, stderr } = await cli("apps/scheduler/src/keys/main.ts", ["rotate"], {
+      DATABASE_URL: "postgresql://postgres@127.0.0.1:1/evergreen",
+      REDIS_URL: TEST_REDIS_URL,
+      ENCRYPTION_KEYS: generateEncryptionKey("k1"),
+      AUDIT_LOG: "/nonexistent-dir/audit.log",
+    });
+    expect(code).toBe(3);
+    expect(stderr).toContain("AUDIT_LOG: cannot open /nonexistent-dir/audit.log for appending");
+  });
 });
 
 describe("import CLI arguments", () => {

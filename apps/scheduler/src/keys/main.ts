@@ -129,14 +129,14 @@ async function rotate(
   }
 }
 
-/** The audit stream, or exit 1 with one line naming AUDIT_LOG when its file cannot be opened. */
+/** The audit stream, or exit 3 with one line naming AUDIT_LOG when its file cannot be opened. */
 function openAuditLog(destination: string): AuditLog {
   try {
     return createAuditLog({ name: "keys", destination });
   } catch (error) {
     if (!(error instanceof AuditLogError)) throw error;
     process.stderr.write(`${error.message}\n`);
-    process.exit(1);
+    process.exit(3);
   }
 }
 
