@@ -68,4 +68,19 @@ describe("import CLI arguments", () => {
     expect(code).toBe(2);
     expect(stderr).toMatch(new RegExp(`^import: ${flag} must be an integer from 1 to \\d+\\n$`));
   });
+
+  it("exits 3, not 1 (lines refused), when PostgreSQL cannot be reached; no secret printed", async () => {
+    const { code, stderr } = await cli(
+      "apps/import/src/main.ts",
+      ["--integration", "x", "package.json"],
+      {
+        DATABASE_URL: "postgresql://postgres:s3cret-password@127.0.0.1:1/evergreen",
+        REDIS_URL: TEST_REDIS_URL,
+        ENCRYPTION_KEYS: generateEncryptionKey("k1"),
+      },
+    );
+    expect(code).toBe(3);
+    expect(stderr).toMatch(/^import: could not run \(/);
+    expect(stderr).not.toContain("s3cret-password");
+  });
 });

@@ -144,4 +144,13 @@ async function main(): Promise<void> {
   process.exitCode = summary.failed > 0 ? 1 : 0;
 }
 
-await main();
+// Exit 3: the import could not run (PostgreSQL or Redis away), never 1 (lines refused).
+await main().catch((error: unknown) => {
+  // The name and code only: a driver's message may quote a connection string or a value.
+  const { name, code } = error as { name?: unknown; code?: unknown };
+  const named = typeof name === "string" ? name : "error";
+  process.stderr.write(
+    `import: could not run (${typeof code === "string" ? `${named} ${code}` : named})\n`,
+  );
+  process.exitCode = 3;
+});
