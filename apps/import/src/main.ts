@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
-import { createLogger } from "@evergreen/observability";
+import { createLogger, errorName } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
   createRefreshQueue,
@@ -146,11 +146,6 @@ async function main(): Promise<void> {
 
 // Exit 3: the import could not run (PostgreSQL or Redis away), never 1 (lines refused).
 await main().catch((error: unknown) => {
-  // The name and code only: a driver's message may quote a connection string or a value.
-  const { name, code } = error as { name?: unknown; code?: unknown };
-  const named = typeof name === "string" ? name : "error";
-  process.stderr.write(
-    `import: could not run (${typeof code === "string" ? `${named} ${code}` : named})\n`,
-  );
+  process.stderr.write(`import: could not run (${errorName(error)})\n`);
   process.exitCode = 3;
 });

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient, type PrismaClient } from "@evergreen/db";
-import { type AuditLog, AuditLogError, createAuditLog } from "@evergreen/observability";
+import { type AuditLog, AuditLogError, createAuditLog, errorName } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
   type KeyStatus,
@@ -194,11 +194,6 @@ function rotationSummary(result: RotationResult): string {
  * (rotate), 2 usage, 3 could not run (PostgreSQL or Redis away): never 1 for an outage.
  */
 process.exitCode = await main().catch((error: unknown) => {
-  // The name and code only: a driver's message may quote a connection string.
-  const { name, code } = error as { name?: unknown; code?: unknown };
-  const named = typeof name === "string" ? name : "error";
-  process.stderr.write(
-    `keys: could not run (${typeof code === "string" ? `${named} ${code}` : named})\n`,
-  );
+  process.stderr.write(`keys: could not run (${errorName(error)})\n`);
   return 3;
 });

@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import { isDeepStrictEqual } from "node:util";
 import type { KeyRing } from "@evergreen/crypto";
+import { errorName } from "@evergreen/observability";
 import {
   type RegistrationDeps,
   registerConnection,
@@ -174,11 +175,3 @@ const holdsAlready =
     openAccessToken(keyRing, stored.id, stored.accessToken) === line.accessToken &&
     stored.scope === (line.scope ?? null) &&
     (line.metadata === undefined || isDeepStrictEqual(stored.metadata, line.metadata));
-
-function errorName(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === "string" ? `${error.name} ${code}` : error.name;
-  }
-  return "unknown error";
-}
