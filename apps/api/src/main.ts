@@ -52,6 +52,16 @@ async function main(): Promise<void> {
   }
   log.info({ config: describeConfig(config) }, "starting");
   const audit = openAuditLog(config.AUDIT_LOG, log);
+  // logrotate's postrotate sends SIGHUP: lines go to the new file, not the moved one.
+  process.on("SIGHUP", () => {
+    try {
+      audit.reopen();
+      log.info("AUDIT_LOG reopened");
+    } catch (error) {
+      if (!(error instanceof AuditLogError)) throw error;
+      log.error(`${error.message}; still writing to the file opened before`);
+    }
+  });
   const errors = new ClientErrorLog(log);
 
   const database = createDatabase({ url: config.DATABASE_URL });

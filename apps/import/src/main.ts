@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
-import { createLogger } from "@evergreen/observability";
+import { createLogger, errorName } from "@evergreen/observability";
 import { createRedis, redisTarget } from "@evergreen/redis";
 import {
   FernetError,
@@ -28,9 +28,19 @@ function exitWith(message: string): never {
   process.exit(2);
 }
 
-function positiveInt(name: string, text: string): number {
+/** Bounded: lines are held a batch at a time, and `concurrency` batches are in flight. */
+const LIMITS = {
+  "spread-seconds": 30 * 24 * 3600,
+  "batch-size": 10_000,
+  concurrency: 64,
+  "progress-every": Number.MAX_SAFE_INTEGER,
+} as const;
+
+function positiveInt(name: keyof typeof LIMITS, text: string): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 1) exitWith(`--${name} must be a positive integer`);
+  if (!Number.isInteger(value) || value < 1 || value > LIMITS[name]) {
+    exitWith(`--${name} must be an integer from 1 to ${LIMITS[name]}`);
+  }
   return value;
 }
 
@@ -59,13 +69,16 @@ async function main(): Promise<void> {
     if (error instanceof FernetError) exitWith(`--fernet-key: ${error.message}`);
     throw error;
   }
+  const spreadSeconds = positiveInt("spread-seconds", values["spread-seconds"]);
+  const batchSize = positiveInt("batch-size", values["batch-size"]);
+  const concurrency = positiveInt("concurrency", values.concurrency);
+  const progressEvery = positiveInt("progress-every", values["progress-every"]);
   const { size } = await stat(file).catch(() => exitWith("cannot read the file"));
 
   const { config, warnings } = loadConfigOrExit("import", importEnv, process.env);
   // Warnings only: the operator watches progress, not the log.
   const log = createLogger({ name: "import", level: "warn" });
   for (const warning of warnings) log.warn(warning);
-  const concurrency = positiveInt("concurrency", values.concurrency);
   // A connection per batch in flight, and one for the integration lookup.
   const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
   const redis = createRedis(redisTarget(config), "producer", "evergreen-import");
@@ -98,16 +111,16 @@ async function main(): Promise<void> {
           defaultBufferSeconds: config.REFRESH_BUFFER_SECONDS,
           retryBaseDelayMs: config.RETRY_BASE_DELAY_MS,
         },
-        spreadWindowSeconds: positiveInt("spread-seconds", values["spread-seconds"]),
+        spreadWindowSeconds: spreadSeconds,
       },
       {
         integration: values.integration,
         input,
         fernetKey,
         dryRun: values["dry-run"],
-        batchSize: positiveInt("batch-size", values["batch-size"]),
+        batchSize,
         concurrency,
-        progressEvery: positiveInt("progress-every", values["progress-every"]),
+        progressEvery,
         onProgress: report,
         onLineError: (line, reason) => {
           if (tty) process.stderr.write("\n");
@@ -132,4 +145,8 @@ async function main(): Promise<void> {
   process.exitCode = summary.failed > 0 ? 1 : 0;
 }
 
-await main();
+// Exit 3: the import could not run (PostgreSQL or Redis away), never 1 (lines refused).
+await main().catch((error: unknown) => {
+  process.stderr.write(`import: could not run (${errorName(error)})\n`);
+  process.exitCode = 3;
+});

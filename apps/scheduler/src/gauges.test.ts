@@ -130,6 +130,31 @@ describe("publishGauges", () => {
     expect(text).not.toContain('state="failed"');
   });
 
+  it("shows the revocation backlog a mass delete leaves: rows pending and the oldest's age", async () => {
+    await publishGauges(deps);
+    expect(await metricValue(deps.metrics.revocationsPending)).toBe(0);
+    expect(await metricValue(deps.metrics.revocationsOldest)).toBe(0);
+    const { connection } = await h.addConnection({ integrationKey: "revoking" });
+    const pending = (minutesAgo: number) => ({
+      id: crypto.randomUUID(),
+      connectionId: connection.id,
+      integrationId: connection.integrationId,
+      token: connection.accessToken,
+      tokenType: "access_token",
+      giveUpAt: ahead(DAY_MS),
+      createdAt: ago(minutesAgo * MINUTE_MS),
+    });
+    await h.prisma.pendingRevocation.createMany({
+      data: [pending(30), pending(5), pending(0)],
+    });
+    await publishGauges(deps);
+    expect(await metricValue(deps.metrics.revocationsPending)).toBe(3);
+    const oldest = await metricValue(deps.metrics.revocationsOldest);
+    expect(oldest).toBeGreaterThanOrEqual(30 * 60);
+    expect(oldest).toBeLessThan(31 * 60);
+    await h.prisma.pendingRevocation.deleteMany({ where: { connectionId: connection.id } });
+  });
+
   it("reads 0 for the oldest overdue refresh when none is overdue", async () => {
     await h.prisma.connection.updateMany({ data: { nextRefreshAt: ahead(DAY_MS) } });
     await publishGauges(deps);

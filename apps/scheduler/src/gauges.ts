@@ -58,6 +58,7 @@ export async function publishGauges({
     workers,
     parkedCount,
     ciphertexts,
+    revocations,
   ] = await Promise.all([
     prisma.integration.findMany({ select: { id: true, key: true } }),
     prisma.$queryRaw<{ provider: string; status: string; count: bigint }[]>`
@@ -82,6 +83,11 @@ export async function publishGauges({
     Promise.all(queue.shards.map((shard) => shard.getWorkersCount())),
     parked.count(),
     countCiphertexts(prisma),
+    // A mass delete queues a revocation per connection: the backlog, and how long it waits.
+    prisma.$queryRaw<{ count: bigint; oldestSeconds: number | null }[]>`
+      SELECT count(*) AS count,
+             extract(epoch FROM now() - min("createdAt"))::float8 AS "oldestSeconds"
+        FROM pending_revocations`,
   ]);
   // One PTTL per integration; the producer connection pipelines those sent together.
   const cooling = await Promise.all(integrations.map(({ id }) => cooldown.remainingMs(id)));
@@ -97,6 +103,8 @@ export async function publishGauges({
   // Every worker consumes every shard: the least-consumed shard says how many really do.
   metrics.queueWorkers.set(Math.min(...workers));
   metrics.parkedAnswers.set(parkedCount);
+  metrics.revocationsPending.set(Number(revocations[0]?.count ?? 0));
+  metrics.revocationsOldest.set(Math.max(0, revocations[0]?.oldestSeconds ?? 0));
   // Reset first: a retired key's series goes.
   metrics.ciphertexts.reset();
   const byKey = new Map<string, number>();

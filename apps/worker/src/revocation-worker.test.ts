@@ -8,13 +8,14 @@ import {
 import {
   createRefreshHarness,
   type RefreshHarness,
-  redisDatabaseUrl,
+  TEST_REDIS_URL,
 } from "@evergreen/refresh/testing";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startRevocationWorker } from "./revocation-worker";
 
-const REDIS_URL = redisDatabaseUrl(3);
+// DB 0 with the harness's prefix: DB 3 is test/key-rotation.test.ts's, which flushes it.
+const REDIS_URL = TEST_REDIS_URL;
 let h: RefreshHarness;
 
 beforeAll(async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -49,6 +49,33 @@ describe("createAuditLog", () => {
     });
   });
 
+  it("opens the path again on reopen(), so a file moved by logrotate stops receiving lines", () => {
+    const file = join(dir, "rotated.log");
+    const audit = createAuditLog({ name: "api", destination: file });
+    const read = (outcome: string) =>
+      audit.tokenRead({ route: "/r", keyName: "k", ip: "192.0.2.1", outcome });
+    read("before");
+    renameSync(file, `${file}.1`);
+    read("moved");
+    audit.reopen();
+    read("after");
+    audit.close();
+    const outcomes = (path: string) =>
+      readFileSync(path, "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => JSON.parse(line).outcome);
+    expect(outcomes(`${file}.1`)).toEqual(["before", "moved"]);
+    expect(outcomes(file)).toEqual(["after"]);
+
+    // A path that cannot be opened any more: an error naming AUDIT_LOG, the old file kept.
+    const removed = mkdtempSync(join(dir, "removed-"));
+    const other = createAuditLog({ name: "api", destination: join(removed, "audit.log") });
+    rmSync(removed, { recursive: true });
+    expect(() => other.reopen()).toThrow(`AUDIT_LOG: cannot open ${removed}/audit.log`);
+    other.close();
+  });
+
   it("refuses, naming AUDIT_LOG and the reason, a file that cannot be opened; makes no directory", () => {
     const file = join(dir, "missing", "audit.log");
     expect(() => createAuditLog({ name: "api", destination: file })).toThrow(AuditLogError);
@@ -86,6 +113,23 @@ describe("createAuditLog", () => {
     audit.close();
     expect(lines.at(-1)).toEqual(expect.objectContaining({ ip: "192.0.2.1", suppressed: 1 }));
     expect(lines).toHaveLength(4);
+  });
+
+  it("counts an IPv6 client by its /64, so cycling addresses within it writes one line", () => {
+    const { audit, lines, clock } = captured();
+    const attempt = (ip: string) => audit.rejectedKey({ ip, route: "/v1/x", presented: true });
+    for (let i = 1; i <= 1000; i += 1) attempt(`2001:db8:0:7::${i.toString(16)}`);
+    attempt("2001:db8:0:7:ffff:1:2:3");
+    attempt("2001:db8:0:8::1");
+    attempt("::ffff:192.0.2.9");
+    clock.now = 10_000;
+    attempt("2001:0db8:0000:0007::9%eth0");
+    expect(lines.map(({ ip, source, suppressed }) => [ip, source, suppressed])).toEqual([
+      ["2001:db8:0:7::1", "2001:db8:0:7::/64", 0],
+      ["2001:db8:0:8::1", "2001:db8:0:8::/64", 0],
+      ["::ffff:192.0.2.9", "::ffff:192.0.2.9", 0],
+      ["2001:0db8:0000:0007::9%eth0", "2001:db8:0:7::/64", 1000],
+    ]);
   });
 
   it("remembers a bounded number of IPs, writing a forgotten one's count as it goes", () => {

@@ -1,4 +1,4 @@
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import pino, { type DestinationStream, type Logger } from "pino";
 import { REDACT_PATHS } from "./logger";
 
@@ -94,7 +94,8 @@ export interface AuditLogOptions {
   readonly name: string;
   readonly destination: AuditDestination;
   /**
-   * A rejected key is written at most once per source IP per this window; the next line
+   * A rejected key is written at most once per source (an IPv4 address, an IPv6 /64) per
+   * this window; the next line
    * of that IP carries how many were left out. @defaultValue 10000
    */
   readonly rejectWindowMs?: number;
@@ -112,8 +113,14 @@ export class AuditLogError extends Error {
 export interface AuditLog {
   tokenRead(read: TokenRead): void;
   security(event: SecurityEvent): void;
-  /** Rate-limited per source IP (see `rejectWindowMs`). */
+  /** Rate-limited per source: IPv4 address or IPv6 /64 (see `rejectWindowMs`). */
   rejectedKey(attempt: RejectedKey): void;
+  /**
+   * Opens the AUDIT_LOG path again (on SIGHUP, after logrotate moved the file): lines go to
+   * the file now at that path. A no-op for stdout and streams.
+   * @throws AuditLogError when the path cannot be opened; lines keep going to the old file.
+   */
+  reopen(): void;
   /** Writes the counts of rejected keys still held back, then flushes. */
   close(): void;
 }
@@ -126,6 +133,7 @@ export interface AuditLog {
  * records is sent, and none is lost in a buffer at exit.
  */
 export function createAuditLog(options: AuditLogOptions): AuditLog {
+  const destination = destinationStream(options.destination);
   const logger = pino(
     {
       name: options.name,
@@ -137,13 +145,20 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destinationStream(options.destination),
+    destination,
   );
   const rejected = rejectionLimiter(logger, options);
   return {
     tokenRead: (read) => logger.info({ kind: "token_read", ...read }, "token read"),
     security: (event) => logger.info({ kind: "security", ...event }, event.event),
     rejectedKey: rejected.record,
+    reopen: () => {
+      if (typeof options.destination !== "string" || options.destination === "stdout") return;
+      // Tried first: a failed reopen inside pino's stream would also be thrown at the
+      // process on the next tick.
+      checkCanAppend(options.destination);
+      (destination as ReturnType<typeof pino.destination>).reopen();
+    },
     close: () => {
       rejected.flush();
       logger.flush();
@@ -154,18 +169,22 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
 function destinationStream(destination: AuditDestination): DestinationStream {
   if (typeof destination !== "string") return destination;
   if (destination === "stdout") return pino.destination({ dest: 1, sync: true });
-  let fd: number;
+  // Tried here, not left to pino, so that a bad path stops the process at start with its
+  // reason; the directory is not created: a mistyped path should not make one.
+  checkCanAppend(destination);
+  // By path, not by descriptor, so that reopen() can open the path again.
+  return pino.destination({ dest: destination, sync: true, append: true, mkdir: false });
+}
+
+function checkCanAppend(destination: string): void {
   try {
-    // Opened here, not by pino, so that a bad path stops the process at start with its
-    // reason; the directory is not created: a mistyped path should not make one.
-    fd = openSync(destination, "a");
+    closeSync(openSync(destination, "a"));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     throw new AuditLogError(
       `AUDIT_LOG: cannot open ${destination} for appending (${typeof code === "string" ? code : (error as Error).message})`,
     );
   }
-  return pino.destination({ dest: fd, sync: true });
 }
 
 /**
@@ -178,24 +197,29 @@ function rejectionLimiter(logger: Logger, options: AuditLogOptions) {
   const maxIps = options.maxTrackedIps ?? 10_000;
   const now = options.now ?? Date.now;
   const byIp = new Map<string, { since: number; suppressed: number }>();
-  const write = (attempt: RejectedKey | { readonly ip: string }, suppressed: number) =>
+  const write = (
+    attempt: RejectedKey | { readonly ip: string },
+    source: string,
+    suppressed: number,
+  ) =>
     logger.info(
-      { kind: "security", event: "api_key_rejected", ...attempt, suppressed },
+      { kind: "security", event: "api_key_rejected", ...attempt, source, suppressed },
       "api_key_rejected",
     );
-  /** The count of an IP's window that no later line will carry. */
-  const settle = (ip: string, suppressed: number) => {
-    if (suppressed > 0) write({ ip }, suppressed);
+  /** The count of a source's window that no later line will carry. */
+  const settle = (source: string, suppressed: number) => {
+    if (suppressed > 0) write({ ip: source }, source, suppressed);
   };
   return {
     record(attempt: RejectedKey): void {
       const at = now();
-      const seen = byIp.get(attempt.ip);
+      const source = rejectionSource(attempt.ip);
+      const seen = byIp.get(source);
       if (seen && at - seen.since < windowMs) {
         seen.suppressed += 1;
         return;
       }
-      byIp.delete(attempt.ip);
+      byIp.delete(source);
       if (byIp.size >= maxIps) {
         const [oldest] = byIp;
         if (oldest) {
@@ -203,13 +227,33 @@ function rejectionLimiter(logger: Logger, options: AuditLogOptions) {
           settle(oldest[0], oldest[1].suppressed);
         }
       }
-      write(attempt, seen?.suppressed ?? 0);
+      write(attempt, source, seen?.suppressed ?? 0);
       // Re-inserted, so the map's order is by window start: the oldest goes first.
-      byIp.set(attempt.ip, { since: at, suppressed: 0 });
+      byIp.set(source, { since: at, suppressed: 0 });
     },
     flush(): void {
       for (const [ip, { suppressed }] of byIp) settle(ip, suppressed);
       byIp.clear();
     },
   };
+}
+
+/**
+ * What the rejection limit counts by: an IPv4 address, or an IPv6 address's /64. A single
+ * IPv6 client commonly holds a whole /64 and can send each request from another address of
+ * it; by address, each would write its own line and push other sources out of the map.
+ */
+function rejectionSource(ip: string): string {
+  // IPv4, and IPv6 forms that end in a dotted IPv4 address (::ffff:192.0.2.1): as given.
+  if (!ip.includes(":") || ip.includes(".")) return ip;
+  const address = ip.split("%")[0] ?? ip;
+  const [head = "", tail] = address.split("::");
+  const before = head === "" ? [] : head.split(":");
+  const after = tail === undefined || tail === "" ? [] : tail.split(":");
+  const groups =
+    tail === undefined
+      ? before
+      : [...before, ...Array<string>(8 - before.length - after.length).fill("0"), ...after];
+  const prefix = groups.slice(0, 4).map((group) => Number.parseInt(group, 16).toString(16));
+  return `${prefix.join(":")}::/64`;
 }

@@ -65,6 +65,16 @@ export function createSchedulerMetrics(registry: Registry) {
       labelNames: ["key_id"] as const,
       registers,
     }),
+    revocationsPending: new Gauge({
+      name: "evergreen_revocations_pending",
+      help: "Grants of deleted connections still to revoke at their provider (pending_revocations rows).",
+      registers,
+    }),
+    revocationsOldest: new Gauge({
+      name: "evergreen_revocations_pending_oldest_seconds",
+      help: "Age of the oldest grant still to revoke; 0 when none is pending (given up at 24 h).",
+      registers,
+    }),
     sweepDuration: new Histogram({
       name: "evergreen_sweep_duration_seconds",
       help: "One sweep: queue reconciliation and these gauges.",

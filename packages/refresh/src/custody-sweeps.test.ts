@@ -1,6 +1,8 @@
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { announceReauthSoon, validateDueConnections } from "./custody-sweeps";
 import { createRefreshHarness, type RefreshHarness, redisDatabaseUrl } from "./testing";
+import { sealAccessToken } from "./token-cipher";
 import type { ValidationDeps } from "./validate-connection";
 
 let h: RefreshHarness;
@@ -66,6 +68,36 @@ describe("validateDueConnections", () => {
     expect(await validateDueConnections(deps, { limit: 1 })).toMatchObject({ validated: 1 });
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: never.connection.id } });
     expect(row.lastValidatedAt).not.toBeNull();
+  });
+
+  it("counts a token whose key left the ring as failed and validates the rest of the batch", async () => {
+    // Nothing else due: only this test's two rows are picked.
+    await h.prisma.connection.updateMany({ data: { lastValidatedAt: new Date() } });
+    const unreadable = await h.addConnection({ integrationKey: "keyless" });
+    const readable = await h.addConnection({ integrationKey: "keyless" });
+    await h.prisma.integration.update({
+      where: { key: "keyless" },
+      data: { introspectionUrl: h.provider.introspectionUrl, validateIntervalSeconds: 3600 },
+    });
+    const gone = KeyRing.fromSpec(generateEncryptionKey("gone"));
+    await h.prisma.connection.update({
+      where: { id: unreadable.connection.id },
+      data: {
+        accessToken: sealAccessToken(gone, unreadable.connection.id, "secret"),
+        // Picked first: least recently validated.
+        lastValidatedAt: new Date(Date.now() - 3 * 3_600_000),
+      },
+    });
+    await h.prisma.connection.update({
+      where: { id: readable.connection.id },
+      data: { lastValidatedAt: new Date(Date.now() - 2 * 3_600_000) },
+    });
+
+    expect(await validateDueConnections(deps, { limit: 10 })).toEqual({
+      validated: 1,
+      revoked: 0,
+      failed: 1,
+    });
   });
 });
 

@@ -1,3 +1,4 @@
+import { DecryptionError } from "@evergreen/crypto";
 import type { PrismaClient } from "@evergreen/db";
 import { recordWebhookEvent } from "@evergreen/webhooks";
 import {
@@ -10,7 +11,10 @@ import {
 export interface ValidationSweepResult {
   readonly validated: number;
   readonly revoked: number;
-  /** No verdict (provider down, no way to validate): tried again an interval later. */
+  /**
+   * No verdict (provider down, no way to validate, a token whose key the ring lacks): tried
+   * again an interval later.
+   */
   readonly failed: number;
 }
 
@@ -49,8 +53,14 @@ export async function validateDueConnections(
       if (result) validated += 1;
       if (result?.revoked) revoked += 1;
     } catch (error) {
+      // A key missing from the ring (keys:status names the rows) fails this row, not the
+      // sweep: the rows picked after it are stamped already and would wait an interval.
       if (
-        !(error instanceof ValidationFailedError || error instanceof ValidationUnsupportedError)
+        !(
+          error instanceof ValidationFailedError ||
+          error instanceof ValidationUnsupportedError ||
+          error instanceof DecryptionError
+        )
       ) {
         throw error;
       }

@@ -8,6 +8,13 @@ export {
   completeConnectSession,
 } from "./complete-connect-session";
 export {
+  MAX_EXPIRES_IN_SECONDS,
+  MAX_EXTERNAL_ID_CHARS,
+  MAX_SCOPE_CHARS,
+  MAX_TOKEN_CHARS,
+  metadataInput,
+} from "./connection-input";
+export {
   type ConnectSession,
   type ConnectSessionRequest,
   createConnectSession,

@@ -1,4 +1,4 @@
-import type { KeyRing } from "@evergreen/crypto";
+import { DecryptionError, type KeyRing } from "@evergreen/crypto";
 import type { Connection, Integration, Prisma, PrismaClient } from "@evergreen/db";
 import type { EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
@@ -91,13 +91,37 @@ export async function revokeGrant(
   deps: RevocationDeps,
   { revocationId, attempt }: RevocationJobPayload,
 ): Promise<RevocationRun> {
-  const { prisma, settings } = deps;
+  const { prisma } = deps;
   const now = deps.now?.() ?? new Date();
   const claimed = await prisma.pendingRevocation.updateMany({
     where: { id: revocationId, attempts: attempt },
     data: { attempts: attempt + 1 },
   });
   if (claimed.count === 0) return { kind: "stale" };
+  try {
+    return await attemptClaimed(deps, { revocationId, attempt }, now);
+  } catch (error) {
+    // The worker retries this job under the same attempt: give the claim back, or that
+    // retry would find the row at the next attempt and drop it as stale, leaving the grant
+    // (and its sealed token) until a worker restart requeued it. If PostgreSQL is what
+    // failed, this may fail too: the restart's requeue is then the way back.
+    await prisma.pendingRevocation
+      .updateMany({
+        where: { id: revocationId, attempts: attempt + 1 },
+        data: { attempts: attempt },
+      })
+      .catch(() => undefined);
+    throw error;
+  }
+}
+
+/** The attempt once claimed: send, then record the outcome or queue the next attempt. */
+async function attemptClaimed(
+  deps: RevocationDeps,
+  { revocationId, attempt }: RevocationJobPayload,
+  now: Date,
+): Promise<RevocationRun> {
+  const { prisma, settings } = deps;
   const row = await prisma.pendingRevocation.findUniqueOrThrow({ where: { id: revocationId } });
   const integration = await prisma.integration.findUnique({ where: { id: row.integrationId } });
   const provider = integration?.provider ?? "unknown";
@@ -115,8 +139,12 @@ export async function revokeGrant(
     case "failed":
       return finish(result.outcome, result.errorCode);
     case "retry": {
-      const delayMs =
-        result.retryAfterMs ?? backoffMs(settings, attempt + 1, deps.random ?? Math.random);
+      // Retry-After bounds the backoff from below, never replaces it: `Retry-After: 0` (or a
+      // date past) on every 503 would otherwise resend at full speed until giveUpAt.
+      const delayMs = Math.max(
+        result.retryAfterMs ?? 0,
+        backoffMs(settings, attempt + 1, deps.random ?? Math.random),
+      );
       if (now.getTime() + delayMs > row.giveUpAt.getTime()) {
         return finish("gave_up", result.errorCode);
       }
@@ -183,6 +211,11 @@ async function send(
       { allowInsecureTokenUrls: settings.allowInsecureTokenUrls },
     );
   } catch (error) {
+    // A key missing from the ring: retried with backoff until giveUpAt, so an operator who
+    // removed a key too early can put it back; never an exception retried every few seconds.
+    if (error instanceof DecryptionError) {
+      return { outcome: "retry", errorCode: "undecryptable", retryAfterMs: null };
+    }
     if (!(error instanceof ProviderConfigError)) throw error;
     return { outcome: "failed", errorCode: "integration_config" };
   }

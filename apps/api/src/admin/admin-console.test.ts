@@ -1,8 +1,8 @@
 import { Writable } from "node:stream";
+import type { RedisClient } from "@evergreen/redis";
 import { createRedis } from "@evergreen/redis";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
-import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   revocationTestQueue,
@@ -24,7 +24,7 @@ let app: FastifyInstance;
 const auditLines: Record<string, unknown>[] = [];
 
 /** An api with the console, its sessions kept in `sessionRedis`. */
-function consoleServer(sessionRedis: Redis) {
+function consoleServer(sessionRedis: RedisClient) {
   return testServer({
     audit: new Writable({
       write(chunk, _encoding, done) {

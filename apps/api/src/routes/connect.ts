@@ -6,6 +6,7 @@ import {
   createConnectSession,
   type ExchangeDeps,
   exchangeCode,
+  metadataInput,
   type RefreshDeps,
   ReturnUrlNotAllowedError,
   UnknownIntegrationError,
@@ -23,7 +24,7 @@ import {
   requestSchema,
   responseSchema,
 } from "../route";
-import { connectionView, connectionViewSchema, metadataInput } from "./connections";
+import { connectionView, connectionViewSchema } from "./connections";
 
 export interface ConnectRoutesDeps {
   readonly prisma: PrismaClient;

@@ -1,5 +1,10 @@
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import {
+  MAX_EXPIRES_IN_SECONDS,
+  MAX_EXTERNAL_ID_CHARS,
+  MAX_SCOPE_CHARS,
+  MAX_TOKEN_CHARS,
+  metadataInput,
   planRevocation,
   type RefreshDeps,
   type RegistrationDeps,
@@ -38,35 +43,22 @@ export interface ConnectionRoutesDeps {
   readonly revocations: Queue<RevocationJobPayload>;
 }
 
-const TEN_YEARS_SECONDS = 10 * 365 * 24 * 3600;
-
-/** A connection's metadata, wherever it comes in (connections, connect sessions, exchanges). */
-export const metadataInput = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
-  // Depth first: measuring the size of a value nested thousands deep overflowed the
-  // stack (a 500), and Prisma's serializer overflowed on 3000 levels.
-  if (nestingDepth(value) > MAX_METADATA_DEPTH) {
-    ctx.addIssue({ code: "custom", message: `at most ${MAX_METADATA_DEPTH} levels deep` });
-  } else if (JSON.stringify(value).length > 16_384) {
-    ctx.addIssue({ code: "custom", message: "at most 16 KiB of JSON" });
-  }
-});
-
 const connectionInput = requestSchema(
   "ConnectionInput",
   z
     .strictObject({
       integration: z.string().min(1).max(64),
-      externalId: z.string().min(1).max(256),
-      accessToken: z.string().min(1).max(16_384),
-      refreshToken: z.string().min(1).max(16_384).optional(),
+      externalId: z.string().min(1).max(MAX_EXTERNAL_ID_CHARS),
+      accessToken: z.string().min(1).max(MAX_TOKEN_CHARS),
+      refreshToken: z.string().min(1).max(MAX_TOKEN_CHARS).optional(),
       // 0 is what some providers send for "unknown": like any lifetime under a second it
       // counts as absent, and the provider's fallback lifetime applies.
-      expiresIn: z.number().int().min(0).max(TEN_YEARS_SECONDS).optional(),
+      expiresIn: z.number().int().min(0).max(MAX_EXPIRES_IN_SECONDS).optional(),
       expiresAt: z.iso
         .datetime({ offset: true })
         .transform((value) => new Date(value))
         .optional(),
-      scope: z.string().max(4096).optional(),
+      scope: z.string().max(MAX_SCOPE_CHARS).optional(),
       tokenType: z.string().min(1).max(64).optional(),
       metadata: metadataInput.optional(),
     })
@@ -76,21 +68,6 @@ const connectionInput = requestSchema(
     }),
   "Upserted by `(integration, externalId)`. Without `refreshToken` a stored one is kept; give `expiresIn` or `expiresAt`, not both.",
 );
-
-const MAX_METADATA_DEPTH = 32;
-
-/** How deeply a parsed JSON value nests, found without recursion. */
-function nestingDepth(value: unknown): number {
-  let deepest = 0;
-  const pending: [unknown, number][] = [[value, 1]];
-  for (let next = pending.pop(); next; next = pending.pop()) {
-    const [node, depth] = next;
-    if (typeof node !== "object" || node === null) continue;
-    deepest = Math.max(deepest, depth);
-    for (const child of Object.values(node)) pending.push([child, depth + 1]);
-  }
-  return deepest;
-}
 
 /** The connection id in the path. An id of any other shape names no connection: 404. */
 const idParams = z.strictObject({ id: uuidInput });

@@ -459,7 +459,7 @@ describe("unknown fields and keys", () => {
 });
 
 describe("GET and DELETE /v1/integrations", () => {
-  it("lists, reads, refuses to delete while connections exist, then deletes", async () => {
+  it("lists, reads, refuses to delete while connections or their revocations exist, then deletes", async () => {
     const app = await server();
     await app.inject({
       method: "POST",
@@ -486,7 +486,26 @@ describe("GET and DELETE /v1/integrations", () => {
       headers: auth,
     });
     expect(refused.statusCode).toBe(409);
+    // Its grant still to revoke: the revocation needs the integration's credentials.
+    const pending = await h.prisma.pendingRevocation.create({
+      data: {
+        id: crypto.randomUUID(),
+        connectionId: connection.id,
+        integrationId: row.id,
+        token: connection.accessToken,
+        tokenType: "access_token",
+        giveUpAt: new Date(Date.now() + 3_600_000),
+      },
+    });
     await h.prisma.connection.delete({ where: { id: connection.id } });
+    const waiting = await app.inject({
+      method: "DELETE",
+      url: "/v1/integrations/cal",
+      headers: auth,
+    });
+    expect(waiting.statusCode).toBe(409);
+    expect(waiting.json().message).toMatch(/still pending at the provider: 1;/);
+    await h.prisma.pendingRevocation.delete({ where: { id: pending.id } });
     const deleted = await app.inject({
       method: "DELETE",
       url: "/v1/integrations/cal",

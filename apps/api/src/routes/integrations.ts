@@ -308,12 +308,15 @@ export const integrationRoutes = {
     scope: "admin",
     tag,
     summary: "Delete an integration",
-    description: "Refused (409 conflict) while the integration has connections.",
+    description:
+      "Refused (409 conflict) while the integration has connections, or while grants of its deleted connections still wait to be revoked at the provider (its credentials are needed for that; given up after 24 h).",
     params: keyParams,
     notFound: NOT_FOUND,
     responses: {
       204: { description: "Deleted." },
-      409: errorResponse("`conflict`: the integration still has connections."),
+      409: errorResponse(
+        "`conflict`: the integration still has connections, or revocations of their grants pending.",
+      ),
     },
   }),
 };
@@ -371,6 +374,16 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
         409,
         "conflict",
         "the integration still has connections; delete them first",
+      );
+    }
+    // Revoking a deleted connection's grant takes the integration's client credentials:
+    // deleted now, every pending revocation would fail and leave its grant alive.
+    const pending = await prisma.pendingRevocation.count({ where: { integrationId: row.id } });
+    if (pending > 0) {
+      throw new HttpError(
+        409,
+        "conflict",
+        `grant revocations of deleted connections still pending at the provider: ${pending}; retry once they are done (24 h at most)`,
       );
     }
     await prisma.integration.delete({ where: { id: row.id } });

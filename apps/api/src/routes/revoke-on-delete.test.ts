@@ -1,4 +1,5 @@
 import { Writable } from "node:stream";
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { createLogger } from "@evergreen/observability";
 import {
   createRevocationQueue,
@@ -6,12 +7,7 @@ import {
   type RevocationJobPayload,
   revokeGrant,
 } from "@evergreen/refresh";
-import {
-  createRefreshHarness,
-  metricValue,
-  type RefreshHarness,
-  redisDatabaseUrl,
-} from "@evergreen/refresh/testing";
+import { createRefreshHarness, metricValue, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { Queue } from "bullmq";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AUTH, testMetrics, testServer } from "../test-server";
@@ -24,8 +20,9 @@ let deps: RevocationDeps;
 const logLines: string[] = [];
 
 beforeAll(async () => {
-  // Redis database 3 is this suite's; the harness's prefix keeps its keys apart within it.
-  h = await createRefreshHarness({ redisUrl: redisDatabaseUrl(3) });
+  // DB 0, kept apart by the harness's prefix (DB 3 is test/key-rotation.test.ts's, which
+  // flushes it).
+  h = await createRefreshHarness();
   queue = createRevocationQueue(h.redis, `${h.prefix}:revocations`);
   const log = createLogger(
     { name: "revoke-test", level: "debug" },
@@ -91,6 +88,15 @@ async function jobsFor(revocationId: string) {
 
 async function pendingOf(connectionId: string) {
   return h.prisma.pendingRevocation.findMany({ where: { connectionId } });
+}
+
+/** DELETE /v1/connections/:id as a caller sends it; the id of the revocation it recorded. */
+async function deleteThroughApi(connectionId: string): Promise<string> {
+  const app = await server();
+  await app.inject({ method: "DELETE", url: `/v1/connections/${connectionId}`, headers: AUTH });
+  await app.close();
+  const [pending] = await pendingOf(connectionId);
+  return pending?.id ?? "";
 }
 
 const revokeRequests = () => h.provider.received.filter(({ path }) => path === "/revoke");
@@ -168,11 +174,7 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
 
   it("honours 503 with Retry-After (RFC 7009 §2.2.1), then succeeds", async () => {
     const { connection, grant } = await revocableConnection();
-    const app = await server();
-    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
-    await app.close();
-    const [pending] = await pendingOf(connection.id);
-    const revocationId = pending?.id ?? "";
+    const revocationId = await deleteThroughApi(connection.id);
 
     h.provider.failNextRevocation(1, { status: 503, retryAfter: "7" });
     expect(await revokeGrant(deps, { revocationId, attempt: 0 })).toEqual({
@@ -192,13 +194,24 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
     expect(h.provider.grant(grant.grantId)?.revoked).toBe(true);
   });
 
+  it("never retries sooner than the backoff, whatever Retry-After says (0, a date past)", async () => {
+    const { connection } = await revocableConnection();
+    const revocationId = await deleteThroughApi(connection.id);
+    h.provider.failNextRevocation(2, { status: 503, retryAfter: "0" });
+    const jittered = { ...deps, random: () => 0 };
+    expect(await revokeGrant(jittered, { revocationId, attempt: 0 })).toEqual({
+      kind: "retry",
+      delayMs: 500,
+    });
+    expect(await revokeGrant(jittered, { revocationId, attempt: 1 })).toEqual({
+      kind: "retry",
+      delayMs: 1_000,
+    });
+  });
+
   it("backs off with jitter when the provider gives no Retry-After, and gives up in time", async () => {
     const { connection } = await revocableConnection();
-    const app = await server();
-    await app.inject({ method: "DELETE", url: `/v1/connections/${connection.id}`, headers: AUTH });
-    await app.close();
-    const [pending] = await pendingOf(connection.id);
-    const revocationId = pending?.id ?? "";
+    const revocationId = await deleteThroughApi(connection.id);
 
     h.provider.failNextRevocation(2, { status: 500 });
     const jittered = { ...deps, random: () => 0 };
@@ -236,6 +249,60 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
       kind: "done",
       outcome: "already_dead",
     });
+  });
+
+  it("gives a claimed attempt back when it fails midway, so the job's retry still revokes", async () => {
+    const { connection, grant } = await revocableConnection();
+    const revocationId = await deleteThroughApi(connection.id);
+
+    // Redis away when the next attempt is queued: the worker puts this job back (same id,
+    // same attempt) and runs it again.
+    const redisDown = new Error("Connection is closed.");
+    const failingQueue = Object.create(queue, {
+      add: { value: () => Promise.reject(redisDown) },
+    }) as Queue<RevocationJobPayload>;
+    h.provider.failNextRevocation(1, { status: 503, retryAfter: "7" });
+    await expect(
+      revokeGrant({ ...deps, queue: failingQueue }, { revocationId, attempt: 0 }),
+    ).rejects.toBe(redisDown);
+    expect((await pendingOf(connection.id))[0]?.attempts).toBe(0);
+
+    expect(await revokeGrant(deps, { revocationId, attempt: 0 })).toEqual({
+      kind: "done",
+      outcome: "revoked",
+    });
+    expect(h.provider.grant(grant.grantId)?.revoked).toBe(true);
+  });
+
+  it("retries a token whose key left the ring until giveUpAt, then records gave_up", async () => {
+    const { connection } = await revocableConnection();
+    const revocationId = await deleteThroughApi(connection.id);
+    const sent = revokeRequests().length;
+
+    // The ring without the key that sealed the token: no exception for the worker to
+    // retry every few seconds, a backoff an operator can put the key back within.
+    const newKeyOnly = { ...deps, keyRing: KeyRing.fromSpec(generateEncryptionKey("new")) };
+    expect(
+      await revokeGrant({ ...newKeyOnly, random: () => 0 }, { revocationId, attempt: 0 }),
+    ).toEqual({
+      kind: "retry",
+      delayMs: 500,
+    });
+    const late = { ...newKeyOnly, now: () => new Date(Date.now() + 25 * 3_600_000) };
+    expect(await revokeGrant(late, { revocationId, attempt: 1 })).toEqual({
+      kind: "done",
+      outcome: "gave_up",
+    });
+    expect(revokeRequests()).toHaveLength(sent);
+    const last = await h.prisma.connectionEvent.findFirst({
+      where: { connectionId: connection.id },
+      orderBy: { id: "desc" },
+    });
+    expect([last?.type, last?.outcome, last?.errorCode]).toEqual([
+      "revocation_failed",
+      "gave_up",
+      "undecryptable",
+    ]);
   });
 
   it("?revoke=false erases locally and sends nothing", async () => {

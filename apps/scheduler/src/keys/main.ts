@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient, type PrismaClient } from "@evergreen/db";
-import { type AuditLog, AuditLogError, createAuditLog } from "@evergreen/observability";
+import { type AuditLog, AuditLogError, createAuditLog, errorName } from "@evergreen/observability";
 import { createRedis, redisTarget } from "@evergreen/redis";
 import {
   type KeyStatus,
@@ -17,7 +17,8 @@ import {
 } from "@evergreen/refresh";
 import { keysEnv } from "./env";
 
-const USAGE = "usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size N]";
+const MAX_BATCH_SIZE = 10_000;
+const USAGE = `usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size 1..${MAX_BATCH_SIZE}]`;
 
 function parseArguments() {
   try {
@@ -44,7 +45,9 @@ async function main(): Promise<number> {
   const { positionals, values } = parsed;
   const command = positionals[0];
   const batchSize = Number(values["batch-size"]);
-  if ((command !== "status" && command !== "rotate") || !(batchSize >= 1)) {
+  // An integer, bounded: the batch is read whole and interpolated into its SELECT's LIMIT.
+  const validBatch = Number.isInteger(batchSize) && batchSize >= 1 && batchSize <= MAX_BATCH_SIZE;
+  if ((command !== "status" && command !== "rotate") || !validBatch) {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
@@ -129,14 +132,14 @@ async function rotate(
   }
 }
 
-/** The audit stream, or exit 1 with one line naming AUDIT_LOG when its file cannot be opened. */
+/** The audit stream, or exit 3 with one line naming AUDIT_LOG when its file cannot be opened. */
 function openAuditLog(destination: string): AuditLog {
   try {
     return createAuditLog({ name: "keys", destination });
   } catch (error) {
     if (!(error instanceof AuditLogError)) throw error;
     process.stderr.write(`${error.message}\n`);
-    process.exit(1);
+    process.exit(3);
   }
 }
 
@@ -189,4 +192,11 @@ function rotationSummary(result: RotationResult): string {
   return `${lines.join("\n")}\n`;
 }
 
-process.exitCode = await main();
+/**
+ * Exit codes for scripts: 0 done, 1 values under a missing key (status) or not re-sealed
+ * (rotate), 2 usage, 3 could not run (PostgreSQL or Redis away): never 1 for an outage.
+ */
+process.exitCode = await main().catch((error: unknown) => {
+  process.stderr.write(`keys: could not run (${errorName(error)})\n`);
+  return 3;
+});

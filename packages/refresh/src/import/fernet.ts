@@ -52,13 +52,17 @@ export function decryptFernet(key: FernetKey, token: string): string {
     throw new FernetError("Fernet token does not verify under the key");
   }
   const decipher = createDecipheriv("aes-128-cbc", key.encryption, bytes.subarray(9, HEADER_BYTES));
+  let plain: Buffer;
   try {
-    return Buffer.concat([
-      decipher.update(signed.subarray(HEADER_BYTES)),
-      decipher.final(),
-    ]).toString("utf8");
+    plain = Buffer.concat([decipher.update(signed.subarray(HEADER_BYTES)), decipher.final()]);
   } catch {
     // Only a token signed with this key reaches here: its padding is the signer's bug.
     throw new FernetError("Fernet token has bad padding");
+  }
+  try {
+    // Strict: bytes that are not UTF-8 would be stored as U+FFFD, another token.
+    return new TextDecoder("utf-8", { fatal: true }).decode(plain);
+  } catch {
+    throw new FernetError("Fernet token does not hold UTF-8 text");
   }
 }

@@ -1,6 +1,6 @@
 import { once } from "node:events";
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -336,5 +336,59 @@ describe("importConnections", () => {
       "line 1: accessToken: Fernet token does not verify under the key",
     );
     expect(wrongKey.output).not.toMatch(/secret|gAAAAA/);
+  }, 60_000);
+  it("refuses hostile lines the api would refuse, by line, without echoing them", async () => {
+    const line = (fields: Record<string, unknown>) =>
+      JSON.stringify({
+        externalId: "hostile",
+        accessToken: "secret-a",
+        refreshToken: "secret-r",
+        expiresIn: 3600,
+        ...fields,
+      });
+    const deep = `${'{"a":'.repeat(5000)}1${"}".repeat(5000)}`;
+    const path = join(dir, "hostile.jsonl");
+    await writeFile(
+      path,
+      Buffer.concat([
+        Buffer.from(`${line({ externalId: "h1", accessToken: "secret-".repeat(1_300_000) })}\n`),
+        Buffer.from(`${line({ externalId: "h2" }).slice(0, -1)},"metadata":{"d":${deep}}}\n`),
+        Buffer.from(
+          `${line({ externalId: "h3" }).slice(0, -1)},"metadata":{"__proto__":{"admin":true},"plan":"pro"}}\n`,
+        ),
+        // A Latin-1 byte in the token: decoded leniently, U+FFFD would be stored in its place.
+        Buffer.from(`{"externalId":"h4","accessToken":"secret-`),
+        Buffer.from([0xe9]),
+        Buffer.from(`","refreshToken":"secret-r","expiresIn":3600}\n`),
+        Buffer.from(`${line({ externalId: "h5", expiresIn: Number.MAX_SAFE_INTEGER })}\n`),
+        Buffer.from(
+          `${line({ externalId: "h6", metadata: { wide: new Array(500_000).fill(0) } })}\n`,
+        ),
+        // A store keyed by token: the key is a secret, never echoed, not even cut short.
+        Buffer.from(`${line({ externalId: "h8", "ya29.secret-token-as-a-key": 1, extra: 2 })}\n`),
+        Buffer.from(`${line({ externalId: "h9", accessToken: "secret-".repeat(4000) })}\n`),
+        Buffer.from(`${line({ externalId: "h7", metadata: { plan: "pro" } })}\n`),
+      ]),
+    );
+    const { summary, errors, output } = await run(path, { integration: "bulk" });
+    expect(errors).toEqual([
+      "line 1: longer than 1048576 bytes",
+      "line 2: metadata: at most 32 levels deep",
+      "line 3: a __proto__ or constructor.prototype key is not allowed",
+      "line 4: not valid UTF-8",
+      "line 5: expiresIn: is too large",
+      "line 6: metadata: at most 16 KiB of JSON",
+      'line 7: unknown field (not shown), "extra"',
+      "line 8: accessToken: is too long",
+    ]);
+    expect(summary).toMatchObject({ lines: 9, created: 1, failed: 8 });
+    expect(output).not.toMatch(/secret/);
+    const integration = await h.prisma.integration.findUniqueOrThrow({ where: { key: "bulk" } });
+    const stored = await h.prisma.connection.findMany({
+      where: { integrationId: integration.id, externalId: { startsWith: "h" } },
+      select: { externalId: true },
+      orderBy: { externalId: "asc" },
+    });
+    expect(stored.map((row) => row.externalId)).toEqual(["h7"]);
   }, 60_000);
 });

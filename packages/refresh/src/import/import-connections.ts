@@ -1,7 +1,7 @@
-import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { isDeepStrictEqual } from "node:util";
 import type { KeyRing } from "@evergreen/crypto";
+import { errorName } from "@evergreen/observability";
 import {
   type RegistrationDeps,
   registerConnection,
@@ -12,6 +12,10 @@ import type { ExistingConnection } from "../registration-rules";
 import { openAccessToken, openRefreshToken } from "../token-cipher";
 import type { FernetKey } from "./fernet";
 import { type ImportedConnection, parseImportLine } from "./import-line";
+import { readLines } from "./read-lines";
+
+/** Far above any line the bounds allow (two sealed tokens and 16 KiB of metadata). */
+const MAX_LINE_BYTES = 1024 * 1024;
 
 export interface ImportOptions {
   /** The integration's key: every line becomes one of its connections. */
@@ -130,14 +134,14 @@ export async function importConnections(
     if (inFlight.size >= concurrency) await Promise.race(inFlight);
   };
   let lineNumber = 0;
-  // Created only now: readline starts the stream flowing, and lines it emitted before the
-  // loop below were listening would be lost.
-  const lines = createInterface({ input: options.input, crlfDelay: Number.POSITIVE_INFINITY });
-  for await (const text of lines) {
+  for await (const read of readLines(options.input, MAX_LINE_BYTES)) {
     lineNumber += 1;
-    if (text.trim() === "") continue;
+    if ("text" in read && read.text.trim() === "") continue;
     summary.lines += 1;
-    const parsed = parseImportLine(text, options.fernetKey);
+    const parsed =
+      "text" in read
+        ? parseImportLine(read.text, options.fernetKey)
+        : { ok: false as const, reason: read.error };
     if (parsed.ok) {
       // One statement cannot upsert a row twice: a repeated user starts the next batch, so
       // the later line wins, as it would stored line by line.
@@ -171,11 +175,3 @@ const holdsAlready =
     openAccessToken(keyRing, stored.id, stored.accessToken) === line.accessToken &&
     stored.scope === (line.scope ?? null) &&
     (line.metadata === undefined || isDeepStrictEqual(stored.metadata, line.metadata));
-
-function errorName(error: unknown): string {
-  if (error instanceof Error) {
-    const code = (error as { code?: unknown }).code;
-    return typeof code === "string" ? `${error.name} ${code}` : error.name;
-  }
-  return "unknown error";
-}

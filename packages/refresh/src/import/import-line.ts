@@ -1,4 +1,11 @@
 import { z } from "zod";
+import {
+  MAX_EXPIRES_IN_SECONDS,
+  MAX_EXTERNAL_ID_CHARS,
+  MAX_SCOPE_CHARS,
+  MAX_TOKEN_CHARS,
+  metadataInput,
+} from "../connection-input";
 import type { ConnectionRegistration } from "../register-connection";
 import { decryptFernet, FernetError, type FernetKey, looksLikeFernet } from "./fernet";
 
@@ -10,20 +17,28 @@ export type ParsedLine =
   | { readonly ok: true; readonly connection: ImportedConnection }
   | { readonly ok: false; readonly reason: string };
 
-const token = z.string().min(1);
+// The api's bounds (connection-input.ts): an import stores nothing POST /v1/connections would
+// refuse. A Fernet token is longer than the token it seals, by a third and 73 bytes or so.
+const token = z
+  .string()
+  .min(1)
+  .max(Math.ceil(((MAX_TOKEN_CHARS + 16 + 57) * 4) / 3));
 const lineSchema = z
   .strictObject({
-    externalId: z.string().min(1).max(255),
+    externalId: z.string().min(1).max(MAX_EXTERNAL_ID_CHARS),
     accessToken: token,
     refreshToken: token,
     expiresAt: z.iso.datetime({ offset: true }).optional(),
-    expiresIn: z.number().int().positive().optional(),
-    scope: z.string().optional(),
-    metadata: z.record(z.string(), z.unknown()).optional(),
+    expiresIn: z.number().int().positive().max(MAX_EXPIRES_IN_SECONDS).optional(),
+    scope: z.string().max(MAX_SCOPE_CHARS).optional(),
+    metadata: metadataInput.optional(),
   })
   .refine((line) => (line.expiresAt === undefined) !== (line.expiresIn === undefined), {
     message: "exactly one of expiresAt and expiresIn is required",
   });
+
+/** A name worth echoing: short, a word like the ones a line should hold. */
+const FIELD_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
 
 /** Fixed words per problem: zod's own messages may quote the input, which may be a token. */
 function describeIssue(issue: z.core.$ZodIssue, json: unknown): string {
@@ -31,8 +46,9 @@ function describeIssue(issue: z.core.$ZodIssue, json: unknown): string {
   const at = field === "" ? "" : `${field}: `;
   switch (issue.code) {
     case "unrecognized_keys":
-      // Field names, not values; cut short in case a line put a secret where a name goes.
-      return `unknown field ${issue.keys.map((key) => JSON.stringify(key.slice(0, 40))).join(", ")}`;
+      // Field names, not values; only names that look like one: a line that put a token
+      // where a name goes (a map keyed by token) must not have it echoed, even in part.
+      return `unknown field ${issue.keys.map((key) => (FIELD_NAME.test(key) ? JSON.stringify(key) : "(not shown)")).join(", ")}`;
     case "invalid_type":
       return isMissing(json, issue.path)
         ? `${at}is required`
@@ -44,7 +60,7 @@ function describeIssue(issue: z.core.$ZodIssue, json: unknown): string {
     case "too_small":
       return `${at}must not be empty or zero`;
     case "too_big":
-      return `${at}is too long`;
+      return `${at}is too ${issue.origin === "number" ? "large" : "long"}`;
     case "custom":
       return `${at}${issue.message}`;
     default:
@@ -68,17 +84,42 @@ function isMissing(json: unknown, path: readonly PropertyKey[]): boolean {
  * one that does must verify, so a tampered or foreign token is refused, never stored as is.
  */
 function openField(fernetKey: FernetKey | undefined, field: string, value: string): string {
-  if (!fernetKey || !looksLikeFernet(value)) return value;
-  try {
-    return decryptFernet(fernetKey, value);
-  } catch (error) {
-    if (error instanceof FernetError) throw new LineError(`${field}: ${error.message}`);
-    throw error;
+  let opened = value;
+  if (fernetKey && looksLikeFernet(value)) {
+    try {
+      opened = decryptFernet(fernetKey, value);
+    } catch (error) {
+      if (error instanceof FernetError) throw new LineError(`${field}: ${error.message}`);
+      throw error;
+    }
   }
+  if (opened.length > MAX_TOKEN_CHARS) throw new LineError(`${field}: is too long`);
+  return opened;
 }
 
 class LineError extends Error {
   override name = "LineError";
+}
+
+/**
+ * Whether the value holds a key the api's JSON parser refuses (Fastify's prototype and
+ * constructor poisoning checks, a 400): zod would drop a `__proto__` key silently, storing
+ * other metadata than the line holds. A loop, not a reviver: JSON.parse revives
+ * recursively, and a line nested thousands deep would overflow the stack.
+ */
+function holdsPoisonedKey(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
+    if (typeof node !== "object" || node === null) continue;
+    if (Object.hasOwn(node, "__proto__")) return true;
+    const ctor: unknown = Object.hasOwn(node, "constructor")
+      ? (node as { constructor: unknown }).constructor
+      : undefined;
+    if (typeof ctor === "object" && ctor !== null && "prototype" in ctor) return true;
+    // One by one: spreading an array of a million items would overflow the call stack.
+    for (const child of Object.values(node)) pending.push(child);
+  }
+  return false;
 }
 
 /** Parses one JSON line of an import; `text` is never part of the reason. */
@@ -89,6 +130,9 @@ export function parseImportLine(text: string, fernetKey?: FernetKey): ParsedLine
   } catch {
     // V8's message quotes the text around the error.
     return { ok: false, reason: "not valid JSON" };
+  }
+  if (holdsPoisonedKey(json)) {
+    return { ok: false, reason: "a __proto__ or constructor.prototype key is not allowed" };
   }
   const parsed = lineSchema.safeParse(json);
   if (!parsed.success) {

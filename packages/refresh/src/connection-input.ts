@@ -1,0 +1,40 @@
+import { z } from "zod";
+
+/**
+ * The bounds on a connection's values wherever they come in: `POST /v1/connections`, the
+ * connect flow and the import. One place, so a bulk import cannot store what the api refuses
+ * (a megabyte token, metadata nested deep enough to overflow Prisma's serializer).
+ */
+
+export const MAX_EXTERNAL_ID_CHARS = 256;
+export const MAX_TOKEN_CHARS = 16_384;
+export const MAX_SCOPE_CHARS = 4096;
+/** The longest `expiresIn` taken: ten years. */
+export const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 3600;
+
+const MAX_METADATA_DEPTH = 32;
+const MAX_METADATA_JSON_CHARS = 16_384;
+
+/** A connection's metadata: a JSON object at most 32 levels deep and 16 KiB of JSON. */
+export const metadataInput = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
+  // Depth first: measuring the size of a value nested thousands deep overflowed the
+  // stack (a 500), and Prisma's serializer overflowed on 3000 levels.
+  if (nestingDepth(value) > MAX_METADATA_DEPTH) {
+    ctx.addIssue({ code: "custom", message: `at most ${MAX_METADATA_DEPTH} levels deep` });
+  } else if (JSON.stringify(value).length > MAX_METADATA_JSON_CHARS) {
+    ctx.addIssue({ code: "custom", message: "at most 16 KiB of JSON" });
+  }
+});
+
+/** How deeply a parsed JSON value nests, found without recursion. */
+function nestingDepth(value: unknown): number {
+  let deepest = 0;
+  const pending: [unknown, number][] = [[value, 1]];
+  for (let next = pending.pop(); next; next = pending.pop()) {
+    const [node, depth] = next;
+    if (typeof node !== "object" || node === null) continue;
+    deepest = Math.max(deepest, depth);
+    for (const child of Object.values(node)) pending.push([child, depth + 1]);
+  }
+  return deepest;
+}
