@@ -279,9 +279,16 @@ async function refreshLocked(
     claimed.abandonedUntil && definition.rotatesRefreshToken && stage === "none"
       ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
       : null;
-  const sendStage = abandonedSend
-    ? doubtStage({ inDoubtSince: abandonedSend, inDoubtResent: false }, definition, now())
-    : stage;
+  // Staged again at the send, not at the load: renewing the lease and claiming may take long
+  // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
+  // (Okta's lasts 30 s). A send staged `grace` after its window would be one more resend of
+  // a maybe rotated-away token before the careful one.
+  const sentAt = now();
+  const sendStage = doubtStage(
+    abandonedSend ? { inDoubtSince: abandonedSend, inDoubtResent: false } : connection,
+    definition,
+    sentAt,
+  );
   if (abandonedSend) {
     deps.log.warn(
       { connection: connection.id, provider, stage: sendStage },
@@ -289,7 +296,6 @@ async function refreshLocked(
     );
   }
 
-  const sentAt = now();
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
@@ -400,6 +406,10 @@ async function decide(
     inDoubtResent: connection.inDoubtResent,
   };
   const stage = doubt?.stage ?? "none";
+  // A doubt this send opened (an abandoned claim's) outlives answers that settle nothing
+  // about the token (a 429, a refused client): dropped with them, the next send would be an
+  // ordinary one, and a further lost answer would allow yet another resend (docs/adr/0016).
+  const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
   let change: ConnectionChange;
   let event: ConnectionEventInput;
   let waitMs = 0;
@@ -472,7 +482,13 @@ async function decide(
       break;
     }
     case "invalid_client":
-      change = { ...unchanged, status: "error", nextRefreshAt: null, ...failure(result, now) };
+      change = {
+        ...unchanged,
+        status: "error",
+        nextRefreshAt: null,
+        inDoubtSince,
+        ...failure(result, now),
+      };
       event = failureEvent("refresh_failed", result, "connection.error");
       break;
     case "rate_limited": {
@@ -484,7 +500,7 @@ async function decide(
         Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
       );
       await deps.cooldown.start(integration.id, waitMs);
-      change = { ...unchanged, version: connection.version, ...failure(result, now) };
+      change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
       event = failureEvent("refresh_failed", result, firstFailure);
       break;
     }
@@ -498,7 +514,6 @@ async function decide(
       const unresolved = stage === "careful" || stage === "spent";
       const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
-      const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
       const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
       // Inside a grace window, the resend must go before the window closes.
       const windowEnd =
