@@ -12,7 +12,13 @@ import {
   type RefreshHarness,
   successfulRefresh,
 } from "./testing";
-import { openAccessToken, openRefreshToken, sealAccessToken } from "./token-cipher";
+import {
+  openAccessToken,
+  openRefreshToken,
+  sealAccessToken,
+  sealClientSecret,
+  sealRefreshToken,
+} from "./token-cipher";
 
 let h: RefreshHarness;
 beforeEach(async () => {
@@ -170,6 +176,61 @@ describe("refreshConnection outcomes", () => {
     expect(held.kind).toBe("cooling_down");
     expect(held.kind === "cooling_down" && held.retryInMs).toBeGreaterThan(6_000);
     expect(h.provider.requests).toBe(requests);
+  });
+
+  it("rate_limited at a per-connection host (Shopify shops): cools that shop, not the others", async () => {
+    // The catalog's own https://{shop}/... URL, each shop's requests routed to the mock.
+    class ShopsAtTheMock extends EgressClient {
+      override send(...[request, options]: Parameters<EgressClient["send"]>) {
+        const shop = /^https:\/\/[a-z0-9-]+\.myshopify\.com\/admin\/oauth\/access_token$/;
+        expect(request.url).toMatch(shop);
+        return super.send({ ...request, url: h.provider.tokenUrl }, options);
+      }
+    }
+    const egress = new ShopsAtTheMock({ allowLoopback: true });
+    const deps = { ...h.deps, egress };
+    const integrationId = crypto.randomUUID();
+    await h.prisma.integration.create({
+      data: {
+        id: integrationId,
+        key: "shops",
+        provider: "shopify",
+        clientId: h.provider.clientId,
+        clientSecret: sealClientSecret(h.keyRing, integrationId, h.provider.clientSecret),
+      },
+    });
+    const connectionAt = async (shop: string) => {
+      const grant = h.provider.issueGrant();
+      const id = crypto.randomUUID();
+      await h.prisma.connection.create({
+        data: {
+          id,
+          integrationId,
+          externalId: `user-${id}`,
+          accessToken: sealAccessToken(h.keyRing, id, grant.accessToken),
+          refreshToken: sealRefreshToken(h.keyRing, id, grant.refreshToken),
+          expiresAt: new Date(Date.now() + 3600_000),
+          metadata: { shop },
+        },
+      });
+      return { id, grant };
+    };
+    const limited = await connectionAt("acme.myshopify.com");
+    const sameShop = await connectionAt("acme.myshopify.com");
+    const otherShop = await connectionAt("other.myshopify.com");
+    const run = (id: string) => refreshConnection(deps, { connectionId: id, source: "worker" });
+    try {
+      h.provider.failNext(
+        1,
+        { status: 429, retryAfter: "600" },
+        { grantId: limited.grant.grantId },
+      );
+      expect(await run(limited.id)).toEqual({ kind: "cooling_down", retryInMs: 600_000 });
+      expect(await run(sameShop.id)).toMatchObject({ kind: "cooling_down" });
+      expect(await run(otherShop.id)).toMatchObject({ kind: "done", outcome: "success" });
+    } finally {
+      egress.close();
+    }
   });
 
   it("rate_limited with Retry-After: 0 still waits the base delay", async () => {

@@ -7,6 +7,7 @@ import {
   backoffMs,
   buildRefreshRequest,
   classifyAnswer,
+  connectionTokenHost,
   type InsecureTokenUrls,
   isProviderId,
   PROVIDERS,
@@ -175,7 +176,7 @@ async function refreshLocked(
   // refresh token we hold. Looked up alongside the cooldown, in the same round trip.
   const [parked, cooling] = await Promise.all([
     deps.parked.take(connection.id),
-    deps.cooldown.remainingMs(integration.id),
+    deps.cooldown.remainingMs(cooldownScope(integration, connection)),
   ]);
   if (parked?.fence.version === connection.version) {
     // Parked before a key rotation: stored under the first key, so the row is not put back
@@ -499,7 +500,7 @@ async function decide(
         settings.retryBaseDelayMs,
         Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
       );
-      await deps.cooldown.start(integration.id, waitMs);
+      await deps.cooldown.start(cooldownScope(integration, connection), waitMs);
       change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
       event = failureEvent("refresh_failed", result, firstFailure);
       break;
@@ -712,6 +713,19 @@ export const EGRESS_FAILURES = {
       "the token URL leads to a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
   },
 } as const satisfies Record<EgressFailureCode, RefreshResult>;
+
+/**
+ * What a 429 holds back: the integration, or only the connection's own token host where the
+ * provider picks one per connection (one Shopify shop's or Okta org's rate limit is not
+ * another's, and one tenant must not stall every other for up to the Retry-After cap).
+ */
+function cooldownScope(integration: RefreshIntegration, connection: Connection): string {
+  const { provider, clientId, tokenUrl } = integration;
+  const host = isProviderId(provider)
+    ? connectionTokenHost({ provider, clientId, tokenUrl }, asRecord(connection.metadata))
+    : null;
+  return host === null ? integration.id : `${integration.id}:${host}`;
+}
 
 /** Connection metadata as the provider functions take it (a JSON column may hold anything). */
 export function asRecord(value: unknown): Record<string, unknown> {
