@@ -218,17 +218,7 @@ async function refreshLocked(
 
   const definition = PROVIDERS[provider];
   const stage = doubtStage(connection, definition, now());
-  // The careful resend of a token in doubt was made and got no verdict: sending it again
-  // could only repeat a possibly rotated-away token at the provider (docs/adr/0016).
-  if (stage === "spent") {
-    return record(
-      deps,
-      connection,
-      integration,
-      { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
-      { definition, stage, opensAt: null },
-    );
-  }
+  if (stage === "spent") return stopUnresolved(deps, connection, integration, definition);
 
   // Decryption errors (a key missing from this process's ring during a rotation) throw:
   // the job is retried and the operator alerted, the connection's state is not touched.
@@ -276,26 +266,34 @@ async function refreshLocked(
   // An earlier claim of this version ran out with no answer written: its holder may have
   // sent the refresh token and died, so for a rotating provider this send is in doubt from
   // that claim's start (its expiry less the lease) (docs/adr/0016).
-  const abandonedSend =
-    claimed.abandonedUntil && definition.rotatesRefreshToken && stage === "none"
+  const abandonedAt =
+    claimed.abandonedUntil && definition.rotatesRefreshToken
       ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
       : null;
+  const abandonedSend = stage === "none" ? abandonedAt : null;
   // Staged again at the send, not at the load: renewing the lease and claiming may take long
   // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
   // (Okta's lasts 30 s). A send staged `grace` after its window would be one more resend of
   // a maybe rotated-away token before the careful one.
   const sentAt = now();
-  const sendStage = doubtStage(
+  const staged = doubtStage(
     abandonedSend ? { inDoubtSince: abandonedSend, inDoubtResent: false } : connection,
     definition,
     sentAt,
   );
-  if (abandonedSend) {
+  // Already in doubt, the abandoned claim may have made the one careful resend before its
+  // holder died (SIGKILL between sending and storing): that was the one.
+  const sendStage =
+    abandonedAt && stage !== "none" && doubtStage(connection, definition, abandonedAt) === "careful"
+      ? "spent"
+      : staged;
+  if (abandonedAt) {
     deps.log.warn(
       { connection: connection.id, provider, stage: sendStage },
       "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
     );
   }
+  if (sendStage === "spent") return stopUnresolved(deps, connection, integration, definition);
 
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
@@ -318,6 +316,26 @@ async function refreshLocked(
     stage: sendStage,
     opensAt: abandonedSend,
   });
+}
+
+/**
+ * The careful resend of a token in doubt was made and got no verdict: sending it again could
+ * only repeat a possibly rotated-away token at the provider, so the connection stops without
+ * a request (docs/adr/0016).
+ */
+function stopUnresolved(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  definition: ProviderDefinition,
+): Promise<RefreshRun> {
+  return record(
+    deps,
+    connection,
+    integration,
+    { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
+    { definition, stage: "spent", opensAt: null },
+  );
 }
 
 /** Where this refresh stood with a refresh token in doubt (see refresh-doubt.ts). */

@@ -312,6 +312,23 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     expect(tokenRequests()).toBe(2);
   });
 
+  it("in doubt already: a careful resend whose holder died before storing was the one", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    loseNextAnswer(grant.grantId, false);
+    await refresh(connection.id);
+    // The careful resend reached the provider, and its worker was killed before storing.
+    await abandonClaim(connection.id, grant.refreshToken, true);
+    const sent = tokenRequests();
+    await refresh(connection.id);
+    expect(tokenRequests()).toBe(sent);
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "error",
+      lastErrorCode: "in_doubt",
+      inDoubtResent: true,
+    });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
   it("with grace: the old token is resent inside the window and the provider honours it", async () => {
     const { connection, grant } = await addXeroConnection();
     await abandonClaim(connection.id, grant.refreshToken, true);
