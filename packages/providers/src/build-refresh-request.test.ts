@@ -254,7 +254,7 @@ describe("buildRefreshRequest", () => {
 
 describe("connectionTokenHost", () => {
   const host = (provider: ProviderId, metadata: Record<string, unknown>, tokenUrl?: string) =>
-    connectionTokenHost({ provider, clientId: "client", tokenUrl: tokenUrl ?? null }, metadata);
+    connectionTokenHost({ provider, tokenUrl: tokenUrl ?? null }, metadata);
 
   it("names the host a connection's metadata picks, where the provider picks hosts per connection", () => {
     expect(host("shopify", { shop: "acme.myshopify.com" })).toBe("acme.myshopify.com");

@@ -65,7 +65,7 @@ export function definitionOf(
  * metadata names no valid host (the refresh then stops on its configuration anyway).
  */
 export function connectionTokenHost(
-  settings: Pick<IntegrationSettings, "provider" | "clientId" | "tokenUrl">,
+  settings: Pick<IntegrationSettings, "provider" | "tokenUrl">,
   metadata: Record<string, unknown> | undefined,
 ): string | null {
   if (settings.tokenUrl?.trim()) return null;

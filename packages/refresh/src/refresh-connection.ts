@@ -738,9 +738,9 @@ export const EGRESS_FAILURES = {
  * another's, and one tenant must not stall every other for up to the Retry-After cap).
  */
 function cooldownScope(integration: RefreshIntegration, connection: Connection): string {
-  const { provider, clientId, tokenUrl } = integration;
+  const { provider, tokenUrl } = integration;
   const host = isProviderId(provider)
-    ? connectionTokenHost({ provider, clientId, tokenUrl }, asRecord(connection.metadata))
+    ? connectionTokenHost({ provider, tokenUrl }, asRecord(connection.metadata))
     : null;
   return host === null ? integration.id : `${integration.id}:${host}`;
 }
