@@ -471,6 +471,30 @@ describe("refreshConnection egress", () => {
     }
   });
 
+  it("puts a rotating provider's refresh in doubt when its answer breaks off after it began", async () => {
+    // The provider answered (and may have rotated the token); the body never fully came.
+    const breaking = createServer((socket) => {
+      socket.once("data", () => {
+        socket.write(
+          'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"access_',
+          () => socket.resetAndDestroy(),
+        );
+      });
+    });
+    breaking.listen(0, "127.0.0.1");
+    await once(breaking, "listening");
+    try {
+      const { connection } = await h.addConnection({ provider: "github", rotate: true });
+      await useTokenUrl(`http://127.0.0.1:${(breaking.address() as AddressInfo).port}/token`);
+      expect(await refresh(connection.id)).toMatchObject({ outcome: "transient" });
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      expect(row).toMatchObject({ lastErrorCode: "in_doubt", inDoubtResent: false });
+      expect(row.inDoubtSince).not.toBeNull();
+    } finally {
+      await new Promise((resolve) => breaking.close(resolve));
+    }
+  });
+
   it("stores one generic code whether the port refuses or resets the connection", async () => {
     const resetting = createServer((socket) => socket.resetAndDestroy());
     resetting.listen(0, "127.0.0.1");

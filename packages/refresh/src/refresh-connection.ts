@@ -719,6 +719,12 @@ export const EGRESS_FAILURES = {
     errorCode: "response_too_large",
     message: "the token endpoint's answer exceeded the size limit (64 KiB)",
   },
+  // The provider had answered (it may have rotated the refresh token) when the body broke off.
+  interrupted: {
+    outcome: "transient",
+    errorCode: "interrupted",
+    message: "the token endpoint's answer broke off after it began",
+  },
   // The token URL leads to an internal address. For a name that depends on DNS at that
   // moment (a resolver sinkholing to 0.0.0.0 during an incident, split-horizon DNS), so it
   // is retried with backoff like a network failure rather than stopped for good: nothing
