@@ -233,6 +233,30 @@ describe("refreshConnection outcomes", () => {
     }
   });
 
+  it("success: keeps the provider values the answer states (Salesforce instance_url) over the metadata", async () => {
+    const { connection } = await h.addConnection({ provider: "salesforce" });
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { metadata: { instance_url: "https://old.my.salesforce.com", team: "sales" } },
+    });
+    h.provider.enqueue({
+      status: 200,
+      body: {
+        access_token: "at-moved",
+        token_type: "Bearer",
+        instance_url: "https://new.my.salesforce.com",
+        id: "https://login.salesforce.com/id/00D/005",
+      },
+    });
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.metadata).toEqual({
+      instance_url: "https://new.my.salesforce.com",
+      id: "https://login.salesforce.com/id/00D/005",
+      team: "sales",
+    });
+  });
+
   it("rate_limited with Retry-After: 0 still waits the base delay", async () => {
     const { connection } = await h.addConnection();
     h.provider.enqueue({ status: 429, retryAfter: "0" });

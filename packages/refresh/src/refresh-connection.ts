@@ -423,6 +423,7 @@ async function decide(
     lastErrorAt: connection.lastErrorAt,
     inDoubtSince: connection.inDoubtSince,
     inDoubtResent: connection.inDoubtResent,
+    appValues: null,
   };
   const stage = doubt?.stage ?? "none";
   // A doubt this send opened (an abandoned claim's) outlives answers that settle nothing
@@ -475,6 +476,7 @@ async function decide(
         // An answer ends any doubt: the refresh token it carries (or keeps) is the live one.
         inDoubtSince: null,
         inDoubtResent: false,
+        appValues: result.appValues ?? null,
       };
       event = {
         type: "refreshed",
