@@ -341,6 +341,27 @@ describe("a connection stopped in doubt (docs/adr/0016)", () => {
     expect(stopped.json()).toMatchObject({ error: "integration_error" });
     expect(stopped.json().message).toMatch(/send new tokens/);
     expect((await tokenOf(connection.id)).json().message).toMatch(/send new tokens/);
+
+    // New tokens from the app end it: active, out of doubt, and refreshed again.
+    const fresh = h.provider.issueGrant({ rotate: true });
+    const app = await server();
+    const posted = await app.inject({
+      method: "POST",
+      url: "/v1/connections",
+      headers: AUTH,
+      payload: {
+        integration: "mock-github",
+        externalId: connection.externalId,
+        accessToken: fresh.accessToken,
+        refreshToken: fresh.refreshToken,
+        expiresIn: 3600,
+      },
+    });
+    expect(posted.statusCode).toBe(200);
+    expect(posted.json()).toMatchObject({ status: "active", lastError: null });
+    expect((await tokenOf(connection.id)).json().accessToken).toBe(fresh.accessToken);
+    expect((await refreshNow(connection.id)).json()).toMatchObject({ status: "active" });
+    expect(refreshesOf(fresh.grantId)).toBe(1);
   });
 });
 

@@ -261,4 +261,20 @@ describe("EgressClient", () => {
       { failure: "timeout" },
     ]);
   });
+
+  it("says interrupted when the answer began and its body broke off (the peer did the work)", async () => {
+    const egress = client({ allowLoopback: true });
+    // A 200 promising 1000 bytes, a few sent, then the connection reset.
+    const breaking = await serveTcp((socket) => {
+      socket.once("data", () => {
+        socket.write(
+          'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"access_',
+          () => socket.resetAndDestroy(),
+        );
+      });
+    });
+    expect(
+      await egress.send(post(`http://127.0.0.1:${breaking}/token`), { timeoutMs: 2_000 }),
+    ).toEqual({ failure: "interrupted" });
+  });
 });

@@ -49,7 +49,12 @@ export type EgressFailureCode =
   /** The destination is loopback, private or otherwise internal, and not allowlisted. */
   | "refused_by_policy"
   /** The answer's body exceeded `maxResponseBytes`; reading stopped there. */
-  | "response_too_large";
+  | "response_too_large"
+  /**
+   * The answer began (status and headers came) but its body broke off: unlike `unreachable`,
+   * the peer has certainly processed the request.
+   */
+  | "interrupted";
 
 export interface EgressFailure {
   readonly failure: EgressFailureCode;
@@ -59,6 +64,7 @@ const TIMEOUT: EgressFailure = { failure: "timeout" };
 const UNREACHABLE: EgressFailure = { failure: "unreachable" };
 const REFUSED: EgressFailure = { failure: "refused_by_policy" };
 const TOO_LARGE: EgressFailure = { failure: "response_too_large" };
+const INTERRUPTED: EgressFailure = { failure: "interrupted" };
 
 const HTTP_URL = /^https?:\/\//i;
 
@@ -180,6 +186,6 @@ function readBody(
         .replace(/^\uFEFF/, "");
       finish(text);
     });
-    stream.on("error", () => finish(signal.aborted ? TIMEOUT : UNREACHABLE));
+    stream.on("error", () => finish(signal.aborted ? TIMEOUT : INTERRUPTED));
   });
 }

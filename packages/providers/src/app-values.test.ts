@@ -36,4 +36,13 @@ describe("app values", () => {
     ).toEqual({ location: "eu" });
     expect(callbackAppValues("zoho", { toString: "x", __proto__: "y" })).toBeNull();
   });
+
+  it("never lets the callback change a host the user consented at (Shopify's shop)", () => {
+    const session = { shop: "acme.myshopify.com" };
+    expect(callbackAppValues("shopify", { shop: "evil.myshopify.com" }, session)).toBeNull();
+    // Zoho's users consent at the global server: the callback names their data centre.
+    expect(callbackAppValues("zoho", { location: "eu" }, { location: "us" })).toEqual({
+      location: "eu",
+    });
+  });
 });

@@ -38,10 +38,26 @@ export function appValuesOf(
   return pickAppValues([...answer, ...callback], metadata as Record<string, unknown>);
 }
 
-/** The definition's callback parameters that the OAuth callback brought (Intuit `realmId`). */
+/**
+ * The definition's callback parameters that the OAuth callback brought (Intuit `realmId`).
+ * One that filled the authorization URL from the session's metadata (Shopify's `shop`) is
+ * not taken: the user consented at that host, and a callback naming another (its query is
+ * the browser's to write) would bind a shop the app never asked for to the app's user.
+ */
 export function callbackAppValues(
   provider: ProviderId,
   query: Readonly<Record<string, unknown>>,
+  sessionMetadata?: Readonly<Record<string, unknown>>,
 ): Record<string, string> | null {
-  return pickAppValues(PROVIDERS[provider].appValues.callback, query);
+  const { appValues, authorization } = PROVIDERS[provider];
+  const consentedAt = authorization.url ?? "";
+  const open = appValues.callback.filter(
+    (name) =>
+      !(
+        consentedAt.includes(`{${name}}`) &&
+        sessionMetadata &&
+        Object.hasOwn(sessionMetadata, name)
+      ),
+  );
+  return pickAppValues(open, query);
 }

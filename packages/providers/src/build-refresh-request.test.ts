@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildRefreshRequest, checkTokenUrl } from "./build-refresh-request";
+import { buildRefreshRequest, checkTokenUrl, connectionTokenHost } from "./build-refresh-request";
 import { ProviderConfigError } from "./errors";
 import { PROVIDERS } from "./registry";
 import { type IntegrationSettings, isProviderId, PROVIDER_IDS, type ProviderId } from "./types";
@@ -249,5 +249,30 @@ describe("buildRefreshRequest", () => {
     const first = buildRefreshRequest(generic, grant);
     first.headers.accept = "text/plain";
     expect(buildRefreshRequest(generic, grant).headers.accept).toBe("application/json");
+  });
+});
+
+describe("connectionTokenHost", () => {
+  const host = (provider: ProviderId, metadata: Record<string, unknown>, tokenUrl?: string) =>
+    connectionTokenHost({ provider, tokenUrl: tokenUrl ?? null }, metadata);
+
+  it("names the host a connection's metadata picks, where the provider picks hosts per connection", () => {
+    expect(host("shopify", { shop: "acme.myshopify.com" })).toBe("acme.myshopify.com");
+    expect(host("okta", { org: "acme.okta.com" })).toBe("acme.okta.com");
+    expect(host("zoho", { location: "eu" })).toBe("accounts.zoho.eu");
+    expect(host("zoho", {})).toBe("accounts.zoho.com");
+  });
+
+  it("is null where every connection shares one host, or the metadata names no valid one", () => {
+    expect(host("google", { shop: "acme.myshopify.com" })).toBeNull();
+    // Microsoft's tenant sits in the path: one host for every tenant.
+    expect(host("microsoft", { tenant: "contoso.onmicrosoft.com" })).toBeNull();
+    // An integration's own URL never has a placeholder in its host.
+    expect(
+      host("shopify", { shop: "acme.myshopify.com" }, "https://proxy.example.com/t"),
+    ).toBeNull();
+    for (const shop of ["evil.com", "ACME.myshopify.com", "acme.myshopify.com.", "", 42]) {
+      expect(host("shopify", { shop })).toBeNull();
+    }
   });
 });

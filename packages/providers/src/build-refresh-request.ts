@@ -57,6 +57,42 @@ export function definitionOf(
 }
 
 /**
+ * The token host of one connection where the provider picks it per connection (a Shopify
+ * shop, an Okta org, a Salesforce My Domain, a Zoho data centre): rate limits there are
+ * that host's, so a 429 from one shop must not hold every other shop of the integration.
+ * Null where every connection of the integration shares one token host (the catalog's fixed
+ * one, or the integration's own URL, whose host holds no placeholder), or where the
+ * metadata names no valid host (the refresh then stops on its configuration anyway).
+ */
+export function connectionTokenHost(
+  settings: Pick<IntegrationSettings, "provider" | "tokenUrl">,
+  metadata: Record<string, unknown> | undefined,
+): string | null {
+  if (settings.tokenUrl?.trim()) return null;
+  const definition = Object.hasOwn(PROVIDERS, settings.provider)
+    ? PROVIDERS[settings.provider]
+    : undefined;
+  const template = definition?.tokenUrl ?? null;
+  if (!definition || template === null) return null;
+  if (!ANY_BRACE.test(BEFORE_PATH.exec(template)?.[0] ?? "")) return null;
+  try {
+    const url = resolveUrl(
+      "token",
+      definition,
+      template,
+      definition.placeholders,
+      null,
+      metadata,
+      false,
+    );
+    return new URL(url).host;
+  } catch (error) {
+    if (error instanceof ProviderConfigError) return null;
+    throw error;
+  }
+}
+
+/**
  * A request to the token endpoint carrying one grant's parameters: every grant of a
  * provider reaches the same URL with the same client authentication, body format, extra
  * parameters and headers.

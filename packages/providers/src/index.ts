@@ -11,6 +11,7 @@ export {
   checkIntrospectionUrl,
   checkRevocationUrl,
   checkTokenUrl,
+  connectionTokenHost,
 } from "./build-refresh-request";
 export {
   buildRevocationRequest,

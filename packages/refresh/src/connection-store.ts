@@ -49,7 +49,13 @@ export type ConnectionChange = Pick<
   | "lastErrorAt"
   | "inDoubtSince"
   | "inDoubtResent"
->;
+> & {
+  /**
+   * Provider values an answer stated (Salesforce `instance_url`, Zoho `api_domain`), laid
+   * over the stored metadata: they may move, and the app calls them. Null: none.
+   */
+  readonly appValues: Readonly<Record<string, string>> | null;
+};
 
 export interface ConnectionEventInput {
   readonly type: ConnectionEventType;
@@ -93,13 +99,13 @@ const WRITE = `
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
       $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[],
-      $23::timestamptz[], $24::text[], $25::timestamptz[], $26::boolean[]
+      $23::timestamptz[], $24::text[], $25::timestamptz[], $26::boolean[], $27::text[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
            "eventType", outcome, "errorCode", message, "integrationFence",
            "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType",
-           "inDoubtSince", "inDoubtResent")
+           "inDoubtSince", "inDoubtResent", "appValues")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -112,6 +118,8 @@ const WRITE = `
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
       "lastErrorAt" = i."lastErrorAt", "inDoubtSince" = i."inDoubtSince",
       "inDoubtResent" = i."inDoubtResent", "claimVersion" = NULL, "claimExpiresAt" = NULL,
+      metadata = CASE WHEN i."appValues" IS NULL OR jsonb_typeof(c.metadata) <> 'object'
+                      THEN c.metadata ELSE c.metadata || i."appValues"::jsonb END,
       "updatedAt" = now()
     FROM input i
     WHERE c.id = i.id AND c.version = i.fence
@@ -365,6 +373,8 @@ export class ConnectionStore {
         column((r) => r.event.webhook ?? null),
         column((r) => r.change.inDoubtSince),
         column((r) => r.change.inDoubtResent),
+        // A parked answer from before this field has none.
+        column((r) => (r.change.appValues ? JSON.stringify(r.change.appValues) : null)),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

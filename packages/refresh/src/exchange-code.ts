@@ -90,7 +90,7 @@ export async function exchangeCode(
     throw new ProviderConfigError(provider, "unknown_provider", "unknown provider");
   }
   const fromCallback = input.callbackParams
-    ? callbackAppValues(provider, input.callbackParams)
+    ? callbackAppValues(provider, input.callbackParams, input.metadata)
     : null;
   const metadata = fromCallback ? { ...input.metadata, ...fromCallback } : input.metadata;
   const request = buildCodeExchangeRequest(

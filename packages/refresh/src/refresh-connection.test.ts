@@ -12,7 +12,13 @@ import {
   type RefreshHarness,
   successfulRefresh,
 } from "./testing";
-import { openAccessToken, openRefreshToken, sealAccessToken } from "./token-cipher";
+import {
+  openAccessToken,
+  openRefreshToken,
+  sealAccessToken,
+  sealClientSecret,
+  sealRefreshToken,
+} from "./token-cipher";
 
 let h: RefreshHarness;
 beforeEach(async () => {
@@ -170,6 +176,85 @@ describe("refreshConnection outcomes", () => {
     expect(held.kind).toBe("cooling_down");
     expect(held.kind === "cooling_down" && held.retryInMs).toBeGreaterThan(6_000);
     expect(h.provider.requests).toBe(requests);
+  });
+
+  it("rate_limited at a per-connection host (Shopify shops): cools that shop, not the others", async () => {
+    // The catalog's own https://{shop}/... URL, each shop's requests routed to the mock.
+    class ShopsAtTheMock extends EgressClient {
+      override send(...[request, options]: Parameters<EgressClient["send"]>) {
+        const shop = /^https:\/\/[a-z0-9-]+\.myshopify\.com\/admin\/oauth\/access_token$/;
+        expect(request.url).toMatch(shop);
+        return super.send({ ...request, url: h.provider.tokenUrl }, options);
+      }
+    }
+    const egress = new ShopsAtTheMock({ allowLoopback: true });
+    const deps = { ...h.deps, egress };
+    const integrationId = crypto.randomUUID();
+    await h.prisma.integration.create({
+      data: {
+        id: integrationId,
+        key: "shops",
+        provider: "shopify",
+        clientId: h.provider.clientId,
+        clientSecret: sealClientSecret(h.keyRing, integrationId, h.provider.clientSecret),
+      },
+    });
+    const connectionAt = async (shop: string) => {
+      const grant = h.provider.issueGrant();
+      const id = crypto.randomUUID();
+      await h.prisma.connection.create({
+        data: {
+          id,
+          integrationId,
+          externalId: `user-${id}`,
+          accessToken: sealAccessToken(h.keyRing, id, grant.accessToken),
+          refreshToken: sealRefreshToken(h.keyRing, id, grant.refreshToken),
+          expiresAt: new Date(Date.now() + 3600_000),
+          metadata: { shop },
+        },
+      });
+      return { id, grant };
+    };
+    const limited = await connectionAt("acme.myshopify.com");
+    const sameShop = await connectionAt("acme.myshopify.com");
+    const otherShop = await connectionAt("other.myshopify.com");
+    const run = (id: string) => refreshConnection(deps, { connectionId: id, source: "worker" });
+    try {
+      h.provider.failNext(
+        1,
+        { status: 429, retryAfter: "600" },
+        { grantId: limited.grant.grantId },
+      );
+      expect(await run(limited.id)).toEqual({ kind: "cooling_down", retryInMs: 600_000 });
+      expect(await run(sameShop.id)).toMatchObject({ kind: "cooling_down" });
+      expect(await run(otherShop.id)).toMatchObject({ kind: "done", outcome: "success" });
+    } finally {
+      egress.close();
+    }
+  });
+
+  it("success: keeps the provider values the answer states (Salesforce instance_url) over the metadata", async () => {
+    const { connection } = await h.addConnection({ provider: "salesforce" });
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { metadata: { instance_url: "https://old.my.salesforce.com", team: "sales" } },
+    });
+    h.provider.enqueue({
+      status: 200,
+      body: {
+        access_token: "at-moved",
+        token_type: "Bearer",
+        instance_url: "https://new.my.salesforce.com",
+        id: "https://login.salesforce.com/id/00D/005",
+      },
+    });
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.metadata).toEqual({
+      instance_url: "https://new.my.salesforce.com",
+      id: "https://login.salesforce.com/id/00D/005",
+      team: "sales",
+    });
   });
 
   it("rate_limited with Retry-After: 0 still waits the base delay", async () => {
@@ -407,6 +492,30 @@ describe("refreshConnection egress", () => {
     } finally {
       strict.close();
       allowlisted.close();
+    }
+  });
+
+  it("puts a rotating provider's refresh in doubt when its answer breaks off after it began", async () => {
+    // The provider answered (and may have rotated the token); the body never fully came.
+    const breaking = createServer((socket) => {
+      socket.once("data", () => {
+        socket.write(
+          'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{"access_',
+          () => socket.resetAndDestroy(),
+        );
+      });
+    });
+    breaking.listen(0, "127.0.0.1");
+    await once(breaking, "listening");
+    try {
+      const { connection } = await h.addConnection({ provider: "github", rotate: true });
+      await useTokenUrl(`http://127.0.0.1:${(breaking.address() as AddressInfo).port}/token`);
+      expect(await refresh(connection.id)).toMatchObject({ outcome: "transient" });
+      const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+      expect(row).toMatchObject({ lastErrorCode: "in_doubt", inDoubtResent: false });
+      expect(row.inDoubtSince).not.toBeNull();
+    } finally {
+      await new Promise((resolve) => breaking.close(resolve));
     }
   });
 

@@ -7,6 +7,7 @@ import {
   backoffMs,
   buildRefreshRequest,
   classifyAnswer,
+  connectionTokenHost,
   type InsecureTokenUrls,
   isProviderId,
   PROVIDERS,
@@ -175,7 +176,7 @@ async function refreshLocked(
   // refresh token we hold. Looked up alongside the cooldown, in the same round trip.
   const [parked, cooling] = await Promise.all([
     deps.parked.take(connection.id),
-    deps.cooldown.remainingMs(integration.id, connection.id),
+    deps.cooldown.remainingMs(cooldownScope(integration, connection), connection.id),
   ]);
   if (parked?.fence.version === connection.version) {
     // Parked before a key rotation: stored under the first key, so the row is not put back
@@ -217,17 +218,7 @@ async function refreshLocked(
 
   const definition = PROVIDERS[provider];
   const stage = doubtStage(connection, definition, now());
-  // The careful resend of a token in doubt was made and got no verdict: sending it again
-  // could only repeat a possibly rotated-away token at the provider (docs/adr/0016).
-  if (stage === "spent") {
-    return record(
-      deps,
-      connection,
-      integration,
-      { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
-      { definition, stage, opensAt: null },
-    );
-  }
+  if (stage === "spent") return stopUnresolved(deps, connection, integration, definition);
 
   // Decryption errors (a key missing from this process's ring during a rotation) throw:
   // the job is retried and the operator alerted, the connection's state is not touched.
@@ -275,21 +266,35 @@ async function refreshLocked(
   // An earlier claim of this version ran out with no answer written: its holder may have
   // sent the refresh token and died, so for a rotating provider this send is in doubt from
   // that claim's start (its expiry less the lease) (docs/adr/0016).
-  const abandonedSend =
-    claimed.abandonedUntil && definition.rotatesRefreshToken && stage === "none"
+  const abandonedAt =
+    claimed.abandonedUntil && definition.rotatesRefreshToken
       ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
       : null;
-  const sendStage = abandonedSend
-    ? doubtStage({ inDoubtSince: abandonedSend, inDoubtResent: false }, definition, now())
-    : stage;
-  if (abandonedSend) {
+  const abandonedSend = stage === "none" ? abandonedAt : null;
+  // Staged again at the send, not at the load: renewing the lease and claiming may take long
+  // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
+  // (Okta's lasts 30 s). A send staged `grace` after its window would be one more resend of
+  // a maybe rotated-away token before the careful one.
+  const sentAt = now();
+  const staged = doubtStage(
+    abandonedSend ? { inDoubtSince: abandonedSend, inDoubtResent: false } : connection,
+    definition,
+    sentAt,
+  );
+  // Already in doubt, the abandoned claim may have made the one careful resend before its
+  // holder died (SIGKILL between sending and storing): that was the one.
+  const sendStage =
+    abandonedAt && stage !== "none" && doubtStage(connection, definition, abandonedAt) === "careful"
+      ? "spent"
+      : staged;
+  if (abandonedAt) {
     deps.log.warn(
       { connection: connection.id, provider, stage: sendStage },
       "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
     );
   }
+  if (sendStage === "spent") return stopUnresolved(deps, connection, integration, definition);
 
-  const sentAt = now();
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
@@ -311,6 +316,26 @@ async function refreshLocked(
     stage: sendStage,
     opensAt: abandonedSend,
   });
+}
+
+/**
+ * The careful resend of a token in doubt was made and got no verdict: sending it again could
+ * only repeat a possibly rotated-away token at the provider, so the connection stops without
+ * a request (docs/adr/0016).
+ */
+function stopUnresolved(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  definition: ProviderDefinition,
+): Promise<RefreshRun> {
+  return record(
+    deps,
+    connection,
+    integration,
+    { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
+    { definition, stage: "spent", opensAt: null },
+  );
 }
 
 /** Where this refresh stood with a refresh token in doubt (see refresh-doubt.ts). */
@@ -398,8 +423,13 @@ async function decide(
     lastErrorAt: connection.lastErrorAt,
     inDoubtSince: connection.inDoubtSince,
     inDoubtResent: connection.inDoubtResent,
+    appValues: null,
   };
   const stage = doubt?.stage ?? "none";
+  // A doubt this send opened (an abandoned claim's) outlives answers that settle nothing
+  // about the token (a 429, a refused client): dropped with them, the next send would be an
+  // ordinary one, and a further lost answer would allow yet another resend (docs/adr/0016).
+  const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
   let change: ConnectionChange;
   let event: ConnectionEventInput;
   let waitMs = 0;
@@ -446,6 +476,7 @@ async function decide(
         // An answer ends any doubt: the refresh token it carries (or keeps) is the live one.
         inDoubtSince: null,
         inDoubtResent: false,
+        appValues: result.appValues ?? null,
       };
       event = {
         type: "refreshed",
@@ -472,7 +503,13 @@ async function decide(
       break;
     }
     case "invalid_client":
-      change = { ...unchanged, status: "error", nextRefreshAt: null, ...failure(result, now) };
+      change = {
+        ...unchanged,
+        status: "error",
+        nextRefreshAt: null,
+        inDoubtSince,
+        ...failure(result, now),
+      };
       event = failureEvent("refresh_failed", result, "connection.error");
       break;
     case "rate_limited": {
@@ -483,8 +520,8 @@ async function decide(
         settings.retryBaseDelayMs,
         Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
       );
-      await deps.cooldown.start(integration.id, waitMs);
-      change = { ...unchanged, version: connection.version, ...failure(result, now) };
+      await deps.cooldown.start(cooldownScope(integration, connection), waitMs);
+      change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
       event = failureEvent("refresh_failed", result, firstFailure);
       break;
     }
@@ -498,7 +535,6 @@ async function decide(
       const unresolved = stage === "careful" || stage === "spent";
       const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
-      const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
       const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
       // Inside a grace window, the resend must go before the window closes.
       const windowEnd =
@@ -685,6 +721,12 @@ export const EGRESS_FAILURES = {
     errorCode: "response_too_large",
     message: "the token endpoint's answer exceeded the size limit (64 KiB)",
   },
+  // The provider had answered (it may have rotated the refresh token) when the body broke off.
+  interrupted: {
+    outcome: "transient",
+    errorCode: "interrupted",
+    message: "the token endpoint's answer broke off after it began",
+  },
   // The token URL leads to an internal address. For a name that depends on DNS at that
   // moment (a resolver sinkholing to 0.0.0.0 during an incident, split-horizon DNS), so it
   // is retried with backoff like a network failure rather than stopped for good: nothing
@@ -697,6 +739,19 @@ export const EGRESS_FAILURES = {
       "the token URL leads to a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
   },
 } as const satisfies Record<EgressFailureCode, RefreshResult>;
+
+/**
+ * What a 429 holds back: the integration, or only the connection's own token host where the
+ * provider picks one per connection (one Shopify shop's or Okta org's rate limit is not
+ * another's, and one tenant must not stall every other for up to the Retry-After cap).
+ */
+function cooldownScope(integration: RefreshIntegration, connection: Connection): string {
+  const { provider, tokenUrl } = integration;
+  const host = isProviderId(provider)
+    ? connectionTokenHost({ provider, tokenUrl }, asRecord(connection.metadata))
+    : null;
+  return host === null ? integration.id : `${integration.id}:${host}`;
+}
 
 /** Connection metadata as the provider functions take it (a JSON column may hold anything). */
 export function asRecord(value: unknown): Record<string, unknown> {

@@ -220,6 +220,28 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
     });
     expect(tokenRequests()).toBe(2);
   });
+  it("stages the resend when it is sent: a window that closes while claiming makes it the careful one", async () => {
+    const { connection, grant } = await addXeroConnection();
+    loseNextAnswer(grant.grantId, true);
+    await refresh(connection.id);
+    // Claiming takes past the window's end (PostgreSQL or Redis recovering from an outage).
+    let skew = 0;
+    const store = h.deps.store;
+    const claim = store.claim.bind(store);
+    store.claim = async (input) => {
+      const held = await claim(input);
+      skew = 31 * 60_000;
+      return held;
+    };
+    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
+    await refresh(connection.id, () => new Date(Date.now() + skew));
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "error",
+      lastErrorCode: "in_doubt",
+      inDoubtResent: true,
+    });
+    expect(tokenRequests()).toBe(2);
+  });
 });
 
 describe("a refresh whose earlier holder abandoned its claim (crashed after claiming)", () => {
@@ -267,6 +289,44 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     expect(row).toMatchObject({ status: "error", lastErrorCode: "in_doubt", inDoubtResent: true });
     // In doubt since the abandoned claim began: its expiry less the lease.
     expect(row.inDoubtSince?.getTime()).toBe(ranOut.getTime() - h.deps.lock.ttlMs);
+  });
+
+  it("without grace: a 429 to the careful send keeps the doubt, so a lost answer then stops it", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(connection.id, grant.refreshToken, false);
+    h.provider.failNext(1, { status: 429, retryAfter: "0" }, { grantId: grant.grantId });
+    expect(await refresh(connection.id)).toMatchObject({ kind: "cooling_down" });
+    const cooled = await rowOf(connection.id);
+    expect(cooled.inDoubtSince).not.toBeNull();
+    expect(cooled.inDoubtResent).toBe(false);
+
+    // The send the 429 refused is still the careful one: lost too, nothing more is sent.
+    await h.redis.del(`${h.prefix}:cooldown:${connection.integrationId}`);
+    loseNextAnswer(grant.grantId, false);
+    await refresh(connection.id);
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "error",
+      lastErrorCode: "in_doubt",
+      inDoubtResent: true,
+    });
+    expect(tokenRequests()).toBe(2);
+  });
+
+  it("in doubt already: a careful resend whose holder died before storing was the one", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    loseNextAnswer(grant.grantId, false);
+    await refresh(connection.id);
+    // The careful resend reached the provider, and its worker was killed before storing.
+    await abandonClaim(connection.id, grant.refreshToken, true);
+    const sent = tokenRequests();
+    await refresh(connection.id);
+    expect(tokenRequests()).toBe(sent);
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "error",
+      lastErrorCode: "in_doubt",
+      inDoubtResent: true,
+    });
+    expect(h.provider.reuseCount).toBe(0);
   });
 
   it("with grace: the old token is resent inside the window and the provider honours it", async () => {

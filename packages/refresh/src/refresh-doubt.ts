@@ -23,6 +23,7 @@ export type DoubtStage = "none" | "grace" | "careful" | "spent";
 export const LOST_ANSWERS: ReadonlySet<EgressFailureCode> = new Set<EgressFailureCode>([
   "timeout",
   "response_too_large",
+  "interrupted",
 ]);
 
 /**

@@ -221,8 +221,11 @@ async function send(
   }
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   if ("failure" in answer) {
-    // Timeouts and unreachable hosts pass; a refusal by policy or a huge answer does not.
-    return answer.failure === "timeout" || answer.failure === "unreachable"
+    // Timeouts, unreachable hosts and broken answers pass; a refusal by policy or a huge
+    // answer does not.
+    return answer.failure === "timeout" ||
+      answer.failure === "unreachable" ||
+      answer.failure === "interrupted"
       ? { outcome: "retry", errorCode: answer.failure, retryAfterMs: null }
       : { outcome: "failed", errorCode: answer.failure };
   }

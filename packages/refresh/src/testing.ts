@@ -67,6 +67,7 @@ export function successfulRefresh(
       lastErrorAt: null,
       inDoubtSince: null,
       inDoubtResent: false,
+      appValues: null,
       ...overrides,
     },
     event: { type: "refreshed", outcome: "success", errorCode: null, message: null },

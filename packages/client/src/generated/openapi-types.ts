@@ -191,7 +191,7 @@ export interface Schemas {
       "durationMs": number;
       /** null when no answer came */
       "statusCode": number | null;
-      /** success, http_error, gone, timeout, unreachable, refused_by_policy or response_too_large */
+      /** success, http_error, gone, timeout, unreachable, interrupted, refused_by_policy or response_too_large */
       "outcome": string;
     }>;
     "nextAttemptAt": string | null;
