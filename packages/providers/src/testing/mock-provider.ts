@@ -51,6 +51,31 @@ export interface GrantSnapshot {
   accessToken: string;
   revoked: boolean;
   refreshes: number;
+  /** Successful refresh answers written to the client (`refreshes` minus answers lost on the way). */
+  deliveredRefreshes: number;
+  /** When the latest access token expires. */
+  accessTokenExpiresAt: Date;
+}
+
+/** A rotated-away refresh token presented again (the grant is revoked for it). */
+export interface TokenReuse {
+  grantId: string;
+  at: Date;
+  /** When the provider rotated the presented token away. */
+  rotatedAt: Date;
+  /**
+   * Whether the answer carrying its replacement was written to the client. False when it
+   * was dropped, timed out or cut off: the client never held the new token, so sending the
+   * old one again is all it could do (and no reuse grace means the grant dies).
+   */
+  replacementDelivered: boolean;
+}
+
+/** A grant's access token that expired before the next refresh replaced it. */
+export interface TokenLapse {
+  grantId: string;
+  expiredAt: Date;
+  renewedAt: Date;
 }
 
 /** What the next request gets instead of the normal token endpoint behaviour. */
@@ -116,6 +141,13 @@ interface Grant {
   accessToken: string;
   revoked: boolean;
   refreshes: number;
+  deliveredRefreshes: number;
+}
+
+/** A refresh token rotated away: when, and whether the answer with its successor arrived. */
+interface Rotation {
+  at: number;
+  delivered: boolean;
 }
 
 /** An authorization code, from consent to its exchange. */
@@ -133,6 +165,8 @@ interface Reply {
   status: number;
   headers: Record<string, string>;
   body: string;
+  /** A successful refresh: counted as delivered once written to the client. */
+  refreshed?: { grant: Grant; rotation: Rotation | null };
 }
 
 const MAX_BODY_BYTES = 1_048_576;
@@ -167,6 +201,12 @@ export class MockProvider {
   latencyMs: number;
   /** How the grants that users consent to behave; may be changed between consents. */
   consentGrant: GrantOptions;
+  /**
+   * While set, every token request that no script answers gets this instead: a switchable
+   * fault (a 429 storm, a 5xx burst, answers dropped after rotating) for as long as it lasts.
+   * @defaultValue null
+   */
+  standingAnswer: ScriptedAnswer | null = null;
 
   readonly #keepReceived: number;
   readonly #host: string;
@@ -182,6 +222,9 @@ export class MockProvider {
   readonly #received: ReceivedRequest[] = [];
   readonly #refreshesByGrant = new Map<string, number>();
   readonly #codes = new Map<string, PendingCode>();
+  readonly #rotations = new Map<string, Rotation>();
+  readonly #reuses: TokenReuse[] = [];
+  readonly #lapses: TokenLapse[] = [];
   #requests = 0;
   #reuseCount = 0;
   #port = 0;
@@ -238,6 +281,16 @@ export class MockProvider {
     return this.#refreshesByGrant;
   }
 
+  /** Every reuse of a rotated-away refresh token, oldest first. */
+  get reuses(): readonly TokenReuse[] {
+    return this.#reuses;
+  }
+
+  /** Every access token that expired before its grant's next refresh, oldest first. */
+  get lapses(): readonly TokenLapse[] {
+    return this.#lapses;
+  }
+
   /** The most recent requests, oldest first. */
   get received(): readonly ReceivedRequest[] {
     return this.#received;
@@ -282,6 +335,7 @@ export class MockProvider {
       accessToken: "",
       revoked: false,
       refreshes: 0,
+      deliveredRefreshes: 0,
     };
     this.#grants.set(grant.id, grant);
     this.#grantByRefreshToken.set(grant.refreshToken, grant);
@@ -293,8 +347,16 @@ export class MockProvider {
   grant(grantId: string): GrantSnapshot | undefined {
     const grant = this.#grants.get(grantId);
     if (grant === undefined) return undefined;
-    const { refreshToken, accessToken, revoked, refreshes } = grant;
-    return { refreshToken, accessToken, revoked, refreshes };
+    const { refreshToken, accessToken, revoked, refreshes, deliveredRefreshes } = grant;
+    const expiresAt = this.#accessTokens.get(accessToken)?.expiresAt ?? 0;
+    return {
+      refreshToken,
+      accessToken,
+      revoked,
+      refreshes,
+      deliveredRefreshes,
+      accessTokenExpiresAt: new Date(expiresAt),
+    };
   }
 
   /** Issued by this provider, not expired, and its grant not revoked. */
@@ -402,7 +464,7 @@ export class MockProvider {
     }
 
     const presented = params.refresh_token;
-    const scripted = this.#nextScripted(presented);
+    const scripted = this.#nextScripted(presented) ?? this.standingAnswer ?? undefined;
     if (scripted !== undefined) {
       if (scripted.applyRefresh === true) this.#token(params, credentials);
       if ("hang" in scripted) return; // closeAllConnections() in close() ends it
@@ -576,11 +638,31 @@ export class MockProvider {
     if (presented !== grant.refreshToken) {
       // Reuse of a rotated-away token: a real provider assumes theft and revokes the grant.
       this.#reuseCount += 1;
+      const rotation = this.#rotations.get(presented);
+      this.#reuses.push({
+        grantId: grant.id,
+        at: new Date(),
+        rotatedAt: new Date(rotation?.at ?? 0),
+        replacementDelivered: rotation?.delivered ?? false,
+      });
       grant.revoked = true;
       return oauthError(400, "invalid_grant", "refresh token was already used");
     }
 
+    const now = Date.now();
+    const previousExpiry = this.#accessTokens.get(grant.accessToken)?.expiresAt ?? now;
+    // Expired at `expiresAt` itself, as isAccessTokenValid says.
+    if (previousExpiry <= now) {
+      this.#lapses.push({
+        grantId: grant.id,
+        expiredAt: new Date(previousExpiry),
+        renewedAt: new Date(now),
+      });
+    }
+    let rotation: Rotation | null = null;
     if (grant.rotate) {
+      rotation = { at: now, delivered: false };
+      this.#rotations.set(presented, rotation);
       grant.refreshToken = newToken("rt");
       this.#grantByRefreshToken.set(grant.refreshToken, grant);
     }
@@ -594,7 +676,7 @@ export class MockProvider {
     };
     if (!grant.omitRefreshToken) body.refresh_token = grant.refreshToken;
     if (grant.scope !== null) body.scope = grant.scope;
-    return json(200, body);
+    return { ...json(200, body), refreshed: { grant, rotation } };
   }
 
   #issueAccessToken(grant: Grant): void {
@@ -612,7 +694,12 @@ export class MockProvider {
 
   #send(res: ServerResponse, reply: Reply): void {
     const write = () => {
-      if (!res.destroyed) res.writeHead(reply.status, reply.headers).end(reply.body);
+      if (res.destroyed) return;
+      res.writeHead(reply.status, reply.headers).end(reply.body);
+      if (reply.refreshed) {
+        reply.refreshed.grant.deliveredRefreshes += 1;
+        if (reply.refreshed.rotation) reply.refreshed.rotation.delivered = true;
+      }
     };
     if (this.latencyMs <= 0) {
       write();
