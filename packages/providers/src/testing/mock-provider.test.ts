@@ -254,6 +254,7 @@ describe("MockProvider", () => {
     provider.standingAnswer = null;
     expect((await refresh(provider, grant.refreshToken)).status).toBe(200);
     expect(provider.grant(grant.grantId)).toMatchObject({ refreshes: 1, deliveredRefreshes: 1 });
+    expect(provider.deliveriesOf(grant.grantId)).toEqual([expect.any(Date)]);
   });
 
   it("tells a reuse after a lost answer from a reuse of a token whose successor arrived", async () => {
@@ -264,6 +265,7 @@ describe("MockProvider", () => {
     provider.standingAnswer = null;
     expect((await refresh(provider, lost.refreshToken)).status).toBe(400);
     expect(provider.grant(lost.grantId)).toMatchObject({ refreshes: 1, deliveredRefreshes: 0 });
+    expect(provider.deliveriesOf(lost.grantId)).toEqual([]);
 
     const delivered = provider.issueGrant({ rotate: true });
     expect((await refresh(provider, delivered.refreshToken)).status).toBe(200);

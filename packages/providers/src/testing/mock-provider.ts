@@ -142,6 +142,8 @@ interface Grant {
   revoked: boolean;
   refreshes: number;
   deliveredRefreshes: number;
+  /** When each delivered refresh answer was written (ms since the epoch). */
+  deliveredAt: number[];
 }
 
 /** A refresh token rotated away: when, and whether the answer with its successor arrived. */
@@ -336,6 +338,7 @@ export class MockProvider {
       revoked: false,
       refreshes: 0,
       deliveredRefreshes: 0,
+      deliveredAt: [],
     };
     this.#grants.set(grant.id, grant);
     this.#grantByRefreshToken.set(grant.refreshToken, grant);
@@ -357,6 +360,11 @@ export class MockProvider {
       deliveredRefreshes,
       accessTokenExpiresAt: new Date(expiresAt),
     };
+  }
+
+  /** When each successful refresh answer of this grant was written to the client, oldest first. */
+  deliveriesOf(grantId: string): readonly Date[] {
+    return (this.#grants.get(grantId)?.deliveredAt ?? []).map((at) => new Date(at));
   }
 
   /** Issued by this provider, not expired, and its grant not revoked. */
@@ -698,6 +706,7 @@ export class MockProvider {
       res.writeHead(reply.status, reply.headers).end(reply.body);
       if (reply.refreshed) {
         reply.refreshed.grant.deliveredRefreshes += 1;
+        reply.refreshed.grant.deliveredAt.push(Date.now());
         if (reply.refreshed.rotation) reply.refreshed.rotation.delivered = true;
       }
     };
