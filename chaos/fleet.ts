@@ -118,14 +118,14 @@ export class Fleet {
   }
 
   /**
-   * Error-level log lines (pino level 50 and up) of every process, counted by app kind and
+   * Error and fatal log lines of every process, counted by app kind and
    * message, e.g. `api: request failed (Connection is closed.)`.
    */
   errorLines(): Map<string, number> {
     const counts = new Map<string, number>();
     for (const { name, process } of this.#started) {
       for (const line of process.logs) {
-        if (typeof line.level !== "number" || line.level < 50) continue;
+        if (line.level !== "error" && line.level !== "fatal") continue;
         const err = line.err as { message?: string } | undefined;
         const key = `${name.replace(/-\d+$/, "")}: ${String(line.msg)}${err?.message ? ` (${err.message.split("\n")[0]})` : ""}`;
         counts.set(key, (counts.get(key) ?? 0) + 1);

@@ -109,5 +109,16 @@ export function renderReport(facts: RunFacts): string {
       .slice(0, 25)
       .map(([line, count]) => `- ${count} × ${line}`),
     "",
+    "## Timeline",
+    "",
+    "| fault | target | start | undone after (s) | recovered after (s) |",
+    "|---|---|---|---:|---:|",
+    ...facts.records.map(
+      (record) =>
+        `| ${record.kind} | ${record.target} | ${new Date(record.startedAt).toISOString().slice(11, 23)} | ` +
+        `${record.endedAt === null ? "–" : seconds(record.endedAt - record.startedAt)} | ` +
+        `${record.recoveredAt === null || record.endedAt === null ? "–" : seconds(record.recoveredAt - record.endedAt)} |`,
+    ),
+    "",
   ].join("\n");
 }

@@ -69,10 +69,11 @@ const SWEEP_MS = Number(APP_SETTINGS.RECONCILE_INTERVAL_SECONDS) * 1000;
 /**
  * How long after a fault ends an expiry is still excused: a sweep (5 s) re-adds lost jobs,
  * a stalled job returns after the lease (6 s) plus BullMQ's stall check (6 s), a retry
- * waits at most RETRY_MAX_DELAY_MS (5 s), a 429 cooldown at most 4 s; 30 s covers them
- * together with the backlog a fault leaves behind.
+ * waits at most RETRY_MAX_DELAY_MS (5 s), a 429 cooldown at most 4 s. A token whose
+ * refresh was due during the fault expires at most the buffer (15 s) after its end; 25 s
+ * covers that with the backlog a fault leaves behind.
  */
-const RECOVERY_BOUND_MS = 30_000;
+const RECOVERY_BOUND_MS = 25_000;
 /** Lifetimes from 50 s: SPEC's 30 s minimum between refreshes plus the 15 s buffer. */
 const LIFETIME_SECONDS = [50, 120] as const;
 
@@ -229,10 +230,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   }
 }
 
+/** Faults come in storms, each followed by a calm as long as the recovery bound and more. */
+const STORM_MS = 40_000;
+const CALM_MS = 50_000;
+
 /**
- * Starts a fault every 2-6 s until the time is up, overlapping whatever still runs. The
- * catalog is dealt in seeded shuffles, so every type comes round once per deal; a type
- * whose target is taken (Redis already down) waits for a later turn.
+ * Storms of 40 s, in which a fault starts every 2-6 s, overlapping whatever still runs, and
+ * calms of 50 s without new faults: past the recovery bound, a calm is where an expired
+ * token counts. The catalog is dealt in seeded shuffles, so every type comes round once
+ * per deal; a type whose target is taken (Redis already down) waits for a later turn.
  */
 async function injectFaults(
   context: FaultContext,
@@ -242,12 +248,16 @@ async function injectFaults(
   signal: AbortSignal,
   log: (line: string) => void,
 ): Promise<Promise<void>[]> {
-  const until = Date.now() + minutes * 60_000;
+  const begin = Date.now();
+  const until = begin + minutes * 60_000;
   const ends: Promise<void>[] = [];
   let deal: Fault[] = [];
   while (Date.now() < until && !signal.aborted) {
-    await delay(context.random.between(2, 6) * 1000, undefined, { signal }).catch(() => {});
-    if (signal.aborted) break;
+    const intoCycle = (Date.now() - begin) % (STORM_MS + CALM_MS);
+    const wait =
+      intoCycle < STORM_MS ? context.random.between(2, 6) * 1000 : STORM_MS + CALM_MS - intoCycle;
+    await delay(wait, undefined, { signal }).catch(() => {});
+    if (signal.aborted || Date.now() >= until) break;
     if (deal.length === 0) deal = context.random.shuffle(catalog);
     for (const [index, fault] of deal.entries()) {
       const started = fault.start(context);

@@ -1,6 +1,6 @@
 import type { AppName } from "../../test/support/app-process";
 import type { AppSlot } from "../fleet";
-import { after, type Fault, type FaultContext, type Started } from "./fault";
+import { after, type Fault, type FaultContext, type Span, type Started } from "./fault";
 
 function freeSlot(context: FaultContext, kind: AppName): AppSlot | null {
   const free = context.fleet.slotsOf(kind).filter((slot) => !slot.busy && slot.state === "running");
@@ -9,6 +9,15 @@ function freeSlot(context: FaultContext, kind: AppName): AppSlot | null {
 
 /** Apps that send refresh tokens: one killed or frozen mid-request may lose an answer. */
 const SENDERS: readonly AppName[] = ["api", "worker"];
+
+/**
+ * Refreshes a process had in flight when it was killed or frozen: sent at most one timeout
+ * before (the provider rotates on arrival), answered into a dead or frozen socket. A frozen
+ * process sends nothing new, so the span ends there too (plus a second of clock slack).
+ */
+function inFlightAt(at: number, context: FaultContext): Span {
+  return { from: at - context.refreshTimeoutMs - 1_000, to: at + 1_000 };
+}
 
 /** SIGKILL, down for 1-5 s, then started again on its port. */
 export function killApp(kind: AppName): Fault {
@@ -30,11 +39,7 @@ export function killApp(kind: AppName): Fault {
         target: slot.name,
         end,
         healthy: () => context.fleet.ready(slot),
-        // A request it had in flight: answered into a dead socket, or never stored.
-        losesAnswers: () =>
-          SENDERS.includes(kind)
-            ? { from: killedAt - context.refreshTimeoutMs - 1_000, to: killedAt }
-            : null,
+        losesAnswers: () => (SENDERS.includes(kind) ? inFlightAt(killedAt, context) : null),
       };
     },
   };
@@ -67,7 +72,7 @@ export function pauseApp(kind: AppName): Fault {
         // another process send the refresh token whose answer the frozen one holds.
         losesAnswers: () =>
           SENDERS.includes(kind) && pauseMs > context.leaseMs
-            ? { from: pausedAt - context.refreshTimeoutMs - 1_000, to: pausedAt + pauseMs }
+            ? inFlightAt(pausedAt, context)
             : null,
       };
     },
