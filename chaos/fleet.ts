@@ -127,7 +127,9 @@ export class Fleet {
       for (const line of process.logs) {
         if (line.level !== "error" && line.level !== "fatal") continue;
         const err = line.err as { message?: string } | undefined;
-        const key = `${name.replace(/-\d+$/, "")}: ${String(line.msg)}${err?.message ? ` (${err.message.split("\n")[0]})` : ""}`;
+        // Prisma's messages open with a call site; PostgreSQL's own words come last.
+        const said = err?.message?.trim().split("\n").at(-1)?.slice(0, 200);
+        const key = `${name.replace(/-\d+$/, "")}: ${String(line.msg)}${said ? ` (${said})` : ""}`;
         counts.set(key, (counts.get(key) ?? 0) + 1);
       }
     }

@@ -38,7 +38,8 @@ export class Monitor {
     else this.figures.maxOverdue = Math.max(this.figures.maxOverdue, overdue);
     if (overdue !== 0) return;
     for (const record of this.records) {
-      if (record.endedAt === null || record.recoveredAt !== null) continue;
+      // Ended before this sample was taken: a sample is evidence only for what precedes it.
+      if (record.endedAt === null || record.endedAt > at || record.recoveredAt !== null) continue;
       if (await record.healthy()) record.recoveredAt = at;
     }
   }

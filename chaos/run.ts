@@ -235,7 +235,7 @@ const STORM_MS = 40_000;
 const CALM_MS = 50_000;
 
 /**
- * Storms of 40 s, in which a fault starts every 2-6 s, overlapping whatever still runs, and
+ * Storms of 40 s, in which a fault starts every 1.5-4 s, overlapping whatever still runs, and
  * calms of 50 s without new faults: past the recovery bound, a calm is where an expired
  * token counts. The catalog is dealt in seeded shuffles, so every type comes round once
  * per deal; a type whose target is taken (Redis already down) waits for a later turn.
