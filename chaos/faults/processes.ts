@@ -2,9 +2,13 @@ import type { AppName } from "../../test/support/app-process";
 import type { AppSlot } from "../fleet";
 import { after, type Fault, type FaultContext, type Span, type Started } from "./fault";
 
-function freeSlot(context: FaultContext, kind: AppName): AppSlot | null {
+/** A running slot of this kind that no other fault holds, now held; null when none is. */
+function claimSlot(context: FaultContext, kind: AppName): AppSlot | null {
   const free = context.fleet.slotsOf(kind).filter((slot) => !slot.busy && slot.state === "running");
-  return free.length === 0 ? null : context.random.pick(free);
+  if (free.length === 0) return null;
+  const slot = context.random.pick(free);
+  slot.busy = true;
+  return slot;
 }
 
 /** Apps that send refresh tokens: one killed or frozen mid-request may lose an answer. */
@@ -24,9 +28,8 @@ export function killApp(kind: AppName): Fault {
   return {
     kind: `SIGKILL ${kind}`,
     start(context): Started | null {
-      const slot = freeSlot(context, kind);
+      const slot = claimSlot(context, kind);
       if (!slot) return null;
-      slot.busy = true;
       const killedAt = Date.now();
       const downFor = context.random.between(1, 5);
       const end = (async () => {
@@ -53,9 +56,8 @@ export function pauseApp(kind: AppName): Fault {
   return {
     kind: `SIGSTOP ${kind}`,
     start(context): Started | null {
-      const slot = freeSlot(context, kind);
+      const slot = claimSlot(context, kind);
       if (!slot) return null;
-      slot.busy = true;
       const pausedAt = Date.now();
       const pauseMs = context.random.between(2, 12) * 1000;
       context.fleet.pause(slot);

@@ -19,28 +19,25 @@ function redisFault(
   };
 }
 
-/** SIGKILL, down 1-5 s, restarted with its AOF: at most the last second of writes is lost. */
-export const redisKillWithAof = redisFault(
-  "Redis SIGKILL, AOF kept",
-  async (context) => {
-    await context.cluster.redis.kill();
-    await after(context.random.between(1, 5));
-    await context.cluster.redis.start();
-  },
-  "redis",
-);
+/**
+ * SIGKILL, down 1-5 s, restarted with its AOF (at most the last second of writes lost), or
+ * with its directory wiped first, as a Redis without persistence restarts empty.
+ */
+function redisKill(keepAof: boolean): Fault {
+  return redisFault(
+    keepAof ? "Redis SIGKILL, AOF kept" : "Redis SIGKILL, no AOF",
+    async ({ cluster, random }) => {
+      await cluster.redis.kill();
+      if (!keepAof) await cluster.redis.wipe();
+      await after(random.between(1, 5));
+      await cluster.redis.start();
+    },
+    "redis",
+  );
+}
 
-/** SIGKILL, down 1-5 s, restarted empty, as a Redis without persistence does. */
-export const redisKillWithoutAof = redisFault(
-  "Redis SIGKILL, no AOF",
-  async (context) => {
-    await context.cluster.redis.kill();
-    await context.cluster.redis.wipe();
-    await after(context.random.between(1, 5));
-    await context.cluster.redis.start();
-  },
-  "redis",
-);
+export const redisKillWithAof = redisKill(true);
+export const redisKillWithoutAof = redisKill(false);
 
 /** Every key gone at once: queue, locks, cooldowns, parked answers. */
 export const redisFlushAll = redisFault(
