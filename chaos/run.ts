@@ -169,7 +169,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     await Promise.all(ends);
     const lastEnd = Math.max(...records.map((record) => record.endedAt ?? 0));
     log("chaos: faults over, waiting for recovery");
-    await quiet(monitor, records, lastEnd);
+    // Stopped early (Ctrl-C): judge what was seen without waiting for the system to settle.
+    if (!phase.signal.aborted) await quiet(monitor, records, lastEnd);
     watching.abort();
     await monitoring;
     const readers = await reading;
