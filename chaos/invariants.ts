@@ -32,9 +32,16 @@ export interface Evidence {
 const iso = (at: number) => new Date(at).toISOString();
 const LISTED = 20;
 
+/** A span in which a provider answer may be lost by design, and the fault that may lose it. */
+export interface LossSpan extends Span {
+  readonly cause: string;
+}
+
 /** Spans in which a provider answer may be lost by design (see Started.losesAnswers). */
-export function answerLossSpans(records: readonly FaultRecord[], timeoutMs: number): Span[] {
-  const spans = records.flatMap((record) => (record.losesAnswers ? [record.losesAnswers] : []));
+export function answerLossSpans(records: readonly FaultRecord[], timeoutMs: number): LossSpan[] {
+  const spans: LossSpan[] = records.flatMap((record) =>
+    record.losesAnswers ? [{ ...record.losesAnswers, cause: record.kind }] : [],
+  );
   // A success PostgreSQL cannot store is parked in Redis (ADR 0004) until a later try
   // stores it: Redis losing its data before then loses the answer.
   for (const pg of records.filter((record) => record.kind === POSTGRES_FAULT)) {
@@ -42,14 +49,18 @@ export function answerLossSpans(records: readonly FaultRecord[], timeoutMs: numb
     for (const redis of records.filter((record) => REDIS_FAULTS.has(record.kind))) {
       const redisEnd = redis.endedAt ?? Number.POSITIVE_INFINITY;
       if (redis.startedAt <= pgEnd && redisEnd >= pg.startedAt) {
-        spans.push({ from: pg.startedAt - timeoutMs - 4_000, to: Math.min(pgEnd, redisEnd) });
+        spans.push({
+          from: pg.startedAt - timeoutMs - 4_000,
+          to: Math.min(pgEnd, redisEnd),
+          cause: `answer parked during a PostgreSQL outage, lost with ${redis.kind}`,
+        });
       }
     }
   }
   return spans;
 }
 
-export function judge(evidence: Evidence, lossSpans: readonly Span[]): Verdict[] {
+export function judge(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict[] {
   return [
     judgeReuse(evidence, lossSpans),
     judgeLostConnections(evidence),
@@ -66,19 +77,16 @@ function allReuses(providers: readonly MockProvider[]): TokenReuse[] {
 function reuseExplanation(
   reuse: TokenReuse,
   evidence: Evidence,
-  lossSpans: readonly Span[],
+  lossSpans: readonly LossSpan[],
 ): string | null {
   if (evidence.droppedGrants.has(reuse.grantId)) return "its answer was dropped (injected)";
   const at = reuse.rotatedAt.getTime();
-  if (lossSpans.some((span) => within(at, span))) {
-    return reuse.replacementDelivered
-      ? "answer delivered to a process killed or frozen past its lease, or parked and lost with Redis"
-      : "answer never arrived (latency past the timeout, or its process was killed)";
-  }
-  return null;
+  const span = lossSpans.find((candidate) => within(at, candidate));
+  if (!span) return null;
+  return `${span.cause}, answer ${reuse.replacementDelivered ? "delivered, never stored" : "never delivered"}`;
 }
 
-function judgeReuse(evidence: Evidence, lossSpans: readonly Span[]): Verdict {
+function judgeReuse(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
   const reuses = allReuses(evidence.providers);
   const excused = new Map<string, number>();
   const violations: string[] = [];
@@ -164,7 +172,7 @@ function judgeExpiry(evidence: Evidence): Verdict {
 }
 
 /** Every connection that stopped (needs_reauth, error) had its grant killed by this run. */
-function judgeStopped(evidence: Evidence, lossSpans: readonly Span[]): Verdict {
+function judgeStopped(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
   const reusedGrants = new Map<string, TokenReuse>();
   for (const reuse of allReuses(evidence.providers)) reusedGrants.set(reuse.grantId, reuse);
   const violations: string[] = [];
@@ -202,7 +210,7 @@ function judgeStopped(evidence: Evidence, lossSpans: readonly Span[]): Verdict {
  * parked answers do; each difference must be covered by that many of the grant's
  * deliveries inside such spans.
  */
-function judgeCounters(evidence: Evidence, lossSpans: readonly Span[]): Verdict {
+function judgeCounters(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
   let stored = 0;
   let delivered = 0;
   let issued = 0;

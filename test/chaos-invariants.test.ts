@@ -92,7 +92,10 @@ describe("chaos invariants", () => {
 
     const killed = evidence(members, rows, [record("SIGKILL worker", before, after, true)]);
     const excused = judge(killed, answerLossSpans(killed.records, 2_000));
-    expect(verdict(excused, "rotated").holds).toBe(true);
+    expect(verdict(excused, "rotated")).toMatchObject({
+      holds: true,
+      details: ["excused, SIGKILL worker, answer delivered, never stored: 1"],
+    });
     expect(verdict(excused, "needs_reauth").holds).toBe(true);
     expect(verdict(excused, "refresh counters")).toMatchObject({
       holds: true,
