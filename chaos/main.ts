@@ -1,6 +1,7 @@
 // `npm run chaos -- --minutes N [--seed S] [--connections N] [--port-base 15400] [--report docs/chaos.md]`
+import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
-import { parseArgs } from "node:util";
+import { parseArgs, promisify } from "node:util";
 import { runChaos } from "./run";
 
 const { values } = parseArgs({
@@ -45,6 +46,8 @@ try {
     signal: abort.signal,
   });
   await writeFile(values.report, result.report);
+  // The report is committed: aligned as `npm run lint` (Biome) formats markdown tables.
+  await promisify(execFile)("npx", ["biome", "format", "--write", values.report]).catch(() => {});
   console.log(result.report);
   console.log(`chaos: report written to ${values.report}`);
   process.exitCode = result.holds ? 0 : 1;
