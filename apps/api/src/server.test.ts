@@ -6,6 +6,7 @@ import { connect } from "node:net";
 import { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { createDatabase } from "@evergreen/db";
+import { databaseUrl } from "@evergreen/db/testing";
 import { createLogger } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it, vi } from "vitest";
@@ -124,6 +125,30 @@ describe("api server", () => {
       expect(bug.body).not.toContain("secret detail");
     } finally {
       redis.disconnect();
+      await close();
+    }
+  });
+
+  it("answers 503 when PostgreSQL ends a query as it shuts down (SQLSTATE 57P under Prisma)", async () => {
+    // A real server-side termination, as `pg_ctl stop -m immediate` or a restart does: the
+    // running query fails with 57P01, wrapped by Prisma's driver adapter.
+    const { prisma, pool, close } = createDatabase({ url: databaseUrl("postgres") });
+    try {
+      const app = await server();
+      const tag = `chaos_probe_${process.pid}`;
+      registerRoute(app, testRoute("GET", "/v1/slow"), () =>
+        prisma.$queryRawUnsafe(`SELECT pg_sleep(30) AS ${tag}`),
+      );
+      const answer = app.inject({ url: "/v1/slow", headers: { authorization: `Bearer ${KEY}` } });
+      const find = `SELECT pid FROM pg_stat_activity WHERE query LIKE '%AS ${tag}' AND pid <> pg_backend_pid()`;
+      await vi.waitFor(async () => expect((await pool.query(find)).rowCount).toBe(1), {
+        timeout: 10_000,
+      });
+      await pool.query(`SELECT pg_terminate_backend(pid) FROM (${find}) AS running`);
+      const response = await answer;
+      expect(response.statusCode).toBe(503);
+      expect(response.json()).toMatchObject({ error: "unavailable" });
+    } finally {
       await close();
     }
   });

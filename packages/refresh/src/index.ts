@@ -42,6 +42,7 @@ export {
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,
+  REFRESHABLE,
   type RefreshJobPayload,
   refreshJobId,
   refreshJobPayload,

@@ -8,4 +8,6 @@ export {
   type ScriptedAnswer,
   type ScriptTarget,
   startMockProvider,
+  type TokenLapse,
+  type TokenReuse,
 } from "./mock-provider";

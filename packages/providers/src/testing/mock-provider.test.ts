@@ -303,6 +303,54 @@ describe("MockProvider", () => {
     expect(provider.reuseCount).toBe(1);
   });
 
+  it("gives every token request the standing answer while it is set", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant();
+    provider.standingAnswer = { status: 429, retryAfter: "3" };
+    const storm = [
+      await refresh(provider, grant.refreshToken),
+      await refresh(provider, grant.refreshToken),
+    ];
+    expect(storm.map((answer) => answer.status)).toEqual([429, 429]);
+    expect(storm[1]?.headers.get("retry-after")).toBe("3");
+    provider.standingAnswer = null;
+    expect((await refresh(provider, grant.refreshToken)).status).toBe(200);
+    expect(provider.grant(grant.grantId)).toMatchObject({ refreshes: 1, deliveredRefreshes: 1 });
+    expect(provider.deliveriesOf(grant.grantId)).toEqual([expect.any(Date)]);
+  });
+
+  it("tells a reuse after a lost answer from a reuse of a token whose successor arrived", async () => {
+    const provider = await start();
+    const lost = provider.issueGrant({ rotate: true });
+    provider.standingAnswer = { status: 502, applyRefresh: true };
+    expect((await refresh(provider, lost.refreshToken)).status).toBe(502);
+    provider.standingAnswer = null;
+    expect((await refresh(provider, lost.refreshToken)).status).toBe(400);
+    expect(provider.grant(lost.grantId)).toMatchObject({ refreshes: 1, deliveredRefreshes: 0 });
+    expect(provider.deliveriesOf(lost.grantId)).toEqual([]);
+
+    const delivered = provider.issueGrant({ rotate: true });
+    expect((await refresh(provider, delivered.refreshToken)).status).toBe(200);
+    expect((await refresh(provider, delivered.refreshToken)).status).toBe(400);
+    expect(provider.reuses).toEqual([
+      expect.objectContaining({ grantId: lost.grantId, replacementDelivered: false }),
+      expect.objectContaining({ grantId: delivered.grantId, replacementDelivered: true }),
+    ]);
+    expect(provider.reuseCount).toBe(2);
+  });
+
+  it("records an access token that expired before a refresh replaced it", async () => {
+    const provider = await start();
+    const fresh = provider.issueGrant({ accessTokenTtlSeconds: 3600 });
+    const stale = provider.issueGrant({ accessTokenTtlSeconds: 0 });
+    const expiredAt = provider.grant(stale.grantId)?.accessTokenExpiresAt;
+    await refresh(provider, fresh.refreshToken);
+    await refresh(provider, stale.refreshToken);
+    expect(provider.lapses).toEqual([
+      { grantId: stale.grantId, expiredAt, renewedAt: expect.any(Date) },
+    ]);
+  });
+
   it("hangs until close, which ends the request", async () => {
     const provider = await startMockProvider();
     const grant = provider.issueGrant();

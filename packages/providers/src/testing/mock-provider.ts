@@ -88,6 +88,31 @@ export interface GrantSnapshot {
   accessToken: string;
   revoked: boolean;
   refreshes: number;
+  /** Successful refresh answers written to the client (`refreshes` minus answers lost on the way). */
+  deliveredRefreshes: number;
+  /** When the latest access token expires. */
+  accessTokenExpiresAt: Date;
+}
+
+/** A rotated-away refresh token presented again (the grant is revoked for it). */
+export interface TokenReuse {
+  grantId: string;
+  at: Date;
+  /** When the provider rotated the presented token away. */
+  rotatedAt: Date;
+  /**
+   * Whether the answer carrying its replacement was written to the client. False when it
+   * was dropped, timed out or cut off: the client never held the new token, so sending the
+   * old one again is all it could do (and no reuse grace means the grant dies).
+   */
+  replacementDelivered: boolean;
+}
+
+/** A grant's access token that expired before the next refresh replaced it. */
+export interface TokenLapse {
+  grantId: string;
+  expiredAt: Date;
+  renewedAt: Date;
 }
 
 /** What the next request gets instead of the normal token endpoint behaviour. */
@@ -156,6 +181,15 @@ interface Grant {
   accessToken: string;
   revoked: boolean;
   refreshes: number;
+  deliveredRefreshes: number;
+  /** When each delivered refresh answer was written (ms since the epoch). */
+  deliveredAt: number[];
+}
+
+/** A refresh token rotated away: when, and whether the answer with its successor arrived. */
+interface Rotation {
+  at: number;
+  delivered: boolean;
 }
 
 /** An authorization code, from consent to its exchange. */
@@ -173,6 +207,8 @@ interface Reply {
   status: number;
   headers: Record<string, string>;
   body: string;
+  /** A successful refresh: counted as delivered once written to the client. */
+  refreshed?: { grant: Grant; rotation: Rotation | null };
 }
 
 const MAX_BODY_BYTES = 1_048_576;
@@ -207,6 +243,12 @@ export class MockProvider {
   latencyMs: number;
   /** How the grants that users consent to behave; may be changed between consents. */
   consentGrant: GrantOptions;
+  /**
+   * While set, every token request that no script answers gets this instead: a switchable
+   * fault (a 429 storm, a 5xx burst, answers dropped after rotating) for as long as it lasts.
+   * @defaultValue null
+   */
+  standingAnswer: ScriptedAnswer | null = null;
 
   readonly #keepReceived: number;
   readonly #host: string;
@@ -222,6 +264,9 @@ export class MockProvider {
   readonly #received: ReceivedRequest[] = [];
   readonly #refreshesByGrant = new Map<string, number>();
   readonly #codes = new Map<string, PendingCode>();
+  readonly #rotations = new Map<string, Rotation>();
+  readonly #reuses: TokenReuse[] = [];
+  readonly #lapses: TokenLapse[] = [];
   readonly #answers: AnswerShapes;
   #requests = 0;
   #reuseCount = 0;
@@ -280,6 +325,16 @@ export class MockProvider {
     return this.#refreshesByGrant;
   }
 
+  /** Every reuse of a rotated-away refresh token, oldest first. */
+  get reuses(): readonly TokenReuse[] {
+    return this.#reuses;
+  }
+
+  /** Every access token that expired before its grant's next refresh, oldest first. */
+  get lapses(): readonly TokenLapse[] {
+    return this.#lapses;
+  }
+
   /** The most recent requests, oldest first. */
   get received(): readonly ReceivedRequest[] {
     return this.#received;
@@ -326,6 +381,8 @@ export class MockProvider {
       accessToken: "",
       revoked: false,
       refreshes: 0,
+      deliveredRefreshes: 0,
+      deliveredAt: [],
     };
     this.#grants.set(grant.id, grant);
     this.#grantByRefreshToken.set(grant.refreshToken, grant);
@@ -337,8 +394,21 @@ export class MockProvider {
   grant(grantId: string): GrantSnapshot | undefined {
     const grant = this.#grants.get(grantId);
     if (grant === undefined) return undefined;
-    const { refreshToken, accessToken, revoked, refreshes } = grant;
-    return { refreshToken, accessToken, revoked, refreshes };
+    const { refreshToken, accessToken, revoked, refreshes, deliveredRefreshes } = grant;
+    const expiresAt = this.#accessTokens.get(accessToken)?.expiresAt ?? 0;
+    return {
+      refreshToken,
+      accessToken,
+      revoked,
+      refreshes,
+      deliveredRefreshes,
+      accessTokenExpiresAt: new Date(expiresAt),
+    };
+  }
+
+  /** When each successful refresh answer of this grant was written to the client, oldest first. */
+  deliveriesOf(grantId: string): readonly Date[] {
+    return (this.#grants.get(grantId)?.deliveredAt ?? []).map((at) => new Date(at));
   }
 
   /** Issued by this provider, not expired, and its grant not revoked. */
@@ -446,7 +516,7 @@ export class MockProvider {
     }
 
     const presented = params.refresh_token;
-    const scripted = this.#nextScripted(presented);
+    const scripted = this.#nextScripted(presented) ?? this.standingAnswer ?? undefined;
     if (scripted !== undefined) {
       if (scripted.applyRefresh === true) this.#token(params, credentials);
       if ("hang" in scripted) return; // closeAllConnections() in close() ends it
@@ -616,15 +686,35 @@ export class MockProvider {
     if (presented !== grant.refreshToken && !withinReuseGrace(grant, presented)) {
       // Reuse of a rotated-away token: a real provider assumes theft and revokes the grant.
       this.#reuseCount += 1;
+      const rotation = this.#rotations.get(presented);
+      this.#reuses.push({
+        grantId: grant.id,
+        at: new Date(),
+        rotatedAt: new Date(rotation?.at ?? 0),
+        replacementDelivered: rotation?.delivered ?? false,
+      });
       grant.revoked = true;
       return this.#deadGrant("refresh token was already used");
     }
 
+    const now = Date.now();
+    const previousExpiry = this.#accessTokens.get(grant.accessToken)?.expiresAt ?? now;
+    // Expired at `expiresAt` itself, as isAccessTokenValid says.
+    if (previousExpiry <= now) {
+      this.#lapses.push({
+        grantId: grant.id,
+        expiredAt: new Date(previousExpiry),
+        renewedAt: new Date(now),
+      });
+    }
+    let rotation: Rotation | null = null;
     if (grant.rotate) {
+      rotation = { at: now, delivered: false };
+      this.#rotations.set(presented, rotation);
       // Using the current token ends its predecessor's grace: the previous one is now this.
       // A reuse within grace keeps the window it had, which started at the first rotation.
       if (presented === grant.refreshToken) {
-        grant.previous = { refreshToken: presented, rotatedAt: Date.now() };
+        grant.previous = { refreshToken: presented, rotatedAt: now };
       }
       grant.refreshToken = newToken("rt");
       this.#grantByRefreshToken.set(grant.refreshToken, grant);
@@ -632,7 +722,7 @@ export class MockProvider {
     this.#issueAccessToken(grant);
     grant.refreshes += 1;
     this.#refreshesByGrant.set(grant.id, grant.refreshes);
-    return this.#tokenAnswer(grant, !grant.omitRefreshToken);
+    return { ...this.#tokenAnswer(grant, !grant.omitRefreshToken), refreshed: { grant, rotation } };
   }
 
   /** A token answer in the imitated provider's shape. */
@@ -671,7 +761,13 @@ export class MockProvider {
 
   #send(res: ServerResponse, reply: Reply): void {
     const write = () => {
-      if (!res.destroyed) res.writeHead(reply.status, reply.headers).end(reply.body);
+      if (res.destroyed) return;
+      res.writeHead(reply.status, reply.headers).end(reply.body);
+      if (reply.refreshed) {
+        reply.refreshed.grant.deliveredRefreshes += 1;
+        reply.refreshed.grant.deliveredAt.push(Date.now());
+        if (reply.refreshed.rotation) reply.refreshed.rotation.delivered = true;
+      }
     };
     if (this.latencyMs <= 0) {
       write();
