@@ -1,12 +1,11 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
-import { countCiphertexts, type ParkedAnswers, type RefreshJobPayload } from "@evergreen/refresh";
-import type { Queue } from "bullmq";
+import { countCiphertexts, type ParkedAnswers, type RefreshQueue } from "@evergreen/refresh";
 
 export interface GaugeDeps {
   readonly prisma: PrismaClient;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
   readonly metrics: SchedulerMetrics;

@@ -10,18 +10,17 @@ import type { Cooldown } from "@evergreen/redis";
 import {
   announceReauthSoon,
   type ParkedAnswers,
-  type RefreshJobPayload,
+  type RefreshQueue,
   reconcileQueue,
   type ValidationDeps,
   validateDueConnections,
 } from "@evergreen/refresh";
-import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { publishGauges } from "./gauges";
 
 export interface SweepDeps {
   readonly prisma: PrismaClient;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   readonly redis: Redis;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;

@@ -33,12 +33,14 @@ export {
   COOLDOWN_PREFIX,
   createRefreshQueue,
   PARKED_PREFIX,
+  parseRefreshJobId,
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,
+  type RefreshJobData,
   type RefreshJobPayload,
+  type RefreshQueue,
   refreshJobId,
-  refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "./jobs";
 export {

@@ -167,14 +167,7 @@ describe("reconcileQueue", () => {
       await schedule(stale, 1);
       await schedule(stale, 2);
       await schedule(current, 0);
-      await h.queue.add(
-        "not-ours",
-        { connectionId: current.id, version: 0 },
-        {
-          jobId: "not-ours",
-          delay: 60_000,
-        },
-      );
+      await h.queue.add("not-ours", {}, { jobId: "not-ours", delay: 60_000 });
       await h.prisma.connection.deleteMany({ where: { id: { in: [deleted.id, running.id] } } });
 
       const result = await reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 2 });

@@ -1,7 +1,13 @@
 import type { PrismaClient } from "@evergreen/db";
-import { ErrorCode, type Queue } from "bullmq";
+import { ErrorCode } from "bullmq";
 import type { Redis } from "ioredis";
-import { parseRefreshJobId, REFRESHABLE, type RefreshJobPayload, refreshJobId } from "./jobs";
+import {
+  parseRefreshJobId,
+  REFRESHABLE,
+  type RefreshJobPayload,
+  type RefreshQueue,
+  refreshJobId,
+} from "./jobs";
 import { refreshJob } from "./schedule";
 
 export interface ReconcileOptions {
@@ -37,7 +43,7 @@ const DELAYED_SCORE_PER_MS = 0x1000;
 
 interface Sweep {
   readonly prisma: PrismaClient;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   readonly redis: Redis;
   readonly batchSize: number;
   readonly now: () => Date;
@@ -74,7 +80,7 @@ interface Tally {
 export async function reconcileQueue(
   prisma: PrismaClient,
   /** The queue, and a plain connection to the Redis it lives in (for pipelined reads). */
-  queue: Queue<RefreshJobPayload>,
+  queue: RefreshQueue,
   redis: Redis,
   { batchSize = 1000, now = () => new Date() }: ReconcileOptions = {},
 ): Promise<ReconcileResult> {
@@ -231,11 +237,7 @@ async function settle(
  * 429 (its own or another connection's), or BullMQ is backing off after an exception. That
  * wait, not the row, says when it runs, so only never-started jobs are moved.
  */
-async function retime(
-  queue: Queue<RefreshJobPayload>,
-  id: string,
-  delay: number,
-): Promise<boolean> {
+async function retime(queue: RefreshQueue, id: string, delay: number): Promise<boolean> {
   const job = await queue.getJob(id);
   if (!job || job.attemptsStarted > 0) return false;
   try {

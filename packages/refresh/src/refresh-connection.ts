@@ -14,7 +14,6 @@ import {
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
 import type { WebhookEventType } from "@evergreen/webhooks";
-import type { Queue } from "bullmq";
 import type {
   ConnectionChange,
   ConnectionEventInput,
@@ -22,7 +21,7 @@ import type {
   RefreshIntegration,
 } from "./connection-store";
 import { infraDependency } from "./infra-errors";
-import { REFRESHABLE, type RefreshJobPayload } from "./jobs";
+import { REFRESHABLE, type RefreshQueue } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
 import {
@@ -56,7 +55,7 @@ export interface RefreshDeps {
   readonly lock: RedisLock;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   /** Sends the token request; the time limit comes from `settings.timeoutMs`. */
   readonly egress: EgressClient;
   readonly metrics: Metrics;

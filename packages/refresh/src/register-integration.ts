@@ -3,8 +3,7 @@ import type { KeyRing } from "@evergreen/crypto";
 import type { BodyFormat, ClientAuth, Integration, PrismaClient } from "@evergreen/db";
 import type { Logger } from "@evergreen/observability";
 import type { ProviderId } from "@evergreen/providers";
-import type { Queue } from "bullmq";
-import type { RefreshJobPayload } from "./jobs";
+import type { RefreshQueue } from "./jobs";
 import { refreshJob } from "./schedule";
 import { scheduleOrDefer } from "./schedule-or-defer";
 import { sealClientSecret } from "./token-cipher";
@@ -12,7 +11,7 @@ import { sealClientSecret } from "./token-cipher";
 export interface IntegrationDeps {
   readonly prisma: PrismaClient;
   readonly keyRing: KeyRing;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   readonly log: Logger;
 }
 

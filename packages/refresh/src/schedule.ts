@@ -1,5 +1,10 @@
-import type { Queue } from "bullmq";
-import { REFRESH_JOB, type RefreshJobPayload, refreshJobId } from "./jobs";
+import {
+  REFRESH_JOB,
+  type RefreshJobData,
+  type RefreshJobPayload,
+  type RefreshQueue,
+  refreshJobId,
+} from "./jobs";
 
 export interface RefreshTimeInput {
   /** When the access token expires; null when it never does. */
@@ -77,18 +82,22 @@ export function minRefreshIntervalMs(retryBaseDelayMs: number): number {
   return Math.max(30_000, retryBaseDelayMs);
 }
 
-/** The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. */
+/**
+ * The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. Its
+ * id carries the payload; its data is empty (docs/adr/0014).
+ */
 export function refreshJob(payload: RefreshJobPayload, at: Date, now: Date = new Date()) {
+  const data: RefreshJobData = {};
   return {
     name: REFRESH_JOB,
-    data: payload,
+    data,
     opts: { jobId: refreshJobId(payload), delay: Math.max(0, at.getTime() - now.getTime()) },
   };
 }
 
 /** Enqueues the delayed job for this connection version (a no-op if it already exists). */
 export async function enqueueRefresh(
-  queue: Queue<RefreshJobPayload>,
+  queue: RefreshQueue,
   payload: RefreshJobPayload,
   at: Date,
   now: Date = new Date(),

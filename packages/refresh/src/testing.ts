@@ -13,14 +13,13 @@ import {
   startMockProvider,
 } from "@evergreen/providers/testing";
 import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
-import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import {
   type ConnectionChange,
   type ConnectionEventInput,
   ConnectionStore,
 } from "./connection-store";
-import { createRefreshQueue, type RefreshJobPayload } from "./jobs";
+import { createRefreshQueue, type RefreshQueue } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cipher";
@@ -89,7 +88,7 @@ export interface RefreshHarness {
   /** `ENCRYPTION_KEYS` value of `keyRing`, for child processes. */
   readonly encryptionKeys: string;
   readonly provider: MockProvider;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   /** Redis prefix of this harness's queue, locks and cooldowns. */
   readonly prefix: string;
   readonly metrics: Metrics;

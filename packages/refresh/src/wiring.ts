@@ -4,10 +4,9 @@ import { type AllowlistEntry, EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
 import type { InsecureTokenUrls } from "@evergreen/providers";
 import { Cooldown, RedisLock } from "@evergreen/redis";
-import type { Queue } from "bullmq";
 import type { Redis } from "ioredis";
 import { ConnectionStore } from "./connection-store";
-import { COOLDOWN_PREFIX, LOCK_PREFIX, PARKED_PREFIX, type RefreshJobPayload } from "./jobs";
+import { COOLDOWN_PREFIX, LOCK_PREFIX, PARKED_PREFIX, type RefreshQueue } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import type { ValidationDeps } from "./validate-connection";
@@ -70,7 +69,7 @@ export interface RefreshParts {
   readonly pool: Pool;
   /** A producer connection: locks and cooldowns live next to the queue. */
   readonly redis: Redis;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   readonly keyRing: KeyRing;
   readonly metrics: Metrics;
   readonly log: Logger;

@@ -15,10 +15,9 @@ import {
 import {
   checkReturnUrlEntry,
   openClientSecret,
-  type RefreshJobPayload,
+  type RefreshQueue,
   registerIntegration,
 } from "@evergreen/refresh";
-import type { Queue } from "bullmq";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
 import { auditActor } from "../auth";
@@ -35,7 +34,7 @@ import {
 export interface IntegrationRoutesDeps {
   readonly prisma: PrismaClient;
   readonly keyRing: KeyRing;
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   readonly log: Logger;
   /** ALLOW_INSECURE_TOKEN_URLS, with the development loopback allowance. */
   readonly allowInsecureTokenUrls: InsecureTokenUrls;
