@@ -57,6 +57,29 @@ describe("reconcileQueue", () => {
     expect(job?.opts.delay).toBe((sample.nextRefreshAt?.getTime() ?? 0) - now.getTime());
   });
 
+  it("rebuilds the jobs of rows already due into the wait list, and adds nothing twice", async () => {
+    const rows = await dueConnections(5);
+    const overdue = await Promise.all(
+      rows.slice(0, 2).map((row) =>
+        h.prisma.connection.update({
+          where: { id: row.id },
+          data: { nextRefreshAt: new Date(Date.now() - 60_000) },
+        }),
+      ),
+    );
+    await h.queue.obliterate({ force: true });
+
+    const first = await reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 2 });
+    expect(first).toMatchObject({ scanned: 5, enqueued: 5 });
+    const waiting = (await h.queue.getJobs(["wait"])).map((job) => job.id).sort();
+    expect(waiting).toEqual(overdue.map(jobIdOf).sort());
+    expect(await h.queue.getDelayedCount()).toBe(3);
+    expect(await reconcileQueue(h.prisma, h.queue, h.redis, { batchSize: 2 })).toMatchObject({
+      scanned: 5,
+      enqueued: 0,
+    });
+  });
+
   it("leaves exactly one job per connection when two schedulers sweep at once", async () => {
     const rows = await dueConnections(300);
     // Half the connections also have the job of their previous version still queued.

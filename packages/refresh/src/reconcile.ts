@@ -1,6 +1,7 @@
 import type { PrismaClient } from "@evergreen/db";
 import { ErrorCode } from "bullmq";
 import type { Redis } from "ioredis";
+import { addMissingDelayedJobs } from "./add-delayed-jobs";
 import {
   parseRefreshJobId,
   REFRESHABLE,
@@ -92,43 +93,82 @@ export async function reconcileQueue(
   return { scanned, enqueued, ...tally };
 }
 
-async function addMissingJobs({ prisma, queue, redis, batchSize, now }: Sweep) {
+/**
+ * Pages whose jobs are checked and added while the next page is read: the keyset read
+ * waits on PostgreSQL and the add on Redis, so overlapping them keeps both busy. Two are
+ * enough for that; more would only queue whole-page scripts in front of other clients'
+ * commands (a page's script holds Redis for a few milliseconds).
+ */
+const PAGES_IN_FLIGHT = 2;
+
+async function addMissingJobs(sweep: Sweep) {
   let cursor: string | undefined;
   let scanned = 0;
   let enqueued = 0;
-  for (;;) {
-    const page = await prisma.connection.findMany({
-      where: {
-        status: { in: [...REFRESHABLE] },
-        nextRefreshAt: { not: null },
-        ...(cursor ? { id: { gt: cursor } } : {}),
-      },
-      orderBy: { id: "asc" },
-      take: batchSize,
-      select: { id: true, version: true, nextRefreshAt: true },
-    });
+  // Tasks never reject: the first failure is kept and thrown once every task has settled,
+  // so none is left running, or rejecting unheard, after the sweep has failed.
+  let failure: { readonly error: unknown } | undefined;
+  const inFlight = new Set<Promise<void>>();
+  while (!failure) {
+    const page = await readPage(sweep, cursor);
     const last = page.at(-1);
     if (!last) break;
     cursor = last.id;
     scanned += page.length;
-
-    // One pipelined EXISTS per page instead of a getJob round trip per connection.
-    const pipeline = redis.pipeline();
-    for (const row of page) {
-      pipeline.exists(queue.toKey(refreshJobId({ connectionId: row.id, version: row.version })));
-    }
-    const exists = (await pipeline.exec()) ?? [];
-    const missing = page.filter((_, index) => exists[index]?.[1] !== 1);
-    if (missing.length === 0) continue;
-    const at = now();
-    await queue.addBulk(
-      missing.map((row) =>
-        refreshJob({ connectionId: row.id, version: row.version }, row.nextRefreshAt ?? at, at),
-      ),
-    );
-    enqueued += missing.length;
+    const task: Promise<void> = addPageJobs(sweep, page)
+      .then(
+        (added) => {
+          enqueued += added;
+        },
+        (error: unknown) => {
+          failure ??= { error };
+        },
+      )
+      .finally(() => inFlight.delete(task));
+    inFlight.add(task);
+    if (inFlight.size >= PAGES_IN_FLIGHT) await Promise.race(inFlight);
   }
+  await Promise.all(inFlight);
+  if (failure) throw failure.error;
   return { scanned, enqueued };
+}
+
+/** The next keyset page of rows that should have a job, in id order. */
+function readPage({ prisma, batchSize }: Sweep, after: string | undefined) {
+  return prisma.connection.findMany({
+    where: {
+      status: { in: [...REFRESHABLE] },
+      nextRefreshAt: { not: null },
+      ...(after ? { id: { gt: after } } : {}),
+    },
+    orderBy: { id: "asc" },
+    take: batchSize,
+    select: { id: true, version: true, nextRefreshAt: true },
+  });
+}
+type ScheduledRow = Awaited<ReturnType<typeof readPage>>[number];
+
+/** Adds the jobs of a page's rows that have none; returns how many. */
+async function addPageJobs(
+  { queue, redis, now }: Sweep,
+  page: readonly ScheduledRow[],
+): Promise<number> {
+  const at = now();
+  const jobs = page.map((row) => ({
+    row,
+    id: refreshJobId({ connectionId: row.id, version: row.version }),
+    dueAt: (row.nextRefreshAt ?? at).getTime(),
+  }));
+  // One script call checks the page and adds the missing delayed jobs (docs/adr/0015).
+  const { added, dueNow } = await addMissingDelayedJobs(redis, queue, jobs, at.getTime());
+  if (dueNow.length === 0) return added;
+  const due = new Set(dueNow);
+  await queue.addBulk(
+    jobs
+      .filter(({ id }) => due.has(id))
+      .map(({ row }) => refreshJob({ connectionId: row.id, version: row.version }, at, at)),
+  );
+  return added + dueNow.length;
 }
 
 /** ZSCAN, not ranks or scores: it sees every member present throughout, while we move some. */
