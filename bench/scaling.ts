@@ -51,6 +51,7 @@ import {
   type BenchWorker,
   CORES,
   envInt,
+  redisInfo,
   startBenchWorker,
   verdict,
 } from "./support";
@@ -64,6 +65,20 @@ interface Phase {
   readonly seconds: number;
   /** Percent of one core per process between the phase's start and end. */
   readonly cpu: Record<string, number>;
+  /** Commands Redis processed per unit (job, POST, refresh): instance-wide, an upper bound. */
+  readonly redisCommandsPerUnit: number;
+}
+
+/** This database's commits and row writes per refresh (pg_stat_database), and sizes. */
+interface PostgresCost {
+  readonly commitsPerRefresh: number;
+  readonly rowsInsertedPerRefresh: number;
+  readonly rowsUpdatedPerRefresh: number;
+  readonly eventsPerRefresh: number;
+  /** connection_events rows and indexes over its row count. */
+  readonly bytesPerEvent: number;
+  /** connections rows (real sealed tokens) and indexes over its row count. */
+  readonly bytesPerConnection: number;
 }
 
 interface Setup {
@@ -133,6 +148,11 @@ export async function benchScaling(): Promise<BenchResult> {
         workerToCeilingPercent: Math.round(100 * ceilingShare),
         twoVsOne: Number(twoVsOne.toFixed(2)),
         rotatedTokenReuse: reuseCount,
+        redisCommandsPerRefresh: one.redisCommandsPerUnit,
+        redisCommandsPerNoopJob: noop.redisCommandsPerUnit,
+        ...Object.fromEntries(
+          Object.entries(one.postgres).map(([name, value]) => [`postgres.${name}`, value]),
+        ),
         ...cpuColumns("ceiling", ceiling),
         ...cpuColumns("noop", noop),
         ...cpuColumns("oneWorker", one),
@@ -169,16 +189,19 @@ function counters(setup: Setup, extra: CpuCounters = {}): CpuCounters {
   };
 }
 
-async function timed(read: CpuCounters, run: () => Promise<number>): Promise<Phase> {
-  const before = await sampleCpu(read);
+async function timed(setup: Setup, read: CpuCounters, run: () => Promise<number>): Promise<Phase> {
+  const commands = async () =>
+    Number((await redisInfo(setup.redis, "stats")).get("total_commands_processed"));
+  const [before, commandsBefore] = await Promise.all([sampleCpu(read), commands()]);
   const started = performance.now();
   const done = await run();
   const seconds = (performance.now() - started) / 1000;
-  const after = await sampleCpu(read);
+  const [after, commandsAfter] = await Promise.all([sampleCpu(read), commands()]);
   return {
     perSecond: Math.round(done / seconds),
     seconds: Number(seconds.toFixed(2)),
     cpu: coreShare(before, after, seconds),
+    redisCommandsPerUnit: Number(((commandsAfter - commandsBefore) / done).toFixed(1)),
   };
 }
 
@@ -221,7 +244,7 @@ async function axiosCeiling(setup: Setup, count: number, warmup: number): Promis
   };
   try {
     await post(warmup);
-    return await timed(counters(setup), () => post(count));
+    return await timed(setup, counters(setup), () => post(count));
   } finally {
     agent.destroy();
   }
@@ -253,7 +276,7 @@ async function bullmqNoop(setup: Setup, count: number): Promise<Phase> {
       const size = Math.min(PAGE, count - start);
       await queue.addBulk(Array.from({ length: size }, () => ({ name: "noop", data: {} })));
     }
-    return await timed(counters(setup), async () => {
+    return await timed(setup, counters(setup), async () => {
       void worker.run();
       await finished;
       return count;
@@ -272,9 +295,10 @@ async function workerPhase(
   processes: number,
   count: number,
   warmup: number,
-): Promise<Phase> {
+): Promise<Phase & { readonly postgres: PostgresCost }> {
   const warm = await addConnections(setup, `warm-${processes}`, warmup * processes);
   const measured = await addConnections(setup, `run-${processes}`, count);
+  const statsBefore = await databaseStats(setup.prisma);
   const workers = await Promise.all(
     Array.from({ length: processes }, () =>
       startBenchWorker({
@@ -296,14 +320,60 @@ async function workerPhase(
         () => processCpuSeconds(worker.app.child.pid ?? 0),
       ]),
     );
-    return await timed(counters(setup, workerCounters), async () => {
+    const phase = await timed(setup, counters(setup, workerCounters), async () => {
       await setup.queue.resume();
       await waitForRefreshes(setup.prisma, measured.integrationId, count);
       return count;
     });
+    // Stopped workers' backends have exited, which flushes their statistics.
+    await Promise.all(workers.map((worker) => worker.stop()));
+    const refreshes = warm.ids.length + count;
+    return { ...phase, postgres: await postgresCost(setup.prisma, statsBefore, refreshes) };
   } finally {
     await Promise.all(workers.map((worker) => worker.stop()));
   }
+}
+
+type DatabaseStats = Record<"commits" | "inserted" | "updated" | "events", number>;
+
+async function databaseStats(prisma: PrismaClient): Promise<DatabaseStats> {
+  const [row] = await prisma.$queryRaw<Record<keyof DatabaseStats, bigint>[]>`
+    SELECT xact_commit AS commits, tup_inserted AS inserted, tup_updated AS updated,
+           (SELECT count(*) FROM connection_events) AS events
+      FROM pg_stat_database WHERE datname = current_database()`;
+  return {
+    commits: Number(row?.commits ?? 0),
+    inserted: Number(row?.inserted ?? 0),
+    updated: Number(row?.updated ?? 0),
+    events: Number(row?.events ?? 0),
+  };
+}
+
+async function postgresCost(
+  prisma: PrismaClient,
+  before: DatabaseStats,
+  refreshes: number,
+): Promise<PostgresCost> {
+  const after = await databaseStats(prisma);
+  const [sizes] = await prisma.$queryRaw<
+    { events: bigint; eventBytes: bigint; connections: bigint; connectionBytes: bigint }[]
+  >`
+    SELECT (SELECT count(*) FROM connection_events) AS events,
+           pg_total_relation_size('connection_events') AS "eventBytes",
+           (SELECT count(*) FROM connections) AS connections,
+           pg_total_relation_size('connections') AS "connectionBytes"`;
+  const events = Number(sizes?.events ?? 0);
+  const perRefresh = (value: number) => Number((value / refreshes).toFixed(2));
+  return {
+    commitsPerRefresh: perRefresh(after.commits - before.commits),
+    rowsInsertedPerRefresh: perRefresh(after.inserted - before.inserted),
+    rowsUpdatedPerRefresh: perRefresh(after.updated - before.updated),
+    eventsPerRefresh: perRefresh(after.events - before.events),
+    bytesPerEvent: Math.round(Number(sizes?.eventBytes ?? 0) / Math.max(1, events)),
+    bytesPerConnection: Math.round(
+      Number(sizes?.connectionBytes ?? 0) / Math.max(1, Number(sizes?.connections ?? 0)),
+    ),
+  };
 }
 
 /** An integration at the provider and `count` connections on rotating grants. */

@@ -94,42 +94,59 @@ export async function reconcileQueue(
 }
 
 /**
- * Pages whose jobs are checked and added while the next page is read: the keyset read
- * waits on PostgreSQL and the add on Redis, so overlapping them keeps both busy. Two are
- * enough for that; more would only queue whole-page scripts in front of other clients'
- * commands (a page's script holds Redis for a few milliseconds).
+ * Pages worked on while the next is read: reading waits on one server (PostgreSQL for the
+ * keyset pages, Redis for the delayed set) and working on the other, so overlapping them
+ * keeps both busy. Two are enough for that; more would only queue whole-page scripts in
+ * front of other clients' commands (a page's script holds Redis for a few milliseconds).
  */
 const PAGES_IN_FLIGHT = 2;
 
-async function addMissingJobs(sweep: Sweep) {
-  let cursor: string | undefined;
-  let scanned = 0;
-  let enqueued = 0;
-  // Tasks never reject: the first failure is kept and thrown once every task has settled,
-  // so none is left running, or rejecting unheard, after the sweep has failed.
+/**
+ * Calls `work` on each page `next` returns until it returns undefined, reading ahead while
+ * up to PAGES_IN_FLIGHT pages are worked on. Work never rejects unheard: the first failure
+ * stops the reading and is thrown once every started page has settled.
+ */
+async function overlapPages<T>(
+  next: () => Promise<T | undefined>,
+  work: (page: T) => Promise<void>,
+): Promise<void> {
   let failure: { readonly error: unknown } | undefined;
   const inFlight = new Set<Promise<void>>();
   while (!failure) {
-    const page = await readPage(sweep, cursor);
-    const last = page.at(-1);
-    if (!last) break;
-    cursor = last.id;
-    scanned += page.length;
-    const task: Promise<void> = addPageJobs(sweep, page)
-      .then(
-        (added) => {
-          enqueued += added;
-        },
-        (error: unknown) => {
-          failure ??= { error };
-        },
-      )
+    const page = await next();
+    if (page === undefined) break;
+    const task: Promise<void> = work(page)
+      .catch((error: unknown) => {
+        failure ??= { error };
+      })
       .finally(() => inFlight.delete(task));
     inFlight.add(task);
     if (inFlight.size >= PAGES_IN_FLIGHT) await Promise.race(inFlight);
   }
   await Promise.all(inFlight);
   if (failure) throw failure.error;
+}
+
+async function addMissingJobs(sweep: Sweep) {
+  let cursor: string | undefined;
+  let scanned = 0;
+  let enqueued = 0;
+  await overlapPages(
+    async () => {
+      const page = await readPage(sweep, cursor);
+      const last = page.at(-1);
+      if (!last) return undefined;
+      cursor = last.id;
+      scanned += page.length;
+      return page;
+    },
+    async (page) => {
+      // Not `enqueued += await …`: that reads the sum before the await, losing other
+      // pages' counts added meanwhile.
+      const added = await addPageJobs(sweep, page);
+      enqueued += added;
+    },
+  );
   return { scanned, enqueued };
 }
 
@@ -173,24 +190,30 @@ async function addPageJobs(
 
 /** ZSCAN, not ranks or scores: it sees every member present throughout, while we move some. */
 async function walkDelayed(sweep: Sweep, tally: Tally): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, flat] = await sweep.redis.zscan(
-      sweep.queue.toKey("delayed"),
-      cursor,
-      "COUNT",
-      sweep.batchSize,
-    );
-    cursor = next;
-    const entries: QueueEntry[] = [];
-    for (let index = 0; index + 1 < flat.length; index += 2) {
-      entries.push({
-        id: flat[index] ?? "",
-        dueAt: Math.floor(Number(flat[index + 1]) / DELAYED_SCORE_PER_MS),
-      });
-    }
-    await settle(sweep, entries, tally);
-  } while (cursor !== "0");
+  let cursor: string | undefined = "0";
+  await overlapPages(
+    async () => {
+      if (cursor === undefined) return undefined;
+      const [next, flat] = await sweep.redis.zscan(
+        sweep.queue.toKey("delayed"),
+        cursor,
+        "COUNT",
+        sweep.batchSize,
+      );
+      cursor = next === "0" ? undefined : next;
+      const entries: QueueEntry[] = [];
+      for (let index = 0; index + 1 < flat.length; index += 2) {
+        entries.push({
+          id: flat[index] ?? "",
+          dueAt: Math.floor(Number(flat[index + 1]) / DELAYED_SCORE_PER_MS),
+        });
+      }
+      return entries;
+    },
+    async (entries) => {
+      await settle(sweep, entries, tally);
+    },
+  );
 }
 
 /**
