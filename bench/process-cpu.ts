@@ -1,6 +1,6 @@
 // CPU time of the processes a benchmark part involves, from /proc (Linux), so a part can
 // say which of them used how much of the machine while it measured.
-import { readdir, readFile } from "node:fs/promises";
+import { access, readFile } from "node:fs/promises";
 import type { Redis } from "ioredis";
 import { redisInfo } from "./support";
 
@@ -17,17 +17,23 @@ export async function processCpuSeconds(pid: number): Promise<number> {
 }
 
 /**
- * CPU seconds of each `postgres` process alive now, by pid: the server's, not this run's
- * alone. `coreShare` counts only processes alive at both readings, since one that exited
- * meanwhile takes its time with it.
+ * CPU seconds of each given process alive now, by pid, e.g. the PostgreSQL backends
+ * serving one database. `coreShare` counts only processes alive at both readings, since
+ * one that exited meanwhile takes its time with it.
  */
-export async function postgresCpuSeconds(): Promise<ReadonlyMap<number, number>> {
+export async function processesCpuSeconds(
+  pids: readonly number[],
+): Promise<ReadonlyMap<number, number>> {
   const byPid = new Map<number, number>();
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const comm = await readFile(`/proc/${entry}/comm`, "utf8").catch(() => "");
-    if (comm.trim() === "postgres")
-      byPid.set(Number(entry), await processCpuSeconds(Number(entry)));
+  for (const pid of pids) {
+    if (
+      await access(`/proc/${pid}/stat`).then(
+        () => true,
+        () => false,
+      )
+    ) {
+      byPid.set(pid, await processCpuSeconds(pid));
+    }
   }
   return byPid;
 }

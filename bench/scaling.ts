@@ -13,8 +13,9 @@
 //
 // Each phase records the CPU used by every process involved (from /proc and Redis's INFO),
 // in percent of one core, to show what stops the second process from doubling the rate.
-// Redis and PostgreSQL are the machine's shared servers: their CPU includes any other
-// client's. Redis database 15.
+// PostgreSQL's figure is the backends serving this run's database (not the WAL writer or
+// checkpointer); Redis's is the whole instance, so anything else using it meanwhile counts
+// too, as it does in the commands per refresh. Redis database 15.
 import { randomUUID } from "node:crypto";
 import { Agent } from "node:http";
 import { loadavg } from "node:os";
@@ -39,8 +40,8 @@ import type { Redis } from "ioredis";
 import {
   type CpuCounters,
   coreShare,
-  postgresCpuSeconds,
   processCpuSeconds,
+  processesCpuSeconds,
   redisCpuSeconds,
   sampleCpu,
 } from "./process-cpu";
@@ -184,7 +185,7 @@ function counters(setup: Setup, extra: CpuCounters = {}): CpuCounters {
     },
     provider: () => processCpuSeconds(setup.provider.pid),
     redis: () => redisCpuSeconds(setup.redis),
-    postgres: postgresCpuSeconds,
+    postgres: async () => processesCpuSeconds(await backendPids(setup.prisma)),
     ...extra,
   };
 }
@@ -332,6 +333,13 @@ async function workerPhase(
   } finally {
     await Promise.all(workers.map((worker) => worker.stop()));
   }
+}
+
+/** The PostgreSQL backends serving this run's database (its processes on this machine). */
+async function backendPids(prisma: PrismaClient): Promise<number[]> {
+  const rows = await prisma.$queryRaw<{ pid: number }[]>`
+    SELECT pid FROM pg_stat_activity WHERE datname = current_database()`;
+  return rows.map((row) => row.pid);
 }
 
 type DatabaseStats = Record<"commits" | "inserted" | "updated" | "events", number>;
