@@ -163,6 +163,8 @@ export async function benchScaling(): Promise<BenchResult> {
         `one worker process at ${Math.round(100 * ceilingShare)} % of bare axios POSTs (${one.perSecond} vs ${ceiling.perSecond}/s; goal >= ${100 * GOAL_CEILING_SHARE} %: ${verdict(ceilingShare >= GOAL_CEILING_SHARE)}); BullMQ alone runs ${noop.perSecond} no-op jobs/s`,
         `2 worker processes: ${two.perSecond} refreshes/s, ${twoVsOne.toFixed(2)}x one (goal >= ${GOAL_TWO_VS_ONE}x: ${verdict(twoVsOne >= GOAL_TWO_VS_ONE)})`,
         `CPU, % of one core (${CORES} cores = ${100 * CORES} %): one worker ${JSON.stringify(one.cpu)}, sum ${total(one)} %; two workers ${JSON.stringify(two.cpu)}, sum ${total(two)} %`,
+        `time in flight (concurrency / rate, Little's law): ${inFlightMs(concurrency, ceiling)} ms per POST, ${inFlightMs(concurrency, one)} ms per refresh (provider latency ${latencyMs} ms)`,
+        `CPU ms per refresh, one worker: ${JSON.stringify(cpuMsPerUnit(one))}; per POST: ${JSON.stringify(cpuMsPerUnit(ceiling))}`,
         `rotated refresh tokens reused: ${reuseCount} (target 0: ${verdict(reuseCount === 0)})`,
       ],
     };
@@ -175,6 +177,19 @@ export async function benchScaling(): Promise<BenchResult> {
     await db.drop();
   }
 }
+
+/** How long each unit of work is in flight when `concurrency` of them always are. */
+const inFlightMs = (concurrency: number, phase: Phase) =>
+  Math.round((1000 * concurrency) / phase.perSecond);
+
+/** Milliseconds of CPU per unit of work, by process. */
+const cpuMsPerUnit = (phase: Phase) =>
+  Object.fromEntries(
+    Object.entries(phase.cpu).map(([name, share]) => [
+      name,
+      Number(((10 * share) / phase.perSecond).toFixed(3)),
+    ]),
+  );
 
 /** CPU counters of this process, the provider's, Redis and PostgreSQL, plus `extra`. */
 function counters(setup: Setup, extra: CpuCounters = {}): CpuCounters {
