@@ -1,6 +1,6 @@
-// `npm run build`: bundles each app and the migration CLI into one ESM file under dist/,
-// the JavaScript the image runs (ADR 0012). `npm start` and the tests still run the
-// TypeScript sources under tsx; this is for the image only.
+// `npm run build`: bundles each app and the operator CLIs (migrate, import, keys) into one
+// ESM file each under dist/, the JavaScript the image runs (ADR 0012). `npm start` and the
+// tests still run the TypeScript sources under tsx; this is for the image only.
 import { rm } from "node:fs/promises";
 import { build } from "esbuild";
 
@@ -11,12 +11,15 @@ await build({
     scheduler: "apps/scheduler/src/main.ts",
     worker: "apps/worker/src/main.ts",
     migrate: "packages/db/src/migrate-cli.ts",
+    // Operators run these in the container: `node dist/import.mjs`, `node dist/keys.mjs status`.
+    import: "apps/import/src/main.ts",
+    keys: "apps/scheduler/src/keys/main.ts",
   },
   outdir: "dist",
   outExtension: { ".js": ".mjs" },
   bundle: true,
   // Shared code (Prisma's client and its WASM query compiler, fastify, bullmq) goes into
-  // chunks the four entries import, instead of a copy in each: 14 MB of dist/, not 35.
+  // chunks the entries import, instead of a copy in each: 14 MB of dist/, not 35.
   splitting: true,
   platform: "node",
   format: "esm",

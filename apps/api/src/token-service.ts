@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import type { HttpMetrics, TokenOutcome } from "@evergreen/observability";
+import { appValuesOf, isProviderId } from "@evergreen/providers";
 import {
   openAccessToken,
   type RefreshDeps,
@@ -22,6 +23,12 @@ export const accessTokenSchema = responseSchema(
     tokenType: z.string(),
     expiresAt: isoTime.nullable().describe("null when the token does not expire"),
     scope: z.string().nullable(),
+    extra: z
+      .record(z.string(), z.string())
+      .optional()
+      .describe(
+        "values the provider gave that calls to its API need: Salesforce `instance_url`, Zoho `api_domain`, Intuit `realmId`, Shopify `shop`; absent when there are none",
+      ),
   }),
   "A valid access token, to send to the provider's API.",
 );
@@ -124,11 +131,14 @@ export class TokenService {
       refuseWhileDead(row);
       if (!validFor(row, 0)) throw unavailable(attempt);
     }
+    const provider = row.integration.provider;
+    const extra = isProviderId(provider) ? appValuesOf(provider, row.metadata) : null;
     const token = {
       accessToken: openAccessToken(this.#deps.keyRing, row.id, row.accessToken),
       tokenType: row.tokenType,
       expiresAt: row.expiresAt?.toISOString() ?? null,
       scope: row.scope,
+      ...(extra === null ? {} : { extra }),
     };
     return { token, refreshed };
   }

@@ -19,7 +19,8 @@ import { importEnv } from "./env";
 
 const USAGE =
   "usage: npm run import -- --integration <key> [--fernet-key <key>] [--dry-run]\n" +
-  "         [--spread-seconds 3600] [--concurrency 16] [--progress-every 1000] <file.jsonl>\n";
+  "         [--spread-seconds 3600] [--batch-size 500] [--concurrency 2] [--progress-every 1000]\n" +
+  "         <file.jsonl>\n";
 
 function exitWith(message: string): never {
   process.stderr.write(`import: ${message}\n`);
@@ -39,7 +40,8 @@ async function main(): Promise<void> {
       "fernet-key": { type: "string" },
       "dry-run": { type: "boolean", default: false },
       "spread-seconds": { type: "string", default: "3600" },
-      concurrency: { type: "string", default: "16" },
+      "batch-size": { type: "string", default: "500" },
+      concurrency: { type: "string", default: "2" },
       "progress-every": { type: "string", default: "1000" },
     },
     allowPositionals: true,
@@ -63,7 +65,7 @@ async function main(): Promise<void> {
   const log = createLogger({ name: "import", level: "warn" });
   for (const warning of warnings) log.warn(warning);
   const concurrency = positiveInt("concurrency", values.concurrency);
-  // A connection per line in flight, and one for the integration lookup.
+  // A connection per batch in flight, and one for the integration lookup.
   const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-import");
   const queue = createRefreshQueue(redis);
@@ -102,6 +104,7 @@ async function main(): Promise<void> {
         input,
         fernetKey,
         dryRun: values["dry-run"],
+        batchSize: positiveInt("batch-size", values["batch-size"]),
         concurrency,
         progressEvery: positiveInt("progress-every", values["progress-every"]),
         onProgress: report,

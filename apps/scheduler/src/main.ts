@@ -66,6 +66,7 @@ async function main(): Promise<void> {
         env: config,
         prisma,
         keyRing: new KeyRing(config.ENCRYPTION_KEYS),
+        metrics,
       }),
       reauthSoonDays: config.REAUTH_SOON_DAYS,
     },

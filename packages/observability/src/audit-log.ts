@@ -52,8 +52,18 @@ export type SecurityEvent =
       readonly phase: "started" | "finished" | "failed";
       readonly primaryKeyId: string;
       readonly dryRun: boolean;
-      /** Rows re-sealed so far. */
+      /** Ciphertexts per key id (ids only): before the run when started, after it when finished. */
+      readonly byKey?: Readonly<Record<string, number>>;
+      /** Rows re-sealed (in a dry run: that would be). */
       readonly resealed?: number;
+      /** Writes that lost to a concurrent change and were retried. */
+      readonly fenced?: number;
+      /** Values that could not be re-sealed (their key is missing, or they do not open). */
+      readonly failed?: number;
+      /** Stopped by a signal before the end (run again to resume). */
+      readonly stopped?: boolean;
+      /** Why a failed run failed: the error's name, never its message. */
+      readonly error?: string;
     };
 
 /** A request refused for a missing or unknown API key (a 401). */

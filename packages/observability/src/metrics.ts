@@ -141,6 +141,12 @@ export function createMetrics(processName: string, options: MetricsOptions) {
       labelNames: ["provider", "outcome"] as const,
       registers,
     }),
+    validationsTotal: new Counter({
+      name: "evergreen_validations_total",
+      help: "Access tokens checked at the provider, by provider and outcome (valid, invalid, revoked: invalid before its expiry and the connection moved to needs_reauth, expired: past its stored expiry so not asked, no_verdict, unsupported).",
+      labelNames: ["provider", "outcome"] as const,
+      registers,
+    }),
     webhookDeliveryLag: new Histogram({
       name: "evergreen_webhook_delivery_lag_seconds",
       help: "From an event's commit to its successful delivery, retries included.",

@@ -31,7 +31,11 @@ function problemOf(run: () => unknown): string {
 describe("buildAuthorizationUrl", () => {
   it("has an https authorization URL for every catalog provider", () => {
     for (const id of PROVIDER_IDS.filter((p) => p !== "oauth2")) {
-      const url = buildAuthorizationUrl(settings(id), request);
+      // Shopify and Okta have no default host: the shop or org is the connection's.
+      const url = buildAuthorizationUrl(settings(id), {
+        ...request,
+        metadata: { shop: "acme.myshopify.com", org: "acme.okta.com" },
+      });
       expect(url.startsWith("https://")).toBe(true);
       expect(PROVIDERS[id].authorization.url).not.toBeNull();
     }

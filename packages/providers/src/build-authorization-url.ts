@@ -56,11 +56,11 @@ export function buildAuthorizationUrl(
   params.set("redirect_uri", request.redirectUri);
   params.set("state", request.state);
   const scopes = (request.scopes ?? settings.scopes ?? [])
-    .flatMap((scope) => scope.split(/\s+/))
+    .flatMap((scope) => scope.split(rule.scopeSeparator === "," ? /[\s,]+/ : /\s+/))
     .filter((scope) => scope !== "");
   for (const ensured of rule.ensureScopes) if (!scopes.includes(ensured)) scopes.push(ensured);
-  if (scopes.length > 0) params.set("scope", scopes.join(" "));
-  else params.delete("scope");
+  if (scopes.length > 0) params.set(rule.scopeParam, scopes.join(rule.scopeSeparator));
+  else params.delete(rule.scopeParam);
   if (rule.pkce && request.codeVerifier) {
     params.set("code_challenge", pkceChallenge(request.codeVerifier));
     params.set("code_challenge_method", "S256");

@@ -30,7 +30,7 @@ describe("PROVIDERS", () => {
 
   it("recognises provider ids only", () => {
     expect(isProviderId("google")).toBe(true);
-    expect(isProviderId("slack")).toBe(false);
+    expect(isProviderId("myspace")).toBe(false);
     expect(isProviderId("toString")).toBe(false);
   });
 
@@ -193,18 +193,39 @@ describe("buildRefreshRequest", () => {
     ).toBe("invalid_token_url");
   });
 
-  it("puts a catalog placeholder in a host only with a fixed map of values", () => {
+  it("puts a catalog placeholder in a host only with a fixed map or a pattern no hostile host passes", () => {
+    // Shopify's shop, Okta's org and Salesforce's My Domain are open-ended names, so their
+    // rules are patterns; none may let metadata add a host, port, userinfo, path or query.
+    const hostile = [
+      "evil.com",
+      "evil.com#",
+      "evil.com?",
+      "evil.com/",
+      "..",
+      "a@evil.com",
+      "a:1",
+      "127.0.0.1",
+      "[::1]",
+      "ｅvil.com",
+      "a.myshopify.com.evil.com",
+      "acme.okta.com.evil.com",
+      "acme.my.salesforce.com.evil.com",
+    ];
     for (const definition of Object.values(PROVIDERS)) {
       const beforePath = /^[^/?#]*(?:\/\/[^/?#]*)?/.exec(definition.tokenUrl ?? "")?.[0] ?? "";
       for (const [, name] of beforePath.matchAll(/\{([A-Za-z0-9_]+)\}/g)) {
         const rule = definition.placeholders[name ?? ""];
-        expect(rule !== undefined && "values" in rule, `${definition.id} {${name}}`).toBe(true);
+        expect(rule, `${definition.id} {${name}}`).toBeDefined();
+        if (rule === undefined || "values" in rule) continue;
+        for (const value of hostile) {
+          expect(rule.pattern.test(value), `${definition.id} {${name}} = ${value}`).toBe(false);
+        }
       }
     }
   });
 
   it("refuses an unknown provider and an empty client id", () => {
-    const unknown = { ...generic, provider: "slack" as ProviderId };
+    const unknown = { ...generic, provider: "myspace" as ProviderId };
     expect(problemOf(() => buildRefreshRequest(unknown, grant))).toBe("unknown_provider");
     expect(problemOf(() => buildRefreshRequest({ ...generic, clientId: "" }, grant))).toBe(
       "missing_client_id",

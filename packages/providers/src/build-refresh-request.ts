@@ -83,10 +83,10 @@ export function buildTokenRequest(
   const params: Record<string, string> = { ...grantParams };
   for (const [name, value] of Object.entries(definition.extraParams)) params[name] = value;
 
-  const headers: Record<string, string> = { accept: "application/json" };
-  for (const [name, value] of Object.entries(definition.headers)) {
-    headers[name.toLowerCase()] = value;
-  }
+  const headers: Record<string, string> = {
+    accept: "application/json",
+    ...definitionHeaders(definition, settings.clientId),
+  };
   if (clientAuth === "basic") {
     headers.authorization = basicAuthorization(settings.clientId, settings.clientSecret);
   } else {
@@ -101,6 +101,22 @@ export function buildTokenRequest(
   }
   headers["content-type"] = "application/x-www-form-urlencoded";
   return { url, method: "POST", headers, body: new URLSearchParams(params).toString() };
+}
+
+/**
+ * The definition's own headers, `{client_id}` filled in. Control characters in the client
+ * id are dropped: a header value cannot hold them, and one must not start a new header.
+ */
+export function definitionHeaders(
+  definition: Pick<ProviderDefinition, "headers">,
+  clientId: string,
+): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const printableId = clientId.replace(/\p{Cc}/gu, "");
+  for (const [name, value] of Object.entries(definition.headers)) {
+    headers[name.toLowerCase()] = value.replaceAll("{client_id}", printableId);
+  }
+  return headers;
 }
 
 /** Which of a provider's URLs is meant: what it is called in messages and problem codes. */

@@ -40,6 +40,19 @@ describe("revocation coverage", () => {
       microsoft: null,
       spotify: null,
       amazon: null,
+      slack: null,
+      slack_user: null,
+      salesforce: "rfc7009",
+      hubspot: null,
+      intuit: null,
+      atlassian: null,
+      shopify: null,
+      strava: null,
+      twitch: "rfc7009",
+      reddit: "rfc7009",
+      zoho: "rfc7009",
+      okta: "rfc7009",
+      x: "rfc7009",
     });
   });
 
@@ -126,6 +139,17 @@ describe("classifyRevocationAnswer", () => {
       errorCode: "invalid_token",
     });
     expect(answer(400, '{"error":"unsupported_token_type"}').outcome).toBe("already_dead");
+  });
+
+  it("reads GitHub's 404 and 422 on the grant DELETE as already revoked, not failed", () => {
+    const github = (status: number) =>
+      classifyRevocationAnswer({ status, headers: {}, body: "" }, now, 3_600_000, "github_grant");
+    expect(github(404)).toEqual({ outcome: "already_dead", errorCode: "http_404" });
+    expect(github(422)).toEqual({ outcome: "already_dead", errorCode: "http_422" });
+    expect(github(204)).toEqual({ outcome: "revoked" });
+    expect(github(401)).toEqual({ outcome: "failed", errorCode: "http_401" });
+    // An RFC 7009 endpoint's 404 is no such statement.
+    expect(answer(404)).toEqual({ outcome: "failed", errorCode: "http_404" });
   });
 
   it("retries 503 at its Retry-After, and 429 and 5xx", () => {

@@ -116,9 +116,16 @@ export function classifyRevocationAnswer(
   answer: ProviderAnswer,
   now: Date,
   retryAfterCapMs: number,
+  kind: RevocationRule["kind"] = "rfc7009",
 ): RevocationResult {
   const { status } = answer;
   if (status >= 200 && status < 300) return { outcome: "revoked" };
+  // GitHub's grant DELETE answers 404 for a grant it no longer has (revoked by the user, or
+  // by an earlier try whose answer was lost) and 422 for a token it does not take as valid:
+  // either way nothing is left to revoke.
+  if (kind === "github_grant" && (status === 404 || status === 422)) {
+    return { outcome: "already_dead", errorCode: `http_${status}` };
+  }
   const code = errorField(answer.body);
   if (status === 400 && code !== null && DEAD_TOKEN_ERRORS.has(code)) {
     return { outcome: "already_dead", errorCode: code };

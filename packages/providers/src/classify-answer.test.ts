@@ -281,7 +281,7 @@ describe("classifyAnswer: errors", () => {
     );
     if (result.outcome === "success") throw new Error("expected an error");
     expect(result.errorCode).toMatch(/^[A-Za-z0-9_.-]{1,64}$/);
-    expect(result.errorCode.startsWith("badcodescript")).toBe(true);
+    expect(result.errorCode.startsWith("bad_code_script")).toBe(true);
     expect(result.message.length).toBeLessThanOrEqual(200);
     const empty = classifyAnswer("oauth2", json(400, { error: "<>" }), now);
     expect(empty).toMatchObject({ errorCode: "http_400" });

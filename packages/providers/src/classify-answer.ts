@@ -1,3 +1,4 @@
+import { pickAppValues } from "./app-values";
 import { PROVIDERS } from "./registry";
 import { parseRetryAfter, secondsToRetryMs } from "./retry-after";
 import { refreshTokenExpiresAt, tokenExpiresAt } from "./token-expiry";
@@ -40,6 +41,19 @@ const STANDARD_ERRORS: Readonly<Record<string, ErrorOutcome>> = {
 
 type Fields = Record<string, unknown>;
 
+export interface ClassifyOptions {
+  /**
+   * Which grant was answered: a code exchange may keep its tokens elsewhere (Slack users).
+   * @defaultValue "refresh_token"
+   */
+  readonly grant?: "refresh_token" | "authorization_code";
+  /**
+   * The integration's lifetime for access tokens whose answer states none (Salesforce: the
+   * org's session timeout); null: the provider's fallback. @defaultValue null
+   */
+  readonly fallbackLifetimeSeconds?: number | null;
+}
+
 /**
  * Classifies a token endpoint's answer to the refresh_token grant. Pure. Error codes and
  * messages are sanitized and never contain the raw body or a token.
@@ -48,7 +62,9 @@ export function classifyAnswer(
   provider: ProviderId,
   answer: ProviderAnswer,
   now: Date,
+  options: ClassifyOptions = {},
 ): RefreshResult {
+  const { grant = "refresh_token", fallbackLifetimeSeconds = null } = options;
   const definition: ProviderDefinition = Object.hasOwn(PROVIDERS, provider)
     ? PROVIDERS[provider]
     : PROVIDERS.oauth2;
@@ -58,25 +74,32 @@ export function classifyAnswer(
   if (status === 429) {
     return {
       outcome: "rate_limited",
-      errorCode: errorCodeOf(fields, status),
-      message: messageOf(fields) ?? "provider is rate limiting requests (HTTP 429)",
-      retryAfterMs: retryAfterOf(answer, fields, now),
+      errorCode: errorCodeOf(definition, fields, status),
+      message: messageOf(definition, fields) ?? "provider is rate limiting requests (HTTP 429)",
+      retryAfterMs: retryAfterOf(definition, answer, fields, now),
     };
   }
   if (status >= 200 && status < 300) {
-    // GitHub (and Slack, Zoho) report errors as HTTP 200; an `error` field wins over any
+    // GitHub (and Slack, Zoho) report errors as HTTP 200; an error code wins over any
     // token, for every provider.
-    const error = fields?.error;
-    if (error !== undefined && error !== null && error !== false && error !== "") {
+    if (definition.errorShape.codeFields.some((path) => present(at(fields, path)))) {
       return errorResult(definition, answer, fields, now);
     }
-    return successResult(definition, fields, now);
+    const nested = grant === "authorization_code" ? definition.exchangeAnswerAt : null;
+    if (nested === null) return successResult(definition, fields, now, fallbackLifetimeSeconds);
+    const inner = at(fields, nested);
+    if (isFields(inner)) return successResult(definition, inner, now, fallbackLifetimeSeconds);
+    return {
+      outcome: "unknown",
+      errorCode: "malformed_response",
+      message: `token response has no ${nested} object`,
+    };
   }
   if (status >= 500 || status === 408) {
     return {
       outcome: "transient",
-      errorCode: errorCodeOf(fields, status),
-      message: messageOf(fields) ?? `provider answered HTTP ${status}`,
+      errorCode: errorCodeOf(definition, fields, status),
+      message: messageOf(definition, fields) ?? `provider answered HTTP ${status}`,
     };
   }
   return errorResult(definition, answer, fields, now);
@@ -86,6 +109,7 @@ function successResult(
   definition: ProviderDefinition,
   fields: Fields | null,
   now: Date,
+  fallbackLifetimeSeconds: number | null,
 ): RefreshResult {
   if (fields === null) {
     return {
@@ -104,19 +128,21 @@ function successResult(
   }
   const refreshToken = fields.refresh_token;
   const tokenType = fields.token_type;
+  const appValues = pickAppValues(definition.appValues.answer, fields);
   return {
     outcome: "success",
     accessToken,
     // Missing or empty: the provider keeps the old refresh token valid (Google, Amazon).
     refreshToken: typeof refreshToken === "string" && refreshToken !== "" ? refreshToken : null,
     tokenType: (typeof tokenType === "string" && printable(tokenType, TOKEN_TYPE_MAX)) || "Bearer",
-    expiresAt: expiresAtOf(definition, fields, now),
+    expiresAt: expiresAtOf(definition, fields, now, fallbackLifetimeSeconds),
     scope: scopeOf(fields.scope),
     // GitHub Apps say `refresh_token_expires_in`, Intuit `x_refresh_token_expires_in`.
     refreshTokenExpiresAt: refreshTokenExpiresAt(
       seconds(fields.refresh_token_expires_in) ?? seconds(fields.x_refresh_token_expires_in),
       now,
     ),
+    ...(appValues === null ? {} : { appValues }),
   };
 }
 
@@ -126,14 +152,18 @@ function errorResult(
   fields: Fields | null,
   now: Date,
 ): RefreshResult {
-  const code = typeof fields?.error === "string" ? fields.error : null;
-  const description =
-    typeof fields?.error_description === "string" ? fields.error_description : null;
+  const code = firstString(fields, definition.errorShape.codeFields);
+  const description = firstString(fields, definition.errorShape.descriptionFields);
   const outcome = code === null ? "unknown" : outcomeOf(definition, code, description);
-  const errorCode = errorCodeOf(fields, answer.status);
-  const message = messageOf(fields) ?? genericMessage(outcome, answer.status);
+  const errorCode = errorCodeOf(definition, fields, answer.status);
+  const message = messageOf(definition, fields) ?? genericMessage(outcome, answer.status);
   if (outcome === "rate_limited") {
-    return { outcome, errorCode, message, retryAfterMs: retryAfterOf(answer, fields, now) };
+    return {
+      outcome,
+      errorCode,
+      message,
+      retryAfterMs: retryAfterOf(definition, answer, fields, now),
+    };
   }
   return { outcome, errorCode, message };
 }
@@ -176,18 +206,26 @@ function genericMessage(outcome: ErrorOutcome, status: number): string {
   }
 }
 
-function errorCodeOf(fields: Fields | null, status: number): string {
-  const error = fields?.error;
-  if (typeof error === "string") {
-    const clean = error.replace(/[^A-Za-z0-9_.-]/g, "").slice(0, ERROR_CODE_MAX);
+function errorCodeOf(
+  definition: ProviderDefinition,
+  fields: Fields | null,
+  status: number,
+): string {
+  const error = firstString(fields, definition.errorShape.codeFields);
+  if (error !== null) {
+    // Non-RFC codes may be phrases (Zoho's "Access Denied", Twitch's messages).
+    const clean = error
+      .replace(/\s+/g, "_")
+      .replace(/[^A-Za-z0-9_.-]/g, "")
+      .slice(0, ERROR_CODE_MAX);
     if (clean !== "") return clean;
   }
   return `http_${status}`;
 }
 
-function messageOf(fields: Fields | null): string | null {
-  const description = fields?.error_description;
-  if (typeof description !== "string") return null;
+function messageOf(definition: ProviderDefinition, fields: Fields | null): string | null {
+  const description = firstString(fields, definition.errorShape.descriptionFields);
+  if (description === null) return null;
   const clean = description
     .replace(/\p{Cc}+/gu, " ")
     .replace(TOKEN_LIKE, "[redacted]")
@@ -196,14 +234,78 @@ function messageOf(fields: Fields | null): string | null {
   return clean.length > MESSAGE_MAX ? `${clean.slice(0, MESSAGE_MAX - 1)}…` : clean;
 }
 
-function retryAfterOf(answer: ProviderAnswer, fields: Fields | null, now: Date): number | null {
-  const fromHeader = parseRetryAfter(header(answer, "retry-after"), now, RETRY_AFTER_CAP_MS);
-  if (fromHeader !== null) return fromHeader;
-  // Discord puts the wait in the JSON body as float seconds.
-  return secondsToRetryMs(fields?.retry_after, RETRY_AFTER_CAP_MS);
+/** The first of the provider's rate-limit sources that the answer carries, as a wait. */
+function retryAfterOf(
+  definition: ProviderDefinition,
+  answer: ProviderAnswer,
+  fields: Fields | null,
+  now: Date,
+): number | null {
+  for (const source of definition.rateLimitSources) {
+    const waitMs =
+      "header" in source
+        ? rateLimitWaitMs(header(answer, source.header.toLowerCase()), source.unit, now)
+        : secondsToRetryMs(at(fields, source.field), RETRY_AFTER_CAP_MS);
+    if (waitMs !== null) return waitMs;
+  }
+  return null;
 }
 
-function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date): Date | null {
+function rateLimitWaitMs(
+  value: string | undefined,
+  unit: "retry_after" | "seconds" | "milliseconds" | "epoch_seconds",
+  now: Date,
+): number | null {
+  if (unit === "retry_after") return parseRetryAfter(value, now, RETRY_AFTER_CAP_MS);
+  const number = value === undefined ? null : seconds(value);
+  if (number === null) return null;
+  switch (unit) {
+    case "seconds":
+      return secondsToRetryMs(number, RETRY_AFTER_CAP_MS);
+    case "milliseconds":
+      return secondsToRetryMs(number / 1000, RETRY_AFTER_CAP_MS);
+    case "epoch_seconds":
+      // A reset already past means "now": wait nothing beyond the caller's floor.
+      return secondsToRetryMs(Math.max(0, number - now.getTime() / 1000), RETRY_AFTER_CAP_MS);
+    default: {
+      const unreachable: never = unit;
+      return unreachable;
+    }
+  }
+}
+
+/** The value at a dot path (`errors.0.code`); a number indexes an array. */
+function at(fields: Fields | null, path: string): unknown {
+  let value: unknown = fields;
+  for (const key of path.split(".")) {
+    if (Array.isArray(value) && /^\d+$/.test(key)) value = value[Number(key)];
+    else if (isFields(value) && Object.hasOwn(value, key)) value = value[key];
+    else return undefined;
+  }
+  return value;
+}
+
+function firstString(fields: Fields | null, paths: readonly string[]): string | null {
+  for (const path of paths) {
+    const value = at(fields, path);
+    if (typeof value === "string" && value.trim() !== "") return value.trim();
+    // Reddit answers a bad client with `{"error": 401}`.
+    if (typeof value === "number" && Number.isInteger(value)) return String(value);
+  }
+  return null;
+}
+
+/** An error marker that is there: not absent, null, false or empty. */
+function present(value: unknown): boolean {
+  return value !== undefined && value !== null && value !== false && value !== "";
+}
+
+function expiresAtOf(
+  definition: ProviderDefinition,
+  fields: Fields,
+  now: Date,
+  fallbackLifetimeSeconds: number | null,
+): Date | null {
   const expiresIn = seconds(fields.expires_in);
   const expiresAt = seconds(fields.expires_at);
   return tokenExpiresAt(
@@ -214,6 +316,7 @@ function expiresAtOf(definition: ProviderDefinition, fields: Fields, now: Date):
         expiresAt === null ? null : expiresAt >= EPOCH_MS_THRESHOLD ? expiresAt : expiresAt * 1000,
     },
     now,
+    fallbackLifetimeSeconds,
   );
 }
 

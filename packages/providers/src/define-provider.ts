@@ -1,4 +1,14 @@
-import type { AuthorizationRule, ProviderDefinition } from "./types";
+import type { AuthorizationRule, ProviderDefinition, RateLimitSource } from "./types";
+
+/**
+ * RFC 6585 §4 and RFC 9110 §10.2.3 `Retry-After`, then the JSON `retry_after` some
+ * providers (Discord, Slack's SDKs) put in the body. A provider file that reads vendor
+ * headers lists these first: a standard header, where sent, is the provider's own word.
+ */
+export const STANDARD_RATE_LIMIT_SOURCES: readonly RateLimitSource[] = [
+  { header: "retry-after", unit: "retry_after" },
+  { field: "retry_after", unit: "seconds" },
+];
 
 /** The RFC 6749 behaviour every provider starts from; a provider file states only its quirks. */
 const RFC_6749_DEFAULTS = {
@@ -15,8 +25,12 @@ const RFC_6749_DEFAULTS = {
   // longer costs one request; handing out an expired one is what Evergreen exists to avoid.
   fallbackLifetimeSeconds: 3600,
   errorsInOkBody: false,
+  errorShape: { codeFields: ["error"], descriptionFields: ["error_description"] },
   errorCodes: {},
   descriptionRules: [],
+  rateLimitSources: STANDARD_RATE_LIMIT_SOURCES,
+  appValues: { answer: [], callback: [] },
+  exchangeAnswerAt: null,
   rotatesRefreshToken: false,
   // RFC 7009 is optional: a provider file states its revocation endpoint, or why none.
   revocation: null,
@@ -30,6 +44,9 @@ const AUTHORIZATION_DEFAULTS = {
   placeholders: {},
   ensureScopes: [],
   params: {},
+  // RFC 6749 §3.3: scopes are space-delimited.
+  scopeParam: "scope",
+  scopeSeparator: " ",
   // RFC 7636 §5: a server that does not know PKCE ignores its parameters, so sending them
   // costs nothing and protects the code wherever the server does check them.
   pkce: true,

@@ -1,3 +1,4 @@
+export { appValuesOf, callbackAppValues } from "./app-values";
 export {
   buildAuthorizationUrl,
   pkceChallenge,
@@ -20,12 +21,13 @@ export {
   revocationRuleOf,
   revocationTokenType,
 } from "./build-revocation-request";
-export { classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
+export { type ClassifyOptions, classifyAnswer, RETRY_AFTER_CAP_MS } from "./classify-answer";
 export { ProviderConfigError, type ProviderConfigProblem } from "./errors";
 export { PROVIDERS } from "./registry";
 export { backoffMs, parseRetryAfter } from "./retry-after";
 export { type StatedExpiry, tokenExpiresAt } from "./token-expiry";
 export {
+  type AppValues,
   type AuthorizationRequest,
   type AuthorizationRule,
   type AuthorizationSettings,
@@ -35,6 +37,7 @@ export {
   type CodeGrant,
   type DescriptionRule,
   type ErrorOutcome,
+  type ErrorShape,
   type InsecureTokenUrls,
   type IntegrationSettings,
   isProviderId,
@@ -43,6 +46,7 @@ export {
   type ProviderAnswer,
   type ProviderDefinition,
   type ProviderId,
+  type RateLimitSource,
   type RefreshGrant,
   type RefreshOutcome,
   type RefreshResult,

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "./build-refresh-request";
 import { classifyAnswer } from "./classify-answer";
 import { type MockProvider, startMockProvider } from "./testing/mock-provider";
-import type { ClientAuth, IntegrationSettings, TokenRequest } from "./types";
+import { sendTokenRequest } from "./testing/send-token-request";
+import type { ClientAuth, IntegrationSettings } from "./types";
 
 const SECRET = "s3cr%t:+/&é";
 let provider: MockProvider;
@@ -14,19 +15,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await provider.close();
 });
-
-async function send(request: TokenRequest) {
-  const response = await fetch(request.url, {
-    method: request.method,
-    headers: request.headers,
-    body: request.body,
-  });
-  return {
-    status: response.status,
-    headers: Object.fromEntries(response.headers),
-    body: await response.text(),
-  };
-}
 
 function settings(clientAuth: ClientAuth, bodyFormat: "form" | "json"): IntegrationSettings {
   return {
@@ -50,7 +38,7 @@ describe("buildRefreshRequest + classifyAnswer against the mock provider", () =>
           { refreshToken: grant.refreshToken },
           { allowInsecureTokenUrls: true },
         );
-        const result = classifyAnswer("oauth2", await send(request), now);
+        const result = classifyAnswer("oauth2", await sendTokenRequest(request), now);
         const state = provider.grant(grant.grantId);
         expect(result).toEqual({
           outcome: "success",
@@ -80,7 +68,7 @@ describe("buildRefreshRequest + classifyAnswer against the mock provider", () =>
         { refreshToken: grant.refreshToken },
         { allowInsecureTokenUrls: true },
       );
-      outcomes.push(classifyAnswer("github", await send(request), new Date()));
+      outcomes.push(classifyAnswer("github", await sendTokenRequest(request), new Date()));
     }
     expect(outcomes).toEqual([
       expect.objectContaining({ outcome: "rate_limited", retryAfterMs: 2000 }),

@@ -24,7 +24,13 @@ export interface StatedExpiry {
  * and with none usable the provider's fallback lifetime applies. Null means the token
  * does not expire (a provider whose fallback is null, such as GitHub OAuth apps).
  */
-export function tokenExpiresAt(provider: ProviderId, stated: StatedExpiry, now: Date): Date | null {
+export function tokenExpiresAt(
+  provider: ProviderId,
+  stated: StatedExpiry,
+  now: Date,
+  /** The integration's lifetime for tokens that state none; else the provider's fallback. */
+  fallbackLifetimeSeconds?: number | null,
+): Date | null {
   const latest = now.getTime() + MAX_LIFETIME_MS;
   const usable = (at: number) => Number.isFinite(at) && at >= now.getTime() + MIN_LIFETIME_MS;
   const { expiresInMs, expiresAtMs } = stated;
@@ -34,7 +40,7 @@ export function tokenExpiresAt(provider: ProviderId, stated: StatedExpiry, now: 
   if (typeof expiresAtMs === "number" && usable(expiresAtMs)) {
     return new Date(Math.min(expiresAtMs, latest));
   }
-  const fallback = PROVIDERS[provider].fallbackLifetimeSeconds;
+  const fallback = fallbackLifetimeSeconds ?? PROVIDERS[provider].fallbackLifetimeSeconds;
   return fallback === null ? null : new Date(now.getTime() + fallback * 1000);
 }
 

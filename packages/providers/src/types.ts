@@ -7,6 +7,19 @@ export const PROVIDER_IDS = [
   "spotify",
   "discord",
   "github",
+  "slack",
+  "slack_user",
+  "salesforce",
+  "hubspot",
+  "intuit",
+  "atlassian",
+  "shopify",
+  "strava",
+  "twitch",
+  "reddit",
+  "zoho",
+  "okta",
+  "x",
 ] as const;
 
 export type ProviderId = (typeof PROVIDER_IDS)[number];
@@ -120,6 +133,8 @@ export type RefreshResult =
       scope: string | null;
       /** When the refresh token itself dies (GitHub Apps `refresh_token_expires_in`), if told. */
       refreshTokenExpiresAt: Date | null;
+      /** The definition's `appValues.answer` fields the answer carried (instance_url...). */
+      appValues?: Readonly<Record<string, string>>;
     }
   | {
       outcome: "invalid_grant" | "invalid_client" | "transient" | "unknown";
@@ -150,6 +165,51 @@ export type PlaceholderRule =
       readonly default: string;
     };
 
+/**
+ * Where a provider's error answer keeps its code and its description. RFC 6749 §5.2 says
+ * `error` and `error_description`; HubSpot says `status` and `message`, Strava nests them
+ * in `errors[0]`. Each entry is a dot path (`errors.0.resource`: a number indexes an
+ * array); the first that holds a non-empty string wins.
+ */
+export interface ErrorShape {
+  readonly codeFields: readonly string[];
+  readonly descriptionFields: readonly string[];
+}
+
+/**
+ * Where an answer says how long to wait before asking again, and in what unit. Vendor
+ * headers differ: epoch seconds (X `x-rate-limit-reset`, Okta, Discord `X-RateLimit-Reset`)
+ * against seconds from now (Reddit `x-ratelimit-reset`, Discord `X-RateLimit-Reset-After`).
+ * Every one becomes the same wait in milliseconds, as `Retry-After` does.
+ */
+export type RateLimitSource =
+  | {
+      /** Header name, any case. */
+      readonly header: string;
+      /**
+       * `retry_after`: RFC 9110 delay-seconds or HTTP-date; `seconds` / `milliseconds`: a
+       * delay; `epoch_seconds`: the moment the window resets.
+       */
+      readonly unit: "retry_after" | "seconds" | "milliseconds" | "epoch_seconds";
+    }
+  | {
+      /** A field of the JSON body (Discord's float `retry_after`), as a dot path. */
+      readonly field: string;
+      readonly unit: "seconds";
+    };
+
+/**
+ * Values an app needs later to call the provider's API, kept in the connection's metadata
+ * and returned with its token as `extra` (GET /v1/connections/:id/token). Each name is
+ * both where the value comes from and the key it is kept under.
+ */
+export interface AppValues {
+  /** Fields of the token answer: Salesforce `instance_url`, Zoho `api_domain`. */
+  readonly answer: readonly string[];
+  /** Parameters of the OAuth callback: Intuit `realmId`, Zoho `location`, Shopify `shop`. */
+  readonly callback: readonly string[];
+}
+
 /** Reclassifies an error whose code is generic but whose description says more. */
 export interface DescriptionRule {
   readonly error: string;
@@ -177,6 +237,10 @@ export interface AuthorizationRule {
   readonly ensureScopes: readonly string[];
   /** Added to every authorization URL. */
   readonly params: Readonly<Record<string, string>>;
+  /** The parameter that carries them: `scope`, or Slack's `user_scope` for user tokens. */
+  readonly scopeParam: "scope" | "user_scope";
+  /** Joins the scopes: a space (RFC 6749 §3.3), or a comma where the provider wants one (Shopify, Strava, Zoho). */
+  readonly scopeSeparator: " " | ",";
   /** The endpoint accepts PKCE with S256 (RFC 7636). */
   readonly pkce: boolean;
 }
@@ -219,7 +283,10 @@ export interface ProviderDefinition {
   readonly scope: ScopeRule;
   /** Added to every request body. */
   readonly extraParams: Readonly<Record<string, string>>;
-  /** Added to every request; lower-case names. */
+  /**
+   * Added to every request; lower-case names. `{client_id}` in a value is the integration's
+   * client id (Reddit wants a User-Agent unique to the app).
+   */
   readonly headers: Readonly<Record<string, string>>;
   /** Access token lifetime when the answer states none; null means "does not expire". */
   readonly fallbackLifetimeSeconds: number | null;
@@ -228,9 +295,25 @@ export interface ProviderDefinition {
    * classifyAnswer treats an `error` field in any 2xx body as an error, for every provider.
    */
   readonly errorsInOkBody: boolean;
-  /** Provider error codes beyond RFC 6749 §5.2, mapped to outcomes. */
+  /** Where error answers keep their code and description. */
+  readonly errorShape: ErrorShape;
+  /**
+   * Provider error codes beyond RFC 6749 §5.2, mapped to outcomes: Slack's
+   * `invalid_refresh_token`, HubSpot's `BAD_REFRESH_TOKEN`, Zoho's throttling reported as
+   * `Access Denied` (transient).
+   */
   readonly errorCodes: Readonly<Record<string, ErrorOutcome>>;
   readonly descriptionRules: readonly DescriptionRule[];
+  /** Where a rate-limited answer says how long to wait, first match wins. */
+  readonly rateLimitSources: readonly RateLimitSource[];
+  /** Provider values the app needs later (instance URL, API domain, company id). */
+  readonly appValues: AppValues;
+  /**
+   * Where a code exchange's answer keeps the tokens, when not at its top level: Slack's
+   * install answer holds the user token in `authed_user`. Refresh answers are read at the
+   * top level. Null: the top level.
+   */
+  readonly exchangeAnswerAt: string | null;
   /**
    * Documentation: each refresh returns a new refresh token and the old one dies (or should
    * be treated as dead). A lost answer then means re-authorization, so the new tokens must be
@@ -257,4 +340,14 @@ export interface ProviderDefinition {
 export type ValidationRule =
   | { readonly kind: "tokeninfo"; readonly url: string }
   | { readonly kind: "check_token"; readonly url: string }
-  | { readonly kind: "identity"; readonly url: string };
+  | {
+      readonly kind: "identity";
+      readonly url: string;
+      /**
+       * A JSON field that is `false` in a 2xx answer for a dead token: Slack's Web API answers
+       * `200 {"ok": false, "error": "invalid_auth"}` where others answer 401.
+       */
+      readonly okField?: string;
+      /** The Authorization scheme: `Bearer`, or Twitch's `OAuth` at /oauth2/validate. */
+      readonly scheme?: "Bearer" | "OAuth";
+    };

@@ -1,4 +1,4 @@
-import { formEncode, resolveUrl } from "./build-refresh-request";
+import { definitionHeaders, formEncode, resolveUrl } from "./build-refresh-request";
 import { PROVIDERS } from "./registry";
 import type {
   InsecureTokenUrls,
@@ -22,6 +22,8 @@ export type ValidationKind = ValidationRule["kind"] | "introspection";
 
 export interface ValidationRequest {
   readonly kind: ValidationKind;
+  /** For `identity`: the field a 2xx answer sets to `false` for a dead token (Slack's `ok`). */
+  readonly okField?: string;
   readonly request: Omit<TokenRequest, "method" | "body"> & {
     method: "GET" | "POST";
     body?: string;
@@ -120,10 +122,16 @@ export function buildValidationRequest(
     case "identity":
       return {
         kind: rule.kind,
+        ...(rule.okField === undefined ? {} : { okField: rule.okField }),
         request: {
           url,
           method: "GET",
-          headers: { accept: "application/json", authorization: `Bearer ${accessToken}` },
+          // The provider's own headers too: Reddit refuses calls without its User-Agent.
+          headers: {
+            ...definitionHeaders(definition, settings.clientId),
+            accept: "application/json",
+            authorization: `${rule.scheme ?? "Bearer"} ${accessToken}`,
+          },
         },
       };
     default: {
@@ -148,6 +156,7 @@ export function classifyValidation(
   kind: ValidationKind,
   answer: ProviderAnswer,
   now: Date,
+  okField?: string,
 ): ValidationResult {
   if (DEAD_STATUSES[kind].includes(answer.status)) return { valid: false };
   if (answer.status < 200 || answer.status > 299) {
@@ -183,6 +192,7 @@ export function classifyValidation(
       : null;
     return { valid: true, scope: scopes ? scopes.join(" ") : null, expiresAt: null };
   }
+  if (okField !== undefined && body?.[okField] === false) return { valid: false };
   // An identity call says only that the token works; what it may do is not in the answer.
   return { valid: true, scope: null, expiresAt: null };
 }

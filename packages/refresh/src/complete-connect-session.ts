@@ -10,6 +10,8 @@ export interface ConnectCallback {
   readonly code?: string | undefined;
   /** The provider's error code, when the user denied consent or the request failed. */
   readonly error?: string | undefined;
+  /** The whole query: providers add values the app needs (Intuit `realmId`, Zoho `location`). */
+  readonly params?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** Codes the app may find in `error=`: a fixed set, so nothing the provider wrote reaches it. */
@@ -107,6 +109,7 @@ export async function completeConnectSession(
           ? null
           : openCodeVerifier(deps.keyRing, session.id, session.codeVerifier),
       metadata: session.metadata ?? undefined,
+      callbackParams: callback.params,
     });
     const location = new URL(session.returnUrl);
     location.searchParams.set("connectionId", connection.id);

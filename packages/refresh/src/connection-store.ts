@@ -24,6 +24,7 @@ export type RefreshIntegration = Pick<
   | "bodyFormat"
   | "scopes"
   | "refreshBufferSeconds"
+  | "accessTokenLifetimeSeconds"
   | "updatedAt"
 >;
 
@@ -73,6 +74,7 @@ const LOAD = `
          i."clientSecret" AS "i.clientSecret", i."tokenUrl" AS "i.tokenUrl",
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
          i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds",
+         i."accessTokenLifetimeSeconds" AS "i.accessTokenLifetimeSeconds",
          i."updatedAt" AS "i.updatedAt"
     FROM connections c JOIN integrations i ON i.id = c."integrationId"
    WHERE c.id = ANY($1::uuid[])`;

@@ -2,6 +2,7 @@ import type { EgressClient } from "@evergreen/egress";
 import { hashId } from "@evergreen/observability";
 import {
   buildCodeExchangeRequest,
+  callbackAppValues,
   classifyAnswer,
   type ErrorOutcome,
   isProviderId,
@@ -35,6 +36,12 @@ export interface CodeExchange {
   readonly codeVerifier?: string | null | undefined;
   /** Becomes the connection's metadata; also fills token URL placeholders (tenant, region). */
   readonly metadata?: Record<string, unknown> | undefined;
+  /**
+   * The OAuth callback's query. The provider's callback values (Intuit `realmId`, Zoho
+   * `location`, Shopify `shop`) are kept in metadata, and fill placeholders of this very
+   * exchange: Zoho's code is redeemed at the data centre the callback names.
+   */
+  readonly callbackParams?: Readonly<Record<string, unknown>> | undefined;
 }
 
 /**
@@ -82,6 +89,10 @@ export async function exchangeCode(
   if (!isProviderId(provider)) {
     throw new ProviderConfigError(provider, "unknown_provider", "unknown provider");
   }
+  const fromCallback = input.callbackParams
+    ? callbackAppValues(provider, input.callbackParams)
+    : null;
+  const metadata = fromCallback ? { ...input.metadata, ...fromCallback } : input.metadata;
   const request = buildCodeExchangeRequest(
     {
       provider,
@@ -95,14 +106,19 @@ export async function exchangeCode(
       code: input.code,
       redirectUri: input.redirectUri,
       codeVerifier: input.codeVerifier ?? null,
-      ...(input.metadata ? { metadata: input.metadata } : {}),
+      ...(metadata ? { metadata } : {}),
     },
     { allowInsecureTokenUrls: settings.allowInsecureTokenUrls },
   );
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   const now = (deps.now ?? (() => new Date()))();
   const result =
-    "failure" in answer ? EGRESS_FAILURES[answer.failure] : classifyAnswer(provider, answer, now);
+    "failure" in answer
+      ? EGRESS_FAILURES[answer.failure]
+      : classifyAnswer(provider, answer, now, {
+          grant: "authorization_code",
+          fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+        });
   const about = {
     integration: integration.key,
     provider,
@@ -125,6 +141,8 @@ export async function exchangeCode(
     scope: result.scope ?? undefined,
     tokenType: result.tokenType,
     metadata: input.metadata,
+    providerValues: { ...fromCallback, ...result.appValues },
+    refreshTokenExpiresAt: result.refreshTokenExpiresAt ?? undefined,
   });
   deps.log.info(
     { ...about, connection: registered.connection.id, created: registered.created },

@@ -62,7 +62,7 @@ describe("key rotation", () => {
     expect(before.byKey.test).toBe(2 * (BULK + REFRESHED + 1) + 1);
     expect(before.unusedKeys).toEqual([]);
 
-    const dry = await rotateCiphertexts(h.prisma, bothRing, { dryRun: true });
+    const dry = await rotateCiphertexts(h.prisma, h.deps.parked, bothRing, { dryRun: true });
     expect(dry.rotated).toBe(BULK + REFRESHED + 1 + 1);
     expect((await keyStatus(h.prisma, h.deps.parked, bothRing)).byKey).toEqual(before.byKey);
 
@@ -74,7 +74,7 @@ describe("key rotation", () => {
       ),
     );
     const [result] = await Promise.all([
-      rotateCiphertexts(h.prisma, bothRing, { batchSize: 500 }),
+      rotateCiphertexts(h.prisma, h.deps.parked, bothRing, { batchSize: 500 }),
       refreshes,
     ]);
     expect(result.failed).toEqual([]);
@@ -111,13 +111,13 @@ describe("key rotation", () => {
     expect(events).toBe(result.rotated - 1);
 
     // Idempotent: nothing left to do.
-    expect((await rotateCiphertexts(h.prisma, newOnly)).rotated).toBe(0);
+    expect((await rotateCiphertexts(h.prisma, h.deps.parked, newOnly)).rotated).toBe(0);
   }, 120_000);
 
   it("resumes after a stop, and reports a missing key by row id", async () => {
     const ring = KeyRing.fromSpec(`${generateEncryptionKey("third")},${newKey}`);
     const stop = new AbortController();
-    const first = await rotateCiphertexts(h.prisma, ring, {
+    const first = await rotateCiphertexts(h.prisma, h.deps.parked, ring, {
       batchSize: 100,
       signal: stop.signal,
       onProgress: () => stop.abort(),
@@ -144,7 +144,7 @@ describe("key rotation", () => {
       },
     ]);
 
-    const second = await rotateCiphertexts(h.prisma, ring);
+    const second = await rotateCiphertexts(h.prisma, h.deps.parked, ring);
     expect(second.stopped).toBe(false);
     expect(second.failed).toEqual([
       {

@@ -1,37 +1,76 @@
-import { DecryptionError, type KeyRing } from "@evergreen/crypto";
+import { type CipherContext, DecryptionError, type KeyRing } from "@evergreen/crypto";
 import type { PrismaClient } from "@evergreen/db";
 import type { ParkedAnswers } from "./parked-answers";
+import { revokedTokenColumn } from "./revoke-grant";
+
+interface SealedTable {
+  readonly table: string;
+  readonly fields: readonly string[];
+  /**
+   * Refreshes write tokens under this fence: a rotation that raced one loses, and the row
+   * (holding the refresh's newer tokens) is read again on the next pass.
+   */
+  readonly version: boolean;
+  /** Columns besides `id` that `context` reads. */
+  readonly reads: readonly string[];
+  /** What a ciphertext of `field` in `row` is bound to. */
+  readonly context: (row: Row, field: string) => CipherContext;
+}
+
+/** Bound to its own row and column, as most sealed values are. */
+const ownRow =
+  (entity: string) =>
+  (row: Row, field: string): CipherContext => ({ entity, rowId: row.id, field });
 
 /**
- * Every sealed column, with the entity name its ciphertexts are bound to (token-cipher.ts,
- * webhooks' endpoint-store.ts). A new sealed column must be listed here, or keys:status
- * would call a key unused while values still need it.
+ * Every sealed column, with what its ciphertexts are bound to (token-cipher.ts, webhooks'
+ * endpoint-store.ts). A new sealed column must be listed here, or keys:status would call a
+ * key unused while values still need it. The answers parked in Redis are the one sealed
+ * store outside PostgreSQL (rotateParkedAnswers).
  */
-const SEALED_TABLES = [
+const SEALED_TABLES: readonly SealedTable[] = [
   {
     table: "connections",
-    entity: "connection",
     fields: ["accessToken", "refreshToken"],
-    // Refreshes write tokens under this fence: a rotation that raced one loses, and the row
-    // (holding the refresh's newer tokens) is read again on the next pass.
     version: true,
+    reads: [],
+    context: ownRow("connection"),
   },
-  { table: "integrations", entity: "integration", fields: ["clientSecret"], version: false },
+  {
+    table: "integrations",
+    fields: ["clientSecret"],
+    version: false,
+    reads: [],
+    context: ownRow("integration"),
+  },
   {
     table: "connect_sessions",
-    entity: "connect_session",
     fields: ["codeVerifier"],
     version: false,
+    reads: [],
+    context: ownRow("connect_session"),
   },
   {
     table: "webhook_endpoints",
-    entity: "webhook_endpoint",
     fields: ["secret", "previousSecret"],
     version: false,
+    reads: [],
+    context: ownRow("webhook_endpoint"),
   },
-] as const;
-
-type SealedTable = (typeof SEALED_TABLES)[number];
+  {
+    // A deleted connection's token kept (up to a day) to revoke its grant: copied as is, so
+    // still bound to the connection's id and the column it came from (revoke-grant.ts).
+    table: "pending_revocations",
+    fields: ["token"],
+    version: false,
+    reads: ["connectionId", "tokenType"],
+    context: (row) => ({
+      entity: "connection",
+      rowId: String(row.connectionId),
+      field: revokedTokenColumn(String(row.tokenType)),
+    }),
+  },
+];
 
 /** Ciphertexts of one column (or `parked_answers`) under one key id. */
 export interface CiphertextCount {
@@ -183,6 +222,7 @@ interface Row {
  */
 export async function rotateCiphertexts(
   prisma: PrismaClient,
+  parked: ParkedAnswers,
   ring: KeyRing,
   options: RotationOptions = {},
 ): Promise<RotationResult> {
@@ -196,6 +236,10 @@ export async function rotateCiphertexts(
     );
     total += row?.count ?? 0;
   }
+  const staleParked = (await parked.sealedTokens()).filter(({ tokens }) =>
+    tokens.some((token) => ring.needsReEncryption(token)),
+  );
+  total += staleParked.length;
   let rotated = 0;
   let fenced = 0;
   const failed: UnreadableCiphertext[] = [];
@@ -213,7 +257,7 @@ export async function rotateCiphertexts(
           break tables;
         }
         const columns = [
-          ...table.fields.map((f) => `"${f}"`),
+          ...[...table.fields, ...table.reads].map((f) => `"${f}"::text`),
           ...(table.version ? ["version"] : []),
         ];
         const rows = await prisma.$queryRawUnsafe<Row[]>(
@@ -254,6 +298,12 @@ export async function rotateCiphertexts(
       if (fencedInPass === 0 || options.dryRun) break;
     }
   }
+  if (!stopped) {
+    const run = await rotateParkedAnswers(parked, ring, staleParked, options);
+    rotated += run.rotated;
+    fenced += run.fenced;
+    failed.push(...run.failed);
+  }
   return {
     primaryKeyId: ring.primaryKeyId,
     dryRun: options.dryRun ?? false,
@@ -264,6 +314,50 @@ export async function rotateCiphertexts(
   };
 }
 
+/**
+ * The answers parked in Redis (parked-answers.ts), re-sealed one by one, each write fenced by
+ * the answer's whole text: one a refresh took or parked again meanwhile is read again on the
+ * next pass (a refresh stores a parked answer's tokens re-sealed, see refreshConnection).
+ */
+async function rotateParkedAnswers(
+  parked: ParkedAnswers,
+  ring: KeyRing,
+  stale: readonly { id: string; tokens: string[] }[],
+  options: RotationOptions,
+): Promise<{ rotated: number; fenced: number; failed: UnreadableCiphertext[] }> {
+  let rotated = 0;
+  let fenced = 0;
+  const failed: UnreadableCiphertext[] = [];
+  let pending = stale.map(({ id }) => id);
+  for (let pass = 0; pass < MAX_PASSES && pending.length > 0; pass++) {
+    const again: string[] = [];
+    for (const id of pending) {
+      let keyId = "";
+      // A dry run opens each value (so an unreadable one is reported) and writes nothing.
+      const reseal = (field: string, sealed: string) => {
+        if (!ring.needsReEncryption(sealed)) return sealed;
+        keyId = keyIdOf(sealed);
+        const context = { entity: "connection", rowId: id, field };
+        const plain = ring.decrypt(sealed, context);
+        return options.dryRun ? sealed : ring.encrypt(plain, context);
+      };
+      try {
+        const outcome = await parked.resealTokens(id, reseal);
+        if (outcome === "resealed" || (options.dryRun && outcome === "current")) rotated += 1;
+        if (outcome === "fenced") {
+          fenced += 1;
+          again.push(id);
+        }
+      } catch (error) {
+        if (!(error instanceof DecryptionError)) throw error;
+        failed.push({ column: "parked_answers", id, keyId, error: error.name });
+      }
+    }
+    pending = again;
+  }
+  return { rotated, fenced, failed };
+}
+
 /** Rows with a value not under the primary key (`$1` is its prefix; LIKE would read `_`). */
 function stale({ fields }: SealedTable): string {
   return fields.map((f) => `NOT starts_with("${f}", $1)`).join(" OR ");
@@ -271,7 +365,7 @@ function stale({ fields }: SealedTable): string {
 
 function reseal(
   ring: KeyRing,
-  { table, entity, fields }: SealedTable,
+  { table, fields, context: bound }: SealedTable,
   row: Row,
 ): { sealed: (string | null)[]; from: string[] } | { failures: UnreadableCiphertext[] } {
   const sealed: (string | null)[] = [];
@@ -283,7 +377,7 @@ function reseal(
       sealed.push(typeof value === "string" ? value : null);
       continue;
     }
-    const context = { entity, rowId: row.id, field };
+    const context = bound(row, field);
     try {
       sealed.push(ring.encrypt(ring.decrypt(value, context), context));
       from.add(keyIdOf(value));

@@ -86,6 +86,40 @@ export class ParkedAnswers {
     });
   }
 
+  /**
+   * Re-seals one parked answer's tokens (key rotation) where `reseal` changes them. Written
+   * only if the answer is still the one read, by one script: an answer a refresh took, dropped
+   * or parked again meanwhile is left as that refresh left it (`fenced`), never lost. The
+   * answer keeps its expiry.
+   */
+  async resealTokens(
+    connectionId: string,
+    reseal: (field: "accessToken" | "refreshToken", sealed: string) => string,
+  ): Promise<"resealed" | "current" | "fenced" | "gone"> {
+    const key = this.#prefix + connectionId;
+    const text = await this.#redis.get(key);
+    if (text === null) return "gone";
+    // As stored: dates stay the strings they were written as.
+    const answer = JSON.parse(text) as ParkedAnswer;
+    const { accessToken, refreshToken } = answer.change;
+    const change = {
+      ...answer.change,
+      accessToken: reseal("accessToken", accessToken),
+      refreshToken: refreshToken === null ? null : reseal("refreshToken", refreshToken),
+    };
+    if (change.accessToken === accessToken && change.refreshToken === refreshToken) {
+      return "current";
+    }
+    const written = await this.#redis.eval(
+      REPLACE_IF_UNCHANGED,
+      1,
+      key,
+      text,
+      JSON.stringify({ ...answer, change }),
+    );
+    return written === 1 ? "resealed" : "fenced";
+  }
+
   /** How many answers are parked now; those whose key has expired are forgotten first. */
   async count(): Promise<number> {
     const replies = await this.#redis
@@ -97,6 +131,14 @@ export class ParkedAnswers {
     return Number(replies.at(-1)?.[1] ?? 0);
   }
 }
+
+/** SET KEYS[1] to ARGV[2], keeping its expiry, if it still holds ARGV[1]. */
+const REPLACE_IF_UNCHANGED = `
+if redis.call("GET", KEYS[1]) == ARGV[1] then
+  redis.call("SET", KEYS[1], ARGV[2], "KEEPTTL")
+  return 1
+end
+return 0`;
 
 type ExecReplies = [error: Error | null, result: unknown][] | null;
 

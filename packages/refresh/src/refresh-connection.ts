@@ -166,11 +166,22 @@ async function refreshLocked(
     deps.cooldown.remainingMs(integration.id),
   ]);
   if (parked?.fence.version === connection.version) {
+    // Parked before a key rotation: stored under the first key, so the row is not put back
+    // under a key the rotation has already cleared from PostgreSQL.
+    const { accessToken, refreshToken } = parked.change;
+    const change = {
+      ...parked.change,
+      accessToken: resealConnectionToken(keyRing, connection.id, "accessToken", accessToken),
+      refreshToken:
+        refreshToken === null
+          ? null
+          : resealConnectionToken(keyRing, connection.id, "refreshToken", refreshToken),
+    };
     const run = await commit(
       deps,
       connection,
       integration,
-      { outcome: "success", ...parked, waitMs: 0, fromParking: true },
+      { outcome: "success", ...parked, change, waitMs: 0, fromParking: true },
       now(),
     );
     await deps.parked.drop(connection.id);
@@ -241,7 +252,11 @@ async function refreshLocked(
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   const result =
-    "failure" in answer ? EGRESS_FAILURES[answer.failure] : classifyAnswer(provider, answer, now());
+    "failure" in answer
+      ? EGRESS_FAILURES[answer.failure]
+      : classifyAnswer(provider, answer, now(), {
+          fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+        });
   return record(deps, connection, integration, result);
 }
 

@@ -177,6 +177,70 @@ describe("registerConnection", () => {
     expect(replaced.connection.refreshTokenExpiresAt).toBeNull();
   });
 
+  it("stores the refresh token expiry a code exchange was told, with its refresh token", async () => {
+    const stated = new Date(NOW.getTime() + 100 * 24 * HOUR_MS);
+    const created = await register({
+      externalId: "stated-expiry",
+      accessToken: "a",
+      refreshToken: "r",
+      refreshTokenExpiresAt: stated,
+    });
+    expect(created.connection.refreshTokenExpiresAt).toEqual(stated);
+    const again = await register({
+      externalId: "stated-expiry",
+      accessToken: "a2",
+      refreshToken: "r2",
+      refreshTokenExpiresAt: new Date(stated.getTime() + HOUR_MS),
+    });
+    expect(again.connection.refreshTokenExpiresAt).toEqual(new Date(stated.getTime() + HOUR_MS));
+  });
+
+  it("lays the provider's values over the given metadata, or over the stored one when none is given", async () => {
+    const first = await register({
+      externalId: "provider-values",
+      accessToken: "a",
+      refreshToken: "r",
+      metadata: { plan: "pro", instance_url: "https://stale.my.salesforce.com" },
+      providerValues: { instance_url: "https://acme.my.salesforce.com" },
+    });
+    expect(first.connection.metadata).toEqual({
+      plan: "pro",
+      instance_url: "https://acme.my.salesforce.com",
+    });
+    // A later exchange without metadata keeps the app's and updates the provider's.
+    const second = await register({
+      externalId: "provider-values",
+      accessToken: "a2",
+      providerValues: { instance_url: "https://acme2.my.salesforce.com" },
+    });
+    expect(second.connection.metadata).toEqual({
+      plan: "pro",
+      instance_url: "https://acme2.my.salesforce.com",
+    });
+    // No values and no metadata: the stored metadata stays as it is.
+    const third = await register({ externalId: "provider-values", accessToken: "a3" });
+    expect(third.connection.metadata).toEqual(second.connection.metadata);
+  });
+
+  it("gives tokens that state no expiry the integration's lifetime over the provider's fallback", async () => {
+    await h.prisma.integration.update({
+      where: { key: "mock" },
+      data: { accessTokenLifetimeSeconds: 7200 },
+    });
+    try {
+      const { connection } = await register({ externalId: "no-expiry", accessToken: "a" });
+      expect(connection.expiresAt).toEqual(new Date(NOW.getTime() + 2 * HOUR_MS));
+      // A stated expiry still wins.
+      const stated = await register({ externalId: "no-expiry", accessToken: "b", expiresIn: 600 });
+      expect(stated.connection.expiresAt).toEqual(new Date(NOW.getTime() + 600_000));
+    } finally {
+      await h.prisma.integration.update({
+        where: { key: "mock" },
+        data: { accessTokenLifetimeSeconds: null },
+      });
+    }
+  });
+
   it("does not schedule a connection that has no refresh token at all", async () => {
     const { connection } = await register({ externalId: "no-refresh", accessToken: "access" });
     expect(connection.refreshToken).toBeNull();

@@ -1,13 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Connection, Integration } from "@evergreen/db";
-import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
 import { recordWebhookEvent } from "@evergreen/webhooks";
 import type { RefreshSettings } from "./refresh-connection";
 import type { IntegrationDeps } from "./register-integration";
-import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
+import {
+  lockExistingConnections,
+  mustWaitForRefresh,
+  type RegistrationTiming,
+  type RegistrationTokens,
+  registeredColumns,
+  registrationEvents,
+  registrationTiming,
+} from "./registration-rules";
+import { enqueueRefresh } from "./schedule";
 import { scheduleOrDefer } from "./schedule-or-defer";
-import { sealAccessToken, sealRefreshToken } from "./token-cipher";
 
 /** What registering an integration needs, plus the scheduling settings. */
 export interface RegistrationDeps extends IntegrationDeps {
@@ -24,22 +31,9 @@ export interface RegistrationDeps extends IntegrationDeps {
 }
 
 /** Tokens an app (or an OAuth callback, a code exchange, an import) hands over for one user. */
-export interface ConnectionRegistration {
+export interface ConnectionRegistration extends RegistrationTokens {
   /** The integration's key. */
   readonly integration: string;
-  readonly externalId: string;
-  readonly accessToken: string;
-  /** Absent: a connection that has one keeps it (Google sends none after the first consent). */
-  readonly refreshToken?: string | undefined;
-  /** Seconds from now; one under a second counts as absent. */
-  readonly expiresIn?: number | undefined;
-  /** One not in the future counts as absent. */
-  readonly expiresAt?: Date | undefined;
-  readonly scope?: string | undefined;
-  /** @defaultValue "Bearer" */
-  readonly tokenType?: string | undefined;
-  /** Replaces the stored metadata when given. */
-  readonly metadata?: Record<string, unknown> | undefined;
 }
 
 export interface RegisteredConnection {
@@ -88,30 +82,11 @@ export async function registerConnection(
   const integration = await prisma.integration.findUnique({ where: { key: input.integration } });
   if (!integration) throw new UnknownIntegrationError(input.integration);
   const now = (deps.now ?? (() => new Date()))();
-  const expiresAt = tokenExpiresAt(
-    isProviderId(integration.provider) ? integration.provider : "oauth2",
-    {
-      expiresInMs: input.expiresIn === undefined ? null : input.expiresIn * 1000,
-      expiresAtMs: input.expiresAt === undefined ? null : input.expiresAt.getTime(),
-    },
-    now,
-  );
-  const plannedRefreshAt = computeNextRefreshAt({
-    expiresAt,
-    issuedAt: now,
-    bufferSeconds: integration.refreshBufferSeconds ?? deps.settings.defaultBufferSeconds,
-    minIntervalMs: minRefreshIntervalMs(deps.settings.retryBaseDelayMs),
-    random: deps.random,
-    spreadWindowMs:
-      deps.spreadWindowSeconds === undefined ? undefined : deps.spreadWindowSeconds * 1000,
-  });
+  const timing = registrationTiming(deps, integration, input, now);
 
   for (let tries = 1; ; tries += 1) {
     try {
-      const { connection, created } = await write(deps, integration, input, {
-        expiresAt,
-        plannedRefreshAt,
-      });
+      const { connection, created } = await write(deps, integration, input, timing);
       if (connection.nextRefreshAt) {
         await scheduleOrDefer(
           deps.log,
@@ -150,76 +125,28 @@ function write(
   { prisma, keyRing }: RegistrationDeps,
   integration: Integration,
   input: ConnectionRegistration,
-  timing: { readonly expiresAt: Date | null; readonly plannedRefreshAt: Date | null },
+  timing: RegistrationTiming,
 ): Promise<{ connection: Connection; created: boolean }> {
   return prisma.$transaction(async (tx) => {
-    const [existing] = await tx.$queryRaw<
-      { id: string; hasRefreshToken: boolean; refreshInFlight: boolean; troubled: boolean }[]
-    >`
-      SELECT id, "refreshToken" IS NOT NULL AS "hasRefreshToken",
-             (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
-             ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
-        FROM connections
-       WHERE "integrationId" = ${integration.id}::uuid AND "externalId" = ${input.externalId}
-         FOR UPDATE`;
-    // Keeping the stored refresh token while a refresh is in flight would bump the version
-    // under it: its answer (a rotated refresh token) would lose the fence and be dropped,
-    // and the token kept would be one the provider has revoked. Wait for it to be stored.
-    if (input.refreshToken === undefined && existing?.refreshInFlight) throw new RefreshInFlight();
-    // Sealed for the id of the row they are stored in: a ciphertext is bound to its row.
+    const [existing] = await lockExistingConnections(tx, integration.id, [input.externalId]);
+    if (mustWaitForRefresh(input, existing)) throw new RefreshInFlight();
     const id = existing?.id ?? randomUUID();
-    const refreshable = input.refreshToken !== undefined || existing?.hasRefreshToken === true;
-    const fields = {
-      accessToken: sealAccessToken(keyRing, id, input.accessToken),
-      tokenType: input.tokenType ?? "Bearer",
-      scope: input.scope ?? null,
-      expiresAt: timing.expiresAt,
-      status: "active" as const,
-      nextRefreshAt: refreshable ? timing.plannedRefreshAt : null,
-      consecutiveFailures: 0,
-      consecutiveUnknown: 0,
-      lastErrorCode: null,
-      lastErrorMessage: null,
-      lastErrorAt: null,
-      ...(input.metadata ? { metadata: input.metadata as object } : {}),
-    };
-    const sealedRefreshToken =
-      input.refreshToken === undefined
-        ? undefined
-        : sealRefreshToken(keyRing, id, input.refreshToken);
+    const columns = registeredColumns(keyRing, id, input, existing, timing);
     const connection = existing
       ? await tx.connection.update({
           where: { id },
-          // An absent refresh token leaves the stored one in place, and its known end; a new
-          // one's end is unknown (an app hands over no such thing).
-          data: {
-            ...fields,
-            refreshToken: sealedRefreshToken,
-            ...(sealedRefreshToken === undefined ? {} : { refreshTokenExpiresAt: null }),
-            version: { increment: 1 },
-          },
+          data: { ...columns, version: { increment: 1 } },
         })
       : await tx.connection.create({
-          data: {
-            id,
-            integrationId: integration.id,
-            externalId: input.externalId,
-            ...fields,
-            refreshToken: sealedRefreshToken ?? null,
-          },
+          data: { id, integrationId: integration.id, externalId: input.externalId, ...columns },
         });
+    const { event, webhook } = registrationEvents(existing);
     await tx.connectionEvent.create({
-      data: {
-        connectionId: id,
-        integrationId: integration.id,
-        type: existing ? "updated" : "created",
-      },
+      data: { connectionId: id, integrationId: integration.id, type: event },
     });
-    // Fresh tokens end whatever trouble the connection was in (needs_reauth, a failure
-    // streak): apps that heard of it hear that it is over.
-    if (!existing || existing.troubled) {
+    if (webhook) {
       await recordWebhookEvent(tx, {
-        type: existing ? "connection.recovered" : "connection.created",
+        type: webhook,
         connectionId: id,
         integration: integration.key,
         externalId: input.externalId,

@@ -26,6 +26,8 @@ export interface IntegrationRegistration {
   readonly bodyFormat?: BodyFormat | undefined;
   readonly scopes?: readonly string[] | undefined;
   readonly refreshBufferSeconds?: number | undefined;
+  /** Access token lifetime when an answer states none (Salesforce's session timeout). */
+  readonly accessTokenLifetimeSeconds?: number | undefined;
   /** Connect flow: overrides the provider's authorization URL. */
   readonly authorizationUrl?: string | undefined;
   /** Connect flow: extra authorization URL parameters. */
@@ -64,6 +66,7 @@ export async function registerIntegration(
     bodyFormat: input.bodyFormat ?? null,
     scopes: [...(input.scopes ?? [])],
     refreshBufferSeconds: input.refreshBufferSeconds ?? null,
+    accessTokenLifetimeSeconds: input.accessTokenLifetimeSeconds ?? null,
     authorizationUrl: input.authorizationUrl ?? null,
     authorizationParams: { ...input.authorizationParams },
     returnUrls: [...(input.returnUrls ?? [])],

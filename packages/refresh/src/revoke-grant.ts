@@ -147,6 +147,14 @@ export async function requeuePendingRevocations(
   return rows.length;
 }
 
+/**
+ * The connection column a pending revocation's `token` was copied from, by its `tokenType`:
+ * the ciphertext is still bound to it (key rotation re-seals it there too).
+ */
+export function revokedTokenColumn(tokenType: string): "refreshToken" | "accessToken" {
+  return tokenType === "refresh_token" ? "refreshToken" : "accessToken";
+}
+
 async function send(
   deps: RevocationDeps,
   row: { connectionId: string; token: string; tokenType: string },
@@ -157,7 +165,7 @@ async function send(
   const rule = revocationRuleOf(integration);
   if (rule === null) return { outcome: "failed", errorCode: "no_revocation_endpoint" };
   const type: RevocationTokenType =
-    row.tokenType === "refresh_token" ? "refresh_token" : "access_token";
+    revokedTokenColumn(row.tokenType) === "refreshToken" ? "refresh_token" : "access_token";
   // Sealed as the connection's own column: it opens only under that id and field.
   const open = type === "refresh_token" ? openRefreshToken : openAccessToken;
   let request: ReturnType<typeof buildRevocationRequest>;
@@ -185,7 +193,7 @@ async function send(
       ? { outcome: "retry", errorCode: answer.failure, retryAfterMs: null }
       : { outcome: "failed", errorCode: answer.failure };
   }
-  return classifyRevocationAnswer(answer, now, settings.retryMaxDelayMs);
+  return classifyRevocationAnswer(answer, now, settings.retryMaxDelayMs, rule.kind);
 }
 
 /** The event (never the token), the metric, and the row gone, in one transaction. */

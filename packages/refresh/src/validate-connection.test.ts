@@ -1,6 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { refreshConnection } from "./refresh-connection";
-import { createRefreshHarness, type RefreshHarness, redisDatabaseUrl } from "./testing";
+import {
+  createRefreshHarness,
+  metricValue,
+  type RefreshHarness,
+  redisDatabaseUrl,
+} from "./testing";
 import {
   type ValidationDeps,
   ValidationUnsupportedError,
@@ -103,6 +108,26 @@ describe("validateConnection", () => {
     await expect(validateConnection(deps, connection.id)).rejects.toBeInstanceOf(
       ValidationUnsupportedError,
     );
+  });
+
+  it("counts each verdict in evergreen_validations_total by provider and outcome", async () => {
+    const counted = (outcome: string) =>
+      metricValue(h.metrics.validationsTotal, { provider: "oauth2", outcome });
+    const outcomes = ["valid", "invalid", "revoked", "expired", "unsupported"];
+    const before = await Promise.all(outcomes.map(counted));
+    const live = await introspected();
+    const revoked = await introspected();
+    const expired = await introspected({ expiresInSeconds: -60 });
+    const unsupported = await h.addConnection();
+    h.provider.revoke(revoked.grant.accessToken);
+    await validateConnection(deps, live.connection.id);
+    await validateConnection(deps, revoked.connection.id);
+    // Asked again: still invalid, but the connection has already stopped.
+    await validateConnection(deps, revoked.connection.id);
+    await validateConnection(deps, expired.connection.id);
+    await validateConnection(deps, unsupported.connection.id).catch(() => undefined);
+    const after = await Promise.all(outcomes.map(counted));
+    expect(after.map((value, index) => value - (before[index] ?? 0))).toEqual([1, 1, 1, 1, 1]);
   });
 
   it("is null for a connection that does not exist", async () => {

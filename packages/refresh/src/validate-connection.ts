@@ -9,7 +9,7 @@ import { recordWebhookEvent } from "@evergreen/webhooks";
 import { asRecord, type RefreshDeps, type RefreshSettings } from "./refresh-connection";
 import { openAccessToken, openClientSecret } from "./token-cipher";
 
-export interface ValidationDeps extends Pick<RefreshDeps, "keyRing" | "egress"> {
+export interface ValidationDeps extends Pick<RefreshDeps, "keyRing" | "egress" | "metrics"> {
   readonly prisma: PrismaClient;
   readonly settings: Pick<RefreshSettings, "timeoutMs" | "allowInsecureTokenUrls">;
   /** @defaultValue () => new Date() */
@@ -55,17 +55,47 @@ export async function validateConnection(
   deps: ValidationDeps,
   connectionId: string,
 ): Promise<Validation | null> {
-  const now = deps.now ?? (() => new Date());
   const connection = await deps.prisma.connection.findUnique({
     where: { id: connectionId },
     include: { integration: true },
   });
   if (!connection) return null;
+  const { provider } = connection.integration;
+  const count = (outcome: ValidationOutcome) =>
+    deps.metrics.validationsTotal.inc({
+      provider: isProviderId(provider) ? provider : "unknown",
+      outcome,
+    });
+  try {
+    const { asked, ...validation } = await validate(deps, connection);
+    count(outcomeOf(validation, asked));
+    return validation;
+  } catch (error) {
+    if (error instanceof ValidationFailedError) count("no_verdict");
+    if (error instanceof ValidationUnsupportedError) count("unsupported");
+    throw error;
+  }
+}
+
+type ValidationOutcome = "valid" | "invalid" | "revoked" | "expired" | "no_verdict" | "unsupported";
+
+/** `asked`: the provider gave the verdict (not a token past its stored expiry). */
+function outcomeOf(validation: Validation, asked: boolean): ValidationOutcome {
+  if (validation.valid) return "valid";
+  if (!asked) return "expired";
+  return validation.revoked ? "revoked" : "invalid";
+}
+
+async function validate(
+  deps: ValidationDeps,
+  connection: Connection & { integration: Integration },
+): Promise<Validation & { asked: boolean }> {
+  const now = deps.now ?? (() => new Date());
   const { integration } = connection;
   const started = now();
   const stored = connection.expiresAt ? { expiresAt: connection.expiresAt } : {};
   if (connection.expiresAt && connection.expiresAt <= started) {
-    return { valid: false, ...stored, checkedAt: started, revoked: false };
+    return { valid: false, ...stored, checkedAt: started, revoked: false, asked: false };
   }
   const request = validationRequest(deps, connection, integration);
   const answer = await deps.egress.send(request.request, { timeoutMs: deps.settings.timeoutMs });
@@ -73,7 +103,7 @@ export async function validateConnection(
     throw new ValidationFailedError(`the provider could not be asked (${answer.failure})`);
   }
   const checkedAt = now();
-  const verdict = classifyValidation(request.kind, answer, checkedAt);
+  const verdict = classifyValidation(request.kind, answer, checkedAt, request.okField);
   if (verdict.valid === null) throw new ValidationFailedError(verdict.reason);
   if (verdict.valid) {
     await deps.prisma.connection.updateMany({
@@ -87,10 +117,11 @@ export async function validateConnection(
       ...(expiresAt ? { expiresAt } : {}),
       checkedAt,
       revoked: false,
+      asked: true,
     };
   }
   const revoked = await markRevoked(deps.prisma, connection, checkedAt);
-  return { valid: false, ...stored, checkedAt, revoked };
+  return { valid: false, ...stored, checkedAt, revoked, asked: true };
 }
 
 function validationRequest(

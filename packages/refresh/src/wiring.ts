@@ -121,10 +121,12 @@ export function createValidationDeps(parts: {
   >;
   readonly prisma: PrismaClient;
   readonly keyRing: KeyRing;
+  readonly metrics: Metrics;
 }): ValidationDeps {
   return {
     prisma: parts.prisma,
     keyRing: parts.keyRing,
+    metrics: parts.metrics,
     // Few at once: the scheduler validates one connection at a time.
     egress: egressClient(parts.env, 4),
     settings: {

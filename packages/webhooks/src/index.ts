@@ -28,7 +28,11 @@ export {
   WEBHOOK_QUEUE_PREFIX,
 } from "./jobs";
 export { type DispatcherOptions, OutboxDispatcher } from "./outbox-dispatcher";
-export { recordWebhookEvent, type WebhookEventInput } from "./record-event";
+export {
+  recordWebhookEvent,
+  recordWebhookEvents,
+  type WebhookEventInput,
+} from "./record-event";
 export {
   generateWebhookSecret,
   MalformedSecretError,

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { startMockProvider } from "@evergreen/providers/testing";
 import { openRefreshToken, sealCodeVerifier } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
@@ -306,6 +307,49 @@ describe("connect flow", () => {
     expect(response.statusCode).toBe(409);
     expect(response.json()).toMatchObject({ error: "integration_error" });
   });
+
+  it("keeps the callback values the provider's apps need (Intuit's realmId) and returns them as extra", async () => {
+    const created = await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: AUTH,
+      payload: {
+        key: "quickbooks",
+        provider: "intuit",
+        clientId: h.provider.clientId,
+        clientSecret: h.provider.clientSecret,
+        tokenUrl: h.provider.tokenUrl,
+        authorizationUrl: h.provider.authorizationUrl,
+        returnUrls: [RETURN_URL],
+      },
+    });
+    expect(created.statusCode).toBe(201);
+    const started = await startSession({
+      integration: "quickbooks",
+      externalId: newUser(),
+      returnUrl: RETURN_URL,
+      metadata: { plan: "pro" },
+    });
+    const { url } = started.json<{ url: string }>();
+    // Intuit adds the company id to the callback; anything else it might add is not kept.
+    const returned = `${await consent(url, "approve")}&realmId=9130354711235&note=hello`;
+    const { params } = redirectedTo(await callback(returned));
+    expect(params.status).toBe("success");
+
+    const view = await app.inject({
+      method: "GET",
+      url: `/v1/connections/${params.connectionId}`,
+      headers: AUTH,
+    });
+    expect(view.json().metadata).toEqual({ plan: "pro", realmId: "9130354711235" });
+    const token = await app.inject({
+      method: "GET",
+      url: `/v1/connections/${params.connectionId}/token`,
+      headers: AUTH,
+    });
+    expect(token.statusCode).toBe(200);
+    expect(token.json().extra).toEqual({ realmId: "9130354711235" });
+  });
 });
 
 describe("POST /v1/connections/exchange", () => {
@@ -349,6 +393,81 @@ describe("POST /v1/connections/exchange", () => {
     const again = await exchange(body);
     expect(again.statusCode).toBe(400);
     expect(again.json()).toMatchObject({ error: "invalid_grant" });
+  });
+
+  it("keeps the values a provider's answer gives (Salesforce's instance_url) and its stated refresh token end", async () => {
+    // A provider answering as Salesforce does: no expires_in, instance_url to keep.
+    const salesforce = await startMockProvider({
+      answers: {
+        omitExpiresIn: true,
+        successFields: () => ({
+          instance_url: "https://acme.my.salesforce.com",
+          refresh_token_expires_in: 86_400,
+        }),
+      },
+    });
+    try {
+      const created = await app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: AUTH,
+        payload: {
+          key: "crm",
+          provider: "salesforce",
+          clientId: salesforce.clientId,
+          clientSecret: salesforce.clientSecret,
+          tokenUrl: salesforce.tokenUrl,
+          accessTokenLifetimeSeconds: 7200,
+        },
+      });
+      expect(created.statusCode).toBe(201);
+      const redirectUri = "https://app.example.com/oauth/cb";
+      const consented = await fetch(
+        `${salesforce.authorizationUrl}?${new URLSearchParams({
+          response_type: "code",
+          client_id: salesforce.clientId,
+          redirect_uri: redirectUri,
+          approve: "1",
+        })}`,
+        { redirect: "manual" },
+      );
+      const code = new URL(consented.headers.get("location") ?? "").searchParams.get("code");
+      const before = Date.now();
+      const exchanged = await exchange({
+        integration: "crm",
+        externalId: newUser(),
+        code,
+        redirectUri,
+        metadata: { plan: "pro" },
+      });
+      expect(exchanged.statusCode).toBe(201);
+      const view = exchanged.json<{
+        id: string;
+        metadata: unknown;
+        expiresAt: string;
+        refreshTokenExpiresAt: string;
+      }>();
+      expect(view.metadata).toEqual({
+        plan: "pro",
+        instance_url: "https://acme.my.salesforce.com",
+      });
+      const after = Date.now();
+      // No expires_in: the integration's session timeout, 2 hours from the exchange.
+      const expiresAt = Date.parse(view.expiresAt);
+      expect(expiresAt).toBeGreaterThanOrEqual(before + 7_200_000);
+      expect(expiresAt).toBeLessThanOrEqual(after + 7_200_000);
+      const refreshTokenEnd = Date.parse(view.refreshTokenExpiresAt);
+      expect(refreshTokenEnd).toBeGreaterThanOrEqual(before + 86_400_000);
+      expect(refreshTokenEnd).toBeLessThanOrEqual(after + 86_400_000);
+      const token = await app.inject({
+        method: "GET",
+        url: `/v1/connections/${view.id}/token`,
+        headers: AUTH,
+      });
+      expect(token.json().extra).toEqual({ instance_url: "https://acme.my.salesforce.com" });
+    } finally {
+      await salesforce.close();
+    }
   });
 
   it("answers 400 invalid_grant for a bad code or verifier, and 400 invalid_request for bad input", async () => {

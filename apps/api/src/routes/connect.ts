@@ -148,7 +148,7 @@ export const connectRoutes = {
     tag,
     summary: "The OAuth redirect URI (public: the provider sends users' browsers here)",
     description:
-      "Exchanges the code, stores the connection, and redirects to the session's `returnUrl` with `connectionId` and `status=success`, or `error=<code>`. Never puts a token in a URL.",
+      "Exchanges the code, stores the connection, and redirects to the session's `returnUrl` with `connectionId` and `status=success`, or `error=<code>`. Never puts a token in a URL. Values a provider adds to the callback that its apps need (Intuit `realmId`, Zoho `location`, Shopify `shop`) are kept in the connection's metadata and returned as the token's `extra`.",
     query: callbackQuery,
     onInvalidInput: sendInvalidState,
     head: false,
@@ -207,7 +207,11 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
 
   registerRoute(app, connectRoutes.callback, async ({ query }, request, reply) => {
     keepPrivate(reply);
-    const outcome = await completeConnectSession(exchange, query);
+    // The raw query too: providers add the values their apps need (Intuit's realmId, Zoho's
+    // location), which the provider's definition names; nothing else of it is kept.
+    const params: Record<string, unknown> =
+      request.query && typeof request.query === "object" ? { ...request.query } : {};
+    const outcome = await completeConnectSession(exchange, { ...query, params });
     request.server.audit.tokenRead({
       // Public: no API key. The session's state, single-use, is the credential.
       keyName: "oauth_callback",

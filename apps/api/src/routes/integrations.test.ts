@@ -73,7 +73,26 @@ describe("POST /v1/integrations", () => {
       payload: { ...google, clientSecret: "GOCSPX-rotated", refreshBufferSeconds: 600 },
     });
     expect(updated.statusCode).toBe(200);
-    expect(updated.json()).toMatchObject({ refreshBufferSeconds: 600 });
+    expect(updated.json()).toMatchObject({
+      refreshBufferSeconds: 600,
+      accessTokenLifetimeSeconds: null,
+    });
+
+    // Salesforce states no lifetime: the org's session timeout is the integration's to say.
+    const salesforce = await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: auth,
+      payload: {
+        key: "crm",
+        provider: "salesforce",
+        clientId: "3MVG9-id",
+        clientSecret: "sf",
+        accessTokenLifetimeSeconds: 7200,
+      },
+    });
+    expect(salesforce.statusCode).toBe(201);
+    expect(salesforce.json()).toMatchObject({ accessTokenLifetimeSeconds: 7200 });
 
     const row = await h.prisma.integration.findUniqueOrThrow({ where: { key: "gmail" } });
     expect(row.clientSecret).not.toContain("GOCSPX");
@@ -96,6 +115,7 @@ describe("POST /v1/integrations", () => {
     ],
     [{ ...google, clientSecret: "" }, /^clientSecret: /],
     [{ ...google, refreshBufferSeconds: -5 }, /^refreshBufferSeconds: /],
+    [{ ...google, accessTokenLifetimeSeconds: 5 }, /^accessTokenLifetimeSeconds: /],
   ])("refuses %j naming the field", async (payload, message) => {
     const app = await server();
     const response = await app.inject({

@@ -60,6 +60,15 @@ const integrationInput = requestSchema(
     bodyFormat: z.enum(["form", "json"]).optional(),
     scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
     refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
+    accessTokenLifetimeSeconds: z
+      .number()
+      .int()
+      .min(60)
+      .max(31_536_000)
+      .optional()
+      .describe(
+        "access token lifetime when the provider's answer states none, over the provider's fallback (Salesforce: the org's session timeout)",
+      ),
     authorizationUrl: z.string().url().max(2048).optional(),
     revocationUrl: z
       .string()
@@ -132,6 +141,7 @@ const integrationViewSchema = responseSchema(
     bodyFormat: z.enum(["form", "json"]).nullable(),
     scopes: z.array(z.string()),
     refreshBufferSeconds: z.number().int().nullable(),
+    accessTokenLifetimeSeconds: z.number().int().nullable(),
     authorizationUrl: z.string().nullable(),
     revocationUrl: z.string().nullable(),
     authorizationParams: z.record(z.string(), z.string()),
@@ -160,6 +170,7 @@ export function integrationView(row: Integration): z.output<typeof integrationVi
     bodyFormat: row.bodyFormat,
     scopes: row.scopes,
     refreshBufferSeconds: row.refreshBufferSeconds,
+    accessTokenLifetimeSeconds: row.accessTokenLifetimeSeconds,
     authorizationUrl: row.authorizationUrl,
     revocationUrl: row.revocationUrl,
     // Only ever written from the validated string map of the input.

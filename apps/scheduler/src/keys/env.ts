@@ -7,4 +7,5 @@ export const keysEnv = z.object({
   DATABASE_URL: fields.databaseUrl,
   REDIS_URL: fields.redisUrl,
   ENCRYPTION_KEYS: fields.encryptionKeys,
+  AUDIT_LOG: fields.auditLog,
 });

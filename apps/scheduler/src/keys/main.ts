@@ -3,7 +3,8 @@
 import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createPrismaClient } from "@evergreen/db";
+import { createPrismaClient, type PrismaClient } from "@evergreen/db";
+import { type AuditLog, AuditLogError, createAuditLog } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
   type KeyStatus,
@@ -52,20 +53,18 @@ async function main(): Promise<number> {
   const json = values.json || !process.stdout.isTTY;
   const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
   const redis = createRedis(config.REDIS_URL, "producer", "evergreen-keys");
+  const parked = new ParkedAnswers(redis, PARKED_PREFIX);
   try {
     if (command === "status") {
-      const status = await keyStatus(prisma, new ParkedAnswers(redis, PARKED_PREFIX), ring);
+      const status = await keyStatus(prisma, parked, ring);
       process.stdout.write(json ? `${JSON.stringify(status)}\n` : statusTable(status));
       return status.missing.length > 0 ? 1 : 0;
     }
-    // A stop request ends the run after the batch in hand; running again resumes.
-    const stop = new AbortController();
-    for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
-    const result = await rotateCiphertexts(prisma, ring, {
+    const result = await rotate(prisma, parked, ring, {
+      auditLog: config.AUDIT_LOG,
       batchSize,
       dryRun: values["dry-run"],
-      signal: stop.signal,
-      onProgress: json ? progressLine : progressBar,
+      json,
     });
     if (!json) process.stderr.write("\n");
     process.stdout.write(json ? `${JSON.stringify(result)}\n` : rotationSummary(result));
@@ -73,6 +72,68 @@ async function main(): Promise<number> {
   } finally {
     await prisma.$disconnect();
     await redis.quit();
+  }
+}
+
+/**
+ * One `keys rotate` run, on the audit stream: a rotation is a security event (which keys can
+ * read what changes), written with key ids and counts, never a key.
+ */
+async function rotate(
+  prisma: PrismaClient,
+  parked: ParkedAnswers,
+  ring: KeyRing,
+  options: { auditLog: string; batchSize: number; dryRun: boolean; json: boolean },
+): Promise<RotationResult> {
+  // A stop request ends the run after the batch in hand; running again resumes.
+  const stop = new AbortController();
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => stop.abort());
+  const audit = openAuditLog(options.auditLog);
+  const run = {
+    event: "key_rotation",
+    primaryKeyId: ring.primaryKeyId,
+    dryRun: options.dryRun,
+  } as const;
+  try {
+    const before = await keyStatus(prisma, parked, ring);
+    audit.security({ ...run, phase: "started", byKey: before.byKey });
+    const result = await rotateCiphertexts(prisma, parked, ring, {
+      batchSize: options.batchSize,
+      dryRun: options.dryRun,
+      signal: stop.signal,
+      onProgress: options.json ? progressLine : progressBar,
+    });
+    const after = await keyStatus(prisma, parked, ring);
+    audit.security({
+      ...run,
+      phase: "finished",
+      byKey: after.byKey,
+      resealed: result.rotated,
+      fenced: result.fenced,
+      failed: result.failed.length,
+      stopped: result.stopped,
+    });
+    return result;
+  } catch (error) {
+    audit.security({
+      ...run,
+      phase: "failed",
+      error: error instanceof Error ? error.name : "unknown",
+    });
+    throw error;
+  } finally {
+    audit.close();
+  }
+}
+
+/** The audit stream, or exit 1 with one line naming AUDIT_LOG when its file cannot be opened. */
+function openAuditLog(destination: string): AuditLog {
+  try {
+    return createAuditLog({ name: "keys", destination });
+  } catch (error) {
+    if (!(error instanceof AuditLogError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    process.exit(1);
   }
 }
 

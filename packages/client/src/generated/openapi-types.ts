@@ -9,6 +9,8 @@ export interface Schemas {
     /** null when the token does not expire */
     "expiresAt": string | null;
     "scope": string | null;
+    /** values the provider gave that calls to its API need: Salesforce `instance_url`, Zoho `api_domain`, Intuit `realmId`, Shopify `shop`; absent when there are none */
+    "extra"?: Record<string, string>;
   };
   /** An authorization code the app received at its own redirect URI. */
   CodeExchangeInput: {
@@ -120,6 +122,7 @@ export interface Schemas {
     "bodyFormat": "form" | "json" | null;
     "scopes": Array<string>;
     "refreshBufferSeconds": number | null;
+    "accessTokenLifetimeSeconds": number | null;
     "authorizationUrl": string | null;
     "revocationUrl": string | null;
     "authorizationParams": Record<string, string>;
@@ -140,6 +143,8 @@ export interface Schemas {
     "bodyFormat"?: "form" | "json";
     "scopes"?: Array<string>;
     "refreshBufferSeconds"?: number;
+    /** access token lifetime when the provider's answer states none, over the provider's fallback (Salesforce: the org's session timeout) */
+    "accessTokenLifetimeSeconds"?: number;
     "authorizationUrl"?: string;
     /** RFC 7009 endpoint: a deleted connection's grant is revoked there */
     "revocationUrl"?: string;

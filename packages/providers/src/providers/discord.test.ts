@@ -72,6 +72,17 @@ describe("discord", () => {
     });
   });
 
+  it("reads the bucket headers when neither Retry-After nor retry_after is sent", () => {
+    const headers = { "X-RateLimit-Reset-After": "1.5", "X-RateLimit-Reset": "1772366410.25" };
+    expect(classifyAnswer("discord", { status: 429, headers, body: "" }, now)).toMatchObject({
+      retryAfterMs: 1_500,
+    });
+    const epochOnly = { "X-RateLimit-Reset": String(now.getTime() / 1000 + 7.25) };
+    expect(
+      classifyAnswer("discord", { status: 429, headers: epochOnly, body: "" }, now),
+    ).toMatchObject({ retryAfterMs: 7_250 });
+  });
+
   it("prefers the Retry-After header", () => {
     const result = classifyAnswer(
       "discord",

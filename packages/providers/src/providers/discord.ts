@@ -1,4 +1,4 @@
-import { defineProvider } from "../define-provider";
+import { defineProvider, STANDARD_RATE_LIMIT_SOURCES } from "../define-provider";
 
 /** Discord OAuth2 (API v10). */
 export const discord = defineProvider({
@@ -13,6 +13,13 @@ export const discord = defineProvider({
   // `retry_after` (float seconds); many 401/403/429 in a row earn a temporary IP ban, which
   // is why callers must honour retryAfterMs.
   rotatesRefreshToken: true,
+  // Retry-After and the body's retry_after first; then the bucket's headers: seconds from
+  // now (float) in Reset-After, an epoch in Reset.
+  rateLimitSources: [
+    ...STANDARD_RATE_LIMIT_SOURCES,
+    { header: "x-ratelimit-reset-after", unit: "seconds" },
+    { header: "x-ratelimit-reset", unit: "epoch_seconds" },
+  ],
   // No introspection: the user's own record is the cheapest authenticated call.
   validation: { kind: "identity", url: "https://discord.com/api/v10/users/@me" },
   authorization: {

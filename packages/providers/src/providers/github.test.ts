@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { github } from "./github";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 
@@ -115,3 +117,44 @@ describe("github", () => {
     expect(result).toMatchObject({ outcome: "success", expiresAt: null, refreshToken: null });
   });
 });
+
+/** GitHub App user tokens: single-use refresh tokens, errors as HTTP 200. */
+const imitation: ProviderImitation = {
+  grant: { rotate: true, accessTokenTtlSeconds: 28_800 },
+  answers: {
+    successFields: () => ({ refresh_token_expires_in: 15_811_200, token_type: "bearer" }),
+    invalidGrant: {
+      status: 200,
+      body: {
+        error: "bad_refresh_token",
+        error_description: "The refresh token passed is incorrect or expired.",
+      },
+    },
+    invalidClient: {
+      status: 200,
+      body: {
+        error: "incorrect_client_credentials",
+        error_description: "The client_id and/or client_secret passed are incorrect.",
+      },
+    },
+  },
+  success: (now) => ({
+    tokenType: "bearer",
+    refreshTokenExpiresAt: new Date(now.getTime() + 15_811_200_000),
+  }),
+  // Secondary rate limits: 429 (or 403) with Retry-After in seconds.
+  rateLimit: { answer: () => ({ status: 429, retryAfter: "60" }), retryAfterMs: 60_000 },
+  quirks: [
+    {
+      name: "reads the form-encoded answer sent without Accept: application/json",
+      answer: () => ({
+        status: 200,
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "access_token=ghu_form&expires_in=28800&refresh_token=ghr_form&token_type=bearer",
+      }),
+      expected: { outcome: "success", accessToken: "ghu_form", refreshToken: "ghr_form" },
+    },
+  ],
+};
+
+describeProviderContract(github, imitation);

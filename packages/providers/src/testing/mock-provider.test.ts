@@ -79,6 +79,34 @@ describe("MockProvider", () => {
     expect(provider.reuseCount).toBe(0);
   });
 
+  it("answers in an imitated provider's shape, its grants and clients checked as ever", async () => {
+    const provider = await start({
+      answers: {
+        omitExpiresIn: true,
+        successFields: ({ expiresIn }) => ({ ok: true, lifetime: expiresIn }),
+        invalidGrant: { status: 200, body: { ok: false, error: "invalid_refresh_token" } },
+        invalidClient: { status: 403, body: { status: 403, message: "invalid client secret" } },
+      },
+    });
+    const grant = provider.issueGrant({ accessTokenTtlSeconds: 90 });
+    const ok = await refresh(provider, grant.refreshToken);
+    expect(ok.status).toBe(200);
+    expect(ok.json).toMatchObject({ ok: true, lifetime: 90 });
+    expect(ok.json).not.toHaveProperty("expires_in");
+    const wrongClient = await refresh(provider, grant.refreshToken, { secret: "nope" });
+    expect(wrongClient).toMatchObject({
+      status: 403,
+      json: { status: 403, message: "invalid client secret" },
+    });
+    provider.revoke(grant.refreshToken);
+    const dead = await refresh(provider, grant.refreshToken);
+    expect(dead).toMatchObject({
+      status: 200,
+      json: { ok: false, error: "invalid_refresh_token" },
+    });
+    expect(provider.refreshesByGrant.get(grant.grantId)).toBe(1);
+  });
+
   it("omits the refresh token from answers when asked", async () => {
     const provider = await start();
     const grant = provider.issueGrant({ omitRefreshToken: true, scope: "read" });

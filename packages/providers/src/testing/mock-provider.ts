@@ -24,6 +24,36 @@ export interface MockProviderOptions {
    * provider running on the host (test/containers). @defaultValue "127.0.0.1"
    */
   host?: string;
+  /**
+   * How the imitated provider shapes its token answers (success extras, dead-grant and
+   * bad-client bodies). Data, kept beside each provider's contract test. @defaultValue {}
+   */
+  answers?: AnswerShapes;
+}
+
+/** A fixed answer: status, body (a string as is, anything else as JSON) and headers. */
+export type CannedAnswer = Omit<
+  Exclude<ScriptedAnswer, { hang: true } | { endless: true }>,
+  "applyRefresh"
+>;
+
+/**
+ * How a real provider's token endpoint bends RFC 6749, as data the mock applies to every
+ * answer of its state machine: the grant really dies, the client is really checked, only
+ * the shape of the answer is the provider's.
+ */
+export interface AnswerShapes {
+  /**
+   * Fields added to every token answer: Salesforce's `instance_url`, Slack's `ok: true`,
+   * Strava's epoch `expires_at`. Given the issued lifetime and the time of issue.
+   */
+  successFields?: (issued: { expiresIn: number; issuedAt: Date }) => Record<string, unknown>;
+  /** Token answers carry no `expires_in` (Salesforce). @defaultValue false */
+  omitExpiresIn?: boolean;
+  /** Replaces RFC 6749's `400 invalid_grant` for a dead, unknown or reused refresh token. */
+  invalidGrant?: CannedAnswer;
+  /** Replaces RFC 6749's `401 invalid_client` when the token endpoint refuses the client. */
+  invalidClient?: CannedAnswer;
 }
 
 export interface GrantOptions {
@@ -182,6 +212,7 @@ export class MockProvider {
   readonly #received: ReceivedRequest[] = [];
   readonly #refreshesByGrant = new Map<string, number>();
   readonly #codes = new Map<string, PendingCode>();
+  readonly #answers: AnswerShapes;
   #requests = 0;
   #reuseCount = 0;
   #port = 0;
@@ -193,6 +224,7 @@ export class MockProvider {
     this.#keepReceived = options.keepReceived ?? 100;
     this.consentGrant = options.consentGrant ?? {};
     this.#host = options.host ?? "127.0.0.1";
+    this.#answers = options.answers ?? {};
     this.#server = createServer((req, res) => {
       this.#handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500).end();
@@ -478,7 +510,10 @@ export class MockProvider {
 
   #token(params: Record<string, string>, credentials: ClientCredentials): Reply {
     const refused = this.#checkClient(params, credentials);
-    if (refused !== null) return refused;
+    if (refused !== null) {
+      const shaped = this.#answers.invalidClient;
+      return shaped === undefined ? refused : scriptedReply(shaped);
+    }
     if (params.grant_type === "refresh_token") return this.#refresh(params);
     if (params.grant_type === "authorization_code") return this.#exchangeCode(params);
     return oauthError(400, "unsupported_grant_type");
@@ -530,15 +565,8 @@ export class MockProvider {
       ...(pending.scope === null ? {} : { scope: pending.scope }),
     });
     pending.grant = grant;
-    const body: Record<string, string | number> = {
-      access_token: grant.accessToken,
-      token_type: "Bearer",
-      expires_in: grant.ttlSeconds,
-      // The first answer of a grant always carries its refresh token, Google's included.
-      refresh_token: grant.refreshToken,
-    };
-    if (grant.scope !== null) body.scope = grant.scope;
-    return json(200, body);
+    // The first answer of a grant always carries its refresh token, Google's included.
+    return this.#tokenAnswer(grant, true);
   }
 
   #nextScripted(refreshToken: string | undefined): ScriptedAnswer | undefined {
@@ -571,13 +599,13 @@ export class MockProvider {
     }
     const grant = this.#grantByRefreshToken.get(presented);
     if (grant === undefined || grant.revoked) {
-      return oauthError(400, "invalid_grant", "refresh token is invalid or revoked");
+      return this.#deadGrant("refresh token is invalid or revoked");
     }
     if (presented !== grant.refreshToken) {
       // Reuse of a rotated-away token: a real provider assumes theft and revokes the grant.
       this.#reuseCount += 1;
       grant.revoked = true;
-      return oauthError(400, "invalid_grant", "refresh token was already used");
+      return this.#deadGrant("refresh token was already used");
     }
 
     if (grant.rotate) {
@@ -587,14 +615,28 @@ export class MockProvider {
     this.#issueAccessToken(grant);
     grant.refreshes += 1;
     this.#refreshesByGrant.set(grant.id, grant.refreshes);
-    const body: Record<string, string | number> = {
+    return this.#tokenAnswer(grant, !grant.omitRefreshToken);
+  }
+
+  /** A token answer in the imitated provider's shape. */
+  #tokenAnswer(grant: Grant, withRefreshToken: boolean): Reply {
+    const shapes = this.#answers;
+    const body: Record<string, unknown> = {
       access_token: grant.accessToken,
       token_type: "Bearer",
-      expires_in: grant.ttlSeconds,
     };
-    if (!grant.omitRefreshToken) body.refresh_token = grant.refreshToken;
+    if (shapes.omitExpiresIn !== true) body.expires_in = grant.ttlSeconds;
+    if (withRefreshToken) body.refresh_token = grant.refreshToken;
     if (grant.scope !== null) body.scope = grant.scope;
-    return json(200, body);
+    const extra = shapes.successFields?.({ expiresIn: grant.ttlSeconds, issuedAt: new Date() });
+    return json(200, { ...body, ...extra });
+  }
+
+  #deadGrant(description: string): Reply {
+    const shaped = this.#answers.invalidGrant;
+    return shaped === undefined
+      ? oauthError(400, "invalid_grant", description)
+      : scriptedReply(shaped);
   }
 
   #issueAccessToken(grant: Grant): void {

@@ -1,12 +1,14 @@
 import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 import { isDeepStrictEqual } from "node:util";
-import type { Connection } from "@evergreen/db";
+import type { KeyRing } from "@evergreen/crypto";
 import {
   type RegistrationDeps,
   registerConnection,
   UnknownIntegrationError,
 } from "../register-connection";
+import { type BatchOutcome, registerConnectionBatch } from "../register-connection-batch";
+import type { ExistingConnection } from "../registration-rules";
 import { openAccessToken, openRefreshToken } from "../token-cipher";
 import type { FernetKey } from "./fernet";
 import { type ImportedConnection, parseImportLine } from "./import-line";
@@ -20,7 +22,9 @@ export interface ImportOptions {
   readonly fernetKey?: FernetKey | undefined;
   /** Parse, open and compare, but write nothing. @defaultValue false */
   readonly dryRun?: boolean | undefined;
-  /** Lines being stored at once. @defaultValue 16 */
+  /** Lines stored by one statement (registerConnectionBatch). @defaultValue 500 */
+  readonly batchSize?: number | undefined;
+  /** Batches being stored at once. @defaultValue 2 */
   readonly concurrency?: number | undefined;
   /** Called every `progressEvery` lines and once at the end. */
   readonly onProgress?: ((summary: ImportSummary) => void) | undefined;
@@ -41,11 +45,13 @@ export interface ImportSummary {
 }
 
 /**
- * Imports connections from JSON lines, each stored by registerConnection exactly as
- * `POST /v1/connections` stores it (sealed, upserted, evented, scheduled; pass a
- * `spreadWindowSeconds` in `deps` so a bulk of tokens expiring together does not refresh
- * together). A line whose connection already holds the same tokens, scope and metadata is
- * left alone, so re-running an import writes nothing: no new version, event or schedule.
+ * Imports connections from JSON lines, stored by the rules `POST /v1/connections` stores by
+ * (sealed, upserted, evented, scheduled; pass a `spreadWindowSeconds` in `deps` so a bulk of
+ * tokens expiring together does not refresh together), a batch of lines per statement
+ * (registerConnectionBatch). A line whose connection already holds the same tokens, scope and
+ * metadata is left alone, so re-running an import writes nothing: no new version, event or
+ * schedule. Lines the batch leaves alone, and every line of a batch that failed, are stored
+ * one by one by registerConnection, so an error is reported against its line.
  *
  * @throws UnknownIntegrationError before reading a line when the integration does not exist.
  */
@@ -57,7 +63,8 @@ export async function importConnections(
     where: { key: options.integration },
   });
   if (!integration) throw new UnknownIntegrationError(options.integration);
-  const concurrency = options.concurrency ?? 16;
+  const batchSize = options.batchSize ?? 500;
+  const concurrency = options.concurrency ?? 2;
   const progressEvery = options.progressEvery ?? 1000;
   const summary: ImportSummary = { lines: 0, created: 0, updated: 0, unchanged: 0, failed: 0 };
 
@@ -65,34 +72,63 @@ export async function importConnections(
     summary.failed += 1;
     options.onLineError?.(line, reason);
   };
-  const store = async (line: number, connection: ImportedConnection) => {
+  const count = (outcome: Exclude<BatchOutcome, "single">) => {
+    summary[outcome] += 1;
+  };
+  const storeOne = async ({ line, connection }: Numbered) => {
     try {
-      const existing = await deps.prisma.connection.findUnique({
-        where: {
-          integrationId_externalId: {
-            integrationId: integration.id,
-            externalId: connection.externalId,
-          },
-        },
+      const [outcome] = await registerConnectionBatch(deps, integration, [connection], {
+        dryRun: options.dryRun,
+        isUnchanged: holdsAlready(deps.keyRing),
       });
-      if (existing && holdsAlready(deps, existing, connection)) {
-        summary.unchanged += 1;
-      } else if (options.dryRun) {
-        summary[existing ? "updated" : "created"] += 1;
-      } else {
+      if (outcome === "single") {
         const { created } = await registerConnection(deps, {
           ...connection,
           integration: integration.key,
         });
-        summary[created ? "created" : "updated"] += 1;
+        count(created ? "created" : "updated");
+      } else if (outcome) {
+        count(outcome);
       }
     } catch (error) {
       // The name only: a database error's message may quote the values it was given.
       fail(line, `not stored (${errorName(error)})`);
     }
   };
+  const storeBatch = async (batch: readonly Numbered[]) => {
+    let outcomes: BatchOutcome[];
+    try {
+      outcomes = await registerConnectionBatch(
+        deps,
+        integration,
+        batch.map((item) => item.connection),
+        { dryRun: options.dryRun, isUnchanged: holdsAlready(deps.keyRing) },
+      );
+    } catch {
+      // One line's value (or a deadlock with another writer) fails the whole statement:
+      // line by line, each is stored or reported against its own number.
+      for (const item of batch) await storeOne(item);
+      return;
+    }
+    for (const [index, outcome] of outcomes.entries()) {
+      const item = batch[index];
+      if (outcome === "single" && item) await storeOne(item);
+      else if (outcome !== "single") count(outcome);
+    }
+  };
 
   const inFlight = new Set<Promise<void>>();
+  let batch: Numbered[] = [];
+  const externalIds = new Set<string>();
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const task: Promise<void> = storeBatch(batch).finally(() => inFlight.delete(task));
+    inFlight.add(task);
+    batch = [];
+    externalIds.clear();
+    // Reading waits while the pool is full, so memory stays bounded whatever the file's size.
+    if (inFlight.size >= concurrency) await Promise.race(inFlight);
+  };
   let lineNumber = 0;
   // Created only now: readline starts the stream flowing, and lines it emitted before the
   // loop below were listening would be lost.
@@ -103,36 +139,38 @@ export async function importConnections(
     summary.lines += 1;
     const parsed = parseImportLine(text, options.fernetKey);
     if (parsed.ok) {
-      const task: Promise<void> = store(lineNumber, parsed.connection).finally(() =>
-        inFlight.delete(task),
-      );
-      inFlight.add(task);
-      // Reading waits while the pool is full, so memory stays bounded whatever the file's size.
-      if (inFlight.size >= concurrency) await Promise.race(inFlight);
+      // One statement cannot upsert a row twice: a repeated user starts the next batch, so
+      // the later line wins, as it would stored line by line.
+      if (externalIds.has(parsed.connection.externalId)) await flush();
+      batch.push({ line: lineNumber, connection: parsed.connection });
+      externalIds.add(parsed.connection.externalId);
+      if (batch.length >= batchSize) await flush();
     } else {
       fail(lineNumber, parsed.reason);
     }
     if (summary.lines % progressEvery === 0) options.onProgress?.({ ...summary });
   }
+  await flush();
   await Promise.all(inFlight);
   options.onProgress?.({ ...summary });
   return summary;
 }
 
-function holdsAlready(
-  { keyRing }: RegistrationDeps,
-  stored: Connection,
-  line: ImportedConnection,
-): boolean {
-  return (
+interface Numbered {
+  readonly line: number;
+  readonly connection: ImportedConnection;
+}
+
+/** A re-import of the tokens, scope and metadata an active connection holds is no change. */
+const holdsAlready =
+  (keyRing: KeyRing) =>
+  (stored: ExistingConnection, line: ImportedConnection): boolean =>
     stored.status === "active" &&
     stored.refreshToken !== null &&
     openRefreshToken(keyRing, stored.id, stored.refreshToken) === line.refreshToken &&
     openAccessToken(keyRing, stored.id, stored.accessToken) === line.accessToken &&
     stored.scope === (line.scope ?? null) &&
-    (line.metadata === undefined || isDeepStrictEqual(stored.metadata, line.metadata))
-  );
-}
+    (line.metadata === undefined || isDeepStrictEqual(stored.metadata, line.metadata));
 
 function errorName(error: unknown): string {
   if (error instanceof Error) {
