@@ -1,7 +1,7 @@
 // Redis memory held by scheduled connections (SPEC §7: 1,000,000 in at most 1 GB; goal
 // <= 500 bytes each). BENCH_MEMORY_JOBS (1,000,000) delayed jobs are added exactly as
 // production adds them: `createRefreshQueue` (prefix `{evergreen}`), id `<uuid>.<version>`,
-// empty data (docs/adr/0014), due within the next hour, in addBulk pages of 1,000 like the
+// empty data (docs/adr/0016), due within the next hour, in addBulk pages of 1,000 like the
 // scheduler's sweep. Measured: `used_memory` before and after, plus a per-key
 // breakdown with MEMORY USAGE.
 //

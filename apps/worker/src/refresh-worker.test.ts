@@ -168,7 +168,7 @@ describe("startRefreshWorker", () => {
     });
   });
 
-  // Jobs added before their data was emptied (docs/adr/0014) are still in Redis after an
+  // Jobs added before their data was emptied (docs/adr/0016) are still in Redis after an
   // upgrade, and producers of the previous release add them during a rolling deploy.
   it("refreshes a job in the previous release's shape, with `{connectionId, version}` data", async () => {
     const { connection: row, grant } = await h.addConnection();

@@ -30,7 +30,7 @@ export interface RefreshWorkerOptions {
  */
 export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Worker {
   const failures = new ClientErrorLog(options.log);
-  // The id says which connection at which version (docs/adr/0014); the data, empty now and
+  // The id says which connection at which version (docs/adr/0016); the data, empty now and
   // `{connectionId, version}` in jobs added before, is not read.
   const process = async (job: Job<unknown>, token?: string) => {
     const payload = parseRefreshJobId(job.id ?? "");

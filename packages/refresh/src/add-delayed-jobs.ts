@@ -3,7 +3,7 @@ import { REFRESH_JOB, type RefreshQueue } from "./jobs";
 
 /**
  * Adds a page of missing delayed refresh jobs in one script call, writing exactly what
- * BullMQ 6's `addDelayedJob` writes for our jobs (docs/adr/0015): the job hash (`name`,
+ * BullMQ 6's `addDelayedJob` writes for our jobs (docs/adr/0017): the job hash (`name`,
  * `data` `{}`, `opts`, `timestamp`, `delay`, `priority`), its member in the delayed set
  * scored `dueMs * 0x1000 + sequence` (getDelayedScore.lua), and the marker that wakes
  * blocked workers (addDelayMarkerIfNeeded.lua). It skips what only BullMQ's event

@@ -3,7 +3,7 @@ import { type ConnectionOptions, Job, type JobJson, type JobProgress, Queue } fr
 
 /**
  * The one job catalog: queue, job name, job id (which is the payload) and options, used by every
- * producer (api, scheduler, worker) and the consumer (worker). Design: docs/adr/0004, 0014.
+ * producer (api, scheduler, worker) and the consumer (worker). Design: docs/adr/0004, 0016.
  */
 
 /** Hash-tagged so every key of the queue lands in one Redis Cluster slot. */
@@ -19,7 +19,7 @@ export interface RefreshJobPayload {
 }
 
 /**
- * A refresh job's stored data: nothing, since its id says everything (docs/adr/0014). Jobs
+ * A refresh job's stored data: nothing, since its id says everything (docs/adr/0016). Jobs
  * added before that carry `{connectionId, version}`, which the worker ignores.
  */
 export type RefreshJobData = Record<string, never>;
@@ -51,7 +51,7 @@ export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
  * Jobs carry no options beyond their id and delay: BullMQ stores a job's options in its
  * hash, and at a million scheduled connections every byte counts (SPEC §7: 1 GB of Redis;
  * attempts, backoff and removal options were 100 of a job's ~1,040 bytes, see
- * bench/redis-memory.ts; docs/adr/0014 for the rest). What they said lives in the worker instead: finished jobs are
+ * bench/redis-memory.ts; docs/adr/0016 for the rest). What they said lives in the worker instead: finished jobs are
  * removed (WORKER_JOB_RETENTION) and exceptions are retried by the worker itself, with
  * backoff (apps/worker/src/refresh-worker.ts).
  *
@@ -64,7 +64,7 @@ export const WORKER_JOB_RETENTION = { removeOnComplete: { count: 0 }, removeOnFa
 /**
  * A job as BullMQ stores it, minus `opts.jobId`: the id is already the hash's key, and
  * those 48 bytes made `opts` longer than `hash-max-listpack-value` (64 bytes by default),
- * which turns the whole job hash from a compact listpack into a hashtable (docs/adr/0014).
+ * which turns the whole job hash from a compact listpack into a hashtable (docs/adr/0016).
  * Nothing reads `opts.jobId` back: BullMQ takes a stored job's id from its key.
  */
 class CompactJob<

@@ -176,7 +176,7 @@ async function addPageJobs(
     id: refreshJobId({ connectionId: row.id, version: row.version }),
     dueAt: (row.nextRefreshAt ?? at).getTime(),
   }));
-  // One script call checks the page and adds the missing delayed jobs (docs/adr/0015).
+  // One script call checks the page and adds the missing delayed jobs (docs/adr/0017).
   const { added, dueNow } = await addMissingDelayedJobs(redis, queue, jobs, at.getTime());
   if (dueNow.length === 0) return added;
   const due = new Set(dueNow);

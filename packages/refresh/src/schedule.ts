@@ -84,7 +84,7 @@ export function minRefreshIntervalMs(retryBaseDelayMs: number): number {
 
 /**
  * The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. Its
- * id carries the payload; its data is empty (docs/adr/0014).
+ * id carries the payload; its data is empty (docs/adr/0016).
  */
 export function refreshJob(payload: RefreshJobPayload, at: Date, now: Date = new Date()) {
   const data: RefreshJobData = {};
