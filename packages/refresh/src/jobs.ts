@@ -51,9 +51,9 @@ export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
  * Jobs carry no options beyond their id and delay: BullMQ stores a job's options in its
  * hash, and at a million scheduled connections every byte counts (SPEC §7: 1 GB of Redis;
  * attempts, backoff and removal options were 100 of a job's ~1,040 bytes, see
- * bench/redis-memory.ts; docs/adr/0016 for the rest). What they said lives in the worker instead: finished jobs are
- * removed (WORKER_JOB_RETENTION) and exceptions are retried by the worker itself, with
- * backoff (apps/worker/src/refresh-worker.ts).
+ * bench/redis-memory.ts; docs/adr/0016 for the rest). What they said lives in the worker
+ * instead: finished jobs are removed (WORKER_JOB_RETENTION) and exceptions are retried by
+ * the worker itself, with backoff (apps/worker/src/refresh-worker.ts).
  *
  * Completed and failed jobs are removed, not kept: a connection's next job has another id,
  * and the row keeps its nextRefreshAt, so the scheduler's sweep re-adds a job that failed
