@@ -15,6 +15,9 @@ import {
 import { createRedis } from "@evergreen/redis";
 import { createRefreshDeps, createRefreshQueue, createRevocationQueue } from "@evergreen/refresh";
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
+import { registerAdminConsole } from "./admin/admin-console";
+import { FleetStats } from "./admin/fleet-stats";
+import { AdminSessions } from "./admin/session";
 import { apiEnv, publicUrl } from "./env";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
@@ -118,6 +121,21 @@ async function main(): Promise<void> {
           egressPolicy: refreshDeps.egress.policy,
         }),
       (app) => registerEventRoutes(app, { prisma }),
+      (app) =>
+        registerAdminConsole(app, {
+          prisma,
+          refresh: refreshDeps,
+          tokens,
+          revocations: revocationQueue,
+          apiKeys: config.API_KEYS,
+          sessions: new AdminSessions(redis, config.API_KEYS),
+          fleet: new FleetStats(prisma, {
+            onError: (err) => log.warn({ err }, "admin console: counting connections failed"),
+          }),
+          // Browsers keep a Secure cookie only from https (or localhost): a development api
+          // on plain http would lose its session.
+          secureCookie: config.NODE_ENV === "production" || publicUrl(config).startsWith("https:"),
+        }),
     ],
   });
   // Steps run last-added first. On-demand refreshes drain first: no new provider call

@@ -144,6 +144,9 @@ export async function buildServer({
   app.addHook("onRequest", async (request, reply) => {
     if (request.is404) return;
     if (request.routeOptions.url && PUBLIC_ROUTES.has(request.routeOptions.url)) return;
+    // The admin console's pages answer to its cookie session, checked by its own hooks
+    // (admin/admin-console.ts), never to a bearer key.
+    if (request.routeOptions.config.console) return;
     const key = findKey(request.headers.authorization);
     if (!key) {
       audit.rejectedKey({
@@ -163,6 +166,7 @@ export async function buildServer({
   app.decorate("audit", audit);
   app.addHook("onClose", async () => audit.close());
   app.addHook("onRoute", (route) => {
+    if (route.config?.console) return;
     checkRouteScope(route, PUBLIC_ROUTES);
     checkRouteDeclared(route);
   });

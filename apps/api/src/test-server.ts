@@ -36,7 +36,7 @@ export const SCOPED_KEYS = {
   admin: "admin-key-0123456789",
 } as const;
 /** API_KEYS as the api parses it: the two bare keys (key1, key2) and the scoped ones. */
-const API_KEYS = fields.apiKeys.parse(
+export const TEST_API_KEYS = fields.apiKeys.parse(
   [
     OTHER_API_KEY,
     TEST_API_KEY,
@@ -118,7 +118,7 @@ export async function testServer(
   const app = await buildServer({
     log: options.log ?? createLogger({ name: "api-test", level: "silent" }),
     audit: createAuditLog({ name: "api-test", destination: options.audit ?? discard() }),
-    apiKeys: API_KEYS,
+    apiKeys: TEST_API_KEYS,
     ops: { registry, checks: options.checks ?? {} },
     metrics: http,
     routes: options.routes ?? [],

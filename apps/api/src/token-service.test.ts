@@ -325,6 +325,25 @@ describe("a connection in error (the provider refused the integration's client)"
   });
 });
 
+describe("a connection stopped in doubt (docs/adr/0016)", () => {
+  it("answers 409 saying to send new tokens, not to fix the integration", async () => {
+    const { connection, grant } = await h.addConnection({
+      provider: "github",
+      rotate: true,
+      expiresInSeconds: -10,
+    });
+    // The answer is lost, then the one careful resend gets a 503: no verdict either time.
+    h.provider.failNext(1, { hang: true }, { grantId: grant.grantId });
+    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
+    expect((await tokenOf(connection.id)).json()).toMatchObject({ error: "refresh_failed" });
+    const stopped = await refreshNow(connection.id);
+    expect(stopped.statusCode).toBe(409);
+    expect(stopped.json()).toMatchObject({ error: "integration_error" });
+    expect(stopped.json().message).toMatch(/send new tokens/);
+    expect((await tokenOf(connection.id)).json().message).toMatch(/send new tokens/);
+  });
+});
+
 describe("POST /v1/connections/:id/refresh", () => {
   it("refreshes a valid token now and answers the view", async () => {
     const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });

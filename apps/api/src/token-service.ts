@@ -304,6 +304,14 @@ function refuseWhileDead(row: Connection): void {
 
 /** Why no fresh token can be had: a configuration to fix (409) or a failure to wait out (503). */
 function unavailable({ row, retryInMs }: Attempt): HttpError {
+  if (row.status === "error" && row.lastErrorCode === "in_doubt") {
+    // docs/adr/0016: no configuration to fix; the refresh token itself is in doubt.
+    return new HttpError(
+      409,
+      "integration_error",
+      "the refresh token may have been rotated by a provider answer that was lost, and the one careful retry got no verdict; send new tokens (authorize again)",
+    );
+  }
   if (row.status === "error") {
     // SPEC §2: `error` is not retried until the integration is updated, so a Retry-After
     // would promise what will not happen.

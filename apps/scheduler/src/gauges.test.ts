@@ -1,7 +1,7 @@
 import type { Connection, Prisma } from "@evergreen/db";
 import { createLogger, createSchedulerMetrics } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
-import { REFRESH_QUEUE } from "@evergreen/refresh";
+import { OVERDUE_GRACE_SECONDS, REFRESH_QUEUE } from "@evergreen/refresh";
 import {
   createRefreshHarness,
   metricValue,
@@ -11,7 +11,7 @@ import {
 } from "@evergreen/refresh/testing";
 import { Worker } from "bullmq";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OVERDUE_GRACE_SECONDS, publishGauges } from "./gauges";
+import { publishGauges } from "./gauges";
 import { type SweepDeps, sweep } from "./sweeps";
 
 const MINUTE_MS = 60_000;

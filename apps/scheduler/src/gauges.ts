@@ -1,7 +1,12 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { SchedulerMetrics } from "@evergreen/observability";
 import type { Cooldown } from "@evergreen/redis";
-import { countCiphertexts, type ParkedAnswers, type RefreshQueue } from "@evergreen/refresh";
+import {
+  countCiphertexts,
+  countOverdue,
+  type ParkedAnswers,
+  type RefreshQueue,
+} from "@evergreen/refresh";
 
 export interface GaugeDeps {
   readonly prisma: PrismaClient;
@@ -11,12 +16,6 @@ export interface GaugeDeps {
   readonly metrics: SchedulerMetrics;
 }
 
-/**
- * A refresh is overdue once it is this far past its `nextRefreshAt`. A due job normally
- * starts within milliseconds (SPEC §7: p99 under 250 ms), and the sweep may read a row a
- * moment before its job runs; a minute past due is a refresh that is not happening.
- */
-export const OVERDUE_GRACE_SECONDS = 60;
 /** Refresh tokens that die within this are reported, so users re-consent in time. */
 const REFRESH_TOKEN_HORIZON_DAYS = 7;
 
@@ -65,13 +64,7 @@ export async function publishGauges({
       SELECT i.provider, c.status::text AS status, count(*) AS count
         FROM connections c JOIN integrations i ON i.id = c."integrationId"
        GROUP BY 1, 2`,
-    prisma.$queryRaw<(CountRow & { oldestSeconds: number })[]>`
-      SELECT "integrationId", count(*) AS count,
-             extract(epoch FROM now() - min("nextRefreshAt"))::float8 AS "oldestSeconds"
-        FROM connections
-       WHERE status IN ('active', 'expired')
-         AND "nextRefreshAt" < now() - make_interval(secs => ${OVERDUE_GRACE_SECONDS}::int)
-       GROUP BY 1`,
+    countOverdue(prisma),
     // Without a refresh token nothing can be refreshed: such a connection stays `active`
     // past its expiry until a caller asks for its token, and is no failure of ours.
     prisma.$queryRaw<CountRow[]>`

@@ -46,6 +46,21 @@ export type SecurityEvent =
         | "webhook_endpoint_deleted";
       readonly endpointId: string;
     })
+  | (Actor & {
+      /** The admin console: a session started or ended by its user. */
+      readonly event: "admin_login" | "admin_logout";
+    })
+  | (Actor & {
+      /** A known key without the `admin` scope tried to sign in to the console. */
+      readonly event: "admin_login_refused";
+    })
+  | (Actor & {
+      /** An action taken in the admin console, with its outcome (a fixed word). */
+      readonly event: "admin_action";
+      readonly action: "refresh" | "validate" | "delete";
+      readonly connectionId: string;
+      readonly outcome: string;
+    })
   | {
       /** A `keys:rotate` run: started, finished or failed. */
       readonly event: "key_rotation";

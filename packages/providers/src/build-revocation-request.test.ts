@@ -40,6 +40,13 @@ describe("revocation coverage", () => {
       microsoft: null,
       spotify: null,
       amazon: null,
+      xero: "rfc7009",
+      zoom: "rfc7009",
+      dropbox: "bearer",
+      linkedin: "rfc7009",
+      notion: "rfc7009",
+      box: "rfc7009",
+      pinterest: null,
       slack: null,
       slack_user: null,
       salesforce: "rfc7009",
@@ -63,6 +70,31 @@ describe("revocation coverage", () => {
 });
 
 describe("buildRevocationRequest", () => {
+  it("Dropbox: a POST without body, the access token as Bearer", () => {
+    const request = buildRevocationRequest(settings({ provider: "dropbox" }), rule("dropbox"), {
+      value: "sl.at-1",
+      type: "access_token",
+    });
+    expect(request).toEqual({
+      url: "https://api.dropboxapi.com/2/auth/token/revoke",
+      method: "POST",
+      headers: { accept: "application/json", authorization: "Bearer sl.at-1" },
+      body: "",
+    });
+    expect(revocationTokenType(rule("dropbox"), true)).toBe("access_token");
+  });
+
+  it("Notion: the token as JSON, the client as Basic", () => {
+    const request = buildRevocationRequest(settings({ provider: "notion" }), rule("notion"), {
+      value: "rt-1",
+      type: "refresh_token",
+    });
+    expect(request.url).toBe("https://api.notion.com/v1/oauth/revoke");
+    expect(request.headers["content-type"]).toBe("application/json");
+    expect(request.headers.authorization).toMatch(/^Basic /);
+    expect(JSON.parse(request.body)).toEqual({ token: "rt-1", token_type_hint: "refresh_token" });
+  });
+
   it("Google: RFC 7009 form, no client authentication", () => {
     const request = buildRevocationRequest(settings({ provider: "google" }), rule("google"), {
       value: "rt-1",

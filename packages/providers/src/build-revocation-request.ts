@@ -76,6 +76,19 @@ export function buildRevocationRequest(
       body: JSON.stringify({ access_token: token.value }),
     };
   }
+  if (rule.kind === "bearer") {
+    const url = resolveUrl(
+      "revocation",
+      definition,
+      rule.url,
+      {},
+      null,
+      undefined,
+      options.allowInsecureTokenUrls,
+    );
+    headers.authorization = `Bearer ${token.value}`;
+    return { url, method: "POST", headers, body: "" };
+  }
   const url = resolveUrl(
     "revocation",
     definition,
@@ -93,6 +106,10 @@ export function buildRevocationRequest(
       params.client_id = settings.clientId;
       if (settings.clientSecret !== "") params.client_secret = settings.clientSecret;
     }
+  }
+  if (rule.bodyFormat === "json") {
+    headers["content-type"] = "application/json";
+    return { url, method: "POST", headers, body: JSON.stringify(params) };
   }
   headers["content-type"] = "application/x-www-form-urlencoded";
   return { url, method: "POST", headers, body: new URLSearchParams(params).toString() };

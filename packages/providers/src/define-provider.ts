@@ -32,6 +32,10 @@ const RFC_6749_DEFAULTS = {
   appValues: { answer: [], callback: [] },
   exchangeAnswerAt: null,
   rotatesRefreshToken: false,
+  // RFC 6749 §6 lets the server revoke the old refresh token at once: no grace unless the
+  // provider documents one.
+  reuseGrace: null,
+  clientIdFormat: null,
   // RFC 7009 is optional: a provider file states its revocation endpoint, or why none.
   revocation: null,
   // RFC 6749 defines no way to check an access token; RFC 7662 introspection is per

@@ -7,6 +7,13 @@ export const PROVIDER_IDS = [
   "spotify",
   "discord",
   "github",
+  "xero",
+  "zoom",
+  "dropbox",
+  "linkedin",
+  "notion",
+  "box",
+  "pinterest",
   "slack",
   "slack_user",
   "salesforce",
@@ -260,6 +267,8 @@ export type RevocationRule =
       /** Null when the integration must supply it (`oauth2`). */
       readonly url: string | null;
       readonly clientAuth: "token_endpoint" | "none";
+      /** Notion takes `{"token": ...}` as JSON, as all its API. @defaultValue "form" */
+      readonly bodyFormat?: BodyFormat;
     }
   | {
       /**
@@ -269,7 +278,24 @@ export type RevocationRule =
        */
       readonly kind: "github_grant";
       readonly url: string;
+    }
+  | {
+      /**
+       * A POST without body, the access token as Bearer: the token revokes itself and its
+       * grant (Dropbox `/2/auth/token/revoke`).
+       */
+      readonly kind: "bearer";
+      readonly url: string;
     };
+
+/** A documented client id shape; `rule` completes "clientId: <displayName> client ids ...". */
+export interface ClientIdFormat {
+  readonly pattern: RegExp;
+  readonly rule: string;
+}
+
+/** A rotated-away refresh token's documented lease of life (see `reuseGrace`). */
+export type ReuseGrace = number | "until_new_token_used";
 
 /** Declarative description of one provider's grants. */
 export interface ProviderDefinition {
@@ -320,6 +346,20 @@ export interface ProviderDefinition {
    * persisted before anything else.
    */
   readonly rotatesRefreshToken: boolean;
+  /**
+   * How long a rotated-away refresh token stays usable, as the provider documents it: seconds
+   * after the rotation, `"until_new_token_used"` (the previous one works until its successor
+   * is first used), or null (no grace: a rotated-away token is dead, or its reuse revokes the
+   * grant). Decides what a refresh "in doubt" (its answer lost) may do: resend the old token
+   * inside the window, or only once, carefully (docs/adr/0016). Meaningful when
+   * `rotatesRefreshToken`.
+   */
+  readonly reuseGrace: ReuseGrace | null;
+  /**
+   * The shape the provider documents for client ids, checked when an integration is
+   * registered (a typo found then, not at the first refresh); null where none is documented.
+   */
+  readonly clientIdFormat: ClientIdFormat | null;
   /** Where users consent, for the connect flow. */
   readonly authorization: AuthorizationRule;
   /** How a grant is revoked on delete; null where the provider offers no way (the file says why). */
@@ -343,6 +383,10 @@ export type ValidationRule =
   | {
       readonly kind: "identity";
       readonly url: string;
+      /** Dropbox's RPC endpoints take a POST without body. @defaultValue "GET" */
+      readonly method?: "GET" | "POST";
+      /** Added to the request; lower-case names (Notion's `notion-version`). */
+      readonly headers?: Readonly<Record<string, string>>;
       /**
        * A JSON field that is `false` in a 2xx answer for a dead token: Slack's Web API answers
        * `200 {"ok": false, "error": "invalid_auth"}` where others answer 401.

@@ -37,6 +37,21 @@ describe("buildValidationRequest", () => {
     });
   });
 
+  it("sends Dropbox's identity call as a POST and Notion's with its API version", () => {
+    const dropbox = buildValidationRequest({ ...settings, provider: "dropbox" }, "sl.1", {});
+    expect(dropbox?.request).toMatchObject({
+      url: "https://api.dropboxapi.com/2/users/get_current_account",
+      method: "POST",
+      headers: { authorization: "Bearer sl.1" },
+    });
+    expect(dropbox?.request.body).toBeUndefined();
+    const notion = buildValidationRequest({ ...settings, provider: "notion" }, "ntn_1", {});
+    expect(notion?.request).toMatchObject({
+      method: "GET",
+      headers: { authorization: "Bearer ntn_1", "notion-version": "2022-06-28" },
+    });
+  });
+
   it("prefers the integration's introspection URL, which must be https", () => {
     const built = buildValidationRequest(
       { ...settings, provider: "oauth2", introspectionUrl: "https://idp.example/introspect" },

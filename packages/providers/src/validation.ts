@@ -125,10 +125,11 @@ export function buildValidationRequest(
         ...(rule.okField === undefined ? {} : { okField: rule.okField }),
         request: {
           url,
-          method: "GET",
+          method: rule.method ?? "GET",
           // The provider's own headers too: Reddit refuses calls without its User-Agent.
           headers: {
             ...definitionHeaders(definition, settings.clientId),
+            ...rule.headers,
             accept: "application/json",
             authorization: `${rule.scheme ?? "Bearer"} ${accessToken}`,
           },

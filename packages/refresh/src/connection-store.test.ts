@@ -135,9 +135,10 @@ describe("ConnectionStore", () => {
       h.deps.store.claim(claim),
       h.deps.store.claim(claim),
     ]);
-    expect([first, second].sort()).toEqual([false, true]);
-    expect(await h.deps.store.claim(claim)).toBe(false);
-    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBe(false);
+    expect([first, second].filter((held) => held === null)).toHaveLength(1);
+    expect(first ?? second).toEqual({ abandonedUntil: null });
+    expect(await h.deps.store.claim(claim)).toBeNull();
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBeNull();
 
     // A stored answer clears the claim; the new version can be claimed at once.
     const stored = await h.deps.store.write(
@@ -146,12 +147,16 @@ describe("ConnectionStore", () => {
       refreshed,
     );
     expect(stored?.version).toBe(1);
-    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBe(true);
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toEqual({ abandonedUntil: null });
 
-    // A claim that has run out (its holder died) can be taken again.
-    await h.prisma
-      .$executeRaw`UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid`;
-    expect(await h.deps.store.claim({ ...claim, version: 1 })).toBe(true);
+    // A claim that has run out (its holder died) can be taken again, and says when it ran out:
+    // its holder may have sent the refresh token.
+    const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
+      UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid
+      RETURNING "claimExpiresAt" AS at`;
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toEqual({
+      abandonedUntil: ranOut[0]?.at,
+    });
   });
 
   it("writes a configuration failure only while the integration is as it was read", async () => {

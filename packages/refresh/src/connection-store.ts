@@ -47,6 +47,8 @@ export type ConnectionChange = Pick<
   | "lastErrorCode"
   | "lastErrorMessage"
   | "lastErrorAt"
+  | "inDoubtSince"
+  | "inDoubtResent"
 >;
 
 export interface ConnectionEventInput {
@@ -66,7 +68,7 @@ const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessTo
   c.status::text AS status,
   c.version, c."nextRefreshAt", c."lastRefreshedAt", c."refreshCount",
   c."consecutiveFailures", c."consecutiveUnknown", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
-  c.metadata, c."createdAt", c."updatedAt"`;
+  c."inDoubtSince", c."inDoubtResent", c.metadata, c."createdAt", c."updatedAt"`;
 
 const LOAD = `
   SELECT ${CONNECTION_COLUMNS},
@@ -91,12 +93,13 @@ const WRITE = `
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
       $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[],
-      $23::timestamptz[], $24::text[]
+      $23::timestamptz[], $24::text[], $25::timestamptz[], $26::boolean[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
            "eventType", outcome, "errorCode", message, "integrationFence",
-           "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType")
+           "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType",
+           "inDoubtSince", "inDoubtResent")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -107,7 +110,8 @@ const WRITE = `
       "refreshCount" = i."refreshCount", "consecutiveFailures" = i."consecutiveFailures",
       "consecutiveUnknown" = i."consecutiveUnknown",
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
-      "lastErrorAt" = i."lastErrorAt", "claimVersion" = NULL, "claimExpiresAt" = NULL,
+      "lastErrorAt" = i."lastErrorAt", "inDoubtSince" = i."inDoubtSince",
+      "inDoubtResent" = i."inDoubtResent", "claimVersion" = NULL, "claimExpiresAt" = NULL,
       "updatedAt" = now()
     FROM input i
     WHERE c.id = i.id AND c.version = i.fence
@@ -138,15 +142,19 @@ const WRITE = `
 // The claim (SPEC §2): before a refresh token is sent, PostgreSQL records which row version
 // may send it and until when. A second claim of the same version fails while the first is
 // live, whatever Redis has lost; a claim of a version the row has left fails too. A write
-// clears the claim (see WRITE), since a stored answer ends what the claim was for.
+// clears the claim (see WRITE), since a stored answer ends what the claim was for. An
+// expired claim of the same version is one whose holder never wrote an answer: it may have
+// sent the refresh token before it died (docs/adr/0016), so its expiry is returned. `prior`
+// is the row as the statement found it (a second scan of the table sees pre-update values).
 const CLAIM = `
   UPDATE connections c
      SET "claimVersion" = i.version,
          "claimExpiresAt" = now() + make_interval(secs => i."leaseMs" / 1000.0)
-    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs")
-   WHERE c.id = i.id AND c.version = i.version
+    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs"), connections prior
+   WHERE c.id = i.id AND prior.id = c.id AND c.version = i.version
      AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
-  RETURNING c.id`;
+  RETURNING c.id, CASE WHEN prior."claimVersion" = prior.version
+                       THEN prior."claimExpiresAt" END AS "abandonedUntil"`;
 
 /** Most rows one statement carries. */
 const MAX_BATCH = 200;
@@ -219,6 +227,15 @@ export interface WriteFence {
   readonly integrationUpdatedAt?: Date;
 }
 
+/** A claim held: the caller may send the refresh token of the row version it claimed. */
+export interface ClaimHeld {
+  /**
+   * When an earlier claim of this same version expired without an answer being written:
+   * its holder may have sent the refresh token and died (or been paused past its lease).
+   */
+  readonly abandonedUntil: Date | null;
+}
+
 /** A claim to send the refresh token of one row version, for `leaseMs`. */
 export interface Claim {
   readonly id: string;
@@ -236,7 +253,7 @@ export class ConnectionStore {
   readonly #pool: Pool;
   readonly #loads: MicroBatcher<string, Loaded>;
   readonly #writes: MicroBatcher<WriteRequest, Connection>;
-  readonly #claims: MicroBatcher<Claim, true>;
+  readonly #claims: MicroBatcher<Claim, ClaimHeld>;
 
   constructor(pool: Pool) {
     this.#pool = pool;
@@ -273,16 +290,16 @@ export class ConnectionStore {
   }
 
   /**
-   * Claims the right to send the refresh token of row `claim.version` for `leaseMs`: true
-   * when this caller holds the claim now, false when the row moved on or another claim of
+   * Claims the right to send the refresh token of row `claim.version` for `leaseMs`: the
+   * claim when this caller holds it now, null when the row moved on or another claim of
    * this version is still live.
    */
-  async claim(claim: Claim): Promise<boolean> {
-    return (await this.#claims.submit(claim)) === true;
+  claim(claim: Claim): Promise<ClaimHeld | null> {
+    return this.#claims.submit(claim);
   }
 
-  async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, true>> {
-    const { rows } = await this.#pool.query<{ id: string }>({
+  async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, ClaimHeld>> {
+    const { rows } = await this.#pool.query<{ id: string; abandonedUntil: Date | null }>({
       name: "evergreen_refresh_claim",
       text: CLAIM,
       values: [
@@ -291,7 +308,7 @@ export class ConnectionStore {
         claims.map((c) => Math.ceil(c.leaseMs)),
       ],
     });
-    return new Map(rows.map((row) => [row.id, true as const]));
+    return new Map(rows.map(({ id, abandonedUntil }) => [id, { abandonedUntil }]));
   }
 
   async #loadMany(ids: readonly string[]): Promise<ReadonlyMap<string, Loaded>> {
@@ -346,6 +363,8 @@ export class ConnectionStore {
         column((r) => r.change.consecutiveUnknown),
         column((r) => r.change.refreshTokenExpiresAt),
         column((r) => r.event.webhook ?? null),
+        column((r) => r.change.inDoubtSince),
+        column((r) => r.change.inDoubtResent),
       ],
     });
     return new Map(rows.map((row) => [row.id, row]));

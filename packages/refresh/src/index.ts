@@ -53,6 +53,7 @@ export {
   rotateCiphertexts,
   type UnreadableCiphertext,
 } from "./key-rotation";
+export { countOverdue, OVERDUE_GRACE_SECONDS, type OverdueCount } from "./overdue";
 export { ParkedAnswers } from "./parked-answers";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {

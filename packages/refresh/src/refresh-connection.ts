@@ -9,7 +9,9 @@ import {
   classifyAnswer,
   type InsecureTokenUrls,
   isProviderId,
+  PROVIDERS,
   ProviderConfigError,
+  type ProviderDefinition,
   type RefreshResult,
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
@@ -23,6 +25,15 @@ import type {
 import { infraDependency } from "./infra-errors";
 import { REFRESHABLE, type RefreshQueue } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
+import {
+  DOUBT_UNRESOLVED_MESSAGE,
+  type DoubtStage,
+  doubtConfirmedMessage,
+  doubtStage,
+  graceEnd,
+  inDoubtMessage,
+  LOST_ANSWERS,
+} from "./refresh-doubt";
 import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
 import {
   openClientSecret,
@@ -203,6 +214,20 @@ async function refreshLocked(
     });
   }
 
+  const definition = PROVIDERS[provider];
+  const stage = doubtStage(connection, definition, now());
+  // The careful resend of a token in doubt was made and got no verdict: sending it again
+  // could only repeat a possibly rotated-away token at the provider (docs/adr/0016).
+  if (stage === "spent") {
+    return record(
+      deps,
+      connection,
+      integration,
+      { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
+      { definition, stage, opensAt: null },
+    );
+  }
+
   // Decryption errors (a key missing from this process's ring during a rotation) throw:
   // the job is retried and the operator alerted, the connection's state is not touched.
   const clientSecret = openClientSecret(keyRing, integration.id, integration.clientSecret);
@@ -246,18 +271,57 @@ async function refreshLocked(
     leaseMs: deps.lock.ttlMs,
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
+  // An earlier claim of this version ran out with no answer written: its holder may have
+  // sent the refresh token and died, so for a rotating provider this send is in doubt from
+  // that claim's start (its expiry less the lease) (docs/adr/0016).
+  const abandonedSend =
+    claimed.abandonedUntil && definition.rotatesRefreshToken && stage === "none"
+      ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
+      : null;
+  const sendStage = abandonedSend
+    ? doubtStage({ inDoubtSince: abandonedSend, inDoubtResent: false }, definition, now())
+    : stage;
+  if (abandonedSend) {
+    deps.log.warn(
+      { connection: connection.id, provider, stage: sendStage },
+      "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
+    );
+  }
 
+  const sentAt = now();
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
   const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
-  const result =
-    "failure" in answer
-      ? EGRESS_FAILURES[answer.failure]
-      : classifyAnswer(provider, answer, now(), {
-          fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
-        });
-  return record(deps, connection, integration, result);
+  if ("failure" in answer) {
+    // A rotating provider may have rotated the token whose answer we lost: in doubt.
+    const lost = definition.rotatesRefreshToken && LOST_ANSWERS.has(answer.failure);
+    return record(deps, connection, integration, EGRESS_FAILURES[answer.failure], {
+      definition,
+      stage: sendStage,
+      opensAt: abandonedSend ?? (lost ? sentAt : null),
+    });
+  }
+  const result = classifyAnswer(provider, answer, now(), {
+    fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+  });
+  return record(deps, connection, integration, result, {
+    definition,
+    stage: sendStage,
+    opensAt: abandonedSend,
+  });
+}
+
+/** Where this refresh stood with a refresh token in doubt (see refresh-doubt.ts). */
+interface DoubtContext {
+  readonly definition: ProviderDefinition;
+  /** Before the send. */
+  readonly stage: DoubtStage;
+  /**
+   * Doubt opens at this send time, unless an answer settles it: a send whose answer was
+   * lost, or one whose holder abandoned its claim, to a provider that rotates.
+   */
+  readonly opensAt: Date | null;
 }
 
 /** What one classified answer does to the row. */
@@ -277,6 +341,7 @@ async function record(
   connection: Connection,
   integration: RefreshIntegration,
   result: RefreshResult,
+  doubt?: DoubtContext,
 ): Promise<RefreshRun> {
   deps.metrics.refreshTotal.inc({ provider: integration.provider, outcome: result.outcome });
   deps.metrics.integrationRefreshTotal.inc({
@@ -288,7 +353,7 @@ async function record(
     deps,
     connection,
     integration,
-    await decide(deps, connection, integration, result, now),
+    await decide(deps, connection, integration, result, now, doubt),
     now,
   );
 }
@@ -299,6 +364,7 @@ async function decide(
   integration: RefreshIntegration,
   result: RefreshResult,
   now: Date,
+  doubt: DoubtContext | undefined,
 ): Promise<Decision> {
   const { keyRing, settings } = deps;
 
@@ -329,7 +395,10 @@ async function decide(
     lastErrorCode: connection.lastErrorCode,
     lastErrorMessage: connection.lastErrorMessage,
     lastErrorAt: connection.lastErrorAt,
+    inDoubtSince: connection.inDoubtSince,
+    inDoubtResent: connection.inDoubtResent,
   };
+  const stage = doubt?.stage ?? "none";
   let change: ConnectionChange;
   let event: ConnectionEventInput;
   let waitMs = 0;
@@ -373,6 +442,9 @@ async function decide(
         lastErrorCode: null,
         lastErrorMessage: null,
         lastErrorAt: null,
+        // An answer ends any doubt: the refresh token it carries (or keeps) is the live one.
+        inDoubtSince: null,
+        inDoubtResent: false,
       };
       event = {
         type: "refreshed",
@@ -383,15 +455,21 @@ async function decide(
       };
       break;
     }
-    case "invalid_grant":
+    case "invalid_grant": {
+      // In doubt, this is the provider confirming that the lost answer rotated the token.
+      const confirmed =
+        stage === "none" ? result : { ...result, message: doubtConfirmedMessage(result.message) };
       change = {
         ...unchanged,
         status: "needs_reauth",
         nextRefreshAt: null,
-        ...failure(result, now),
+        inDoubtSince: null,
+        inDoubtResent: false,
+        ...failure(confirmed, now),
       };
-      event = failureEvent("needs_reauth", result, "connection.needs_reauth");
+      event = failureEvent("needs_reauth", confirmed, "connection.needs_reauth");
       break;
+    }
     case "invalid_client":
       change = { ...unchanged, status: "error", nextRefreshAt: null, ...failure(result, now) };
       event = failureEvent("refresh_failed", result, "connection.error");
@@ -415,19 +493,35 @@ async function decide(
       // Only unknown answers in a row count toward giving up: after an outage's transient
       // failures, one odd answer (a load balancer's HTML page) must still be retried.
       const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
-      const giveUp = unknowns >= (settings.unknownRetryLimit ?? 5);
+      // The careful resend of a token in doubt got no verdict: stop (docs/adr/0016).
+      const unresolved = stage === "careful" || stage === "spent";
+      const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
+      const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
+      const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
+      // Inside a grace window, the resend must go before the window closes.
+      const windowEnd =
+        doubt && inDoubtSince ? graceEnd(inDoubtSince, doubt.definition.reuseGrace) : null;
+      const stated = unresolved
+        ? { ...result, errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE }
+        : doubt?.opensAt && unchanged.inDoubtSince === null
+          ? { ...result, errorCode: "in_doubt", message: inDoubtMessage(doubt.definition) }
+          : result;
       change = {
         ...unchanged,
         status: giveUp ? "error" : expired ? "expired" : "active",
         nextRefreshAt: giveUp
           ? null
-          : new Date(now.getTime() + backoffMs(settings, failures, deps.random)),
+          : windowEnd !== null && windowEnd > now && windowEnd < retryAt
+            ? windowEnd
+            : retryAt,
         consecutiveFailures: failures,
         consecutiveUnknown: unknowns,
-        ...failure(result, now),
+        inDoubtSince,
+        inDoubtResent: unchanged.inDoubtResent || unresolved,
+        ...failure(stated, now),
       };
-      event = failureEvent("refresh_failed", result, giveUp ? "connection.error" : firstFailure);
+      event = failureEvent("refresh_failed", stated, giveUp ? "connection.error" : firstFailure);
       break;
     }
     default:

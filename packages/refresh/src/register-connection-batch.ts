@@ -36,6 +36,8 @@ const COLUMN_TYPES = {
   accessToken: "text",
   refreshToken: "text",
   refreshTokenExpiresAt: "timestamptz",
+  inDoubtSince: "timestamptz",
+  inDoubtResent: "boolean",
   tokenType: "text",
   scope: "text",
   expiresAt: "timestamptz",

@@ -86,6 +86,8 @@ export interface ExistingConnection {
   readonly accessToken: string;
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
+  readonly inDoubtSince: Date | null;
+  readonly inDoubtResent: boolean;
   readonly scope: string | null;
   readonly metadata: Prisma.JsonValue;
 }
@@ -102,7 +104,7 @@ export function lockExistingConnections(
 ): Promise<ExistingConnection[]> {
   return tx.$queryRaw<ExistingConnection[]>`
     SELECT id::text, "externalId", version, status::text, "accessToken", "refreshToken",
-           "refreshTokenExpiresAt", scope, metadata,
+           "refreshTokenExpiresAt", "inDoubtSince", "inDoubtResent", scope, metadata,
            (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
            ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
       FROM connections
@@ -128,6 +130,8 @@ export interface RegisteredColumns {
   readonly accessToken: string;
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
+  readonly inDoubtSince: Date | null;
+  readonly inDoubtResent: boolean;
   readonly tokenType: string;
   readonly scope: string | null;
   readonly expiresAt: Date | null;
@@ -146,7 +150,8 @@ export interface RegisteredColumns {
  * ciphertext is bound to its row). Fresh tokens make the connection `active` whatever state
  * it was in, with its failure history cleared. An absent refresh token leaves the stored one
  * in place, and its known end; a new one's end is what the provider said, if anything (a
- * code exchange's answer; an app hands over no such thing). The provider's values are laid
+ * code exchange's answer; an app hands over no such thing), and it ends any doubt about
+ * the old one (docs/adr/0016). The provider's values are laid
  * over the metadata (its word for its own instance URL wins over a stale copy). Only a
  * connection that holds a refresh token is scheduled.
  */
@@ -167,6 +172,8 @@ export function registeredColumns(
     refreshTokenExpiresAt: kept
       ? (existing?.refreshTokenExpiresAt ?? null)
       : (input.refreshTokenExpiresAt ?? null),
+    inDoubtSince: kept ? (existing?.inDoubtSince ?? null) : null,
+    inDoubtResent: kept ? (existing?.inDoubtResent ?? false) : false,
     tokenType: input.tokenType ?? "Bearer",
     scope: input.scope ?? null,
     expiresAt: timing.expiresAt,

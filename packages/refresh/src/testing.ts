@@ -6,6 +6,7 @@ import { type Connection, createDatabase, type PrismaClient } from "@evergreen/d
 import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
 import { EgressClient } from "@evergreen/egress";
 import { createLogger, createMetrics, type Metrics } from "@evergreen/observability";
+import type { ProviderId } from "@evergreen/providers";
 import {
   type GrantOptions,
   type IssuedGrant,
@@ -56,6 +57,8 @@ export function successfulRefresh(
       lastErrorCode: null,
       lastErrorMessage: null,
       lastErrorAt: null,
+      inDoubtSince: null,
+      inDoubtResent: false,
       ...overrides,
     },
     event: { type: "refreshed", outcome: "success", errorCode: null, message: null },
@@ -104,6 +107,11 @@ export interface ConnectionOptions extends GrantOptions {
   /** Seconds until the stored access token expires; negative for an expired one. @defaultValue 3600 */
   readonly expiresInSeconds?: number;
   readonly integrationKey?: string;
+  /**
+   * The integration's provider definition, its token URL pointed at the mock (so that a
+   * catalog provider's rotation and reuse grace apply). @defaultValue "oauth2"
+   */
+  readonly provider?: ProviderId;
 }
 
 export interface HarnessOptions extends Partial<RefreshSettings> {
@@ -148,21 +156,21 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
   // Promises, not ids: connections added in parallel share one integration row.
   const integrations = new Map<string, Promise<string>>();
 
-  function integrationId(key: string): Promise<string> {
+  function integrationId(key: string, providerId: ProviderId): Promise<string> {
     const known = integrations.get(key);
     if (known) return known;
-    const created = createIntegration(key);
+    const created = createIntegration(key, providerId);
     integrations.set(key, created);
     return created;
   }
 
-  async function createIntegration(key: string): Promise<string> {
+  async function createIntegration(key: string, providerId: ProviderId): Promise<string> {
     const id = crypto.randomUUID();
     await prisma.integration.create({
       data: {
         id,
         key,
-        provider: "oauth2",
+        provider: providerId,
         clientId: provider.clientId,
         clientSecret: sealClientSecret(keyRing, id, provider.clientSecret),
         tokenUrl: provider.tokenUrl,
@@ -188,7 +196,10 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
       const connection = await prisma.connection.create({
         data: {
           id,
-          integrationId: await integrationId(options.integrationKey ?? "mock"),
+          integrationId: await integrationId(
+            options.integrationKey ?? (options.provider ? `mock-${options.provider}` : "mock"),
+            options.provider ?? "oauth2",
+          ),
           externalId: `user-${id}`,
           accessToken: sealAccessToken(keyRing, id, grant.accessToken),
           refreshToken: sealRefreshToken(keyRing, id, grant.refreshToken),

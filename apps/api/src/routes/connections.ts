@@ -119,8 +119,8 @@ const listQuery = z.strictObject({
   cursor: z
     .string()
     .transform((value, ctx) => {
-      const id = Buffer.from(value, "base64url").toString("utf8");
-      if (z.string().uuid().safeParse(id).success) return id;
+      const id = decodeConnectionCursor(value);
+      if (id) return id;
       ctx.addIssue({ code: "custom", message: "not a cursor this API returned" });
       return z.NEVER;
     })
@@ -338,25 +338,9 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     return reply.status(created ? 201 : 200).send(connectionView(connection, integration));
   });
 
-  /** Keyset pages in id order: stable under inserts, no OFFSET scans. */
   registerRoute(app, connectionRoutes.list, async ({ query }) => {
-    const rows = await prisma.connection.findMany({
-      where: {
-        ...(query.integration ? { integration: { key: query.integration } } : {}),
-        ...(query.externalId ? { externalId: query.externalId } : {}),
-        ...(query.status ? { status: query.status } : {}),
-        ...(query.cursor ? { id: { gt: query.cursor } } : {}),
-      },
-      include: { integration: true },
-      orderBy: { id: "asc" },
-      take: query.limit + 1,
-    });
-    const page = rows.slice(0, query.limit);
-    const last = page.at(-1);
-    return {
-      data: page.map((row) => connectionView(row, row.integration)),
-      nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
-    };
+    const { rows, nextCursor } = await listConnections(prisma, query);
+    return { data: rows.map((row) => connectionView(row, row.integration)), nextCursor };
   });
 
   registerRoute(app, connectionRoutes.token, async ({ params, query }, request, reply) => {
@@ -407,52 +391,95 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
     return connectionView(row, row.integration);
   });
 
-  /**
-   * SPEC §2: a deleted connection is gone, tokens included. A provider's answer parked in
-   * Redis (sealed tokens, kept up to a week) goes first: if Redis cannot drop it, the
-   * request fails (503) with nothing deleted, and the client's retry finishes the job.
-   */
   registerRoute(app, connectionRoutes.remove, async ({ params, query }, _request, reply) => {
-    const { id } = params;
-    const row = await prisma.connection.findUnique({
-      where: { id },
-      include: { integration: true },
-    });
-    if (!row) throw notFound();
-    await refresh.parked.drop(id);
-    // The token to revoke is copied sealed into a row of the same transaction: the grant
-    // is revoked even if the process dies right after the commit (before the enqueue).
-    const revocationId = await prisma.$transaction(async (tx) => {
-      const pending = query.revoke
-        ? await planRevocation(tx, row, row.integration, new Date())
-        : null;
-      await tx.connection.delete({ where: { id } });
-      await tx.connectionEvent.create({
-        data: { connectionId: id, integrationId: row.integrationId, type: "deleted" },
-      });
-      await recordWebhookEvent(tx, {
-        type: "connection.deleted",
-        connectionId: id,
-        integration: row.integration.key,
-        externalId: row.externalId,
-        status: "deleted",
-      });
-      return pending;
-    });
-    if (revocationId !== null) {
-      const { name, data, opts } = revocationJob({ revocationId, attempt: 0 }, 0);
-      await deps.revocations
-        .add(name, data, opts)
-        .catch((err: unknown) =>
-          refresh.log.warn({ err, connection: id }, "could not queue the grant's revocation"),
-        );
-    }
-    // The pending job would no-op on the missing row anyway; removing it frees its memory.
-    await refresh.queue
-      .remove(refreshJobId({ connectionId: id, version: row.version }))
-      .catch((err: unknown) =>
-        refresh.log.warn({ err, connection: id }, "could not remove the pending job"),
-      );
+    if (!(await deleteConnection(deps, params.id, { revoke: query.revoke }))) throw notFound();
     return reply.status(204).send();
   });
+}
+
+/** What a connection list may be filtered by (GET /v1/connections, the admin console). */
+export type ConnectionFilter = Omit<z.output<typeof listQuery>, "cursor"> & {
+  /** The last id of the previous page, decoded. */
+  readonly cursor?: string | undefined;
+};
+
+/** Keyset pages in id order: stable under inserts, no OFFSET scans. */
+export async function listConnections(prisma: PrismaClient, query: ConnectionFilter) {
+  const rows = await prisma.connection.findMany({
+    where: {
+      ...(query.integration ? { integration: { key: query.integration } } : {}),
+      ...(query.externalId ? { externalId: query.externalId } : {}),
+      ...(query.status ? { status: query.status } : {}),
+      ...(query.cursor ? { id: { gt: query.cursor } } : {}),
+    },
+    include: { integration: true },
+    orderBy: { id: "asc" },
+    take: query.limit + 1,
+  });
+  const page = rows.slice(0, query.limit);
+  const last = page.at(-1);
+  return {
+    rows: page,
+    nextCursor: rows.length > query.limit && last ? encodeCursor(last.id) : null,
+  };
+}
+
+/** Decodes a cursor listConnections returned; undefined when it is not one. */
+export function decodeConnectionCursor(value: string): string | undefined {
+  const id = Buffer.from(value, "base64url").toString("utf8");
+  return z.string().uuid().safeParse(id).success ? id : undefined;
+}
+
+/**
+ * SPEC §2: a deleted connection is gone, tokens included. A provider's answer parked in
+ * Redis (sealed tokens, kept up to a week) goes first: if Redis cannot drop it, the
+ * request fails (503) with nothing deleted, and the client's retry finishes the job.
+ * Returns false when no such connection exists.
+ */
+export async function deleteConnection(
+  deps: Pick<ConnectionRoutesDeps, "prisma" | "refresh" | "revocations">,
+  id: string,
+  options: { readonly revoke: boolean },
+): Promise<boolean> {
+  const { prisma, refresh } = deps;
+  const row = await prisma.connection.findUnique({
+    where: { id },
+    include: { integration: true },
+  });
+  if (!row) return false;
+  await refresh.parked.drop(id);
+  // The token to revoke is copied sealed into a row of the same transaction: the grant
+  // is revoked even if the process dies right after the commit (before the enqueue).
+  const revocationId = await prisma.$transaction(async (tx) => {
+    const pending = options.revoke
+      ? await planRevocation(tx, row, row.integration, new Date())
+      : null;
+    await tx.connection.delete({ where: { id } });
+    await tx.connectionEvent.create({
+      data: { connectionId: id, integrationId: row.integrationId, type: "deleted" },
+    });
+    await recordWebhookEvent(tx, {
+      type: "connection.deleted",
+      connectionId: id,
+      integration: row.integration.key,
+      externalId: row.externalId,
+      status: "deleted",
+    });
+    return pending;
+  });
+  if (revocationId !== null) {
+    const { name, data, opts } = revocationJob({ revocationId, attempt: 0 }, 0);
+    await deps.revocations
+      .add(name, data, opts)
+      .catch((err: unknown) =>
+        refresh.log.warn({ err, connection: id }, "could not queue the grant's revocation"),
+      );
+  }
+  // The pending job would no-op on the missing row anyway; removing it frees its memory.
+  await refresh.queue
+    .remove(refreshJobId({ connectionId: id, version: row.version }))
+    .catch((err: unknown) =>
+      refresh.log.warn({ err, connection: id }, "could not remove the pending job"),
+    );
+  return true;
 }

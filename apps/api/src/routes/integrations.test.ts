@@ -106,7 +106,15 @@ describe("POST /v1/integrations", () => {
     [{ ...google, clientId: "not-google" }, /^clientId: Google client ids/],
     [
       { ...google, provider: "microsoft", clientId: "nope" },
-      /^clientId: Microsoft client ids are UUIDs/,
+      /^clientId: Microsoft Entra ID client ids are UUIDs/,
+    ],
+    [
+      { ...google, provider: "xero", clientId: "not-hex-at-all" },
+      /^clientId: Xero client ids are 32 hexadecimal characters/,
+    ],
+    [
+      { ...google, provider: "notion", clientId: "notion-app" },
+      /^clientId: Notion client ids are UUIDs/,
     ],
     [{ ...google, provider: "oauth2", clientId: "x" }, /^tokenUrl: required/],
     [
@@ -128,6 +136,26 @@ describe("POST /v1/integrations", () => {
     expect(response.json().error).toBe("invalid_request");
     expect(response.json().message).toMatch(message);
     expect(response.body).not.toContain("GOCSPX");
+  });
+
+  it.each([
+    ["xero", "0123456789ABCDEF0123456789ABCDEF"],
+    ["zoom", "aBcD1234eFgH5678"],
+    ["dropbox", "abcdefghijklmno"],
+    ["linkedin", "86abcdefghijkl"],
+    ["notion", "1d2d872b-594c-80a6-a3d5-0037d2a2b5f0"],
+    ["box", "abcdefghijklmnopqrstuvwxyz012345"],
+    ["pinterest", "1234567"],
+  ])("accepts the catalog provider %s with its own endpoints", async (provider, clientId) => {
+    const app = await server();
+    const response = await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: auth,
+      payload: { ...google, key: `catalog-${provider}`, provider, clientId, scopes: [] },
+    });
+    expect(response.statusCode).toBe(201);
+    expect(response.json()).toMatchObject({ provider, clientId });
   });
 
   it("allows http:// token URLs with ALLOW_INSECURE_TOKEN_URLS, or loopback ones in development", async () => {

@@ -9,6 +9,7 @@ import {
   checkTokenUrl,
   type InsecureTokenUrls,
   isProviderId,
+  PROVIDERS,
   ProviderConfigError,
   RESERVED_AUTHORIZATION_PARAMS,
 } from "@evergreen/providers";
@@ -41,8 +42,6 @@ export interface IntegrationRoutesDeps {
   /** The refreshing processes' egress policy, for what it can refuse without DNS. */
   readonly egressPolicy: EgressPolicy;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 const integrationKey = z
   .string()
@@ -251,15 +250,14 @@ function checkOffline(
       );
     }
   }
-  if (input.provider === "google" && !input.clientId.endsWith(".apps.googleusercontent.com")) {
+  const definition = PROVIDERS[input.provider];
+  const format = definition.clientIdFormat;
+  if (format && !format.pattern.test(input.clientId)) {
     throw new HttpError(
       400,
       "invalid_request",
-      "clientId: Google client ids end in .apps.googleusercontent.com",
+      `clientId: ${definition.displayName} client ids ${format.rule}`,
     );
-  }
-  if (input.provider === "microsoft" && !UUID.test(input.clientId)) {
-    throw new HttpError(400, "invalid_request", "clientId: Microsoft client ids are UUIDs");
   }
 }
 

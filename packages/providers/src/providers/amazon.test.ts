@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
 import { ProviderConfigError } from "../errors";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { amazon } from "./amazon";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 const settings = {
@@ -74,3 +76,34 @@ describe("amazon", () => {
     });
   });
 });
+
+/** Login with Amazon: a long-lived refresh token, often absent from answers. */
+const imitation: ProviderImitation = {
+  grant: { omitRefreshToken: true },
+  answers: {
+    invalidGrant: {
+      status: 400,
+      body: {
+        error: "invalid_grant",
+        error_description: "The request has an invalid grant parameter : refresh_token",
+      },
+    },
+    invalidClient: {
+      status: 401,
+      body: { error: "invalid_client", error_description: "Client authentication failed" },
+    },
+  },
+  rateLimit: { answer: () => ({ status: 429, retryAfter: "5" }), retryAfterMs: 5_000 },
+  quirks: [
+    {
+      name: "keeps the stored refresh token when the answer carries none",
+      answer: () => ({
+        status: 200,
+        body: { access_token: "Atza|new", token_type: "bearer", expires_in: 3600 },
+      }),
+      expected: { outcome: "success", accessToken: "Atza|new", refreshToken: null },
+    },
+  ],
+};
+
+describeProviderContract(amazon, imitation);

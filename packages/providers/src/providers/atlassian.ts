@@ -11,6 +11,9 @@ export const atlassian = defineProvider({
   // Rotating refresh tokens: each refresh returns a new one (90 days inactive, 365 absolute).
   // A dead grant is `403 {"error": "invalid_grant"}`, which the RFC codes already read.
   rotatesRefreshToken: true,
+  // Atlassian's rotating refresh tokens have a reuse interval of about 10 minutes (its
+  // refresh-token guide), in which the one just rotated away still works.
+  reuseGrace: 600,
   // Wrong client credentials come back as 401 access_denied "Unauthorized" (community
   // reports; the docs list no token-endpoint errors): the client, not the grant.
   errorCodes: { access_denied: "invalid_client" },

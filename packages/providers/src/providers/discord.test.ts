@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { discord } from "./discord";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 const settings = { provider: "discord", clientId: "1234567890", clientSecret: "d1sc0rd" } as const;
@@ -92,3 +94,35 @@ describe("discord", () => {
     expect(result).toMatchObject({ retryAfterMs: 65_000 });
   });
 });
+
+/** Discord: rotating refresh tokens; rate limits as JSON `retry_after` (float seconds). */
+const imitation: ProviderImitation = {
+  grant: { rotate: true, accessTokenTtlSeconds: 604_800, scope: "identify" },
+  answers: {
+    invalidGrant: { status: 400, body: { error: "invalid_grant" } },
+    invalidClient: { status: 401, body: { error: "invalid_client" } },
+  },
+  success: () => ({ scope: "identify" }),
+  rateLimit: {
+    answer: () => ({
+      status: 429,
+      retryAfter: "2",
+      headers: { "x-ratelimit-reset-after": "1.5", "x-ratelimit-scope": "user" },
+      body: { message: "You are being rate limited.", retry_after: 1.5, global: false },
+    }),
+    // Retry-After wins over the body's float; both say the same within a second.
+    retryAfterMs: 2_000,
+  },
+  quirks: [
+    {
+      name: "reads the wait from the JSON body's float retry_after when no header says it",
+      answer: () => ({
+        status: 429,
+        body: { message: "You are being rate limited.", retry_after: 0.75, global: true },
+      }),
+      expected: { outcome: "rate_limited", retryAfterMs: 750 },
+    },
+  ],
+};
+
+describeProviderContract(discord, imitation);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { google } from "./google";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 const settings = {
@@ -79,3 +81,32 @@ describe("google", () => {
     });
   });
 });
+
+/** Google: the refresh token is kept (absent from answers); a deleted client is the app's problem. */
+const imitation: ProviderImitation = {
+  grant: { omitRefreshToken: true, scope: "openid" },
+  answers: {
+    invalidGrant: {
+      status: 400,
+      body: { error: "invalid_grant", error_description: "Token has been expired or revoked." },
+    },
+    invalidClient: {
+      status: 401,
+      body: { error: "invalid_client", error_description: "The OAuth client was not found." },
+    },
+  },
+  success: () => ({ scope: "openid" }),
+  rateLimit: { answer: () => ({ status: 429, retryAfter: "30" }), retryAfterMs: 30_000 },
+  quirks: [
+    {
+      name: "maps deleted_client, which answers every grant of the client, to invalid_client",
+      answer: () => ({
+        status: 401,
+        body: { error: "deleted_client", error_description: "The OAuth client was deleted." },
+      }),
+      expected: { outcome: "invalid_client", errorCode: "deleted_client" },
+    },
+  ],
+};
+
+describeProviderContract(google, imitation);

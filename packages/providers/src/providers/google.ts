@@ -12,6 +12,10 @@ export const google = defineProvider({
   // Google answers without refresh_token: the stored one stays valid (until 6 months unused,
   // revocation, a password change with Gmail scopes, or 7 days for apps in "Testing").
   rotatesRefreshToken: false,
+  clientIdFormat: {
+    pattern: /^\S+\.apps\.googleusercontent\.com$/,
+    rule: "end in .apps.googleusercontent.com",
+  },
   // Token information: the scopes granted and the seconds left, for one cheap POST.
   validation: { kind: "tokeninfo", url: "https://oauth2.googleapis.com/tokeninfo" },
   authorization: {

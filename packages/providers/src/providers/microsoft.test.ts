@@ -2,7 +2,9 @@ import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
 import { ProviderConfigError } from "../errors";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
 import type { IntegrationSettings } from "../types";
+import { microsoft } from "./microsoft";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 const settings: IntegrationSettings = {
@@ -125,3 +127,47 @@ describe("microsoft", () => {
     expect(result).toMatchObject({ outcome: "rate_limited", retryAfterMs: 30_000 });
   });
 });
+
+/** Entra ID v2: a new refresh token each time; AADSTS50196 is a throttle in invalid_grant's clothes. */
+const imitation: ProviderImitation = {
+  grant: { rotate: true, accessTokenTtlSeconds: 4_523 },
+  answers: {
+    invalidGrant: {
+      status: 400,
+      body: {
+        error: "invalid_grant",
+        error_description:
+          "AADSTS70008: The provided authorization code or refresh token has expired.",
+      },
+    },
+    invalidClient: {
+      status: 401,
+      body: { error: "invalid_client", error_description: "AADSTS7000215: Invalid client secret." },
+    },
+  },
+  rateLimit: { answer: () => ({ status: 429, retryAfter: "12" }), retryAfterMs: 12_000 },
+  quirks: [
+    {
+      name: "treats AADSTS50196 (client request loop) as transient, not a dead grant",
+      answer: () => ({
+        status: 400,
+        body: {
+          error: "invalid_grant",
+          error_description:
+            "AADSTS50196: The server terminated an operation because it encountered a client request loop.",
+        },
+      }),
+      expected: { outcome: "transient" },
+    },
+    {
+      name: "treats interaction_required (MFA, conditional access) as a dead grant",
+      answer: () => ({
+        status: 400,
+        body: { error: "interaction_required", error_description: "AADSTS50076: MFA required." },
+      }),
+      expected: { outcome: "invalid_grant" },
+    },
+  ],
+};
+
+describeProviderContract(microsoft, imitation);

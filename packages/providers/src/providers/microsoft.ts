@@ -28,6 +28,15 @@ export const microsoft = defineProvider({
   // Each answer carries a new refresh token; the old one is not revoked but should be
   // replaced, and 90 days of inactivity end the chain.
   rotatesRefreshToken: true,
+  // "The Microsoft identity platform doesn't revoke old refresh tokens when used to fetch new
+  // access tokens": an answer lost in transit leaves the stored token usable, as a grace
+  // that never ends would.
+  reuseGrace: "until_new_token_used",
+  // The application (client) id is a GUID.
+  clientIdFormat: {
+    pattern: /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i,
+    rule: "are UUIDs",
+  },
   // Graph /me works for tokens whose audience is Graph (User.Read, the default); a token
   // issued for another resource gets 401 there too, so integrations for other APIs should
   // leave validateIntervalSeconds off.

@@ -21,6 +21,7 @@ export const shopify = defineProvider({
   // Each refresh replaces the refresh token; the previous one stays valid until the new
   // access token is used, which is the grace part B's in-doubt refresh relies on.
   rotatesRefreshToken: true,
+  reuseGrace: "until_new_token_used",
   appValues: { answer: [], callback: ["shop"] },
   authorization: {
     url: "https://{shop}/admin/oauth/authorize",

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { buildRefreshRequest } from "../build-refresh-request";
 import { classifyAnswer } from "../classify-answer";
+import { describeProviderContract, type ProviderImitation } from "../testing/provider-contract";
+import { spotify } from "./spotify";
 
 const now = new Date("2026-03-01T12:00:00.000Z");
 
@@ -68,3 +70,32 @@ describe("spotify", () => {
     expect(limited).toMatchObject({ outcome: "rate_limited", retryAfterMs: 13_000 });
   });
 });
+
+/** Spotify: a new refresh token sometimes, none at other times; 429 with Retry-After. */
+const imitation: ProviderImitation = {
+  grant: { scope: "user-read-email" },
+  answers: {
+    invalidGrant: {
+      status: 400,
+      body: { error: "invalid_grant", error_description: "Invalid refresh token" },
+    },
+    invalidClient: {
+      status: 400,
+      body: { error: "invalid_client", error_description: "Invalid client secret" },
+    },
+  },
+  success: () => ({ scope: "user-read-email" }),
+  rateLimit: { answer: () => ({ status: 429, retryAfter: "7" }), retryAfterMs: 7_000 },
+  quirks: [
+    {
+      name: "answers without refresh_token at times: the stored one stays",
+      answer: () => ({
+        status: 200,
+        body: { access_token: "BQ-new", token_type: "Bearer", expires_in: 3600, scope: "" },
+      }),
+      expected: { outcome: "success", refreshToken: null },
+    },
+  ],
+};
+
+describeProviderContract(spotify, imitation);

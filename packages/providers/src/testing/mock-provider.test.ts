@@ -138,6 +138,40 @@ describe("MockProvider", () => {
     expect(provider.reuseCount).toBe(1);
   });
 
+  it("accepts the rotated-away refresh token again within a grace window in seconds", async () => {
+    const provider = await start();
+    const grant = provider.issueGrant({ rotate: true, reuseGrace: 1800 });
+    const lost = await refresh(provider, grant.refreshToken);
+    // The answer above is "lost": the client presents the old token again, inside the window.
+    const again = await refresh(provider, grant.refreshToken);
+    expect(again.status).toBe(200);
+    expect(again.json.refresh_token).not.toBe(lost.json.refresh_token);
+    expect(provider.grant(grant.grantId)?.refreshToken).toBe(again.json.refresh_token);
+    expect(provider.reuseCount).toBe(0);
+    // The lost successor died when its predecessor was used in its place.
+    expect((await refresh(provider, String(lost.json.refresh_token))).json.error).toBe(
+      "invalid_grant",
+    );
+    expect(provider.reuseCount).toBe(1);
+  });
+
+  it("ends a zero-second grace at once, and an until-used grace when the successor is used", async () => {
+    const provider = await start();
+    const none = provider.issueGrant({ rotate: true, reuseGrace: 0 });
+    await refresh(provider, none.refreshToken);
+    expect((await refresh(provider, none.refreshToken)).json.error).toBe("invalid_grant");
+
+    const shopify = provider.issueGrant({ rotate: true, reuseGrace: "until_new_token_used" });
+    const first = await refresh(provider, shopify.refreshToken);
+    expect((await refresh(provider, shopify.refreshToken)).status).toBe(200);
+    const current = String(provider.grant(shopify.grantId)?.refreshToken);
+    expect((await refresh(provider, current)).status).toBe(200);
+    // The successor was used: its predecessor is now dead, and so is the first one's answer.
+    expect((await refresh(provider, shopify.refreshToken)).json.error).toBe("invalid_grant");
+    expect(String(first.json.refresh_token)).not.toBe(current);
+    expect(provider.reuseCount).toBe(2);
+  });
+
   it("answers invalid_grant for revoked and unknown refresh tokens", async () => {
     const provider = await start();
     const grant = provider.issueGrant();

@@ -65,6 +65,13 @@ export interface GrantOptions {
   omitRefreshToken?: boolean;
   /** Sent as `scope` in every answer; omitted when absent. */
   scope?: string;
+  /**
+   * With `rotate`: how long the refresh token just rotated away still works, as Xero (1800 s),
+   * Okta (0-60 s) and Atlassian document: seconds after its rotation, or
+   * `"until_new_token_used"` (Shopify: until its successor is first presented). Presenting it
+   * then refreshes as the current one would. @defaultValue null (reuse revokes the grant)
+   */
+  reuseGrace?: number | "until_new_token_used" | null;
 }
 
 export interface IssuedGrant {
@@ -142,7 +149,10 @@ interface Grant {
   ttlSeconds: number;
   omitRefreshToken: boolean;
   scope: string | null;
+  reuseGrace: number | "until_new_token_used" | null;
   refreshToken: string;
+  /** The refresh token the last refresh rotated away, and when. */
+  previous: { refreshToken: string; rotatedAt: number } | null;
   accessToken: string;
   revoked: boolean;
   refreshes: number;
@@ -310,7 +320,9 @@ export class MockProvider {
       ttlSeconds: options.accessTokenTtlSeconds ?? 3600,
       omitRefreshToken: options.omitRefreshToken ?? false,
       scope: options.scope ?? null,
+      reuseGrace: options.reuseGrace ?? null,
       refreshToken: newToken("rt"),
+      previous: null,
       accessToken: "",
       revoked: false,
       refreshes: 0,
@@ -601,7 +613,7 @@ export class MockProvider {
     if (grant === undefined || grant.revoked) {
       return this.#deadGrant("refresh token is invalid or revoked");
     }
-    if (presented !== grant.refreshToken) {
+    if (presented !== grant.refreshToken && !withinReuseGrace(grant, presented)) {
       // Reuse of a rotated-away token: a real provider assumes theft and revokes the grant.
       this.#reuseCount += 1;
       grant.revoked = true;
@@ -609,6 +621,11 @@ export class MockProvider {
     }
 
     if (grant.rotate) {
+      // Using the current token ends its predecessor's grace: the previous one is now this.
+      // A reuse within grace keeps the window it had, which started at the first rotation.
+      if (presented === grant.refreshToken) {
+        grant.previous = { refreshToken: presented, rotatedAt: Date.now() };
+      }
       grant.refreshToken = newToken("rt");
       this.#grantByRefreshToken.set(grant.refreshToken, grant);
     }
@@ -666,6 +683,15 @@ export class MockProvider {
     }, this.latencyMs);
     this.#timers.add(timer);
   }
+}
+
+/** The token rotated away last, presented while its documented grace lasts. */
+function withinReuseGrace(grant: Grant, presented: string): boolean {
+  const { previous, reuseGrace } = grant;
+  if (previous === null || previous.refreshToken !== presented || reuseGrace === null) return false;
+  // Its successor has not been presented since, or `previous` would be the successor.
+  if (reuseGrace === "until_new_token_used") return true;
+  return Date.now() - previous.rotatedAt < reuseGrace * 1000;
 }
 
 interface ClientCredentials {
