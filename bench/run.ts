@@ -6,6 +6,7 @@ import { benchLateness } from "./lateness";
 import { benchRebuild } from "./rebuild";
 import { benchRedisMemory } from "./redis-memory";
 import { benchRefreshThroughput } from "./refresh-throughput";
+import { benchScaling } from "./scaling";
 import type { BenchResult } from "./support";
 
 const PARTS = {
@@ -13,6 +14,7 @@ const PARTS = {
   lateness: benchLateness,
   memory: benchRedisMemory,
   rebuild: benchRebuild,
+  scaling: benchScaling,
 } satisfies Record<string, () => Promise<BenchResult>>;
 type PartName = keyof typeof PARTS;
 

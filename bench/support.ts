@@ -14,10 +14,10 @@ export interface BenchResult {
 }
 
 /**
- * Redis databases of the benchmark, apart from the tests' 5, 6 and 7. Each part flushes
- * its database before and after: they hold nothing else.
+ * Redis databases of the benchmark, apart from the tests'. Each part flushes its database
+ * before and after: they hold nothing else.
  */
-export const BENCH_REDIS_DB = { worker: 8, memory: 9, rebuild: 10 } as const;
+export const BENCH_REDIS_DB = { worker: 8, memory: 9, rebuild: 10, scaling: 15 } as const;
 
 export const CORES = cpus().length;
 

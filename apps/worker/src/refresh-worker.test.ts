@@ -3,6 +3,7 @@ import { createLogger } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import {
   enqueueRefresh,
+  REFRESH_JOB,
   REFRESH_QUEUE,
   reconcileQueue,
   refreshJobId,
@@ -13,7 +14,7 @@ import {
   type RefreshHarness,
   TEST_REDIS_URL,
 } from "@evergreen/refresh/testing";
-import { QueueEvents, type Worker } from "bullmq";
+import { Queue, QueueEvents, type Worker } from "bullmq";
 import type { Redis } from "ioredis";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { INFRA_RETRY_MAX_MS, infraRetryDelayMs, startRefreshWorker } from "./refresh-worker";
@@ -165,6 +166,35 @@ describe("startRefreshWorker", () => {
       status: "needs_reauth",
       version: row.version,
     });
+  });
+
+  // Jobs added before their data was emptied (docs/adr/0018) are still in Redis after an
+  // upgrade, and producers of the previous release add them during a rolling deploy.
+  it("refreshes a job in the previous release's shape, with `{connectionId, version}` data", async () => {
+    const { connection: row, grant } = await h.addConnection();
+    const legacy = new Queue(REFRESH_QUEUE, { connection: h.redis, prefix: h.prefix });
+    const payload = { connectionId: row.id, version: row.version };
+    const jobId = refreshJobId(payload);
+    try {
+      await legacy.add(REFRESH_JOB, payload, { jobId });
+      expect((await legacy.getJob(jobId))?.data).toEqual(payload);
+      expect(await completion(startWorker(), jobId)).toBe("success");
+    } finally {
+      await legacy.close();
+    }
+    expect(h.provider.refreshesByGrant.get(grant.grantId)).toBe(1);
+  });
+
+  it("fails a job whose id does not name a connection version, without retrying it", async () => {
+    const { connection: row } = await h.addConnection();
+    const failed = new Promise<string>((resolve) => {
+      startWorker().on("failed", (job, err) => {
+        if (job?.id === row.id) resolve(err.message);
+      });
+    });
+    await h.queue.add(REFRESH_JOB, {}, { jobId: row.id });
+    expect(await failed).toBe("malformed refresh job id");
+    expect(h.provider.requests).toBe(0);
   });
 
   it("keeps jobs re-delayed for a 429 where it put them, through a scheduler sweep", async () => {

@@ -1,13 +1,12 @@
 import { ClientErrorLog, type Logger } from "@evergreen/observability";
 import {
   backoffMs,
+  parseRefreshJobId,
   QUEUE_PREFIX,
   REFRESH_QUEUE,
   type RefreshDeps,
-  type RefreshJobPayload,
   type RefreshRun,
   refreshConnection,
-  refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "@evergreen/refresh";
 import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
@@ -31,14 +30,16 @@ export interface RefreshWorkerOptions {
  */
 export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Worker {
   const failures = new ClientErrorLog(options.log);
-  const process = async (job: Job<RefreshJobPayload>, token?: string) => {
-    const parsed = refreshJobPayload.safeParse(job.data);
-    if (!parsed.success) throw new UnrecoverableError("malformed refresh job payload");
+  // The id says which connection at which version (docs/adr/0018); the data, empty now and
+  // `{connectionId, version}` in jobs added before, is not read.
+  const process = async (job: Job<unknown>, token?: string) => {
+    const payload = parseRefreshJobId(job.id ?? "");
+    if (!payload) throw new UnrecoverableError("malformed refresh job id");
     let run: RefreshRun;
     try {
       run = await refreshConnection(deps, {
-        connectionId: parsed.data.connectionId,
-        expectedVersion: parsed.data.version,
+        connectionId: payload.connectionId,
+        expectedVersion: payload.version,
         source: "worker",
         // Lateness is measured on a job's first run only: re-delays (busy lock, cooldown,
         // retries) are the system working as intended, not lateness.
@@ -70,7 +71,7 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     }
   };
 
-  const worker = new Worker<RefreshJobPayload>(REFRESH_QUEUE, process, {
+  const worker = new Worker<unknown>(REFRESH_QUEUE, process, {
     connection: options.connection,
     prefix: options.prefix ?? QUEUE_PREFIX,
     concurrency: options.concurrency,

@@ -39,13 +39,15 @@ export {
 } from "./import/import-connections";
 export {
   createRefreshQueue,
+  parseRefreshJobId,
   QUEUE_PREFIX,
   REFRESH_JOB,
   REFRESH_QUEUE,
   REFRESHABLE,
+  type RefreshJobData,
   type RefreshJobPayload,
+  type RefreshQueue,
   refreshJobId,
-  refreshJobPayload,
   WORKER_JOB_RETENTION,
 } from "./jobs";
 export {

@@ -1,5 +1,9 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { createRedis } from "@evergreen/redis";
 import { describe, expect, it } from "vitest";
-import { parseRefreshJobId, refreshJobId } from "./jobs";
+import { createRefreshQueue, parseRefreshJobId, refreshJobId } from "./jobs";
+import { enqueueRefresh } from "./schedule";
+import { TEST_REDIS_URL } from "./testing";
 
 describe("refresh job ids", () => {
   it("parse back to the payload they were made from", () => {
@@ -14,4 +18,40 @@ describe("refresh job ids", () => {
     "7d3f4a52-0c1e-4a7b-9f0e-2b8c5d6e7f80.01",
     "7D3F4A52-0C1E-4A7B-9F0E-2B8C5D6E7F80.1",
   ])("refuse %j, which they never make", (id) => expect(parseRefreshJobId(id)).toBeUndefined());
+});
+
+/** Redis's default: a hash with a longer value is a hashtable, about twice the memory. */
+const LISTPACK_VALUE_LIMIT = 64;
+
+describe("a scheduled refresh job in Redis", () => {
+  it("stays a listpack hash: every field fits Redis's default hash-max-listpack-value", async () => {
+    const redis = createRedis(TEST_REDIS_URL, "producer");
+    const prefix = `{test-${randomBytes(4).toString("hex")}}`;
+    const queue = createRefreshQueue(redis, prefix);
+    // The longest a job gets: a large version, due a year from now.
+    const payload = { connectionId: randomUUID(), version: 2_147_483_647 };
+    const dueAt = new Date(Date.now() + 365 * 86_400_000);
+    const id = refreshJobId(payload);
+    try {
+      await enqueueRefresh(queue, payload, dueAt);
+      const key = queue.toKey(id);
+      const fields = await redis.hgetall(key);
+      const tooLong = Object.entries(fields).filter(
+        ([, value]) => Buffer.byteLength(value) > LISTPACK_VALUE_LIMIT,
+      );
+      expect(tooLong).toEqual([]);
+      expect(await redis.object("ENCODING", key)).toBe("listpack");
+      // BullMQ still reads it whole: the id from its key, the due time from its options.
+      const job = await queue.getJob(id);
+      expect(job?.id).toBe(id);
+      expect(job?.data).toEqual({});
+      expect(
+        Math.abs((job?.timestamp ?? 0) + (job?.opts.delay ?? 0) - dueAt.getTime()),
+      ).toBeLessThan(1_000);
+    } finally {
+      await queue.obliterate({ force: true });
+      await queue.close();
+      await redis.quit();
+    }
+  });
 });

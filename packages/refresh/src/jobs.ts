@@ -1,10 +1,9 @@
 import type { ConnectionStatus } from "@evergreen/db";
-import { type ConnectionOptions, Queue } from "bullmq";
-import { z } from "zod";
+import { type ConnectionOptions, Job, type JobJson, type JobProgress, Queue } from "bullmq";
 
 /**
- * The one job catalog: queue, job name, payload schema and options, used by every
- * producer (api, scheduler, worker) and the consumer (worker). Design: docs/adr/0004.
+ * The one job catalog: queue, job name, job id (which is the payload) and options, used by every
+ * producer (api, scheduler, worker) and the consumer (worker). Design: docs/adr/0004, 0018.
  */
 
 /** Hash-tagged so every key of the queue lands in one Redis Cluster slot. */
@@ -12,13 +11,19 @@ export const QUEUE_PREFIX = "{evergreen}";
 export const REFRESH_QUEUE = "refresh";
 export const REFRESH_JOB = "refresh-connection";
 
-/** Payloads carry ids, never tokens. */
-export const refreshJobPayload = z.object({
-  connectionId: z.string().uuid(),
+/** What a refresh job is for: ids, never tokens. Carried by its id, not its data. */
+export interface RefreshJobPayload {
+  readonly connectionId: string;
   /** The row version this job was scheduled for; any other version makes it a no-op. */
-  version: z.number().int().nonnegative(),
-});
-export type RefreshJobPayload = z.infer<typeof refreshJobPayload>;
+  readonly version: number;
+}
+
+/**
+ * A refresh job's stored data: nothing, since its id says everything (docs/adr/0018). Jobs
+ * added before that carry `{connectionId, version}`, which the worker ignores.
+ */
+export type RefreshJobData = Record<string, never>;
+export type RefreshQueue = Queue<RefreshJobData>;
 
 /**
  * `<connectionId>.<version>`: BullMQ ignores an add whose id exists, so a job can never
@@ -46,9 +51,9 @@ export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
  * Jobs carry no options beyond their id and delay: BullMQ stores a job's options in its
  * hash, and at a million scheduled connections every byte counts (SPEC §7: 1 GB of Redis;
  * attempts, backoff and removal options were 100 of a job's ~1,040 bytes, see
- * bench/redis-memory.ts). What they said lives in the worker instead: finished jobs are
- * removed (WORKER_JOB_RETENTION) and exceptions are retried by the worker itself, with
- * backoff (apps/worker/src/refresh-worker.ts).
+ * bench/redis-memory.ts; docs/adr/0018 for the rest). What they said lives in the worker
+ * instead: finished jobs are removed (WORKER_JOB_RETENTION) and exceptions are retried by
+ * the worker itself, with backoff (apps/worker/src/refresh-worker.ts).
  *
  * Completed and failed jobs are removed, not kept: a connection's next job has another id,
  * and the row keeps its nextRefreshAt, so the scheduler's sweep re-adds a job that failed
@@ -57,13 +62,39 @@ export const REFRESHABLE: readonly ConnectionStatus[] = ["active", "expired"];
 export const WORKER_JOB_RETENTION = { removeOnComplete: { count: 0 }, removeOnFail: { count: 0 } };
 
 /**
- * One shard's queue; processes use RefreshQueues, which holds one per shard and also names
- * the shard's other keys (locks, cooldowns, parked answers: RefreshLayout.keys).
+ * A job as BullMQ stores it, minus `opts.jobId`: the id is already the hash's key, and
+ * those 48 bytes made `opts` longer than `hash-max-listpack-value` (64 bytes by default),
+ * which turns the whole job hash from a compact listpack into a hashtable (docs/adr/0018).
+ * Nothing reads `opts.jobId` back: BullMQ takes a stored job's id from its key.
+ */
+class CompactJob<
+  DataType = unknown,
+  ReturnType = unknown,
+  NameType extends string = string,
+  ProgressType extends JobProgress = JobProgress,
+> extends Job<DataType, ReturnType, NameType, ProgressType> {
+  override asJSON(): JobJson {
+    const json = super.asJSON();
+    const { jobId: _id, ...opts } = json.opts;
+    return { ...json, opts };
+  }
+}
+
+class CompactQueue extends Queue<RefreshJobData> {
+  protected override get Job(): typeof Job {
+    return CompactJob;
+  }
+}
+
+/**
+ * One shard's queue, compact (CompactQueue); processes use RefreshQueues, which holds one
+ * per shard and also names the shard's other keys (locks, cooldowns, parked answers:
+ * RefreshLayout.keys).
  * @param prefix Redis key prefix; tests give each run its own.
  */
 export function createRefreshQueue(
   connection: ConnectionOptions,
   prefix: string = QUEUE_PREFIX,
-): Queue<RefreshJobPayload> {
-  return new Queue<RefreshJobPayload>(REFRESH_QUEUE, { connection, prefix });
+): RefreshQueue {
+  return new CompactQueue(REFRESH_QUEUE, { connection, prefix });
 }

@@ -1,7 +1,7 @@
 import { Cooldown, createRedis, RedisLock } from "@evergreen/redis";
 import { Worker } from "bullmq";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { REFRESH_QUEUE, type RefreshJobPayload, refreshJobId, WORKER_JOB_RETENTION } from "./jobs";
+import { parseRefreshJobId, REFRESH_QUEUE, refreshJobId, WORKER_JOB_RETENTION } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import { reconcileQueue } from "./reconcile";
 import { type RefreshDeps, refreshConnection } from "./refresh-connection";
@@ -71,6 +71,29 @@ describe("reconcileQueue", () => {
     if (!sample) throw new Error("no rows");
     const job = await h.queue.getJob(jobIdOf(sample));
     expect(job?.opts.delay).toBe((sample.nextRefreshAt?.getTime() ?? 0) - now.getTime());
+  });
+
+  it("rebuilds the jobs of rows already due into the wait list, and adds nothing twice", async () => {
+    const rows = await dueConnections(5);
+    const overdue = await Promise.all(
+      rows.slice(0, 2).map((row) =>
+        h.prisma.connection.update({
+          where: { id: row.id },
+          data: { nextRefreshAt: new Date(Date.now() - 60_000) },
+        }),
+      ),
+    );
+    await h.queue.obliterate({ force: true });
+
+    const first = await reconcileQueue(h.prisma, h.queues, h.redis, { batchSize: 2 });
+    expect(first).toMatchObject({ scanned: 5, enqueued: 5 });
+    const waiting = (await h.queue.getJobs(["wait"])).map((job) => job.id).sort();
+    expect(waiting).toEqual(overdue.map(jobIdOf).sort());
+    expect(await h.queue.getDelayedCount()).toBe(3);
+    expect(await reconcileQueue(h.prisma, h.queues, h.redis, { batchSize: 2 })).toMatchObject({
+      scanned: 5,
+      enqueued: 0,
+    });
   });
 
   it("leaves exactly one job per connection when two schedulers sweep at once", async () => {
@@ -185,14 +208,7 @@ describe("reconcileQueue", () => {
       await schedule(stale, 1);
       await schedule(stale, 2);
       await schedule(current, 0);
-      await h.queue.add(
-        "not-ours",
-        { connectionId: current.id, version: 0 },
-        {
-          jobId: "not-ours",
-          delay: 60_000,
-        },
-      );
+      await h.queue.add("not-ours", {}, { jobId: "not-ours", delay: 60_000 });
       await h.prisma.connection.deleteMany({ where: { id: { in: [deleted.id, running.id] } } });
 
       const result = await reconcileQueue(h.prisma, h.queues, h.redis, { batchSize: 2 });
@@ -247,15 +263,18 @@ describe("reconcileQueue after REFRESH_QUEUE_SHARDS changed", () => {
     const runs: string[] = [];
     const workers = layout.prefixes.map(
       (prefix) =>
-        new Worker<RefreshJobPayload>(
+        new Worker(
           REFRESH_QUEUE,
           async (job) => {
+            // The id carries the payload; the data is empty (docs/adr/0018).
+            const payload = parseRefreshJobId(job.id ?? "");
+            if (!payload) throw new Error(`not a refresh job id: ${job.id}`);
             const run = await refreshConnection(deps, {
-              connectionId: job.data.connectionId,
-              expectedVersion: job.data.version,
+              connectionId: payload.connectionId,
+              expectedVersion: payload.version,
               source: "worker",
             });
-            runs.push(`${job.data.connectionId}:${run.kind}`);
+            runs.push(`${payload.connectionId}:${run.kind}`);
           },
           { connection: consumer, prefix, ...WORKER_JOB_RETENTION },
         ),

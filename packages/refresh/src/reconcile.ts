@@ -1,8 +1,15 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { RedisClient } from "@evergreen/redis";
-import { ErrorCode, type Queue } from "bullmq";
+import { ErrorCode } from "bullmq";
+import { addMissingDelayedJobs } from "./add-delayed-jobs";
 import { adoptParkedAnswers, otherLayoutCounts } from "./adopt-parked-answers";
-import { parseRefreshJobId, REFRESHABLE, type RefreshJobPayload, refreshJobId } from "./jobs";
+import {
+  parseRefreshJobId,
+  REFRESHABLE,
+  type RefreshJobPayload,
+  type RefreshQueue,
+  refreshJobId,
+} from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import { RefreshQueues } from "./refresh-queues";
 import { refreshJob } from "./schedule";
@@ -162,84 +169,149 @@ async function drainLayout(sweep: Sweep, old: RefreshQueues, tally: Tally): Prom
   }
 }
 
-async function addMissingJobs({ prisma, queues, redis, batchSize, now }: Sweep) {
+/**
+ * Pages worked on while the next is read: reading waits on one server (PostgreSQL for the
+ * keyset pages, Redis for the delayed set) and working on the other, so overlapping them
+ * keeps both busy. Two are enough for that; more would only queue whole-page scripts in
+ * front of other clients' commands (a page's script holds Redis for a few milliseconds).
+ */
+const PAGES_IN_FLIGHT = 2;
+
+/**
+ * Calls `work` on each page `next` returns until it returns undefined, reading ahead while
+ * up to PAGES_IN_FLIGHT pages are worked on. Work never rejects unheard: the first failure
+ * stops the reading and is thrown once every started page has settled.
+ */
+async function overlapPages<T>(
+  next: () => Promise<T | undefined>,
+  work: (page: T) => Promise<void>,
+): Promise<void> {
+  let failure: { readonly error: unknown } | undefined;
+  const inFlight = new Set<Promise<void>>();
+  while (!failure) {
+    const page = await next();
+    if (page === undefined) break;
+    const task: Promise<void> = work(page)
+      .catch((error: unknown) => {
+        failure ??= { error };
+      })
+      .finally(() => inFlight.delete(task));
+    inFlight.add(task);
+    if (inFlight.size >= PAGES_IN_FLIGHT) await Promise.race(inFlight);
+  }
+  await Promise.all(inFlight);
+  if (failure) throw failure.error;
+}
+
+async function addMissingJobs(sweep: Sweep) {
   let cursor: string | undefined;
   let scanned = 0;
   let enqueued = 0;
-  for (;;) {
-    const page = await prisma.connection.findMany({
-      where: {
-        status: { in: [...REFRESHABLE] },
-        nextRefreshAt: { not: null },
-        ...(cursor ? { id: { gt: cursor } } : {}),
-      },
-      orderBy: { id: "asc" },
-      take: batchSize,
-      select: { id: true, version: true, nextRefreshAt: true },
-    });
-    const last = page.at(-1);
-    if (!last) break;
-    cursor = last.id;
-    scanned += page.length;
-
-    // One pipelined EXISTS per page and shard instead of a getJob round trip per
-    // connection (a cluster pipeline must stay within one slot).
-    const missing = await missingJobs(queues, redis, page);
-    if (missing.length === 0) continue;
-    const at = now();
-    await queues.addBulk(
-      missing.map((row) =>
-        refreshJob({ connectionId: row.id, version: row.version }, row.nextRefreshAt ?? at, at),
-      ),
-    );
-    enqueued += missing.length;
-  }
+  await overlapPages(
+    async () => {
+      const page = await readPage(sweep, cursor);
+      const last = page.at(-1);
+      if (!last) return undefined;
+      cursor = last.id;
+      scanned += page.length;
+      return page;
+    },
+    async (page) => {
+      // Not `enqueued += await …`: that reads the sum before the await, losing other
+      // pages' counts added meanwhile.
+      const added = await addPageJobs(sweep, page);
+      enqueued += added;
+    },
+  );
   return { scanned, enqueued };
 }
 
-async function missingJobs<Row extends { id: string; version: number }>(
-  queues: RefreshQueues,
-  redis: RedisClient,
-  page: readonly Row[],
-): Promise<Row[]> {
-  const shards = await Promise.all(
-    [...queues.group(page, (row) => row.id)].map(async ([queue, rows]) => {
-      const pipeline = redis.pipeline();
-      for (const row of rows) {
-        pipeline.exists(queue.toKey(refreshJobId({ connectionId: row.id, version: row.version })));
-      }
-      const exists = (await pipeline.exec()) ?? [];
-      return rows.filter((_, index) => exists[index]?.[1] !== 1);
-    }),
+/** The next keyset page of rows that should have a job, in id order. */
+function readPage({ prisma, batchSize }: Sweep, after: string | undefined) {
+  return prisma.connection.findMany({
+    where: {
+      status: { in: [...REFRESHABLE] },
+      nextRefreshAt: { not: null },
+      ...(after ? { id: { gt: after } } : {}),
+    },
+    orderBy: { id: "asc" },
+    take: batchSize,
+    select: { id: true, version: true, nextRefreshAt: true },
+  });
+}
+type ScheduledRow = Awaited<ReturnType<typeof readPage>>[number];
+
+/**
+ * Adds the jobs of a page's rows that have none; returns how many. One script call per
+ * shard checks its part of the page and adds the missing delayed jobs (docs/adr/0019): its
+ * keys are all that shard's queue's, so on a Redis Cluster they sit in one slot.
+ */
+async function addPageJobs(
+  { queues, redis, now }: Sweep,
+  page: readonly ScheduledRow[],
+): Promise<number> {
+  const at = now();
+  const added = await Promise.all(
+    [...queues.group(page, (row) => row.id)].map(([queue, rows]) =>
+      addShardJobs(redis, queue, rows, at),
+    ),
   );
-  return shards.flat();
+  return added.reduce((sum, count) => sum + count, 0);
+}
+
+async function addShardJobs(
+  redis: RedisClient,
+  queue: RefreshQueue,
+  rows: readonly ScheduledRow[],
+  at: Date,
+): Promise<number> {
+  const jobs = rows.map((row) => ({
+    row,
+    id: refreshJobId({ connectionId: row.id, version: row.version }),
+    dueAt: (row.nextRefreshAt ?? at).getTime(),
+  }));
+  const { added, dueNow } = await addMissingDelayedJobs(redis, queue, jobs, at.getTime());
+  if (dueNow.length === 0) return added;
+  const due = new Set(dueNow);
+  await queue.addBulk(
+    jobs
+      .filter(({ id }) => due.has(id))
+      .map(({ row }) => refreshJob({ connectionId: row.id, version: row.version }, at, at)),
+  );
+  return added + dueNow.length;
 }
 
 /** ZSCAN, not ranks or scores: it sees every member present throughout, while we move some. */
 async function walkDelayed(
   sweep: Sweep,
-  queue: Queue<RefreshJobPayload>,
+  queue: RefreshQueue,
   tally: Tally,
   move = false,
 ): Promise<void> {
-  let cursor = "0";
-  do {
-    const [next, flat] = await sweep.redis.zscan(
-      queue.toKey("delayed"),
-      cursor,
-      "COUNT",
-      sweep.batchSize,
-    );
-    cursor = next;
-    const entries: QueueEntry[] = [];
-    for (let index = 0; index + 1 < flat.length; index += 2) {
-      entries.push({
-        id: flat[index] ?? "",
-        dueAt: Math.floor(Number(flat[index + 1]) / DELAYED_SCORE_PER_MS),
-      });
-    }
-    await settle(sweep, queue, entries, tally, move);
-  } while (cursor !== "0");
+  let cursor: string | undefined = "0";
+  await overlapPages(
+    async () => {
+      if (cursor === undefined) return undefined;
+      const [next, flat] = await sweep.redis.zscan(
+        queue.toKey("delayed"),
+        cursor,
+        "COUNT",
+        sweep.batchSize,
+      );
+      cursor = next === "0" ? undefined : next;
+      const entries: QueueEntry[] = [];
+      for (let index = 0; index + 1 < flat.length; index += 2) {
+        entries.push({
+          id: flat[index] ?? "",
+          dueAt: Math.floor(Number(flat[index + 1]) / DELAYED_SCORE_PER_MS),
+        });
+      }
+      return entries;
+    },
+    async (entries) => {
+      await settle(sweep, queue, entries, tally, move);
+    },
+  );
 }
 
 /**
@@ -249,7 +321,7 @@ async function walkDelayed(
  */
 async function walkWaiting(
   sweep: Sweep,
-  queue: Queue<RefreshJobPayload>,
+  queue: RefreshQueue,
   tally: Tally,
   move = false,
 ): Promise<void> {
@@ -274,7 +346,7 @@ async function walkWaiting(
  */
 async function settle(
   { prisma, queues, now }: Sweep,
-  queue: Queue<RefreshJobPayload>,
+  queue: RefreshQueue,
   entries: readonly QueueEntry[],
   tally: Tally,
   move: boolean,
@@ -347,11 +419,7 @@ async function settle(
  * 429 (its own or another connection's), or BullMQ is backing off after an exception. That
  * wait, not the row, says when it runs, so only never-started jobs are moved.
  */
-async function retime(
-  queue: Queue<RefreshJobPayload>,
-  id: string,
-  delay: number,
-): Promise<boolean> {
+async function retime(queue: RefreshQueue, id: string, delay: number): Promise<boolean> {
   const job = await queue.getJob(id);
   if (!job || job.attemptsStarted > 0) return false;
   try {

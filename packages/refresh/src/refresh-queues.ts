@@ -1,11 +1,17 @@
-import type { ConnectionOptions, JobsOptions, Queue } from "bullmq";
-import { createRefreshQueue, parseRefreshJobId, type RefreshJobPayload } from "./jobs";
+import type { ConnectionOptions, JobsOptions } from "bullmq";
+import {
+  createRefreshQueue,
+  parseRefreshJobId,
+  type RefreshJobData,
+  type RefreshQueue,
+} from "./jobs";
 import { RefreshLayout } from "./shards";
 
-interface BulkJob {
+/** A refresh job to add: its id (`<connectionId>.<version>`) says its shard. */
+interface RefreshJobToAdd {
   readonly name: string;
-  readonly data: RefreshJobPayload;
-  readonly opts?: JobsOptions;
+  readonly data: RefreshJobData;
+  readonly opts: JobsOptions & { readonly jobId: string };
 }
 
 /**
@@ -15,8 +21,8 @@ interface BulkJob {
  */
 export class RefreshQueues {
   readonly layout: RefreshLayout;
-  /** Index = shard. */
-  readonly shards: readonly Queue<RefreshJobPayload>[];
+  /** Index = shard; each a compact queue (createRefreshQueue). */
+  readonly shards: readonly RefreshQueue[];
 
   constructor(connection: ConnectionOptions, layout: RefreshLayout = new RefreshLayout(1)) {
     this.layout = layout;
@@ -24,28 +30,26 @@ export class RefreshQueues {
   }
 
   /** The queue of a connection's shard. */
-  of(connectionId: string): Queue<RefreshJobPayload> {
+  of(connectionId: string): RefreshQueue {
     const queue = this.shards[this.layout.shardOf(connectionId)];
     if (!queue) throw new Error("refresh queue shard out of range");
     return queue;
   }
 
-  async add(name: string, data: RefreshJobPayload, opts?: JobsOptions): Promise<void> {
-    await this.of(data.connectionId).add(name, data, opts);
+  /** A job's data is empty (docs/adr/0018): its id names the connection, and so the shard. */
+  async add(name: string, data: RefreshJobData, opts: RefreshJobToAdd["opts"]): Promise<void> {
+    await this.ofJob(opts.jobId).add(name, data, opts);
   }
 
   /** One addBulk per shard, side by side. */
-  async addBulk(jobs: readonly BulkJob[]): Promise<void> {
-    const byShard = this.group(jobs, (job) => job.data.connectionId);
+  async addBulk(jobs: readonly RefreshJobToAdd[]): Promise<void> {
+    const byShard = this.group(jobs, (job) => connectionOfJob(job.opts.jobId));
     await Promise.all([...byShard].map(([queue, shardJobs]) => queue.addBulk(shardJobs)));
   }
 
   /** `items` by the queue of their connection's shard. */
-  group<T>(
-    items: readonly T[],
-    connectionOf: (item: T) => string,
-  ): Map<Queue<RefreshJobPayload>, T[]> {
-    const byShard = new Map<Queue<RefreshJobPayload>, T[]>();
+  group<T>(items: readonly T[], connectionOf: (item: T) => string): Map<RefreshQueue, T[]> {
+    const byShard = new Map<RefreshQueue, T[]>();
     for (const item of items) {
       const queue = this.of(connectionOf(item));
       const list = byShard.get(queue);
@@ -53,6 +57,11 @@ export class RefreshQueues {
       else byShard.set(queue, [item]);
     }
     return byShard;
+  }
+
+  /** The queue of the shard a job id we made belongs to. */
+  private ofJob(jobId: string): RefreshQueue {
+    return this.of(connectionOfJob(jobId));
   }
 
   /** BullMQ's answer (1 removed, 0 absent or held by a worker); 0 for an id we never make. */
@@ -74,4 +83,10 @@ export class RefreshQueues {
   async close(): Promise<void> {
     await Promise.all(this.shards.map((queue) => queue.close()));
   }
+}
+
+function connectionOfJob(jobId: string): string {
+  const payload = parseRefreshJobId(jobId);
+  if (!payload) throw new Error("not a refresh job id");
+  return payload.connectionId;
 }

@@ -1,4 +1,10 @@
-import { REFRESH_JOB, type RefreshJobPayload, refreshJobId } from "./jobs";
+import {
+  REFRESH_JOB,
+  type RefreshJobData,
+  type RefreshJobPayload,
+  type RefreshQueue,
+  refreshJobId,
+} from "./jobs";
 import type { RefreshQueues } from "./refresh-queues";
 
 export interface RefreshTimeInput {
@@ -77,18 +83,23 @@ export function minRefreshIntervalMs(retryBaseDelayMs: number): number {
   return Math.max(30_000, retryBaseDelayMs);
 }
 
-/** The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. */
+/**
+ * The job for one connection version, due at `at`: for `queue.add` or `queue.addBulk`. Its
+ * id carries the payload; its data is empty (docs/adr/0018).
+ */
 export function refreshJob(payload: RefreshJobPayload, at: Date, now: Date = new Date()) {
+  const data: RefreshJobData = {};
   return {
     name: REFRESH_JOB,
-    data: payload,
+    data,
     opts: { jobId: refreshJobId(payload), delay: Math.max(0, at.getTime() - now.getTime()) },
   };
 }
 
 /** Enqueues the delayed job for this connection version (a no-op if it already exists). */
 export async function enqueueRefresh(
-  queue: RefreshQueues,
+  /** The sharded queue, or one shard's. */
+  queue: RefreshQueues | RefreshQueue,
   payload: RefreshJobPayload,
   at: Date,
   now: Date = new Date(),

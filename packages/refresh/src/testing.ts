@@ -20,13 +20,12 @@ import {
   type RedisClient,
   RedisLock,
 } from "@evergreen/redis";
-import type { Queue } from "bullmq";
 import {
   type ConnectionChange,
   type ConnectionEventInput,
   ConnectionStore,
 } from "./connection-store";
-import type { RefreshJobPayload } from "./jobs";
+import type { RefreshQueue } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import { RefreshQueues } from "./refresh-queues";
@@ -103,7 +102,7 @@ export interface RefreshHarness {
   /** Every shard's queue, as the processes use them. */
   readonly queues: RefreshQueues;
   /** Shard 0's queue: the whole queue with one shard (the default). */
-  readonly queue: Queue<RefreshJobPayload>;
+  readonly queue: RefreshQueue;
   /** Redis prefix of this harness's queue, locks and cooldowns (shard 0's with several). */
   readonly prefix: string;
   readonly metrics: Metrics;
