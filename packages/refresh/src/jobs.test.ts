@@ -2,7 +2,9 @@ import { randomBytes, randomUUID } from "node:crypto";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it } from "vitest";
 import { createRefreshQueue, parseRefreshJobId, refreshJobId } from "./jobs";
+import { RefreshQueues } from "./refresh-queues";
 import { enqueueRefresh } from "./schedule";
+import { RefreshLayout } from "./shards";
 import { TEST_REDIS_URL } from "./testing";
 
 describe("refresh job ids", () => {
@@ -51,6 +53,39 @@ describe("a scheduled refresh job in Redis", () => {
     } finally {
       await queue.obliterate({ force: true });
       await queue.close();
+      await redis.quit();
+    }
+  });
+});
+
+describe("scheduled refresh jobs in a sharded queue", () => {
+  it("are compact in every shard, each in its connection's shard", async () => {
+    const redis = createRedis(TEST_REDIS_URL, "producer");
+    const layout = new RefreshLayout(3, `test-${randomBytes(4).toString("hex")}`);
+    const queues = new RefreshQueues(redis, layout);
+    const dueAt = new Date(Date.now() + 3_600_000);
+    try {
+      // Enough connections that every one of the 3 shards gets some.
+      const payloads = Array.from({ length: 30 }, () => ({
+        connectionId: randomUUID(),
+        version: 7,
+      }));
+      for (const payload of payloads) await enqueueRefresh(queues, payload, dueAt);
+      const shardsUsed = new Set<number>();
+      for (const payload of payloads) {
+        const shard = layout.shardOf(payload.connectionId);
+        shardsUsed.add(shard);
+        const key = queues.shards[shard]?.toKey(refreshJobId(payload)) ?? "";
+        expect(await redis.object("ENCODING", key)).toBe("listpack");
+        expect(await redis.hget(key, "data")).toBe("{}");
+        expect(JSON.parse((await redis.hget(key, "opts")) ?? "{}")).not.toHaveProperty("jobId");
+      }
+      expect(shardsUsed.size).toBe(3);
+      const counts = await Promise.all(queues.shards.map((queue) => queue.getDelayedCount()));
+      expect(counts.reduce((sum, count) => sum + count, 0)).toBe(payloads.length);
+    } finally {
+      await Promise.all(queues.shards.map((queue) => queue.obliterate({ force: true })));
+      await queues.close();
       await redis.quit();
     }
   });
