@@ -131,7 +131,7 @@ export const eventRetentionDays = integer("a number of days (1-36500)", 1, 36_50
 /** How long before a refresh token's stated end `connection.reauth_soon` is sent. */
 export const reauthSoonDays = integer("a number of days (1-365)", 1, 365, 7);
 export const workerConcurrency = positiveInt(50);
-/** SPEC §4: hash-tagged refresh queues; a cluster spreads them over its primaries (ADR 0014). */
+/** SPEC §4: hash-tagged refresh queues; a cluster spreads them over its primaries (ADR 0017). */
 export const refreshQueueShards = integer("a number of shards (1-256)", 1, 256, 1);
 export const refreshTimeoutMs = positiveInt(10_000);
 export const retryBaseDelayMs = positiveInt(1_000);

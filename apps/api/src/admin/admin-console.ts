@@ -30,7 +30,7 @@ const FORM_LIMIT_BYTES = 8 * 1024;
  * The admin console (issue 14): server-rendered pages under /admin, behind a cookie
  * session opened with an `admin` key. Registered in its own fastify scope so that its
  * form parser, session check, error pages and headers apply to it alone. Design:
- * docs/adr/0016.
+ * docs/adr/0021.
  */
 export function registerAdminConsole(app: FastifyInstance, options: AdminConsoleOptions): void {
   app.register(async (scope) => {

@@ -44,7 +44,7 @@ const HOUR_MS = 3_600_000;
  * pages wait `firstWaitMs` at most for a count: past that they show the last counts, with
  * their age, while new ones are taken (stale while revalidate). Counts are taken only
  * while someone looks: an api whose console nobody opens never runs these queries.
- * Design: docs/adr/0016.
+ * Design: docs/adr/0021.
  */
 export class FleetStats {
   readonly #prisma: PrismaClient;

@@ -6,7 +6,7 @@ import { SLACK_ROTATION } from "./slack";
  * the user's token in `authed_user`, beside the bot's; refreshing it with its own refresh
  * token answers at the top level. So a user token is its own connection, in an integration
  * of this provider, refreshed on its own schedule: bot and user tokens never share a grant
- * or a refresh (docs/adr/0014-slack-bot-and-user-tokens.md).
+ * or a refresh (docs/adr/0020-slack-bot-and-user-tokens.md).
  */
 export const slackUser = defineProvider({
   id: "slack_user",

@@ -5,7 +5,7 @@ import { defineProvider, type ProviderSpec } from "../define-provider";
  * this definition refreshes the bot token, the answer's top level. Slack refreshes a user
  * token (`authed_user` of the install answer) separately, with its own refresh token, so
  * it is a connection of its own, under an integration whose provider is `slack_user`
- * (slack-user.ts; docs/adr/0014-slack-bot-and-user-tokens.md).
+ * (slack-user.ts; docs/adr/0020-slack-bot-and-user-tokens.md).
  */
 /**
  * What Slack's token rotation is, whichever token a connection holds: the endpoint, its
