@@ -112,16 +112,17 @@ const compose = (args: string[], extra: NodeJS.ProcessEnv = {}) =>
 const podman = (...args: string[]) => run("podman", args);
 
 async function installMissingTools(): Promise<void> {
-  const tools = {
-    podman: "podman",
-    debootstrap: "debootstrap",
-    "docker-compose": "docker-compose",
-    runc: "runc",
-  };
+  // netavark and aardvark-dns are only recommended by podman, so --no-install-recommends
+  // leaves them out: podman then falls back to CNI, whose networks give containers no DNS
+  // (migrate failed with "getaddrinfo ENOTFOUND postgres" on a fresh machine).
+  const packages = ["podman", "netavark", "aardvark-dns", "debootstrap", "docker-compose", "runc"];
   const missing: string[] = [];
-  for (const [binary, pkg] of Object.entries(tools)) {
-    const found = await run("sh", ["-c", `command -v ${binary}`], { allowFailure: true });
-    if (!found) missing.push(pkg);
+  for (const pkg of packages) {
+    // dpkg-query's own field syntax, not a template placeholder.
+    const status = await run("dpkg-query", ["-W", `--showformat=${"$"}{Status}`, pkg], {
+      allowFailure: true,
+    });
+    if (!status.includes("install ok installed")) missing.push(pkg);
   }
   if (missing.length === 0) return;
   say(`installing Debian packages: ${missing.join(" ")}`);
@@ -378,6 +379,12 @@ async function main(): Promise<void> {
       EGRESS_ALLOWLIST: gateway,
       ALLOW_INSECURE_TOKEN_URLS: "true",
       EVERGREEN_VERSION: version,
+    }).catch(async (error: Error) => {
+      // compose names only the container that exited; what it printed says why.
+      const logs = await compose(["logs", "--no-color", "--tail", "40", "migrate", "api"]).catch(
+        (logsError: Error) => logsError.message,
+      );
+      throw new Error(`${error.message}\n${logs}`);
     });
     const readyAt = await readiness;
     const apiStartedAt =
