@@ -22,7 +22,7 @@ import {
   type Verdict,
 } from "./invariants";
 import { Monitor } from "./monitor";
-import { registerPopulation } from "./population";
+import { ROTATING_CLIENT_ID, registerPopulation } from "./population";
 import { Random } from "./random";
 import { readTokens } from "./readers";
 import { renderReport } from "./report";
@@ -105,7 +105,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       env: { PATH: process.env.PATH ?? "", DATABASE_URL: databaseUrl },
     });
 
-    const rotating = await startMockProvider();
+    const rotating = await startMockProvider({ clientId: ROTATING_CLIENT_ID });
     const stable = await startMockProvider();
     cleanups.push(
       () => rotating.close(),
@@ -186,6 +186,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       withoutJob,
       revokedGrants: context.revokedGrants,
       droppedGrants: context.droppedGrants,
+      everInDoubt: await db.everInDoubt(),
       badTokens: readers.invalid,
       recoveryBoundMs: RECOVERY_BOUND_MS,
       endedAt,
