@@ -312,7 +312,11 @@ function judgeCounters(evidence: Evidence, lossSpans: readonly LossSpan[]): Verd
     if (count < sent && sent - count <= atRisk) unstored += sent - count;
     else {
       violations.push(
-        `connection ${member.connectionId}: refreshCount ${count}, provider delivered ${sent} (${atRisk} at risk)`,
+        `connection ${member.connectionId} (${grantKind(member)}): refreshCount ${count}, provider delivered ${sent} ` +
+          `(${atRisk} at risk; deliveries ${member.provider
+            .deliveriesOf(member.grantId)
+            .map((at) => iso(at.getTime()).slice(11, 23))
+            .join(", ")})`,
       );
     }
   }
@@ -325,6 +329,11 @@ function judgeCounters(evidence: Evidence, lossSpans: readonly LossSpan[]): Verd
       ...violations.slice(0, LISTED),
     ],
   };
+}
+
+function grantKind(member: Member): string {
+  if (!member.rotating) return "not rotating";
+  return member.reuseGrace === null ? "rotating" : `rotating, reuse grace ${member.reuseGrace} s`;
 }
 
 /** Tokens served that the provider refused at that moment, outside fault windows. */

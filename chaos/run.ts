@@ -177,6 +177,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const endedAt = Date.now();
 
     const withoutJob = await connectionsWithoutJob(cluster.redis.url, db);
+    // The apps keep refreshing: a refresh delivered between reading the rows and judging
+    // would count as delivered and never stored. Every provider answers 429 (no attempt
+    // spent, nothing in doubt) while those in flight are stored, then both sides are read.
+    for (const provider of [rotating, stable]) {
+      provider.standingAnswer = { status: 429, error: "rate_limited", retryAfter: "60" };
+    }
+    await delay(REFRESH_TIMEOUT_MS + 1_000);
     const rows = await db.connections();
     const evidence = {
       records,
