@@ -10,6 +10,8 @@ export interface ConnectionRow {
   refreshCount: number;
   nextRefreshAt: Date | null;
   lastErrorCode: string | null;
+  /** When a refresh of a rotating provider lost its answer (docs/adr/0016); null otherwise. */
+  inDoubtSince: Date | null;
 }
 
 /** What the suite reads from the private database: the system's side of each invariant. */
@@ -45,9 +47,18 @@ export class ChaosDatabase {
     }
   }
 
+  /** Connections that went in doubt at some point (an `in_doubt` event, docs/adr/0016). */
+  async everInDoubt(): Promise<Set<string>> {
+    const { rows } = await this.pool.query<{ id: string }>(
+      `SELECT DISTINCT "connectionId" AS id FROM connection_events WHERE "errorCode" = 'in_doubt'`,
+    );
+    return new Set(rows.map((row) => row.id));
+  }
+
   async connections(): Promise<Map<string, ConnectionRow>> {
     const { rows } = await this.pool.query<ConnectionRow>(
-      `SELECT id, status::text AS status, version, "refreshCount", "nextRefreshAt", "lastErrorCode"
+      `SELECT id, status::text AS status, version, "refreshCount", "nextRefreshAt", "lastErrorCode",
+              "inDoubtSince"
          FROM connections`,
     );
     return new Map(rows.map((row) => [row.id, row]));

@@ -23,6 +23,8 @@ export interface Evidence {
   readonly withoutJob: readonly string[];
   readonly revokedGrants: ReadonlySet<string>;
   readonly droppedGrants: ReadonlySet<string>;
+  /** Connections that went in doubt during the run (their `in_doubt` events). */
+  readonly everInDoubt: ReadonlySet<string>;
   readonly badTokens: readonly BadToken[];
   /** After a fault ends, how long the system may take before an expiry counts again. */
   readonly recoveryBoundMs: number;
@@ -65,7 +67,8 @@ export function judge(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdi
     judgeReuse(evidence, lossSpans),
     judgeLostConnections(evidence),
     judgeExpiry(evidence),
-    judgeStopped(evidence, lossSpans),
+    judgeStopped(evidence),
+    judgeDoubt(evidence, lossSpans),
     judgeCounters(evidence, lossSpans),
   ];
 }
@@ -74,16 +77,25 @@ function allReuses(providers: readonly MockProvider[]): TokenReuse[] {
   return providers.flatMap((provider) => [...provider.reuses]);
 }
 
+/** The injected fault that may have lost an answer sent at `at` for this grant, or null. */
+function lossCause(
+  at: number,
+  grantId: string,
+  evidence: Evidence,
+  lossSpans: readonly LossSpan[],
+): string | null {
+  if (evidence.droppedGrants.has(grantId)) return "its answer was dropped (injected)";
+  return lossSpans.find((candidate) => within(at, candidate))?.cause ?? null;
+}
+
 function reuseExplanation(
   reuse: TokenReuse,
   evidence: Evidence,
   lossSpans: readonly LossSpan[],
 ): string | null {
-  if (evidence.droppedGrants.has(reuse.grantId)) return "its answer was dropped (injected)";
-  const at = reuse.rotatedAt.getTime();
-  const span = lossSpans.find((candidate) => within(at, candidate));
-  if (!span) return null;
-  return `${span.cause}, answer ${reuse.replacementDelivered ? "delivered, never stored" : "never delivered"}`;
+  const cause = lossCause(reuse.rotatedAt.getTime(), reuse.grantId, evidence, lossSpans);
+  if (!cause || evidence.droppedGrants.has(reuse.grantId)) return cause;
+  return `${cause}, answer ${reuse.replacementDelivered ? "delivered, never stored" : "never delivered"}`;
 }
 
 function judgeReuse(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
@@ -171,33 +183,103 @@ function judgeExpiry(evidence: Evidence): Verdict {
   };
 }
 
+function reusesByGrant(evidence: Evidence): Map<string, TokenReuse> {
+  const byGrant = new Map<string, TokenReuse>();
+  for (const reuse of allReuses(evidence.providers)) byGrant.set(reuse.grantId, reuse);
+  return byGrant;
+}
+
+/**
+ * A connection that a refresh in doubt stopped (docs/adr/0016): `needs_reauth` because the
+ * provider refused a rotated-away token (the resend after a lost answer), or `error` with
+ * `in_doubt` because the careful resend got no verdict. Judged by judgeDoubt.
+ */
+function stoppedInDoubt(
+  member: Member,
+  row: ConnectionRow,
+  reuses: ReadonlyMap<string, TokenReuse>,
+): boolean {
+  if (row.status === "error") return row.lastErrorCode === "in_doubt";
+  return row.status === "needs_reauth" && reuses.has(member.grantId);
+}
+
 /** Every connection that stopped (needs_reauth, error) had its grant killed by this run. */
-function judgeStopped(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
-  const reusedGrants = new Map<string, TokenReuse>();
-  for (const reuse of allReuses(evidence.providers)) reusedGrants.set(reuse.grantId, reuse);
+function judgeStopped(evidence: Evidence): Verdict {
+  const reuses = reusesByGrant(evidence);
   const violations: string[] = [];
   let revoked = 0;
-  let lost = 0;
   for (const member of evidence.members) {
     const row = evidence.rows.get(member.connectionId);
     if (!row || row.status === "active" || row.status === "expired") continue;
-    const reuse = reusedGrants.get(member.grantId);
     if (row.status === "needs_reauth" && evidence.revokedGrants.has(member.grantId)) revoked += 1;
-    else if (row.status === "needs_reauth" && reuse && reuseExplanation(reuse, evidence, lossSpans))
-      lost += 1;
-    else {
+    else if (!stoppedInDoubt(member, row, reuses)) {
       violations.push(
         `connection ${member.connectionId}: ${row.status} (${row.lastErrorCode ?? "no error code"})`,
       );
     }
   }
   return {
-    name: "needs_reauth (or error) not explained by an injected grant kill",
+    name: "needs_reauth (or error) not explained by an injected grant kill or a refresh in doubt",
     holds: violations.length === 0,
     value: String(violations.length),
+    details: [`revoked at the provider: ${revoked}`, ...violations.slice(0, LISTED)],
+  };
+}
+
+/**
+ * What ADR 0016 does after a lost answer at a rotating provider, excused only when the doubt
+ * began inside a span where a fault may lose answers (or at a grant whose answer was
+ * dropped): `needs_reauth` when the provider refused the resent token (the doubt began when
+ * it rotated the token whose answer was lost), `error`/`in_doubt` when the careful resend got
+ * no verdict (the row's `inDoubtSince`). With reuse grace a lost answer costs nothing:
+ * a grace grant stopped this way fails the run wherever its doubt began.
+ */
+function judgeDoubt(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
+  const reuses = reusesByGrant(evidence);
+  const excused = new Map<string, number>();
+  const violations: string[] = [];
+  let refused = 0;
+  let unresolved = 0;
+  let pending = 0;
+  const doubted = { grace: 0, none: 0 };
+  for (const member of evidence.members) {
+    if (evidence.everInDoubt.has(member.connectionId)) {
+      if (member.reuseGrace === null) doubted.none += 1;
+      else doubted.grace += 1;
+    }
+    const row = evidence.rows.get(member.connectionId);
+    if (!row) continue;
+    if ((row.status === "active" || row.status === "expired") && row.inDoubtSince) pending += 1;
+    if (!stoppedInDoubt(member, row, reuses) || evidence.revokedGrants.has(member.grantId)) {
+      continue;
+    }
+    const reuse = reuses.get(member.grantId);
+    const began = row.status === "error" ? row.inDoubtSince?.getTime() : reuse?.rotatedAt.getTime();
+    const cause =
+      began === undefined || !member.rotating || member.reuseGrace !== null
+        ? null
+        : lossCause(began, member.grantId, evidence, lossSpans);
+    const what = row.status === "error" ? "error/in_doubt" : "needs_reauth";
+    if (cause) {
+      if (row.status === "error") unresolved += 1;
+      else refused += 1;
+      const why = `${what}, doubt began in: ${cause}`;
+      excused.set(why, (excused.get(why) ?? 0) + 1);
+    } else {
+      violations.push(
+        `connection ${member.connectionId}: ${what}, doubt began ${began === undefined ? "at an unknown time" : iso(began)}` +
+          `${member.reuseGrace === null ? "" : ` (reuse grace ${member.reuseGrace} s)`}`,
+      );
+    }
+  }
+  return {
+    name: "stopped by a refresh in doubt begun outside an answer-losing fault",
+    holds: violations.length === 0,
+    value: `${violations.length} (excused: ${refused} needs_reauth, ${unresolved} error/in_doubt)`,
     details: [
-      `revoked at the provider: ${revoked}`,
-      `rotating grant lost with its answer: ${lost}`,
+      `went in doubt: ${doubted.none} connections without reuse grace, ${doubted.grace} with it`,
+      `still in doubt at the end, refreshing: ${pending}`,
+      ...[...excused].map(([why, count]) => `excused, ${why}: ${count}`),
       ...violations.slice(0, LISTED),
     ],
   };
@@ -230,7 +312,11 @@ function judgeCounters(evidence: Evidence, lossSpans: readonly LossSpan[]): Verd
     if (count < sent && sent - count <= atRisk) unstored += sent - count;
     else {
       violations.push(
-        `connection ${member.connectionId}: refreshCount ${count}, provider delivered ${sent} (${atRisk} at risk)`,
+        `connection ${member.connectionId} (${grantKind(member)}): refreshCount ${count}, provider delivered ${sent} ` +
+          `(${atRisk} at risk; deliveries ${member.provider
+            .deliveriesOf(member.grantId)
+            .map((at) => iso(at.getTime()).slice(11, 23))
+            .join(", ")})`,
       );
     }
   }
@@ -243,6 +329,11 @@ function judgeCounters(evidence: Evidence, lossSpans: readonly LossSpan[]): Verd
       ...violations.slice(0, LISTED),
     ],
   };
+}
+
+function grantKind(member: Member): string {
+  if (!member.rotating) return "not rotating";
+  return member.reuseGrace === null ? "rotating" : `rotating, reuse grace ${member.reuseGrace} s`;
 }
 
 /** Tokens served that the provider refused at that moment, outside fault windows. */

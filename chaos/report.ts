@@ -70,7 +70,7 @@ export function renderReport(facts: RunFacts): string {
     `- Seed: ${facts.seed} (replays the fault plan and the population; not the apps' own timing)`,
     `- Date: ${facts.startedAt.toISOString()}; faults for ${facts.faultMinutes} min, ${facts.wallSeconds.toFixed(0)} s in all`,
     `- Machine: ${facts.machine}`,
-    `- Setup: 2 api, 2 schedulers, 3 workers; ${facts.connections} connections, lifetimes 50–120 s, half at a rotating provider without reuse grace; private PostgreSQL and Redis`,
+    `- Setup: 2 api, 2 schedulers, 3 workers; ${facts.connections} connections, lifetimes 50–120 s, 40% at a rotating provider without reuse grace (Box), 10% at one with it (Xero, 30 min), half at a provider that does not rotate; private PostgreSQL and Redis`,
     `- Settings: ${settings}`,
     `- Recovery bound: ${facts.recoveryBoundSeconds} s after a fault ends (expiries inside a fault or this bound after it are excused, and counted)`,
     `- Verdict: **${holds ? "every invariant holds" : "INVARIANT FAILED"}**`,

@@ -22,7 +22,7 @@ import {
   type Verdict,
 } from "./invariants";
 import { Monitor } from "./monitor";
-import { registerPopulation } from "./population";
+import { ROTATING_CLIENT_ID, registerPopulation } from "./population";
 import { Random } from "./random";
 import { readTokens } from "./readers";
 import { renderReport } from "./report";
@@ -105,7 +105,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       env: { PATH: process.env.PATH ?? "", DATABASE_URL: databaseUrl },
     });
 
-    const rotating = await startMockProvider();
+    const rotating = await startMockProvider({ clientId: ROTATING_CLIENT_ID });
     const stable = await startMockProvider();
     cleanups.push(
       () => rotating.close(),
@@ -177,6 +177,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const endedAt = Date.now();
 
     const withoutJob = await connectionsWithoutJob(cluster.redis.url, db);
+    // The apps keep refreshing: a refresh delivered between reading the rows and judging
+    // would count as delivered and never stored. Every provider answers 429 (no attempt
+    // spent, nothing in doubt) while those in flight are stored, then both sides are read.
+    for (const provider of [rotating, stable]) {
+      provider.standingAnswer = { status: 429, error: "rate_limited", retryAfter: "60" };
+    }
+    await delay(REFRESH_TIMEOUT_MS + 1_000);
     const rows = await db.connections();
     const evidence = {
       records,
@@ -186,6 +193,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       withoutJob,
       revokedGrants: context.revokedGrants,
       droppedGrants: context.droppedGrants,
+      everInDoubt: await db.everInDoubt(),
       badTokens: readers.invalid,
       recoveryBoundMs: RECOVERY_BOUND_MS,
       endedAt,

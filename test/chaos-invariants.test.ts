@@ -28,12 +28,35 @@ async function refresh(refreshToken: string): Promise<number> {
   return answer.status;
 }
 
-function member(grantId: string): Member {
-  return { connectionId: `c-${grantId}`, grantId, provider, rotating: true, lifetimeSeconds: 60 };
+function member(grantId: string, reuseGrace: number | null = null): Member {
+  return {
+    connectionId: `c-${grantId}`,
+    grantId,
+    provider,
+    rotating: true,
+    reuseGrace,
+    lifetimeSeconds: 60,
+  };
 }
 
-function row(id: string, status: string, refreshCount: number): [string, ConnectionRow] {
-  return [id, { id, status, version: 1, refreshCount, nextRefreshAt: null, lastErrorCode: null }];
+function row(
+  id: string,
+  status: string,
+  refreshCount: number,
+  doubt: { code: string; since: Date } | null = null,
+): [string, ConnectionRow] {
+  return [
+    id,
+    {
+      id,
+      status,
+      version: 1,
+      refreshCount,
+      nextRefreshAt: null,
+      lastErrorCode: doubt?.code ?? null,
+      inDoubtSince: doubt?.since ?? null,
+    },
+  ];
 }
 
 function record(kind: string, from: number, to: number, losesAnswers = false): FaultRecord {
@@ -61,6 +84,7 @@ function evidence(
     withoutJob: [],
     revokedGrants: new Set(),
     droppedGrants: new Set(),
+    everInDoubt: new Set(),
     badTokens: [],
     recoveryBoundMs: 1_000,
     endedAt: Date.now(),
@@ -87,7 +111,11 @@ describe("chaos invariants", () => {
     const healthy = evidence(members, rows, []);
     const failed = judge(healthy, answerLossSpans(healthy.records, 2_000));
     expect(verdict(failed, "rotated").holds).toBe(false);
-    expect(verdict(failed, "needs_reauth").holds).toBe(false);
+    expect(verdict(failed, "stopped by a refresh in doubt")).toMatchObject({
+      holds: false,
+      value: "1 (excused: 0 needs_reauth, 0 error/in_doubt)",
+    });
+    expect(verdict(failed, "needs_reauth").holds).toBe(true);
     expect(verdict(failed, "refresh counters").holds).toBe(false);
 
     const killed = evidence(members, rows, [record("SIGKILL worker", before, after, true)]);
@@ -96,11 +124,54 @@ describe("chaos invariants", () => {
       holds: true,
       details: ["excused, SIGKILL worker, answer delivered, never stored: 1"],
     });
-    expect(verdict(excused, "needs_reauth").holds).toBe(true);
+    expect(verdict(excused, "stopped by a refresh in doubt")).toMatchObject({
+      holds: true,
+      value: "0 (excused: 1 needs_reauth, 0 error/in_doubt)",
+      details: [
+        "went in doubt: 0 connections without reuse grace, 0 with it",
+        "still in doubt at the end, refreshing: 0",
+        "excused, needs_reauth, doubt began in: SIGKILL worker: 1",
+      ],
+    });
     expect(verdict(excused, "refresh counters")).toMatchObject({
       holds: true,
       value: "0 stored = 1 delivered − 1 lost with a killed or frozen process",
     });
+  });
+
+  it("excuse error/in_doubt only when its doubt began in a span that loses answers, and never with reuse grace", async () => {
+    const grant = provider.issueGrant({ rotate: true });
+    // The lost answer: the provider rotated, the client never stored the new token.
+    expect(await refresh(grant.refreshToken)).toBe(200);
+    const since = Date.now();
+    const rows = [
+      row(`c-${grant.grantId}`, "error", 0, { code: "in_doubt", since: new Date(since) }),
+    ];
+    const doubt = (members: Member[], records: FaultRecord[]) =>
+      verdict(
+        judge(evidence(members, rows, records), answerLossSpans(records, 2_000)),
+        "stopped by a refresh in doubt",
+      );
+
+    const noGrace = [member(grant.grantId)];
+    expect(doubt(noGrace, [])).toMatchObject({ holds: false });
+    expect(doubt(noGrace, [record("5xx burst", since - 10, since + 10)])).toMatchObject({
+      holds: false,
+    });
+    expect(doubt(noGrace, [record("SIGKILL api", since - 20, since - 10, true)]).holds).toBe(false);
+    const killed = [record("SIGKILL worker", since - 10, since + 10, true)];
+    expect(doubt(noGrace, killed)).toMatchObject({
+      holds: true,
+      value: "0 (excused: 0 needs_reauth, 1 error/in_doubt)",
+    });
+    // An error without in_doubt is not the careful resend's: the other verdict judges it.
+    const other = [
+      row(`c-${grant.grantId}`, "error", 0, { code: "invalid_client", since: new Date(since) }),
+    ];
+    const judged = judge(evidence(noGrace, other, killed), answerLossSpans(killed, 2_000));
+    expect(verdict(judged, "needs_reauth").holds).toBe(false);
+    // Inside a reuse grace the resend is accepted: stopping such a grant is a defect.
+    expect(doubt([member(grant.grantId, 1800)], killed).holds).toBe(false);
   });
 
   it("fail a refresh count above what the provider delivered", async () => {
