@@ -22,9 +22,19 @@ export interface AppProcess {
   readonly exited: Promise<number | null>;
 }
 
+/** Node flags each app runs with, as its `npm run start:<name>` script gives them. */
+const NODE_FLAGS: Record<AppName, readonly string[]> = {
+  api: [],
+  scheduler: [],
+  worker: ["--max-semi-space-size=64"],
+};
+
 /** Starts `apps/<name>/src/main.ts` in its own Node process (tsx loader, no wrapper). */
 export function startApp(name: AppName, env: Record<string, string>): AppProcess {
-  return startCommand([process.execPath, "--import", "tsx", `apps/${name}/src/main.ts`], env);
+  return startCommand(
+    [process.execPath, ...NODE_FLAGS[name], "--import", "tsx", `apps/${name}/src/main.ts`],
+    env,
+  );
 }
 
 /**

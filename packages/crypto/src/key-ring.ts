@@ -13,6 +13,7 @@ import {
   UnknownKeyError,
   WrongKeyError,
 } from "./errors";
+import { pooledRandomBytes } from "./random-pool";
 
 /**
  * Ciphertext format, version 1:
@@ -139,7 +140,7 @@ export class KeyRing {
   }
 
   encrypt(plaintext: string, context: CipherContext): string {
-    const iv = randomBytes(IV_BYTES);
+    const iv = pooledRandomBytes(IV_BYTES);
     const cipher = createCipheriv("aes-256-gcm", this.#primary.key, iv);
     cipher.setAAD(aad(this.#primary.id, context));
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);

@@ -1,4 +1,4 @@
-import { randomBytes } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { RedisClient } from "./connection";
 import { type KeyPrefix, toKeyPrefix } from "./key-prefix";
 
@@ -47,7 +47,8 @@ export class RedisLock {
   /** The lease, or `null` when someone else holds the lock. */
   async acquire(resource: string): Promise<Lease | null> {
     const key = this.#prefix.of(resource) + resource;
-    const token = randomBytes(16).toString("base64url");
+    // Unique per lease, not secret: randomUUID draws from a pool Node keeps filled.
+    const token = randomUUID();
     const ok = await this.#redis.set(key, token, "PX", this.ttlMs, "NX");
     if (ok !== "OK") return null;
 

@@ -90,3 +90,44 @@ describe("scheduled refresh jobs in a sharded queue", () => {
     }
   });
 });
+
+describe("delayed refresh jobs added in one turn of the event loop", () => {
+  it("are added as BullMQ adds them, each in its shard, leaving an existing id as it is", async () => {
+    const redis = createRedis(TEST_REDIS_URL, "producer");
+    const layout = new RefreshLayout(2, `test-${randomBytes(4).toString("hex")}`);
+    const queues = new RefreshQueues(redis, layout);
+    const inAnHour = new Date(Date.now() + 3_600_000);
+    const inADay = new Date(Date.now() + 86_400_000);
+    const existing = { connectionId: randomUUID(), version: 3 };
+    try {
+      await enqueueRefresh(queues, existing, inADay);
+      const payloads = Array.from({ length: 20 }, () => ({
+        connectionId: randomUUID(),
+        version: 1,
+      }));
+      // The existing id again, sooner: BullMQ would ignore it, and so must the batch.
+      await Promise.all(
+        [...payloads, existing].map((payload) => enqueueRefresh(queues, payload, inAnHour)),
+      );
+      for (const payload of payloads) {
+        const job = await queues.getJob(refreshJobId(payload));
+        expect(await job?.getState()).toBe("delayed");
+        expect(job?.data).toEqual({});
+        expect(
+          Math.abs((job?.timestamp ?? 0) + (job?.opts.delay ?? 0) - inAnHour.getTime()),
+        ).toBeLessThan(1_000);
+      }
+      const kept = await queues.getJob(refreshJobId(existing));
+      expect(
+        Math.abs((kept?.timestamp ?? 0) + (kept?.opts.delay ?? 0) - inADay.getTime()),
+      ).toBeLessThan(1_000);
+      const counts = await Promise.all(queues.shards.map((queue) => queue.getDelayedCount()));
+      expect(counts.every((count) => count > 0)).toBe(true);
+      expect(counts.reduce((sum, count) => sum + count, 0)).toBe(payloads.length + 1);
+    } finally {
+      await Promise.all(queues.shards.map((queue) => queue.obliterate({ force: true })));
+      await queues.close();
+      await redis.quit();
+    }
+  });
+});

@@ -173,10 +173,16 @@ async function refreshLocked(
   }
 
   // An answer a failed write parked comes first: the provider has already spent the
-  // refresh token we hold. Looked up alongside the cooldown, in the same round trip.
-  const [parked, cooling] = await Promise.all([
+  // refresh token we hold. Looked up alongside the cooldown, in the same round trip, which
+  // also renews the lease: from here to the claim and the send nothing waits on I/O.
+  // After a pause longer than the lease's TTL (a long GC, SIGSTOP, a frozen VM) another
+  // process may already be refreshing, and sending our refresh token could reuse one the
+  // provider has rotated. A renewed lease covers the whole HTTP timeout, with two timeouts
+  // to spare for a pause after this.
+  const [parked, cooling, extended] = await Promise.all([
     deps.parked.take(connection.id),
     deps.cooldown.remainingMs(cooldownScope(integration, connection), connection.id),
+    lease.extend(),
   ]);
   if (parked?.fence.version === connection.version) {
     // Parked before a key rotation: stored under the first key, so the row is not put back
@@ -248,11 +254,7 @@ async function refreshLocked(
     });
   }
 
-  // Renew the lease right before sending: after a pause longer than its TTL (a long GC,
-  // SIGSTOP, a frozen VM) another process may already be refreshing, and sending our
-  // refresh token now could reuse one the provider has rotated. A renewed lease also
-  // covers the whole HTTP timeout, with two timeouts to spare for a pause after this.
-  if (lease.signal.aborted || !(await lease.extend())) return { kind: "busy", retryInMs: 1_000 };
+  if (lease.signal.aborted || !extended) return { kind: "busy", retryInMs: 1_000 };
   // Redis is the fast path; PostgreSQL has the last word. The Redis lock key can be lost
   // (FLUSHALL, a restart without AOF, failover to a lagging replica) while a refresh is in
   // flight; the claim, fenced by the row's version, keeps a second refresh of this version
