@@ -38,6 +38,25 @@ export async function processesCpuSeconds(
   return byPid;
 }
 
+/**
+ * Busy CPU seconds of the whole machine, all cores (/proc/stat: everything but idle and
+ * iowait). What the named processes do not account for is mostly the kernel's loopback
+ * network stack (softirq time charged to no process) and the machine's other services.
+ */
+export async function machineBusySeconds(): Promise<number> {
+  const line = (await readFile("/proc/stat", "utf8")).split("\n", 1)[0] ?? "";
+  const ticks = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = ticks.reduce((sum, value) => sum + value, 0);
+  return (total - (ticks[3] ?? 0) - (ticks[4] ?? 0)) / TICKS_PER_SECOND;
+}
+
+/** Peak resident memory of `pid` so far (VmHWM), in MiB; 0 once it has exited. */
+export async function peakRssMiB(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8").catch(() => "");
+  const kib = Number(/^VmHWM:\s+(\d+) kB$/m.exec(status)?.[1] ?? 0);
+  return Math.round(kib / 1024);
+}
+
 /** CPU seconds of the Redis server (all its clients, not this run's alone). */
 export async function redisCpuSeconds(redis: Redis): Promise<number> {
   const cpu = await redisInfo(redis, "cpu");

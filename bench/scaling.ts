@@ -40,6 +40,8 @@ import type { Redis } from "ioredis";
 import {
   type CpuCounters,
   coreShare,
+  machineBusySeconds,
+  peakRssMiB,
   processCpuSeconds,
   processesCpuSeconds,
   redisCpuSeconds,
@@ -132,7 +134,16 @@ export async function benchScaling(): Promise<BenchResult> {
       Object.fromEntries(
         Object.entries(phase.cpu).map(([process, share]) => [`${name}Cpu.${process} %`, share]),
       );
-    const total = (phase: Phase) => Object.values(phase.cpu).reduce((sum, share) => sum + share, 0);
+    const processShares = (phase: Phase) =>
+      Object.fromEntries(Object.entries(phase.cpu).filter(([name]) => name !== "machine"));
+    const total = (phase: Phase) =>
+      Object.values(processShares(phase)).reduce((sum, share) => sum + share, 0);
+    const cpuLine = (phase: Phase) =>
+      `${JSON.stringify(processShares(phase))}, sum ${total(phase)} %; machine ${phase.cpu.machine ?? 0} % busy, ${(phase.cpu.machine ?? 0) - total(phase)} % of it outside these processes (kernel network stack, other services)`;
+    // What the whole machine spends per refresh with one worker caps what any number of
+    // workers can reach on these cores, while the provider, Redis and PostgreSQL share them.
+    const machineMsPerRefresh = (10 * (one.cpu.machine ?? 0)) / one.perSecond;
+    const machineCap = (1000 * CORES) / machineMsPerRefresh;
     return {
       title: `scaling: HTTP ceiling, BullMQ no-op rate, 1 and 2 worker processes (${count.toLocaleString("en")} each)`,
       table: {
@@ -149,6 +160,7 @@ export async function benchScaling(): Promise<BenchResult> {
         workerToCeilingPercent: Math.round(100 * ceilingShare),
         twoVsOne: Number(twoVsOne.toFixed(2)),
         rotatedTokenReuse: reuseCount,
+        workerPeakRssMiB: Math.max(one.peakRssMiB, two.peakRssMiB),
         redisCommandsPerRefresh: one.redisCommandsPerUnit,
         redisCommandsPerNoopJob: noop.redisCommandsPerUnit,
         ...Object.fromEntries(
@@ -162,7 +174,8 @@ export async function benchScaling(): Promise<BenchResult> {
       lines: [
         `one worker process at ${Math.round(100 * ceilingShare)} % of bare axios POSTs (${one.perSecond} vs ${ceiling.perSecond}/s; goal >= ${100 * GOAL_CEILING_SHARE} %: ${verdict(ceilingShare >= GOAL_CEILING_SHARE)}); BullMQ alone runs ${noop.perSecond} no-op jobs/s`,
         `2 worker processes: ${two.perSecond} refreshes/s, ${twoVsOne.toFixed(2)}x one (goal >= ${GOAL_TWO_VS_ONE}x: ${verdict(twoVsOne >= GOAL_TWO_VS_ONE)})`,
-        `CPU, % of one core (${CORES} cores = ${100 * CORES} %): one worker ${JSON.stringify(one.cpu)}, sum ${total(one)} %; two workers ${JSON.stringify(two.cpu)}, sum ${total(two)} %`,
+        `CPU, % of one core (${CORES} cores = ${100 * CORES} %): one worker ${cpuLine(one)}; two workers ${cpuLine(two)}`,
+        `the machine spends ${machineMsPerRefresh.toFixed(3)} ms of CPU per refresh (one worker phase): its ${CORES} cores allow at most ${Math.round(machineCap)} refreshes/s, ${(machineCap / one.perSecond).toFixed(2)}x one worker, whatever the number of workers`,
         `time in flight (concurrency / rate, Little's law): ${inFlightMs(concurrency, ceiling)} ms per POST, ${inFlightMs(concurrency, one)} ms per refresh (provider latency ${latencyMs} ms)`,
         `CPU ms per refresh, one worker: ${JSON.stringify(cpuMsPerUnit(one))}; per POST: ${JSON.stringify(cpuMsPerUnit(ceiling))}`,
         `rotated refresh tokens reused: ${reuseCount} (target 0: ${verdict(reuseCount === 0)})`,
@@ -198,6 +211,7 @@ function counters(setup: Setup, extra: CpuCounters = {}): CpuCounters {
       const { user, system } = process.cpuUsage();
       return (user + system) / 1e6;
     },
+    machine: machineBusySeconds,
     provider: () => processCpuSeconds(setup.provider.pid),
     redis: () => redisCpuSeconds(setup.redis),
     postgres: async () => processesCpuSeconds(await backendPids(setup.prisma)),
@@ -311,7 +325,7 @@ async function workerPhase(
   processes: number,
   count: number,
   warmup: number,
-): Promise<Phase & { readonly postgres: PostgresCost }> {
+): Promise<Phase & { readonly postgres: PostgresCost; readonly peakRssMiB: number }> {
   const warm = await addConnections(setup, `warm-${processes}`, warmup * processes);
   const measured = await addConnections(setup, `run-${processes}`, count);
   const statsBefore = await databaseStats(setup.prisma);
@@ -341,10 +355,15 @@ async function workerPhase(
       await waitForRefreshes(setup.prisma, measured.integrationId, count);
       return count;
     });
+    const peaks = await Promise.all(workers.map((worker) => peakRssMiB(worker.app.child.pid ?? 0)));
     // Stopped workers' backends have exited, which flushes their statistics.
     await Promise.all(workers.map((worker) => worker.stop()));
     const refreshes = warm.ids.length + count;
-    return { ...phase, postgres: await postgresCost(setup.prisma, statsBefore, refreshes) };
+    return {
+      ...phase,
+      postgres: await postgresCost(setup.prisma, statsBefore, refreshes),
+      peakRssMiB: Math.max(...peaks),
+    };
   } finally {
     await Promise.all(workers.map((worker) => worker.stop()));
   }

@@ -1,5 +1,6 @@
 import type { RedisClient } from "@evergreen/redis";
-import { REFRESH_JOB, type RefreshQueue } from "./jobs";
+import { parseRefreshJobId, REFRESH_JOB, type RefreshQueue } from "./jobs";
+import { refreshJob } from "./schedule";
 
 /**
  * Adds a page of missing delayed refresh jobs in one script call, writing exactly what
@@ -80,4 +81,27 @@ export async function addMissingDelayedJobs(
     ...args,
   )) as [number, string[]];
   return { added, dueNow };
+}
+
+/**
+ * Adds the jobs among `entries` whose id does not exist, in any state: the delayed ones with
+ * the script, those due by `now` with BullMQ's addBulk (which puts them in the wait list, or
+ * the paused one). Returns how many it added. The sweep adds its pages this way, and so do
+ * processes adding delayed jobs one by one (RefreshQueues batches those per event-loop turn).
+ */
+export async function addJobsIfMissing(
+  redis: RedisClient,
+  queue: RefreshQueue,
+  entries: readonly DelayedJobEntry[],
+  now: Date,
+): Promise<number> {
+  const { added, dueNow } = await addMissingDelayedJobs(redis, queue, entries, now.getTime());
+  if (dueNow.length === 0) return added;
+  await queue.addBulk(
+    dueNow.flatMap((id) => {
+      const payload = parseRefreshJobId(id);
+      return payload ? [refreshJob(payload, now, now)] : [];
+    }),
+  );
+  return added + dueNow.length;
 }

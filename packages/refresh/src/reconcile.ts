@@ -1,7 +1,7 @@
 import type { PrismaClient } from "@evergreen/db";
 import type { RedisClient } from "@evergreen/redis";
 import { ErrorCode } from "bullmq";
-import { addMissingDelayedJobs } from "./add-delayed-jobs";
+import { addJobsIfMissing } from "./add-delayed-jobs";
 import { adoptParkedAnswers, otherLayoutCounts } from "./adopt-parked-answers";
 import {
   parseRefreshJobId,
@@ -253,32 +253,18 @@ async function addPageJobs(
   const at = now();
   const added = await Promise.all(
     [...queues.group(page, (row) => row.id)].map(([queue, rows]) =>
-      addShardJobs(redis, queue, rows, at),
+      addJobsIfMissing(
+        redis,
+        queue,
+        rows.map((row) => ({
+          id: refreshJobId({ connectionId: row.id, version: row.version }),
+          dueAt: (row.nextRefreshAt ?? at).getTime(),
+        })),
+        at,
+      ),
     ),
   );
   return added.reduce((sum, count) => sum + count, 0);
-}
-
-async function addShardJobs(
-  redis: RedisClient,
-  queue: RefreshQueue,
-  rows: readonly ScheduledRow[],
-  at: Date,
-): Promise<number> {
-  const jobs = rows.map((row) => ({
-    row,
-    id: refreshJobId({ connectionId: row.id, version: row.version }),
-    dueAt: (row.nextRefreshAt ?? at).getTime(),
-  }));
-  const { added, dueNow } = await addMissingDelayedJobs(redis, queue, jobs, at.getTime());
-  if (dueNow.length === 0) return added;
-  const due = new Set(dueNow);
-  await queue.addBulk(
-    jobs
-      .filter(({ id }) => due.has(id))
-      .map(({ row }) => refreshJob({ connectionId: row.id, version: row.version }, at, at)),
-  );
-  return added + dueNow.length;
 }
 
 /** ZSCAN, not ranks or scores: it sees every member present throughout, while we move some. */

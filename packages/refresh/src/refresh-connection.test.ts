@@ -3,8 +3,10 @@ import { type AddressInfo, createServer } from "node:net";
 import { Writable } from "node:stream";
 import { EgressClient, parseEgressAllowlist } from "@evergreen/egress";
 import { createLogger } from "@evergreen/observability";
+import type { RedisLock } from "@evergreen/redis";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
+import type { ParkedAnswers } from "./parked-answers";
 import { refreshConnection } from "./refresh-connection";
 import {
   createRefreshHarness,
@@ -430,6 +432,38 @@ describe("refreshConnection guards", () => {
     expect(await h.deps.parked.take(connection.id)).toBeNull();
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
     expect(row.version).toBe(6);
+  });
+
+  it("sends nothing when the lock is lost while an obsolete parked answer is dropped", async () => {
+    const { connection } = await h.addConnection();
+    const { change, event } = successfulRefresh(connection);
+    await h.deps.parked.park({ id: connection.id, version: 0 }, change, event);
+    await h.prisma.connection.update({ where: { id: connection.id }, data: { version: 5 } });
+    let lockKey = "";
+    const { lock, parked } = h.deps;
+    const watchedLock = {
+      ttlMs: lock.ttlMs,
+      remainingMs: (resource: string) => lock.remainingMs(resource),
+      acquire: async (resource: string) => {
+        const lease = await lock.acquire(resource);
+        lockKey = lease?.key ?? "";
+        return lease;
+      },
+    } as unknown as RedisLock;
+    const losingParked = {
+      take: (id: string) => parked.take(id),
+      drop: async (id: string) => {
+        await parked.drop(id);
+        // The lock is lost during this round trip (expiry after a pause, FLUSHALL, failover).
+        await h.redis.del(lockKey);
+      },
+    } as unknown as ParkedAnswers;
+    const run = await refreshConnection(
+      { ...h.deps, lock: watchedLock, parked: losingParked },
+      { connectionId: connection.id, source: "worker" },
+    );
+    expect(run).toEqual({ kind: "busy", retryInMs: 1_000 });
+    expect(h.provider.requests).toBe(0);
   });
 });
 

@@ -174,16 +174,17 @@ async function refreshLocked(
 
   // An answer a failed write parked comes first: the provider has already spent the
   // refresh token we hold. Looked up alongside the cooldown, in the same round trip, which
-  // also renews the lease: from here to the claim and the send nothing waits on I/O.
+  // also renews the lease: from here to the claim and the send nothing else waits on I/O.
   // After a pause longer than the lease's TTL (a long GC, SIGSTOP, a frozen VM) another
   // process may already be refreshing, and sending our refresh token could reuse one the
   // provider has rotated. A renewed lease covers the whole HTTP timeout, with two timeouts
   // to spare for a pause after this.
-  const [parked, cooling, extended] = await Promise.all([
+  const [parked, cooling, renewed] = await Promise.all([
     deps.parked.take(connection.id),
     deps.cooldown.remainingMs(cooldownScope(integration, connection), connection.id),
     lease.extend(),
   ]);
+  let extended = renewed;
   if (parked?.fence.version === connection.version) {
     // Parked before a key rotation: stored under the first key, so the row is not put back
     // under a key the rotation has already cleared from PostgreSQL.
@@ -211,6 +212,9 @@ async function refreshLocked(
   if (parked) {
     await deps.parked.drop(connection.id);
     deps.metrics.parkedAnswersTotal.inc({ action: "drained" });
+    // That drop was a round trip: renewed again, so nothing waits on I/O between the
+    // renewal and the claim (a rare path: an answer parked for a version the row has left).
+    if (cooling <= 0) extended = extended && (await lease.extend());
   }
   if (cooling > 0) return { kind: "cooling_down", retryInMs: cooling };
 

@@ -1,6 +1,6 @@
 import type { RedisClient } from "@evergreen/redis";
 import type { JobsOptions } from "bullmq";
-import { addMissingDelayedJobs, type DelayedJobEntry } from "./add-delayed-jobs";
+import { addJobsIfMissing, type DelayedJobEntry } from "./add-delayed-jobs";
 import {
   createRefreshQueue,
   parseRefreshJobId,
@@ -31,8 +31,8 @@ export class RefreshQueues {
   /**
    * Delayed jobs added in the same turn of the event loop (a worker stores hundreds of
    * refreshes at once, each scheduling its next one) go in one script call per shard
-   * (add-delayed-jobs.ts) instead of one BullMQ script each: about a third of the Redis
-   * CPU a refresh cost, and as much again in the worker packing its arguments.
+   * (add-delayed-jobs.ts, as the sweep adds them) instead of one BullMQ script each, whose
+   * arguments the worker packs one job at a time.
    */
   readonly #delayed = new MicroBatcher<DelayedJobEntry, true>(
     (entry) => entry.id,
@@ -56,29 +56,22 @@ export class RefreshQueues {
 
   /** A job's data is empty (docs/adr/0018): its id names the connection, and so the shard. */
   async add(name: string, data: RefreshJobData, opts: RefreshJobToAdd["opts"]): Promise<void> {
-    const delay = opts.delay ?? 0;
-    if (delay > 0) await this.#delayed.submit({ id: opts.jobId, dueAt: Date.now() + delay });
-    else await this.ofJob(opts.jobId).add(name, data, opts);
+    const { jobId, delay = 0, ...other } = opts;
+    // The script writes exactly what refreshJob() makes: a delayed job, no data, no options.
+    const compact =
+      name === REFRESH_JOB && Object.keys(data).length === 0 && Object.keys(other).length === 0;
+    if (compact && delay > 0) await this.#delayed.submit({ id: jobId, dueAt: Date.now() + delay });
+    else await this.ofJob(jobId).add(name, data, opts);
   }
 
   /** As BullMQ's add: a job whose id exists, in any state, is left as it is. */
   async #addDelayed(entries: readonly DelayedJobEntry[]): Promise<ReadonlyMap<string, true>> {
     const byShard = this.group(entries, (entry) => connectionOfJob(entry.id));
+    const now = new Date();
     await Promise.all(
-      [...byShard].map(async ([queue, shardEntries]) => {
-        // Due by the time the batch runs: BullMQ puts those in the wait list.
-        const { dueNow } = await addMissingDelayedJobs(
-          this.#redis,
-          queue,
-          shardEntries,
-          Date.now(),
-        );
-        if (dueNow.length > 0) {
-          await queue.addBulk(
-            dueNow.map((jobId) => ({ name: REFRESH_JOB, data: {}, opts: { jobId } })),
-          );
-        }
-      }),
+      [...byShard].map(([queue, shardEntries]) =>
+        addJobsIfMissing(this.#redis, queue, shardEntries, now),
+      ),
     );
     return new Map(entries.map((entry) => [entry.id, true]));
   }
