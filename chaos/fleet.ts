@@ -136,6 +136,15 @@ export class Fleet {
     return counts;
   }
 
+  /** Every log line of every process started, as JSON lines naming the process. */
+  logLines(): string {
+    return this.#started
+      .flatMap(({ name, process }) =>
+        process.logs.map((line) => `${JSON.stringify({ process: name, ...line })}\n`),
+      )
+      .join("");
+  }
+
   /** Processes that exited on their own (a crash, not a fault): their stderr. */
   crashed(): string[] {
     return this.slots

@@ -1,4 +1,4 @@
-// `npm run chaos -- --minutes N [--seed S] [--connections N] [--port-base 15400] [--report docs/chaos.md]`
+// `npm run chaos -- --minutes N [--seed S] [--connections N] [--port-base 15400] [--report docs/chaos.md] [--app-logs file]`
 import { execFile } from "node:child_process";
 import { writeFile } from "node:fs/promises";
 import { parseArgs, promisify } from "node:util";
@@ -11,6 +11,7 @@ const { values } = parseArgs({
     connections: { type: "string", default: "3000" },
     report: { type: "string", default: "docs/chaos.md" },
     "port-base": { type: "string", default: "15400" },
+    "app-logs": { type: "string" },
   },
 });
 const minutes = Number(values.minutes);
@@ -44,6 +45,7 @@ try {
     portBase,
     command,
     signal: abort.signal,
+    ...(values["app-logs"] ? { appLogFile: values["app-logs"] } : {}),
   });
   await writeFile(values.report, result.report);
   // The report is committed: aligned as `npm run lint` (Biome) formats markdown tables.

@@ -1,5 +1,6 @@
 import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { writeFile } from "node:fs/promises";
 import { cpus, loadavg } from "node:os";
 import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
@@ -45,6 +46,8 @@ export interface ChaosOptions {
   /** How the run was started, for the report. */
   readonly command: string;
   readonly log?: (line: string) => void;
+  /** Where to write every app's log lines (JSON lines, with the process's name), to read a failure. */
+  readonly appLogFile?: string;
   /** Aborting ends the fault phase early; everything is still cleaned up. */
   readonly signal?: AbortSignal;
 }
@@ -230,6 +233,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       statuses: countStatuses(rows),
       errorLines: fleet.errorLines(),
     });
+    if (options.appLogFile) await writeFile(options.appLogFile, fleet.logLines());
     return { holds: verdicts.every((verdict) => verdict.holds), verdicts, report };
   } finally {
     options.signal?.removeEventListener("abort", onAbort);
