@@ -39,11 +39,21 @@ export interface LossSpan extends Span {
   readonly cause: string;
 }
 
-/** Spans in which a provider answer may be lost by design (see Started.losesAnswers). */
-export function answerLossSpans(records: readonly FaultRecord[], timeoutMs: number): LossSpan[] {
+/**
+ * Spans in which a provider answer may be lost by design (see Started.losesAnswers), and
+ * those in which the mock providers' own process stalled (stall-watch.ts).
+ */
+export function answerLossSpans(
+  records: readonly FaultRecord[],
+  timeoutMs: number,
+  providerStalls: readonly Span[] = [],
+): LossSpan[] {
   const spans: LossSpan[] = records.flatMap((record) =>
     record.losesAnswers ? [{ ...record.losesAnswers, cause: record.kind }] : [],
   );
+  for (const stall of providerStalls) {
+    spans.push({ ...stall, cause: "mock provider stalled with the harness (no fault injected)" });
+  }
   // A success PostgreSQL cannot store is parked in Redis (ADR 0004) until a later try
   // stores it: Redis losing its data before then loses the answer.
   for (const pg of records.filter((record) => record.kind === POSTGRES_FAULT)) {

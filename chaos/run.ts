@@ -27,6 +27,7 @@ import { ROTATING_CLIENT_ID, registerPopulation } from "./population";
 import { Random } from "./random";
 import { readTokens } from "./readers";
 import { renderReport } from "./report";
+import { StallWatch } from "./stall-watch";
 import type { FaultRecord } from "./timeline";
 
 const run = promisify(execFile);
@@ -168,6 +169,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const monitoring = monitor.run(watching.signal);
     const reading = readTokens(fleet, members, apiKey, random, watching.signal);
 
+    const stallWatch = new StallWatch(REFRESH_TIMEOUT_MS / 2, log);
+    stallWatch.start();
+    cleanups.push(async () => stallWatch.stop());
     const ends = await injectFaults(context, catalog, records, options.minutes, phase.signal, log);
     await Promise.all(ends);
     const lastEnd = Math.max(...records.map((record) => record.endedAt ?? 0));
@@ -202,7 +206,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       endedAt,
     };
     const verdicts = [
-      ...judge(evidence, answerLossSpans(records, REFRESH_TIMEOUT_MS)),
+      ...judge(evidence, answerLossSpans(records, REFRESH_TIMEOUT_MS, stallWatch.stalls)),
       judgeServedTokens(evidence, readers.served),
       judgeServerErrors(readers.serverErrors, readers.requests),
     ];

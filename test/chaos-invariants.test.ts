@@ -118,6 +118,17 @@ describe("chaos invariants", () => {
     expect(verdict(failed, "needs_reauth").holds).toBe(true);
     expect(verdict(failed, "refresh counters").holds).toBe(false);
 
+    const stalled = judge(
+      healthy,
+      answerLossSpans(healthy.records, 2_000, [{ from: before, to: after }]),
+    );
+    expect(verdict(stalled, "rotated")).toMatchObject({
+      holds: true,
+      details: [
+        "excused, mock provider stalled with the harness (no fault injected), answer delivered, never stored: 1",
+      ],
+    });
+
     const killed = evidence(members, rows, [record("SIGKILL worker", before, after, true)]);
     const excused = judge(killed, answerLossSpans(killed.records, 2_000));
     expect(verdict(excused, "rotated")).toMatchObject({

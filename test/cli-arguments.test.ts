@@ -69,6 +69,19 @@ describe("import CLI arguments", () => {
     expect(stderr).toMatch(new RegExp(`^import: ${flag} must be an integer from 1 to \\d+\\n$`));
   });
 
+  it("exits 2 with the usage on an unknown option, and 0 with it on --help", async () => {
+    const unknown = await cli("apps/import/src/main.ts", ["--integraton", "x", "a.jsonl"]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/^import: Unknown option '--integraton'/);
+    expect(unknown.stderr).toContain("usage: npm run import");
+    const run = startCommand(
+      [process.execPath, "--import", "tsx", "apps/import/src/main.ts", "--help"],
+      {},
+    );
+    expect(await run.exited).toBe(0);
+    expect(run.otherStdout.join("\n")).toContain("usage: npm run import");
+  });
+
   it("exits 3, not 1 (lines refused), when PostgreSQL cannot be reached; no secret printed", async () => {
     const { code, stderr } = await cli(
       "apps/import/src/main.ts",

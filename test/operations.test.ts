@@ -59,7 +59,7 @@ describe("a bad numeric value", () => {
     expect(app.stderr().trim().split("\n")).toEqual([
       "worker: invalid configuration, not starting:",
       '  - METRICS_PORT: must be a port number (0-65535), got "70000"',
-      '  - WORKER_CONCURRENCY: must be a positive integer, got "abc"',
+      '  - WORKER_CONCURRENCY: must be a number of jobs (1-10000), got "abc"',
     ]);
   });
 });

@@ -57,3 +57,24 @@ describe("AUDIT_LOG", () => {
     expect(parseEnv(apiEnv, { ...valid, AUDIT_LOG: ` ${path} ` }).AUDIT_LOG).toBe(path);
   });
 });
+
+describe("durations", () => {
+  it("refuses values Node's timers cannot hold, naming the range", () => {
+    expect(
+      problemsOf({
+        ...valid,
+        REFRESH_TIMEOUT_MS: "99999999999",
+        RETRY_MAX_DELAY_MS: "9999999999",
+      }),
+    ).toEqual([
+      'REFRESH_TIMEOUT_MS: must be a number of milliseconds (1-600000), got "99999999999"',
+      'RETRY_MAX_DELAY_MS: must be a number of milliseconds (1-86400000), got "9999999999"',
+    ]);
+  });
+
+  it("refuses a base retry delay above the maximum", () => {
+    expect(
+      problemsOf({ ...valid, RETRY_BASE_DELAY_MS: "500000", RETRY_MAX_DELAY_MS: "1000" }),
+    ).toEqual(["RETRY_BASE_DELAY_MS: must not exceed RETRY_MAX_DELAY_MS (500000 > 1000)"]);
+  });
+});

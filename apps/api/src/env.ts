@@ -22,6 +22,7 @@ export const apiEnv = z
     AUDIT_LOG: fields.auditLog,
     EVERGREEN_VERSION: fields.evergreenVersion,
   })
+  .superRefine(fields.retryDelaysInOrder)
   .superRefine((env, ctx) => {
     // Authorization codes come back through it: in clear text they could be read on the way
     // and exchanged first. Loopback traffic never leaves the machine.

@@ -27,6 +27,12 @@ export function parseInput<Schema extends z.ZodType>(
   schema: Schema,
   input: unknown,
 ): z.output<Schema> {
+  // PostgreSQL's text and jsonb cannot hold U+0000: refused here, naming the field, rather
+  // than failing the write with a 500.
+  const withNul = pathOfNul(input);
+  if (withNul !== null) {
+    throw new HttpError(400, "invalid_request", `${withNul || "body"}: must not contain U+0000`);
+  }
   const result = schema.safeParse(input);
   if (result.success) return result.data;
   const { issues } = result.error;
@@ -39,6 +45,19 @@ export function parseInput<Schema extends z.ZodType>(
   const issue = issues[0];
   const field = issue?.path.join(".") || "body";
   throw new HttpError(400, "invalid_request", `${field}: ${issue?.message ?? "invalid"}`);
+}
+
+/** The path of the first key or string holding U+0000 (depth-bounded), or null. */
+function pathOfNul(value: unknown, path = "", depth = 0): string | null {
+  if (typeof value === "string") return value.includes("\u0000") ? path : null;
+  if (typeof value !== "object" || value === null || depth > 64) return null;
+  for (const [key, inner] of Object.entries(value)) {
+    const at = path ? `${path}.${key}` : key;
+    if (key.includes("\u0000")) return at.replaceAll("\u0000", "\\u0000");
+    const found = pathOfNul(inner, at, depth + 1);
+    if (found !== null) return found;
+  }
+  return null;
 }
 
 /**

@@ -44,19 +44,33 @@ function positiveInt(name: keyof typeof LIMITS, text: string): number {
   return value;
 }
 
+/** The command line; an unknown option, or `--help`, exits 2 with the usage. */
+function parseArguments() {
+  if (process.argv.slice(2).some((arg) => arg === "--help" || arg === "-h")) {
+    process.stdout.write(USAGE);
+    process.exit(0);
+  }
+  try {
+    return parseArgs({
+      options: {
+        integration: { type: "string" },
+        "fernet-key": { type: "string" },
+        "dry-run": { type: "boolean", default: false },
+        "spread-seconds": { type: "string", default: "3600" },
+        "batch-size": { type: "string", default: "500" },
+        concurrency: { type: "string", default: "2" },
+        "progress-every": { type: "string", default: "1000" },
+      },
+      allowPositionals: true,
+    });
+  } catch (error) {
+    // Node's message names the option and says what is wrong with it.
+    return exitWith(`${(error as Error).message}\n${USAGE.trimEnd()}`);
+  }
+}
+
 async function main(): Promise<void> {
-  const { values, positionals } = parseArgs({
-    options: {
-      integration: { type: "string" },
-      "fernet-key": { type: "string" },
-      "dry-run": { type: "boolean", default: false },
-      "spread-seconds": { type: "string", default: "3600" },
-      "batch-size": { type: "string", default: "500" },
-      concurrency: { type: "string", default: "2" },
-      "progress-every": { type: "string", default: "1000" },
-    },
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseArguments();
   const [file, ...extra] = positionals;
   if (!values.integration || !file || extra.length > 0)
     exitWith(`one integration and one file\n${USAGE}`);

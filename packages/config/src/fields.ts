@@ -1,4 +1,4 @@
-import { parseEncryptionKeys } from "@evergreen/crypto";
+import { KeySpecError, parseEncryptionKeys } from "@evergreen/crypto";
 import { parseEgressAllowlist } from "@evergreen/egress";
 import { z } from "zod";
 // Imported, not read from disk at run time, so that a bundle carries it too.
@@ -34,8 +34,14 @@ const integer = (what: string, min: number, max: number, fallback: number) =>
     })
     .default(fallback);
 
-const positiveInt = (fallback: number) =>
-  integer("a positive integer", 1, Number.MAX_SAFE_INTEGER, fallback);
+/**
+ * Durations and sizes are bounded where a larger value would break the process, not
+ * merely be odd: Node's timers hold at most 2^31 - 1 ms (24.8 days) and fire at once
+ * beyond it (a sweep every millisecond, an egress timeout that aborts every request), and
+ * a timeout also sets the lock's TTL (3x) and the drain at shutdown.
+ */
+const bounded = (unit: string, max: number, fallback: number) =>
+  integer(`${unit} (1-${max})`, 1, max, fallback);
 
 const port = (fallback: number) => integer("a port number (0-65535)", 0, 65535, fallback);
 
@@ -98,7 +104,8 @@ export const encryptionKeys = z.string().transform((spec, ctx) => {
   try {
     return parseEncryptionKeys(spec);
   } catch (error) {
-    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    const problems = error instanceof KeySpecError ? error.problems : [(error as Error).message];
+    for (const message of problems) ctx.addIssue({ code: "custom", message });
     return z.NEVER;
   }
 });
@@ -123,19 +130,33 @@ export const auditLog = z.string().trim().default("stdout");
 export const apiPort = port(3000);
 export const workerMetricsPort = port(9464);
 export const schedulerMetricsPort = port(9465);
-export const refreshBufferSeconds = positiveInt(300);
-export const reconcileIntervalSeconds = positiveInt(60);
+export const refreshBufferSeconds = bounded("a number of seconds", 2_592_000, 300);
+export const reconcileIntervalSeconds = bounded("a number of seconds", 86_400, 60);
 // Bounded: a "keep forever" value such as 9999999 days would put the prune's cutoff before
 // the earliest timestamp PostgreSQL has, and every prune would fail.
 export const eventRetentionDays = integer("a number of days (1-36500)", 1, 36_500, 30);
 /** How long before a refresh token's stated end `connection.reauth_soon` is sent. */
 export const reauthSoonDays = integer("a number of days (1-365)", 1, 365, 7);
-export const workerConcurrency = positiveInt(50);
+export const workerConcurrency = bounded("a number of jobs", 10_000, 50);
 /** SPEC §4: hash-tagged refresh queues; a cluster spreads them over its primaries (ADR 0017). */
 export const refreshQueueShards = integer("a number of shards (1-256)", 1, 256, 1);
-export const refreshTimeoutMs = positiveInt(10_000);
-export const retryBaseDelayMs = positiveInt(1_000);
-export const retryMaxDelayMs = positiveInt(300_000);
+export const refreshTimeoutMs = bounded("a number of milliseconds", 600_000, 10_000);
+export const retryBaseDelayMs = bounded("a number of milliseconds", 86_400_000, 1_000);
+export const retryMaxDelayMs = bounded("a number of milliseconds", 86_400_000, 300_000);
+
+/** For an app's schema: backoff starts at RETRY_BASE_DELAY_MS and grows up to RETRY_MAX_DELAY_MS. */
+export function retryDelaysInOrder(
+  env: { readonly RETRY_BASE_DELAY_MS: number; readonly RETRY_MAX_DELAY_MS: number },
+  ctx: z.RefinementCtx,
+): void {
+  if (env.RETRY_BASE_DELAY_MS > env.RETRY_MAX_DELAY_MS) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["RETRY_BASE_DELAY_MS"],
+      message: `must not exceed RETRY_MAX_DELAY_MS (${env.RETRY_BASE_DELAY_MS} > ${env.RETRY_MAX_DELAY_MS})`,
+    });
+  }
+}
 export const allowInsecureTokenUrls = booleanString.default(false);
 
 /**
@@ -173,12 +194,18 @@ export const egressAllowlist = z
   .string()
   .default("")
   .transform((spec, ctx) => {
-    try {
-      return parseEgressAllowlist(spec);
-    } catch (error) {
-      ctx.addIssue({ code: "custom", message: (error as Error).message });
-      return z.NEVER;
-    }
+    // Entry by entry, so that every bad entry is named, not only the first.
+    const problems: string[] = [];
+    const entries = spec.split(",").flatMap((entry) => {
+      try {
+        return parseEgressAllowlist(entry);
+      } catch (error) {
+        problems.push((error as Error).message);
+        return [];
+      }
+    });
+    for (const message of problems) ctx.addIssue({ code: "custom", message });
+    return problems.length === 0 ? entries : z.NEVER;
   });
 
 /**

@@ -175,6 +175,20 @@ describe("parseEnv", () => {
     expect(problemsOf({ ...valid, EGRESS_ALLOWLIST: "idp.internal, 10.0.0.0/40" })).toEqual([
       'EGRESS_ALLOWLIST: entry "10.0.0.0/40": the prefix length must be 0 to 32',
     ]);
+    expect(
+      problemsOf({ ...valid, EGRESS_ALLOWLIST: "10.0.0.0/99,https://idp,::1/200" }),
+    ).toHaveLength(3);
+  });
+
+  it("names every bad ENCRYPTION_KEYS entry, not only the first", () => {
+    const good = generateEncryptionKey("k2");
+    expect(
+      problemsOf({ ...valid, ENCRYPTION_KEYS: `k1:dG9vIHNob3J0,${good},bad key,${good}` }),
+    ).toEqual([
+      'ENCRYPTION_KEYS: key "k1": must be base64 of exactly 32 bytes',
+      "ENCRYPTION_KEYS: key #3: expected keyId:base64, keyId of 1-32 [A-Za-z0-9_-]",
+      'ENCRYPTION_KEYS: key #4: duplicate key id "k2"',
+    ]);
   });
 
   it("says what is wrong with a numeric value, showing it", () => {
@@ -182,8 +196,8 @@ describe("parseEnv", () => {
       problemsOf({ ...valid, WORKER_CONCURRENCY: "abc", PORT: "seventy", REFRESH_TIMEOUT_MS: "0" }),
     ).toEqual([
       'PORT: must be a port number (0-65535), got "seventy"',
-      'WORKER_CONCURRENCY: must be a positive integer, got "abc"',
-      'REFRESH_TIMEOUT_MS: must be a positive integer, got "0"',
+      'WORKER_CONCURRENCY: must be a number of jobs (1-10000), got "abc"',
+      'REFRESH_TIMEOUT_MS: must be a number of milliseconds (1-600000), got "0"',
     ]);
   });
 
@@ -191,7 +205,7 @@ describe("parseEnv", () => {
     "refuses %j as a whole number",
     (raw) => {
       expect(problemsOf({ ...valid, WORKER_CONCURRENCY: raw })).toEqual([
-        `WORKER_CONCURRENCY: must be a positive integer, got ${JSON.stringify(raw)}`,
+        `WORKER_CONCURRENCY: must be a number of jobs (1-10000), got ${JSON.stringify(raw)}`,
       ]);
     },
   );

@@ -11,5 +11,6 @@ export {
   type EncryptionKey,
   generateEncryptionKey,
   KeyRing,
+  KeySpecError,
   parseEncryptionKeys,
 } from "./key-ring";

@@ -57,29 +57,42 @@ interface RingKey extends EncryptionKey {
   readonly check: Buffer;
 }
 
+/** Every problem of an `ENCRYPTION_KEYS` value, one message each; never shows a key. */
+export class KeySpecError extends Error {
+  override name = "KeySpecError";
+  constructor(readonly problems: readonly string[]) {
+    super(problems.join("; "));
+  }
+}
+
 /** Parses `ENCRYPTION_KEYS` syntax: `keyId:base64(32 bytes)[,keyId:base64...]`. */
 export function parseEncryptionKeys(spec: string): EncryptionKey[] {
   const entries = spec
     .split(",")
     .map((entry) => entry.trim())
     .filter((entry) => entry.length > 0);
-  if (entries.length === 0) throw new Error("no encryption key given");
+  if (entries.length === 0) throw new KeySpecError(["no encryption key given"]);
   const seen = new Set<string>();
-  return entries.map((entry, index) => {
+  const problems: string[] = [];
+  const keys = entries.flatMap((entry, index) => {
     const colon = entry.indexOf(":");
     const id = colon === -1 ? "" : entry.slice(0, colon);
     const encoded = colon === -1 ? "" : entry.slice(colon + 1);
     if (!KEY_ID_PATTERN.test(id)) {
-      throw new Error(`key #${index + 1}: expected keyId:base64, keyId of 1-32 [A-Za-z0-9_-]`);
+      problems.push(`key #${index + 1}: expected keyId:base64, keyId of 1-32 [A-Za-z0-9_-]`);
+      return [];
     }
-    if (seen.has(id)) throw new Error(`key #${index + 1}: duplicate key id "${id}"`);
+    if (seen.has(id)) problems.push(`key #${index + 1}: duplicate key id "${id}"`);
     seen.add(id);
     const key = Buffer.from(encoded, "base64");
     if (key.length !== KEY_BYTES || key.toString("base64") !== encoded) {
-      throw new Error(`key "${id}": must be base64 of exactly ${KEY_BYTES} bytes`);
+      problems.push(`key "${id}": must be base64 of exactly ${KEY_BYTES} bytes`);
+      return [];
     }
-    return { id, key };
+    return [{ id, key }];
   });
+  if (problems.length > 0) throw new KeySpecError(problems);
+  return keys;
 }
 
 /** A fresh key in `ENCRYPTION_KEYS` syntax. */

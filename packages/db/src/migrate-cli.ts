@@ -2,6 +2,11 @@
 import { applyMigrations, ensureDatabase } from "./migrate";
 
 const url = process.env.DATABASE_URL || "postgresql://postgres@127.0.0.1:5432/evergreen";
+// As the apps check it (packages/config), without showing the value: it may hold a password.
+if (!/^postgres(ql)?:\/\//.test(url) || !URL.canParse(url)) {
+  console.error("migration failed: DATABASE_URL must be a valid postgresql:// URL");
+  process.exit(1);
+}
 const database = new URL(url).pathname.slice(1);
 
 try {

@@ -23,6 +23,8 @@ const INTERNAL_IPV4: readonly (readonly [string, number])[] = [
 const INTERNAL_IPV6: readonly (readonly [string, number])[] = [
   ["::", 128], // unspecified
   ["::1", 128], // loopback
+  // IPv4-compatible (deprecated, RFC 4291 §2.5.5.1): ::127.0.0.1 is no public address.
+  ["::", 96],
   ["fe80::", 10], // link-local
   ["fec0::", 10], // site-local (deprecated, still routed by some stacks)
   ["fc00::", 7], // unique local (ULA)

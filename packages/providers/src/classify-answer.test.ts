@@ -287,6 +287,25 @@ describe("classifyAnswer: errors", () => {
     expect(empty).toMatchObject({ errorCode: "http_400" });
   });
 
+  it("never repeats a secret the request carried, whole or URL-encoded, in a code or message", () => {
+    const secret = "cs_Sh0rt/Secret";
+    const echoes = [
+      json(400, { error: `x_${REFRESH}`, error_description: `bad token ${REFRESH}` }),
+      json(401, { error: "invalid_client", error_description: `secret ${secret} refused` }),
+      json(503, { error: REFRESH, error_description: encodeURIComponent(REFRESH) }),
+      json(429, { error: "slow_down", error_description: `for ${REFRESH}` }),
+      json(200, { error: `e_${encodeURIComponent(secret)}`, error_description: REFRESH }),
+    ];
+    for (const answer of echoes) {
+      const result = classifyAnswer("oauth2", answer, now, { secrets: [REFRESH, secret] });
+      if (result.outcome === "success") throw new Error("expected an error");
+      const said = `${result.errorCode} ${result.message}`;
+      for (const part of [REFRESH, "0gSecretRefresh", secret, "Sh0rtSecret", "Sh0rt%2FSecret"]) {
+        expect(said).not.toContain(part);
+      }
+    }
+  });
+
   it("never puts a token echoed in the description into the message", () => {
     const longToken =
       "ghr_1B4a2e77838347a7E420ce178F2E7c6912E169246c34E1ccbF66C46812d16D5B1A9Dc86A1498";

@@ -52,6 +52,12 @@ export interface ClassifyOptions {
    * org's session timeout); null: the provider's fallback. @defaultValue null
    */
   readonly fallbackLifetimeSeconds?: number | null;
+  /**
+   * What the request carried that must never be repeated (the refresh token, the client
+   * secret, a code): a provider that echoes one in its error would otherwise put it in the
+   * stored error, the API's answers, the event feed and webhooks. @defaultValue []
+   */
+  readonly secrets?: readonly string[];
 }
 
 /**
@@ -64,12 +70,14 @@ export function classifyAnswer(
   now: Date,
   options: ClassifyOptions = {},
 ): RefreshResult {
-  const { grant = "refresh_token", fallbackLifetimeSeconds = null } = options;
+  const { grant = "refresh_token", fallbackLifetimeSeconds = null, secrets = [] } = options;
   const definition: ProviderDefinition = Object.hasOwn(PROVIDERS, provider)
     ? PROVIDERS[provider]
     : PROVIDERS.oauth2;
-  const fields = parseFields(answer);
+  const parsed = parseFields(answer);
   const { status } = answer;
+  // Tokens are read from `parsed`; everything an error may quote, from `fields`.
+  const fields = status >= 200 && status < 300 ? parsed : withoutSecrets(parsed, secrets);
 
   if (status === 429) {
     return {
@@ -82,12 +90,12 @@ export function classifyAnswer(
   if (status >= 200 && status < 300) {
     // GitHub (and Slack, Zoho) report errors as HTTP 200; an error code wins over any
     // token, for every provider.
-    if (definition.errorShape.codeFields.some((path) => present(at(fields, path)))) {
-      return errorResult(definition, answer, fields, now);
+    if (definition.errorShape.codeFields.some((path) => present(at(parsed, path)))) {
+      return errorResult(definition, answer, withoutSecrets(parsed, secrets), now);
     }
     const nested = grant === "authorization_code" ? definition.exchangeAnswerAt : null;
-    if (nested === null) return successResult(definition, fields, now, fallbackLifetimeSeconds);
-    const inner = at(fields, nested);
+    if (nested === null) return successResult(definition, parsed, now, fallbackLifetimeSeconds);
+    const inner = at(parsed, nested);
     if (isFields(inner)) return successResult(definition, inner, now, fallbackLifetimeSeconds);
     return {
       outcome: "unknown",
@@ -103,6 +111,26 @@ export function classifyAnswer(
     };
   }
   return errorResult(definition, answer, fields, now);
+}
+
+/** The answer's fields with every string occurrence of `secrets` replaced. */
+function withoutSecrets(fields: Fields | null, secrets: readonly string[]): Fields | null {
+  // Short values would match ordinary words; real tokens and secrets are longer.
+  const found = secrets
+    .filter((secret) => secret.length >= 6)
+    .flatMap((secret) => [secret, encodeURIComponent(secret)]);
+  if (fields === null || found.length === 0) return fields;
+  const scrub = (value: unknown): unknown => {
+    if (typeof value === "string") {
+      return found.reduce((text, secret) => text.split(secret).join("[redacted]"), value);
+    }
+    if (Array.isArray(value)) return value.map(scrub);
+    if (isFields(value)) {
+      return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, scrub(inner)]));
+    }
+    return value;
+  };
+  return scrub(fields) as Fields;
 }
 
 function successResult(
@@ -215,6 +243,7 @@ function errorCodeOf(
   if (error !== null) {
     // Non-RFC codes may be phrases (Zoho's "Access Denied", Twitch's messages).
     const clean = error
+      .replace(TOKEN_LIKE, "redacted")
       .replace(/\s+/g, "_")
       .replace(/[^A-Za-z0-9_.-]/g, "")
       .slice(0, ERROR_CODE_MAX);

@@ -93,11 +93,12 @@ export async function exchangeCode(
     ? callbackAppValues(provider, input.callbackParams, input.metadata)
     : null;
   const metadata = fromCallback ? { ...input.metadata, ...fromCallback } : input.metadata;
+  const clientSecret = openClientSecret(keyRing, integration.id, integration.clientSecret);
   const request = buildCodeExchangeRequest(
     {
       provider,
       clientId: integration.clientId,
-      clientSecret: openClientSecret(keyRing, integration.id, integration.clientSecret),
+      clientSecret,
       tokenUrl: integration.tokenUrl,
       clientAuth: integration.clientAuth,
       bodyFormat: integration.bodyFormat,
@@ -118,6 +119,7 @@ export async function exchangeCode(
       : classifyAnswer(provider, answer, now, {
           grant: "authorization_code",
           fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+          secrets: [input.code, input.codeVerifier ?? "", clientSecret],
         });
   const about = {
     integration: integration.key,

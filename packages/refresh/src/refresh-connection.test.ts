@@ -3,7 +3,7 @@ import { type AddressInfo, createServer } from "node:net";
 import { Writable } from "node:stream";
 import { EgressClient, parseEgressAllowlist } from "@evergreen/egress";
 import { createLogger } from "@evergreen/observability";
-import type { RedisLock } from "@evergreen/redis";
+import { RedisLock } from "@evergreen/redis";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { refreshJobId } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
@@ -432,6 +432,28 @@ describe("refreshConnection guards", () => {
     expect(await h.deps.parked.take(connection.id)).toBeNull();
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
     expect(row.version).toBe(6);
+  });
+
+  it("sends nothing under a claim granted too late to outlive the answer (a frozen process waking)", async () => {
+    const { connection } = await h.addConnection();
+    const { store } = h.deps;
+    // Lease 1 s, timeout 300 ms: a claim that takes over 400 ms to arrive is not sent under.
+    const lock = new RedisLock(h.redis, { prefix: `{late-claim-${connection.id}}`, ttlMs: 1_000 });
+    const lateStore = {
+      load: (id: string) => store.load(id),
+      write: (...args: Parameters<typeof store.write>) => store.write(...args),
+      claim: async (claim: Parameters<typeof store.claim>[0]) => {
+        const held = await store.claim(claim);
+        await new Promise((resolve) => setTimeout(resolve, 600));
+        return held;
+      },
+    } as unknown as typeof store;
+    const run = await refreshConnection(
+      { ...h.deps, lock, store: lateStore },
+      { connectionId: connection.id, source: "worker" },
+    );
+    expect(run).toEqual({ kind: "busy", retryInMs: 1_000 });
+    expect(h.provider.requests).toBe(0);
   });
 
   it("sends nothing when the lock is lost while an obsolete parked answer is dropped", async () => {

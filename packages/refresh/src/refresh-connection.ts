@@ -263,12 +263,26 @@ async function refreshLocked(
   // (FLUSHALL, a restart without AOF, failover to a lagging replica) while a refresh is in
   // flight; the claim, fenced by the row's version, keeps a second refresh of this version
   // from sending the same refresh token meanwhile. It lasts as long as a lease.
+  const claimFrom = performance.now();
   const claimed = await deps.store.claim({
     id: connection.id,
     version: connection.version,
     leaseMs: deps.lock.ttlMs,
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
+  // The claim holds for a lease from when PostgreSQL granted it. A process frozen while its
+  // answer was on the way (SIGSTOP, a frozen VM) finds it granted on waking, maybe long
+  // expired, and another process may meanwhile have resent this token carefully and had it
+  // rotated: seen under chaos, a worker paused 11 s sent 15 tokens rotated a second before.
+  // Sent only while the claim outlives the answer's wait and a timeout to store it; otherwise
+  // the next try finds the claim abandoned and resends carefully (docs/adr/0016).
+  if (performance.now() - claimFrom > deps.lock.ttlMs - 2 * settings.timeoutMs) {
+    deps.log.warn(
+      { connection: connection.id, provider },
+      "claim granted too late to send under it; not sent",
+    );
+    return { kind: "busy", retryInMs: 1_000 };
+  }
   // An earlier claim of this version ran out with no answer written: its holder may have
   // sent the refresh token and died, so for a rotating provider this send is in doubt from
   // that claim's start (its expiry less the lease) (docs/adr/0016).
@@ -316,6 +330,7 @@ async function refreshLocked(
   }
   const result = classifyAnswer(provider, answer, now(), {
     fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
+    secrets: [refreshToken, clientSecret],
   });
   return record(deps, connection, integration, result, {
     definition,

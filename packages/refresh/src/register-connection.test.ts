@@ -69,15 +69,18 @@ describe("registerConnection", () => {
     expect(await jobOf(connection.id, 0)).toBeTruthy();
   });
 
-  it("never schedules sooner than the shortest refresh interval after registration", async () => {
+  it("schedules a short-lived token before it expires: the 30 s floor counts from a refresh", async () => {
     const { connection } = await register({
       externalId: "tiny",
       accessToken: "access",
       refreshToken: "refresh",
-      expiresIn: 2,
+      expiresIn: 10,
     });
-    expect(connection.expiresAt).toEqual(new Date(NOW.getTime() + 2_000));
-    expect(connection.nextRefreshAt).toEqual(new Date(NOW.getTime() + 30_000));
+    expect(connection.expiresAt).toEqual(new Date(NOW.getTime() + 10_000));
+    // Half the lifetime as the buffer, less up to 10 % of it as spread.
+    const due = connection.nextRefreshAt?.getTime() ?? 0;
+    expect(due).toBeGreaterThanOrEqual(NOW.getTime() + 4_500);
+    expect(due).toBeLessThanOrEqual(NOW.getTime() + 5_000);
   });
 
   it("keeps the stored refresh token when none is sent, still scheduled, and refreshes with it", async () => {

@@ -2,7 +2,7 @@ import type { KeyRing } from "@evergreen/crypto";
 import type { Integration, Prisma } from "@evergreen/db";
 import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
 import type { RegistrationDeps } from "./register-connection";
-import { computeNextRefreshAt, minRefreshIntervalMs } from "./schedule";
+import { computeNextRefreshAt } from "./schedule";
 import { sealAccessToken, sealRefreshToken } from "./token-cipher";
 
 /**
@@ -65,7 +65,9 @@ export function registrationTiming(
     expiresAt,
     issuedAt: now,
     bufferSeconds: integration.refreshBufferSeconds ?? deps.settings.defaultBufferSeconds,
-    minIntervalMs: minRefreshIntervalMs(deps.settings.retryBaseDelayMs),
+    // SPEC §2's shortest interval counts from the last refresh, and a registration is none:
+    // a token that lives 10 s is refreshed after about 5 s, not after it has expired.
+    minIntervalMs: 0,
     random: deps.random,
     spreadWindowMs:
       deps.spreadWindowSeconds === undefined ? undefined : deps.spreadWindowSeconds * 1000,

@@ -126,6 +126,33 @@ describe("POST /v1/connections", () => {
     expect(response.statusCode).toBe(201);
     expect(response.json().metadata).toEqual(metadata);
   });
+
+  it("refuses U+0000, which PostgreSQL cannot store, with a 400 naming the field", async () => {
+    const nul = "a\u0000b";
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...tokens, externalId: nul }, "externalId"],
+      [{ ...tokens, scope: nul }, "scope"],
+      [{ ...tokens, tokenType: nul }, "tokenType"],
+      [{ ...tokens, metadata: { team: { name: nul } } }, "metadata.team.name"],
+      [{ ...tokens, metadata: { [nul]: 1 } }, "metadata.a\\u0000b"],
+    ];
+    for (const [payload, field] of cases) {
+      const response = await post(payload);
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toEqual({
+        error: "invalid_request",
+        message: `${field}: must not contain U+0000`,
+      });
+    }
+    const app = await server();
+    const listed = await app.inject({
+      method: "GET",
+      url: "/v1/connections?externalId=a%00b",
+      headers: auth,
+    });
+    expect(listed.statusCode).toBe(400);
+    expect(listed.json().message).toBe("externalId: must not contain U+0000");
+  });
 });
 
 describe("GET and DELETE /v1/connections/:id", () => {
