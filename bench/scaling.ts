@@ -140,10 +140,6 @@ export async function benchScaling(): Promise<BenchResult> {
       Object.values(processShares(phase)).reduce((sum, share) => sum + share, 0);
     const cpuLine = (phase: Phase) =>
       `${JSON.stringify(processShares(phase))}, sum ${total(phase)} %; machine ${phase.cpu.machine ?? 0} % busy, ${(phase.cpu.machine ?? 0) - total(phase)} % of it outside these processes (kernel network stack, other services)`;
-    // What the whole machine spends per refresh with one worker caps what any number of
-    // workers can reach on these cores, while the provider, Redis and PostgreSQL share them.
-    const machineMsPerRefresh = (10 * (one.cpu.machine ?? 0)) / one.perSecond;
-    const machineCap = (1000 * CORES) / machineMsPerRefresh;
     return {
       title: `scaling: HTTP ceiling, BullMQ no-op rate, 1 and 2 worker processes (${count.toLocaleString("en")} each)`,
       table: {
@@ -175,7 +171,6 @@ export async function benchScaling(): Promise<BenchResult> {
         `one worker process at ${Math.round(100 * ceilingShare)} % of bare axios POSTs (${one.perSecond} vs ${ceiling.perSecond}/s; goal >= ${100 * GOAL_CEILING_SHARE} %: ${verdict(ceilingShare >= GOAL_CEILING_SHARE)}); BullMQ alone runs ${noop.perSecond} no-op jobs/s`,
         `2 worker processes: ${two.perSecond} refreshes/s, ${twoVsOne.toFixed(2)}x one (goal >= ${GOAL_TWO_VS_ONE}x: ${verdict(twoVsOne >= GOAL_TWO_VS_ONE)})`,
         `CPU, % of one core (${CORES} cores = ${100 * CORES} %): one worker ${cpuLine(one)}; two workers ${cpuLine(two)}`,
-        `the machine spends ${machineMsPerRefresh.toFixed(3)} ms of CPU per refresh (one worker phase): its ${CORES} cores allow at most ${Math.round(machineCap)} refreshes/s, ${(machineCap / one.perSecond).toFixed(2)}x one worker, whatever the number of workers`,
         `time in flight (concurrency / rate, Little's law): ${inFlightMs(concurrency, ceiling)} ms per POST, ${inFlightMs(concurrency, one)} ms per refresh (provider latency ${latencyMs} ms)`,
         `CPU ms per refresh, one worker: ${JSON.stringify(cpuMsPerUnit(one))}; per POST: ${JSON.stringify(cpuMsPerUnit(ceiling))}`,
         `rotated refresh tokens reused: ${reuseCount} (target 0: ${verdict(reuseCount === 0)})`,
