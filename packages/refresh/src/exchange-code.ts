@@ -8,7 +8,8 @@ import {
   isProviderId,
   ProviderConfigError,
 } from "@evergreen/providers";
-import { EGRESS_FAILURES, type RefreshSettings } from "./refresh-connection";
+import { EGRESS_FAILURES } from "./egress-failures";
+import type { RefreshSettings } from "./refresh-connection";
 import {
   type RegisteredConnection,
   type RegistrationDeps,

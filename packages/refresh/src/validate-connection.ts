@@ -6,7 +6,8 @@ import {
   ProviderConfigError,
 } from "@evergreen/providers";
 import { recordWebhookEvent } from "@evergreen/webhooks";
-import { asRecord, type RefreshDeps, type RefreshSettings } from "./refresh-connection";
+import { asRecord } from "./cooldown-scope";
+import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import { openAccessToken, openClientSecret } from "./token-cipher";
 
 export interface ValidationDeps extends Pick<RefreshDeps, "keyRing" | "egress" | "metrics"> {

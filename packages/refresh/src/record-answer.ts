@@ -1,0 +1,386 @@
+import type { Connection } from "@evergreen/db";
+import { hashId } from "@evergreen/observability";
+import { backoffMs, type ProviderDefinition, type RefreshResult } from "@evergreen/providers";
+import type { WebhookEventType } from "@evergreen/webhooks";
+import type {
+  ConnectionChange,
+  ConnectionEventInput,
+  RefreshIntegration,
+} from "./connection-store";
+import { cooldownScope } from "./cooldown-scope";
+import type { RefreshDeps, RefreshRun } from "./refresh-connection";
+import {
+  DOUBT_UNRESOLVED_MESSAGE,
+  type DoubtStage,
+  doubtConfirmedMessage,
+  graceEnd,
+  inDoubtMessage,
+} from "./refresh-doubt";
+import { computeNextRefreshAt, enqueueRefresh, minRefreshIntervalMs } from "./schedule";
+import { resealConnectionToken, sealAccessToken, sealRefreshToken } from "./token-cipher";
+
+// What a classified token answer does to the connection: the row change and event it
+// decides (decide), the fenced write that parks a success it cannot store (commit), and the
+// next refresh it schedules. The send path that gets the answer is refresh-connection.ts.
+
+/** Where this refresh stood with a refresh token in doubt (see refresh-doubt.ts). */
+export interface DoubtContext {
+  readonly definition: ProviderDefinition;
+  /** Before the send. */
+  readonly stage: DoubtStage;
+  /**
+   * Doubt opens at this send time, unless an answer settles it: a send whose answer was
+   * lost, or one whose holder abandoned its claim, to a provider that rotates.
+   */
+  readonly opensAt: Date | null;
+}
+
+/** What one classified answer does to the row. */
+export interface Decision {
+  readonly outcome: RefreshResult["outcome"];
+  readonly change: ConnectionChange;
+  readonly event: ConnectionEventInput;
+  /** For `rate_limited`: how long the integration cools down. */
+  readonly waitMs: number;
+  /** A parked answer being stored: parking it again is no new answer to count. */
+  readonly fromParking?: boolean;
+}
+
+/** Stores one classified answer and schedules what follows it. */
+export async function record(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  result: RefreshResult,
+  doubt?: DoubtContext,
+): Promise<RefreshRun> {
+  deps.metrics.refreshTotal.inc({ provider: integration.provider, outcome: result.outcome });
+  deps.metrics.integrationRefreshTotal.inc({
+    integration: integration.key,
+    outcome: result.outcome,
+  });
+  const now = (deps.now ?? (() => new Date()))();
+  return commit(
+    deps,
+    connection,
+    integration,
+    await decide(deps, connection, integration, result, now, doubt),
+    now,
+  );
+}
+
+async function decide(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  result: RefreshResult,
+  now: Date,
+  doubt: DoubtContext | undefined,
+): Promise<Decision> {
+  const { keyRing, settings } = deps;
+
+  // The whole row as it stands; each outcome changes some fields. Under the version fence
+  // nobody else has changed it since we read it; a key rotation may have re-sealed its
+  // tokens at the same version, so they are written back under the primary key.
+  const unchanged: ConnectionChange = {
+    accessToken: resealConnectionToken(
+      keyRing,
+      connection.id,
+      "accessToken",
+      connection.accessToken,
+    ),
+    refreshToken:
+      connection.refreshToken &&
+      resealConnectionToken(keyRing, connection.id, "refreshToken", connection.refreshToken),
+    tokenType: connection.tokenType,
+    scope: connection.scope,
+    expiresAt: connection.expiresAt,
+    refreshTokenExpiresAt: connection.refreshTokenExpiresAt,
+    status: connection.status,
+    version: connection.version + 1,
+    nextRefreshAt: connection.nextRefreshAt,
+    lastRefreshedAt: connection.lastRefreshedAt,
+    refreshCount: connection.refreshCount,
+    consecutiveFailures: connection.consecutiveFailures,
+    consecutiveUnknown: connection.consecutiveUnknown,
+    lastErrorCode: connection.lastErrorCode,
+    lastErrorMessage: connection.lastErrorMessage,
+    lastErrorAt: connection.lastErrorAt,
+    inDoubtSince: connection.inDoubtSince,
+    inDoubtResent: connection.inDoubtResent,
+    appValues: null,
+  };
+  const stage = doubt?.stage ?? "none";
+  // A doubt this send opened (an abandoned claim's) outlives answers that settle nothing
+  // about the token (a 429, a refused client): dropped with them, the next send would be an
+  // ordinary one, and a further lost answer would allow yet another resend (docs/adr/0016).
+  const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
+  let change: ConnectionChange;
+  let event: ConnectionEventInput;
+  let waitMs = 0;
+  // Webhooks tell apps about streaks, not attempts (SPEC §3): any failure after a success
+  // (or a registration) opens one and is announced, with `refresh_failed` unless it stops
+  // the connection (`needs_reauth`, `error`, always announced); the next success closes it
+  // with `recovered`. A stored error is what an open streak leaves on the row.
+  const streakOpen = connection.lastErrorAt !== null;
+  const firstFailure = streakOpen ? null : "connection.refresh_failed";
+
+  switch (result.outcome) {
+    case "success": {
+      const bufferSeconds = integration.refreshBufferSeconds ?? settings.defaultBufferSeconds;
+      change = {
+        ...unchanged,
+        accessToken: sealAccessToken(keyRing, connection.id, result.accessToken),
+        // No refresh_token in the answer: the provider keeps the old one valid.
+        refreshToken: result.refreshToken
+          ? sealRefreshToken(keyRing, connection.id, result.refreshToken)
+          : unchanged.refreshToken,
+        tokenType: result.tokenType,
+        scope: result.scope ?? connection.scope,
+        expiresAt: result.expiresAt,
+        // A new refresh token's end is what the answer says, unknown if it says nothing;
+        // the old one kept keeps its own.
+        refreshTokenExpiresAt: result.refreshToken
+          ? result.refreshTokenExpiresAt
+          : (result.refreshTokenExpiresAt ?? connection.refreshTokenExpiresAt),
+        status: "active",
+        nextRefreshAt: computeNextRefreshAt({
+          expiresAt: result.expiresAt,
+          issuedAt: now,
+          bufferSeconds,
+          minIntervalMs: minRefreshIntervalMs(settings.retryBaseDelayMs),
+          random: deps.random,
+        }),
+        lastRefreshedAt: now,
+        refreshCount: connection.refreshCount + 1,
+        consecutiveFailures: 0,
+        consecutiveUnknown: 0,
+        lastErrorCode: null,
+        lastErrorMessage: null,
+        lastErrorAt: null,
+        // An answer ends any doubt: the refresh token it carries (or keeps) is the live one.
+        inDoubtSince: null,
+        inDoubtResent: false,
+        appValues: result.appValues ?? null,
+      };
+      event = {
+        type: "refreshed",
+        outcome: result.outcome,
+        errorCode: null,
+        message: null,
+        webhook: streakOpen ? "connection.recovered" : null,
+      };
+      break;
+    }
+    case "invalid_grant": {
+      // In doubt, this is the provider confirming that the lost answer rotated the token.
+      const confirmed =
+        stage === "none" ? result : { ...result, message: doubtConfirmedMessage(result.message) };
+      change = {
+        ...unchanged,
+        status: "needs_reauth",
+        nextRefreshAt: null,
+        inDoubtSince: null,
+        inDoubtResent: false,
+        ...failure(confirmed, now),
+      };
+      event = failureEvent("needs_reauth", confirmed, "connection.needs_reauth");
+      break;
+    }
+    case "invalid_client":
+      change = {
+        ...unchanged,
+        status: "error",
+        nextRefreshAt: null,
+        inDoubtSince,
+        ...failure(result, now),
+      };
+      event = failureEvent("refresh_failed", result, "connection.error");
+      break;
+    case "rate_limited": {
+      // Not an attempt: the same job waits (see the worker), so the version stays.
+      // Never under the base delay: `Retry-After: 0` would otherwise loop at full speed
+      // against a provider that is rate-limiting us.
+      waitMs = Math.max(
+        settings.retryBaseDelayMs,
+        Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
+      );
+      await deps.cooldown.start(cooldownScope(integration, connection), waitMs);
+      change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
+      event = failureEvent("refresh_failed", result, firstFailure);
+      break;
+    }
+    case "transient":
+    case "unknown": {
+      const failures = connection.consecutiveFailures + 1;
+      // Only unknown answers in a row count toward giving up: after an outage's transient
+      // failures, one odd answer (a load balancer's HTML page) must still be retried.
+      const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
+      // The careful resend of a token in doubt got no verdict: stop (docs/adr/0016).
+      const unresolved = stage === "careful" || stage === "spent";
+      const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
+      const expired = connection.expiresAt !== null && connection.expiresAt <= now;
+      const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
+      // Inside a grace window, the resend must go before the window closes.
+      const windowEnd =
+        doubt && inDoubtSince ? graceEnd(inDoubtSince, doubt.definition.reuseGrace) : null;
+      const stated = unresolved
+        ? { ...result, errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE }
+        : doubt?.opensAt && unchanged.inDoubtSince === null
+          ? { ...result, errorCode: "in_doubt", message: inDoubtMessage(doubt.definition) }
+          : result;
+      change = {
+        ...unchanged,
+        status: giveUp ? "error" : expired ? "expired" : "active",
+        nextRefreshAt: giveUp
+          ? null
+          : windowEnd !== null && windowEnd > now && windowEnd < retryAt
+            ? windowEnd
+            : retryAt,
+        consecutiveFailures: failures,
+        consecutiveUnknown: unknowns,
+        inDoubtSince,
+        inDoubtResent: unchanged.inDoubtResent || unresolved,
+        ...failure(stated, now),
+      };
+      event = failureEvent("refresh_failed", stated, giveUp ? "connection.error" : firstFailure);
+      break;
+    }
+    default:
+      return assertNever(result);
+  }
+  return { outcome: result.outcome, change, event, waitMs };
+}
+
+/**
+ * Writes a decision, fenced, and schedules what follows. A success that cannot be written
+ * (PostgreSQL down past the retries) is parked in Redis before the error goes up: the
+ * provider may have rotated the refresh token, and the next try must store this answer,
+ * not send the revoked token again.
+ */
+export async function commit(
+  deps: RefreshDeps,
+  connection: Connection,
+  integration: RefreshIntegration,
+  { outcome, change, event, waitMs, fromParking }: Decision,
+  now: Date,
+): Promise<RefreshRun> {
+  const { metrics } = deps;
+  const provider = integration.provider;
+  // Per-call bindings rather than a child logger: pino builds a child's serializers and
+  // redaction each time, a measurable share of a worker's CPU at hundreds of refreshes/s.
+  const about = () => ({
+    connection: connection.id,
+    externalId: hashId(connection.externalId, deps.keyRing.deriveKey("log pseudonyms")),
+    provider,
+  });
+  const fence = { id: connection.id, version: connection.version };
+  const stored = await persistWithRetries(
+    () =>
+      deps.store.write(
+        {
+          ...fence,
+          // Stopping for a configuration problem holds only for the configuration read.
+          ...(change.status === "error" ? { integrationUpdatedAt: integration.updatedAt } : {}),
+        },
+        change,
+        event,
+      ),
+    (err, attempt) =>
+      deps.log.warn({ ...about(), err, attempt }, "storing the refresh result failed; retrying"),
+  ).catch(async (error: unknown) => {
+    if (outcome === "success") {
+      await deps.parked.park(fence, change, event);
+      if (!fromParking) metrics.parkedAnswersTotal.inc({ action: "stored" });
+      deps.log.error(
+        { ...about(), err: error },
+        "refresh result parked in Redis until it can be stored",
+      );
+    }
+    throw error;
+  });
+  if (!stored) {
+    // No row at our version: someone wrote a newer one while we held what we thought was
+    // the lock (our lease ran out), or the connection was deleted. Their write wins; ours
+    // is dropped, never merged over theirs.
+    deps.log.warn({ ...about(), outcome }, "refresh result dropped: connection changed meanwhile");
+    return { kind: "skipped", reason: "lost_race" };
+  }
+
+  if (outcome === "success" && connection.expiresAt) {
+    metrics.tokenRemaining.observe(
+      { provider },
+      (connection.expiresAt.getTime() - now.getTime()) / 1000,
+    );
+  }
+  if (outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
+  const { nextRefreshAt } = change;
+  if (nextRefreshAt) {
+    try {
+      await enqueueRefresh(
+        deps.queue,
+        { connectionId: connection.id, version: stored.version },
+        nextRefreshAt,
+        now,
+      );
+    } catch (err) {
+      // The row says when; the scheduler's next sweep enqueues what is missing.
+      deps.log.error(
+        { ...about(), err },
+        "could not enqueue the next refresh; the scheduler will repair it",
+      );
+    }
+  }
+  // A dead grant needs someone to act (the user must consent again): it stands out at warn.
+  const level = change.status === "needs_reauth" ? "warn" : "info";
+  if (deps.log.isLevelEnabled(level)) {
+    deps.log[level](
+      { ...about(), outcome, status: change.status, nextRefreshAt },
+      "refresh recorded",
+    );
+  }
+  return { kind: "done", outcome, connection: stored };
+}
+
+/**
+ * The provider has answered and may have rotated the refresh token: this write is the only
+ * copy of the new one. A database blip must not lose it (a retried job would send the
+ * revoked token), so retry here, under the still-extended lease, for about 3 s; past that
+ * the answer is parked (see commit).
+ */
+async function persistWithRetries<T>(
+  write: () => Promise<T>,
+  onRetry: (err: unknown, attempt: number) => void,
+): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await write();
+    } catch (error) {
+      if (attempt >= 5) throw error;
+      onRetry(error, attempt);
+      await new Promise((resolve) => setTimeout(resolve, 200 * 2 ** (attempt - 1)));
+    }
+  }
+}
+
+function failure(result: { errorCode: string; message: string }, now: Date) {
+  return { lastErrorCode: result.errorCode, lastErrorMessage: result.message, lastErrorAt: now };
+}
+
+function failureEvent(
+  type: "needs_reauth" | "refresh_failed",
+  result: { outcome: string; errorCode: string; message: string },
+  webhook: WebhookEventType | null,
+): ConnectionEventInput {
+  return {
+    type,
+    outcome: result.outcome,
+    errorCode: result.errorCode,
+    message: result.message,
+    webhook,
+  };
+}
+
+function assertNever(value: never): never {
+  throw new Error(`unhandled refresh result: ${JSON.stringify(value)}`);
+}
