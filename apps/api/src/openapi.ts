@@ -176,7 +176,9 @@ function sharedErrors(
     ...(hasBody
       ? {
           413: error("`payload_too_large`: a body over 1 MiB."),
-          415: error("`unsupported_media_type`: a body that is not JSON."),
+          415: error(
+            "`unsupported_media_type`: a body that is not JSON, or one sent with a Content-Encoding.",
+          ),
         }
       : {}),
     503: error(

@@ -5,6 +5,7 @@ import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
 import { Writable } from "node:stream";
 import { promisify } from "node:util";
+import { gzipSync } from "node:zlib";
 import { createDatabase } from "@evergreen/db";
 import { databaseUrl } from "@evergreen/db/testing";
 import { createLogger } from "@evergreen/observability";
@@ -82,6 +83,30 @@ describe("api server", () => {
       }
     },
   );
+
+  it("refuses a compressed body with 415 and the encoding it reads, after the key check", async () => {
+    const app = await server();
+    registerRoute(app, testRoute("POST", "/v1/probe"), async () => ({ reached: true }));
+    const post = (headers: Record<string, string>) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/probe",
+        headers: { "content-type": "application/json", ...headers },
+        payload: gzipSync(Buffer.from("{}")),
+      });
+    const refused = await post({ ...AUTH, "content-encoding": "gzip" });
+    expect(refused.statusCode).toBe(415);
+    expect(refused.headers["accept-encoding"]).toBe("identity");
+    expect(refused.json()).toMatchObject({ error: "unsupported_media_type" });
+    expect((await post({ "content-encoding": "gzip" })).statusCode).toBe(401);
+    const plain = await app.inject({
+      method: "POST",
+      url: "/v1/probe",
+      headers: { ...AUTH, "content-type": "application/json", "content-encoding": "identity" },
+      payload: "{}",
+    });
+    expect(plain.json()).toEqual({ reached: true });
+  });
 
   it("serves health without a key, and readiness from its checks", async () => {
     const app = await server({

@@ -162,6 +162,18 @@ export async function buildServer({
     const forbidden = forbiddenReason(key, request.routeOptions.config.scope);
     if (forbidden) return reply.status(403).send({ error: "forbidden", message: forbidden });
   });
+  // JSON in, uncompressed: a gzip body reached the JSON parser as bytes and was refused as
+  // bad JSON (400), when what it lacks is an encoding this server reads (RFC 9110 §15.5.16,
+  // RFC 7694: 415 naming what is accepted). After the key check: a caller without a key learns nothing.
+  app.addHook("onRequest", async (request, reply) => {
+    if (request.is404 || reply.sent) return;
+    const encoding = request.headers["content-encoding"]?.trim().toLowerCase();
+    if (encoding === undefined || encoding === "" || encoding === "identity") return;
+    return reply.status(415).header("accept-encoding", "identity").send({
+      error: "unsupported_media_type",
+      message: "compressed request bodies are not accepted: send it without Content-Encoding",
+    });
+  });
   app.decorateRequest("apiKeyName", undefined);
   app.decorate("audit", audit);
   app.addHook("onClose", async () => audit.close());
