@@ -177,6 +177,24 @@ describe("refreshConnection outcomes", () => {
     expect(held.kind).toBe("cooling_down");
     expect(held.kind === "cooling_down" && held.retryInMs).toBeGreaterThan(6_000);
     expect(h.provider.requests).toBe(requests);
+
+    // Those held back do not all wake at the cooldown's end: a fifth of it (1.4 s) spreads them.
+    const heldAt = async (random: number) => {
+      const run = await refreshConnection(
+        { ...h.deps, random: () => random },
+        {
+          connectionId: second.connection.id,
+          expectedVersion: 0,
+          source: "worker",
+        },
+      );
+      return run.kind === "cooling_down" ? run.retryInMs : Number.NaN;
+    };
+    const latest = await heldAt(0.999);
+    const earliest = await heldAt(0);
+    expect(earliest).toBeLessThanOrEqual(7_000);
+    expect(latest - earliest).toBeGreaterThan(1_000);
+    expect(latest).toBeLessThanOrEqual(7_000 + 1_400);
   });
 
   it("rate_limited at a per-connection host (Shopify shops): cools that shop, not the others", async () => {

@@ -194,7 +194,9 @@ async function refreshLocked(
     // renewal and the claim (a rare path: an answer parked for a version the row has left).
     if (cooling <= 0) extended = extended && (await lease.extend());
   }
-  if (cooling > 0) return { kind: "cooling_down", retryInMs: cooling };
+  if (cooling > 0) {
+    return { kind: "cooling_down", retryInMs: cooling + cooldownSpreadMs(cooling, deps.random) };
+  }
 
   if (!connection.refreshToken) {
     return record(deps, connection, integration, {
@@ -335,4 +337,13 @@ function stopUnresolved(
     { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
     { definition, stage: "spent", opensAt: null },
   );
+}
+
+/**
+ * Every job that meets a cooldown goes back to wait for its end. Without a spread they all
+ * woke in the same millisecond and sent the provider that had just rate-limited us a burst
+ * of every refresh held back meanwhile; spread over a fifth of the wait (1 s to 60 s).
+ */
+function cooldownSpreadMs(coolingMs: number, random: () => number = Math.random): number {
+  return Math.floor(random() * Math.min(60_000, Math.max(1_000, coolingMs / 5)));
 }
