@@ -73,8 +73,7 @@ const api = (() => {
 })();
 try {
   const seeding = performance.now();
-  // No statement limit: each seed statement writes up to 1,000,000 rows.
-  const database = createDatabase({ url: db.url, poolSize: 1, statementTimeoutMs: 0 });
+  const database = createDatabase({ url: db.url, poolSize: 1 });
   // One statement at a time: $1 binds per statement.
   for (const statement of SEED.split(";").filter((text) => text.trim() !== "")) {
     await database.pool.query(statement, statement.includes("$1") ? [CONNECTIONS] : []);

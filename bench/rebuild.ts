@@ -25,9 +25,8 @@ export async function benchRebuild(): Promise<BenchResult> {
   const connections = envInt("BENCH_REBUILD_CONNECTIONS", 1_000_000);
   const redisUrl = redisDatabaseUrl(BENCH_REDIS_DB.rebuild);
   const db = await createTestDatabase();
-  // As the scheduler's main() builds them (default pool, one producer connection), but with
-  // no statement limit: seeding 1,000,000 rows in one INSERT may take longer than a minute.
-  const prisma = createPrismaClient({ url: db.url, statementTimeoutMs: 0 });
+  // As the scheduler's main() builds them: default pool, one producer connection.
+  const prisma = createPrismaClient({ url: db.url });
   const redis = createRedis(redisUrl, "producer", "evergreen-bench");
   const probe = createRedis(redisUrl, "producer", "evergreen-bench-probe");
   const queue = new RefreshQueues(redis);
