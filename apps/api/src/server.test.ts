@@ -87,6 +87,7 @@ describe("api server", () => {
   it("refuses a compressed body with 415 and the encoding it reads, after the key check", async () => {
     const app = await server();
     registerRoute(app, testRoute("POST", "/v1/probe"), async () => ({ reached: true }));
+    registerRoute(app, testRoute("GET", "/v1/probe"), async () => ({ read: true }));
     const post = (headers: Record<string, string>) =>
       app.inject({
         method: "POST",
@@ -99,6 +100,13 @@ describe("api server", () => {
     expect(refused.headers["accept-encoding"]).toBe("identity");
     expect(refused.json()).toMatchObject({ error: "unsupported_media_type" });
     expect((await post({ "content-encoding": "gzip" })).statusCode).toBe(401);
+    expect((await post({ ...AUTH, "transfer-encoding": "gzip, chunked" })).statusCode).toBe(415);
+    // No body, nothing to decode: a client that sets the header on every request is served.
+    const read = await app.inject({
+      url: "/v1/probe",
+      headers: { ...AUTH, "content-encoding": "gzip" },
+    });
+    expect(read.json()).toEqual({ read: true });
     const plain = await app.inject({
       method: "POST",
       url: "/v1/probe",

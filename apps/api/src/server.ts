@@ -1,3 +1,4 @@
+import type { IncomingHttpHeaders } from "node:http";
 import { finished } from "node:stream";
 import type { ApiKey } from "@evergreen/config";
 import {
@@ -164,14 +165,13 @@ export async function buildServer({
   });
   // JSON in, uncompressed: a gzip body reached the JSON parser as bytes and was refused as
   // bad JSON (400), when what it lacks is an encoding this server reads (RFC 9110 §15.5.16,
-  // RFC 7694: 415 naming what is accepted). After the key check: a caller without a key learns nothing.
+  // RFC 7694: 415 naming what is accepted). Only for a request with a body, and on /v1
+  // routes after the key check: a caller without a key learns nothing.
   app.addHook("onRequest", async (request, reply) => {
-    if (request.is404 || reply.sent) return;
-    const encoding = request.headers["content-encoding"]?.trim().toLowerCase();
-    if (encoding === undefined || encoding === "" || encoding === "identity") return;
+    if (request.is404 || reply.sent || !compressedBody(request.headers)) return;
     return reply.status(415).header("accept-encoding", "identity").send({
       error: "unsupported_media_type",
-      message: "compressed request bodies are not accepted: send it without Content-Encoding",
+      message: "compressed request bodies are not accepted: send the body without an encoding",
     });
   });
   app.decorateRequest("apiKeyName", undefined);
@@ -295,4 +295,21 @@ function fastifyErrorCode(status: number): string {
     default:
       return status >= 500 ? "internal" : "invalid_request";
   }
+}
+
+/** A body is coming (a length above 0, or chunks) under a coding other than identity/chunked. */
+function compressedBody(headers: IncomingHttpHeaders): boolean {
+  const length = headers["content-length"];
+  const transfer = codings(headers["transfer-encoding"]);
+  if (transfer.length === 0 && (length === undefined || length.trim() === "0")) return false;
+  return [...codings(headers["content-encoding"]), ...transfer].some(
+    (coding) => coding !== "identity" && coding !== "chunked",
+  );
+}
+
+function codings(header: string | undefined): string[] {
+  return (header ?? "")
+    .split(",")
+    .map((coding) => coding.trim().toLowerCase())
+    .filter((coding) => coding !== "");
 }
