@@ -73,9 +73,9 @@ const SWEEP_MS = Number(APP_SETTINGS.RECONCILE_INTERVAL_SECONDS) * 1000;
 /**
  * How long after a fault ends an expiry is still excused: a sweep (5 s) re-adds lost jobs,
  * a stalled job returns after the lease (6 s) plus BullMQ's stall check (6 s), a retry
- * waits at most RETRY_MAX_DELAY_MS (5 s), a 429 cooldown at most 4 s and its spread 1 s. A token whose
- * refresh was due during the fault expires at most the buffer (15 s) after its end; 25 s
- * covers that with the backlog a fault leaves behind.
+ * waits at most RETRY_MAX_DELAY_MS (5 s), a 429 cooldown at most 4 s and its spread 1 s.
+ * A token whose refresh was due during the fault expires at most the buffer (15 s) after
+ * its end; 25 s covers that with the backlog a fault leaves behind.
  */
 const RECOVERY_BOUND_MS = 25_000;
 /** Lifetimes from 50 s: SPEC's 30 s minimum between refreshes plus the 15 s buffer. */
