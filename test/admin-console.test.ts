@@ -41,6 +41,7 @@ beforeAll(async () => {
     ENCRYPTION_KEYS: h.encryptionKeys,
     ALLOW_INSECURE_TOKEN_URLS: "true",
     RETRY_BASE_DELAY_MS: "600000",
+    RETRY_MAX_DELAY_MS: "600000",
     LOG_LEVEL: "info",
   };
   const api = startApp("api", {

@@ -93,8 +93,12 @@ describe("docker-compose.yml", () => {
   // runs each app's bundle (ADR 0012), the same entry `npm run start:*` runs under tsx.
   it("starts node itself on the app's bundle, as PID 1 with nothing to reap", () => {
     for (const app of APPS) {
-      expect(services[app]?.command).toEqual(["node", `dist/${app}.mjs`]);
-      expect(pkg.scripts[`start:${app}`]).toBe(`exec node --import tsx apps/${app}/src/main.ts`);
+      // The worker's young generation is sized for its allocation rate (docs/scaling.md).
+      const flags = app === "worker" ? ["--max-semi-space-size=64"] : [];
+      expect(services[app]?.command).toEqual(["node", ...flags, `dist/${app}.mjs`]);
+      expect(pkg.scripts[`start:${app}`]).toBe(
+        ["exec node", ...flags, `--import tsx apps/${app}/src/main.ts`].join(" "),
+      );
     }
     for (const service of [...APPS, "migrate"]) expect(services[service]?.init).toBeUndefined();
   });
