@@ -114,8 +114,18 @@ const podman = (...args: string[]) => run("podman", args);
 async function installMissingTools(): Promise<void> {
   // netavark and aardvark-dns are only recommended by podman, so --no-install-recommends
   // leaves them out: podman then falls back to CNI, whose networks give containers no DNS
-  // (migrate failed with "getaddrinfo ENOTFOUND postgres" on a fresh machine).
-  const packages = ["podman", "netavark", "aardvark-dns", "debootstrap", "docker-compose", "runc"];
+  // (migrate failed with "getaddrinfo ENOTFOUND postgres" on a fresh machine). netavark
+  // sets up each network's NAT with iptables, which Debian does not make it depend on: on a
+  // machine without it every container failed with "netavark: No such file or directory".
+  const packages = [
+    "podman",
+    "netavark",
+    "aardvark-dns",
+    "iptables",
+    "debootstrap",
+    "docker-compose",
+    "runc",
+  ];
   const missing: string[] = [];
   for (const pkg of packages) {
     // dpkg-query's own field syntax, not a template placeholder.
