@@ -1,6 +1,6 @@
 import { hashTagSlot, openRefreshToken, QUEUE_PREFIX } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
 import { type AppProcess, listeningPort, startApp } from "./support/app-process";
 import { type RedisCluster, startRedisCluster } from "./support/redis-cluster";
 
@@ -77,6 +77,14 @@ describe("on a Redis Cluster", () => {
   });
 
   it("keeps refreshing through a primary's death: none lost, no rotated token reused", async () => {
+    // Which process stalled, and on what: their warnings and errors, printed on failure.
+    onTestFailed(() => {
+      for (const app of apps) {
+        for (const line of app.logs.filter((entry) => Number(entry.level) >= 40)) {
+          console.error(JSON.stringify(line));
+        }
+      }
+    });
     const added = await Promise.all(
       Array.from({ length: CONNECTIONS }, () => h.addConnection({ rotate: true })),
     );
