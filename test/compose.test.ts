@@ -5,6 +5,7 @@ import { webhookDrainMs } from "@evergreen/webhooks";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { apiShutdownBudgets } from "../apps/api/src/shutdown-budgets";
+import { NODE_FLAGS } from "./support/app-process";
 
 // No Docker engine runs here, so the compose file is checked by structure: the services
 // exist, start in the right order, and the worker can be scaled.
@@ -93,8 +94,7 @@ describe("docker-compose.yml", () => {
   // runs each app's bundle (ADR 0012), the same entry `npm run start:*` runs under tsx.
   it("starts node itself on the app's bundle, as PID 1 with nothing to reap", () => {
     for (const app of APPS) {
-      // The worker's young generation is sized for its allocation rate (docs/scaling.md).
-      const flags = app === "worker" ? ["--max-semi-space-size=64"] : [];
+      const flags = NODE_FLAGS[app];
       expect(services[app]?.command).toEqual(["node", ...flags, `dist/${app}.mjs`]);
       expect(pkg.scripts[`start:${app}`]).toBe(
         ["exec node", ...flags, `--import tsx apps/${app}/src/main.ts`].join(" "),

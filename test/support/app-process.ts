@@ -23,7 +23,7 @@ export interface AppProcess {
 }
 
 /** Node flags each app runs with, as its `npm run start:<name>` script gives them. */
-const NODE_FLAGS: Record<AppName, readonly string[]> = {
+export const NODE_FLAGS: Record<AppName, readonly string[]> = {
   api: [],
   scheduler: [],
   worker: ["--max-semi-space-size=64"],
