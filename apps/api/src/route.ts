@@ -234,6 +234,22 @@ export const uuidInput = z
   .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/)
   .transform((id) => id.toLowerCase());
 
+/**
+ * A whole number in a query string: digits only. `z.coerce.number()` took `0x10`, `1e1` and
+ * ` 5`, and read an empty `?limit=` as 0. Documented as the integer it becomes.
+ */
+export const queryInteger = (min: number, max: number, fallback: number) =>
+  z.preprocess(
+    (value) => (typeof value === "string" && /^\d{1,10}$/.test(value) ? Number(value) : value),
+    // The default inside: outside the preprocess it is left out of the OpenAPI document.
+    z
+      .number({ error: `must be a whole number from ${min} to ${max}` })
+      .int()
+      .min(min)
+      .max(max)
+      .default(fallback),
+  );
+
 /** SPEC §3: every error answer. */
 export const errorBody = responseSchema(
   "Error",

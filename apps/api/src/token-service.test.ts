@@ -233,7 +233,9 @@ describe("GET /v1/connections/:id/token", () => {
 
   it("refuses minValidity that is not a number of seconds up to 1800", async () => {
     const { connection } = await h.addConnection();
-    for (const query of ["?minValidity=-1", "?minValidity=soon", "?minValidity=7200"]) {
+    // Digits only: hex, exponents, blanks and an empty value are not a number of seconds.
+    const queries = ["-1", "soon", "7200", "1.5", "0x10", "1e2", "", " 5"];
+    for (const query of queries.map((value) => `?minValidity=${encodeURIComponent(value)}`)) {
       const response = await tokenOf(connection.id, query);
       expect(response.statusCode).toBe(400);
       expect(response.json().message).toMatch(/^minValidity: /);

@@ -27,6 +27,7 @@ import {
   defineRoute,
   errorResponse,
   isoTime,
+  queryInteger,
   registerRoute,
   requestSchema,
   responseSchema,
@@ -77,7 +78,7 @@ const notFound = () => new HttpError(404, "not_found", NOT_FOUND);
 const tokenQuery = z.strictObject({
   // Capped at 30 minutes: asking for more than a provider's token lifetime (often an hour)
   // would refresh on every call.
-  minValidity: z.coerce.number().int().min(0).max(1800).default(60),
+  minValidity: queryInteger(0, 1800, 60),
 });
 
 const removeQuery = z.strictObject({
@@ -92,7 +93,7 @@ const listQuery = z.strictObject({
   integration: z.string().min(1).max(64).optional(),
   externalId: z.string().min(1).max(256).optional(),
   status: z.enum(["active", "expired", "needs_reauth", "error"]).optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryInteger(1, 200, 50),
   cursor: z
     .string()
     .transform((value, ctx) => {

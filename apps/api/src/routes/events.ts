@@ -2,7 +2,14 @@ import { Prisma, type PrismaClient, type WebhookEvent } from "@evergreen/db";
 import { WEBHOOK_EVENT_TYPES, webhookPayload } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
-import { defineRoute, isoTime, registerRoute, responseSchema, uuidInput } from "../route";
+import {
+  defineRoute,
+  isoTime,
+  queryInteger,
+  registerRoute,
+  responseSchema,
+  uuidInput,
+} from "../route";
 
 export interface EventRoutesDeps {
   readonly prisma: PrismaClient;
@@ -31,7 +38,7 @@ const eventsQuery = z.strictObject({
     .describe("the `nextCursor` of the last page read; from the start without"),
   connection: uuidInput.optional().describe("only this connection's events"),
   type: z.enum(WEBHOOK_EVENT_TYPES).optional(),
-  limit: z.coerce.number().int().min(1).max(200).default(50),
+  limit: queryInteger(1, 200, 50),
 });
 
 const eventFields = {

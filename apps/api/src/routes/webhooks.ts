@@ -20,6 +20,7 @@ import {
   defineRoute,
   errorResponse,
   isoTime,
+  queryInteger,
   registerRoute,
   requestSchema,
   responseSchema,
@@ -50,7 +51,7 @@ const webhookInput = requestSchema(
 );
 
 const deliveriesQuery = z.strictObject({
-  limit: z.coerce.number().int().min(1).max(100).default(20),
+  limit: queryInteger(1, 100, 20),
   cursor: z
     .string()
     .transform((value, ctx) => {
