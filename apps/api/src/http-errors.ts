@@ -59,39 +59,3 @@ function pathOfNul(value: unknown, path = "", depth = 0): string | null {
   }
   return null;
 }
-
-/**
- * PostgreSQL or Redis down is an outage to retry through (503), not a bug (500): Prisma's
- * P1001/P1002/P1017 (unreachable, timed out, closed), pg's socket errors and SQLSTATE
- * classes 08 (connection exception) and 57P (server shutting down, or starting up and not
- * yet accepting connections) from the refresh path's SQL or under a Prisma error, and
- * ioredis giving up on a command.
- */
-export function isBackendUnavailable(error: Error & { code?: unknown; meta?: unknown }): boolean {
-  const code = typeof error.code === "string" ? error.code : "";
-  return (
-    error.name === "MaxRetriesPerRequestError" ||
-    (error.name.startsWith("PrismaClient") && ["P1001", "P1002", "P1017"].includes(code)) ||
-    SOCKET_ERRORS.has(code) ||
-    UNAVAILABLE_SQLSTATE.test(code) ||
-    UNAVAILABLE_SQLSTATE.test(adapterSqlState(error.meta)) ||
-    error.message === "Connection terminated unexpectedly"
-  );
-}
-
-const UNAVAILABLE_SQLSTATE = /^(08|57P)/;
-
-/**
- * The SQLSTATE under a Prisma error from its driver adapter: P2039 ("Database error") and
- * P2010 ("Raw query failed") carry PostgreSQL's own code there. Found by `npm run chaos`:
- * token reads got 500 while a restarted PostgreSQL answered 57P03 (not yet accepting
- * connections).
- */
-function adapterSqlState(meta: unknown): string {
-  if (typeof meta !== "object" || meta === null || !("driverAdapterError" in meta)) return "";
-  const { driverAdapterError } = meta as { driverAdapterError?: { cause?: unknown } };
-  const cause = driverAdapterError?.cause as { originalCode?: unknown } | undefined;
-  return typeof cause?.originalCode === "string" ? cause.originalCode : "";
-}
-
-const SOCKET_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH"]);

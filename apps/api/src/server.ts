@@ -8,6 +8,7 @@ import {
   type Logger,
   type OpsOptions,
 } from "@evergreen/observability";
+import { isInfraOutage } from "@evergreen/refresh";
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyError,
@@ -18,7 +19,7 @@ import Fastify, {
 } from "fastify";
 import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
 import { renderDocsPage } from "./docs-page";
-import { HttpError, isBackendUnavailable } from "./http-errors";
+import { HttpError } from "./http-errors";
 import { apiDocument } from "./openapi";
 import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
@@ -112,7 +113,7 @@ export async function buildServer({
       if (retryAfterSeconds !== undefined) reply.header("retry-after", String(retryAfterSeconds));
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
-    if (isBackendUnavailable(error)) {
+    if (isInfraOutage(error)) {
       request.log.error({ err: error }, "request failed: database or Redis unreachable");
       return reply
         .status(503)

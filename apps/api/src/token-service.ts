@@ -3,6 +3,7 @@ import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import type { HttpMetrics, TokenOutcome } from "@evergreen/observability";
 import { appValuesOf, isProviderId } from "@evergreen/providers";
 import {
+  isInfraOutage,
   openAccessToken,
   type RefreshDeps,
   type RefreshRun,
@@ -10,7 +11,7 @@ import {
   refreshJobId,
 } from "@evergreen/refresh";
 import { z } from "zod";
-import { HttpError, isBackendUnavailable } from "./http-errors";
+import { HttpError } from "./http-errors";
 import { isoTime, responseSchema } from "./route";
 
 export type ConnectionRow = Connection & { integration: Integration };
@@ -277,7 +278,7 @@ function tokenOutcomeOf(error: unknown): TokenOutcome | undefined {
         return undefined;
     }
   }
-  return error instanceof Error && isBackendUnavailable(error) ? "unavailable" : undefined;
+  return error instanceof Error && isInfraOutage(error) ? "unavailable" : undefined;
 }
 
 /** A refresh failed and its retry (the row's nextRefreshAt) is not yet due. */

@@ -37,6 +37,7 @@ export {
   type ImportSummary,
   importConnections,
 } from "./import/import-connections";
+export { isInfraOutage } from "./infra-errors";
 export {
   createRefreshQueue,
   parseRefreshJobId,

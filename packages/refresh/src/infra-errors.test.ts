@@ -1,7 +1,8 @@
 import { createDatabase, createPrismaClient } from "@evergreen/db";
 import { createRedis } from "@evergreen/redis";
+import { Cluster } from "ioredis";
 import { describe, expect, it } from "vitest";
-import { infraDependency } from "./infra-errors";
+import { infraDependency, isInfraOutage } from "./infra-errors";
 import { TEST_REDIS_URL } from "./testing";
 
 /** An address nothing listens on. */
@@ -56,5 +57,53 @@ describe("infraDependency", () => {
     );
     expect(infraDependency(new TypeError("x is undefined"))).toBe(undefined);
     expect(infraDependency("a string")).toBe(undefined);
+  });
+});
+
+describe("isInfraOutage", () => {
+  it("is true for PostgreSQL unreachable and false for a query's own error", async () => {
+    const refused = createDatabase({ url: NOWHERE_PG });
+    const reachable = createDatabase({ url: TEST_PG });
+    const prisma = createPrismaClient({ url: NOWHERE_PG });
+    try {
+      expect(isInfraOutage(await failure(() => refused.pool.query("SELECT 1")))).toBe(true);
+      expect(isInfraOutage(await failure(() => prisma.$queryRaw`SELECT 1`))).toBe(true);
+      expect(isInfraOutage(await failure(() => reachable.pool.query("SELECT 1/0")))).toBe(false);
+    } finally {
+      await Promise.all([refused.close(), reachable.close(), prisma.$disconnect()]);
+    }
+  });
+
+  it("is true for Redis closed, unreachable or failing over, false for a script's error", async () => {
+    const redis = createRedis(TEST_REDIS_URL, "producer");
+    const reply = (message: string) =>
+      failure(() => redis.eval(`return redis.error_reply('${message}')`, 0));
+    expect(
+      isInfraOutage(await reply("READONLY You cannot write against a read only replica.")),
+    ).toBe(true);
+    expect(isInfraOutage(await reply("CLUSTERDOWN The cluster is down"))).toBe(true);
+    expect(isInfraOutage(await reply("ERR no such key"))).toBe(false);
+    await redis.quit();
+    expect(isInfraOutage(await failure(() => redis.get("key")))).toBe(true);
+
+    const unreachable = createRedis("redis://127.0.0.1:1", "producer");
+    unreachable.on("error", () => {});
+    // A cluster client that finds none of its nodes: what the api meets with every node down.
+    const cluster = new Cluster([{ host: "127.0.0.1", port: 1 }], {
+      clusterRetryStrategy: () => null,
+    });
+    cluster.on("error", () => {});
+    try {
+      expect(isInfraOutage(await failure(() => unreachable.get("key")))).toBe(true);
+      expect(isInfraOutage(await failure(() => cluster.get("key")))).toBe(true);
+    } finally {
+      unreachable.disconnect();
+      cluster.disconnect();
+    }
+  });
+
+  it("is false for errors that are no outage", () => {
+    expect(isInfraOutage(new TypeError("x is undefined"))).toBe(false);
+    expect(isInfraOutage("ECONNREFUSED")).toBe(false);
   });
 });

@@ -1,6 +1,7 @@
 import type { ApiKey } from "@evergreen/config";
+import { isInfraOutage } from "@evergreen/refresh";
 import type { FastifyInstance } from "fastify";
-import { HttpError, isBackendUnavailable } from "../http-errors";
+import { HttpError } from "../http-errors";
 import { ASSETS, type AssetName } from "./assets";
 import { registerConsolePages } from "./console-pages";
 import { registerConsoleRoute, sessionOf } from "./console-route";
@@ -88,7 +89,7 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
       const status =
         error instanceof HttpError
           ? error.statusCode
-          : isBackendUnavailable(error)
+          : isInfraOutage(error)
             ? 503
             : (error.statusCode ?? 500);
       if (status >= 500) request.log.error({ err: error }, "admin console request failed");
