@@ -1,6 +1,7 @@
 import { ClientErrorLog, type Logger } from "@evergreen/observability";
 import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
 import type { z } from "zod";
+import { RUN_RETRY_DELAY_MS } from "./refresh-worker";
 
 /** Retry of a job that threw (PostgreSQL or Redis away), not of the remote side's failure. */
 const INFRA_RETRY_MS = 5_000;
@@ -56,6 +57,7 @@ export function startAttemptWorker<P>(job: AttemptJob<P>, options: AttemptWorker
     prefix: options.prefix,
     concurrency: options.concurrency,
     lockDuration: job.lockDurationMs,
+    runRetryDelay: RUN_RETRY_DELAY_MS,
     autorun: options.autorun ?? true,
   });
   worker.on("failed", (failed, err) =>

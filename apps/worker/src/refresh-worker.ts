@@ -80,6 +80,7 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
     // handed to another); the connection's RedisLock and the row version are.
     maxStalledCount: 1_000,
+    runRetryDelay: RUN_RETRY_DELAY_MS,
     autorun: options.autorun ?? true,
     ...WORKER_JOB_RETENTION,
   });
@@ -92,6 +93,17 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
 function assertNever(value: never): never {
   throw new Error(`unhandled refresh run: ${JSON.stringify(value)}`);
 }
+
+/**
+ * How long a consumer waits after fetching or finishing a job failed on a lost Redis
+ * connection, before trying again. BullMQ's default, 15 s, suits a Redis that is away for
+ * long; on a cluster a primary's death ends with its replica's promotion in seconds, after
+ * which a consumer still sat out up to 15 s per failed command. (Once in CI one shard's jobs
+ * went unrun for over 45 s after a failover, which two or three such waits would explain;
+ * not reproduced in 20 runs since.) Only connection errors wait: on a standalone Redis that
+ * is down, commands wait in ioredis's offline queue instead, so this is no busy loop.
+ */
+export const RUN_RETRY_DELAY_MS = 1_000;
 
 /**
  * Most a job waits between tries while PostgreSQL or Redis is unreachable. The provider's
