@@ -35,23 +35,43 @@ export function redisTarget(settings: {
 // (and /readyz reports it meanwhile), never a reason for the process to die.
 const reconnectDelay = (attempt: number) => Math.min(attempt * 200, 5_000);
 
+export interface RedisConnectionOptions {
+  /**
+   * A producer's command fails ("Command timed out") when Redis has not answered it in this
+   * time: a Redis that hangs (a frozen VM, dropped packets) rather than one that is down,
+   * which `maxRetriesPerRequest` covers. Unbounded by default.
+   */
+  readonly commandTimeoutMs?: number;
+}
+
 /** A single Redis at `url`; with a RedisTarget, a cluster when it names cluster nodes. */
-export function createRedis(url: string, role: RedisRole, name?: string): Redis;
+export function createRedis(
+  url: string,
+  role: RedisRole,
+  name?: string,
+  settings?: RedisConnectionOptions,
+): Redis;
 export function createRedis(
   target: string | RedisTarget,
   role: RedisRole,
   name?: string,
+  settings?: RedisConnectionOptions,
 ): RedisClient;
 export function createRedis(
   target: string | RedisTarget,
   role: RedisRole,
   name?: string,
+  { commandTimeoutMs }: RedisConnectionOptions = {},
 ): RedisClient {
   const { url, clusterNodes } = typeof target === "string" ? { url: target } : target;
   const options = {
     connectionName: name,
     maxRetriesPerRequest: role === "consumer" ? null : 1,
     retryStrategy: reconnectDelay,
+    // BullMQ's consumers block on purpose; only producers take a limit.
+    ...(role === "producer" && commandTimeoutMs !== undefined
+      ? { commandTimeout: commandTimeoutMs }
+      : {}),
   };
   // Hundreds of refreshes in flight each send a few small commands (lock, cooldown,
   // enqueue): batching those issued in the same tick saves a syscall per command.

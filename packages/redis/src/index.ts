@@ -2,6 +2,7 @@ export {
   type ClusterNode,
   createRedis,
   type RedisClient,
+  type RedisConnectionOptions,
   type RedisRole,
   type RedisTarget,
   redisTarget,

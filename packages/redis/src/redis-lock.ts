@@ -49,7 +49,13 @@ export class RedisLock {
     const key = this.#prefix.of(resource) + resource;
     // Unique per lease, not secret: randomUUID draws from a pool Node keeps filled.
     const token = randomUUID();
-    const ok = await this.#redis.set(key, token, "PX", this.ttlMs, "NX");
+    const ok = await this.#redis.set(key, token, "PX", this.ttlMs, "NX").catch((error: unknown) => {
+      // Failed here (a command timeout, a dropped connection), the SET may still run on a
+      // Redis that was only slow, and hold the lock for a whole TTL with no one to use or
+      // release it. The release goes after it on the same connection, and deletes it if so.
+      this.#redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+      throw error;
+    });
     if (ok !== "OK") return null;
 
     const controller = new AbortController();

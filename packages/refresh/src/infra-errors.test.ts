@@ -69,6 +69,15 @@ describe("isInfraOutage", () => {
       expect(isInfraOutage(await failure(() => refused.pool.query("SELECT 1")))).toBe(true);
       expect(isInfraOutage(await failure(() => prisma.$queryRaw`SELECT 1`))).toBe(true);
       expect(isInfraOutage(await failure(() => reachable.pool.query("SELECT 1/0")))).toBe(false);
+      // A statement unanswered within the pool's query timeout: what a hung server gives.
+      const impatient = createDatabase({ url: TEST_PG, queryTimeoutMs: 50 });
+      try {
+        const slow = await failure(() => impatient.pool.query("SELECT pg_sleep(2)"));
+        expect(isInfraOutage(slow)).toBe(true);
+        expect(infraDependency(slow)).toBe("postgres");
+      } finally {
+        await impatient.close();
+      }
     } finally {
       await Promise.all([refused.close(), reachable.close(), prisma.$disconnect()]);
     }
@@ -85,6 +94,22 @@ describe("isInfraOutage", () => {
     expect(isInfraOutage(await reply("ERR no such key"))).toBe(false);
     await redis.quit();
     expect(isInfraOutage(await failure(() => redis.get("key")))).toBe(true);
+
+    // A Redis that takes longer than the command timeout (here, a script that spins).
+    const impatient = createRedis(TEST_REDIS_URL, "producer", "infra-errors-test", {
+      commandTimeoutMs: 50,
+    });
+    try {
+      // 200 ms: long enough to time out, short enough not to stall the tests sharing Redis.
+      const spin =
+        "local function ms() local t = redis.call('time') return t[1] * 1000 + t[2] / 1000 end " +
+        "local start = ms() repeat until ms() - start >= 200";
+      const slow = await failure(() => impatient.eval(spin, 0));
+      expect(isInfraOutage(slow)).toBe(true);
+      expect(infraDependency(slow)).toBe("redis");
+    } finally {
+      impatient.disconnect();
+    }
 
     const unreachable = createRedis("redis://127.0.0.1:1", "producer");
     unreachable.on("error", () => {});

@@ -11,7 +11,7 @@ const REDIS_ERRORS: ReadonlySet<string> = new Set(["ReplyError", "MaxRetriesPerR
  * cluster client's for a cluster it cannot reach or whose slots it cannot find.
  */
 const REDIS_CLOSED =
-  /^(Connection is closed\.|Stream isn't writeable|None of startup nodes is available|Cluster is disconnected\.|Cluster isn't ready|Too many Cluster redirections)/;
+  /^(Connection is closed\.|Stream isn't writeable|None of startup nodes is available|Cluster is disconnected\.|Cluster isn't ready|Too many Cluster redirections|Command timed out)/;
 /**
  * Redis's replies while it cannot serve a key for now: a replica not promoted yet, a node
  * loading its data, a cluster mid-failover or without a quorum.
@@ -27,9 +27,12 @@ const SOCKET_ERRORS: ReadonlySet<string> = new Set([
   "ENOTFOUND",
   "EAI_AGAIN",
 ]);
-/** pg's own messages for a connection lost, refused by a full pool, or not opened in time. */
+/**
+ * pg's own messages for a connection lost, refused by a full pool, not opened in time, or
+ * a statement not answered in time (`query_timeout`).
+ */
 const PG_CONNECTION =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/;
 /**
  * SQLSTATE classes 08 (connection exception) and 57P (shutting down, or not yet accepting),
  * and 53300 (too many connections).
