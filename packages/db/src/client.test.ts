@@ -75,3 +75,40 @@ describe("createDatabase", () => {
     }
   });
 });
+
+describe("createDatabase with a query timeout", () => {
+  it("never hands out a connection whose transaction a timeout left open", async () => {
+    const db = await createTestDatabase();
+    // One connection, so the write below gets the one the timed-out transaction used.
+    const { prisma, pool, close } = createDatabase({
+      url: db.url,
+      poolSize: 1,
+      queryTimeoutMs: 200,
+    });
+    const other = new pg.Client({ connectionString: db.url });
+    await other.connect();
+    try {
+      await pool.query("CREATE TABLE counter (n int)");
+      await pool.query("INSERT INTO counter VALUES (0)");
+      // A statement outlives the timeout; the ROLLBACK that Prisma then sends waits behind it
+      // and times out too, unsent.
+      await expect(
+        prisma.$transaction(async (tx) => {
+          await tx.$executeRaw`UPDATE counter SET n = 1`;
+          await tx.$queryRaw`SELECT pg_sleep(1)`;
+        }),
+      ).rejects.toThrow();
+      // Once the server is done with the sleep: had the connection gone back to the pool
+      // inside that transaction, this write would run in it, answer success, never commit.
+      const sleeping = `SELECT count(*)::int AS n FROM pg_stat_activity
+                         WHERE state = 'active' AND query LIKE 'SELECT pg_sleep%'`;
+      await vi.waitFor(async () => expect((await other.query(sleeping)).rows).toEqual([{ n: 0 }]));
+      await pool.query("UPDATE counter SET n = 2");
+      expect((await other.query("SELECT n FROM counter")).rows).toEqual([{ n: 2 }]);
+    } finally {
+      await other.end();
+      await close();
+      await db.drop();
+    }
+  });
+});
