@@ -100,8 +100,11 @@ function assertNever(value: never): never {
  * long; on a cluster a primary's death ends with its replica's promotion in seconds, after
  * which a consumer still sat out up to 15 s per failed command. (Once in CI one shard's jobs
  * went unrun for over 45 s after a failover, which two or three such waits would explain;
- * not reproduced in 20 runs since.) Only connection errors wait: on a standalone Redis that
- * is down, commands wait in ioredis's offline queue instead, so this is no busy loop.
+ * not reproduced in 20 runs since.) Only connection errors wait, and on a standalone Redis
+ * that is down commands wait in ioredis's offline queue instead. BullMQ retries an error
+ * reply (OOM, READONLY, LOADING) at once, without this delay, as it did before: a worker
+ * with a backlog against a full Redis spins on it, with one log line per window
+ * (ClientErrorLog): a BullMQ behaviour this setting does not change.
  */
 export const RUN_RETRY_DELAY_MS = 1_000;
 

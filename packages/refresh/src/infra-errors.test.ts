@@ -69,17 +69,23 @@ describe("isInfraOutage", () => {
       expect(isInfraOutage(await failure(() => refused.pool.query("SELECT 1")))).toBe(true);
       expect(isInfraOutage(await failure(() => prisma.$queryRaw`SELECT 1`))).toBe(true);
       expect(isInfraOutage(await failure(() => reachable.pool.query("SELECT 1/0")))).toBe(false);
-      // A statement unanswered within the pool's query timeout: what a hung server gives.
-      const impatient = createDatabase({ url: TEST_PG, queryTimeoutMs: 50 });
-      try {
-        const slow = await failure(() => impatient.pool.query("SELECT pg_sleep(2)"));
-        expect(isInfraOutage(slow)).toBe(true);
-        expect(infraDependency(slow)).toBe("postgres");
-      } finally {
-        await impatient.close();
-      }
     } finally {
       await Promise.all([refused.close(), reachable.close(), prisma.$disconnect()]);
+    }
+  });
+
+  it("is true for a transaction that cannot start while every connection is busy", async () => {
+    const { prisma, pool, close } = createDatabase({ url: TEST_PG, poolSize: 1 });
+    const busy = await pool.connect();
+    try {
+      const waited = await failure(() =>
+        prisma.$transaction(async (tx) => tx.$queryRaw`SELECT 1`, { maxWait: 100 }),
+      );
+      expect(waited).toMatchObject({ code: "P2028" });
+      expect(isInfraOutage(waited)).toBe(true);
+    } finally {
+      busy.release();
+      await close();
     }
   });
 

@@ -27,12 +27,9 @@ const SOCKET_ERRORS: ReadonlySet<string> = new Set([
   "ENOTFOUND",
   "EAI_AGAIN",
 ]);
-/**
- * pg's own messages for a connection lost, refused by a full pool, not opened in time, or
- * a statement not answered in time (`query_timeout`).
- */
+/** pg's own messages for a connection lost, refused by a full pool, or not opened in time. */
 const PG_CONNECTION =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
 /**
  * SQLSTATE classes 08 (connection exception) and 57P (shutting down, or not yet accepting),
  * and 53300 (too many connections).
@@ -45,8 +42,12 @@ const ADAPTER_UNAVAILABLE: ReadonlySet<string> = new Set([
   "SocketTimeout",
   "TooManyConnections",
 ]);
-/** Prisma's codes for a database unreachable, timed out, or its connection closed. */
-const PRISMA_UNAVAILABLE: ReadonlySet<string> = new Set(["P1001", "P1002", "P1017"]);
+/**
+ * Prisma's codes for a database unreachable, timed out, or its connection closed, and P2028:
+ * a transaction that could not start in time (every pooled connection busy) or outlived its
+ * time limit. A burst of registrations on a healthy database met P2028 and got 500s.
+ */
+const PRISMA_UNAVAILABLE: ReadonlySet<string> = new Set(["P1001", "P1002", "P1017", "P2028"]);
 
 type DriverError = Error & { code?: unknown; meta?: unknown };
 

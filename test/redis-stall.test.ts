@@ -8,16 +8,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AppProcess, listeningPort, startApp } from "./support/app-process";
 import { type StallingProxy, startStallingProxy } from "./support/stalling-proxy";
 
-// An api whose PostgreSQL and Redis stop answering without closing anything (a frozen VM,
-// dropped packets): each behind a proxy that holds every byte while stalled. This file owns
-// Redis database 8 (the api locks under the production prefix).
+// An api whose Redis stops answering without closing anything (a frozen VM, dropped
+// packets): behind a proxy that holds every byte while stalled. PostgreSQL is not stalled
+// here: the api waits for it (apps/api/src/main.ts says why). This file owns Redis
+// database 8 (the api locks under the production prefix).
 const REDIS_URL = redisDatabaseUrl(8);
 const API_KEY = "stall-test-key-0123456789";
-/** Far above the api's own limits (5 s for Redis, 10 s for a query): a hang, not a slow answer. */
+/** Far above the api's own limit (5 s for a Redis command): a hang, not a slow answer. */
 const HANG_MS = 40_000;
 
 let h: RefreshHarness;
-let postgres: StallingProxy;
 let redis: StallingProxy;
 let api: AppProcess;
 let base: string;
@@ -32,16 +32,14 @@ function through(url: string, proxy: StallingProxy): string {
 beforeAll(async () => {
   h = await createRefreshHarness({ redisUrl: REDIS_URL, prefix: QUEUE_PREFIX });
   await h.redis.flushdb();
-  const pgUrl = new URL(h.db.url);
   const redisUrl = new URL(REDIS_URL);
-  postgres = await startStallingProxy({ host: pgUrl.hostname, port: Number(pgUrl.port || 5432) });
   redis = await startStallingProxy({
     host: redisUrl.hostname,
     port: Number(redisUrl.port || 6379),
   });
   api = startApp("api", {
     NODE_ENV: "test",
-    DATABASE_URL: through(h.db.url, postgres),
+    DATABASE_URL: h.db.url,
     REDIS_URL: through(REDIS_URL, redis),
     ENCRYPTION_KEYS: h.encryptionKeys,
     API_KEYS: API_KEY,
@@ -53,11 +51,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  postgres?.resume();
   redis?.resume();
   api?.child.kill("SIGTERM");
   await api?.exited;
-  await Promise.all([postgres?.close(), redis?.close()]);
+  await redis?.close();
   await h?.close();
 });
 
@@ -69,7 +66,7 @@ function call(method: "GET" | "POST", path: string): Promise<Response> {
   });
 }
 
-describe("an api whose backing services hang", () => {
+describe("an api whose Redis hangs", () => {
   it("answers 503 while Redis hangs, and refreshes again once it answers", async () => {
     const { connection } = await h.addConnection();
     expect((await call("POST", `/v1/connections/${connection.id}/refresh`)).status).toBe(200);
@@ -87,28 +84,6 @@ describe("an api whose backing services hang", () => {
     await expect.poll(() => h.deps.lock.remainingMs(connection.id), { timeout: 10_000 }).toBe(0);
     await expect
       .poll(async () => (await call("POST", `/v1/connections/${connection.id}/refresh`)).status, {
-        timeout: 20_000,
-        interval: 500,
-      })
-      .toBe(200);
-  });
-
-  it("answers 503 while PostgreSQL hangs, and serves again once it answers", async () => {
-    const { connection } = await h.addConnection();
-    expect((await call("GET", `/v1/connections/${connection.id}`)).status).toBe(200);
-
-    postgres.stall();
-    // Several at once: more than the pool's connections, so some wait for a connection and
-    // some for an answer on one; every one of them ends.
-    const stalled = await Promise.all(
-      Array.from({ length: 12 }, () => call("GET", `/v1/connections/${connection.id}`)),
-    );
-    expect(stalled.map((response) => response.status)).toEqual(Array(12).fill(503));
-    expect(await stalled[0]?.json()).toMatchObject({ error: "unavailable" });
-
-    postgres.resume();
-    await expect
-      .poll(async () => (await call("GET", `/v1/connections/${connection.id}`)).status, {
         timeout: 20_000,
         interval: 500,
       })
