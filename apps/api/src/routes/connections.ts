@@ -76,9 +76,11 @@ const NOT_FOUND = "no connection with this id";
 const notFound = () => new HttpError(404, "not_found", NOT_FOUND);
 
 const tokenQuery = z.strictObject({
-  // Capped at 30 minutes: asking for more than a provider's token lifetime (often an hour)
-  // would refresh on every call.
-  minValidity: queryInteger(0, 1800, 60),
+  // Up to a day: asking for more than a token's lifetime would refresh on every call, but
+  // the token service asks at most half the lifetime of a refreshed token (TokenService).
+  // Refused above 1800 s before that rule existed; an app asking for an hour from a provider
+  // of hour-long tokens got a 400 instead of a fresh token.
+  minValidity: queryInteger(0, 86_400, 60),
 });
 
 const removeQuery = z.strictObject({
