@@ -18,6 +18,21 @@ const KEY = TEST_API_KEY;
 /** For routes whose scope a test does not care about: its keys are bare, with every scope. */
 const server = (checks = {}) => testServer({ checks });
 
+/** A logger whose JSON lines land in `lines`. */
+function capturingLogger() {
+  const lines: string[] = [];
+  const log = createLogger(
+    { name: "api-test" },
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  return { lines, log };
+}
+
 describe("api server", () => {
   it.each([
     ["no header", undefined],
@@ -137,8 +152,9 @@ describe("api server", () => {
     });
     const redis = createRedis("redis://127.0.0.1:1", "producer");
     redis.on("error", () => {});
+    const { lines, log } = capturingLogger();
     try {
-      const app = await server();
+      const app = await testServer({ log });
       registerRoute(app, testRoute("GET", "/v1/db"), () => prisma.integration.findMany());
       registerRoute(app, testRoute("GET", "/v1/sql"), () => pool.query("SELECT 1"));
       registerRoute(app, testRoute("GET", "/v1/redis"), () => redis.get("key"));
@@ -146,12 +162,15 @@ describe("api server", () => {
         throw new TypeError("secret detail at /srv/app.ts:12");
       });
       const auth = { authorization: `Bearer ${KEY}` };
-      for (const url of ["/v1/db", "/v1/sql", "/v1/redis"]) {
+      for (const url of ["/v1/db", "/v1/sql", "/v1/sql", "/v1/sql", "/v1/redis"]) {
         const response = await app.inject({ url, headers: auth });
         expect(response.statusCode).toBe(503);
         expect(response.headers["retry-after"]).toBe("5");
         expect(response.json()).toMatchObject({ error: "unavailable" });
       }
+      // One line per kind of failure while the outage lasts, not one per request.
+      const outageLines = lines.filter((line) => line.includes("database or Redis unreachable"));
+      expect(outageLines).toHaveLength(3);
       const bug = await app.inject({ url: "/v1/bug", headers: auth });
       expect(bug.statusCode).toBe(500);
       expect(bug.json()).toEqual({ error: "internal", message: "internal error" });
@@ -351,16 +370,7 @@ describe("closing", () => {
 
 describe("request metrics and access lines", () => {
   it("name the route template, never the path or its query string; unmatched routes as such", async () => {
-    const lines: string[] = [];
-    const log = createLogger(
-      { name: "api-test" },
-      new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const { lines, log } = capturingLogger();
     const app = await testServer({ log });
     registerRoute(app, testRoute("GET", "/v1/connections/:id/token"), async () => ({
       accessToken: "t",

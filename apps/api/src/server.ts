@@ -4,6 +4,7 @@ import type { ApiKey } from "@evergreen/config";
 import {
   type AuditLog,
   answerOpsRequest,
+  ClientErrorLog,
   type HttpMetrics,
   type Logger,
   type OpsOptions,
@@ -95,6 +96,9 @@ export async function buildServer({
     frameworkErrors: (error, _request, reply) => answerFrameworkError(error, reply),
   });
   const findKey = createKeyLookup(apiKeys);
+  // Every request fails the same way while PostgreSQL or Redis is out: one line per kind of
+  // failure per window, with the count, rather than one per request.
+  const outages = new ClientErrorLog(log);
   // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
   app.removeContentTypeParser("text/plain");
   // An empty body under a JSON content type is no body, not bad JSON: clients that set the
@@ -114,7 +118,9 @@ export async function buildServer({
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
     if (isInfraOutage(error)) {
-      request.log.error({ err: error }, "request failed: database or Redis unreachable");
+      outages.report("api", error, "request failed: database or Redis unreachable", {
+        requestId: request.id,
+      });
       return reply
         .status(503)
         .header("retry-after", "5")
