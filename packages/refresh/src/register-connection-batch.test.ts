@@ -21,16 +21,16 @@ beforeAll(async () => {
 });
 afterAll(() => h.close());
 
-/** A connection in trouble: needs_reauth after failures, with a refresh token's known end. */
-async function troubled(): Promise<Connection> {
+/** A connection in trouble (failing, expired, or refused), with a refresh token's known end. */
+async function troubled(status: "expired" | "needs_reauth" = "expired"): Promise<Connection> {
   const { connection } = await h.addConnection({ integrationKey: "mock" });
   return h.prisma.connection.update({
     where: { id: connection.id },
     data: {
-      status: "needs_reauth",
+      status,
       consecutiveFailures: 3,
-      lastErrorCode: "invalid_grant",
-      lastErrorMessage: "grant revoked",
+      lastErrorCode: status === "expired" ? "server_error" : "invalid_grant",
+      lastErrorMessage: status === "expired" ? "provider down" : "grant revoked",
       lastErrorAt: NOW,
       refreshTokenExpiresAt: RT_END,
       metadata: { plan: "pro" },
@@ -93,6 +93,25 @@ describe("registerConnectionBatch", () => {
     });
     const job = await h.queue.getJob(refreshJobId({ connectionId: batched.id, version: 1 }));
     expect(job).toBeTruthy();
+  });
+
+  it("drops a refused refresh token as registerConnection does, when none comes", async () => {
+    const [single, batched] = [await troubled("needs_reauth"), await troubled("needs_reauth")];
+    const tokens = (row: Connection): RegistrationTokens => ({
+      externalId: row.externalId,
+      accessToken: "fresh-access",
+      expiresIn: 3600,
+    });
+    const one = await registerConnection(deps, { integration: "mock", ...tokens(single) });
+    await registerConnectionBatch(deps, integration, [tokens(batched)]);
+    const stored = await h.prisma.connection.findUniqueOrThrow({ where: { id: batched.id } });
+    expect(ruled(stored)).toEqual(ruled(one.connection));
+    expect(stored).toMatchObject({
+      status: "active",
+      refreshToken: null,
+      refreshTokenExpiresAt: null,
+      nextRefreshAt: null,
+    });
   });
 
   it("creates new rows with tokens sealed for their id, a created event and a job each", async () => {

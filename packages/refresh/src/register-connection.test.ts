@@ -244,6 +244,42 @@ describe("registerConnection", () => {
     }
   });
 
+  it("drops a refresh token the provider refused when new tokens come without one", async () => {
+    const grant = h.provider.issueGrant({ rotate: true });
+    const first = await register(
+      {
+        externalId: "refused-grant",
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        expiresIn: 3600,
+      },
+      new Date(),
+    );
+    h.provider.revoke(grant.refreshToken);
+    const refused = await refreshConnection(h.deps, {
+      connectionId: first.connection.id,
+      source: "api",
+    });
+    expect(refused).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    const sentBefore = h.provider.requests;
+
+    // The app re-authorizes, and the provider (Google without prompt=consent) gives an
+    // access token only: the refused refresh token must not be sent again.
+    const again = await register(
+      { externalId: "refused-grant", accessToken: "access-2", expiresIn: 3600 },
+      new Date(),
+    );
+    expect(again.connection).toMatchObject({ status: "active", refreshToken: null });
+    expect(again.connection.nextRefreshAt).toBeNull();
+    const run = await refreshConnection(h.deps, {
+      connectionId: again.connection.id,
+      source: "api",
+    });
+    expect(run).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    expect(run.kind === "done" && run.connection.lastErrorCode).toBe("no_refresh_token");
+    expect(h.provider.requests).toBe(sentBefore);
+  });
+
   it("does not schedule a connection that has no refresh token at all", async () => {
     const { connection } = await register({ externalId: "no-refresh", accessToken: "access" });
     expect(connection.refreshToken).toBeNull();

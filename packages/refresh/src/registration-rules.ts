@@ -151,7 +151,7 @@ export interface RegisteredColumns {
  * What a registration writes. Tokens are sealed for the id of the row they are stored in (a
  * ciphertext is bound to its row). Fresh tokens make the connection `active` whatever state
  * it was in, with its failure history cleared. An absent refresh token leaves the stored one
- * in place, and its known end; a new one's end is what the provider said, if anything (a
+ * in place, and its known end, unless the provider refused it; a new one's end is what the provider said, if anything (a
  * code exchange's answer; an app hands over no such thing), and it ends any doubt about
  * the old one (docs/adr/0016). The provider's values are laid
  * over the metadata (its word for its own instance URL wins over a stale copy). Only a
@@ -164,16 +164,26 @@ export function registeredColumns(
   existing: ExistingConnection | undefined,
   timing: RegistrationTiming,
 ): RegisteredColumns {
-  const kept = input.refreshToken === undefined;
-  const refreshToken = kept
-    ? (existing?.refreshToken ?? null)
-    : sealRefreshToken(keyRing, id, input.refreshToken as string);
+  const sent = input.refreshToken;
+  // Not a refresh token the provider refused (`needs_reauth`): kept, it would be sent again,
+  // retrying a dead grant (SPEC §2). Fresh tokens without one leave the connection with
+  // none: its access token is served until it expires, then it needs authorizing again.
+  const kept = sent === undefined && existing?.status !== "needs_reauth";
+  const refreshToken =
+    sent !== undefined
+      ? sealRefreshToken(keyRing, id, sent)
+      : kept
+        ? (existing?.refreshToken ?? null)
+        : null;
   return {
     accessToken: sealAccessToken(keyRing, id, input.accessToken),
     refreshToken,
-    refreshTokenExpiresAt: kept
-      ? (existing?.refreshTokenExpiresAt ?? null)
-      : (input.refreshTokenExpiresAt ?? null),
+    refreshTokenExpiresAt:
+      sent !== undefined
+        ? (input.refreshTokenExpiresAt ?? null)
+        : kept
+          ? (existing?.refreshTokenExpiresAt ?? null)
+          : null,
     inDoubtSince: kept ? (existing?.inDoubtSince ?? null) : null,
     inDoubtResent: kept ? (existing?.inDoubtResent ?? false) : false,
     tokenType: input.tokenType ?? "Bearer",
