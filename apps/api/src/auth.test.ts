@@ -1,4 +1,3 @@
-import { Writable } from "node:stream";
 import type { ApiScope } from "@evergreen/config";
 import { createLogger } from "@evergreen/observability";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
@@ -13,6 +12,7 @@ import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { registerWebhookRoutes } from "./routes/webhooks";
 import {
+  capturingLogger,
   OTHER_API_KEY,
   revocationTestQueue,
   SCOPED_KEYS,
@@ -214,16 +214,7 @@ describe("API key scopes", () => {
   });
 
   it("names the key in the access line by its name, never the key", async () => {
-    const lines: string[] = [];
-    const log = createLogger(
-      { name: "api-test" },
-      new Writable({
-        write(chunk, _encoding, done) {
-          lines.push(String(chunk));
-          done();
-        },
-      }),
-    );
+    const { lines, log } = capturingLogger();
     const app = await testServer({
       log,
       routes: [

@@ -3,35 +3,18 @@ import { once } from "node:events";
 import { Agent, get, type IncomingHttpHeaders } from "node:http";
 import type { AddressInfo } from "node:net";
 import { connect } from "node:net";
-import { Writable } from "node:stream";
 import { promisify } from "node:util";
 import { gzipSync } from "node:zlib";
 import { createDatabase } from "@evergreen/db";
 import { databaseUrl } from "@evergreen/db/testing";
-import { createLogger } from "@evergreen/observability";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it, vi } from "vitest";
 import { registerRoute } from "./route";
-import { AUTH, TEST_API_KEY, testRoute, testServer } from "./test-server";
+import { AUTH, capturingLogger, TEST_API_KEY, testRoute, testServer } from "./test-server";
 
 const KEY = TEST_API_KEY;
 /** For routes whose scope a test does not care about: its keys are bare, with every scope. */
 const server = (checks = {}) => testServer({ checks });
-
-/** A logger whose JSON lines land in `lines`. */
-function capturingLogger() {
-  const lines: string[] = [];
-  const log = createLogger(
-    { name: "api-test" },
-    new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    }),
-  );
-  return { lines, log };
-}
 
 describe("api server", () => {
   it.each([

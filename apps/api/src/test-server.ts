@@ -211,3 +211,18 @@ export function connectTestServer(
     ],
   });
 }
+
+/** A logger whose JSON lines land in `lines`. */
+export function capturingLogger() {
+  const lines: string[] = [];
+  const log = createLogger(
+    { name: "api-test" },
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    }),
+  );
+  return { lines, log };
+}
