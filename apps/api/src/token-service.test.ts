@@ -243,6 +243,22 @@ describe("GET /v1/connections/:id/token", () => {
   });
 });
 
+describe("a connection with no refresh token", () => {
+  it("answers 409 needs_reauth saying so, not that the provider refused, and asks no provider", async () => {
+    const { connection } = await h.addConnection();
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { refreshToken: null },
+    });
+    const requests = h.provider.requests;
+    const forced = await refreshNow(connection.id);
+    expect(forced.statusCode).toBe(409);
+    expect(forced.json()).toMatchObject({ error: "needs_reauth" });
+    expect(forced.json().message).toMatch(/^the connection has no refresh token; /);
+    expect(h.provider.requests).toBe(requests);
+  });
+});
+
 describe("needs_reauth, then new tokens from the app", () => {
   it("answers 409 while the grant is dead, and refreshes again once tokens are re-sent", async () => {
     const { connection, grant } = await h.addConnection({ rotate: true, expiresInSeconds: 5 });

@@ -295,10 +295,15 @@ function validFor(row: Connection, ms: number): boolean {
 
 function refuseWhileDead(row: Connection): void {
   if (row.status === "needs_reauth") {
+    // Without a refresh token no provider was asked: saying it refused would mislead.
+    const why =
+      row.lastErrorCode === "no_refresh_token"
+        ? "the connection has no refresh token"
+        : "the provider refused the grant";
     throw new HttpError(
       409,
       "needs_reauth",
-      "the provider refused the grant; send the user through OAuth again and POST the new tokens",
+      `${why}; send the user through OAuth again and POST the new tokens`,
     );
   }
 }
