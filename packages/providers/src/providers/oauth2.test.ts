@@ -43,6 +43,32 @@ describe("oauth2 (generic)", () => {
     });
   });
 
+  it("keeps the app values SPEC names (instance_url, api_domain) from an answer, nothing else", () => {
+    const result = classifyAnswer(
+      "oauth2",
+      {
+        status: 200,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          access_token: "at",
+          expires_in: 3600,
+          instance_url: "https://acme.example.com",
+          api_domain: "https://api.example.com",
+          id: "https://id.example.com/005",
+        }),
+      },
+      now,
+    );
+    expect(result).toMatchObject({
+      outcome: "success",
+      appValues: {
+        instance_url: "https://acme.example.com",
+        api_domain: "https://api.example.com",
+      },
+    });
+    expect(result.outcome === "success" && result.appValues).not.toHaveProperty("id");
+  });
+
   it("classifies Atlassian's 403 invalid_grant as a dead grant", () => {
     const result = classifyAnswer(
       "oauth2",

@@ -10,4 +10,7 @@ export const oauth2 = defineProvider({
   tokenUrl: null,
   // RFC 7009 where the integration names a `revocationUrl`; without one, nothing is revoked.
   revocation: { kind: "rfc7009", url: null, clientAuth: "token_endpoint" },
+  // The values SPEC §3 names for `extra`, handed to the app when a server sends them: a
+  // Salesforce-like or Zoho-like server run through the generic definition has no other way.
+  appValues: { answer: ["instance_url", "api_domain"], callback: ["realmId"] },
 });
