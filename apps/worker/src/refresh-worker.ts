@@ -98,9 +98,9 @@ function assertNever(value: never): never {
  * How long a consumer waits after fetching or finishing a job failed on a lost Redis
  * connection, before trying again. BullMQ's default, 15 s, suits a Redis that is away for
  * long; on a cluster a primary's death ends with its replica's promotion in seconds, after
- * which a consumer still sat out up to 15 s per failed command. (Once in CI one shard's jobs
- * went unrun for over 45 s after a failover, which two or three such waits would explain;
- * not reproduced in 20 runs since.) Only connection errors wait, and on a standalone Redis
+ * which a consumer still sat out up to 15 s per failed command. (A lead for CI runs in which
+ * one shard's jobs went unrun 45 s after a failover; it did not end them, see
+ * test/redis-cluster.test.ts.) Only connection errors wait, and on a standalone Redis
  * that is down commands wait in ioredis's offline queue instead. BullMQ retries an error
  * reply (OOM, READONLY, LOADING) at once, without this delay, as it did before: a worker
  * with a backlog against a full Redis spins on it, with one log line per window

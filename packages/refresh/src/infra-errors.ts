@@ -7,10 +7,11 @@ import type { Dependency } from "@evergreen/observability";
  */
 const REDIS_ERRORS: ReadonlySet<string> = new Set(["ReplyError", "MaxRetriesPerRequestError"]);
 /**
- * ioredis's messages for a command on a connection that is closed or not writable, and its
- * cluster client's for a cluster it cannot reach or whose slots it cannot find.
+ * ioredis's messages for a command on a connection that is closed or not writable, or not
+ * answered within its command timeout, and its cluster client's for a cluster it cannot
+ * reach or whose slots it cannot find.
  */
-const REDIS_CLOSED =
+const REDIS_UNREACHABLE =
   /^(Connection is closed\.|Stream isn't writeable|None of startup nodes is available|Cluster is disconnected\.|Cluster isn't ready|Too many Cluster redirections|Command timed out)/;
 /**
  * Redis's replies while it cannot serve a key for now: a replica not promoted yet, a node
@@ -58,7 +59,7 @@ type DriverError = Error & { code?: unknown; meta?: unknown };
  */
 export function infraDependency(error: unknown): Dependency | undefined {
   if (!(error instanceof Error)) return undefined;
-  if (REDIS_ERRORS.has(error.name) || REDIS_CLOSED.test(error.message)) return "redis";
+  if (REDIS_ERRORS.has(error.name) || REDIS_UNREACHABLE.test(error.message)) return "redis";
   if (
     error instanceof DatabaseError ||
     error.name.startsWith("PrismaClient") ||
@@ -79,7 +80,7 @@ export function isInfraOutage(error: unknown): boolean {
   const { code, meta } = error as DriverError;
   return (
     error.name === "MaxRetriesPerRequestError" ||
-    REDIS_CLOSED.test(error.message) ||
+    REDIS_UNREACHABLE.test(error.message) ||
     (error.name === "ReplyError" && REDIS_UNAVAILABLE_REPLY.test(error.message)) ||
     (error.name.startsWith("PrismaClient") &&
       typeof code === "string" &&

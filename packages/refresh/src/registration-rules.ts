@@ -151,9 +151,9 @@ export interface RegisteredColumns {
  * What a registration writes. Tokens are sealed for the id of the row they are stored in (a
  * ciphertext is bound to its row). Fresh tokens make the connection `active` whatever state
  * it was in, with its failure history cleared. An absent refresh token leaves the stored one
- * in place, and its known end, unless the provider refused it; a new one's end is what the provider said, if anything (a
- * code exchange's answer; an app hands over no such thing), and it ends any doubt about
- * the old one (docs/adr/0016). The provider's values are laid
+ * in place, and its known end, unless the provider refused it; a new one's end is what the
+ * provider said, if anything (a code exchange's answer; an app hands over no such thing),
+ * and it ends any doubt about the old one (docs/adr/0016). The provider's values are laid
  * over the metadata (its word for its own instance URL wins over a stale copy). Only a
  * connection that holds a refresh token is scheduled.
  */
@@ -165,27 +165,22 @@ export function registeredColumns(
   timing: RegistrationTiming,
 ): RegisteredColumns {
   const sent = input.refreshToken;
-  // Not a refresh token the provider refused (`needs_reauth`): kept, it would be sent again,
-  // retrying a dead grant (SPEC §2). Fresh tokens without one leave the connection with
-  // none: its access token is served until it expires, then it needs authorizing again.
-  const kept = sent === undefined && existing?.status !== "needs_reauth";
+  // The stored row whose refresh token stays, if any. Not one the provider refused
+  // (`needs_reauth`): kept, it would be sent again, retrying a dead grant (SPEC §2). Fresh
+  // tokens without one leave the connection with none: its access token is served until it
+  // expires, then it needs authorizing again.
+  const kept = sent === undefined && existing?.status !== "needs_reauth" ? existing : undefined;
   const refreshToken =
-    sent !== undefined
-      ? sealRefreshToken(keyRing, id, sent)
-      : kept
-        ? (existing?.refreshToken ?? null)
-        : null;
+    sent === undefined ? (kept?.refreshToken ?? null) : sealRefreshToken(keyRing, id, sent);
   return {
     accessToken: sealAccessToken(keyRing, id, input.accessToken),
     refreshToken,
     refreshTokenExpiresAt:
-      sent !== undefined
-        ? (input.refreshTokenExpiresAt ?? null)
-        : kept
-          ? (existing?.refreshTokenExpiresAt ?? null)
-          : null,
-    inDoubtSince: kept ? (existing?.inDoubtSince ?? null) : null,
-    inDoubtResent: kept ? (existing?.inDoubtResent ?? false) : false,
+      sent === undefined
+        ? (kept?.refreshTokenExpiresAt ?? null)
+        : (input.refreshTokenExpiresAt ?? null),
+    inDoubtSince: kept?.inDoubtSince ?? null,
+    inDoubtResent: kept?.inDoubtResent ?? false,
     tokenType: input.tokenType ?? "Bearer",
     scope: input.scope ?? null,
     expiresAt: timing.expiresAt,
