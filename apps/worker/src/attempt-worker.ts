@@ -1,7 +1,13 @@
 import { ClientErrorLog, type Logger } from "@evergreen/observability";
-import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
+import {
+  type ConnectionOptions,
+  DelayedError,
+  type Job,
+  UnrecoverableError,
+  type Worker,
+} from "bullmq";
 import type { z } from "zod";
-import { RUN_RETRY_DELAY_MS } from "./refresh-worker";
+import { Consumer } from "./consumer";
 
 /** Retry of a job that threw (PostgreSQL or Redis away), not of the remote side's failure. */
 const INFRA_RETRY_MS = 5_000;
@@ -52,12 +58,11 @@ export function startAttemptWorker<P>(job: AttemptJob<P>, options: AttemptWorker
       throw new DelayedError();
     }
   };
-  const worker = new Worker<P>(job.queue, process, {
+  const worker = new Consumer<P>(job.queue, process, {
     connection: options.connection,
     prefix: options.prefix,
     concurrency: options.concurrency,
     lockDuration: job.lockDurationMs,
-    runRetryDelay: RUN_RETRY_DELAY_MS,
     autorun: options.autorun ?? true,
   });
   worker.on("failed", (failed, err) =>

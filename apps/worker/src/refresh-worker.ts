@@ -9,7 +9,14 @@ import {
   refreshConnection,
   WORKER_JOB_RETENTION,
 } from "@evergreen/refresh";
-import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError, Worker } from "bullmq";
+import {
+  type ConnectionOptions,
+  DelayedError,
+  type Job,
+  UnrecoverableError,
+  type Worker,
+} from "bullmq";
+import { Consumer } from "./consumer";
 
 export interface RefreshWorkerOptions {
   readonly connection: ConnectionOptions;
@@ -71,7 +78,7 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     }
   };
 
-  const worker = new Worker<unknown>(REFRESH_QUEUE, process, {
+  const worker = new Consumer<unknown>(REFRESH_QUEUE, process, {
     connection: options.connection,
     prefix: options.prefix ?? QUEUE_PREFIX,
     concurrency: options.concurrency,
@@ -80,7 +87,6 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
     // BullMQ's job lock is no guard against double refreshes (a paused worker's job is
     // handed to another); the connection's RedisLock and the row version are.
     maxStalledCount: 1_000,
-    runRetryDelay: RUN_RETRY_DELAY_MS,
     autorun: options.autorun ?? true,
     ...WORKER_JOB_RETENTION,
   });
@@ -93,20 +99,6 @@ export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOpti
 function assertNever(value: never): never {
   throw new Error(`unhandled refresh run: ${JSON.stringify(value)}`);
 }
-
-/**
- * How long a consumer waits after fetching or finishing a job failed on a lost Redis
- * connection, before trying again. BullMQ's default, 15 s, suits a Redis that is away for
- * long; on a cluster a primary's death ends with its replica's promotion in seconds, after
- * which a consumer still sat out up to 15 s per failed command. (A lead for CI runs in which
- * one shard's jobs went unrun 45 s after a failover; it did not end them, see
- * test/redis-cluster.test.ts.) Only connection errors wait, and on a standalone Redis
- * that is down commands wait in ioredis's offline queue instead. BullMQ retries an error
- * reply (OOM, READONLY, LOADING) at once, without this delay, as it did before: a worker
- * with a backlog against a full Redis spins on it, with one log line per window
- * (ClientErrorLog): a BullMQ behaviour this setting does not change.
- */
-export const RUN_RETRY_DELAY_MS = 1_000;
 
 /**
  * Most a job waits between tries while PostgreSQL or Redis is unreachable. The provider's
