@@ -36,12 +36,12 @@ afterAll(async () => {
   await cluster?.close();
 });
 
-function start(name: "api" | "scheduler" | "worker"): AppProcess {
+function start(name: "api" | "scheduler" | "worker", on: RedisCluster = cluster): AppProcess {
   const app = startApp(name, {
     NODE_ENV: "test",
     DATABASE_URL: h.db.url,
-    REDIS_URL: "redis://127.0.0.1:7100",
-    REDIS_CLUSTER_NODES: cluster.spec,
+    REDIS_URL: `redis://127.0.0.1:${on.nodes[0]?.port}`,
+    REDIS_CLUSTER_NODES: on.spec,
     REFRESH_QUEUE_SHARDS: String(SHARDS),
     ENCRYPTION_KEYS: h.encryptionKeys,
     API_KEYS: API_KEY,
@@ -191,4 +191,27 @@ describe("on a Redis Cluster", () => {
     });
     expect(token.status).toBe(200);
   }, 150_000);
+});
+
+describe("on a Redis Cluster whose every node is gone", () => {
+  it("answers 503, rather than holding the request", async () => {
+    // A cluster of its own (ports 7110-7115), so that the one above stays up for cleanup.
+    const doomed = await startRedisCluster({ basePort: 7110, nodeTimeoutMs: 2_000 });
+    try {
+      const api = start("api", doomed);
+      const base = `http://127.0.0.1:${await listeningPort(api)}`;
+      const { connection } = await h.addConnection();
+      for (const { port } of doomed.nodes) await doomed.kill(port);
+      // A refresh takes the connection's lock first. With no node left, the cluster client
+      // queues the command itself, where only the api's command timeout (5 s) ends it.
+      const refresh = await fetch(`${base}/v1/connections/${connection.id}/refresh`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${API_KEY}` },
+      });
+      expect(refresh.status).toBe(503);
+      expect(refresh.headers.get("retry-after")).not.toBeNull();
+    } finally {
+      await doomed.close();
+    }
+  }, 90_000);
 });

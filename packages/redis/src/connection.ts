@@ -1,4 +1,10 @@
-import { Cluster, Redis } from "ioredis";
+import {
+  Cluster,
+  type ClusterOptions,
+  type Command,
+  type ClusterNode as IORedisClusterNode,
+  Redis,
+} from "ioredis";
 
 /**
  * `consumer` connections back BullMQ workers and must block forever on commands
@@ -80,17 +86,41 @@ export function createRedis(
     return new Redis(url, { ...options, enableAutoPipelining });
   }
   const parsed = new URL(url);
-  return new Cluster(
-    clusterNodes.map(({ host, port }) => ({ host, port })),
-    {
-      enableAutoPipelining,
-      clusterRetryStrategy: reconnectDelay,
-      redisOptions: {
-        ...options,
-        ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
-        ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
-        ...(parsed.protocol === "rediss:" ? { tls: {} } : {}),
-      },
+  const seeds = clusterNodes.map(({ host, port }) => ({ host, port }));
+  const clusterOptions: ClusterOptions = {
+    enableAutoPipelining,
+    clusterRetryStrategy: reconnectDelay,
+    redisOptions: {
+      ...options,
+      ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
+      ...(parsed.password ? { password: decodeURIComponent(parsed.password) } : {}),
+      ...(parsed.protocol === "rediss:" ? { tls: {} } : {}),
     },
-  );
+  };
+  return role === "producer" && commandTimeoutMs !== undefined
+    ? new TimedCluster(seeds, clusterOptions, commandTimeoutMs)
+    : new Cluster(seeds, clusterOptions);
+}
+
+/**
+ * A cluster client whose commands fail ("Command timed out") when not answered in time,
+ * counted from when they are issued. Each node's connection bounds a command it sends, but
+ * one issued while the cluster client has no node to send it to (every node unreachable)
+ * waits in the cluster client's own queue, which has no limit: an api's token read then
+ * hung for as long as the cluster was away, where a single Redis answered 503.
+ */
+class TimedCluster extends Cluster {
+  // A plain field, not `#`: the base constructor may send a command before it is set.
+  private readonly timeoutMs: number | undefined;
+
+  constructor(nodes: IORedisClusterNode[], options: ClusterOptions, timeoutMs: number) {
+    super(nodes, options);
+    this.timeoutMs = timeoutMs;
+  }
+
+  override sendCommand(command: Command, ...rest: unknown[]): unknown {
+    // The first timer set on a command is the one that counts (the node's comes later).
+    if (this.timeoutMs !== undefined) command.setTimeout(this.timeoutMs);
+    return super.sendCommand(command, ...(rest as []));
+  }
 }
