@@ -204,7 +204,7 @@ export const connectionRoutes = {
     tag,
     summary: "A valid access token, refreshed first when needed",
     description:
-      "Refreshes first when the stored token is valid for less than `minValidity` seconds (one refresh per connection however many callers ask). While the old token is still valid it is returned instead of a 409 or 503; an expired token never is.",
+      "Refreshes first when the stored token is valid for less than `minValidity` seconds (one refresh per connection however many callers ask). While the old token is still valid it is returned instead of a 409 `integration_error` or a 503; an expired token never is, and `needs_reauth` is answered whatever the token's validity.",
     params: idParams,
     notFound: NOT_FOUND,
     query: tokenQuery,
