@@ -77,7 +77,12 @@ describe.each(APPS)("%s on a port already in use", (name) => {
       expect(failures).toEqual([
         expect.objectContaining({
           level: "fatal",
-          msg: `${PORT_VARIABLE[name]} ${port} is already in use`,
+          msg: expect.stringMatching(
+            name === "api"
+              ? `^PORT ${port} is already in use$`
+              : // One setting for two apps: the line says each needs its own.
+                `^METRICS_PORT ${port} is already in use: each worker and scheduler on a host needs its own`,
+          ),
           variable: PORT_VARIABLE[name],
           port,
         }),
