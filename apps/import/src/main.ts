@@ -97,6 +97,11 @@ async function main(): Promise<void> {
   const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
   const redis = createRedis(redisTarget(config), "producer", "evergreen-import");
   const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
+  // Redis away is reported where a job could not be queued (the sweep queues it later);
+  // unheard, the connection's and the queues' own error events printed raw errors, stack
+  // and all.
+  redis.on("error", () => {});
+  queue.on("error", () => {});
 
   const input = createReadStream(file);
   const tty = process.stderr.isTTY === true;

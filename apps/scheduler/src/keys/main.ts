@@ -56,6 +56,9 @@ async function main(): Promise<number> {
   const json = values.json || !process.stdout.isTTY;
   const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
   const redis = createRedis(redisTarget(config), "producer", "evergreen-keys");
+  // A command that fails ends the run (exit 3, below); unheard, the connection's own error
+  // events printed ioredis's raw errors, stack and all, before that line.
+  redis.on("error", () => {});
   const parked = new ParkedAnswers(
     redis,
     new RefreshLayout(config.REFRESH_QUEUE_SHARDS).keys("parked"),
