@@ -1,3 +1,4 @@
+import { closeRedis, createRedis } from "@evergreen/redis";
 import { QUEUE_PREFIX } from "@evergreen/refresh";
 import {
   createRefreshHarness,
@@ -88,5 +89,28 @@ describe("an api whose Redis hangs", () => {
         interval: 500,
       })
       .toBe(200);
+  });
+});
+
+describe("closing a connection to a Redis that hangs", () => {
+  it("disconnects instead of waiting for the QUIT's answer, and says so", async () => {
+    const client = createRedis(through(REDIS_URL, redis), "consumer", "stall-close");
+    try {
+      await client.ping();
+      redis.stall();
+      // A plain quit() waits for as long as Redis hangs (this test's time limit).
+      await expect(closeRedis(client)).rejects.toThrow(/did not answer QUIT/);
+      await expect.poll(() => client.status).toBe("end");
+    } finally {
+      redis.resume();
+      client.disconnect();
+    }
+  });
+
+  it("quits as usual when Redis answers", async () => {
+    const client = createRedis(through(REDIS_URL, redis), "consumer", "stall-close");
+    await client.ping();
+    await closeRedis(client);
+    await expect.poll(() => client.status).toBe("end");
   });
 });

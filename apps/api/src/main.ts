@@ -12,7 +12,7 @@ import {
   handleShutdown,
   type Logger,
 } from "@evergreen/observability";
-import { createRedis, redisTarget } from "@evergreen/redis";
+import { closeRedis, createRedis, redisTarget } from "@evergreen/redis";
 import {
   adoptParkedAnswersAtStart,
   createRefreshDeps,
@@ -80,7 +80,7 @@ async function main(): Promise<void> {
     commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS,
   });
   errors.watch("redis", redis);
-  shutdown.add("redis", () => redis.quit());
+  shutdown.add("redis", () => closeRedis(redis));
   const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());

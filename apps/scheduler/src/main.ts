@@ -10,7 +10,7 @@ import {
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { Cooldown, createRedis, redisTarget } from "@evergreen/redis";
+import { Cooldown, closeRedis, createRedis, redisTarget } from "@evergreen/redis";
 import {
   createValidationDeps,
   ParkedAnswers,
@@ -37,7 +37,7 @@ async function main(): Promise<void> {
   shutdown.add("database", () => prisma.$disconnect());
   const redis = createRedis(redisTarget(config), "producer", "evergreen-scheduler");
   errors.watch("redis", redis);
-  shutdown.add("redis", () => redis.quit());
+  shutdown.add("redis", () => closeRedis(redis));
   const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());

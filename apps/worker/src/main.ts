@@ -9,7 +9,7 @@ import {
   handleShutdown,
   startOpsServer,
 } from "@evergreen/observability";
-import { createRedis, redisTarget } from "@evergreen/redis";
+import { closeRedis, createRedis, redisTarget } from "@evergreen/redis";
 import {
   adoptParkedAnswersAtStart,
   createRefreshDeps,
@@ -52,14 +52,14 @@ async function main(): Promise<void> {
   shutdown.add("database", () => database.close());
   const redis = createRedis(redisTarget(config), "producer", "evergreen-worker");
   errors.watch("redis", redis);
-  shutdown.add("redis", () => redis.quit());
+  shutdown.add("redis", () => closeRedis(redis));
   const consumerConnection = createRedis(
     redisTarget(config),
     "consumer",
     "evergreen-worker-consumer",
   );
   errors.watch("redis consumer", consumerConnection);
-  shutdown.add("redis consumer", () => consumerConnection.quit());
+  shutdown.add("redis consumer", () => closeRedis(consumerConnection));
   const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());

@@ -1,5 +1,6 @@
 export {
   type ClusterNode,
+  closeRedis,
   createRedis,
   type RedisClient,
   type RedisConnectionOptions,
