@@ -160,7 +160,7 @@ const BAD = (): readonly (readonly [number, string, string])[] => [
       refreshToken: "secret-r",
       expiresIn: -5,
     }),
-    "expiresIn: must not be empty or zero",
+    "expiresIn: must be more than 0",
   ],
   [LINES, "[]", "must be an object"],
 ];

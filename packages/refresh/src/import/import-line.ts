@@ -58,7 +58,9 @@ function describeIssue(issue: z.core.$ZodIssue, json: unknown): string {
         ? `${at}must be an ISO 8601 date with an offset`
         : `${at}bad format`;
     case "too_small":
-      return `${at}must not be empty or zero`;
+      return issue.origin === "number"
+        ? `${at}must be ${issue.inclusive ? "at least" : "more than"} ${issue.minimum}`
+        : `${at}must not be empty`;
     case "too_big":
       return `${at}is too ${issue.origin === "number" ? "large" : "long"}`;
     case "custom":
