@@ -78,6 +78,9 @@ describe("an api whose Redis hangs", () => {
     expect(stalled.headers.get("retry-after")).not.toBeNull();
     expect(await stalled.json()).toMatchObject({ error: "unavailable" });
     expect((await call("GET", "/readyz")).status).toBe(503);
+    // A second refresh while the first one's lock release still waits on Redis: answered
+    // the same way (it once waited out that release's time limit before its own).
+    expect((await call("POST", `/v1/connections/${connection.id}/refresh`)).status).toBe(503);
 
     redis.resume();
     // The lock whose SET timed out on our side ran once Redis answered; the api released it

@@ -81,8 +81,12 @@ export function createRedis(
       : {}),
   };
   // Hundreds of refreshes in flight each send a few small commands (lock, cooldown,
-  // enqueue): batching those issued in the same tick saves a syscall per command.
-  const enableAutoPipelining = role === "producer";
+  // enqueue): batching those issued in the same tick saves a syscall per command. Not
+  // under a command timeout: ioredis sends a connection's next batch only once the one
+  // before has settled, and a command's timeout starts when it is sent, so against a
+  // Redis that hangs a command issued meanwhile waited out the earlier batch's timeout and
+  // then its own (a refresh request answered 503 after 10 s, not 5).
+  const enableAutoPipelining = role === "producer" && commandTimeoutMs === undefined;
   if (!clusterNodes || clusterNodes.length === 0) {
     return new Redis(url, { ...options, enableAutoPipelining });
   }
