@@ -44,6 +44,13 @@ describe("PUBLIC_URL", () => {
     expect(problemsOf({ ...production, PUBLIC_URL: "http://evergreen.example.com" })).toEqual([
       "PUBLIC_URL: must use https in production (authorization codes come back through it)",
     ]);
+    // Alongside another problem too, not only once that one is fixed.
+    expect(
+      problemsOf({ ...production, PUBLIC_URL: "http://evergreen.example.com", PORT: "abc" }),
+    ).toEqual([
+      'PORT: must be a port number (0-65535), got "abc"',
+      "PUBLIC_URL: must use https in production (authorization codes come back through it)",
+    ]);
     expect(parseEnv(apiEnv, { ...production, PUBLIC_URL: "http://127.0.0.1:3000" })).toBeTruthy();
     expect(publicUrl(parseEnv(apiEnv, production))).toBe("http://127.0.0.1:3000");
   });
@@ -76,5 +83,19 @@ describe("durations", () => {
     expect(
       problemsOf({ ...valid, RETRY_BASE_DELAY_MS: "500000", RETRY_MAX_DELAY_MS: "1000" }),
     ).toEqual(["RETRY_BASE_DELAY_MS: must not exceed RETRY_MAX_DELAY_MS (500000 > 1000)"]);
+  });
+
+  it("reports their order alongside other problems, not once those are fixed", () => {
+    expect(
+      problemsOf({
+        ...valid,
+        PORT: "abc",
+        RETRY_BASE_DELAY_MS: "5000",
+        RETRY_MAX_DELAY_MS: "1000",
+      }),
+    ).toEqual([
+      'PORT: must be a port number (0-65535), got "abc"',
+      "RETRY_BASE_DELAY_MS: must not exceed RETRY_MAX_DELAY_MS (5000 > 1000)",
+    ]);
   });
 });

@@ -22,23 +22,24 @@ export const apiEnv = z
     AUDIT_LOG: fields.auditLog,
     EVERGREEN_VERSION: fields.evergreenVersion,
   })
-  .superRefine(fields.retryDelaysInOrder)
-  .superRefine((env, ctx) => {
-    // Authorization codes come back through it: in clear text they could be read on the way
-    // and exchanged first. Loopback traffic never leaves the machine.
-    const url = env.PUBLIC_URL === undefined ? null : new URL(env.PUBLIC_URL);
-    if (
-      env.NODE_ENV === "production" &&
-      url?.protocol === "http:" &&
-      !/^(localhost|127(\.\d{1,3}){3}|\[::1\])$/.test(url.hostname)
-    ) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["PUBLIC_URL"],
-        message: "must use https in production (authorization codes come back through it)",
-      });
-    }
-  });
+  .refine(...fields.retryDelaysInOrder)
+  // Authorization codes come back through it: in clear text they could be read on the way
+  // and exchanged first. Loopback traffic never leaves the machine.
+  .refine(
+    (env) => {
+      const url = env.PUBLIC_URL === undefined ? null : new URL(env.PUBLIC_URL);
+      return !(
+        env.NODE_ENV === "production" &&
+        url?.protocol === "http:" &&
+        !/^(localhost|127(\.\d{1,3}){3}|\[::1\])$/.test(url.hostname)
+      );
+    },
+    {
+      path: ["PUBLIC_URL"],
+      message: "must use https in production (authorization codes come back through it)",
+      when: fields.whenParsed("NODE_ENV", "PUBLIC_URL"),
+    },
+  );
 
 export type ApiEnv = z.output<typeof apiEnv>;
 

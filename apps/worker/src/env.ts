@@ -20,6 +20,6 @@ export const workerEnv = z
     LOG_LEVEL: fields.logLevel,
     EVERGREEN_VERSION: fields.evergreenVersion,
   })
-  .superRefine(fields.retryDelaysInOrder);
+  .refine(...fields.retryDelaysInOrder);
 
 export type WorkerEnv = z.output<typeof workerEnv>;

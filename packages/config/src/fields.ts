@@ -144,19 +144,37 @@ export const refreshTimeoutMs = bounded("a number of milliseconds", 600_000, 10_
 export const retryBaseDelayMs = bounded("a number of milliseconds", 86_400_000, 1_000);
 export const retryMaxDelayMs = bounded("a number of milliseconds", 86_400_000, 300_000);
 
-/** For an app's schema: backoff starts at RETRY_BASE_DELAY_MS and grows up to RETRY_MAX_DELAY_MS. */
-export function retryDelaysInOrder(
-  env: { readonly RETRY_BASE_DELAY_MS: number; readonly RETRY_MAX_DELAY_MS: number },
-  ctx: z.RefinementCtx,
-): void {
-  if (env.RETRY_BASE_DELAY_MS > env.RETRY_MAX_DELAY_MS) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["RETRY_BASE_DELAY_MS"],
-      message: `must not exceed RETRY_MAX_DELAY_MS (${env.RETRY_BASE_DELAY_MS} > ${env.RETRY_MAX_DELAY_MS})`,
-    });
-  }
+/**
+ * For a refinement across fields (`when` of `.refine`): run it once these fields parsed,
+ * whatever else is wrong. By default zod skips an object's refinements after any field's
+ * issue, so a cross-field problem was reported only once every other had been fixed, where
+ * SPEC §4 asks for one message per problem.
+ */
+export function whenParsed(...names: string[]) {
+  return (payload: { readonly issues: readonly { readonly path?: readonly PropertyKey[] }[] }) =>
+    !payload.issues.some(({ path }) => names.includes(String(path?.[0])));
 }
+
+type RetryDelays = { readonly RETRY_BASE_DELAY_MS: number; readonly RETRY_MAX_DELAY_MS: number };
+
+/**
+ * For an app's schema, `.refine(...retryDelaysInOrder)`: backoff starts at
+ * RETRY_BASE_DELAY_MS and grows up to RETRY_MAX_DELAY_MS (checked once both parsed).
+ */
+export const retryDelaysInOrder: [
+  (env: RetryDelays) => boolean,
+  Exclude<Parameters<z.ZodType["refine"]>[1], string | undefined>,
+] = [
+  (env) => env.RETRY_BASE_DELAY_MS <= env.RETRY_MAX_DELAY_MS,
+  {
+    path: ["RETRY_BASE_DELAY_MS"],
+    error: (issue) => {
+      const env = issue.input as RetryDelays;
+      return `must not exceed RETRY_MAX_DELAY_MS (${env.RETRY_BASE_DELAY_MS} > ${env.RETRY_MAX_DELAY_MS})`;
+    },
+    when: whenParsed("RETRY_BASE_DELAY_MS", "RETRY_MAX_DELAY_MS"),
+  },
+];
 export const allowInsecureTokenUrls = booleanString.default(false);
 
 /**
