@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
-import { createLogger, errorName } from "@evergreen/observability";
+import { createLogger, errorName, tellFirstError } from "@evergreen/observability";
 import { createRedis, redisTarget } from "@evergreen/redis";
 import {
   FernetError,
@@ -97,11 +97,8 @@ async function main(): Promise<void> {
   const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
   const redis = createRedis(redisTarget(config), "producer", "evergreen-import");
   const queue = new RefreshQueues(redis, new RefreshLayout(config.REFRESH_QUEUE_SHARDS));
-  // Redis away is reported where a job could not be queued (the sweep queues it later);
-  // unheard, the connection's and the queues' own error events printed raw errors, stack
-  // and all.
-  redis.on("error", () => {});
-  queue.on("error", () => {});
+  // Redis away: the rows are stored and their jobs left to the sweep (logged per batch).
+  tellFirstError("import", { redis, queue });
 
   const input = createReadStream(file);
   const tty = process.stderr.isTTY === true;

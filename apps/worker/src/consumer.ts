@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import { setTimeout as delay } from "node:timers/promises";
 import { isNotConnectionError, type Job, type Processor, Worker, type WorkerOptions } from "bullmq";
 
@@ -12,10 +13,12 @@ export const RUN_RETRY_DELAY_MS = 1_000;
 
 /**
  * A BullMQ worker that also waits after Redis refuses to hand it a job. BullMQ waits
- * `runRetryDelay` after a lost connection but fetches again at once after an error reply
- * (OOM at maxmemory, READONLY on a demoted primary, LOADING): a consumer with a backlog
- * against a full Redis spun on it, about 12,000 refused scripts a second and a core busy
- * (measured in review), making the full Redis busier still. Closing ends the wait.
+ * `runRetryDelay` after a lost connection but fetched again at once after an error reply
+ * to the script that moves a job to active (OOM at maxmemory, READONLY on a demoted
+ * primary): a consumer with a backlog against a full Redis spun on it, about 10,000 refused
+ * scripts a second and a core busy, making the full Redis busier still. (An idle consumer
+ * blocks on BZPOPMIN first, which a full Redis still serves; BullMQ itself waits 100 ms
+ * after an error there.) Closing ends the wait.
  */
 export class Consumer<Data = unknown, Result = unknown> extends Worker<Data, Result, string> {
   readonly #closing = new AbortController();
@@ -26,6 +29,8 @@ export class Consumer<Data = unknown, Result = unknown> extends Worker<Data, Res
     options: WorkerOptions & { readonly runRetryDelay?: number },
   ) {
     super(queue, processor, { runRetryDelay: RUN_RETRY_DELAY_MS, ...options });
+    // Every job in flight may wait at once (a failed job's next fetch waits too).
+    setMaxListeners(0, this.#closing.signal);
   }
 
   protected override async moveToActive(token: string, name?: string): Promise<Job<Data, Result>> {

@@ -152,7 +152,8 @@ export const retryMaxDelayMs = bounded("a number of milliseconds", 86_400_000, 3
  */
 export function whenParsed(...names: string[]) {
   return (payload: { readonly issues: readonly { readonly path?: readonly PropertyKey[] }[] }) =>
-    !payload.issues.some(({ path }) => names.includes(String(path?.[0])));
+    // An issue without a path is the whole input's (not an object): nothing to compare.
+    !payload.issues.some(({ path }) => !path?.length || names.includes(String(path[0])));
 }
 
 type RetryDelays = { readonly RETRY_BASE_DELAY_MS: number; readonly RETRY_MAX_DELAY_MS: number };

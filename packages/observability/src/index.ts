@@ -10,7 +10,7 @@ export {
 } from "./audit-log";
 export { exitIfCannotListen } from "./cannot-listen";
 export { ClientErrorLog, type ErrorSource } from "./client-error-log";
-export { errorName } from "./error-name";
+export { errorName, tellFirstError } from "./error-name";
 export {
   createHttpMetrics,
   type HttpMetrics,

@@ -103,16 +103,19 @@ export function createRedis(
     },
   };
   return role === "producer" && commandTimeoutMs !== undefined
-    ? new TimedCluster(seeds, clusterOptions, commandTimeoutMs)
+    ? // No queue of its own either: with no node to send to, a command fails at once (a 503)
+      // rather than waiting out its timeout, and is not kept to be replayed, stale, when a
+      // node comes back.
+      new TimedCluster(seeds, { ...clusterOptions, enableOfflineQueue: false }, commandTimeoutMs)
     : new Cluster(seeds, clusterOptions);
 }
 
 /**
  * A cluster client whose commands fail ("Command timed out") when not answered in time,
- * counted from when they are issued. Each node's connection bounds a command it sends, but
- * one issued while the cluster client has no node to send it to (every node unreachable)
- * waits in the cluster client's own queue, which has no limit: an api's token read then
- * hung for as long as the cluster was away, where a single Redis answered 503.
+ * counted from when they are issued, wherever they wait: each node's connection bounds a
+ * command it sends, but not one the cluster client holds itself (every node unreachable,
+ * a redirection being retried), and an api's refresh request then hung for as long as the
+ * cluster was away, where a single Redis answered 503.
  */
 class TimedCluster extends Cluster {
   // A plain field, not `#`: the base constructor may send a command before it is set.
@@ -138,14 +141,17 @@ const QUIT_WAIT_MS = 2_000;
  * disconnect when Redis does not answer soon. Each connection of a worker waited out a
  * 10 s shutdown step against a frozen Redis, and with the drain before them the worker
  * needed 45 s to stop, past the 30 s an orchestrator gives before SIGKILL.
- * @throws Error after disconnecting, when Redis did not answer the QUIT in time
+ * @throws Error after disconnecting, when Redis did not answer the QUIT in time or refused it
  */
 export async function closeRedis(redis: RedisClient): Promise<void> {
   const quit = redis.quit().then(
-    () => true,
-    () => false,
+    () => "answered" as const,
+    (error: unknown) => error,
   );
-  if (await Promise.race([quit, sleep(QUIT_WAIT_MS, false, { ref: false })])) return;
+  const outcome = await Promise.race([quit, sleep(QUIT_WAIT_MS, "late" as const, { ref: false })]);
+  if (outcome === "answered") return;
   redis.disconnect();
-  throw new Error(`Redis did not answer QUIT within ${QUIT_WAIT_MS} ms; disconnected`);
+  throw outcome === "late"
+    ? new Error(`Redis did not answer QUIT within ${QUIT_WAIT_MS} ms; disconnected`)
+    : outcome;
 }

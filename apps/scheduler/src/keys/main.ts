@@ -4,7 +4,13 @@ import { parseArgs } from "node:util";
 import { loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createPrismaClient, type PrismaClient } from "@evergreen/db";
-import { type AuditLog, AuditLogError, createAuditLog, errorName } from "@evergreen/observability";
+import {
+  type AuditLog,
+  AuditLogError,
+  createAuditLog,
+  errorName,
+  tellFirstError,
+} from "@evergreen/observability";
 import { createRedis, redisTarget } from "@evergreen/redis";
 import {
   type KeyStatus,
@@ -18,6 +24,8 @@ import {
 import { keysEnv } from "./env";
 
 const MAX_BATCH_SIZE = 10_000;
+/** A Redis command not answered in this time fails the run (exit 3). */
+const CLI_REDIS_TIMEOUT_MS = 10_000;
 const USAGE = `usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size 1..${MAX_BATCH_SIZE}]`;
 
 function parseArguments() {
@@ -55,10 +63,11 @@ async function main(): Promise<number> {
   const ring = new KeyRing(config.ENCRYPTION_KEYS);
   const json = values.json || !process.stdout.isTTY;
   const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
-  const redis = createRedis(redisTarget(config), "producer", "evergreen-keys");
-  // A command that fails ends the run (exit 3, below); unheard, the connection's own error
-  // events printed ioredis's raw errors, stack and all, before that line.
-  redis.on("error", () => {});
+  // A Redis that hangs ends the run too (exit 3), rather than holding it for ever.
+  const redis = createRedis(redisTarget(config), "producer", "evergreen-keys", {
+    commandTimeoutMs: CLI_REDIS_TIMEOUT_MS,
+  });
+  tellFirstError("keys", { redis });
   const parked = new ParkedAnswers(
     redis,
     new RefreshLayout(config.REFRESH_QUEUE_SHARDS).keys("parked"),
