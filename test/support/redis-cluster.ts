@@ -19,7 +19,7 @@ export interface RedisCluster {
   primaryOf(slot: number): Promise<number>;
   /** GET on one node alone (no redirection): what that node itself holds. */
   getOn(port: number, key: string): Promise<string>;
-  /** SIGKILLs one node (no shutdown, no last write); a dead node stays dead. */
+  /** SIGKILLs one node (no shutdown, no last write). */
   kill(port: number): Promise<void>;
   /** Resolves once `port`'s replica has taken over its slots and the cluster says ok. */
   waitForFailover(deadPort: number, timeoutMs: number): Promise<void>;
@@ -173,7 +173,6 @@ export async function startRedisCluster({
     async kill(port) {
       const child = processes.get(port);
       if (!child) throw new Error(`redis cluster: no node on ${port}`);
-      if (child.exitCode !== null || child.signalCode !== null) return;
       const exited = once(child, "exit");
       child.kill("SIGKILL");
       await exited;

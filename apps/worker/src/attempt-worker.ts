@@ -1,11 +1,5 @@
 import { ClientErrorLog, type Logger } from "@evergreen/observability";
-import {
-  type ConnectionOptions,
-  DelayedError,
-  type Job,
-  UnrecoverableError,
-  type Worker,
-} from "bullmq";
+import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError } from "bullmq";
 import type { z } from "zod";
 import { Consumer } from "./consumer";
 
@@ -44,7 +38,10 @@ export interface AttemptJob<P> {
  * (Retry-After, backoff), so the remote side's failure is not a job failure. An exception
  * (the database away) puts the job back under the same id; a malformed payload fails it.
  */
-export function startAttemptWorker<P>(job: AttemptJob<P>, options: AttemptWorkerOptions): Worker {
+export function startAttemptWorker<P>(
+  job: AttemptJob<P>,
+  options: AttemptWorkerOptions,
+): Consumer<P> {
   // One line per window for jobs failing the same way, not one per job (PostgreSQL away).
   const failures = new ClientErrorLog(options.log);
   const process = async (current: Job<P>, token?: string) => {

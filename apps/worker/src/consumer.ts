@@ -23,11 +23,7 @@ export const RUN_RETRY_DELAY_MS = 1_000;
 export class Consumer<Data = unknown, Result = unknown> extends Worker<Data, Result, string> {
   readonly #closing = new AbortController();
 
-  constructor(
-    queue: string,
-    processor: Processor<Data, Result, string>,
-    options: WorkerOptions & { readonly runRetryDelay?: number },
-  ) {
+  constructor(queue: string, processor: Processor<Data, Result, string>, options: WorkerOptions) {
     super(queue, processor, { runRetryDelay: RUN_RETRY_DELAY_MS, ...options });
     // Every job in flight may wait at once (a failed job's next fetch waits too).
     setMaxListeners(0, this.#closing.signal);

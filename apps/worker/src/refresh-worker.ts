@@ -9,13 +9,7 @@ import {
   refreshConnection,
   WORKER_JOB_RETENTION,
 } from "@evergreen/refresh";
-import {
-  type ConnectionOptions,
-  DelayedError,
-  type Job,
-  UnrecoverableError,
-  type Worker,
-} from "bullmq";
+import { type ConnectionOptions, DelayedError, type Job, UnrecoverableError } from "bullmq";
 import { Consumer } from "./consumer";
 
 export interface RefreshWorkerOptions {
@@ -35,7 +29,7 @@ export interface RefreshWorkerOptions {
  * cooling down, or that failed on an exception, goes back to the delayed set under the
  * same id; a job whose connection was rescheduled, deleted or stopped completes as a no-op.
  */
-export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Worker {
+export function startRefreshWorker(deps: RefreshDeps, options: RefreshWorkerOptions): Consumer {
   const failures = new ClientErrorLog(options.log);
   // The id says which connection at which version (docs/adr/0018); the data, empty now and
   // `{connectionId, version}` in jobs added before, is not read.

@@ -2,7 +2,6 @@ import { setTimeout as sleep } from "node:timers/promises";
 import {
   Cluster,
   type ClusterOptions,
-  type Command,
   type ClusterNode as IORedisClusterNode,
   Redis,
 } from "ioredis";
@@ -118,18 +117,17 @@ export function createRedis(
  * cluster was away, where a single Redis answered 503.
  */
 class TimedCluster extends Cluster {
-  // A plain field, not `#`: the base constructor may send a command before it is set.
-  private readonly timeoutMs: number | undefined;
+  readonly #timeoutMs: number;
 
   constructor(nodes: IORedisClusterNode[], options: ClusterOptions, timeoutMs: number) {
     super(nodes, options);
-    this.timeoutMs = timeoutMs;
+    this.#timeoutMs = timeoutMs;
   }
 
-  override sendCommand(command: Command, ...rest: unknown[]): unknown {
+  override sendCommand(...args: Parameters<Cluster["sendCommand"]>): unknown {
     // The first timer set on a command is the one that counts (the node's comes later).
-    if (this.timeoutMs !== undefined) command.setTimeout(this.timeoutMs);
-    return super.sendCommand(command, ...(rest as []));
+    args[0].setTimeout(this.#timeoutMs);
+    return super.sendCommand(...args);
   }
 }
 
