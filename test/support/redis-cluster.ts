@@ -23,6 +23,8 @@ export interface RedisCluster {
   kill(port: number): Promise<void>;
   /** Resolves once `port`'s replica has taken over its slots and the cluster says ok. */
   waitForFailover(deadPort: number, timeoutMs: number): Promise<void>;
+  /** Resolves once every node alive reports `cluster_state:fail` (slots lost, no quorum). */
+  waitForFailing(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -186,6 +188,12 @@ export async function startRedisCluster({
         if (port === undefined) return undefined;
         const primaries = new Set((await slotRanges(port)).map(([, , primary]) => primary));
         return primaries.has(deadPort) || primaries.size < 3 ? undefined : true;
+      });
+    },
+    async waitForFailing(timeoutMs) {
+      await until("cluster_state:fail", timeoutMs, async () => {
+        const states = await Promise.all(alive().map(clusterState));
+        return states.every((state) => state === "fail") ? true : undefined;
       });
     },
     close,

@@ -94,6 +94,13 @@ export function createRedis(
   const clusterOptions: ClusterOptions = {
     enableAutoPipelining,
     clusterRetryStrategy: reconnectDelay,
+    // ioredis's cluster `connect()` never settles when its ready check (CLUSTER INFO) finds
+    // the cluster failing: it reconnects on its own but drops the caller's promise
+    // (redis/ioredis#709). BullMQ awaits that promise when it resets a consumer's blocking
+    // connection, and one reset during a failover stopped that queue's consumer for good:
+    // due jobs sat in the delayed set, their marker unread. A consumer connects once it has
+    // the slots; a command sent while the cluster fails is refused and retried.
+    ...(role === "consumer" ? { enableReadyCheck: false } : {}),
     redisOptions: {
       ...options,
       ...(parsed.username ? { username: decodeURIComponent(parsed.username) } : {}),
