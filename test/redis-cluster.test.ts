@@ -83,7 +83,7 @@ describe("on a Redis Cluster", () => {
     // connection not yet refreshed stands (its shard, its row's schedule, its job's state).
     onTestFailed(async () => {
       for (const app of apps) {
-        for (const line of app.logs.filter((entry) => Number(entry.level) >= 40)) {
+        for (const line of app.logs.filter(({ level }) => level === "warn" || level === "error")) {
           console.error(JSON.stringify(line));
         }
       }

@@ -20,7 +20,7 @@ import Fastify, {
 } from "fastify";
 import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
 import { renderDocsPage } from "./docs-page";
-import { HttpError } from "./http-errors";
+import { HttpError, RequestDeadlineError } from "./http-errors";
 import { apiDocument } from "./openapi";
 import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
@@ -50,6 +50,11 @@ export interface ServerOptions {
    * @defaultValue 30000
    */
   readonly bodyLingerMs?: number;
+  /**
+   * How long a route's handler may run before the request is answered 503 with
+   * `Retry-After` (requestDeadlineMs in shutdown-budgets.ts). @defaultValue none
+   */
+  readonly requestDeadlineMs?: number;
 }
 
 /** Liveness, readiness and metrics. */
@@ -78,6 +83,7 @@ export async function buildServer({
   metrics,
   routes = [],
   bodyLingerMs = 30_000,
+  requestDeadlineMs,
 }: ServerOptions) {
   const app = Fastify({
     // Typed as fastify's logger so route modules take a plain FastifyInstance.
@@ -117,10 +123,12 @@ export async function buildServer({
       if (retryAfterSeconds !== undefined) reply.header("retry-after", String(retryAfterSeconds));
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
-    if (isInfraOutage(error)) {
-      outages.report("api", error, "request failed: database or Redis unreachable", {
-        requestId: request.id,
-      });
+    const late = error instanceof RequestDeadlineError;
+    if (late || isInfraOutage(error)) {
+      const what = late
+        ? "request answered at its deadline: database or Redis not answering"
+        : "request failed: database or Redis unreachable";
+      outages.report("api", error, what, { requestId: request.id });
       return reply
         .status(503)
         .header("retry-after", "5")
@@ -183,6 +191,7 @@ export async function buildServer({
   });
   app.decorateRequest("apiKeyName", undefined);
   app.decorate("audit", audit);
+  app.decorate("requestDeadlineMs", requestDeadlineMs);
   app.addHook("onClose", async () => audit.close());
   app.addHook("onRoute", (route) => {
     if (route.config?.console) return;
