@@ -14,18 +14,6 @@ export class HttpError extends Error {
   }
 }
 
-/**
- * A request's handler had not finished by its deadline: a backing service holds it without
- * answering. Answered like an outage (503), while the handler's work goes on: a statement
- * sent to PostgreSQL commits whether or not anyone waits for it.
- */
-export class RequestDeadlineError extends Error {
-  override name = "RequestDeadlineError";
-  constructor(readonly deadlineMs: number) {
-    super(`no answer within the request deadline of ${deadlineMs} ms`);
-  }
-}
-
 /** The query string (or body) of a route that takes none: any field in it is unknown. */
 export const noFields = z.strictObject({}).optional();
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, RouteOptions } from "fastify";
 import { z } from "zod";
 import type { RouteScope } from "./auth";
-import { HttpError, noFields, parseInput, RequestDeadlineError } from "./http-errors";
+import { HttpError, noFields, parseInput } from "./http-errors";
 
 /**
  * One route, declared once: what validates its input and what the OpenAPI document says of
@@ -81,10 +81,6 @@ declare module "fastify" {
     /** The declaration a route was registered from (registerRoute), for checks and tests. */
     declaration?: RouteDeclaration;
   }
-  interface FastifyInstance {
-    /** How long a declared route's handler may run before it is answered 503 (answerWithin). */
-    requestDeadlineMs?: number;
-  }
 }
 
 /** A route registered without a declaration: a bug, caught at start like a missing scope. */
@@ -153,39 +149,9 @@ export function registerRoute<
         }
         throw error;
       }
-      return answerWithin(request.server.requestDeadlineMs, reply, handler(input, request, reply));
+      return handler(input, request, reply);
     },
   });
-}
-
-/**
- * The handler's outcome, or a RequestDeadlineError once `deadlineMs` has passed without one.
- * The handler goes on and its late outcome is dropped: what it sent to PostgreSQL commits
- * anyway, so stopping it would not undo anything.
- */
-async function answerWithin<T>(
-  deadlineMs: number | undefined,
-  reply: FastifyReply,
-  work: Promise<T>,
-): Promise<T> {
-  if (deadlineMs === undefined) return work;
-  // Handled here too: after the deadline nobody awaits it, and a late failure is not a crash.
-  work.catch(() => undefined);
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => {
-      // The handler may still send when it ends: Fastify would then log that the reply went
-      // already, with the raw URL, whose query string may carry an external id. Nothing is
-      // left to log for this reply (the 503 is recorded by the request's own logger).
-      reply.log = reply.log.child({}, { level: "silent" });
-      reject(new RequestDeadlineError(deadlineMs));
-    }, deadlineMs);
-  });
-  try {
-    return await Promise.race([work, deadline]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function parseRouteInput<

@@ -20,8 +20,9 @@ import Fastify, {
 } from "fastify";
 import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
 import { renderDocsPage } from "./docs-page";
-import { HttpError, RequestDeadlineError } from "./http-errors";
+import { HttpError } from "./http-errors";
 import { apiDocument } from "./openapi";
+import { answerByDeadline, RequestDeadlineError } from "./request-deadline";
 import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
 import { opsRoutes } from "./routes/ops";
@@ -51,8 +52,8 @@ export interface ServerOptions {
    */
   readonly bodyLingerMs?: number;
   /**
-   * How long a route's handler may run before the request is answered 503 with
-   * `Retry-After` (requestDeadlineMs in shutdown-budgets.ts). @defaultValue none
+   * How long a request may go unanswered before it is answered 503 with `Retry-After`
+   * (requestDeadlineMs in shutdown-budgets.ts). @defaultValue none
    */
   readonly requestDeadlineMs?: number;
 }
@@ -105,6 +106,7 @@ export async function buildServer({
   // Every request fails the same way while PostgreSQL or Redis is out: one line per kind of
   // failure per window, with the count, rather than one per request.
   const outages = new ClientErrorLog(log);
+  if (requestDeadlineMs !== undefined) answerByDeadline(app, requestDeadlineMs);
   // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
   app.removeContentTypeParser("text/plain");
   // An empty body under a JSON content type is no body, not bad JSON: clients that set the
@@ -191,7 +193,6 @@ export async function buildServer({
   });
   app.decorateRequest("apiKeyName", undefined);
   app.decorate("audit", audit);
-  app.decorate("requestDeadlineMs", requestDeadlineMs);
   app.addHook("onClose", async () => audit.close());
   app.addHook("onRoute", (route) => {
     if (route.config?.console) return;

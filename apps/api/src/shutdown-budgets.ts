@@ -4,7 +4,7 @@ import { lockTtlMs, refreshDrainMs } from "@evergreen/refresh";
  * The longest a healthy request takes: a caller waiting out another process's lock, then
  * reading what it stored. A request still unanswered then is waiting on a backing service
  * that stopped answering without closing its connections (a PostgreSQL frozen with its
- * VM, dropped packets): it is answered 503, and its work goes on (route.ts).
+ * VM, dropped packets): it is answered 503, and its work goes on (request-deadline.ts).
  */
 export function requestDeadlineMs(env: { readonly REFRESH_TIMEOUT_MS: number }): number {
   return lockTtlMs(env) + 5_000;
