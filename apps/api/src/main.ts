@@ -31,7 +31,7 @@ import { registerEventRoutes } from "./routes/events";
 import { registerIntegrationRoutes } from "./routes/integrations";
 import { registerWebhookRoutes } from "./routes/webhooks";
 import { buildServer } from "./server";
-import { apiShutdownBudgets, requestDeadlineMs } from "./shutdown-budgets";
+import { apiShutdownBudgets } from "./shutdown-budgets";
 import { TokenService } from "./token-service";
 
 /**
@@ -71,10 +71,8 @@ async function main(): Promise<void> {
   });
   const errors = new ClientErrorLog(log);
 
-  // PostgreSQL statements are not cut short: one the api stopped waiting for still commits,
+  // PostgreSQL waits stay unbounded: a statement the api stopped waiting for still commits,
   // and a refresh claim committed that way would put a healthy grant in doubt (ADR 0016).
-  // A request waiting on a PostgreSQL that hangs is answered 503 at its deadline instead,
-  // its work going on (requestDeadlineMs).
   const database = createDatabase({ url: config.DATABASE_URL });
   shutdown.add("database", () => database.close());
   const { prisma } = database;
@@ -118,7 +116,6 @@ async function main(): Promise<void> {
       checks: { database: dependencies.postgres, redis: dependencies.redis },
     },
     metrics: httpMetrics,
-    requestDeadlineMs: requestDeadlineMs(config),
     routes: [
       (app) =>
         registerIntegrationRoutes(app, {

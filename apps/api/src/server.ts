@@ -22,7 +22,6 @@ import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
 import { renderDocsPage } from "./docs-page";
 import { HttpError } from "./http-errors";
 import { apiDocument } from "./openapi";
-import { answerByDeadline, RequestDeadlineError } from "./request-deadline";
 import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
 import { opsRoutes } from "./routes/ops";
@@ -51,11 +50,6 @@ export interface ServerOptions {
    * @defaultValue 30000
    */
   readonly bodyLingerMs?: number;
-  /**
-   * How long a request may go unanswered before it is answered 503 with `Retry-After`
-   * (requestDeadlineMs in shutdown-budgets.ts). @defaultValue none
-   */
-  readonly requestDeadlineMs?: number;
 }
 
 /** Liveness, readiness and metrics. */
@@ -84,7 +78,6 @@ export async function buildServer({
   metrics,
   routes = [],
   bodyLingerMs = 30_000,
-  requestDeadlineMs,
 }: ServerOptions) {
   const app = Fastify({
     // Typed as fastify's logger so route modules take a plain FastifyInstance.
@@ -106,7 +99,6 @@ export async function buildServer({
   // Every request fails the same way while PostgreSQL or Redis is out: one line per kind of
   // failure per window, with the count, rather than one per request.
   const outages = new ClientErrorLog(log);
-  if (requestDeadlineMs !== undefined) answerByDeadline(app, requestDeadlineMs);
   // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
   app.removeContentTypeParser("text/plain");
   // An empty body under a JSON content type is no body, not bad JSON: clients that set the
@@ -125,12 +117,10 @@ export async function buildServer({
       if (retryAfterSeconds !== undefined) reply.header("retry-after", String(retryAfterSeconds));
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
-    const late = error instanceof RequestDeadlineError;
-    if (late || isInfraOutage(error)) {
-      const what = late
-        ? "request answered at its deadline: database or Redis not answering"
-        : "request failed: database or Redis unreachable";
-      outages.report("api", error, what, { requestId: request.id });
+    if (isInfraOutage(error)) {
+      outages.report("api", error, "request failed: database or Redis unreachable", {
+        requestId: request.id,
+      });
       return reply
         .status(503)
         .header("retry-after", "5")

@@ -106,8 +106,6 @@ export async function testServer(
     readonly routes?: readonly ((app: FastifyInstance) => void)[];
     readonly checks?: Readonly<Record<string, ReadinessCheck>>;
     readonly bodyLingerMs?: number;
-    /** @defaultValue none */
-    readonly requestDeadlineMs?: number;
     /** @defaultValue silent */
     readonly log?: Logger;
     /** @defaultValue fresh ones */
@@ -125,9 +123,6 @@ export async function testServer(
     metrics: http,
     routes: options.routes ?? [],
     ...(options.bodyLingerMs === undefined ? {} : { bodyLingerMs: options.bodyLingerMs }),
-    ...(options.requestDeadlineMs === undefined
-      ? {}
-      : { requestDeadlineMs: options.requestDeadlineMs }),
   });
   checkDeclaredAnswers(app);
   return app;

@@ -2,7 +2,6 @@ import type { ApiKey } from "@evergreen/config";
 import { isInfraOutage } from "@evergreen/refresh";
 import type { FastifyInstance } from "fastify";
 import { HttpError } from "../http-errors";
-import { RequestDeadlineError } from "../request-deadline";
 import { ASSETS, type AssetName } from "./assets";
 import { registerConsolePages } from "./console-pages";
 import { registerConsoleRoute, sessionOf } from "./console-route";
@@ -90,7 +89,7 @@ export function registerAdminConsole(app: FastifyInstance, options: AdminConsole
       const status =
         error instanceof HttpError
           ? error.statusCode
-          : isInfraOutage(error) || error instanceof RequestDeadlineError
+          : isInfraOutage(error)
             ? 503
             : (error.statusCode ?? 500);
       if (status >= 500) request.log.error({ err: error }, "admin console request failed");
