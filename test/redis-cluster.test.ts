@@ -90,36 +90,33 @@ describe("on a Redis Cluster", () => {
       const stalled = await h.prisma.connection.findMany({ where: { refreshCount: 0 } });
       for (const row of stalled) {
         const shard = h.queues.layout.shardOf(row.id);
-        const job = await h.queues.shards[shard]
+        const queue = h.queues.shards[shard];
+        const job = await queue
           ?.getJob(refreshJobId({ connectionId: row.id, version: row.version }))
           .catch(() => undefined);
         const state = job ? await job.getState().catch(() => "unreadable") : "no job";
-        const prefix = h.queues.layout.prefixes[shard] ?? "";
-        const score = job?.id
-          ? await h.redis.zscore(`${prefix}:refresh:delayed`, job.id).catch(() => "unreadable")
-          : null;
+        const score =
+          queue && job?.id
+            ? await h.redis.zscore(queue.toKey("delayed"), job.id).catch(() => "unreadable")
+            : null;
         console.error(
           JSON.stringify({
             connection: row.id,
             shard,
             nextRefreshAt: row.nextRefreshAt,
             state,
-            jobTimestamp: job?.timestamp,
-            jobDelay: job?.delay,
             attemptsStarted: job?.attemptsStarted,
             delayedUntil: score === null ? null : Number(score) / 0x1000,
           }),
         );
       }
       // A marker left unread means no consumer of that shard is waiting on it.
-      for (const [shard, prefix] of h.queues.layout.prefixes.entries()) {
+      for (const [shard, queue] of h.queues.shards.entries()) {
         const marker = await h.redis
-          .zrange(`${prefix}:refresh:marker`, 0, -1, "WITHSCORES")
+          .zrange(queue.toKey("marker"), 0, -1, "WITHSCORES")
           .catch((err: Error) => err.message);
-        const counts = await h.queues.shards[shard]
-          ?.getJobCounts()
-          .catch((err: Error) => err.message);
-        console.error(JSON.stringify({ prefix, marker, counts, now: Date.now() }));
+        const counts = await queue.getJobCounts().catch((err: Error) => err.message);
+        console.error(JSON.stringify({ shard, marker, counts, now: Date.now() }));
       }
     });
     const added = await Promise.all(
