@@ -103,19 +103,6 @@ describe("POST /v1/integrations", () => {
   it.each([
     [{ ...google, key: "Bad Key" }, /^key: /],
     [{ ...google, provider: "myspace" }, /^provider: unknown provider/],
-    [{ ...google, clientId: "not-google" }, /^clientId: Google client ids/],
-    [
-      { ...google, provider: "microsoft", clientId: "nope" },
-      /^clientId: Microsoft Entra ID client ids are UUIDs/,
-    ],
-    [
-      { ...google, provider: "xero", clientId: "not-hex-at-all" },
-      /^clientId: Xero client ids are 32 hexadecimal characters/,
-    ],
-    [
-      { ...google, provider: "notion", clientId: "notion-app" },
-      /^clientId: Notion client ids are UUIDs/,
-    ],
     [{ ...google, provider: "oauth2", clientId: "x" }, /^tokenUrl: required/],
     [
       { ...google, provider: "oauth2", clientId: "x", tokenUrl: "http://idp.example/token" },
@@ -156,6 +143,40 @@ describe("POST /v1/integrations", () => {
     });
     expect(response.statusCode).toBe(201);
     expect(response.json()).toMatchObject({ provider, clientId });
+  });
+
+  it.each([
+    ["google", "not-google", /^clientId: Google client ids end in \.apps\.googleusercontent\.com/],
+    ["microsoft", "nope", /^clientId: Microsoft Entra ID client ids are UUIDs/],
+    ["xero", "not-hex-at-all", /^clientId: Xero client ids are 32 hexadecimal characters/],
+    ["notion", "notion-app", /^clientId: Notion client ids are UUIDs/],
+  ])(
+    "stores a %s integration whose client id %j has another shape, with a warning",
+    async (provider, clientId, warning) => {
+      const app = await server();
+      const response = await app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: auth,
+        payload: { ...google, key: `odd-${provider}`, provider, clientId },
+      });
+      expect(response.statusCode).toBe(201);
+      expect(response.json()).toMatchObject({ provider, clientId });
+      expect(response.json().warnings).toEqual([expect.stringMatching(warning)]);
+      const read = await app.inject({ url: `/v1/integrations/odd-${provider}`, headers: auth });
+      expect(read.json()).toMatchObject({ provider, clientId });
+    },
+  );
+
+  it("answers a client id of the provider's shape without warnings", async () => {
+    const app = await server();
+    const response = await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: auth,
+      payload: google,
+    });
+    expect(response.json()).not.toHaveProperty("warnings");
   });
 
   it("allows http:// token URLs with ALLOW_INSECURE_TOKEN_URLS, or loopback ones in development", async () => {

@@ -129,28 +129,41 @@ const integrationInput = requestSchema(
 );
 type IntegrationInput = z.output<typeof integrationInput>;
 
+const integrationFields = z.strictObject({
+  key: z.string(),
+  provider: z.string(),
+  clientId: z.string(),
+  tokenUrl: z.string().nullable(),
+  clientAuth: z.enum(["basic", "body"]).nullable(),
+  bodyFormat: z.enum(["form", "json"]).nullable(),
+  scopes: z.array(z.string()),
+  refreshBufferSeconds: z.number().int().nullable(),
+  accessTokenLifetimeSeconds: z.number().int().nullable(),
+  authorizationUrl: z.string().nullable(),
+  revocationUrl: z.string().nullable(),
+  authorizationParams: z.record(z.string(), z.string()),
+  returnUrls: z.array(z.string()),
+  introspectionUrl: z.string().nullable(),
+  validateIntervalSeconds: z.number().int().nullable(),
+  createdAt: isoTime,
+  updatedAt: isoTime,
+});
+
 const integrationViewSchema = responseSchema(
   "Integration",
-  z.strictObject({
-    key: z.string(),
-    provider: z.string(),
-    clientId: z.string(),
-    tokenUrl: z.string().nullable(),
-    clientAuth: z.enum(["basic", "body"]).nullable(),
-    bodyFormat: z.enum(["form", "json"]).nullable(),
-    scopes: z.array(z.string()),
-    refreshBufferSeconds: z.number().int().nullable(),
-    accessTokenLifetimeSeconds: z.number().int().nullable(),
-    authorizationUrl: z.string().nullable(),
-    revocationUrl: z.string().nullable(),
-    authorizationParams: z.record(z.string(), z.string()),
-    returnUrls: z.array(z.string()),
-    introspectionUrl: z.string().nullable(),
-    validateIntervalSeconds: z.number().int().nullable(),
-    createdAt: isoTime,
-    updatedAt: isoTime,
-  }),
+  integrationFields,
   "An integration as the API shows it: never its client secret.",
+);
+
+const integrationUpsertedSchema = responseSchema(
+  "IntegrationUpserted",
+  integrationFields.extend({
+    warnings: z
+      .array(z.string())
+      .optional()
+      .describe("what looks wrong but was stored anyway, such as a client id of the wrong shape"),
+  }),
+  "The integration as stored, with warnings when something in it looks wrong.",
 );
 
 const integrationList = responseSchema(
@@ -250,15 +263,18 @@ function checkOffline(
       );
     }
   }
+}
+
+/**
+ * A client id of another shape than the provider issues is most likely a value pasted
+ * into the wrong field, but it is stored anyway: test clients, mock providers behind a
+ * `tokenUrl` and ids of a shape the provider introduced later are all legitimate.
+ */
+function clientIdWarning(input: IntegrationInput): string | undefined {
   const definition = PROVIDERS[input.provider];
   const format = definition.clientIdFormat;
-  if (format && !format.pattern.test(input.clientId)) {
-    throw new HttpError(
-      400,
-      "invalid_request",
-      `clientId: ${definition.displayName} client ids ${format.rule}`,
-    );
-  }
+  if (!format || format.pattern.test(input.clientId)) return undefined;
+  return `clientId: ${definition.displayName} client ids ${format.rule}; the provider will likely answer invalid_client`;
 }
 
 /**
@@ -280,9 +296,9 @@ export const integrationRoutes = {
     tag,
     summary: "Create or update an integration (upsert by key)",
     description:
-      "Checks what can be checked without calling the provider (token URL, client id shape). The client secret is stored encrypted and never returned.",
+      "Checks what can be checked without calling the provider (token URL and the other URLs), and warns of a client id of another shape than the provider issues. The client secret is stored encrypted and never returned.",
     body: integrationInput,
-    responses: { 200: integrationViewSchema, 201: integrationViewSchema },
+    responses: { 200: integrationUpsertedSchema, 201: integrationUpsertedSchema },
   }),
   list: defineRoute({
     method: "GET",
@@ -340,7 +356,11 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
         created,
       });
     }
-    return reply.status(created ? 201 : 200).send(integrationView(integration));
+    const warning = clientIdWarning(body);
+    if (warning) request.log.warn({ integration: integration.key }, warning);
+    return reply
+      .status(created ? 201 : 200)
+      .send({ ...integrationView(integration), ...(warning && { warnings: [warning] }) });
   });
 
   /** The stored secret, or undefined when no key of the ring opens it (then it changed). */

@@ -158,6 +158,28 @@ export interface Schemas {
   IntegrationList: {
     "data": Array<Schemas["Integration"]>;
   };
+  /** The integration as stored, with warnings when something in it looks wrong. */
+  IntegrationUpserted: {
+    "key": string;
+    "provider": string;
+    "clientId": string;
+    "tokenUrl": string | null;
+    "clientAuth": "basic" | "body" | null;
+    "bodyFormat": "form" | "json" | null;
+    "scopes": Array<string>;
+    "refreshBufferSeconds": number | null;
+    "accessTokenLifetimeSeconds": number | null;
+    "authorizationUrl": string | null;
+    "revocationUrl": string | null;
+    "authorizationParams": Record<string, string>;
+    "returnUrls": Array<string>;
+    "introspectionUrl": string | null;
+    "validateIntervalSeconds": number | null;
+    "createdAt": string;
+    "updatedAt": string;
+    /** what looks wrong but was stored anyway, such as a client id of the wrong shape */
+    "warnings"?: Array<string>;
+  };
   /** The provider's verdict on the stored access token. */
   Validation: {
     "valid": boolean;
@@ -249,8 +271,8 @@ export interface Operations {
     query: Record<string, never>;
     body: Schemas["IntegrationInput"];
     responses: {
-        200: Schemas["Integration"];
-        201: Schemas["Integration"];
+        200: Schemas["IntegrationUpserted"];
+        201: Schemas["IntegrationUpserted"];
         400: Schemas["Error"];
         401: Schemas["Error"];
         403: Schemas["Error"];
