@@ -27,11 +27,17 @@ export function parseInput<Schema extends z.ZodType>(
   schema: Schema,
   input: unknown,
 ): z.output<Schema> {
-  // PostgreSQL's text and jsonb cannot hold U+0000: refused here, naming the field, rather
-  // than failing the write with a 500.
-  const withNul = pathOfNul(input);
-  if (withNul !== null) {
-    throw new HttpError(400, "invalid_request", `${withNul || "body"}: must not contain U+0000`);
+  // PostgreSQL's text and jsonb cannot hold U+0000, and UTF-8 has no form for a lone
+  // surrogate (`"\ud800"` is valid JSON): refused here, naming the field, rather than a
+  // write failing with a 500 or a string stored as U+FFFD, which would make distinct
+  // external ids one.
+  const unstorable = findUnstorable(input);
+  if (unstorable !== null) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `${unstorable.path || "body"}: must not contain ${unstorable.what}`,
+    );
   }
   const result = schema.safeParse(input);
   if (result.success) return result.data;
@@ -47,14 +53,32 @@ export function parseInput<Schema extends z.ZodType>(
   throw new HttpError(400, "invalid_request", `${field}: ${issue?.message ?? "invalid"}`);
 }
 
-/** The path of the first key or string holding U+0000 (depth-bounded), or null. */
-function pathOfNul(value: unknown, path = "", depth = 0): string | null {
-  if (typeof value === "string") return value.includes("\u0000") ? path : null;
+/** A UTF-16 surrogate without its other half (in a `u` regex a pair is one code point). */
+const LONE_SURROGATE = /\p{Cs}/u;
+
+interface Unstorable {
+  readonly path: string;
+  readonly what: string;
+}
+
+function unstorableIn(text: string): string | null {
+  if (text.includes("\u0000")) return "U+0000";
+  return LONE_SURROGATE.test(text) ? "a lone UTF-16 surrogate" : null;
+}
+
+/** The first key or string PostgreSQL cannot store, with its path (depth-bounded), or null. */
+function findUnstorable(value: unknown, path = "", depth = 0): Unstorable | null {
+  if (typeof value === "string") {
+    const what = unstorableIn(value);
+    return what === null ? null : { path, what };
+  }
   if (typeof value !== "object" || value === null || depth > 64) return null;
   for (const [key, inner] of Object.entries(value)) {
     const at = path ? `${path}.${key}` : key;
-    if (key.includes("\u0000")) return at.replaceAll("\u0000", "\\u0000");
-    const found = pathOfNul(inner, at, depth + 1);
+    const what = unstorableIn(key);
+    // Printed escaped: the path goes into a JSON answer and a log line.
+    if (what !== null) return { path: JSON.stringify(at).slice(1, -1), what };
+    const found = findUnstorable(inner, at, depth + 1);
     if (found !== null) return found;
   }
   return null;

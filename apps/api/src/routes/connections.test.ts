@@ -153,6 +153,28 @@ describe("POST /v1/connections", () => {
     expect(listed.statusCode).toBe(400);
     expect(listed.json().message).toBe("externalId: must not contain U+0000");
   });
+
+  it("refuses a lone UTF-16 surrogate, which UTF-8 cannot carry, where it was stored as U+FFFD", async () => {
+    // Sent as JSON escapes: JSON.stringify writes a lone surrogate as `\ud800`.
+    const cases: [Record<string, unknown>, string][] = [
+      [{ ...tokens, externalId: "user-\ud800" }, "externalId"],
+      [{ ...tokens, accessToken: "\udfff" }, "accessToken"],
+      [{ ...tokens, metadata: { k: "\ud800" } }, "metadata.k"],
+      [{ ...tokens, metadata: { "\udbff": 1 } }, "metadata.\\udbff"],
+    ];
+    for (const [payload, field] of cases) {
+      const response = await post(payload);
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toEqual({
+        error: "invalid_request",
+        message: `${field}: must not contain a lone UTF-16 surrogate`,
+      });
+    }
+    // A pair is one code point, stored as it came.
+    const emoji = await post({ ...tokens, externalId: "user-\ud83c\udf32" });
+    expect(emoji.statusCode).toBe(201);
+    expect(emoji.json().externalId).toBe("user-🌲");
+  });
 });
 
 describe("GET and DELETE /v1/connections/:id", () => {
