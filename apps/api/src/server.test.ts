@@ -225,6 +225,22 @@ describe("api server", () => {
     expect(answer).toContain('"error":"payload_too_large"');
   });
 
+  it.each([
+    ["a doubled Content-Length", "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400],
+    [
+      "Content-Length with Transfer-Encoding",
+      "Content-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n{}",
+      400,
+    ],
+    ["a non-numeric Content-Length", "Content-Length: two\r\n\r\n{}", 400],
+    ["headers over 16 KiB", `X-Pad: ${"a".repeat(17 * 1024)}\r\n\r\n`, 431],
+  ])("answers a request Node's parser refuses (%s) in the error shape", async (_, rest, status) => {
+    const answer = await rawExchange(`POST /v1/echo HTTP/1.1\r\nHost: api\r\n${rest}`);
+    expect(answer).toMatch(new RegExp(`^HTTP/1\\.1 ${status} `));
+    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4));
+    expect(body).toEqual({ error: "invalid_request", message: expect.any(String) });
+  });
+
   it("cuts off a client without a key that stalls in the body of its post", async () => {
     // It held the connection, and a shutdown's server.close(), for as long as it liked.
     const answer = await stalledPost("Content-Length: 1000\r\n");
@@ -237,7 +253,14 @@ describe("api server", () => {
  * body whose rest never comes; resolves with what the server sent once it closed the
  * connection (a test that never resolves is a server waiting forever).
  */
-async function stalledPost(headers: string): Promise<string> {
+function stalledPost(headers: string): Promise<string> {
+  return rawExchange(
+    `POST /v1/echo HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n${headers}\r\n{"pad":"`,
+  );
+}
+
+/** Writes `request` as is to a server whose linger time is 100 ms; what it sent, once closed. */
+async function rawExchange(request: string): Promise<string> {
   const app = await testServer({ bodyLingerMs: 100 });
   registerRoute(app, testRoute("POST", "/v1/echo"), async () => ({ reached: true }));
   await app.listen({ port: 0, host: "127.0.0.1" });
@@ -245,9 +268,7 @@ async function stalledPost(headers: string): Promise<string> {
     const { port } = app.server.address() as { port: number };
     const socket = connect(port, "127.0.0.1");
     await once(socket, "connect");
-    socket.write(
-      `POST /v1/echo HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n${headers}\r\n{"pad":"`,
-    );
+    socket.write(request);
     let answer = "";
     socket.on("data", (chunk: Buffer) => {
       answer += chunk.toString("utf8");

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from "node:http";
-import { finished } from "node:stream";
+import { type Duplex, finished } from "node:stream";
 import type { ApiKey } from "@evergreen/config";
 import {
   type AuditLog,
@@ -69,6 +69,8 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
 
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
+/** Headers and body must have arrived by then (see buildServer). */
+const REQUEST_TIMEOUT_MS = 30_000;
 
 export async function buildServer({
   log,
@@ -92,8 +94,9 @@ export async function buildServer({
     // Headers and body must arrive within this: a client (with a key or without) that
     // stalls mid-request would otherwise hold its socket, and a stop, forever. Handlers
     // that wait longer (a refresh behind another process's lock) are not cut by it.
-    requestTimeout: 30_000,
+    requestTimeout: REQUEST_TIMEOUT_MS,
     frameworkErrors: (error, _request, reply) => answerFrameworkError(error, reply),
+    clientErrorHandler: answerClientError,
   });
   const findKey = createKeyLookup(apiKeys);
   // Every request fails the same way while PostgreSQL or Redis is out: one line per kind of
@@ -263,6 +266,39 @@ function answerFrameworkError(error: FastifyError, reply: FastifyReply) {
     return sendNotFound(reply);
   }
   return reply.status(500).send({ error: "internal", message: "internal error" });
+}
+
+/** What Node's HTTP parser refuses before any route sees it, by its error code. */
+const CLIENT_ERRORS: Record<string, { status: number; reason: string; message: string }> = {
+  HPE_HEADER_OVERFLOW: {
+    status: 431,
+    reason: "Request Header Fields Too Large",
+    message: "the request's headers are over 16 KiB",
+  },
+  ERR_HTTP_REQUEST_TIMEOUT: {
+    status: 408,
+    reason: "Request Timeout",
+    message: `the request did not arrive within ${REQUEST_TIMEOUT_MS / 1000} s`,
+  },
+};
+const MALFORMED = { status: 400, reason: "Bad Request", message: "malformed HTTP request" };
+
+/**
+ * A request Node's parser refuses (a bad or doubled Content-Length, Content-Length with
+ * Transfer-Encoding, an unknown method, oversized headers, a stalled sender) is answered in
+ * the SPEC's error shape; Fastify's default wrote `{"error":"Bad Request","statusCode":400}`.
+ * The connection ends: nothing after a malformed request can be framed.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Duplex) {
+  if (error.code === "ECONNRESET" || socket.destroyed) return;
+  const { status, reason, message } = CLIENT_ERRORS[error.code ?? ""] ?? MALFORMED;
+  const body = JSON.stringify({ error: fastifyErrorCode(status), message });
+  if (socket.writable) {
+    socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+    );
+  }
+  socket.destroy();
 }
 
 function sendNotFound(reply: FastifyReply) {
