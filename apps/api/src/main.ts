@@ -1,4 +1,4 @@
-import { describeConfig, loadConfigOrExit } from "@evergreen/config";
+import { describeConfig, loadConfigOrExit, shortApiKeyWarnings } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
 import { createDatabase } from "@evergreen/db";
 import {
@@ -50,7 +50,7 @@ async function main(): Promise<void> {
     pretty: config.NODE_ENV !== "production" && process.stdout.isTTY === true,
   });
   const shutdown = handleShutdown(log);
-  for (const warning of warnings) log.warn(warning);
+  for (const warning of [...warnings, ...shortApiKeyWarnings(config.API_KEYS)]) log.warn(warning);
   if (fromDevFile.includes("API_KEYS")) {
     // Development only (production refuses to start without API_KEYS): the developer
     // needs this key to call the API, so it goes to the terminal, not to the log.

@@ -3,6 +3,7 @@ export {
   type ApiKey,
   type ApiScope,
   grantsScope,
+  shortApiKeyWarnings,
 } from "./api-keys";
 export { describeConfig } from "./describe-config";
 export {
