@@ -243,6 +243,20 @@ describe("GET /v1/connections/:id/token", () => {
   });
 });
 
+describe("HEAD /v1/connections/:id/token", () => {
+  it("is no route: a HEAD must be safe, and this GET may refresh and rotate", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 5 });
+    const app = await server();
+    const head = await app.inject({
+      method: "HEAD",
+      url: `/v1/connections/${connection.id}/token`,
+      headers: AUTH,
+    });
+    expect(head.statusCode).toBe(404);
+    expect(refreshesOf(grant.grantId)).toBe(0);
+  });
+});
+
 describe("a connection with no refresh token", () => {
   it("answers 409 needs_reauth saying so, not that the provider refused, and asks no provider", async () => {
     const { connection } = await h.addConnection();
@@ -256,6 +270,32 @@ describe("a connection with no refresh token", () => {
     expect(forced.json()).toMatchObject({ error: "needs_reauth" });
     expect(forced.json().message).toMatch(/^the connection has no refresh token; /);
     expect(h.provider.requests).toBe(requests);
+  });
+
+  it("serves its token while valid to a reader asking more, changing nothing; 409 once expired", async () => {
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { refreshToken: null },
+    });
+    const longer = await tokenOf(connection.id, "?minValidity=7200");
+    expect(longer.statusCode).toBe(200);
+    expect(longer.json().accessToken).toBe(grant.accessToken);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({
+      status: "active",
+      lastErrorCode: null,
+      version: connection.version,
+    });
+
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { expiresAt: new Date(Date.now() - 1_000) },
+    });
+    const expired = await tokenOf(connection.id);
+    expect(expired.statusCode).toBe(409);
+    expect(expired.json().message).toMatch(/^the connection has no refresh token; /);
+    expect(expired.body).not.toContain(grant.accessToken);
   });
 });
 
@@ -328,18 +368,23 @@ describe("a connection in error (the provider refused the integration's client)"
     expect(h.provider.requests).toBe(requests);
   });
 
-  it("still serves its token while that has not expired", async () => {
+  it("answers 409 integration_error while its token is still valid (SPEC §3), asking no provider again", async () => {
     const { connection, grant } = await h.addConnection({
       integrationKey: "misconfigured",
       expiresInSeconds: 30,
     });
     refuseClient(grant.grantId);
-    // 30 s left, 60 s asked: the refresh is refused, the valid token is the best answer.
+    // 30 s left, 60 s asked: the refresh is refused, and the connection is in `error`.
     const response = await tokenOf(connection.id);
-    expect(response.statusCode).toBe(200);
-    expect(response.json().accessToken).toBe(grant.accessToken);
+    expect(response.statusCode).toBe(409);
+    expect(response.json()).toMatchObject({ error: "integration_error" });
+    expect(response.body).not.toContain(grant.accessToken);
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
     expect(row.status).toBe("error");
+    const requests = h.provider.requests;
+    const later = await tokenOf(connection.id, "?minValidity=0");
+    expect(later.json()).toMatchObject({ error: "integration_error" });
+    expect(h.provider.requests).toBe(requests);
   });
 });
 

@@ -79,8 +79,9 @@ export class TokenService {
 
   /**
    * A token valid for at least `minValiditySeconds`, refreshing first when the stored one
-   * is not. When no refresh can be had (it failed, or the connection is in `error`) but
-   * the stored token has not expired, that token is returned; an expired one never is.
+   * is not. When a refresh failed transiently (or waits out a rate limit) but the stored
+   * token has not expired, that token is returned; an expired one never is. A connection
+   * in `needs_reauth` or `error` is answered 409 whatever its token's validity (SPEC §3).
    * Once refreshed, a token's lifetime is known: `minValiditySeconds` then counts up to
    * half of it, since asking more of short-lived tokens would refresh (and rotate) on
    * every call, and no refresh could give it.
@@ -113,42 +114,47 @@ export class TokenService {
   ): Promise<{ token: AccessToken; refreshed: boolean }> {
     let row = await this.#load(connectionId);
     let refreshed = false;
-    refuseWhileDead(row);
+    refuseUnusable(row);
     const lifetimeMs =
       row.expiresAt && row.lastRefreshedAt
         ? row.expiresAt.getTime() - row.lastRefreshedAt.getTime()
         : Number.POSITIVE_INFINITY;
     if (!validFor(row, Math.min(minValiditySeconds * 1000, lifetimeMs / 2))) {
-      // A connection in `error` is not refreshed until its integration is updated, and one
-      // backing off after a failure is not refreshed before its retry is due: an app
+      // Without a refresh token there is nothing to refresh with. A read changes nothing
+      // then: a `tokens:read` caller asking a long validity must not turn a connection
+      // whose token still works into `needs_reauth` (the worker does, at its refresh time).
+      if (row.refreshToken === null) {
+        if (validFor(row, 0)) return { token: this.#tokenOf(row), refreshed };
+        throw needsReauth(NO_REFRESH_TOKEN);
+      }
+      // One backing off after a failure is not refreshed before its retry is due: an app
       // polling through an outage would otherwise call the provider on every request and
       // push the worker's backoff to its maximum.
-      const attempt =
-        row.status === "error" || backingOff(row)
-          ? { row, refreshed: false }
-          : await this.#refreshShared(row);
+      const attempt = backingOff(row) ? { row, refreshed: false } : await this.#refreshShared(row);
       row = attempt.row;
       refreshed = attempt.refreshed;
-      refuseWhileDead(row);
+      refuseUnusable(row);
       if (!validFor(row, 0)) throw unavailable(attempt);
     }
+    return { token: this.#tokenOf(row), refreshed };
+  }
+
+  #tokenOf(row: ConnectionRow): AccessToken {
     const provider = row.integration.provider;
     const extra = isProviderId(provider) ? appValuesOf(provider, row.metadata) : null;
-    const token = {
+    return {
       accessToken: openAccessToken(this.#deps.keyRing, row.id, row.accessToken),
       tokenType: row.tokenType,
       expiresAt: row.expiresAt?.toISOString() ?? null,
       scope: row.scope,
       ...(extra === null ? {} : { extra }),
     };
-    return { token, refreshed };
   }
 
   /** Refreshes now (joining a refresh in flight) and answers the stored row. */
   async refresh(connectionId: string): Promise<ConnectionRow> {
     const row = await this.#load(connectionId);
-    refuseWhileDead(row);
-    if (row.status === "error") throw unavailable({ row, refreshed: false });
+    refuseUnusable(row);
     const attempt = await this.#refreshShared(row);
     refuseWhileDead(attempt.row);
     if (!attempt.refreshed) throw unavailable(attempt);
@@ -293,19 +299,31 @@ function validFor(row: Connection, ms: number): boolean {
   return row.expiresAt === null || row.expiresAt.getTime() - Date.now() > Math.max(ms, 0);
 }
 
+const NO_REFRESH_TOKEN = "the connection has no refresh token";
+
+function needsReauth(why: string): HttpError {
+  return new HttpError(
+    409,
+    "needs_reauth",
+    `${why}; send the user through OAuth again and POST the new tokens`,
+  );
+}
+
 function refuseWhileDead(row: Connection): void {
   if (row.status === "needs_reauth") {
     // Without a refresh token no provider was asked: saying it refused would mislead.
-    const why =
+    throw needsReauth(
       row.lastErrorCode === "no_refresh_token"
-        ? "the connection has no refresh token"
-        : "the provider refused the grant";
-    throw new HttpError(
-      409,
-      "needs_reauth",
-      `${why}; send the user through OAuth again and POST the new tokens`,
+        ? NO_REFRESH_TOKEN
+        : "the provider refused the grant",
     );
   }
+}
+
+/** SPEC §3: 409 for a dead grant, and for a connection in `error`, however valid its token. */
+function refuseUnusable(row: ConnectionRow): void {
+  refuseWhileDead(row);
+  if (row.status === "error") throw unavailable({ row, refreshed: false });
 }
 
 /** Why no fresh token can be had: a configuration to fix (409) or a failure to wait out (503). */
@@ -333,7 +351,8 @@ function unavailable({ row, retryInMs }: Attempt): HttpError {
       ? "the provider is rate-limiting this integration; retry later"
       : `the refresh failed (${row.lastErrorCode ?? "unknown"}); it is retried in the background`;
   const retryAtMs = retryInMs ?? (row.nextRefreshAt ? row.nextRefreshAt.getTime() - Date.now() : 0);
+  // SPEC §3: always a Retry-After; a retry already due (overdue, or its time unknown) is 1 s.
   return new HttpError(503, "refresh_failed", reason, {
-    retryAfterSeconds: retryAtMs > 0 ? Math.ceil(retryAtMs / 1000) : undefined,
+    retryAfterSeconds: Math.max(1, Math.ceil(retryAtMs / 1000)),
   });
 }

@@ -201,10 +201,12 @@ export const connectionRoutes = {
     method: "GET",
     url: "/v1/connections/:id/token",
     scope: "tokens:read",
+    // A HEAD must be safe (RFC 9110 §9.2.1); this GET may refresh, rotate and audit.
+    head: false,
     tag,
     summary: "A valid access token, refreshed first when needed",
     description:
-      "Refreshes first when the stored token is valid for less than `minValidity` seconds (one refresh per connection however many callers ask). While the old token is still valid it is returned instead of a 409 `integration_error` or a 503; an expired token never is, and `needs_reauth` is answered whatever the token's validity.",
+      "Refreshes first when the stored token is valid for less than `minValidity` seconds (one refresh per connection however many callers ask). When that refresh fails transiently or waits out a rate limit, a still-valid old token is returned instead of the 503; an expired token never is. A connection without a refresh token has its token returned while it is valid, and is not changed by the read. `needs_reauth` and `integration_error` are answered whatever the token's validity.",
     params: idParams,
     notFound: NOT_FOUND,
     query: tokenQuery,
