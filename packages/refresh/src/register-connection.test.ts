@@ -57,6 +57,7 @@ describe("registerConnection", () => {
     ["an expiresAt in the past", { expiresAt: new Date(NOW.getTime() - 60_000) }],
     ["an expiresAt under a second ahead", { expiresAt: new Date(NOW.getTime() + 500) }],
     ["expiresIn 0", { expiresIn: 0 }],
+    ["a negative expiresIn", { expiresIn: -50 }],
   ])("applies the provider's fallback lifetime to %s, and schedules it", async (label, stated) => {
     const { connection } = await register({
       externalId: `fallback ${label}`,
@@ -81,6 +82,27 @@ describe("registerConnection", () => {
     const due = connection.nextRefreshAt?.getTime() ?? 0;
     expect(due).toBeGreaterThanOrEqual(NOW.getTime() + 4_500);
     expect(due).toBeLessThanOrEqual(NOW.getTime() + 5_000);
+  });
+
+  it("schedules tokens re-sent right after a refresh no sooner than 30 s after that refresh", async () => {
+    const { connection } = await register({
+      externalId: "re-sent",
+      accessToken: "access",
+      refreshToken: "refresh",
+      expiresIn: 3600,
+    });
+    const refreshedAt = new Date(NOW.getTime() + 1_000);
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { lastRefreshedAt: refreshedAt },
+    });
+    // 5 s after that refresh, the app re-posts a token that lives 6 s more.
+    const resent = await register(
+      { externalId: "re-sent", accessToken: "access-2", expiresIn: 6 },
+      new Date(refreshedAt.getTime() + 5_000),
+    );
+    expect(resent.connection.nextRefreshAt).toEqual(new Date(refreshedAt.getTime() + 30_000));
+    // A connection never refreshed keeps the half-lifetime schedule (the test above).
   });
 
   it("keeps the stored refresh token when none is sent, still scheduled, and refreshes with it", async () => {

@@ -2,7 +2,7 @@ import type { KeyRing } from "@evergreen/crypto";
 import type { Integration, Prisma } from "@evergreen/db";
 import { isProviderId, tokenExpiresAt } from "@evergreen/providers";
 import type { RegistrationDeps } from "./register-connection";
-import { computeNextRefreshAt } from "./schedule";
+import { computeNextRefreshAt, minRefreshIntervalMs } from "./schedule";
 import { sealAccessToken, sealRefreshToken } from "./token-cipher";
 
 /**
@@ -39,6 +39,8 @@ export interface RegistrationTokens {
 export interface RegistrationTiming {
   readonly expiresAt: Date | null;
   readonly plannedRefreshAt: Date | null;
+  /** SPEC §2's shortest interval after the connection's last refresh, if it had one. */
+  readonly minIntervalMs: number;
 }
 
 /**
@@ -72,7 +74,26 @@ export function registrationTiming(
     spreadWindowMs:
       deps.spreadWindowSeconds === undefined ? undefined : deps.spreadWindowSeconds * 1000,
   });
-  return { expiresAt, plannedRefreshAt };
+  return {
+    expiresAt,
+    plannedRefreshAt,
+    minIntervalMs: minRefreshIntervalMs(deps.settings.retryBaseDelayMs),
+  };
+}
+
+/**
+ * The planned refresh, but never sooner than SPEC §2's shortest interval after the
+ * connection's last one: tokens re-sent right after a refresh (an app re-posting what it
+ * holds, with a short lifetime) would otherwise have the provider asked again at once.
+ */
+function firstRefreshAt(
+  timing: RegistrationTiming,
+  existing: ExistingConnection | undefined,
+): Date | null {
+  const planned = timing.plannedRefreshAt;
+  const last = existing?.lastRefreshedAt;
+  if (!planned || !last) return planned;
+  return new Date(Math.max(planned.getTime(), last.getTime() + timing.minIntervalMs));
 }
 
 /** A stored connection as a registration finds it, locked until its transaction ends. */
@@ -90,6 +111,7 @@ export interface ExistingConnection {
   readonly refreshTokenExpiresAt: Date | null;
   readonly inDoubtSince: Date | null;
   readonly inDoubtResent: boolean;
+  readonly lastRefreshedAt: Date | null;
   readonly scope: string | null;
   readonly metadata: Prisma.JsonValue;
 }
@@ -106,7 +128,8 @@ export function lockExistingConnections(
 ): Promise<ExistingConnection[]> {
   return tx.$queryRaw<ExistingConnection[]>`
     SELECT id::text, "externalId", version, status::text, "accessToken", "refreshToken",
-           "refreshTokenExpiresAt", "inDoubtSince", "inDoubtResent", scope, metadata,
+           "refreshTokenExpiresAt", "inDoubtSince", "inDoubtResent", "lastRefreshedAt", scope,
+           metadata,
            (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
            ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
       FROM connections
@@ -185,7 +208,7 @@ export function registeredColumns(
     scope: input.scope ?? null,
     expiresAt: timing.expiresAt,
     status: "active",
-    nextRefreshAt: refreshToken === null ? null : timing.plannedRefreshAt,
+    nextRefreshAt: refreshToken === null ? null : firstRefreshAt(timing, existing),
     consecutiveFailures: 0,
     consecutiveUnknown: 0,
     lastErrorCode: null,
