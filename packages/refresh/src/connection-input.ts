@@ -12,6 +12,13 @@ export const MAX_SCOPE_CHARS = 4096;
 /** The longest `expiresIn` taken: ten years. */
 export const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 3600;
 
+/**
+ * `expiresIn`, whole seconds up to ten years. 0 (what some providers send for "unknown"),
+ * a negative value and anything under a second count as absent (SPEC §2: an expiry not in
+ * the future counts as absent, at registration too): the fallback lifetime applies.
+ */
+export const expiresInInput = z.number().int().max(MAX_EXPIRES_IN_SECONDS);
+
 const MAX_METADATA_DEPTH = 32;
 const MAX_METADATA_JSON_CHARS = 16_384;
 

@@ -8,7 +8,7 @@ export {
   completeConnectSession,
 } from "./complete-connect-session";
 export {
-  MAX_EXPIRES_IN_SECONDS,
+  expiresInInput,
   MAX_EXTERNAL_ID_CHARS,
   MAX_SCOPE_CHARS,
   MAX_TOKEN_CHARS,

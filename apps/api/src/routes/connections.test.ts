@@ -84,7 +84,7 @@ describe("POST /v1/connections", () => {
     [{ ...tokens, integration: "nope" }, /^integration: no integration/],
     [{ ...tokens, externalId: "" }, /^externalId: /],
     [{ ...tokens, accessToken: undefined }, /^accessToken: /],
-    [{ ...tokens, expiresIn: -1 }, /^expiresIn: /],
+    [{ ...tokens, expiresIn: 1.5 }, /^expiresIn: /],
     [{ ...tokens, expiresAt: "tomorrow" }, /^expiresAt: /],
     [{ ...tokens, expiresAt: "2030-01-01T00:00:00Z" }, /^expiresAt: give expiresIn or expiresAt/],
     [{ ...tokens, metadata: ["not", "an", "object"] }, /^metadata: /],

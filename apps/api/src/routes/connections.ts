@@ -1,6 +1,6 @@
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import {
-  MAX_EXPIRES_IN_SECONDS,
+  expiresInInput,
   MAX_EXTERNAL_ID_CHARS,
   MAX_SCOPE_CHARS,
   MAX_TOKEN_CHARS,
@@ -52,9 +52,7 @@ const connectionInput = requestSchema(
       externalId: z.string().min(1).max(MAX_EXTERNAL_ID_CHARS),
       accessToken: z.string().min(1).max(MAX_TOKEN_CHARS),
       refreshToken: z.string().min(1).max(MAX_TOKEN_CHARS).optional(),
-      // 0 is what some providers send for "unknown": like any lifetime under a second it
-      // counts as absent, and the provider's fallback lifetime applies.
-      expiresIn: z.number().int().min(0).max(MAX_EXPIRES_IN_SECONDS).optional(),
+      expiresIn: expiresInInput.optional(),
       expiresAt: z.iso
         .datetime({ offset: true })
         .transform((value) => new Date(value))

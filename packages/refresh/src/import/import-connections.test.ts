@@ -158,9 +158,9 @@ const BAD = (): readonly (readonly [number, string, string])[] => [
       externalId: "u",
       accessToken: "secret-a",
       refreshToken: "secret-r",
-      expiresIn: -5,
+      expiresIn: 2.5,
     }),
-    "expiresIn: must be more than 0",
+    "expiresIn: must be an int",
   ],
   [LINES, "[]", "must be an object"],
 ];

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import {
-  MAX_EXPIRES_IN_SECONDS,
+  expiresInInput,
   MAX_EXTERNAL_ID_CHARS,
   MAX_SCOPE_CHARS,
   MAX_TOKEN_CHARS,
@@ -29,7 +29,7 @@ const lineSchema = z
     accessToken: token,
     refreshToken: token,
     expiresAt: z.iso.datetime({ offset: true }).optional(),
-    expiresIn: z.number().int().positive().max(MAX_EXPIRES_IN_SECONDS).optional(),
+    expiresIn: expiresInInput.optional(),
     scope: z.string().max(MAX_SCOPE_CHARS).optional(),
     metadata: metadataInput.optional(),
   })
