@@ -242,24 +242,42 @@ describe("EgressClient", () => {
     expect(proxy.connections()).toBe(0);
   });
 
-  it("gives one code for a refused port, a reset and a malformed answer, and another for a timeout", async () => {
+  it("gives one code for a refused port and a malformed answer, and another for a timeout", async () => {
     const egress = client({ allowLoopback: true });
     const closedPort = await serveTcp(() => {});
     await new Promise((resolve) => servers.pop()?.close(resolve));
-    const resetting = await serveTcp((socket) => socket.resetAndDestroy());
     const garbage = await serveTcp((socket) => socket.end("NOT HTTP AT ALL\r\n\r\n"));
     const hanging = await serveTcp(() => {});
     const codes = await Promise.all(
-      [closedPort, resetting, garbage, hanging].map((port) =>
+      [closedPort, garbage, hanging].map((port) =>
         egress.send(post(`http://127.0.0.1:${port}/token`), { timeoutMs: 300 }),
       ),
     );
     expect(codes).toEqual([
       { failure: "unreachable" },
       { failure: "unreachable" },
-      { failure: "unreachable" },
       { failure: "timeout" },
     ]);
+  });
+
+  it("says interrupted when the connection is reset or closed after the whole request came (the peer may have done the work)", async () => {
+    const egress = client({ allowLoopback: true });
+    // The request read in full (its body ends the post), then no answer: reset, or closed.
+    const afterRequest = (end: (socket: Socket) => void) =>
+      serveTcp((socket) => {
+        let received = "";
+        socket.on("data", (chunk: Buffer) => {
+          received += chunk.toString("utf8");
+          if (received.endsWith("\r\n\r\nhi")) end(socket);
+        });
+      });
+    const resetting = await afterRequest((socket) => socket.resetAndDestroy());
+    const closing = await afterRequest((socket) => socket.end());
+    for (const port of [resetting, closing]) {
+      expect(
+        await egress.send(post(`http://127.0.0.1:${port}/token`), { timeoutMs: 2_000 }),
+      ).toEqual({ failure: "interrupted" });
+    }
   });
 
   it("says interrupted when the answer began and its body broke off (the peer did the work)", async () => {

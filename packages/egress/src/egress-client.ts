@@ -1,5 +1,6 @@
+import { ClientRequest } from "node:http";
 import type { Readable } from "node:stream";
-import axios, { type AxiosInstance } from "axios";
+import axios, { type AxiosInstance, isAxiosError } from "axios";
 import { EgressPolicy, type EgressPolicyOptions } from "./egress-policy";
 import { EgressRefusedError, guardedAgents, type ResolveAll } from "./guarded-agents";
 
@@ -44,15 +45,19 @@ export interface EgressResponse {
 export type EgressFailureCode =
   /** Nothing complete within `timeoutMs`. */
   | "timeout"
-  /** Name not found, connection refused or reset, TLS failure, a malformed answer. */
+  /**
+   * Name not found, connection refused, TLS failure, a malformed answer, or a connection
+   * that broke before the whole request was sent.
+   */
   | "unreachable"
   /** The destination is loopback, private or otherwise internal, and not allowlisted. */
   | "refused_by_policy"
   /** The answer's body exceeded `maxResponseBytes`; reading stopped there. */
   | "response_too_large"
   /**
-   * The answer began (status and headers came) but its body broke off: unlike `unreachable`,
-   * the peer has certainly processed the request.
+   * The whole request was sent and the connection broke before the answer was complete
+   * (reset or closed before it began, or its body cut off): unlike `unreachable`, the peer
+   * may well have processed the request.
    */
   | "interrupted";
 
@@ -131,7 +136,8 @@ export class EgressClient {
       return typeof body === "string" ? { status: response.status, headers, body } : body;
     } catch (error) {
       if (controller.signal.aborted) return TIMEOUT;
-      return isRefusal(error) ? REFUSED : UNREACHABLE;
+      if (isRefusal(error)) return REFUSED;
+      return droppedAfterSending(error) ? INTERRUPTED : UNREACHABLE;
     } finally {
       clearTimeout(timer);
     }
@@ -150,6 +156,18 @@ function isRefusal(error: unknown): boolean {
     error instanceof EgressRefusedError ||
     (error instanceof Error && error.cause instanceof EgressRefusedError)
   );
+}
+
+/**
+ * The connection was reset or closed after the whole request had been handed to the
+ * network, before any answer: a provider that rotated the refresh token and then lost the
+ * connection looks like this. A malformed answer (a parse error) is not: the peer is no
+ * token endpoint.
+ */
+function droppedAfterSending(error: unknown): boolean {
+  if (!isAxiosError(error) || error.code !== "ECONNRESET") return false;
+  const request: unknown = error.request;
+  return request instanceof ClientRequest && request.writableFinished;
 }
 
 /**

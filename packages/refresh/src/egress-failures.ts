@@ -26,11 +26,12 @@ export const EGRESS_FAILURES = {
     errorCode: "response_too_large",
     message: "the token endpoint's answer exceeded the size limit (64 KiB)",
   },
-  // The provider had answered (it may have rotated the refresh token) when the body broke off.
+  // The request had reached the provider (it may have rotated the refresh token) when the
+  // connection broke, before or during the answer.
   interrupted: {
     outcome: "transient",
     errorCode: "interrupted",
-    message: "the token endpoint's answer broke off after it began",
+    message: "the connection to the token endpoint broke after the request was sent",
   },
   // The token URL leads to an internal address. For a name that depends on DNS at that
   // moment (a resolver sinkholing to 0.0.0.0 during an incident, split-horizon DNS), so it

@@ -83,6 +83,20 @@ describe("a refresh in doubt, provider without reuse grace (GitHub Apps)", () =>
     ]);
   });
 
+  it("puts a refresh in doubt when the connection is reset after the provider rotated", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    h.provider.failNext(1, { reset: true, applyRefresh: true }, { grantId: grant.grantId });
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
+    const doubted = await rowOf(connection.id);
+    expect(doubted).toMatchObject({ lastErrorCode: "in_doubt", inDoubtResent: false });
+    expect(doubted.inDoubtSince).not.toBeNull();
+    // One careful resend, refused: no retry after retry of the rotated-away token.
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "needs_reauth" });
+    expect(tokenRequests()).toBe(2);
+    expect(h.provider.reuseCount).toBe(1);
+  });
+
   it("keeps the grant when the lost request had not rotated it: the careful resend succeeds", async () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
     loseNextAnswer(grant.grantId, false);

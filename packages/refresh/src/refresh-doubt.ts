@@ -16,9 +16,10 @@ export type DoubtStage = "none" | "grace" | "careful" | "spent";
 
 /**
  * Failures after which the request may have reached the provider while its answer did not
- * reach us. `unreachable` is not one: it is mostly a refusal before anything was sent (DNS,
- * connection refused, TLS), and treating every such blip as a possible rotation would stop
- * grants over network weather.
+ * reach us (`interrupted`: the connection broke after the whole request was sent).
+ * `unreachable` is not one: it is a failure before the request was sent (DNS, connection
+ * refused, TLS) or an answer that is no HTTP, and treating every such blip as a possible
+ * rotation would stop grants over network weather.
  */
 export const LOST_ANSWERS: ReadonlySet<EgressFailureCode> = new Set<EgressFailureCode>([
   "timeout",

@@ -33,7 +33,7 @@ export interface MockProviderOptions {
 
 /** A fixed answer: status, body (a string as is, anything else as JSON) and headers. */
 export type CannedAnswer = Omit<
-  Exclude<ScriptedAnswer, { hang: true } | { endless: true }>,
+  Exclude<ScriptedAnswer, { hang: true } | { reset: true } | { endless: true }>,
   "applyRefresh"
 >;
 
@@ -121,6 +121,12 @@ export type ScriptedAnswer =
       /** Never answers; `close()` ends the request. */
       hang: true;
       /** Perform the refresh first (tokens rotate), then lose the answer. @defaultValue false */
+      applyRefresh?: boolean;
+    }
+  | {
+      /** The connection is reset without an answer, the request read in full. */
+      reset: true;
+      /** Perform the refresh first (tokens rotate), then reset. @defaultValue false */
       applyRefresh?: boolean;
     }
   | {
@@ -501,6 +507,7 @@ export class MockProvider {
       const scripted = this.#revocationScript.shift();
       if (scripted !== undefined) {
         if ("hang" in scripted) return;
+        if ("reset" in scripted) return void req.socket.resetAndDestroy();
         if ("endless" in scripted) return sendEndless(res);
         return this.#send(res, scriptedReply(scripted));
       }
@@ -520,6 +527,7 @@ export class MockProvider {
     if (scripted !== undefined) {
       if (scripted.applyRefresh === true) this.#token(params, credentials);
       if ("hang" in scripted) return; // closeAllConnections() in close() ends it
+      if ("reset" in scripted) return void req.socket.resetAndDestroy();
       if ("endless" in scripted) return sendEndless(res);
       return this.#send(res, scriptedReply(scripted));
     }
@@ -866,7 +874,7 @@ function sendEndless(res: ServerResponse): void {
   pump();
 }
 
-function scriptedReply(answer: Exclude<ScriptedAnswer, { hang: true } | { endless: true }>): Reply {
+function scriptedReply(answer: CannedAnswer): Reply {
   const headers: Record<string, string> = {};
   let body = "";
   if (answer.body !== undefined) {
