@@ -13,6 +13,7 @@ import {
   DOUBT_UNRESOLVED_MESSAGE,
   type DoubtStage,
   doubtConfirmedMessage,
+  doubtStage,
   graceEnd,
   inDoubtMessage,
 } from "./refresh-doubt";
@@ -220,7 +221,23 @@ async function decide(
       const unresolved = stage === "careful" || stage === "spent";
       const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
-      const retryAt = new Date(now.getTime() + backoffMs(settings, failures, deps.random));
+      const backoffAt = now.getTime() + backoffMs(settings, failures, deps.random);
+      // The next send is the one careful resend (docs/adr/0016): made a backoff after a
+      // timeout, it met the same slow provider, got no verdict and stopped the connection
+      // (a 10 s latency spike stopped 9 of 20). It waits out a spike first.
+      const carefulNext =
+        doubt !== undefined &&
+        inDoubtSince !== null &&
+        doubtStage(
+          { inDoubtSince, inDoubtResent: unchanged.inDoubtResent },
+          doubt.definition,
+          new Date(backoffAt),
+        ) === "careful";
+      const retryAt = new Date(
+        carefulNext
+          ? Math.max(backoffAt, now.getTime() + carefulResendDelayMs(settings))
+          : backoffAt,
+      );
       // Inside a grace window, the resend must go before the window closes.
       const windowEnd =
         doubt && inDoubtSince ? graceEnd(inDoubtSince, doubt.definition.reuseGrace) : null;
@@ -250,6 +267,14 @@ async function decide(
       return assertNever(result);
   }
   return { outcome: result.outcome, change, event, waitMs };
+}
+
+/**
+ * How long the careful resend waits at least: two time limits, and the longest backoff up
+ * to 30 s (RETRY_MAX_DELAY_MS set short, as in tests and the chaos suite, keeps it short).
+ */
+function carefulResendDelayMs(settings: RefreshDeps["settings"]): number {
+  return Math.max(2 * settings.timeoutMs, Math.min(settings.retryMaxDelayMs, 30_000));
 }
 
 /**

@@ -90,6 +90,12 @@ describe("a refresh in doubt, provider without reuse grace (GitHub Apps)", () =>
     const doubted = await rowOf(connection.id);
     expect(doubted).toMatchObject({ lastErrorCode: "in_doubt", inDoubtResent: false });
     expect(doubted.inDoubtSince).not.toBeNull();
+    // The careful resend waits out a slow spell: two time limits, the longest backoff up to 30 s.
+    const { timeoutMs, retryMaxDelayMs } = h.deps.settings;
+    const wait = Math.max(2 * timeoutMs, Math.min(retryMaxDelayMs, 30_000));
+    expect(doubted.nextRefreshAt?.getTime()).toBeGreaterThanOrEqual(
+      (doubted.lastErrorAt?.getTime() ?? 0) + wait,
+    );
     // One careful resend, refused: no retry after retry of the rotated-away token.
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
     expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "needs_reauth" });
