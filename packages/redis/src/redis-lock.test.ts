@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { createRedis } from "./connection";
 import { Cooldown } from "./cooldown";
 import { RedisLock } from "./redis-lock";
@@ -66,6 +66,23 @@ describe("Cooldown", () => {
     await cooldown.start("integration-1", 1_000);
     expect(await cooldown.remainingMs("integration-1")).toBeGreaterThan(50_000);
   });
+
+  it("doubles a cooldown no wait was stated for at each retry refused again, not within a burst", async () => {
+    const cooldown = new Cooldown(redis, `${prefix}cooldown:`);
+    const over = () =>
+      vi.waitFor(async () => expect(await cooldown.remainingMs("unstated")).toBe(0), {
+        interval: 20,
+      });
+    expect(await cooldown.startDoubling("unstated", 100, 300)).toBe(100);
+    // More answers of the same burst, inside the cooldown: it stands.
+    expect(await cooldown.startDoubling("unstated", 100, 300)).toBeLessThanOrEqual(100);
+    await over();
+    expect(await cooldown.startDoubling("unstated", 100, 300)).toBe(200);
+    await over();
+    expect(await cooldown.startDoubling("unstated", 100, 300)).toBe(300);
+    await over();
+    expect(await cooldown.startDoubling("unstated", 100, 300)).toBe(300);
+  });
 });
 
 describe("sharded keys", () => {
@@ -82,6 +99,14 @@ describe("sharded keys", () => {
     expect(await redis.pttl(`${prefix}{s1}:conn-1`)).toBeGreaterThan(0);
     expect(await lock.acquire("conn-1")).toBeNull();
     await lease?.release();
+  });
+
+  it("writes a doubling cooldown to every shard too", async () => {
+    const cooldown = new Cooldown(redis, byLastChar);
+    expect(await cooldown.startDoubling("integration-3", 60_000, 120_000)).toBe(60_000);
+    for (const shard of ["0", "1"]) {
+      expect(await cooldown.remainingMs("integration-3", `conn-${shard}`)).toBeGreaterThan(50_000);
+    }
   });
 
   it("writes a cooldown to every shard, and each reader sees it in its own", async () => {

@@ -200,13 +200,21 @@ async function decide(
       break;
     case "rate_limited": {
       // Not an attempt: the same job waits (see the worker), so the version stays.
-      // Never under the base delay: `Retry-After: 0` would otherwise loop at full speed
-      // against a provider that is rate-limiting us.
-      waitMs = Math.max(
-        settings.retryBaseDelayMs,
-        Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000),
-      );
-      await deps.cooldown.start(cooldownScope(integration, connection), waitMs);
+      const scope = cooldownScope(integration, connection);
+      const statedMs = Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000);
+      if (statedMs >= settings.retryBaseDelayMs) {
+        waitMs = statedMs;
+        await deps.cooldown.start(scope, waitMs);
+      } else {
+        // No wait stated, or one under the base delay (`Retry-After: 0`): a fixed wait
+        // would retry a provider that is rate-limiting us at that pace for as long as it
+        // refuses (Discord bans clients for that), so it doubles up to RETRY_MAX_DELAY_MS.
+        waitMs = await deps.cooldown.startDoubling(
+          scope,
+          settings.retryBaseDelayMs,
+          Math.max(settings.retryBaseDelayMs, settings.retryMaxDelayMs),
+        );
+      }
       change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
       event = failureEvent("refresh_failed", result, firstFailure);
       break;

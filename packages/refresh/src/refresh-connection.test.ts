@@ -282,6 +282,23 @@ describe("refreshConnection outcomes", () => {
     expect(await refresh(connection.id)).toEqual({ kind: "cooling_down", retryInMs: 1_000 });
   });
 
+  it("rate_limited without Retry-After: the cooldown doubles at each retry refused again", async () => {
+    const { connection } = await h.addConnection({ integrationKey: "unstated-429" });
+    const integration = await h.prisma.integration.findUniqueOrThrow({
+      where: { key: "unstated-429" },
+    });
+    const over = () =>
+      vi.waitFor(async () => expect(await h.deps.cooldown.remainingMs(integration.id)).toBe(0), {
+        timeout: 5_000,
+        interval: 50,
+      });
+    for (const expected of [1_000, 2_000]) {
+      h.provider.enqueue({ status: 429 });
+      expect(await refresh(connection.id)).toEqual({ kind: "cooling_down", retryInMs: expected });
+      await over();
+    }
+  });
+
   it("transient (5xx): retried with backoff, status stays active while the token is valid", async () => {
     const { connection } = await h.addConnection();
     h.provider.enqueue({ status: 503 });
