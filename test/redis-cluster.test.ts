@@ -200,8 +200,8 @@ describe("on a Redis Cluster", () => {
         async () => {
           const text = await (await fetch(`http://127.0.0.1:${schedulerPort}/metrics`)).text();
           return [
-            gauge(text, 'evergreen_queue_jobs\\{state="delayed",process="scheduler"\\}'),
-            gauge(text, 'evergreen_queue_workers\\{process="scheduler"\\}'),
+            gauge(text, 'evergreen_queue_jobs\\{state="delayed"\\}'),
+            gauge(text, "evergreen_queue_workers"),
           ];
         },
         { timeout: 15_000, interval: 250 },

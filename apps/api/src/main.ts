@@ -91,7 +91,7 @@ async function main(): Promise<void> {
   errors.watch("revocation queue", revocationQueue);
   shutdown.add("revocation queue", () => revocationQueue.close());
   const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
-  const metrics = createMetrics("api", { version: config.EVERGREEN_VERSION, dependencies });
+  const metrics = createMetrics({ version: config.EVERGREEN_VERSION, dependencies });
   const httpMetrics = createHttpMetrics(metrics.registry);
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
   // The api refreshes on demand with the workers' lock, settings and metrics.

@@ -391,16 +391,16 @@ describe("request metrics and access lines", () => {
 
     const route = "/v1/connections/:id/token";
     expect(scrape.body).toContain(
-      `evergreen_http_requests_total{route="${route}",method="GET",status="200",process="api-test"} 1`,
+      `evergreen_http_requests_total{route="${route}",method="GET",status="200"} 1`,
     );
     expect(scrape.body).toContain(
-      `evergreen_http_requests_total{route="${route}",method="GET",status="401",process="api-test"} 1`,
+      `evergreen_http_requests_total{route="${route}",method="GET",status="401"} 1`,
     );
     expect(scrape.body).toContain(
-      'evergreen_http_requests_total{route="unmatched",method="GET",status="404",process="api-test"} 1',
+      'evergreen_http_requests_total{route="unmatched",method="GET",status="404"} 1',
     );
     expect(scrape.body).toContain(
-      `evergreen_http_request_duration_seconds_count{process="api-test",route="${route}",method="GET"} 2`,
+      `evergreen_http_request_duration_seconds_count{route="${route}",method="GET"} 2`,
     );
     expect(scrape.body).not.toContain(id);
 

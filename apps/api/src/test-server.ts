@@ -68,7 +68,7 @@ export function testRoute(
 
 /** A registry with the api's metrics, as main.ts builds it. */
 export function testMetrics() {
-  const { registry } = createMetrics("api-test", { version: "test" });
+  const { registry } = createMetrics({ version: "test" });
   return { registry, http: createHttpMetrics(registry) };
 }
 

@@ -126,7 +126,7 @@ describe("publishGauges", () => {
 
     // The registry lists no `failed` state: no refresh job can end there.
     const text = await h.metrics.registry.metrics();
-    expect(text).toContain('evergreen_queue_jobs{state="delayed",process="test"}');
+    expect(text).toContain('evergreen_queue_jobs{state="delayed"}');
     expect(text).not.toContain('state="failed"');
   });
 

@@ -42,7 +42,7 @@ async function main(): Promise<void> {
   errors.watch("queue", queue);
   shutdown.add("queue", () => queue.close());
   const dependencies = { postgres: () => prisma.$queryRaw`SELECT 1`, redis: () => redis.ping() };
-  const metrics = createMetrics("scheduler", { version: config.EVERGREEN_VERSION, dependencies });
+  const metrics = createMetrics({ version: config.EVERGREEN_VERSION, dependencies });
 
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,

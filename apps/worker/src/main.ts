@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     postgres: () => database.pool.query("SELECT 1"),
     redis: () => redis.ping(),
   };
-  const metrics = createMetrics("worker", { version: config.EVERGREEN_VERSION, dependencies });
+  const metrics = createMetrics({ version: config.EVERGREEN_VERSION, dependencies });
   const keyRing = new KeyRing(config.ENCRYPTION_KEYS);
 
   const refreshDeps = createRefreshDeps({

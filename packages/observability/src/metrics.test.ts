@@ -3,15 +3,15 @@ import { createMetrics } from "./metrics";
 
 describe("createMetrics", () => {
   it("publishes the build and runtime as labels of a constant 1", async () => {
-    const { registry } = createMetrics("worker", { version: "1.2.3" });
+    const { registry } = createMetrics({ version: "1.2.3" });
     expect(await registry.metrics()).toContain(
-      `evergreen_build_info{version="1.2.3",node="${process.version}",process="worker"} 1`,
+      `evergreen_build_info{version="1.2.3",node="${process.version}"} 1`,
     );
   });
 
   it("asks each dependency at scrape time, and reads one that hangs as down rather than hang", async () => {
     let postgresUp = true;
-    const { registry } = createMetrics("api", {
+    const { registry } = createMetrics({
       version: "test",
       dependencies: {
         postgres: async () => {
@@ -22,21 +22,19 @@ describe("createMetrics", () => {
       dependencyTimeoutMs: 50,
     });
     const scrape = await registry.metrics();
-    expect(scrape).toContain('evergreen_dependency_up{dependency="postgres",process="api"} 1');
-    expect(scrape).toContain('evergreen_dependency_up{dependency="redis",process="api"} 0');
+    expect(scrape).toContain('evergreen_dependency_up{dependency="postgres"} 1');
+    expect(scrape).toContain('evergreen_dependency_up{dependency="redis"} 0');
     postgresUp = false;
-    expect(await registry.metrics()).toContain(
-      'evergreen_dependency_up{dependency="postgres",process="api"} 0',
-    );
+    expect(await registry.metrics()).toContain('evergreen_dependency_up{dependency="postgres"} 0');
   });
 
   it("starts the refresh path's counters at 0 for every label value they take", async () => {
-    const scrape = await createMetrics("worker", { version: "test" }).registry.metrics();
+    const scrape = await createMetrics({ version: "test" }).registry.metrics();
     for (const series of [
-      'evergreen_refresh_infra_errors_total{dependency="postgres",process="worker"} 0',
-      'evergreen_refresh_infra_errors_total{dependency="redis",process="worker"} 0',
-      'evergreen_parked_answers_total{action="stored",process="worker"} 0',
-      'evergreen_parked_answers_total{action="drained",process="worker"} 0',
+      'evergreen_refresh_infra_errors_total{dependency="postgres"} 0',
+      'evergreen_refresh_infra_errors_total{dependency="redis"} 0',
+      'evergreen_parked_answers_total{action="stored"} 0',
+      'evergreen_parked_answers_total{action="drained"} 0',
     ]) {
       expect(scrape).toContain(series);
     }

@@ -43,9 +43,10 @@ export interface MetricsOptions {
  * process publishes a gauge it never sets. Labels only take bounded values: provider ids,
  * integration keys, route templates, fixed words; never user or connection ids.
  */
-export function createMetrics(processName: string, options: MetricsOptions) {
+export function createMetrics(options: MetricsOptions) {
+  // No label of our own on every series (SPEC §6 gives each metric's labels): Prometheus
+  // tells processes apart by the `job` and `instance` labels of its scrape.
   const registry = new Registry();
-  registry.setDefaultLabels({ process: processName });
   collectDefaultMetrics({ register: registry });
 
   const registers = [registry];

@@ -155,7 +155,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
   const prefix = layout.prefixes[0] ?? "";
   const [queue] = queues.shards;
   if (!queue) throw new Error("no refresh queue shard");
-  const metrics = createMetrics("test", { version: "test" });
+  const metrics = createMetrics({ version: "test" });
   const deps: RefreshDeps = {
     store: new ConnectionStore(database.pool),
     keyRing,

@@ -75,9 +75,7 @@ describe("deliverWebhook", () => {
     const counted = await h.metrics.registry.getSingleMetricAsString(
       "evergreen_webhook_deliveries_total",
     );
-    expect(counted).toContain(
-      'event="connection.needs_reauth",outcome="success",process="test"} 1',
-    );
+    expect(counted).toContain('event="connection.needs_reauth",outcome="success"} 1');
     expect(
       await h.metrics.registry.getSingleMetricAsString("evergreen_webhook_delivery_lag_seconds"),
     ).toMatch(/_count\{[^}]*event="connection.needs_reauth"[^}]*\} 1/);

@@ -106,7 +106,7 @@ export async function createWebhookHarness(
   const keyRing = KeyRing.fromSpec(generateEncryptionKey("test"));
   const prefix = `{test-webhooks-${randomBytes(4).toString("hex")}}`;
   const queue = createWebhookQueue(redis, prefix);
-  const metrics = createMetrics("test", { version: "test" });
+  const metrics = createMetrics({ version: "test" });
   const log = createLogger({ name: "test", level: "silent" });
   const endpoints = new WebhookEndpointStore(prisma, keyRing);
   const egress = new EgressClient({ allowLoopback: true });
