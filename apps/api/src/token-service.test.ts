@@ -35,7 +35,10 @@ const refreshesOf = (grantId: string) => h.provider.grant(grantId)?.refreshes ??
 async function askWhileLocked(connectionId: string, requestedId = connectionId) {
   const lease = await h.deps.lock.acquire(connectionId);
   if (!lease) throw new Error("lock should be free");
-  const contended = () => h.metrics.lockContended.get().then((m) => m.values[0]?.value ?? 0);
+  const contended = () =>
+    h.metrics.lockContended
+      .get()
+      .then((m) => m.values.find(({ labels }) => labels.source === "api")?.value ?? 0);
   const before = await contended();
   const answer = tokenOf(requestedId);
   await vi.waitFor(async () => expect(await contended()).toBe(before + 1));

@@ -35,6 +35,8 @@ describe("createMetrics", () => {
       'evergreen_refresh_infra_errors_total{dependency="redis"} 0',
       'evergreen_parked_answers_total{action="stored"} 0',
       'evergreen_parked_answers_total{action="drained"} 0',
+      'evergreen_lock_contended_total{source="worker"} 0',
+      'evergreen_lock_contended_total{source="api"} 0',
     ]) {
       expect(scrape).toContain(series);
     }

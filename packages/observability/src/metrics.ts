@@ -19,6 +19,9 @@ export type Dependency = (typeof DEPENDENCIES)[number];
 /** What happens to a parked answer (see ParkedAnswers in @evergreen/refresh). */
 export const PARKED_ACTIONS = ["stored", "drained"] as const;
 
+/** Who refreshes: the `source` label's values (SPEC §6). */
+export const LOCK_SOURCES = ["worker", "api"] as const;
+
 export interface MetricsOptions {
   /** `evergreen_build_info{version}`: EVERGREEN_VERSION, else the root package.json version. */
   readonly version: string;
@@ -83,9 +86,16 @@ export function createMetrics(options: MetricsOptions) {
     labelNames: ["action"] as const,
     registers,
   });
+  const lockContended = new Counter({
+    name: "evergreen_lock_contended_total",
+    help: "Refreshes that found the connection's lock held by someone else.",
+    labelNames: ["source"] as const,
+    registers,
+  });
   // Every series exists from the start, so that increase() sees the first error.
   for (const dependency of DEPENDENCIES) refreshInfraErrors.inc({ dependency }, 0);
   for (const action of PARKED_ACTIONS) parkedAnswersTotal.inc({ action }, 0);
+  for (const source of LOCK_SOURCES) lockContended.inc({ source }, 0);
 
   return {
     registry,
@@ -116,12 +126,7 @@ export function createMetrics(options: MetricsOptions) {
       buckets: [-300, -60, -1, 0, 30, 60, 120, 300, 600, 1800],
       registers,
     }),
-    lockContended: new Counter({
-      name: "evergreen_lock_contended_total",
-      help: "Refreshes that found the connection's lock held by someone else.",
-      labelNames: ["source"] as const,
-      registers,
-    }),
+    lockContended,
     integrationRefreshTotal: new Counter({
       name: "evergreen_integration_refresh_total",
       help: "Refresh attempts by integration and outcome: evergreen_refresh_total split by integration, where one provider serves several (two generic oauth2 integrations, say).",
