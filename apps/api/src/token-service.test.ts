@@ -391,6 +391,23 @@ describe("a connection in error (the provider refused the integration's client)"
   });
 });
 
+describe("a connection in error after answers of no known shape", () => {
+  it("says the token endpoint's answers were not understood, not that it refused the client", async () => {
+    const { connection } = await h.addConnection({ expiresInSeconds: 3600 });
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { status: "error", consecutiveUnknown: 5, lastErrorCode: "malformed_response" },
+    });
+    const response = await tokenOf(connection.id);
+    expect(response.statusCode).toBe(409);
+    expect(response.json()).toMatchObject({ error: "integration_error" });
+    expect(response.json().message).toMatch(
+      /^the token endpoint answered 5 times in a row with nothing/,
+    );
+    expect(response.json().message).not.toMatch(/refused/);
+  });
+});
+
 describe("a connection stopped in doubt (docs/adr/0016)", () => {
   it("answers 409 saying to send new tokens, not to fix the integration", async () => {
     const { connection, grant } = await h.addConnection({

@@ -336,6 +336,16 @@ function unavailable({ row, retryInMs }: Attempt): HttpError {
       "the refresh token may have been rotated by a provider answer that was lost, and the one careful retry got no verdict; send new tokens (authorize again)",
     );
   }
+  if (row.status === "error" && row.consecutiveUnknown > 0) {
+    // Stopped after answers of no known shape in a row: the provider's doing, or a token URL
+    // that leads somewhere else; not a refused client.
+    return new HttpError(
+      409,
+      "integration_error",
+      `the token endpoint answered ${row.consecutiveUnknown} times in a row with nothing a token answer looks like (${row.lastErrorCode ?? "unknown"}); ` +
+        "check the integration's token URL, then update the integration and its connections are refreshed again",
+    );
+  }
   if (row.status === "error") {
     // SPEC §2: `error` is not retried until the integration is updated, so a Retry-After
     // would promise what will not happen.
