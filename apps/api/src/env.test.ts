@@ -56,6 +56,17 @@ describe("PUBLIC_URL", () => {
   });
 });
 
+describe("API_KEYS", () => {
+  it("takes a key under 16 characters outside production, and refuses it in production", () => {
+    expect(parseEnv(apiEnv, { ...valid, API_KEYS: "test-key" }).API_KEYS).toHaveLength(1);
+    const problems = problemsOf({ ...valid, NODE_ENV: "production", API_KEYS: "test-key" });
+    expect(problems).toEqual([
+      "API_KEYS: keys under 16 characters are refused in production; use long random ones (openssl rand -hex 24 makes one)",
+    ]);
+    expect(problems.join("\n")).not.toContain("test-key");
+  });
+});
+
 describe("AUDIT_LOG", () => {
   it("defaults to stdout, also when blank, and takes a path", () => {
     expect(parseEnv(apiEnv, valid).AUDIT_LOG).toBe("stdout");

@@ -1,4 +1,4 @@
-import { fields } from "@evergreen/config";
+import { fields, SHORT_KEYS_IN_PRODUCTION, shortApiKeys } from "@evergreen/config";
 import { z } from "zod";
 
 export const apiEnv = z
@@ -23,6 +23,11 @@ export const apiEnv = z
     EVERGREEN_VERSION: fields.evergreenVersion,
   })
   .refine(...fields.retryDelaysInOrder)
+  .refine((env) => env.NODE_ENV !== "production" || shortApiKeys(env.API_KEYS).length === 0, {
+    path: ["API_KEYS"],
+    message: SHORT_KEYS_IN_PRODUCTION,
+    when: fields.whenParsed("NODE_ENV", "API_KEYS"),
+  })
   // Authorization codes come back through it: in clear text they could be read on the way
   // and exchanged first. Loopback traffic never leaves the machine.
   .refine(

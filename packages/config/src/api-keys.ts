@@ -65,23 +65,31 @@ export function parseApiKeys(spec: string): {
 }
 
 /**
- * A warning per key shorter than MIN_API_KEY_LENGTH, naming it by its name. Not a refusal:
- * SPEC §4 sets no length, and test rigs and local setups use short keys.
+ * Keys shorter than MIN_API_KEY_LENGTH: refused in production (the api's env schema),
+ * taken with a warning elsewhere, since SPEC §4 sets no length and test rigs and local
+ * setups use short keys.
  */
-export function shortApiKeyWarnings(keys: readonly ApiKey[]): string[] {
-  return keys
-    .filter(({ key }) => key.length < MIN_API_KEY_LENGTH)
-    .map(
-      ({ name }) =>
-        `API_KEYS: the key named ${name} has fewer than ${MIN_API_KEY_LENGTH} characters and is easy to guess; use a long random one (openssl rand -hex 24 makes one)`,
-    );
+export function shortApiKeys(keys: readonly ApiKey[]): ApiKey[] {
+  return keys.filter(({ key }) => key.length < MIN_API_KEY_LENGTH);
 }
+
+/** A warning per short key (shortApiKeys), naming it by its name, never showing it. */
+export function shortApiKeyWarnings(keys: readonly ApiKey[]): string[] {
+  return shortApiKeys(keys).map(
+    ({ name }) =>
+      `API_KEYS: the key named ${name} has fewer than ${MIN_API_KEY_LENGTH} characters and is easy to guess; use a long random one (openssl rand -hex 24 makes one)`,
+  );
+}
+
+/** What production refuses (see shortApiKeys). */
+export const SHORT_KEYS_IN_PRODUCTION = `keys under ${MIN_API_KEY_LENGTH} characters are refused in production; use long random ones (openssl rand -hex 24 makes one)`;
 
 function parseEntry(entry: string, position: number): { apiKey: ApiKey; problems: string[] } {
   const problems: string[] = [];
   if (!entry.includes(":")) {
     // A bare key. Its name is its position: stable while the list is only appended to,
     // and unlike a hash of the key it gives nothing to test a guessed key against.
+    if (WHITESPACE.test(entry)) problems.push(HOLDS_WHITESPACE);
     return { apiKey: { name: `key${position}`, key: entry, scopes: [...API_SCOPES] }, problems };
   }
   // Scopes hold a ":" themselves: the name and the key are the first two fields, the
@@ -92,6 +100,7 @@ function parseEntry(entry: string, position: number): { apiKey: ApiKey; problems
   else if (!NAME.test(name)) problems.push("a name is 1-64 of A-Z a-z 0-9 . _ -");
   else if (BARE_NAME.test(name)) problems.push("names key1, key2, ... are kept for bare keys");
   if (key === "") problems.push("the key is empty");
+  else if (WHITESPACE.test(key)) problems.push(HOLDS_WHITESPACE);
   const scopes: ApiScope[] = [];
   const scopeList = rest.join(":");
   if (scopeList === "") problems.push(`no scopes: give one or more of ${KNOWN}`);
@@ -102,6 +111,9 @@ function parseEntry(entry: string, position: number): { apiKey: ApiKey; problems
   return { apiKey: { name, key, scopes }, problems };
 }
 
+/** A bearer key with whitespace cannot be sent in an Authorization header as one token. */
+const WHITESPACE = /\s/;
+const HOLDS_WHITESPACE = "the key holds whitespace";
 const KNOWN = API_SCOPES.join(", ");
 const FORMAT = "must be a bare key or name:key:scope+scope";
 

@@ -3,6 +3,8 @@ export {
   type ApiKey,
   type ApiScope,
   grantsScope,
+  SHORT_KEYS_IN_PRODUCTION,
+  shortApiKeys,
   shortApiKeyWarnings,
 } from "./api-keys";
 export { describeConfig } from "./describe-config";

@@ -308,6 +308,10 @@ describe("API_KEYS", () => {
     expect(problemsOf({ ...valid, API_KEYS: "app::admin" })).toEqual([
       "API_KEYS: entry 1: the key is empty",
     ]);
+    expect(problemsOf({ ...valid, API_KEYS: "app: :admin,two words" })).toEqual([
+      "API_KEYS: entry 1: the key holds whitespace",
+      "API_KEYS: entry 2: the key holds whitespace",
+    ]);
   });
 
   it("needs at least one key", () => {
