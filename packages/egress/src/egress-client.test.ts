@@ -260,6 +260,41 @@ describe("EgressClient", () => {
     ]);
   });
 
+  it("closes a kept-alive connection idle for 4 s, before a server's common idle limit", async () => {
+    const egress = client({ allowLoopback: true });
+    let connection: Socket | undefined;
+    const port = await serveTcp((socket) => {
+      connection = socket;
+      socket.once("data", () => {
+        socket.write(
+          "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        );
+      });
+    });
+    expect(
+      await egress.send(post(`http://127.0.0.1:${port}/token`), { timeoutMs: 2_000 }),
+    ).toMatchObject({ status: 200 });
+    if (!connection) throw new Error("no connection");
+    // The client ends it (the server never does): a close the server sees.
+    await once(connection, "close");
+  }, 10_000);
+
+  it("keeps a request in flight past 4 s until its own time limit", async () => {
+    const egress = client({ allowLoopback: true });
+    const port = await serveTcp((socket) => {
+      socket.once("data", () => {
+        setTimeout(() => {
+          socket.write(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+          );
+        }, 4_500);
+      });
+    });
+    expect(
+      await egress.send(post(`http://127.0.0.1:${port}/token`), { timeoutMs: 8_000 }),
+    ).toMatchObject({ status: 200 });
+  }, 10_000);
+
   it("says interrupted when the connection is reset or closed after the whole request came (the peer may have done the work)", async () => {
     const egress = client({ allowLoopback: true });
     // The request read in full (its body ends the post), then no answer: reset, or closed.

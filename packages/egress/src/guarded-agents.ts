@@ -77,9 +77,20 @@ export interface AgentOptions {
   readonly resolve?: ResolveAll;
 }
 
+/**
+ * How long a kept-alive connection may sit idle before we close it: under the idle limits
+ * servers commonly set (Node's 5 s; load balancers 60 s and more), so that we close an idle
+ * connection before the server does. A request written onto a connection the server is
+ * closing meets a reset although the server never read it, and a reset after the whole
+ * request was sent reads as a lost answer (`interrupted`, docs/adr/0016).
+ */
+const IDLE_SOCKET_MS = 4_000;
+
 /** Keep-alive http and https agents whose every new connection the policy checks. */
 export function guardedAgents({ policy, maxSockets, resolve = resolveWithDns }: AgentOptions) {
-  const options = { keepAlive: true, maxSockets };
+  // Node applies `timeout` to sockets in the free pool (destroyed when it fires); a request
+  // in flight has its own time limit (EgressClient).
+  const options = { keepAlive: true, maxSockets, timeout: IDLE_SOCKET_MS };
   const httpAgent = new HttpAgent(options);
   const httpsAgent = new HttpsAgent(options);
   httpAgent.createConnection = guardedConnect(
