@@ -67,6 +67,8 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   CALLBACK_PATH,
 ]);
 
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 /** Headers and body must have arrived by then (see buildServer). */
@@ -108,8 +110,16 @@ export async function buildServer({
   // header on every request (POST .../refresh, DELETE) must not get a 400 for it.
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    const text = body.toString();
+  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    // Bytes that are no UTF-8 are refused, not read as U+FFFD: "jos\xE9" and "jos\xE8"
+    // (Latin-1) would be one external id, and a second user's tokens would overwrite the
+    // first's.
+    let text: string;
+    try {
+      text = strictUtf8.decode(body as Buffer);
+    } catch {
+      return done(new HttpError(400, "invalid_request", "body: not valid UTF-8"), undefined);
+    }
     if (text === "") done(null, undefined);
     else parseJson(request, text, done);
   });

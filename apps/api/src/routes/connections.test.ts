@@ -154,6 +154,29 @@ describe("POST /v1/connections", () => {
     expect(listed.json().message).toBe("externalId: must not contain U+0000");
   });
 
+  it("refuses a body that is not UTF-8, where its bytes were read as U+FFFD", async () => {
+    const app = await server();
+    const latin1 = (externalId: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: { ...auth, "content-type": "application/json" },
+        payload: Buffer.from(JSON.stringify({ ...tokens, externalId }), "latin1"),
+      });
+    for (const externalId of ["jos\u00e9", "jos\u00e8"]) {
+      const response = await latin1(externalId);
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toEqual({
+        error: "invalid_request",
+        message: "body: not valid UTF-8",
+      });
+    }
+    // The same text in UTF-8 is taken as it came.
+    const utf8 = await post({ ...tokens, externalId: "jos\u00e9" });
+    expect(utf8.statusCode).toBe(201);
+    expect(utf8.json().externalId).toBe("jos\u00e9");
+  });
+
   it("refuses a lone UTF-16 surrogate, which UTF-8 cannot carry, where it was stored as U+FFFD", async () => {
     // Sent as JSON escapes: JSON.stringify writes a lone surrogate as `\ud800`.
     const cases: [Record<string, unknown>, string][] = [
