@@ -419,6 +419,16 @@ describe("a connection stopped in doubt (docs/adr/0016)", () => {
     h.provider.failNext(1, { hang: true }, { grantId: grant.grantId });
     h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
     expect((await tokenOf(connection.id)).json()).toMatchObject({ error: "refresh_failed" });
+    // A forced refresh does not spend the careful resend before its time.
+    const requests = h.provider.requests;
+    const early = await refreshNow(connection.id);
+    expect(early.statusCode).toBe(503);
+    expect(Number(early.headers["retry-after"])).toBeGreaterThan(1);
+    expect(h.provider.requests).toBe(requests);
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { nextRefreshAt: new Date(Date.now() - 1_000) },
+    });
     const stopped = await refreshNow(connection.id);
     expect(stopped.statusCode).toBe(409);
     expect(stopped.json()).toMatchObject({ error: "integration_error" });

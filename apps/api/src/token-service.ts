@@ -155,6 +155,12 @@ export class TokenService {
   async refresh(connectionId: string): Promise<ConnectionRow> {
     const row = await this.#load(connectionId);
     refuseUnusable(row);
+    // A refresh in doubt waits before its next send, which may be the one careful resend
+    // (docs/adr/0016): forced now, it would meet the same slow provider and could stop the
+    // connection for good. Answered like a retry not yet due.
+    if (row.inDoubtSince !== null && backingOff(row)) {
+      throw unavailable({ row, refreshed: false });
+    }
     const attempt = await this.#refreshShared(row);
     refuseWhileDead(attempt.row);
     if (!attempt.refreshed) throw unavailable(attempt);
