@@ -303,7 +303,10 @@ function answerClientError(error: Error & { code?: string }, socket: Duplex) {
   if (error.code === "ECONNRESET" || socket.destroyed) return;
   const { status, reason, message } = CLIENT_ERRORS[error.code ?? ""] ?? MALFORMED;
   const body = JSON.stringify({ error: fastifyErrorCode(status), message });
-  if (socket.writable) {
+  // Not into an answer already under way on this connection (pipelined requests): Node's
+  // own handler holds back the same way.
+  const answering = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (socket.writable && !answering?.headersSent) {
     socket.write(
       `HTTP/1.1 ${status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
     );

@@ -109,6 +109,7 @@ describe("POST /v1/integrations", () => {
       /^tokenUrl: token URL must use https/,
     ],
     [{ ...google, clientSecret: "" }, /^clientSecret: /],
+    [{ ...google, clientId: google.clientSecret }, /^clientId: the same value as clientSecret/],
     [{ ...google, refreshBufferSeconds: -5 }, /^refreshBufferSeconds: /],
     [{ ...google, accessTokenLifetimeSeconds: 5 }, /^accessTokenLifetimeSeconds: /],
   ])("refuses %j naming the field", async (payload, message) => {

@@ -200,6 +200,14 @@ function checkOffline(
   input: IntegrationInput,
   { allowInsecureTokenUrls, egressPolicy }: IntegrationRoutesDeps,
 ): void {
+  // The client id is stored and shown in clear: a secret pasted into both fields must not be.
+  if (input.clientId === input.clientSecret) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      "clientId: the same value as clientSecret; the client id is shown in clear, so it must not be the secret",
+    );
+  }
   if (input.provider === "oauth2" && !input.tokenUrl) {
     throw new HttpError(400, "invalid_request", "tokenUrl: required for provider oauth2");
   }
