@@ -2,6 +2,7 @@
 // figure with its conditions. Parts run one after another, each on its own database.
 import { cpus } from "node:os";
 import { performance } from "node:perf_hooks";
+import { benchFaults } from "./faults";
 import { benchLateness } from "./lateness";
 import { benchRebuild } from "./rebuild";
 import { benchRedisMemory } from "./redis-memory";
@@ -15,6 +16,7 @@ const PARTS = {
   memory: benchRedisMemory,
   rebuild: benchRebuild,
   scaling: benchScaling,
+  faults: benchFaults,
 } satisfies Record<string, () => Promise<BenchResult>>;
 type PartName = keyof typeof PARTS;
 

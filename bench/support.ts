@@ -80,6 +80,8 @@ export async function startBenchWorker(env: {
   readonly redisUrl: string;
   readonly encryptionKeys: string;
   readonly concurrency: number;
+  /** More environment for the worker (REFRESH_TIMEOUT_MS, ...). */
+  readonly env?: Readonly<Record<string, string>>;
 }): Promise<BenchWorker> {
   const port = await freePort();
   const app = startApp("worker", {
@@ -93,6 +95,7 @@ export async function startBenchWorker(env: {
     EGRESS_ALLOWLIST: "127.0.0.1",
     WORKER_CONCURRENCY: String(env.concurrency),
     LOG_LEVEL: "warn",
+    ...env.env,
   });
   const opsUrl = `http://127.0.0.1:${port}`;
   let exitCode: number | null | undefined;

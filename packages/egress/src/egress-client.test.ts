@@ -295,6 +295,27 @@ describe("EgressClient", () => {
     ).toMatchObject({ status: 200 });
   }, 10_000);
 
+  it("gives a request caught by a freeze its time limit again from the waking, never past notAfter", async () => {
+    const egress = client({ allowLoopback: true });
+    const server = await serve((_req, res) => {
+      setTimeout(() => json(200, { ok: true })(_req, res), 100);
+    });
+    /** The event loop held for 600 ms, as a SIGSTOP or a frozen VM would, as the request starts. */
+    const frozen = (notAfter?: number) => {
+      const pending = egress.send(post(server.url), {
+        timeoutMs: 200,
+        ...(notAfter === undefined ? {} : { notAfter }),
+      });
+      const until = performance.now() + 600;
+      while (performance.now() < until) {
+        // frozen
+      }
+      return pending;
+    };
+    expect(await frozen()).toMatchObject({ status: 200 });
+    expect(await frozen(performance.now() + 100)).toEqual({ failure: "timeout" });
+  });
+
   it("says interrupted when the connection is reset or closed after the whole request came (the peer may have done the work)", async () => {
     const egress = client({ allowLoopback: true });
     // The request read in full (its body ends the post), then no answer: reset, or closed.

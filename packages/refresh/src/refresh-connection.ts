@@ -23,6 +23,9 @@ import { DOUBT_UNRESOLVED_MESSAGE, doubtStage, LOST_ANSWERS } from "./refresh-do
 import type { RefreshQueues } from "./refresh-queues";
 import { openClientSecret, openRefreshToken, resealConnectionToken } from "./token-cipher";
 
+/** What a refresh keeps of its claim's lease to store an answer that came late. */
+const STORE_MARGIN_MS = 500;
+
 export interface RefreshSettings {
   /** REFRESH_TIMEOUT_MS: token endpoint time limit. */
   readonly timeoutMs: number;
@@ -297,7 +300,13 @@ async function refreshLocked(
 
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
-  const answer = await deps.egress.send(request, { timeoutMs: settings.timeoutMs });
+  // Woken from a freeze shorter than the lease, it waits longer for the answer (most often
+  // already in the socket), but not past the claim's lease less the time to store it: then
+  // another process may take the row over.
+  const answer = await deps.egress.send(request, {
+    timeoutMs: settings.timeoutMs,
+    notAfter: claimFrom + deps.lock.ttlMs - STORE_MARGIN_MS,
+  });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   if ("failure" in answer) {
     // A rotating provider may have rotated the token whose answer we lost: in doubt.
