@@ -137,7 +137,7 @@ describe("buildRefreshRequest", () => {
     ).toBe("insecure_token_url");
     const ftp = { ...generic, tokenUrl: "ftp://example.com/token" };
     expect(problemOf(() => buildRefreshRequest(ftp, grant, { allowInsecureTokenUrls: true }))).toBe(
-      "insecure_token_url",
+      "invalid_token_url",
     );
   });
 
@@ -191,6 +191,17 @@ describe("buildRefreshRequest", () => {
     expect(
       problemOf(() => buildRefreshRequest({ ...microsoft, tokenUrl: portTemplate }, port)),
     ).toBe("invalid_token_url");
+  });
+
+  it("names a scheme that is no web URL's, even where http:// is allowed", () => {
+    for (const allowInsecure of [false, true] as const) {
+      expect(() => checkTokenUrl("oauth2", "ftp://idp.example/token", allowInsecure)).toThrow(
+        "token URL must be an https URL, not ftp:",
+      );
+    }
+    expect(checkTokenUrl("oauth2", "http://idp.example/token", true)).toBe(
+      "http://idp.example/token",
+    );
   });
 
   it("puts a catalog placeholder in a host only with a fixed map or a pattern no hostile host passes", () => {

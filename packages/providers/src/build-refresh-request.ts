@@ -323,6 +323,14 @@ function checkProviderUrl(
       `${kind} URL must not contain credentials`,
     );
   }
+  // Not a web URL at all: saying it must use https would suggest http were a choice.
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") {
+    throw new ProviderConfigError(
+      provider,
+      `invalid_${kind}_url`,
+      `${kind} URL must be an https URL, not ${parsed.protocol}`,
+    );
+  }
   const insecureAllowed =
     parsed.protocol === "http:" &&
     (allowInsecure === true || (allowInsecure === "loopback" && isLoopback(parsed.hostname)));
