@@ -7,18 +7,20 @@
 // The provider counts every rotated-away token presented again.
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
-import { enqueueRefresh, QUEUE_PREFIX } from "@evergreen/refresh";
+import { QUEUE_PREFIX } from "@evergreen/refresh";
 import {
   createRefreshHarness,
   type RefreshHarness,
   redisDatabaseUrl,
 } from "@evergreen/refresh/testing";
 import {
+  addRotatingConnections,
   BENCH_REDIS_DB,
   type BenchResult,
   type BenchWorker,
   CORES,
   envInt,
+  makeDueNow,
   startBenchWorker,
   verdict,
 } from "./support";
@@ -83,7 +85,9 @@ export async function benchFaults(): Promise<BenchResult> {
     });
     const kill = h.provider.reuses.slice(reusedUnderPauses);
     const lostWithTheProcess = kill.filter((reuse) => reuse.replacementDelivered).length;
-    const stopped = await h.prisma.connection.count({ where: { status: "needs_reauth" } });
+    const stopped = await h.prisma.connection.count({
+      where: { id: { in: [...killed.ids] }, status: "needs_reauth" },
+    });
     return {
       title:
         "worker faults: 2 worker processes, every job due at once, a provider rotating without reuse grace",
@@ -121,29 +125,16 @@ export async function benchFaults(): Promise<BenchResult> {
 
 /**
  * Adds `count` connections, makes each due at once, runs `inject` until every one was
- * refreshed or stopped, and says how long that took.
+ * refreshed or stopped, and says which they were and how long that took.
  */
 async function runPhase(
   h: RefreshHarness,
   count: number,
   inject: (done: () => boolean) => Promise<void>,
-): Promise<{ seconds: number }> {
-  const ids: string[] = [];
-  for (let start = 0; start < count; start += 200) {
-    const added = await Promise.all(
-      Array.from({ length: Math.min(200, count - start) }, () => h.addConnection({ rotate: true })),
-    );
-    ids.push(...added.map(({ connection }) => connection.id));
-  }
+): Promise<{ ids: readonly string[]; seconds: number }> {
+  const ids = await addRotatingConnections(h, count);
   const started = performance.now();
-  const now = new Date();
-  for (let start = 0; start < ids.length; start += 1_000) {
-    await Promise.all(
-      ids
-        .slice(start, start + 1_000)
-        .map((connectionId) => enqueueRefresh(h.queues, { connectionId, version: 0 }, now, now)),
-    );
-  }
+  await makeDueNow(h, ids);
   let finished = false;
   const faults = inject(() => finished);
   for (;;) {
@@ -158,5 +149,5 @@ async function runPhase(
   const seconds = Number(((performance.now() - started) / 1000).toFixed(1));
   finished = true;
   await faults;
-  return { seconds };
+  return { ids, seconds };
 }

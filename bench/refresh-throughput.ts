@@ -4,13 +4,15 @@
 // dry. Measured from the provider's first request until every new token is stored.
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
-import { enqueueRefresh, QUEUE_PREFIX } from "@evergreen/refresh";
+import { QUEUE_PREFIX } from "@evergreen/refresh";
 import { createRefreshHarness, redisDatabaseUrl } from "@evergreen/refresh/testing";
 import {
+  addRotatingConnections,
   BENCH_REDIS_DB,
   type BenchResult,
   CORES,
   envInt,
+  makeDueNow,
   startBenchWorker,
   verdict,
 } from "./support";
@@ -23,22 +25,7 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
   const h = await createRefreshHarness({ redisUrl, prefix: QUEUE_PREFIX, latencyMs });
   await h.redis.flushdb();
   try {
-    const ids: string[] = [];
-    for (let start = 0; start < connections; start += 200) {
-      const batch = Math.min(200, connections - start);
-      const added = await Promise.all(
-        Array.from({ length: batch }, () => h.addConnection({ rotate: true })),
-      );
-      ids.push(...added.map(({ connection }) => connection.id));
-    }
-    const now = new Date();
-    for (let start = 0; start < ids.length; start += 1_000) {
-      await Promise.all(
-        ids
-          .slice(start, start + 1_000)
-          .map((connectionId) => enqueueRefresh(h.queues, { connectionId, version: 0 }, now, now)),
-      );
-    }
+    await makeDueNow(h, await addRotatingConnections(h, connections));
 
     // Watched on its own timer from before the worker starts: the worker consumes before
     // its ops server answers, so the first request may come while we wait for readiness.

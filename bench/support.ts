@@ -3,6 +3,8 @@
 import { createServer } from "node:net";
 import { cpus } from "node:os";
 import { setTimeout as delay } from "node:timers/promises";
+import { enqueueRefresh } from "@evergreen/refresh";
+import type { RefreshHarness } from "@evergreen/refresh/testing";
 import type { Redis } from "ioredis";
 import { type AppProcess, startApp } from "../test/support/app-process";
 
@@ -121,4 +123,28 @@ export async function startBenchWorker(env: {
       await app.exited;
     },
   };
+}
+
+/** Adds `count` connections at the harness's provider, each on a grant that rotates; their ids. */
+export async function addRotatingConnections(h: RefreshHarness, count: number): Promise<string[]> {
+  const ids: string[] = [];
+  for (let start = 0; start < count; start += 200) {
+    const added = await Promise.all(
+      Array.from({ length: Math.min(200, count - start) }, () => h.addConnection({ rotate: true })),
+    );
+    ids.push(...added.map(({ connection }) => connection.id));
+  }
+  return ids;
+}
+
+/** Makes the first refresh of each connection due now, a thousand enqueued at a time. */
+export async function makeDueNow(h: RefreshHarness, ids: readonly string[]): Promise<void> {
+  const now = new Date();
+  for (let start = 0; start < ids.length; start += 1_000) {
+    await Promise.all(
+      ids
+        .slice(start, start + 1_000)
+        .map((connectionId) => enqueueRefresh(h.queues, { connectionId, version: 0 }, now, now)),
+    );
+  }
 }

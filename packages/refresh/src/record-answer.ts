@@ -212,7 +212,7 @@ async function decide(
         waitMs = await deps.cooldown.startDoubling(
           scope,
           settings.retryBaseDelayMs,
-          Math.max(settings.retryBaseDelayMs, settings.retryMaxDelayMs),
+          settings.retryMaxDelayMs,
         );
       }
       change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
