@@ -4,10 +4,11 @@
 // without reuse grace and answering after BENCH_LATENCY_MS. Two phases, each on its own
 // connections: one worker paused (SIGSTOP) for BENCH_FAULT_PAUSE_MS, under the lease, then
 // resumed, over and over; then one worker killed (SIGKILL) and started again, over and over.
-// The provider counts every rotated-away token presented again.
+// The provider counts every rotated-away token presented again; a refresh whose answer was
+// lost with the killed process is in doubt and stops the connection (docs/adr/0016).
 import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
-import { QUEUE_PREFIX } from "@evergreen/refresh";
+import { openRefreshToken, QUEUE_PREFIX } from "@evergreen/refresh";
 import {
   createRefreshHarness,
   type RefreshHarness,
@@ -69,6 +70,7 @@ export async function benchFaults(): Promise<BenchResult> {
       }
     });
     const reusedUnderPauses = h.provider.reuseCount;
+    const pauseStops = await stoppedInDoubt(h, paused.added);
 
     // Kills: the answers the killed worker had asked for are lost with it.
     let kills = 0;
@@ -83,11 +85,8 @@ export async function benchFaults(): Promise<BenchResult> {
         workers.push(current);
       }
     });
-    const kill = h.provider.reuses.slice(reusedUnderPauses);
-    const lostWithTheProcess = kill.filter((reuse) => reuse.replacementDelivered).length;
-    const stopped = await h.prisma.connection.count({
-      where: { id: { in: [...killed.ids] }, status: "needs_reauth" },
-    });
+    const reusedUnderKills = h.provider.reuseCount - reusedUnderPauses;
+    const killStops = await stoppedInDoubt(h, killed.added);
     return {
       title:
         "worker faults: 2 worker processes, every job due at once, a provider rotating without reuse grace",
@@ -100,17 +99,20 @@ export async function benchFaults(): Promise<BenchResult> {
         pauseMs,
         pausePhaseSeconds: paused.seconds,
         reusedUnderPauses,
+        stoppedInDoubtUnderPauses: pauseStops.rotated + pauseStops.unsent,
         kills,
         killPhaseSeconds: killed.seconds,
-        reusedUnderKills: kill.length,
-        reusedAfterAnswerLostWithTheProcess: lostWithTheProcess,
-        needsReauthAfterKills: stopped,
+        reusedUnderKills,
+        stoppedInDoubtUnderKills: killStops.rotated + killStops.unsent,
+        stoppedInDoubtNeverReceived: killStops.unsent,
       },
       lines: [
-        `rotated refresh tokens reused under ${pauses} pauses of ${pauseMs} ms (lease ${LEASE_MS} ms): ${reusedUnderPauses} (target 0: ${verdict(reusedUnderPauses === 0)})`,
-        `rotated refresh tokens reused under ${kills} kills: ${kill.length} (target 0: ${verdict(kill.length === 0)}); ` +
-          `${lostWithTheProcess} of them after the provider had written the answer to the killed process, which took it down with it: ` +
-          "the one careful resend of a refresh in doubt (docs/adr/0016), refused, and the connection needs_reauth",
+        `rotated refresh tokens reused under ${pauses} pauses of ${pauseMs} ms (lease ${LEASE_MS} ms): ${reusedUnderPauses} (target 0: ${verdict(reusedUnderPauses === 0)}); ` +
+          `connections stopped in doubt: ${pauseStops.rotated + pauseStops.unsent}`,
+        `rotated refresh tokens reused under ${kills} kills: ${reusedUnderKills} (target 0: ${verdict(reusedUnderKills === 0)}); ` +
+          `connections stopped in doubt (needs_reauth, never sent again, docs/adr/0016): ${killStops.rotated + killStops.unsent}, ` +
+          `${killStops.rotated} of them rotated by a request of the killed process (lost with it whatever the client does), ` +
+          `${killStops.unsent} whose token the provider never received`,
       ],
     };
   } finally {
@@ -131,10 +133,13 @@ async function runPhase(
   h: RefreshHarness,
   count: number,
   inject: (done: () => boolean) => Promise<void>,
-): Promise<{ ids: readonly string[]; seconds: number }> {
-  const ids = await addRotatingConnections(h, count);
+): Promise<{ added: readonly Added[]; seconds: number }> {
+  const added = await addRotatingConnections(h, count);
   const started = performance.now();
-  await makeDueNow(h, ids);
+  await makeDueNow(
+    h,
+    added.map(({ connectionId }) => connectionId),
+  );
   let finished = false;
   const faults = inject(() => finished);
   for (;;) {
@@ -149,5 +154,29 @@ async function runPhase(
   const seconds = Number(((performance.now() - started) / 1000).toFixed(1));
   finished = true;
   await faults;
-  return { ids, seconds };
+  return { added, seconds };
+}
+
+type Added = Awaited<ReturnType<typeof addRotatingConnections>>[number];
+
+/**
+ * Connections a refresh in doubt stopped, split by what the provider holds: a newer refresh
+ * token than the row (rotated by a request whose answer was lost), or the row's own (the
+ * request never reached it, and the stop cost a live grant).
+ */
+async function stoppedInDoubt(
+  h: RefreshHarness,
+  added: readonly Added[],
+): Promise<{ rotated: number; unsent: number }> {
+  const grantOf = new Map(added.map(({ connectionId, grantId }) => [connectionId, grantId]));
+  const rows = await h.prisma.connection.findMany({
+    where: { id: { in: [...grantOf.keys()] }, status: "needs_reauth", lastErrorCode: "in_doubt" },
+    select: { id: true, refreshToken: true },
+  });
+  let unsent = 0;
+  for (const row of rows) {
+    const stored = row.refreshToken && openRefreshToken(h.keyRing, row.id, row.refreshToken);
+    if (stored === h.provider.grant(grantOf.get(row.id) ?? "")?.refreshToken) unsent += 1;
+  }
+  return { rotated: rows.length - unsent, unsent };
 }

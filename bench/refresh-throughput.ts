@@ -25,7 +25,11 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
   const h = await createRefreshHarness({ redisUrl, prefix: QUEUE_PREFIX, latencyMs });
   await h.redis.flushdb();
   try {
-    await makeDueNow(h, await addRotatingConnections(h, connections));
+    const added = await addRotatingConnections(h, connections);
+    await makeDueNow(
+      h,
+      added.map(({ connectionId }) => connectionId),
+    );
 
     // Watched on its own timer from before the worker starts: the worker consumes before
     // its ops server answers, so the first request may come while we wait for readiness.

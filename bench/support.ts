@@ -126,13 +126,21 @@ export async function startBenchWorker(env: {
 }
 
 /** Adds `count` connections at the harness's provider, each on a grant that rotates; their ids. */
-export async function addRotatingConnections(h: RefreshHarness, count: number): Promise<string[]> {
-  const ids: string[] = [];
+export async function addRotatingConnections(
+  h: RefreshHarness,
+  count: number,
+): Promise<{ readonly connectionId: string; readonly grantId: string }[]> {
+  const ids: { connectionId: string; grantId: string }[] = [];
   for (let start = 0; start < count; start += 200) {
     const added = await Promise.all(
       Array.from({ length: Math.min(200, count - start) }, () => h.addConnection({ rotate: true })),
     );
-    ids.push(...added.map(({ connection }) => connection.id));
+    ids.push(
+      ...added.map(({ connection, grant }) => ({
+        connectionId: connection.id,
+        grantId: grant.grantId,
+      })),
+    );
   }
   return ids;
 }

@@ -108,28 +108,27 @@ function reuseExplanation(
   return `${cause}, answer ${reuse.replacementDelivered ? "delivered, never stored" : "never delivered"}`;
 }
 
+/**
+ * SPEC §2 and §7: a token the provider has rotated is never sent again, whatever the fault:
+ * a refresh whose answer may be lost is in doubt and resent only inside a reuse grace
+ * (docs/adr/0016). Every reuse fails the run; the fault span it fell in, if any, is named
+ * to read the failure.
+ */
 function judgeReuse(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
   const reuses = allReuses(evidence.providers);
-  const excused = new Map<string, number>();
-  const violations: string[] = [];
-  for (const reuse of reuses) {
-    const why = reuseExplanation(reuse, evidence, lossSpans);
-    if (why) excused.set(why, (excused.get(why) ?? 0) + 1);
-    else {
-      violations.push(
-        `grant ${reuse.grantId}: token rotated ${iso(reuse.rotatedAt.getTime())}, reused ` +
-          `${iso(reuse.at.getTime())}, replacement ${reuse.replacementDelivered ? "delivered" : "never delivered"}`,
-      );
-    }
-  }
+  const violations = reuses.map((reuse) => {
+    const during = reuseExplanation(reuse, evidence, lossSpans);
+    return (
+      `grant ${reuse.grantId}: token rotated ${iso(reuse.rotatedAt.getTime())}, reused ` +
+      `${iso(reuse.at.getTime())}, replacement ${reuse.replacementDelivered ? "delivered" : "never delivered"}` +
+      (during ? ` (rotated during: ${during})` : "")
+    );
+  });
   return {
-    name: "rotated refresh tokens reused (not caused by a lost answer)",
+    name: "rotated refresh tokens reused",
     holds: violations.length === 0,
-    value: `${violations.length} (provider counted ${reuses.length} reuses in all)`,
-    details: [
-      ...[...excused].map(([why, count]) => `excused, ${why}: ${count}`),
-      ...violations.slice(0, LISTED),
-    ],
+    value: String(violations.length),
+    details: violations.slice(0, LISTED),
   };
 }
 
@@ -193,36 +192,24 @@ function judgeExpiry(evidence: Evidence): Verdict {
   };
 }
 
-function reusesByGrant(evidence: Evidence): Map<string, TokenReuse> {
-  const byGrant = new Map<string, TokenReuse>();
-  for (const reuse of allReuses(evidence.providers)) byGrant.set(reuse.grantId, reuse);
-  return byGrant;
-}
-
 /**
- * A connection that a refresh in doubt stopped (docs/adr/0016): `needs_reauth` because the
- * provider refused a rotated-away token (the resend after a lost answer), or `error` with
- * `in_doubt` because the careful resend got no verdict. Judged by judgeDoubt.
+ * A connection that a refresh in doubt stopped (docs/adr/0016): `needs_reauth` with
+ * `in_doubt`, the token not sent again after an answer that may have rotated it was lost.
+ * Judged by judgeDoubt.
  */
-function stoppedInDoubt(
-  member: Member,
-  row: ConnectionRow,
-  reuses: ReadonlyMap<string, TokenReuse>,
-): boolean {
-  if (row.status === "error") return row.lastErrorCode === "in_doubt";
-  return row.status === "needs_reauth" && reuses.has(member.grantId);
+function stoppedInDoubt(row: ConnectionRow): boolean {
+  return row.status === "needs_reauth" && row.lastErrorCode === "in_doubt";
 }
 
 /** Every connection that stopped (needs_reauth, error) had its grant killed by this run. */
 function judgeStopped(evidence: Evidence): Verdict {
-  const reuses = reusesByGrant(evidence);
   const violations: string[] = [];
   let revoked = 0;
   for (const member of evidence.members) {
     const row = evidence.rows.get(member.connectionId);
     if (!row || row.status === "active" || row.status === "expired") continue;
     if (row.status === "needs_reauth" && evidence.revokedGrants.has(member.grantId)) revoked += 1;
-    else if (!stoppedInDoubt(member, row, reuses)) {
+    else if (!stoppedInDoubt(row)) {
       violations.push(
         `connection ${member.connectionId}: ${row.status} (${row.lastErrorCode ?? "no error code"})`,
       );
@@ -237,19 +224,16 @@ function judgeStopped(evidence: Evidence): Verdict {
 }
 
 /**
- * What ADR 0016 does after a lost answer at a rotating provider, excused only when the doubt
- * began inside a span where a fault may lose answers (or at a grant whose answer was
- * dropped): `needs_reauth` when the provider refused the resent token (the doubt began when
- * it rotated the token whose answer was lost), `error`/`in_doubt` when the careful resend got
- * no verdict (the row's `inDoubtSince`). With reuse grace a lost answer costs nothing:
- * a grace grant stopped this way fails the run wherever its doubt began.
+ * What ADR 0016 does after a lost answer at a rotating provider without reuse grace: the
+ * connection stops (`needs_reauth`, `in_doubt`), excused only when its doubt (the row's
+ * `inDoubtSince`) began inside a span where a fault may lose answers, or at a grant whose
+ * answer was dropped. With reuse grace a lost answer costs nothing: a grace grant stopped
+ * this way fails the run wherever its doubt began.
  */
 function judgeDoubt(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict {
-  const reuses = reusesByGrant(evidence);
   const excused = new Map<string, number>();
   const violations: string[] = [];
-  let refused = 0;
-  let unresolved = 0;
+  let stopped = 0;
   let pending = 0;
   const doubted = { grace: 0, none: 0 };
   for (const member of evidence.members) {
@@ -260,24 +244,18 @@ function judgeDoubt(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict
     const row = evidence.rows.get(member.connectionId);
     if (!row) continue;
     if ((row.status === "active" || row.status === "expired") && row.inDoubtSince) pending += 1;
-    if (!stoppedInDoubt(member, row, reuses) || evidence.revokedGrants.has(member.grantId)) {
-      continue;
-    }
-    const reuse = reuses.get(member.grantId);
-    const began = row.status === "error" ? row.inDoubtSince?.getTime() : reuse?.rotatedAt.getTime();
+    if (!stoppedInDoubt(row) || evidence.revokedGrants.has(member.grantId)) continue;
+    const began = row.inDoubtSince?.getTime();
     const cause =
       began === undefined || !member.rotating || member.reuseGrace !== null
         ? null
         : lossCause(began, member.grantId, evidence, lossSpans);
-    const what = row.status === "error" ? "error/in_doubt" : "needs_reauth";
     if (cause) {
-      if (row.status === "error") unresolved += 1;
-      else refused += 1;
-      const why = `${what}, doubt began in: ${cause}`;
-      excused.set(why, (excused.get(why) ?? 0) + 1);
+      stopped += 1;
+      excused.set(cause, (excused.get(cause) ?? 0) + 1);
     } else {
       violations.push(
-        `connection ${member.connectionId}: ${what}, doubt began ${began === undefined ? "at an unknown time" : iso(began)}` +
+        `connection ${member.connectionId}: needs_reauth/in_doubt, doubt began ${began === undefined ? "at an unknown time" : iso(began)}` +
           `${member.reuseGrace === null ? "" : ` (reuse grace ${member.reuseGrace} s)`}`,
       );
     }
@@ -285,11 +263,11 @@ function judgeDoubt(evidence: Evidence, lossSpans: readonly LossSpan[]): Verdict
   return {
     name: "stopped by a refresh in doubt begun outside an answer-losing fault",
     holds: violations.length === 0,
-    value: `${violations.length} (excused: ${refused} needs_reauth, ${unresolved} error/in_doubt)`,
+    value: `${violations.length} (excused: ${stopped} needs_reauth/in_doubt)`,
     details: [
       `went in doubt: ${doubted.none} connections without reuse grace, ${doubted.grace} with it`,
       `still in doubt at the end, refreshing: ${pending}`,
-      ...[...excused].map(([why, count]) => `excused, ${why}: ${count}`),
+      ...[...excused].map(([why, count]) => `excused, doubt began in: ${why}: ${count}`),
       ...violations.slice(0, LISTED),
     ],
   };

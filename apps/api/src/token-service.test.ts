@@ -409,31 +409,22 @@ describe("a connection in error after answers of no known shape", () => {
 });
 
 describe("a connection stopped in doubt (docs/adr/0016)", () => {
-  it("answers 409 saying to send new tokens, not to fix the integration", async () => {
+  it("answers 409 needs_reauth saying the token is not sent again, never integration_error", async () => {
     const { connection, grant } = await h.addConnection({
       provider: "github",
       rotate: true,
       expiresInSeconds: -10,
     });
-    // The answer is lost, then the one careful resend gets a 503: no verdict either time.
-    h.provider.failNext(1, { hang: true }, { grantId: grant.grantId });
-    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
-    expect((await tokenOf(connection.id)).json()).toMatchObject({ error: "refresh_failed" });
-    // A forced refresh does not spend the careful resend before its time.
-    const requests = h.provider.requests;
-    const early = await refreshNow(connection.id);
-    expect(early.statusCode).toBe(503);
-    expect(Number(early.headers["retry-after"])).toBeGreaterThan(1);
-    expect(h.provider.requests).toBe(requests);
-    await h.prisma.connection.update({
-      where: { id: connection.id },
-      data: { nextRefreshAt: new Date(Date.now() - 1_000) },
-    });
-    const stopped = await refreshNow(connection.id);
+    // The answer is lost after GitHub rotated: the token is not sent again.
+    h.provider.failNext(1, { hang: true, applyRefresh: true }, { grantId: grant.grantId });
+    const stopped = await tokenOf(connection.id);
     expect(stopped.statusCode).toBe(409);
-    expect(stopped.json()).toMatchObject({ error: "integration_error" });
-    expect(stopped.json().message).toMatch(/send new tokens/);
-    expect((await tokenOf(connection.id)).json().message).toMatch(/send new tokens/);
+    expect(stopped.json()).toMatchObject({ error: "needs_reauth" });
+    expect(stopped.json().message).toMatch(/not sent again; authorize again/);
+    const requests = h.provider.requests;
+    expect((await refreshNow(connection.id)).json()).toMatchObject({ error: "needs_reauth" });
+    expect(h.provider.requests).toBe(requests);
+    expect(h.provider.reuseCount).toBe(0);
 
     // New tokens from the app end it: active, out of doubt, and refreshed again.
     const fresh = h.provider.issueGrant({ rotate: true });

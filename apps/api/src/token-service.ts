@@ -155,12 +155,6 @@ export class TokenService {
   async refresh(connectionId: string): Promise<ConnectionRow> {
     const row = await this.#load(connectionId);
     refuseUnusable(row);
-    // A refresh in doubt waits before its next send, which may be the one careful resend
-    // (docs/adr/0016): forced now, it would meet the same slow provider and could stop the
-    // connection for good. Answered like a retry not yet due.
-    if (row.inDoubtSince !== null && backingOff(row)) {
-      throw unavailable({ row, refreshed: false });
-    }
     const attempt = await this.#refreshShared(row);
     refuseWhileDead(attempt.row);
     if (!attempt.refreshed) throw unavailable(attempt);
@@ -306,6 +300,9 @@ function validFor(row: Connection, ms: number): boolean {
 }
 
 const NO_REFRESH_TOKEN = "the connection has no refresh token";
+// docs/adr/0016: the provider never said the grant is gone; the token is not sent again.
+const IN_DOUBT =
+  "the provider's answer to a refresh was lost and it may have rotated the refresh token, which is not sent again; authorize again";
 
 function needsReauth(why: string): HttpError {
   return new HttpError(
@@ -321,7 +318,9 @@ function refuseWhileDead(row: Connection): void {
     throw needsReauth(
       row.lastErrorCode === "no_refresh_token"
         ? NO_REFRESH_TOKEN
-        : "the provider refused the grant",
+        : row.lastErrorCode === "in_doubt"
+          ? IN_DOUBT
+          : "the provider refused the grant",
     );
   }
 }
@@ -334,14 +333,6 @@ function refuseUnusable(row: ConnectionRow): void {
 
 /** Why no fresh token can be had: a configuration to fix (409) or a failure to wait out (503). */
 function unavailable({ row, retryInMs }: Attempt): HttpError {
-  if (row.status === "error" && row.lastErrorCode === "in_doubt") {
-    // docs/adr/0016: no configuration to fix; the refresh token itself is in doubt.
-    return new HttpError(
-      409,
-      "integration_error",
-      "the refresh token may have been rotated by a provider answer that was lost, and the one careful retry got no verdict; send new tokens (authorize again)",
-    );
-  }
   if (row.status === "error" && row.consecutiveUnknown > 0) {
     // Stopped after answers of no known shape in a row: the provider's doing, or a token URL
     // that leads somewhere else; not a refused client.

@@ -26,13 +26,16 @@ function catalogCells(definition: ProviderDefinition): string[] {
   const where = (url: string | null, fallback: string) =>
     url === null ? fallback : `\`${url.replace(/^https:\/\//, "")}\``;
   const refresh = `${where(definition.tokenUrl, "the integration's `tokenUrl`")}, ${definition.clientAuth}, ${definition.bodyFormat}`;
-  const rotation = !definition.rotatesRefreshToken
-    ? "not rotated"
-    : definition.reuseGrace === null || definition.reuseGrace === 0
-      ? "rotates, no reuse grace"
-      : definition.reuseGrace === "until_new_token_used"
-        ? "rotates, old one usable until the new one is"
-        : `rotates, reuse grace ${definition.reuseGrace} s`;
+  const rotation =
+    definition.rotatesRefreshToken === "learned"
+      ? "learned from the integration's answers, no reuse grace"
+      : !definition.rotatesRefreshToken
+        ? "not rotated"
+        : definition.reuseGrace === null || definition.reuseGrace === 0
+          ? "rotates, no reuse grace"
+          : definition.reuseGrace === "until_new_token_used"
+            ? "rotates, old one usable until the new one is"
+            : `rotates, reuse grace ${definition.reuseGrace} s`;
   const revoke =
     revocation === null
       ? "none"

@@ -343,16 +343,16 @@ export interface ProviderDefinition {
   /**
    * Documentation: each refresh returns a new refresh token and the old one dies (or should
    * be treated as dead). A lost answer then means re-authorization, so the new tokens must be
-   * persisted before anything else.
+   * persisted before anything else. `"learned"`: the generic definition cannot know, and
+   * each integration's refresh answers tell (docs/adr/0016).
    */
-  readonly rotatesRefreshToken: boolean;
+  readonly rotatesRefreshToken: boolean | "learned";
   /**
    * How long a rotated-away refresh token stays usable, as the provider documents it: seconds
    * after the rotation, `"until_new_token_used"` (the previous one works until its successor
    * is first used), or null (no grace: a rotated-away token is dead, or its reuse revokes the
    * grant). Decides what a refresh "in doubt" (its answer lost) may do: resend the old token
-   * inside the window, or only once, carefully (docs/adr/0016). Meaningful when
-   * `rotatesRefreshToken`.
+   * inside the window, or never again (docs/adr/0016). Meaningful when the token rotates.
    */
   readonly reuseGrace: ReuseGrace | null;
   /**

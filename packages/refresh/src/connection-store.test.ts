@@ -136,7 +136,7 @@ describe("ConnectionStore", () => {
       h.deps.store.claim(claim),
     ]);
     expect([first, second].filter((held) => held === null)).toHaveLength(1);
-    expect(first ?? second).toEqual({ abandonedUntil: null });
+    expect(first ?? second).toMatchObject({ abandonedUntil: null });
     expect(await h.deps.store.claim(claim)).toBeNull();
     expect(await h.deps.store.claim({ ...claim, version: 1 })).toBeNull();
 
@@ -147,14 +147,16 @@ describe("ConnectionStore", () => {
       refreshed,
     );
     expect(stored?.version).toBe(1);
-    expect(await h.deps.store.claim({ ...claim, version: 1 })).toEqual({ abandonedUntil: null });
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toMatchObject({
+      abandonedUntil: null,
+    });
 
     // A claim that has run out (its holder died) can be taken again, and says when it ran out:
     // its holder may have sent the refresh token.
     const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
       UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid
       RETURNING "claimExpiresAt" AS at`;
-    expect(await h.deps.store.claim({ ...claim, version: 1 })).toEqual({
+    expect(await h.deps.store.claim({ ...claim, version: 1 })).toMatchObject({
       abandonedUntil: ranOut[0]?.at,
     });
   });

@@ -26,6 +26,7 @@ export type RefreshIntegration = Pick<
   | "scopes"
   | "refreshBufferSeconds"
   | "accessTokenLifetimeSeconds"
+  | "refreshTokensRotate"
   | "updatedAt"
 >;
 
@@ -49,7 +50,6 @@ export type ConnectionChange = Pick<
   | "lastErrorMessage"
   | "lastErrorAt"
   | "inDoubtSince"
-  | "inDoubtResent"
 > & {
   /**
    * Provider values an answer stated (Salesforce `instance_url`, Zoho `api_domain`), laid
@@ -75,7 +75,7 @@ const CONNECTION_COLUMNS = `c.id, c."integrationId", c."externalId", c."accessTo
   c.status::text AS status,
   c.version, c."nextRefreshAt", c."lastRefreshedAt", c."refreshCount",
   c."consecutiveFailures", c."consecutiveUnknown", c."lastErrorCode", c."lastErrorMessage", c."lastErrorAt",
-  c."inDoubtSince", c."inDoubtResent", c.metadata, c."createdAt", c."updatedAt"`;
+  c."inDoubtSince", c.metadata, c."createdAt", c."updatedAt"`;
 
 const LOAD = `
   SELECT ${CONNECTION_COLUMNS},
@@ -84,7 +84,7 @@ const LOAD = `
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
          i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds",
          i."accessTokenLifetimeSeconds" AS "i.accessTokenLifetimeSeconds",
-         i."updatedAt" AS "i.updatedAt"
+         i."refreshTokensRotate" AS "i.refreshTokensRotate", i."updatedAt" AS "i.updatedAt"
     FROM connections c JOIN integrations i ON i.id = c."integrationId"
    WHERE c.id = ANY($1::uuid[])`;
 
@@ -100,13 +100,13 @@ const WRITE = `
       $7::timestamptz[], $8::text[], $9::int[], $10::timestamptz[], $11::timestamptz[],
       $12::int[], $13::int[], $14::text[], $15::text[], $16::timestamptz[],
       $17::text[], $18::text[], $19::text[], $20::text[], $21::timestamptz[], $22::int[],
-      $23::timestamptz[], $24::text[], $25::timestamptz[], $26::boolean[], $27::text[]
+      $23::timestamptz[], $24::text[], $25::timestamptz[], $26::text[]
     ) AS i(id, fence, "accessToken", "refreshToken", "tokenType", scope, "expiresAt",
            status, version, "nextRefreshAt", "lastRefreshedAt", "refreshCount",
            "consecutiveFailures", "lastErrorCode", "lastErrorMessage", "lastErrorAt",
            "eventType", outcome, "errorCode", message, "integrationFence",
            "consecutiveUnknown", "refreshTokenExpiresAt", "webhookType",
-           "inDoubtSince", "inDoubtResent", "appValues")
+           "inDoubtSince", "appValues")
   ), updated AS (
     UPDATE connections c SET
       "accessToken" = i."accessToken", "refreshToken" = i."refreshToken",
@@ -118,7 +118,7 @@ const WRITE = `
       "consecutiveUnknown" = i."consecutiveUnknown",
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
       "lastErrorAt" = i."lastErrorAt", "inDoubtSince" = i."inDoubtSince",
-      "inDoubtResent" = i."inDoubtResent", "claimVersion" = NULL, "claimExpiresAt" = NULL,
+      "claimVersion" = NULL, "claimExpiresAt" = NULL,
       metadata = CASE WHEN i."appValues" IS NULL OR jsonb_typeof(c.metadata) <> 'object'
                       THEN c.metadata ELSE c.metadata || i."appValues"::jsonb END,
       "updatedAt" = now()
@@ -162,8 +162,21 @@ const CLAIM = `
     FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs"), connections prior
    WHERE c.id = i.id AND prior.id = c.id AND c.version = i.version
      AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
-  RETURNING c.id, CASE WHEN prior."claimVersion" = prior.version
-                       THEN prior."claimExpiresAt" END AS "abandonedUntil"`;
+  RETURNING c.id, c."claimExpiresAt" AS until,
+            CASE WHEN prior."claimVersion" = prior.version
+                 THEN prior."claimExpiresAt" END AS "abandonedUntil"`;
+
+// A claim given back unused (its holder did not send): cleared only while it is still the
+// one handed out, so that a later holder's claim stays.
+const RELEASE_CLAIM = `
+  UPDATE connections SET "claimVersion" = NULL, "claimExpiresAt" = NULL
+   WHERE id = $1 AND "claimVersion" = $2 AND "claimExpiresAt" = $3`;
+
+// What a generic integration's answers showed about rotation (docs/adr/0016). Not through
+// Prisma: its @updatedAt would move the integration fence of refreshes in flight (see WRITE).
+const NOTE_ROTATION = `
+  UPDATE integrations SET "refreshTokensRotate" = $2
+   WHERE id = $1 AND "refreshTokensRotate" IS DISTINCT FROM true`;
 
 type Loaded = { connection: Connection; integration: RefreshIntegration };
 
@@ -182,6 +195,8 @@ export interface ClaimHeld {
    * its holder may have sent the refresh token and died (or been paused past its lease).
    */
   readonly abandonedUntil: Date | null;
+  /** When this claim runs out. */
+  readonly until: Date;
 }
 
 /** A claim to send the refresh token of one row version, for `leaseMs`. */
@@ -246,8 +261,22 @@ export class ConnectionStore {
     return this.#claims.submit(claim);
   }
 
+  /** Gives back a claim whose holder did not send the refresh token. */
+  async releaseClaim(fence: WriteFence, claim: ClaimHeld): Promise<void> {
+    await this.#pool.query(RELEASE_CLAIM, [fence.id, fence.version, claim.until]);
+  }
+
+  /** Records whether a generic integration's refresh answers rotate refresh tokens. */
+  async noteRotation(integrationId: string, rotates: boolean): Promise<void> {
+    await this.#pool.query(NOTE_ROTATION, [integrationId, rotates]);
+  }
+
   async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, ClaimHeld>> {
-    const { rows } = await this.#pool.query<{ id: string; abandonedUntil: Date | null }>({
+    const { rows } = await this.#pool.query<{
+      id: string;
+      until: Date;
+      abandonedUntil: Date | null;
+    }>({
       name: "evergreen_refresh_claim",
       text: CLAIM,
       values: [
@@ -256,7 +285,7 @@ export class ConnectionStore {
         claims.map((c) => Math.ceil(c.leaseMs)),
       ],
     });
-    return new Map(rows.map(({ id, abandonedUntil }) => [id, { abandonedUntil }]));
+    return new Map(rows.map(({ id, until, abandonedUntil }) => [id, { until, abandonedUntil }]));
   }
 
   async #loadMany(ids: readonly string[]): Promise<ReadonlyMap<string, Loaded>> {
@@ -312,7 +341,6 @@ export class ConnectionStore {
         column((r) => r.change.refreshTokenExpiresAt),
         column((r) => r.event.webhook ?? null),
         column((r) => r.change.inDoubtSince),
-        column((r) => r.change.inDoubtResent),
         // A parked answer from before this field has none.
         column((r) => (r.change.appValues ? JSON.stringify(r.change.appValues) : null)),
       ],

@@ -73,8 +73,6 @@ export class ParkedAnswers {
     }
     // Parked by a version that did not count unknown answers yet.
     change.consecutiveUnknown ??= 0;
-    // Parked by a version that knew no refresh in doubt: a success ends any doubt.
-    change.inDoubtResent ??= false;
     return { ...parsed, change: change as unknown as ConnectionChange };
   }
 

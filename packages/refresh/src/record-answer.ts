@@ -10,10 +10,9 @@ import type {
 import { cooldownScope } from "./cooldown-scope";
 import type { RefreshDeps, RefreshRun } from "./refresh-connection";
 import {
-  DOUBT_UNRESOLVED_MESSAGE,
   type DoubtStage,
+  doubtClosedMessage,
   doubtConfirmedMessage,
-  doubtStage,
   graceEnd,
   inDoubtMessage,
 } from "./refresh-doubt";
@@ -108,13 +107,12 @@ async function decide(
     lastErrorMessage: connection.lastErrorMessage,
     lastErrorAt: connection.lastErrorAt,
     inDoubtSince: connection.inDoubtSince,
-    inDoubtResent: connection.inDoubtResent,
     appValues: null,
   };
   const stage = doubt?.stage ?? "none";
   // A doubt this send opened (an abandoned claim's) outlives answers that settle nothing
   // about the token (a 429, a refused client): dropped with them, the next send would be an
-  // ordinary one, and a further lost answer would allow yet another resend (docs/adr/0016).
+  // ordinary one, the resend of a maybe rotated-away token (docs/adr/0016).
   const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
   let change: ConnectionChange;
   let event: ConnectionEventInput;
@@ -161,7 +159,6 @@ async function decide(
         lastErrorAt: null,
         // An answer ends any doubt: the refresh token it carries (or keeps) is the live one.
         inDoubtSince: null,
-        inDoubtResent: false,
         appValues: result.appValues ?? null,
       };
       event = {
@@ -182,7 +179,6 @@ async function decide(
         status: "needs_reauth",
         nextRefreshAt: null,
         inDoubtSince: null,
-        inDoubtResent: false,
         ...failure(confirmed, now),
       };
       event = failureEvent("needs_reauth", confirmed, "connection.needs_reauth");
@@ -225,47 +221,49 @@ async function decide(
       // Only unknown answers in a row count toward giving up: after an outage's transient
       // failures, one odd answer (a load balancer's HTML page) must still be retried.
       const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
-      // The careful resend of a token in doubt got no verdict: stop (docs/adr/0016).
-      const unresolved = stage === "careful" || stage === "spent";
-      const giveUp = unresolved || unknowns >= (settings.unknownRetryLimit ?? 5);
+      const giveUp = unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
       const backoffAt = now.getTime() + backoffMs(settings, failures, deps.random);
-      // The next send is the one careful resend (docs/adr/0016): made a backoff after a
-      // timeout, it met the same slow provider, got no verdict and stopped the connection
-      // (a 10 s latency spike stopped 9 of 20). It waits out a spike first.
-      const carefulNext =
-        doubt !== undefined &&
-        inDoubtSince !== null &&
-        doubtStage(
-          { inDoubtSince, inDoubtResent: unchanged.inDoubtResent },
-          doubt.definition,
-          new Date(backoffAt),
-        ) === "careful";
-      const retryAt = new Date(
-        carefulNext
-          ? Math.max(backoffAt, now.getTime() + carefulResendDelayMs(settings))
-          : backoffAt,
-      );
-      // Inside a grace window, the resend must go before the window closes.
+      // In doubt, the stored token is resent only inside the provider's reuse grace, and
+      // the retry goes before the window closes, halving what is left of it; with no grace,
+      // or too little of it left for a retry, the token is never sent again (ADR 0016).
       const windowEnd =
         doubt && inDoubtSince ? graceEnd(inDoubtSince, doubt.definition.reuseGrace) : null;
-      const stated = unresolved
-        ? { ...result, errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE }
-        : doubt?.opensAt && unchanged.inDoubtSince === null
+      const windowLeftMs = windowEnd === null ? 0 : windowEnd.getTime() - now.getTime();
+      if (doubt && inDoubtSince && windowLeftMs < settings.retryBaseDelayMs) {
+        const closed = {
+          ...result,
+          errorCode: "in_doubt",
+          message: doubtClosedMessage(doubt.definition),
+        };
+        change = {
+          ...unchanged,
+          status: "needs_reauth",
+          nextRefreshAt: null,
+          consecutiveFailures: failures,
+          consecutiveUnknown: unknowns,
+          inDoubtSince,
+          ...failure(closed, now),
+        };
+        event = failureEvent("needs_reauth", closed, "connection.needs_reauth");
+        break;
+      }
+      const retryAt = new Date(
+        windowEnd !== null && windowEnd.getTime() < backoffAt
+          ? now.getTime() + windowLeftMs / 2
+          : backoffAt,
+      );
+      const stated =
+        doubt?.opensAt && unchanged.inDoubtSince === null
           ? { ...result, errorCode: "in_doubt", message: inDoubtMessage(doubt.definition) }
           : result;
       change = {
         ...unchanged,
         status: giveUp ? "error" : expired ? "expired" : "active",
-        nextRefreshAt: giveUp
-          ? null
-          : windowEnd !== null && windowEnd > now && windowEnd < retryAt
-            ? windowEnd
-            : retryAt,
+        nextRefreshAt: giveUp ? null : retryAt,
         consecutiveFailures: failures,
         consecutiveUnknown: unknowns,
         inDoubtSince,
-        inDoubtResent: unchanged.inDoubtResent || unresolved,
         ...failure(stated, now),
       };
       event = failureEvent("refresh_failed", stated, giveUp ? "connection.error" : firstFailure);
@@ -275,14 +273,6 @@ async function decide(
       return assertNever(result);
   }
   return { outcome: result.outcome, change, event, waitMs };
-}
-
-/**
- * How long the careful resend waits at least: two time limits, and the longest backoff up
- * to 30 s (RETRY_MAX_DELAY_MS set short, as in tests and the chaos suite, keeps it short).
- */
-function carefulResendDelayMs(settings: RefreshDeps["settings"]): number {
-  return Math.max(2 * settings.timeoutMs, Math.min(settings.retryMaxDelayMs, 30_000));
 }
 
 /**

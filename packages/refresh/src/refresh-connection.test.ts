@@ -469,14 +469,15 @@ describe("refreshConnection guards", () => {
     expect(row.version).toBe(6);
   });
 
-  it("sends nothing under a claim granted too late to outlive the answer (a frozen process waking)", async () => {
-    const { connection } = await h.addConnection();
+  it("sends nothing under a claim granted too late to outlive the answer (a frozen process waking), and gives it back", async () => {
+    const { connection } = await h.addConnection({ provider: "github", rotate: true });
     const { store } = h.deps;
     // Lease 1 s, timeout 300 ms: a claim that takes over 400 ms to arrive is not sent under.
     const lock = new RedisLock(h.redis, { prefix: `{late-claim-${connection.id}}`, ttlMs: 1_000 });
     const lateStore = {
       load: (id: string) => store.load(id),
       write: (...args: Parameters<typeof store.write>) => store.write(...args),
+      releaseClaim: (...args: Parameters<typeof store.releaseClaim>) => store.releaseClaim(...args),
       claim: async (claim: Parameters<typeof store.claim>[0]) => {
         const held = await store.claim(claim);
         await new Promise((resolve) => setTimeout(resolve, 600));
@@ -489,6 +490,10 @@ describe("refreshConnection guards", () => {
     );
     expect(run).toEqual({ kind: "busy", retryInMs: 1_000 });
     expect(h.provider.requests).toBe(0);
+    // Given back: the next try is an ordinary refresh, not one in doubt of a send never made.
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "active", inDoubtSince: null });
   });
 
   it("sends nothing when the lock is lost while an obsolete parked answer is dropped", async () => {
@@ -602,7 +607,7 @@ describe("refreshConnection egress", () => {
       await useTokenUrl(`http://127.0.0.1:${(breaking.address() as AddressInfo).port}/token`);
       expect(await refresh(connection.id)).toMatchObject({ outcome: "transient" });
       const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
-      expect(row).toMatchObject({ lastErrorCode: "in_doubt", inDoubtResent: false });
+      expect(row).toMatchObject({ status: "needs_reauth", lastErrorCode: "in_doubt" });
       expect(row.inDoubtSince).not.toBeNull();
     } finally {
       await new Promise((resolve) => breaking.close(resolve));

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Connection } from "@evergreen/db";
 import type { EgressClient } from "@evergreen/egress";
@@ -12,15 +13,16 @@ import {
   type ProviderDefinition,
 } from "@evergreen/providers";
 import type { Cooldown, Lease, RedisLock } from "@evergreen/redis";
-import type { ConnectionStore, RefreshIntegration } from "./connection-store";
+import type { ClaimHeld, ConnectionStore, RefreshIntegration } from "./connection-store";
 import { asRecord, cooldownScope } from "./cooldown-scope";
 import { EGRESS_FAILURES } from "./egress-failures";
 import { infraDependency } from "./infra-errors";
 import { REFRESHABLE } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
 import { commit, record } from "./record-answer";
-import { DOUBT_UNRESOLVED_MESSAGE, doubtStage, LOST_ANSWERS } from "./refresh-doubt";
+import { doubtStage, LOST_ANSWERS, mayRotate } from "./refresh-doubt";
 import type { RefreshQueues } from "./refresh-queues";
+import type { SendMarks } from "./send-marks";
 import { openClientSecret, openRefreshToken, resealConnectionToken } from "./token-cipher";
 
 /** What a refresh keeps of its claim's lease to store an answer that came late. */
@@ -49,6 +51,8 @@ export interface RefreshDeps {
   readonly lock: RedisLock;
   readonly cooldown: Cooldown;
   readonly parked: ParkedAnswers;
+  /** Whether a refresh token may have been sent under a claim its holder abandoned. */
+  readonly marks: SendMarks;
   readonly queue: RefreshQueues;
   /** Sends the token request; the time limit comes from `settings.timeoutMs`. */
   readonly egress: EgressClient;
@@ -160,10 +164,14 @@ async function refreshLocked(
   // process may already be refreshing, and sending our refresh token could reuse one the
   // provider has rotated. A renewed lease covers the whole HTTP timeout, with two timeouts
   // to spare for a pause after this.
-  const [parked, cooling, renewed] = await Promise.all([
+  // The send mark goes with them (harmless if nothing is sent): this holder's, unless an
+  // earlier holder of this version marked it sent (see send-marks.ts).
+  const holder = randomUUID();
+  const [parked, cooling, renewed, earlierMaySend] = await Promise.all([
     deps.parked.take(connection.id),
     deps.cooldown.remainingMs(cooldownScope(integration, connection), connection.id),
     lease.extend(),
+    deps.marks.claim(connection.id, connection.version, holder),
   ]);
   let extended = renewed;
   if (parked?.fence.version === connection.version) {
@@ -210,8 +218,9 @@ async function refreshLocked(
   }
 
   const definition = PROVIDERS[provider];
-  const stage = doubtStage(connection, definition, now());
-  if (stage === "spent") return stopUnresolved(deps, connection, integration, definition);
+  if (doubtStage(connection.inDoubtSince, definition, now()) === "closed") {
+    return stopInDoubt(deps, connection, integration, definition, null);
+  }
 
   // Decryption errors (a key missing from this process's ring during a rotation) throw:
   // the job is retried and the operator alerted, the connection's state is not touched.
@@ -255,49 +264,43 @@ async function refreshLocked(
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
   // The claim holds for a lease from when PostgreSQL granted it. A process frozen while its
   // answer was on the way (SIGSTOP, a frozen VM) finds it granted on waking, maybe long
-  // expired, and another process may meanwhile have resent this token carefully and had it
-  // rotated: seen under chaos, a worker paused 11 s sent 15 tokens rotated a second before.
-  // Sent only while the claim outlives the answer's wait and a timeout to store it; otherwise
-  // the next try finds the claim abandoned and resends carefully (docs/adr/0016).
-  if (performance.now() - claimFrom > deps.lock.ttlMs - 2 * settings.timeoutMs) {
-    deps.log.warn(
-      { connection: connection.id, provider },
-      "claim granted too late to send under it; not sent",
-    );
-    return { kind: "busy", retryInMs: 1_000 };
-  }
-  // An earlier claim of this version ran out with no answer written: its holder may have
-  // sent the refresh token and died, so for a rotating provider this send is in doubt from
-  // that claim's start (its expiry less the lease) (docs/adr/0016).
+  // expired, and another process may meanwhile have found the claim run out and sent this
+  // token, and had it rotated: seen under chaos, a worker paused 11 s sent 15 tokens rotated
+  // a second before. Sent only while the claim outlives the answer's wait and a timeout to
+  // store it; otherwise not sent, and the claim given back (docs/adr/0016). Checked again
+  // after marking the send, the last wait before it.
+  const late = () => performance.now() - claimFrom > deps.lock.ttlMs - 2 * settings.timeoutMs;
+  if (late()) return giveBackLateClaim(deps, connection, claimed);
+  const rotates = mayRotate(definition, integration);
+  // An earlier claim of this version ran out with no answer written: unless its holder's
+  // mark says it never got to send, it may have sent the refresh token and died, so for a
+  // rotating provider this send is in doubt from that claim's start (its expiry less the
+  // lease) (docs/adr/0016).
   const abandonedAt =
-    claimed.abandonedUntil && definition.rotatesRefreshToken
+    claimed.abandonedUntil && rotates && earlierMaySend
       ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
       : null;
-  const abandonedSend = stage === "none" ? abandonedAt : null;
-  // Staged again at the send, not at the load: renewing the lease and claiming may take long
-  // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
-  // (Okta's lasts 30 s). A send staged `grace` after its window would be one more resend of
-  // a maybe rotated-away token before the careful one.
-  const sentAt = now();
-  const staged = doubtStage(
-    abandonedSend ? { inDoubtSince: abandonedSend, inDoubtResent: false } : connection,
-    definition,
-    sentAt,
-  );
-  // Already in doubt, the abandoned claim may have made the one careful resend before its
-  // holder died (SIGKILL between sending and storing): that was the one.
-  const sendStage =
-    abandonedAt && stage !== "none" && doubtStage(connection, definition, abandonedAt) === "careful"
-      ? "spent"
-      : staged;
   if (abandonedAt) {
     deps.log.warn(
-      { connection: connection.id, provider, stage: sendStage },
+      { connection: connection.id, provider },
       "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
     );
   }
-  if (sendStage === "spent") return stopUnresolved(deps, connection, integration, definition);
+  // Staged again at the send, not at the load: renewing the lease and claiming may take long
+  // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
+  // (Okta's lasts 30 s). The doubt counts from its first send.
+  const inDoubtSince = connection.inDoubtSince ?? abandonedAt;
+  const stage = doubtStage(inDoubtSince, definition, now());
+  if (stage === "closed")
+    return stopInDoubt(deps, connection, integration, definition, abandonedAt);
 
+  // Marked sent before the request goes: a holder that dies after this leaves the version
+  // in doubt; one that dies before it leaves it claimed, and the next holder sends.
+  if (!(await markSent(deps, connection, claimed, holder))) {
+    return { kind: "busy", retryInMs: 1_000 };
+  }
+  if (late()) return giveBackLateClaim(deps, connection, claimed);
+  const sentAt = now();
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
   // Woken from a freeze shorter than the lease, it waits longer for the answer (most often
@@ -310,41 +313,105 @@ async function refreshLocked(
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   if ("failure" in answer) {
     // A rotating provider may have rotated the token whose answer we lost: in doubt.
-    const lost = definition.rotatesRefreshToken && LOST_ANSWERS.has(answer.failure);
+    const lost = rotates && LOST_ANSWERS.has(answer.failure);
     return record(deps, connection, integration, EGRESS_FAILURES[answer.failure], {
       definition,
-      stage: sendStage,
-      opensAt: abandonedSend ?? (lost ? sentAt : null),
+      stage,
+      opensAt: abandonedAt ?? (lost ? sentAt : null),
     });
   }
   const result = classifyAnswer(provider, answer, now(), {
     fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
     secrets: [refreshToken, clientSecret],
   });
-  return record(deps, connection, integration, result, {
+  const run = await record(deps, connection, integration, result, {
     definition,
-    stage: sendStage,
-    opensAt: abandonedSend,
+    stage,
+    opensAt: abandonedAt,
   });
+  if (result.outcome === "success" && definition.rotatesRefreshToken === "learned") {
+    await learnRotation(
+      deps,
+      integration,
+      result.refreshToken !== null && result.refreshToken !== refreshToken,
+    );
+  }
+  return run;
 }
 
 /**
- * The careful resend of a token in doubt was made and got no verdict: sending it again could
- * only repeat a possibly rotated-away token at the provider, so the connection stops without
- * a request (docs/adr/0016).
+ * A claim that arrived (or a send mark that came back) too late to send under: given back,
+ * so that the next try does not take it for a holder that may have sent the token (a no-op
+ * when another process found it run out meanwhile, and is in doubt).
  */
-function stopUnresolved(
+async function giveBackLateClaim(
+  deps: RefreshDeps,
+  connection: Connection,
+  claimed: ClaimHeld,
+): Promise<RefreshRun> {
+  deps.log.warn({ connection: connection.id }, "claim granted too late to send under it; not sent");
+  await deps.store.releaseClaim({ id: connection.id, version: connection.version }, claimed);
+  return { kind: "busy", retryInMs: 1_000 };
+}
+
+/**
+ * Marks the version sent by `holder`; false when another holder took the mark over (or Redis
+ * lost it), and then the claim is given back unused. A mark that cannot be written gives the
+ * claim back too before the error goes up: left, it would read as abandoned after a send.
+ */
+async function markSent(
+  deps: RefreshDeps,
+  connection: Connection,
+  claimed: ClaimHeld,
+  holder: string,
+): Promise<boolean> {
+  const fence = { id: connection.id, version: connection.version };
+  let marked: boolean;
+  try {
+    marked = await deps.marks.send(connection.id, connection.version, holder);
+  } catch (error) {
+    await deps.store.releaseClaim(fence, claimed).catch(() => undefined);
+    throw error;
+  }
+  if (!marked) await deps.store.releaseClaim(fence, claimed);
+  return marked;
+}
+
+/**
+ * The generic definition cannot know whether a server rotates refresh tokens: its answers
+ * tell (a new refresh token in a refresh answer), and the integration keeps what they showed,
+ * so that a lost answer at a server seen rotating puts the refresh in doubt (docs/adr/0016).
+ * Once rotation is seen it stays: a server may skip rotating on some answers.
+ */
+async function learnRotation(
+  deps: RefreshDeps,
+  integration: RefreshIntegration,
+  rotated: boolean,
+): Promise<void> {
+  const known = integration.refreshTokensRotate;
+  if (known === true || known === rotated) return;
+  await deps.store.noteRotation(integration.id, rotated);
+}
+
+/**
+ * A refresh in doubt with no reuse grace (left): the stored token may have been rotated away,
+ * and sending it again could revoke the grant, so the connection stops without a request and
+ * needs authorizing again (docs/adr/0016). `opensAt`: when the doubt began, if the row does
+ * not say yet (an abandoned claim found now).
+ */
+function stopInDoubt(
   deps: RefreshDeps,
   connection: Connection,
   integration: RefreshIntegration,
   definition: ProviderDefinition,
+  opensAt: Date | null,
 ): Promise<RefreshRun> {
   return record(
     deps,
     connection,
     integration,
-    { outcome: "unknown", errorCode: "in_doubt", message: DOUBT_UNRESOLVED_MESSAGE },
-    { definition, stage: "spent", opensAt: null },
+    { outcome: "transient", errorCode: "in_doubt", message: "not sent: refresh in doubt" },
+    { definition, stage: "closed", opensAt },
   );
 }
 

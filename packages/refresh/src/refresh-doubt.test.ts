@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { refreshConnection } from "./refresh-connection";
-import { doubtStage, graceEnd } from "./refresh-doubt";
+import { doubtStage, graceEnd, mayRotate } from "./refresh-doubt";
 import { registerConnection } from "./register-connection";
 import { createRefreshHarness, metricValue, type RefreshHarness } from "./testing";
 import { openRefreshToken } from "./token-cipher";
@@ -46,130 +46,40 @@ function loseNextAnswer(grantId: string, rotated: boolean) {
 }
 
 describe("a refresh in doubt, provider without reuse grace (GitHub Apps)", () => {
-  it("records the doubt, resends once, and needs_reauth when the provider confirms the rotation", async () => {
+  it("stops at the lost answer: needs_reauth, and the maybe rotated token is never sent again", async () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
     loseNextAnswer(grant.grantId, true);
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
-    const doubted = await rowOf(connection.id);
-    expect(doubted).toMatchObject({
-      status: "active",
-      lastErrorCode: "in_doubt",
-      inDoubtResent: false,
-    });
-    expect(doubted.inDoubtSince).not.toBeNull();
-    expect(doubted.lastErrorMessage).toMatch(/GitHub .*documents no reuse grace.*resent once/);
-    expect(doubted.nextRefreshAt).not.toBeNull();
-
-    // The one careful resend: GitHub has rotated the token, so it refuses the old one.
-    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
-    const gone = await rowOf(connection.id);
-    expect(gone).toMatchObject({
+    const stopped = await rowOf(connection.id);
+    expect(stopped).toMatchObject({
       status: "needs_reauth",
       nextRefreshAt: null,
-      lastErrorCode: "invalid_grant",
-      inDoubtSince: null,
+      lastErrorCode: "in_doubt",
     });
-    expect(gone.lastErrorMessage).toMatch(/earlier answer was lost.*authorize again/);
-    expect(tokenRequests()).toBe(2);
+    expect(stopped.inDoubtSince).not.toBeNull();
+    expect(stopped.lastErrorMessage).toMatch(
+      /GitHub .*documents no reuse grace.*not sent again; the user must authorize again/,
+    );
     expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "needs_reauth" });
-    expect(tokenRequests()).toBe(2);
-    expect(await eventsOf(connection.id)).toEqual([
-      ["refresh_failed", "transient", "in_doubt"],
-      ["needs_reauth", "invalid_grant", "invalid_grant"],
-    ]);
-    expect(await webhooksOf(connection.id)).toEqual([
-      "connection.refresh_failed",
-      "connection.needs_reauth",
-    ]);
+    expect(tokenRequests()).toBe(1);
+    expect(h.provider.reuseCount).toBe(0);
+    expect(await eventsOf(connection.id)).toEqual([["needs_reauth", "transient", "in_doubt"]]);
+    expect(await webhooksOf(connection.id)).toEqual(["connection.needs_reauth"]);
   });
 
   it("puts a refresh in doubt when the connection is reset after the provider rotated", async () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
     h.provider.failNext(1, { reset: true, applyRefresh: true }, { grantId: grant.grantId });
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
-    const doubted = await rowOf(connection.id);
-    expect(doubted).toMatchObject({ lastErrorCode: "in_doubt", inDoubtResent: false });
-    expect(doubted.inDoubtSince).not.toBeNull();
-    // The careful resend waits out a slow spell: two time limits, the longest backoff up to 30 s.
-    const { timeoutMs, retryMaxDelayMs } = h.deps.settings;
-    const wait = Math.max(2 * timeoutMs, Math.min(retryMaxDelayMs, 30_000));
-    expect(doubted.nextRefreshAt?.getTime()).toBeGreaterThanOrEqual(
-      (doubted.lastErrorAt?.getTime() ?? 0) + wait,
-    );
-    // One careful resend, refused: no retry after retry of the rotated-away token.
-    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
-    expect(await refresh(connection.id)).toEqual({ kind: "skipped", reason: "needs_reauth" });
-    expect(tokenRequests()).toBe(2);
-    expect(h.provider.reuseCount).toBe(1);
-  });
-
-  it("keeps the grant when the lost request had not rotated it: the careful resend succeeds", async () => {
-    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
-    loseNextAnswer(grant.grantId, false);
-    await refresh(connection.id);
-    expect((await rowOf(connection.id)).inDoubtSince).not.toBeNull();
-
-    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
-    const row = await rowOf(connection.id);
-    expect(row).toMatchObject({ status: "active", inDoubtSince: null, lastErrorCode: null });
-    const current = h.provider.grant(grant.grantId)?.refreshToken;
-    expect(openRefreshToken(h.keyRing, row.id, row.refreshToken ?? "")).toBe(current);
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "needs_reauth",
+      lastErrorCode: "in_doubt",
+    });
+    expect(tokenRequests()).toBe(1);
     expect(h.provider.reuseCount).toBe(0);
   });
 
-  it.each([
-    ["lost again", { hang: true } as const],
-    ["a 503", { status: 503 }],
-  ])(
-    "stops after a careful resend that got no verdict (%s): error, never sent again",
-    async (_name, answer) => {
-      const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
-      loseNextAnswer(grant.grantId, false);
-      await refresh(connection.id);
-      h.provider.failNext(1, answer, { grantId: grant.grantId });
-      await refresh(connection.id);
-      const stopped = await rowOf(connection.id);
-      expect(stopped).toMatchObject({
-        status: "error",
-        nextRefreshAt: null,
-        lastErrorCode: "in_doubt",
-        inDoubtResent: true,
-      });
-      expect(stopped.lastErrorMessage).toMatch(/not sent again: send new tokens/);
-      expect(tokenRequests()).toBe(2);
-      expect(await webhooksOf(connection.id)).toEqual([
-        "connection.refresh_failed",
-        "connection.error",
-      ]);
-
-      // Even made refreshable again (an integration update retries `error` rows), the token
-      // in doubt is not sent.
-      await h.prisma.connection.update({
-        where: { id: connection.id },
-        data: { status: "active", version: { increment: 1 } },
-      });
-      await refresh(connection.id);
-      expect(tokenRequests()).toBe(2);
-      expect(await rowOf(connection.id)).toMatchObject({
-        status: "error",
-        lastErrorCode: "in_doubt",
-      });
-    },
-  );
-
-  it("does not spend the careful resend on a 429: the provider refused before looking", async () => {
-    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
-    loseNextAnswer(grant.grantId, false);
-    await refresh(connection.id);
-    h.provider.failNext(1, { status: 429, retryAfter: "0" }, { grantId: grant.grantId });
-    expect(await refresh(connection.id)).toMatchObject({ kind: "cooling_down" });
-    expect(await rowOf(connection.id)).toMatchObject({ inDoubtResent: false });
-    await h.redis.del(`${h.prefix}:cooldown:${connection.integrationId}`);
-    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
-    expect(await rowOf(connection.id)).toMatchObject({ inDoubtSince: null, status: "active" });
-  });
-
-  it("a new refresh token from the app ends the doubt", async () => {
+  it("new tokens from the app end the doubt", async () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
@@ -183,7 +93,7 @@ describe("a refresh in doubt, provider without reuse grace (GitHub Apps)", () =>
         expiresIn: 3600,
       },
     );
-    expect(await rowOf(connection.id)).toMatchObject({ inDoubtSince: null, inDoubtResent: false });
+    expect(await rowOf(connection.id)).toMatchObject({ status: "active", inDoubtSince: null });
   });
 });
 
@@ -216,31 +126,52 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
     const since = (await rowOf(connection.id)).inDoubtSince;
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
-    expect(await rowOf(connection.id)).toMatchObject({
-      status: "active",
-      inDoubtSince: since,
-      inDoubtResent: false,
-    });
+    expect(await rowOf(connection.id)).toMatchObject({ status: "active", inDoubtSince: since });
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
     expect(h.provider.reuseCount).toBe(0);
     expect(tokenRequests()).toBe(3);
   });
 
-  it("after the window, the resend is the one careful attempt", async () => {
+  it("retries before the window closes, and stops once less than a base delay of it is left", async () => {
     const { connection, grant } = await addXeroConnection();
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
-    const later = () => new Date(Date.now() + 31 * 60_000);
-    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
-    await refresh(connection.id, later);
+    const since = (await rowOf(connection.id)).inDoubtSince?.getTime() ?? 0;
+    const usableEnd = since + 1800 * 900;
+    // 1.5 s of the window left, less than the backoff after two failures (2 s, no jitter here): the
+    // retry goes halfway to the window's end, not after it.
+    const left = new Date(usableEnd - 1_500);
+    loseNextAnswer(grant.grantId, true);
+    await refreshConnection(
+      { ...h.deps, now: () => left, random: () => 1 },
+      { connectionId: connection.id, source: "worker" },
+    );
+    const retried = await rowOf(connection.id);
+    expect(retried.status).toBe("active");
+    expect(retried.nextRefreshAt?.getTime()).toBe(left.getTime() + 750);
+    // Half a second left, under the 1 s base delay: no time for another resend.
+    loseNextAnswer(grant.grantId, true);
+    await refresh(connection.id, () => new Date(usableEnd - 500));
     expect(await rowOf(connection.id)).toMatchObject({
-      status: "error",
+      status: "needs_reauth",
       lastErrorCode: "in_doubt",
-      inDoubtResent: true,
     });
-    expect(tokenRequests()).toBe(2);
+    expect((await rowOf(connection.id)).lastErrorMessage).toMatch(/reuse grace has passed/);
   });
-  it("stages the resend when it is sent: a window that closes while claiming makes it the careful one", async () => {
+
+  it("after the window, the token is not sent: needs_reauth", async () => {
+    const { connection, grant } = await addXeroConnection();
+    loseNextAnswer(grant.grantId, true);
+    await refresh(connection.id);
+    await refresh(connection.id, () => new Date(Date.now() + 31 * 60_000));
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "needs_reauth",
+      lastErrorCode: "in_doubt",
+    });
+    expect(tokenRequests()).toBe(1);
+  });
+
+  it("stages the resend when it is sent: a window that closes while claiming stops it unsent", async () => {
     const { connection, grant } = await addXeroConnection();
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
@@ -253,21 +184,31 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
       skew = 31 * 60_000;
       return held;
     };
-    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
     await refresh(connection.id, () => new Date(Date.now() + skew));
     expect(await rowOf(connection.id)).toMatchObject({
-      status: "error",
+      status: "needs_reauth",
       lastErrorCode: "in_doubt",
-      inDoubtResent: true,
     });
-    expect(tokenRequests()).toBe(2);
+    expect(tokenRequests()).toBe(1);
   });
 });
 
 describe("a refresh whose earlier holder abandoned its claim (crashed after claiming)", () => {
-  /** The dead holder's request: it reached the provider (which rotated) or it did not. */
-  async function abandonClaim(connectionId: string, refreshToken: string, reached: boolean) {
-    if (reached) {
+  /**
+   * A holder that claimed the row and died: after marking its send and sending (the provider
+   * rotated), after marking it only (the request never went), before that (marked claimed),
+   * or with its mark lost (Redis lost its data).
+   */
+  async function abandonClaim(
+    connectionId: string,
+    refreshToken: string,
+    died: "after sending" | "after marking sent" | "before marking sent" | "mark lost",
+  ) {
+    if (died !== "mark lost") await h.deps.marks.claim(connectionId, 0, "dead-holder");
+    if (died === "after sending" || died === "after marking sent") {
+      expect(await h.deps.marks.send(connectionId, 0, "dead-holder")).toBe(true);
+    }
+    if (died === "after sending") {
       const response = await fetch(h.provider.tokenUrl, {
         method: "POST",
         headers: { "content-type": "application/x-www-form-urlencoded" },
@@ -286,81 +227,110 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     return ranOut[0]?.at ?? new Date(0);
   }
 
-  it("without grace: the send is the careful one, and the provider's refusal confirms the rotation", async () => {
+  it("without grace: nothing is sent, and the connection needs authorizing from the claim's start", async () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
-    await abandonClaim(connection.id, grant.refreshToken, true);
-    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    const ranOut = await abandonClaim(connection.id, grant.refreshToken, "after sending");
+    const sent = tokenRequests();
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
     const row = await rowOf(connection.id);
-    expect(row).toMatchObject({ status: "needs_reauth", inDoubtSince: null });
-    expect(row.lastErrorMessage).toMatch(/earlier answer was lost/);
-  });
-
-  it("without grace: a careful send that succeeds ends it, a 503 stops the connection in doubt", async () => {
-    const kept = await h.addConnection({ provider: "github", rotate: true });
-    await abandonClaim(kept.connection.id, kept.grant.refreshToken, false);
-    expect(await refresh(kept.connection.id)).toMatchObject({ outcome: "success" });
-    expect(h.provider.reuseCount).toBe(0);
-
-    const stopped = await h.addConnection({ provider: "github", rotate: true });
-    const ranOut = await abandonClaim(stopped.connection.id, stopped.grant.refreshToken, false);
-    h.provider.failNext(1, { status: 503 }, { grantId: stopped.grant.grantId });
-    await refresh(stopped.connection.id);
-    const row = await rowOf(stopped.connection.id);
-    expect(row).toMatchObject({ status: "error", lastErrorCode: "in_doubt", inDoubtResent: true });
+    expect(row).toMatchObject({ status: "needs_reauth", lastErrorCode: "in_doubt" });
     // In doubt since the abandoned claim began: its expiry less the lease.
     expect(row.inDoubtSince?.getTime()).toBe(ranOut.getTime() - h.deps.lock.ttlMs);
-  });
-
-  it("without grace: a 429 to the careful send keeps the doubt, so a lost answer then stops it", async () => {
-    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
-    await abandonClaim(connection.id, grant.refreshToken, false);
-    h.provider.failNext(1, { status: 429, retryAfter: "0" }, { grantId: grant.grantId });
-    expect(await refresh(connection.id)).toMatchObject({ kind: "cooling_down" });
-    const cooled = await rowOf(connection.id);
-    expect(cooled.inDoubtSince).not.toBeNull();
-    expect(cooled.inDoubtResent).toBe(false);
-
-    // The send the 429 refused is still the careful one: lost too, nothing more is sent.
-    await h.redis.del(`${h.prefix}:cooldown:${connection.integrationId}`);
-    loseNextAnswer(grant.grantId, false);
-    await refresh(connection.id);
-    expect(await rowOf(connection.id)).toMatchObject({
-      status: "error",
-      lastErrorCode: "in_doubt",
-      inDoubtResent: true,
-    });
-    expect(tokenRequests()).toBe(2);
-  });
-
-  it("in doubt already: a careful resend whose holder died before storing was the one", async () => {
-    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
-    loseNextAnswer(grant.grantId, false);
-    await refresh(connection.id);
-    // The careful resend reached the provider, and its worker was killed before storing.
-    await abandonClaim(connection.id, grant.refreshToken, true);
-    const sent = tokenRequests();
-    await refresh(connection.id);
     expect(tokenRequests()).toBe(sent);
-    expect(await rowOf(connection.id)).toMatchObject({
-      status: "error",
-      lastErrorCode: "in_doubt",
-      inDoubtResent: true,
-    });
     expect(h.provider.reuseCount).toBe(0);
   });
 
   it("with grace: the old token is resent inside the window and the provider honours it", async () => {
     const { connection, grant } = await addXeroConnection();
-    await abandonClaim(connection.id, grant.refreshToken, true);
+    await abandonClaim(connection.id, grant.refreshToken, "after sending");
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
     expect(h.provider.reuseCount).toBe(0);
     expect(h.provider.grant(grant.grantId)?.revoked).toBe(false);
+  });
+
+  it("without grace: a holder that died before marking its send never sent: an ordinary refresh", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(connection.id, grant.refreshToken, "before marking sent");
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(await rowOf(connection.id)).toMatchObject({ status: "active", inDoubtSince: null });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it.each(["after marking sent", "mark lost"] as const)(
+    "without grace: a holder that died %s may have sent: stopped in doubt",
+    async (died) => {
+      const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+      await abandonClaim(connection.id, grant.refreshToken, died);
+      expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
+      expect(await rowOf(connection.id)).toMatchObject({
+        status: "needs_reauth",
+        lastErrorCode: "in_doubt",
+      });
+      expect(tokenRequests()).toBe(0);
+    },
+  );
+
+  it("a generic integration not yet seen rotating resends: what a server that does not rotate needs", async () => {
+    const { connection, grant } = await h.addConnection();
+    await abandonClaim(connection.id, grant.refreshToken, "mark lost");
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+  });
+});
+
+describe("a generic integration learns whether its server rotates", () => {
+  const learned = async (integrationId: string) =>
+    (await h.prisma.integration.findUniqueOrThrow({ where: { id: integrationId } }))
+      .refreshTokensRotate;
+
+  it("from an answer with a new refresh token: a lost answer after that is in doubt", async () => {
+    const { connection, grant } = await h.addConnection({ rotate: true });
+    const before = await h.prisma.integration.findUniqueOrThrow({
+      where: { id: connection.integrationId },
+    });
+    expect(before.refreshTokensRotate).toBeNull();
+    expect(await refresh(connection.id)).toMatchObject({ outcome: "success" });
+    const after = await h.prisma.integration.findUniqueOrThrow({
+      where: { id: connection.integrationId },
+    });
+    expect(after.refreshTokensRotate).toBe(true);
+    // Learning is no update of the integration: refreshes fenced on updatedAt go on.
+    expect(after.updatedAt).toEqual(before.updatedAt);
+
+    loseNextAnswer(grant.grantId, true);
+    await refresh(connection.id);
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "needs_reauth",
+      lastErrorCode: "in_doubt",
+    });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it("from an answer without one: a lost answer stays an ordinary transient failure", async () => {
+    const { connection, grant } = await h.addConnection();
+    await refresh(connection.id);
+    expect(await learned(connection.integrationId)).toBe(false);
+    loseNextAnswer(grant.grantId, false);
+    await refresh(connection.id);
+    expect(await rowOf(connection.id)).toMatchObject({
+      status: "active",
+      lastErrorCode: "timeout",
+      inDoubtSince: null,
+    });
+  });
+
+  it("once seen rotating, keeps it when another answer does not rotate", async () => {
+    const rotating = await h.addConnection({ rotate: true });
+    await refresh(rotating.connection.id);
+    const steady = await h.addConnection();
+    expect(steady.connection.integrationId).toBe(rotating.connection.integrationId);
+    await refresh(steady.connection.id);
+    expect(await learned(rotating.connection.integrationId)).toBe(true);
   });
 });
 
 describe("a lost answer that puts nothing in doubt", () => {
   it("a provider that does not rotate: an ordinary transient failure", async () => {
-    const { connection, grant } = await h.addConnection();
+    const { connection, grant } = await h.addConnection({ provider: "google" });
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
     expect(await rowOf(connection.id)).toMatchObject({
@@ -373,28 +343,32 @@ describe("a lost answer that puts nothing in doubt", () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
     loseNextAnswer(grant.grantId, true);
     await refresh(connection.id);
-    await refresh(connection.id);
     const count = (outcome: string) =>
       metricValue(h.metrics.refreshTotal, { provider: "github", outcome });
-    expect([await count("transient"), await count("invalid_grant")]).toEqual([1, 1]);
+    expect([await count("transient"), await count("invalid_grant")]).toEqual([1, 0]);
   });
 });
 
-describe("doubtStage", () => {
+describe("doubtStage and mayRotate", () => {
   const since = new Date("2026-03-01T12:00:00Z");
   const at = (seconds: number) => new Date(since.getTime() + seconds * 1000);
-  const row = (resent = false) => ({ inDoubtSince: since, inDoubtResent: resent });
 
-  it("is none without doubt, grace inside 90 % of a window, careful after, spent once resent", () => {
-    expect(
-      doubtStage({ inDoubtSince: null, inDoubtResent: false }, { reuseGrace: 30 }, at(0)),
-    ).toBe("none");
-    expect(doubtStage(row(), { reuseGrace: 30 }, at(26))).toBe("grace");
-    expect(doubtStage(row(), { reuseGrace: 30 }, at(27))).toBe("careful");
-    expect(doubtStage(row(true), { reuseGrace: 30 }, at(27))).toBe("spent");
-    expect(doubtStage(row(), { reuseGrace: null }, at(0))).toBe("careful");
-    expect(doubtStage(row(), { reuseGrace: 0 }, at(0))).toBe("careful");
-    expect(doubtStage(row(true), { reuseGrace: "until_new_token_used" }, at(1e7))).toBe("grace");
+  it("is none without doubt, grace inside 90 % of a window, closed after or without one", () => {
+    expect(doubtStage(null, { reuseGrace: 30 }, at(0))).toBe("none");
+    expect(doubtStage(since, { reuseGrace: 30 }, at(26))).toBe("grace");
+    expect(doubtStage(since, { reuseGrace: 30 }, at(27))).toBe("closed");
+    expect(doubtStage(since, { reuseGrace: null }, at(0))).toBe("closed");
+    expect(doubtStage(since, { reuseGrace: 0 }, at(0))).toBe("closed");
+    expect(doubtStage(since, { reuseGrace: "until_new_token_used" }, at(1e7))).toBe("grace");
     expect(graceEnd(since, null)).toBeNull();
+  });
+
+  it("takes a catalog definition's word, and a generic integration's answers", () => {
+    expect(mayRotate({ rotatesRefreshToken: true }, { refreshTokensRotate: false })).toBe(true);
+    expect(mayRotate({ rotatesRefreshToken: false }, { refreshTokensRotate: true })).toBe(false);
+    expect(mayRotate({ rotatesRefreshToken: "learned" }, { refreshTokensRotate: null })).toBe(
+      false,
+    );
+    expect(mayRotate({ rotatesRefreshToken: "learned" }, { refreshTokensRotate: true })).toBe(true);
   });
 });

@@ -1,18 +1,18 @@
-import type { Connection } from "@evergreen/db";
 import type { EgressFailureCode } from "@evergreen/egress";
 import type { ProviderDefinition } from "@evergreen/providers";
+import type { RefreshIntegration } from "./connection-store";
 
 /**
  * A refresh "in doubt" (docs/adr/0016): a rotating provider's answer was lost after the
- * refresh token was sent, so the provider may have rotated it, and the new one is lost with
- * the answer. What the next refresh may do with the stored (maybe rotated-away) token:
+ * refresh token was sent (or its sender died holding it), so the provider may have rotated
+ * it, and the new one is lost with the answer. What the next refresh may do with the stored
+ * (maybe rotated-away) token:
  * - `none`: nothing is in doubt, an ordinary refresh;
  * - `grace`: inside the provider's documented reuse grace, resending is safe;
- * - `careful`: no grace (or it has passed): the one careful resend, whose `invalid_grant`
- *   confirms that the grant is gone;
- * - `spent`: the careful resend got no verdict either; the token is never sent again.
+ * - `closed`: no grace, or it has passed: the token is never sent again (a rotated-away
+ *   token sent again is what revokes grants), and the connection needs authorizing again.
  */
-export type DoubtStage = "none" | "grace" | "careful" | "spent";
+export type DoubtStage = "none" | "grace" | "closed";
 
 /**
  * Failures after which the request may have reached the provider while its answer did not
@@ -34,17 +34,14 @@ export const LOST_ANSWERS: ReadonlySet<EgressFailureCode> = new Set<EgressFailur
  */
 const GRACE_USABLE_SHARE = 0.9;
 
-type DoubtRow = Pick<Connection, "inDoubtSince" | "inDoubtResent">;
-
 export function doubtStage(
-  row: DoubtRow,
+  inDoubtSince: Date | null,
   definition: Pick<ProviderDefinition, "reuseGrace">,
   now: Date,
 ): DoubtStage {
-  if (row.inDoubtSince === null) return "none";
-  const end = graceEnd(row.inDoubtSince, definition.reuseGrace);
-  if (end !== null && end > now) return "grace";
-  return row.inDoubtResent ? "spent" : "careful";
+  if (inDoubtSince === null) return "none";
+  const end = graceEnd(inDoubtSince, definition.reuseGrace);
+  return end !== null && end > now ? "grace" : "closed";
 }
 
 /**
@@ -57,18 +54,28 @@ export function graceEnd(since: Date, grace: ProviderDefinition["reuseGrace"]): 
   return new Date(since.getTime() + grace * 1000 * GRACE_USABLE_SHARE);
 }
 
-/** lastError message when a lost answer puts a refresh in doubt. */
+/**
+ * Whether a lost answer of this integration's grants may have rotated the refresh token: as
+ * the definition documents, or, for the generic definition, as the integration's answers
+ * have shown (`refreshTokensRotate`, learned from its first refreshes). Before any answer
+ * says, a generic integration is taken not to rotate: a resend is then what a non-rotating
+ * server needs, and at a rotating one its grant was lost with the answer anyway.
+ */
+export function mayRotate(
+  definition: Pick<ProviderDefinition, "rotatesRefreshToken">,
+  integration: Pick<RefreshIntegration, "refreshTokensRotate">,
+): boolean {
+  if (definition.rotatesRefreshToken === "learned") return integration.refreshTokensRotate === true;
+  return definition.rotatesRefreshToken;
+}
+
+/** lastError message when a lost answer puts a refresh in doubt inside a reuse grace. */
 export function inDoubtMessage(definition: ProviderDefinition): string {
-  const lost = "the token endpoint's answer was lost after the refresh token was sent";
-  const { reuseGrace, displayName } = definition;
-  if (reuseGrace === null || reuseGrace === 0) {
-    return `${lost}; ${displayName} may have rotated it and documents no reuse grace, so it is resent once, and the grant is given up only if ${displayName} refuses it`;
-  }
   const window =
-    reuseGrace === "until_new_token_used"
+    definition.reuseGrace === "until_new_token_used"
       ? "until its successor is used"
-      : `for ${reuseGrace} s after the rotation`;
-  return `${lost}; ${displayName} may have rotated it but documents the old one as reusable ${window}, so it is resent within that window`;
+      : `for ${definition.reuseGrace} s after the rotation`;
+  return `the token endpoint's answer was lost after the refresh token was sent; ${definition.displayName} may have rotated it but documents the old one as reusable ${window}, so it is resent within that window`;
 }
 
 /** lastError message when the provider refuses a refresh token that was in doubt. */
@@ -76,6 +83,14 @@ export function doubtConfirmedMessage(providerMessage: string): string {
   return `the provider refused the refresh token whose earlier answer was lost: it had rotated it and the new one was lost with that answer; the user must authorize again (${providerMessage})`;
 }
 
-/** lastError message when the careful resend got no verdict, or was already made. */
-export const DOUBT_UNRESOLVED_MESSAGE =
-  "the refresh token may have been rotated by an answer that was lost, and the one careful resend got no verdict; it is not sent again: send new tokens (authorize again)";
+/**
+ * lastError message when a refresh in doubt stops: the token is not sent again, since
+ * sending a rotated-away one is what revokes grants.
+ */
+export function doubtClosedMessage(definition: ProviderDefinition): string {
+  const why =
+    definition.reuseGrace === null || definition.reuseGrace === 0
+      ? "documents no reuse grace"
+      : "no longer accepts it (its reuse grace has passed)";
+  return `the token endpoint's answer to a refresh was lost after the refresh token was sent (or the process sending it stopped first): ${definition.displayName} may have rotated it and ${why}, and a rotated-away token sent again can revoke the grant, so it is not sent again; the user must authorize again`;
+}

@@ -37,7 +37,6 @@ const COLUMN_TYPES = {
   refreshToken: "text",
   refreshTokenExpiresAt: "timestamptz",
   inDoubtSince: "timestamptz",
-  inDoubtResent: "boolean",
   tokenType: "text",
   scope: "text",
   expiresAt: "timestamptz",

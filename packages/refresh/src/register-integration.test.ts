@@ -40,6 +40,23 @@ describe("registerIntegration", () => {
     ).toBe(h.provider.clientSecret);
   });
 
+  it("forgets what it learned about rotation when the token URL changes, not on other updates", async () => {
+    const deps = { ...h.deps, prisma: h.prisma };
+    const { integration } = await registerIntegration(deps, mockIntegration("learning"));
+    const learned = () =>
+      h.prisma.integration
+        .findUniqueOrThrow({ where: { id: integration.id } })
+        .then((row) => row.refreshTokensRotate);
+    await h.deps.store.noteRotation(integration.id, true);
+    await registerIntegration(deps, { ...mockIntegration("learning"), scopes: ["more"] });
+    expect(await learned()).toBe(true);
+    await registerIntegration(deps, {
+      ...mockIntegration("learning"),
+      tokenUrl: `${h.provider.tokenUrl}?elsewhere`,
+    });
+    expect(await learned()).toBeNull();
+  });
+
   it("seals the secret for the row that is stored when first registrations race", async () => {
     const keys = Array.from({ length: 10 }, (_, n) => `race-${n}`);
     const results = await Promise.all(

@@ -77,7 +77,7 @@ export async function registerIntegration(
   for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
     const existing = await prisma.integration.findUnique({
       where: { key: input.key },
-      select: { id: true },
+      select: { id: true, provider: true, tokenUrl: true },
     });
     if (!existing) {
       const id = randomUUID();
@@ -93,7 +93,13 @@ export async function registerIntegration(
     try {
       const integration = await prisma.integration.update({
         where: { id: existing.id },
-        data: fields(existing.id),
+        data: {
+          ...fields(existing.id),
+          // Another server may rotate where the old one did not: learned again (ADR 0016).
+          ...(existing.provider !== input.provider || existing.tokenUrl !== (input.tokenUrl ?? null)
+            ? { refreshTokensRotate: null }
+            : {}),
+        },
       });
       await retryFailedConnections(deps, integration);
       return { integration, created: false };

@@ -110,7 +110,6 @@ export interface ExistingConnection {
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
   readonly inDoubtSince: Date | null;
-  readonly inDoubtResent: boolean;
   readonly lastRefreshedAt: Date | null;
   readonly scope: string | null;
   readonly metadata: Prisma.JsonValue;
@@ -128,7 +127,7 @@ export function lockExistingConnections(
 ): Promise<ExistingConnection[]> {
   return tx.$queryRaw<ExistingConnection[]>`
     SELECT id::text, "externalId", version, status::text, "accessToken", "refreshToken",
-           "refreshTokenExpiresAt", "inDoubtSince", "inDoubtResent", "lastRefreshedAt", scope,
+           "refreshTokenExpiresAt", "inDoubtSince", "lastRefreshedAt", scope,
            metadata,
            (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
            ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
@@ -156,7 +155,6 @@ export interface RegisteredColumns {
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
   readonly inDoubtSince: Date | null;
-  readonly inDoubtResent: boolean;
   readonly tokenType: string;
   readonly scope: string | null;
   readonly expiresAt: Date | null;
@@ -203,7 +201,6 @@ export function registeredColumns(
         ? (kept?.refreshTokenExpiresAt ?? null)
         : (input.refreshTokenExpiresAt ?? null),
     inDoubtSince: kept?.inDoubtSince ?? null,
-    inDoubtResent: kept?.inDoubtResent ?? false,
     tokenType: input.tokenType ?? "Bearer",
     scope: input.scope ?? null,
     expiresAt: timing.expiresAt,

@@ -81,7 +81,7 @@ export class RefreshLayout {
   }
 
   /** The prefix of one kind of key, per shard: `{evergreen}:lock:` and the like. */
-  keys(kind: "lock" | "cooldown" | "parked"): KeyPrefix {
+  keys(kind: "lock" | "cooldown" | "parked" | "sent"): KeyPrefix {
     const all = this.prefixes.map((prefix) => `${prefix}:${kind}:`);
     return { all, of: (connectionId) => all[this.shardOf(connectionId)] ?? "" };
   }

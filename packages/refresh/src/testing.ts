@@ -29,6 +29,7 @@ import type { RefreshQueue } from "./jobs";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import { RefreshQueues } from "./refresh-queues";
+import { SendMarks } from "./send-marks";
 import { RefreshLayout } from "./shards";
 import { sealAccessToken, sealClientSecret, sealRefreshToken } from "./token-cipher";
 
@@ -65,7 +66,6 @@ export function successfulRefresh(
       lastErrorMessage: null,
       lastErrorAt: null,
       inDoubtSince: null,
-      inDoubtResent: false,
       appValues: null,
       ...overrides,
     },
@@ -162,6 +162,7 @@ export async function createRefreshHarness(settings: HarnessOptions = {}): Promi
     lock: new RedisLock(redis, { prefix: layout.keys("lock"), ttlMs: 30_000 }),
     cooldown: new Cooldown(redis, layout.keys("cooldown")),
     parked: new ParkedAnswers(redis, layout.keys("parked")),
+    marks: new SendMarks(redis, layout.keys("sent")),
     queue: queues,
     // Loopback allowed, as outside production: the mock provider listens on 127.0.0.1.
     egress: new EgressClient({ allowLoopback: true }),

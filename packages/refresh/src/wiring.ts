@@ -8,6 +8,7 @@ import { ConnectionStore } from "./connection-store";
 import { ParkedAnswers } from "./parked-answers";
 import type { RefreshDeps, RefreshSettings } from "./refresh-connection";
 import type { RefreshQueues } from "./refresh-queues";
+import { SendMarks } from "./send-marks";
 import type { ValidationDeps } from "./validate-connection";
 
 /** The SPEC §4 variables every process that refreshes (worker, api) reads. */
@@ -101,6 +102,7 @@ export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
     lock: new RedisLock(parts.redis, { prefix: layout.keys("lock"), ttlMs: lockTtlMs(parts.env) }),
     cooldown: new Cooldown(parts.redis, layout.keys("cooldown")),
     parked: new ParkedAnswers(parts.redis, layout.keys("parked")),
+    marks: new SendMarks(parts.redis, layout.keys("sent")),
     queue: parts.queue,
     egress: egressClient(parts.env, parts.maxSockets),
     metrics: parts.metrics,

@@ -13,4 +13,6 @@ export const oauth2 = defineProvider({
   // The values SPEC §3 names for `extra`, handed to the app when a server sends them: a
   // Salesforce-like or Zoho-like server run through the generic definition has no other way.
   appValues: { answer: ["instance_url", "api_domain"], callback: ["realmId"] },
+  // RFC 6749 §6 leaves rotation to the server: the integration's answers tell (ADR 0016).
+  rotatesRefreshToken: "learned",
 });

@@ -31,8 +31,8 @@ export const okta = defineProvider({
   // rotating: the new tokens are stored before anything else.
   rotatesRefreshToken: true,
   // The leeway is set per app (0-60 s), unknown here; Okta's default is 30 s. Assuming it
-  // is never worse than no grace: where an org set less, the resend inside 27 s meets the
-  // same refusal the one careful resend would (docs/adr/0016).
+  // costs nothing where an org set less: the resend inside 27 s is refused, and the grant
+  // had been lost with the answer anyway (docs/adr/0016).
   reuseGrace: 30,
   authorization: {
     url: "https://{org}/oauth2/{authorization_server}/v1/authorize",
