@@ -40,8 +40,8 @@ export const serverErrors = standing("5xx burst", (context) => ({
 /**
  * Every answer of one provider delayed past REFRESH_TIMEOUT_MS for 1-3 s. The provider has
  * already refreshed (and rotated) when the client gives up, as a slow real one has: at the
- * rotating provider each refresh in flight then goes in doubt (ADR 0016): Box grants whose
- * token had rotated are lost at the careful resend, Xero grants resend inside their grace.
+ * rotating provider each refresh in flight then goes in doubt (ADR 0016): Box connections
+ * stop (`needs_reauth`, nothing resent), Xero grants resend inside their grace.
  */
 export const latencySpike: Fault = {
   kind: "provider latency > REFRESH_TIMEOUT_MS",

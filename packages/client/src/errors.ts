@@ -37,7 +37,8 @@ export class ConflictError extends EvergreenError {
 }
 
 /**
- * 409 `needs_reauth`: the provider refused the grant (revoked, expired). Send the user
+ * 409 `needs_reauth`: the provider refused the grant (revoked, expired), or an answer that
+ * may have rotated the refresh token was lost. Send the user
  * through OAuth again (a connect session) and the connection is `active` again.
  */
 export class NeedsReauthError extends EvergreenError {

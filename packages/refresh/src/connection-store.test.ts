@@ -130,7 +130,7 @@ describe("ConnectionStore", () => {
 
   it("claims a row version once until the claim runs out or the row moves on", async () => {
     const { connection } = await h.addConnection();
-    const claim = { id: connection.id, version: 0, leaseMs: 60_000 };
+    const claim = { id: connection.id, version: 0, leaseMs: 60_000, holder: "first" };
     const [first, second] = await Promise.all([
       h.deps.store.claim(claim),
       h.deps.store.claim(claim),
@@ -156,8 +156,15 @@ describe("ConnectionStore", () => {
     const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
       UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid
       RETURNING "claimExpiresAt" AS at`;
-    expect(await h.deps.store.claim({ ...claim, version: 1 })).toMatchObject({
+    const taken = await h.deps.store.claim({ ...claim, version: 1, holder: "second" });
+    expect(taken).toMatchObject({ abandonedUntil: ranOut[0]?.at, abandonedBy: "first" });
+
+    // Given back unused, the claim it took over is put back, still abandoned by its holder.
+    if (!taken) throw new Error("not claimed");
+    await h.deps.store.releaseClaim({ id: connection.id, version: 1 }, taken);
+    expect(await h.deps.store.claim({ ...claim, version: 1, holder: "third" })).toMatchObject({
       abandonedUntil: ranOut[0]?.at,
+      abandonedBy: "first",
     });
   });
 

@@ -118,7 +118,7 @@ const WRITE = `
       "consecutiveUnknown" = i."consecutiveUnknown",
       "lastErrorCode" = i."lastErrorCode", "lastErrorMessage" = i."lastErrorMessage",
       "lastErrorAt" = i."lastErrorAt", "inDoubtSince" = i."inDoubtSince",
-      "claimVersion" = NULL, "claimExpiresAt" = NULL,
+      "claimVersion" = NULL, "claimExpiresAt" = NULL, "claimHolder" = NULL,
       metadata = CASE WHEN i."appValues" IS NULL OR jsonb_typeof(c.metadata) <> 'object'
                       THEN c.metadata ELSE c.metadata || i."appValues"::jsonb END,
       "updatedAt" = now()
@@ -158,25 +158,40 @@ const WRITE = `
 const CLAIM = `
   UPDATE connections c
      SET "claimVersion" = i.version,
-         "claimExpiresAt" = now() + make_interval(secs => i."leaseMs" / 1000.0)
-    FROM unnest($1::uuid[], $2::int[], $3::int[]) AS i(id, version, "leaseMs"), connections prior
+         "claimExpiresAt" = now() + make_interval(secs => i."leaseMs" / 1000.0),
+         "claimHolder" = i.holder
+    FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[]) AS i(id, version, "leaseMs", holder),
+         connections prior
    WHERE c.id = i.id AND prior.id = c.id AND c.version = i.version
      AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
   RETURNING c.id, c."claimExpiresAt" AS until,
             CASE WHEN prior."claimVersion" = prior.version
-                 THEN prior."claimExpiresAt" END AS "abandonedUntil"`;
+                 THEN prior."claimExpiresAt" END AS "abandonedUntil",
+            CASE WHEN prior."claimVersion" = prior.version
+                 THEN prior."claimHolder" END AS "abandonedBy"`;
 
-// A claim given back unused (its holder did not send): cleared only while it is still the
-// one handed out, so that a later holder's claim stays.
+// A claim given back unused (its holder did not send), only while it is still the one
+// handed out, so that a later holder's claim stays. The abandoned claim it took over, if
+// any, is put back: cleared, the evidence that its holder may have sent would be gone.
 const RELEASE_CLAIM = `
-  UPDATE connections SET "claimVersion" = NULL, "claimExpiresAt" = NULL
+  UPDATE connections
+     SET "claimVersion" = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE "claimVersion" END,
+         "claimExpiresAt" = $4, "claimHolder" = $5
    WHERE id = $1 AND "claimVersion" = $2 AND "claimExpiresAt" = $3`;
 
-// What a generic integration's answers showed about rotation (docs/adr/0016). Not through
-// Prisma: its @updatedAt would move the integration fence of refreshes in flight (see WRITE).
+// When a claim of this version, found abandoned by a holder that may have sent, put the
+// refresh in doubt: kept on the row at once, so that it outlives a holder that dies too
+// (docs/adr/0016). The first doubt stays.
+const NOTE_DOUBT = `
+  UPDATE connections SET "inDoubtSince" = COALESCE("inDoubtSince", $3)
+   WHERE id = $1 AND version = $2`;
+
+// What a generic integration's answers showed about rotation (docs/adr/0016), fenced on the
+// integration as the refresh read it: an answer from the server before a changed token URL
+// teaches nothing. Not through Prisma: its @updatedAt would move that fence (see WRITE).
 const NOTE_ROTATION = `
   UPDATE integrations SET "refreshTokensRotate" = $2
-   WHERE id = $1 AND "refreshTokensRotate" IS DISTINCT FROM true`;
+   WHERE id = $1 AND "updatedAt" = $3 AND "refreshTokensRotate" IS DISTINCT FROM true`;
 
 type Loaded = { connection: Connection; integration: RefreshIntegration };
 
@@ -195,6 +210,8 @@ export interface ClaimHeld {
    * its holder may have sent the refresh token and died (or been paused past its lease).
    */
   readonly abandonedUntil: Date | null;
+  /** Who held that abandoned claim. */
+  readonly abandonedBy: string | null;
   /** When this claim runs out. */
   readonly until: Date;
 }
@@ -204,6 +221,8 @@ export interface Claim {
   readonly id: string;
   readonly version: number;
   readonly leaseMs: number;
+  /** Who claims: the id its send mark carries (see send-marks.ts). */
+  readonly holder: string;
 }
 
 interface WriteRequest {
@@ -263,29 +282,40 @@ export class ConnectionStore {
 
   /** Gives back a claim whose holder did not send the refresh token. */
   async releaseClaim(fence: WriteFence, claim: ClaimHeld): Promise<void> {
-    await this.#pool.query(RELEASE_CLAIM, [fence.id, fence.version, claim.until]);
+    await this.#pool.query(RELEASE_CLAIM, [
+      fence.id,
+      fence.version,
+      claim.until,
+      claim.abandonedUntil,
+      claim.abandonedBy,
+    ]);
+  }
+
+  /** Keeps on the row that a refresh of `fence.version` is in doubt since `since`. */
+  async noteDoubt(fence: WriteFence, since: Date): Promise<void> {
+    await this.#pool.query(NOTE_DOUBT, [fence.id, fence.version, since]);
   }
 
   /** Records whether a generic integration's refresh answers rotate refresh tokens. */
-  async noteRotation(integrationId: string, rotates: boolean): Promise<void> {
-    await this.#pool.query(NOTE_ROTATION, [integrationId, rotates]);
+  async noteRotation(
+    integration: Pick<RefreshIntegration, "id" | "updatedAt">,
+    rotates: boolean,
+  ): Promise<void> {
+    await this.#pool.query(NOTE_ROTATION, [integration.id, rotates, integration.updatedAt]);
   }
 
   async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, ClaimHeld>> {
-    const { rows } = await this.#pool.query<{
-      id: string;
-      until: Date;
-      abandonedUntil: Date | null;
-    }>({
+    const { rows } = await this.#pool.query<{ id: string } & ClaimHeld>({
       name: "evergreen_refresh_claim",
       text: CLAIM,
       values: [
         claims.map((c) => c.id),
         claims.map((c) => c.version),
         claims.map((c) => Math.ceil(c.leaseMs)),
+        claims.map((c) => c.holder),
       ],
     });
-    return new Map(rows.map(({ id, until, abandonedUntil }) => [id, { until, abandonedUntil }]));
+    return new Map(rows.map(({ id, ...held }) => [id, held]));
   }
 
   async #loadMany(ids: readonly string[]): Promise<ReadonlyMap<string, Loaded>> {

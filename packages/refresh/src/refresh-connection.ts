@@ -22,7 +22,7 @@ import type { ParkedAnswers } from "./parked-answers";
 import { commit, record } from "./record-answer";
 import { doubtStage, LOST_ANSWERS, mayRotate } from "./refresh-doubt";
 import type { RefreshQueues } from "./refresh-queues";
-import type { SendMarks } from "./send-marks";
+import { type SendMarks, sentNothing } from "./send-marks";
 import { openClientSecret, openRefreshToken, resealConnectionToken } from "./token-cipher";
 
 /** What a refresh keeps of its claim's lease to store an answer that came late. */
@@ -167,7 +167,7 @@ async function refreshLocked(
   // The send mark goes with them (harmless if nothing is sent): this holder's, unless an
   // earlier holder of this version marked it sent (see send-marks.ts).
   const holder = randomUUID();
-  const [parked, cooling, renewed, earlierMaySend] = await Promise.all([
+  const [parked, cooling, renewed, earlierMark] = await Promise.all([
     deps.parked.take(connection.id),
     deps.cooldown.remainingMs(cooldownScope(integration, connection), connection.id),
     lease.extend(),
@@ -260,8 +260,36 @@ async function refreshLocked(
     id: connection.id,
     version: connection.version,
     leaseMs: deps.lock.ttlMs,
+    holder,
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
+  const rotates = mayRotate(definition, integration);
+  // An earlier claim of this version ran out with no answer written: unless its holder's
+  // send mark says it never got to send, it may have sent the refresh token and died, so
+  // for a rotating provider this send is in doubt from that claim's start (its expiry less
+  // the lease), kept on the row at once in case this holder dies too (docs/adr/0016).
+  const abandonedAt =
+    claimed.abandonedUntil &&
+    rotates &&
+    !sentNothing(earlierMark, connection.version, claimed.abandonedBy)
+      ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
+      : null;
+  if (abandonedAt) {
+    deps.log.warn(
+      { connection: connection.id, provider },
+      "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
+    );
+    if (!connection.inDoubtSince) await deps.store.noteDoubt(connection, abandonedAt);
+  }
+  // Staged again at the send, not at the load: renewing the lease and claiming may take long
+  // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
+  // (Okta's lasts 30 s). The doubt counts from its first send.
+  const inDoubtSince = connection.inDoubtSince ?? abandonedAt;
+  const stage = doubtStage(inDoubtSince, definition, now());
+  if (stage === "closed") {
+    return stopInDoubt(deps, connection, integration, definition, abandonedAt);
+  }
+
   // The claim holds for a lease from when PostgreSQL granted it. A process frozen while its
   // answer was on the way (SIGSTOP, a frozen VM) finds it granted on waking, maybe long
   // expired, and another process may meanwhile have found the claim run out and sent this
@@ -271,28 +299,6 @@ async function refreshLocked(
   // after marking the send, the last wait before it.
   const late = () => performance.now() - claimFrom > deps.lock.ttlMs - 2 * settings.timeoutMs;
   if (late()) return giveBackLateClaim(deps, connection, claimed);
-  const rotates = mayRotate(definition, integration);
-  // An earlier claim of this version ran out with no answer written: unless its holder's
-  // mark says it never got to send, it may have sent the refresh token and died, so for a
-  // rotating provider this send is in doubt from that claim's start (its expiry less the
-  // lease) (docs/adr/0016).
-  const abandonedAt =
-    claimed.abandonedUntil && rotates && earlierMaySend
-      ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
-      : null;
-  if (abandonedAt) {
-    deps.log.warn(
-      { connection: connection.id, provider },
-      "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
-    );
-  }
-  // Staged again at the send, not at the load: renewing the lease and claiming may take long
-  // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
-  // (Okta's lasts 30 s). The doubt counts from its first send.
-  const inDoubtSince = connection.inDoubtSince ?? abandonedAt;
-  const stage = doubtStage(inDoubtSince, definition, now());
-  if (stage === "closed")
-    return stopInDoubt(deps, connection, integration, definition, abandonedAt);
 
   // Marked sent before the request goes: a holder that dies after this leaves the version
   // in doubt; one that dies before it leaves it claimed, and the next holder sends.
@@ -330,10 +336,10 @@ async function refreshLocked(
     opensAt: abandonedAt,
   });
   if (result.outcome === "success" && definition.rotatesRefreshToken === "learned") {
-    await learnRotation(
-      deps,
-      integration,
-      result.refreshToken !== null && result.refreshToken !== refreshToken,
+    const rotated = result.refreshToken !== null && result.refreshToken !== refreshToken;
+    // Best effort: the answer is stored, and the next success teaches the same.
+    await learnRotation(deps, integration, rotated).catch((err: unknown) =>
+      deps.log.warn({ err, integration: integration.key }, "could not record rotation"),
     );
   }
   return run;
@@ -390,7 +396,7 @@ async function learnRotation(
 ): Promise<void> {
   const known = integration.refreshTokensRotate;
   if (known === true || known === rotated) return;
-  await deps.store.noteRotation(integration.id, rotated);
+  await deps.store.noteRotation(integration, rotated);
 }
 
 /**

@@ -222,7 +222,8 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
       expect(response.status).toBe(200);
     }
     const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
-      UPDATE connections SET "claimVersion" = version, "claimExpiresAt" = now() - interval '1 s'
+      UPDATE connections SET "claimVersion" = version, "claimExpiresAt" = now() - interval '1 s',
+             "claimHolder" = 'dead-holder'
        WHERE id = ${connectionId}::uuid RETURNING "claimExpiresAt" AS at`;
     return ranOut[0]?.at ?? new Date(0);
   }
@@ -237,6 +238,35 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     // In doubt since the abandoned claim began: its expiry less the lease.
     expect(row.inDoubtSince?.getTime()).toBe(ranOut.getTime() - h.deps.lock.ttlMs);
     expect(tokenRequests()).toBe(sent);
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it("without grace: another holder's claimed mark over a lost one proves nothing", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(connection.id, grant.refreshToken, "after sending");
+    // Redis loses the mark; a holder then marks the version claimed and stops before
+    // claiming in PostgreSQL (a cooldown, a busy lock, a kill).
+    await h.redis.del(`${h.prefix}:sent:${connection.id}`);
+    await h.deps.marks.claim(connection.id, 0, "bystander");
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
+    expect(await rowOf(connection.id)).toMatchObject({ status: "needs_reauth" });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it("without grace: new tokens without a refresh token keep the doubt on the token kept", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(connection.id, grant.refreshToken, "after sending");
+    await registerConnection(
+      { ...h.deps, prisma: h.prisma },
+      {
+        integration: "mock-github",
+        externalId: connection.externalId,
+        accessToken: "at-new",
+        expiresIn: 3600,
+      },
+    );
+    await refresh(connection.id);
+    expect(await rowOf(connection.id)).toMatchObject({ status: "needs_reauth" });
     expect(h.provider.reuseCount).toBe(0);
   });
 

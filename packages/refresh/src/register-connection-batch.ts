@@ -157,7 +157,12 @@ async function upsert(
      SELECT $1::uuid, i.*, now() FROM unnest(${unnest}) AS i(${names.join(", ")})
      ON CONFLICT ("integrationId", "externalId") DO UPDATE
         SET ${COLUMNS.map((c) => `"${c}" = EXCLUDED."${c}"`).join(", ")},
-            version = c.version + 1, "updatedAt" = now()
+            version = c.version + 1, "updatedAt" = now(),
+            -- A kept refresh token keeps the doubt of a claim abandoned on it (ADR 0016).
+            "claimVersion" = CASE
+              WHEN EXCLUDED."refreshToken" IS NOT DISTINCT FROM c."refreshToken"
+               AND c."claimVersion" = c.version AND c."claimExpiresAt" <= now()
+              THEN c.version + 1 ELSE c."claimVersion" END
       WHERE c.id = EXCLUDED.id AND c.version = EXCLUDED.version
      RETURNING c.id::text, c.version`,
     integrationId,

@@ -135,7 +135,15 @@ function write(
     const connection = existing
       ? await tx.connection.update({
           where: { id },
-          data: { ...columns, version: { increment: 1 } },
+          data: {
+            ...columns,
+            version: { increment: 1 },
+            // The stored refresh token stays, and with it the doubt an abandoned claim casts
+            // on it: carried to the new version, where the next refresh finds it.
+            ...(existing.claimAbandoned && columns.refreshToken === existing.refreshToken
+              ? { claimVersion: existing.version + 1 }
+              : {}),
+          },
         })
       : await tx.connection.create({
           data: { id, integrationId: integration.id, externalId: input.externalId, ...columns },

@@ -47,13 +47,16 @@ describe("registerIntegration", () => {
       h.prisma.integration
         .findUniqueOrThrow({ where: { id: integration.id } })
         .then((row) => row.refreshTokensRotate);
-    await h.deps.store.noteRotation(integration.id, true);
+    await h.deps.store.noteRotation(integration, true);
     await registerIntegration(deps, { ...mockIntegration("learning"), scopes: ["more"] });
     expect(await learned()).toBe(true);
     await registerIntegration(deps, {
       ...mockIntegration("learning"),
       tokenUrl: `${h.provider.tokenUrl}?elsewhere`,
     });
+    expect(await learned()).toBeNull();
+    // An answer to a refresh that read the integration before that change teaches nothing.
+    await h.deps.store.noteRotation(integration, true);
     expect(await learned()).toBeNull();
   });
 

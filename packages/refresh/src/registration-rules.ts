@@ -106,6 +106,11 @@ export interface ExistingConnection {
   readonly troubled: boolean;
   /** A refresh holds a live claim on the row (ADR 0008). */
   readonly refreshInFlight: boolean;
+  /**
+   * A refresh claimed the row and never wrote an answer (its holder died): it may have
+   * sent the stored refresh token (docs/adr/0016).
+   */
+  readonly claimAbandoned: boolean;
   readonly accessToken: string;
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
@@ -130,7 +135,8 @@ export function lockExistingConnections(
            "refreshTokenExpiresAt", "inDoubtSince", "lastRefreshedAt", scope,
            metadata,
            (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
-           ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight"
+           ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight",
+           ("claimVersion" = version AND "claimExpiresAt" <= now()) IS TRUE AS "claimAbandoned"
       FROM connections
      WHERE "integrationId" = ${integrationId}::uuid AND "externalId" = ANY(${externalIds}::text[])
      ORDER BY id

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { sentNothing } from "./send-marks";
 import { createRefreshHarness, type RefreshHarness } from "./testing";
 
 let h: RefreshHarness;
@@ -8,21 +9,24 @@ beforeEach(async () => {
 afterEach(() => h.close());
 
 describe("SendMarks", () => {
-  it("reads a version with no mark, or one marked sent, as maybe sent; one only claimed as not", async () => {
+  it("shows that a dead holder never sent only by its own claimed mark", async () => {
     const { marks } = h.deps;
-    expect(await marks.claim("c1", 3, "a")).toBe(true);
-    // a claimed and died before sending: b's claim finds a's mark.
-    expect(await marks.claim("c1", 3, "b")).toBe(false);
+    expect(await marks.claim("c1", 3, "a")).toBeNull();
+    // a claimed and died before sending: b finds a's own claimed mark.
+    const byA = await marks.claim("c1", 3, "b");
+    expect(sentNothing(byA, 3, "a")).toBe(true);
     expect(await marks.send("c1", 3, "b")).toBe(true);
-    // b sent and died: c finds it sent; c's claim keeps the version "maybe sent" for the
-    // next holder, if c dies before sending too.
-    expect(await marks.claim("c1", 3, "c")).toBe(true);
-    expect(await marks.claim("c1", 3, "d")).toBe(true);
+    // b sent and died: c finds it sent; c's claim keeps the version "maybe sent", so that if
+    // c dies before sending too, d does not read c's mark as proof.
+    expect(sentNothing(await marks.claim("c1", 3, "c"), 3, "b")).toBe(false);
+    expect(sentNothing(await marks.claim("c1", 3, "d"), 3, "c")).toBe(false);
     expect(await marks.send("c1", 3, "c")).toBe(false);
     expect(await marks.send("c1", 3, "d")).toBe(true);
-    // The next version starts afresh; an earlier version's mark says nothing about it.
-    expect(await marks.claim("c1", 4, "e")).toBe(true);
-    expect(await marks.claim("c1", 4, "f")).toBe(false);
+    // Another version's mark, another holder's, or none says nothing.
+    expect(sentNothing(await marks.claim("c1", 4, "e"), 4, "d")).toBe(false);
+    expect(sentNothing("4:e:claimed", 4, "a")).toBe(false);
+    expect(sentNothing(null, 4, "e")).toBe(false);
+    expect(sentNothing("4:e:claimed", 4, null)).toBe(false);
   });
 
   it("lets only the holder who marked last send", async () => {
@@ -37,7 +41,7 @@ describe("SendMarks", () => {
   it("sends nothing once Redis has lost the mark", async () => {
     const { marks } = h.deps;
     await marks.claim("c3", 0, "a");
-    await h.redis.flushdb();
+    await h.redis.del(`${h.prefix}:sent:c3`);
     expect(await marks.send("c3", 0, "a")).toBe(false);
   });
 });

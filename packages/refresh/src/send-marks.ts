@@ -3,8 +3,9 @@ import { toKeyPrefix } from "@evergreen/redis";
 
 // A mark per connection, `<version>:<holder>:<stage>`: `claimed` before the PostgreSQL claim
 // is asked for, `sent` right before the refresh token goes out. A holder that dies leaves its
-// claim in PostgreSQL either way; the mark tells the next holder whether the token may have
-// reached the provider (docs/adr/0016). Once a version was marked sent, a later holder's
+// claim in PostgreSQL either way, naming it; the mark tells the next holder whether the token
+// may have reached the provider (docs/adr/0016): only the dead holder's own `claimed` mark
+// says it did not. Once a version was marked sent, a later holder's
 // claim of it is `resent` (the version stays "maybe sent": an answer that settles nothing,
 // a 429, keeps the version, and a reuse grace allows another send). `sent` is set only over
 // the holder's own claim: whoever marked last is the only one who may send.
@@ -46,12 +47,9 @@ export class SendMarks {
     return this.#prefix.of(connectionId) + connectionId;
   }
 
-  /**
-   * Marks the version claimed by `holder`; says whether the version may have been sent
-   * before: marked sent (or claimed after a send), or no mark of it at all.
-   */
-  async claim(connectionId: string, version: number, holder: string): Promise<boolean> {
-    const prior = (await this.#redis.eval(
+  /** Marks the version claimed by `holder`; answers the mark it replaced. */
+  async claim(connectionId: string, version: number, holder: string): Promise<string | null> {
+    return (await this.#redis.eval(
       CLAIM,
       1,
       this.#key(connectionId),
@@ -59,11 +57,6 @@ export class SendMarks {
       holder,
       String(this.#ttlMs),
     )) as string | null;
-    return !(
-      typeof prior === "string" &&
-      prior.startsWith(`${version}:`) &&
-      prior.endsWith(":claimed")
-    );
   }
 
   /**
@@ -80,4 +73,13 @@ export class SendMarks {
     );
     return marked === 1;
   }
+}
+
+/**
+ * Whether `mark` shows that `holder`, whose claim of `version` was abandoned, never sent: its
+ * own `claimed` mark. Anything else (sent, claimed after a send, another holder's mark, no
+ * mark: expired, or lost with Redis's data) reads as "may have been sent".
+ */
+export function sentNothing(mark: string | null, version: number, holder: string | null): boolean {
+  return holder !== null && mark === `${version}:${holder}:claimed`;
 }

@@ -150,7 +150,7 @@ const connectionPage = responseSchema(
 /** Refusals of a token or a refresh (SPEC §3). */
 const TOKEN_ERRORS = {
   409: errorResponse(
-    "`needs_reauth`: the provider refused the grant; send the user through OAuth again. `integration_error`: the integration's client configuration was refused; nothing is retried until it is updated.",
+    "`needs_reauth`: the provider refused the grant, or an answer that may have rotated the refresh token was lost (`lastError.code` `in_doubt`); send the user through OAuth again. `integration_error`: the integration's client configuration was refused; nothing is retried until it is updated.",
   ),
   503: errorResponse(
     "`refresh_failed`: a refresh failed transiently and the stored token has expired; retry after `Retry-After` seconds. `unavailable`: a backing service is unreachable or the process is stopping.",
