@@ -130,13 +130,20 @@ describe("ConnectionStore", () => {
 
   it("claims a row version once until the claim runs out or the row moves on", async () => {
     const { connection } = await h.addConnection();
-    const claim = { id: connection.id, version: 0, leaseMs: 60_000, holder: "first" };
+    const claim = {
+      id: connection.id,
+      version: 0,
+      leaseMs: 60_000,
+      holder: "first",
+      mark: null,
+      rotates: true,
+    };
     const [first, second] = await Promise.all([
       h.deps.store.claim(claim),
       h.deps.store.claim(claim),
     ]);
     expect([first, second].filter((held) => held === null)).toHaveLength(1);
-    expect(first ?? second).toMatchObject({ abandonedUntil: null });
+    expect(first ?? second).toMatchObject({ inDoubtSince: null });
     expect(await h.deps.store.claim(claim)).toBeNull();
     expect(await h.deps.store.claim({ ...claim, version: 1 })).toBeNull();
 
@@ -148,24 +155,46 @@ describe("ConnectionStore", () => {
     );
     expect(stored?.version).toBe(1);
     expect(await h.deps.store.claim({ ...claim, version: 1 })).toMatchObject({
-      abandonedUntil: null,
+      inDoubtSince: null,
     });
 
-    // A claim that has run out (its holder died) can be taken again, and says when it ran out:
-    // its holder may have sent the refresh token.
+    // A claim that has run out (its holder died) can be taken again. Its holder may have
+    // sent the refresh token (its send mark says so, or is gone): the refresh is in doubt from
+    // the claim's start, on the row, and given back the new claim leaves the doubt there.
     const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
       UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid
       RETURNING "claimExpiresAt" AS at`;
-    const taken = await h.deps.store.claim({ ...claim, version: 1, holder: "second" });
-    expect(taken).toMatchObject({ abandonedUntil: ranOut[0]?.at, abandonedBy: "first" });
-
-    // Given back unused, the claim it took over is put back, still abandoned by its holder.
+    const since = new Date((ranOut[0]?.at.getTime() ?? 0) - 60_000);
+    const taken = await h.deps.store.claim({
+      ...claim,
+      version: 1,
+      holder: "b",
+      mark: "1:first:sent",
+    });
+    expect(taken).toMatchObject({ inDoubtSince: since });
     if (!taken) throw new Error("not claimed");
     await h.deps.store.releaseClaim({ id: connection.id, version: 1 }, taken);
-    expect(await h.deps.store.claim({ ...claim, version: 1, holder: "third" })).toMatchObject({
-      abandonedUntil: ranOut[0]?.at,
-      abandonedBy: "first",
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ claimVersion: null, inDoubtSince: since });
+  });
+
+  it("reads an abandoned claim as never sent only by its holder's own claimed mark, at a rotating provider", async () => {
+    const abandoned = async (holder: string) => {
+      const { connection } = await h.addConnection();
+      const claim = { id: connection.id, version: 0, leaseMs: 60_000, mark: null, rotates: true };
+      await h.deps.store.claim({ ...claim, holder });
+      await h.prisma.$executeRaw`
+        UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid`;
+      return (mark: string | null, rotates = true) =>
+        h.deps.store.claim({ ...claim, holder: "next", mark, rotates });
+    };
+    expect(await (await abandoned("a"))("0:a:claimed")).toMatchObject({ inDoubtSince: null });
+    expect(await (await abandoned("a"))("0:a:sent")).not.toMatchObject({ inDoubtSince: null });
+    expect(await (await abandoned("a"))("0:other:claimed")).not.toMatchObject({
+      inDoubtSince: null,
     });
+    expect(await (await abandoned("a"))(null)).not.toMatchObject({ inDoubtSince: null });
+    expect(await (await abandoned("a"))(null, false)).toMatchObject({ inDoubtSince: null });
   });
 
   it("writes a configuration failure only while the integration is as it was read", async () => {

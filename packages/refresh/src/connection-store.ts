@@ -149,42 +149,38 @@ const WRITE = `
   SELECT * FROM updated`;
 
 // The claim (SPEC §2): before a refresh token is sent, PostgreSQL records which row version
-// may send it and until when. A second claim of the same version fails while the first is
-// live, whatever Redis has lost; a claim of a version the row has left fails too. A write
-// clears the claim (see WRITE), since a stored answer ends what the claim was for. An
-// expired claim of the same version is one whose holder never wrote an answer: it may have
-// sent the refresh token before it died (docs/adr/0016), so its expiry is returned. `prior`
-// is the row as the statement found it (a second scan of the table sees pre-update values).
+// may send it, until when, and who holds it (`<version>:<holder>`, the name its send mark
+// carries). A second claim of the same version fails while the first is live, whatever Redis
+// has lost; a claim of a version the row has left fails too. A write clears the claim (see
+// WRITE), since a stored answer ends what the claim was for. An expired claim of the same
+// version is one whose holder never wrote an answer: unless the send mark the new holder
+// replaced is that holder's own `claimed` mark, it may have sent the refresh token before it
+// died, and for a provider that rotates the refresh is in doubt from that claim's start
+// (docs/adr/0016). Decided here, in the statement that takes the row over, and kept on the
+// row: the evidence of the dead holder goes with its claim, and a holder that dies in turn
+// would otherwise take the doubt with it. `c` in SET is the row as it stood.
 const CLAIM = `
   UPDATE connections c
      SET "claimVersion" = i.version,
          "claimExpiresAt" = now() + make_interval(secs => i."leaseMs" / 1000.0),
-         "claimHolder" = i.holder
-    FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[]) AS i(id, version, "leaseMs", holder),
-         connections prior
-   WHERE c.id = i.id AND prior.id = c.id AND c.version = i.version
+         "claimHolder" = i.version || ':' || i.holder,
+         "inDoubtSince" = CASE
+           WHEN c."claimVersion" = c.version AND i.rotates
+            AND i.mark IS DISTINCT FROM c."claimHolder" || ':claimed'
+           THEN COALESCE(c."inDoubtSince",
+                         c."claimExpiresAt" - make_interval(secs => i."leaseMs" / 1000.0))
+           ELSE c."inDoubtSince" END
+    FROM unnest($1::uuid[], $2::int[], $3::int[], $4::text[], $5::text[], $6::boolean[])
+           AS i(id, version, "leaseMs", holder, mark, rotates)
+   WHERE c.id = i.id AND c.version = i.version
      AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
-  RETURNING c.id, c."claimExpiresAt" AS until,
-            CASE WHEN prior."claimVersion" = prior.version
-                 THEN prior."claimExpiresAt" END AS "abandonedUntil",
-            CASE WHEN prior."claimVersion" = prior.version
-                 THEN prior."claimHolder" END AS "abandonedBy"`;
+  RETURNING c.id, c."claimExpiresAt" AS until, c."inDoubtSince"`;
 
-// A claim given back unused (its holder did not send), only while it is still the one
-// handed out, so that a later holder's claim stays. The abandoned claim it took over, if
-// any, is put back: cleared, the evidence that its holder may have sent would be gone.
+// A claim given back unused (its holder did not send), only while it is still the one handed
+// out, so that a later holder's claim stays. Any doubt its taking found is on the row.
 const RELEASE_CLAIM = `
-  UPDATE connections
-     SET "claimVersion" = CASE WHEN $4::timestamptz IS NULL THEN NULL ELSE "claimVersion" END,
-         "claimExpiresAt" = $4, "claimHolder" = $5
+  UPDATE connections SET "claimVersion" = NULL, "claimExpiresAt" = NULL, "claimHolder" = NULL
    WHERE id = $1 AND "claimVersion" = $2 AND "claimExpiresAt" = $3`;
-
-// When a claim of this version, found abandoned by a holder that may have sent, put the
-// refresh in doubt: kept on the row at once, so that it outlives a holder that dies too
-// (docs/adr/0016). The first doubt stays.
-const NOTE_DOUBT = `
-  UPDATE connections SET "inDoubtSince" = COALESCE("inDoubtSince", $3)
-   WHERE id = $1 AND version = $2`;
 
 // What a generic integration's answers showed about rotation (docs/adr/0016), fenced on the
 // integration as the refresh read it: an answer from the server before a changed token URL
@@ -205,17 +201,14 @@ export interface WriteFence {
 
 /** A claim held: the caller may send the refresh token of the row version it claimed. */
 export interface ClaimHeld {
-  /**
-   * When an earlier claim of this same version expired without an answer being written:
-   * its holder may have sent the refresh token and died (or been paused past its lease).
-   */
-  readonly abandonedUntil: Date | null;
-  /** Who held that abandoned claim. */
-  readonly abandonedBy: string | null;
   /** When this claim runs out. */
   readonly until: Date;
+  /**
+   * The row's `inDoubtSince` as the claim left it: set by it when it took over a claim whose
+   * holder may have sent the refresh token (docs/adr/0016).
+   */
+  readonly inDoubtSince: Date | null;
 }
-
 /** A claim to send the refresh token of one row version, for `leaseMs`. */
 export interface Claim {
   readonly id: string;
@@ -223,6 +216,10 @@ export interface Claim {
   readonly leaseMs: number;
   /** Who claims: the id its send mark carries (see send-marks.ts). */
   readonly holder: string;
+  /** The send mark this holder replaced (see send-marks.ts). */
+  readonly mark: string | null;
+  /** Whether the refresh token may rotate: only then does an abandoned claim cast doubt. */
+  readonly rotates: boolean;
 }
 
 interface WriteRequest {
@@ -282,18 +279,7 @@ export class ConnectionStore {
 
   /** Gives back a claim whose holder did not send the refresh token. */
   async releaseClaim(fence: WriteFence, claim: ClaimHeld): Promise<void> {
-    await this.#pool.query(RELEASE_CLAIM, [
-      fence.id,
-      fence.version,
-      claim.until,
-      claim.abandonedUntil,
-      claim.abandonedBy,
-    ]);
-  }
-
-  /** Keeps on the row that a refresh of `fence.version` is in doubt since `since`. */
-  async noteDoubt(fence: WriteFence, since: Date): Promise<void> {
-    await this.#pool.query(NOTE_DOUBT, [fence.id, fence.version, since]);
+    await this.#pool.query(RELEASE_CLAIM, [fence.id, fence.version, claim.until]);
   }
 
   /** Records whether a generic integration's refresh answers rotate refresh tokens. */
@@ -313,6 +299,8 @@ export class ConnectionStore {
         claims.map((c) => c.version),
         claims.map((c) => Math.ceil(c.leaseMs)),
         claims.map((c) => c.holder),
+        claims.map((c) => c.mark),
+        claims.map((c) => c.rotates),
       ],
     });
     return new Map(rows.map(({ id, ...held }) => [id, held]));

@@ -401,7 +401,7 @@ describe("refreshConnection guards", () => {
   it("lets a claim whose holder died run out, then refreshes", async () => {
     const { connection } = await h.addConnection({ rotate: true });
     // A holder that claimed and died: a claim that is still live, then one that has run out.
-    const claim = { id: connection.id, version: 0, holder: "dead" };
+    const claim = { id: connection.id, version: 0, holder: "dead", mark: null, rotates: false };
     expect(await h.deps.store.claim({ ...claim, leaseMs: 60_000 })).not.toBeNull();
     expect(await refresh(connection.id, 0)).toEqual({ kind: "busy", retryInMs: 1_000 });
     expect(h.provider.requests).toBe(0);

@@ -22,7 +22,7 @@ import type { ParkedAnswers } from "./parked-answers";
 import { commit, record } from "./record-answer";
 import { doubtStage, LOST_ANSWERS, mayRotate } from "./refresh-doubt";
 import type { RefreshQueues } from "./refresh-queues";
-import { type SendMarks, sentNothing } from "./send-marks";
+import type { SendMarks } from "./send-marks";
 import { openClientSecret, openRefreshToken, resealConnectionToken } from "./token-cipher";
 
 /** What a refresh keeps of its claim's lease to store an answer that came late. */
@@ -219,7 +219,7 @@ async function refreshLocked(
 
   const definition = PROVIDERS[provider];
   if (doubtStage(connection.inDoubtSince, definition, now()) === "closed") {
-    return stopInDoubt(deps, connection, integration, definition, null);
+    return stopInDoubt(deps, connection, integration, definition);
   }
 
   // Decryption errors (a key missing from this process's ring during a rotation) throw:
@@ -261,34 +261,24 @@ async function refreshLocked(
     version: connection.version,
     leaseMs: deps.lock.ttlMs,
     holder,
+    mark: earlierMark,
+    rotates: mayRotate(definition, integration),
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
-  const rotates = mayRotate(definition, integration);
-  // An earlier claim of this version ran out with no answer written: unless its holder's
-  // send mark says it never got to send, it may have sent the refresh token and died, so
-  // for a rotating provider this send is in doubt from that claim's start (its expiry less
-  // the lease), kept on the row at once in case this holder dies too (docs/adr/0016).
-  const abandonedAt =
-    claimed.abandonedUntil &&
-    rotates &&
-    !sentNothing(earlierMark, connection.version, claimed.abandonedBy)
-      ? new Date(claimed.abandonedUntil.getTime() - deps.lock.ttlMs)
-      : null;
-  if (abandonedAt) {
+  // The claim statement decides whether an abandoned claim of this version may have sent the
+  // token, and keeps that doubt on the row (docs/adr/0016): the row as it now stands.
+  const row = { ...connection, inDoubtSince: claimed.inDoubtSince };
+  if (row.inDoubtSince && !connection.inDoubtSince) {
     deps.log.warn(
       { connection: connection.id, provider },
       "an earlier refresh of this version was abandoned after claiming: refresh in doubt",
     );
-    if (!connection.inDoubtSince) await deps.store.noteDoubt(connection, abandonedAt);
   }
   // Staged again at the send, not at the load: renewing the lease and claiming may take long
   // (Redis or PostgreSQL recovering from an outage), and a grace window can close meanwhile
   // (Okta's lasts 30 s). The doubt counts from its first send.
-  const inDoubtSince = connection.inDoubtSince ?? abandonedAt;
-  const stage = doubtStage(inDoubtSince, definition, now());
-  if (stage === "closed") {
-    return stopInDoubt(deps, connection, integration, definition, abandonedAt);
-  }
+  const stage = doubtStage(row.inDoubtSince, definition, now());
+  if (stage === "closed") return stopInDoubt(deps, row, integration, definition);
 
   // The claim holds for a lease from when PostgreSQL granted it. A process frozen while its
   // answer was on the way (SIGSTOP, a frozen VM) finds it granted on waking, maybe long
@@ -298,14 +288,14 @@ async function refreshLocked(
   // store it; otherwise not sent, and the claim given back (docs/adr/0016). Checked again
   // after marking the send, the last wait before it.
   const late = () => performance.now() - claimFrom > deps.lock.ttlMs - 2 * settings.timeoutMs;
-  if (late()) return giveBackLateClaim(deps, connection, claimed);
+  if (late()) return giveBackLateClaim(deps, row, claimed);
 
   // Marked sent before the request goes: a holder that dies after this leaves the version
   // in doubt; one that dies before it leaves it claimed, and the next holder sends.
-  if (!(await markSent(deps, connection, claimed, holder))) {
+  if (!(await markSent(deps, row, claimed, holder))) {
     return { kind: "busy", retryInMs: 1_000 };
   }
-  if (late()) return giveBackLateClaim(deps, connection, claimed);
+  if (late()) return giveBackLateClaim(deps, row, claimed);
   const sentAt = now();
   const started = performance.now();
   // The egress client's default size limit, 64 KiB, is the bound SPEC §2 sets on token answers.
@@ -319,22 +309,18 @@ async function refreshLocked(
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   if ("failure" in answer) {
     // A rotating provider may have rotated the token whose answer we lost: in doubt.
-    const lost = rotates && LOST_ANSWERS.has(answer.failure);
-    return record(deps, connection, integration, EGRESS_FAILURES[answer.failure], {
+    const lost = mayRotate(definition, integration) && LOST_ANSWERS.has(answer.failure);
+    return record(deps, row, integration, EGRESS_FAILURES[answer.failure], {
       definition,
       stage,
-      opensAt: abandonedAt ?? (lost ? sentAt : null),
+      opensAt: lost ? sentAt : null,
     });
   }
   const result = classifyAnswer(provider, answer, now(), {
     fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
     secrets: [refreshToken, clientSecret],
   });
-  const run = await record(deps, connection, integration, result, {
-    definition,
-    stage,
-    opensAt: abandonedAt,
-  });
+  const run = await record(deps, row, integration, result, { definition, stage, opensAt: null });
   if (result.outcome === "success" && definition.rotatesRefreshToken === "learned") {
     const rotated = result.refreshToken !== null && result.refreshToken !== refreshToken;
     // Best effort: the answer is stored, and the next success teaches the same.
@@ -410,14 +396,13 @@ function stopInDoubt(
   connection: Connection,
   integration: RefreshIntegration,
   definition: ProviderDefinition,
-  opensAt: Date | null,
 ): Promise<RefreshRun> {
   return record(
     deps,
     connection,
     integration,
     { outcome: "transient", errorCode: "in_doubt", message: "not sent: refresh in doubt" },
-    { definition, stage: "closed", opensAt },
+    { definition, stage: "closed", opensAt: null },
   );
 }
 

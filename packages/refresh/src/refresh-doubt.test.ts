@@ -223,7 +223,7 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     }
     const ranOut = await h.prisma.$queryRaw<{ at: Date }[]>`
       UPDATE connections SET "claimVersion" = version, "claimExpiresAt" = now() - interval '1 s',
-             "claimHolder" = 'dead-holder'
+             "claimHolder" = '0:dead-holder'
        WHERE id = ${connectionId}::uuid RETURNING "claimExpiresAt" AS at`;
     return ranOut[0]?.at ?? new Date(0);
   }
@@ -249,6 +249,21 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     await h.redis.del(`${h.prefix}:sent:${connection.id}`);
     await h.deps.marks.claim(connection.id, 0, "bystander");
     expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "transient" });
+    expect(await rowOf(connection.id)).toMatchObject({ status: "needs_reauth" });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
+  it("without grace: a holder that took the claim over and died too leaves the doubt on the row", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    await abandonClaim(connection.id, grant.refreshToken, "after sending");
+    await h.redis.del(`${h.prefix}:sent:${connection.id}`);
+    // The second holder marks and claims, then dies before anything else.
+    const mark = await h.deps.marks.claim(connection.id, 0, "second");
+    const claim = { id: connection.id, version: 0, leaseMs: 1_000, holder: "second", mark };
+    expect(await h.deps.store.claim({ ...claim, rotates: true })).not.toBeNull();
+    await h.prisma.$executeRaw`
+      UPDATE connections SET "claimExpiresAt" = now() WHERE id = ${connection.id}::uuid`;
+    await refresh(connection.id);
     expect(await rowOf(connection.id)).toMatchObject({ status: "needs_reauth" });
     expect(h.provider.reuseCount).toBe(0);
   });
