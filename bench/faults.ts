@@ -15,6 +15,7 @@ import {
   redisDatabaseUrl,
 } from "@evergreen/refresh/testing";
 import {
+  type AddedConnection,
   addRotatingConnections,
   BENCH_REDIS_DB,
   type BenchResult,
@@ -133,13 +134,10 @@ async function runPhase(
   h: RefreshHarness,
   count: number,
   inject: (done: () => boolean) => Promise<void>,
-): Promise<{ added: readonly Added[]; seconds: number }> {
+): Promise<{ added: readonly AddedConnection[]; seconds: number }> {
   const added = await addRotatingConnections(h, count);
   const started = performance.now();
-  await makeDueNow(
-    h,
-    added.map(({ connectionId }) => connectionId),
-  );
+  await makeDueNow(h, added);
   let finished = false;
   const faults = inject(() => finished);
   for (;;) {
@@ -157,8 +155,6 @@ async function runPhase(
   return { added, seconds };
 }
 
-type Added = Awaited<ReturnType<typeof addRotatingConnections>>[number];
-
 /**
  * Connections a refresh in doubt stopped, split by what the provider holds: a newer refresh
  * token than the row (rotated by a request whose answer was lost), or the row's own (the
@@ -166,7 +162,7 @@ type Added = Awaited<ReturnType<typeof addRotatingConnections>>[number];
  */
 async function stoppedInDoubt(
   h: RefreshHarness,
-  added: readonly Added[],
+  added: readonly AddedConnection[],
 ): Promise<{ rotated: number; unsent: number }> {
   const grantOf = new Map(added.map(({ connectionId, grantId }) => [connectionId, grantId]));
   const rows = await h.prisma.connection.findMany({

@@ -25,11 +25,7 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
   const h = await createRefreshHarness({ redisUrl, prefix: QUEUE_PREFIX, latencyMs });
   await h.redis.flushdb();
   try {
-    const added = await addRotatingConnections(h, connections);
-    await makeDueNow(
-      h,
-      added.map(({ connectionId }) => connectionId),
-    );
+    await makeDueNow(h, await addRotatingConnections(h, connections));
 
     // Watched on its own timer from before the worker starts: the worker consumes before
     // its ops server answers, so the first request may come while we wait for readiness.

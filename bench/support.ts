@@ -125,12 +125,18 @@ export async function startBenchWorker(env: {
   };
 }
 
-/** Adds `count` connections at the harness's provider, each on a grant that rotates; their ids. */
+/** A connection a bench part added, and its grant at the mock provider. */
+export interface AddedConnection {
+  readonly connectionId: string;
+  readonly grantId: string;
+}
+
+/** Adds `count` connections at the harness's provider, each on a grant that rotates. */
 export async function addRotatingConnections(
   h: RefreshHarness,
   count: number,
-): Promise<{ readonly connectionId: string; readonly grantId: string }[]> {
-  const ids: { connectionId: string; grantId: string }[] = [];
+): Promise<AddedConnection[]> {
+  const ids: AddedConnection[] = [];
   for (let start = 0; start < count; start += 200) {
     const added = await Promise.all(
       Array.from({ length: Math.min(200, count - start) }, () => h.addConnection({ rotate: true })),
@@ -146,13 +152,18 @@ export async function addRotatingConnections(
 }
 
 /** Makes the first refresh of each connection due now, a thousand enqueued at a time. */
-export async function makeDueNow(h: RefreshHarness, ids: readonly string[]): Promise<void> {
+export async function makeDueNow(
+  h: RefreshHarness,
+  added: readonly AddedConnection[],
+): Promise<void> {
   const now = new Date();
-  for (let start = 0; start < ids.length; start += 1_000) {
+  for (let start = 0; start < added.length; start += 1_000) {
     await Promise.all(
-      ids
+      added
         .slice(start, start + 1_000)
-        .map((connectionId) => enqueueRefresh(h.queues, { connectionId, version: 0 }, now, now)),
+        .map(({ connectionId }) =>
+          enqueueRefresh(h.queues, { connectionId, version: 0 }, now, now),
+        ),
     );
   }
 }

@@ -209,6 +209,7 @@ export interface ClaimHeld {
    */
   readonly inDoubtSince: Date | null;
 }
+
 /** A claim to send the refresh token of one row version, for `leaseMs`. */
 export interface Claim {
   readonly id: string;

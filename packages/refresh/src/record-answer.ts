@@ -29,8 +29,9 @@ export interface DoubtContext {
   /** Before the send. */
   readonly stage: DoubtStage;
   /**
-   * Doubt opens at this send time, unless an answer settles it: a send whose answer was
-   * lost, or one whose holder abandoned its claim, to a provider that rotates.
+   * Doubt opens at this send time, unless the row is in doubt already: a send to a provider
+   * that rotates whose answer was lost. (An abandoned claim's doubt is on the row: the claim
+   * statement writes it.)
    */
   readonly opensAt: Date | null;
 }
@@ -110,9 +111,9 @@ async function decide(
     appValues: null,
   };
   const stage = doubt?.stage ?? "none";
-  // A doubt this send opened (an abandoned claim's) outlives answers that settle nothing
-  // about the token (a 429, a refused client): dropped with them, the next send would be an
-  // ordinary one, the resend of a maybe rotated-away token (docs/adr/0016).
+  // A doubt outlives answers that settle nothing about the token (a 429, a refused client):
+  // dropped with them, the next send would be an ordinary one, the resend of a maybe
+  // rotated-away token (docs/adr/0016).
   const inDoubtSince = unchanged.inDoubtSince ?? doubt?.opensAt ?? null;
   let change: ConnectionChange;
   let event: ConnectionEventInput;

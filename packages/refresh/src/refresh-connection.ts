@@ -164,8 +164,8 @@ async function refreshLocked(
   // process may already be refreshing, and sending our refresh token could reuse one the
   // provider has rotated. A renewed lease covers the whole HTTP timeout, with two timeouts
   // to spare for a pause after this.
-  // The send mark goes with them (harmless if nothing is sent): this holder's, unless an
-  // earlier holder of this version marked it sent (see send-marks.ts).
+  // The send mark goes with them (harmless if nothing is sent); the mark it replaced is what
+  // the claim statement reads of an earlier holder (see send-marks.ts).
   const holder = randomUUID();
   const [parked, cooling, renewed, earlierMark] = await Promise.all([
     deps.parked.take(connection.id),
@@ -255,6 +255,7 @@ async function refreshLocked(
   // (FLUSHALL, a restart without AOF, failover to a lagging replica) while a refresh is in
   // flight; the claim, fenced by the row's version, keeps a second refresh of this version
   // from sending the same refresh token meanwhile. It lasts as long as a lease.
+  const rotates = mayRotate(definition, integration);
   const claimFrom = performance.now();
   const claimed = await deps.store.claim({
     id: connection.id,
@@ -262,7 +263,7 @@ async function refreshLocked(
     leaseMs: deps.lock.ttlMs,
     holder,
     mark: earlierMark,
-    rotates: mayRotate(definition, integration),
+    rotates,
   });
   if (!claimed) return { kind: "busy", retryInMs: 1_000 };
   // The claim statement decides whether an abandoned claim of this version may have sent the
@@ -309,7 +310,7 @@ async function refreshLocked(
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   if ("failure" in answer) {
     // A rotating provider may have rotated the token whose answer we lost: in doubt.
-    const lost = mayRotate(definition, integration) && LOST_ANSWERS.has(answer.failure);
+    const lost = rotates && LOST_ANSWERS.has(answer.failure);
     return record(deps, row, integration, EGRESS_FAILURES[answer.failure], {
       definition,
       stage,
@@ -388,8 +389,7 @@ async function learnRotation(
 /**
  * A refresh in doubt with no reuse grace (left): the stored token may have been rotated away,
  * and sending it again could revoke the grant, so the connection stops without a request and
- * needs authorizing again (docs/adr/0016). `opensAt`: when the doubt began, if the row does
- * not say yet (an abandoned claim found now).
+ * needs authorizing again (docs/adr/0016). The row says since when.
  */
 function stopInDoubt(
   deps: RefreshDeps,
