@@ -135,6 +135,12 @@ export function createMetrics(options: MetricsOptions) {
     }),
     refreshInfraErrors,
     parkedAnswersTotal,
+    refreshStoppedInDoubt: new Counter({
+      name: "evergreen_refresh_stopped_in_doubt_total",
+      help: "Connections stopped (needs_reauth, lastError in_doubt) because a refresh's answer was lost (a timeout, a broken connection, a sender killed after sending) at a provider that rotates refresh tokens, with no reuse grace left to send the token again (docs/adr/0016). Counted as transient in evergreen_refresh_total.",
+      labelNames: ["provider"] as const,
+      registers,
+    }),
     webhookDeliveries: new Counter({
       name: "evergreen_webhook_deliveries_total",
       help: "Webhook delivery attempts by event type and outcome.",

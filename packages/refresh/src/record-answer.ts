@@ -247,6 +247,7 @@ async function decide(
           ...failure(closed, now),
         };
         event = failureEvent("needs_reauth", closed, "connection.needs_reauth");
+        deps.metrics.refreshStoppedInDoubt.inc({ provider: integration.provider });
         break;
       }
       const retryAt = new Date(

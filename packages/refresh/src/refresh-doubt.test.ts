@@ -65,6 +65,8 @@ describe("a refresh in doubt, provider without reuse grace (GitHub Apps)", () =>
     expect(h.provider.reuseCount).toBe(0);
     expect(await eventsOf(connection.id)).toEqual([["needs_reauth", "transient", "in_doubt"]]);
     expect(await webhooksOf(connection.id)).toEqual(["connection.needs_reauth"]);
+    // Operators see the stop apart from ordinary transient failures (EvergreenRefreshesStoppedInDoubt).
+    expect(await metricValue(h.metrics.refreshStoppedInDoubt, { provider: "github" })).toBe(1);
   });
 
   it("puts a refresh in doubt when the connection is reset after the provider rotated", async () => {
@@ -106,6 +108,7 @@ describe("a refresh in doubt, provider with a reuse grace (Xero, 30 minutes)", (
     const doubted = await rowOf(connection.id);
     expect(doubted).toMatchObject({ status: "active", lastErrorCode: "in_doubt" });
     expect(doubted.lastErrorMessage).toMatch(/Xero .*reusable for 1800 s.*within that window/);
+    expect(await metricValue(h.metrics.refreshStoppedInDoubt, { provider: "xero" })).toBe(0);
     const since = doubted.inDoubtSince?.getTime() ?? 0;
     expect(since).toBeGreaterThanOrEqual(before - 1);
     expect(doubted.nextRefreshAt?.getTime()).toBeLessThanOrEqual(since + 1800 * 900);

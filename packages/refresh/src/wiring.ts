@@ -2,7 +2,7 @@ import type { KeyRing } from "@evergreen/crypto";
 import type { Pool, PrismaClient } from "@evergreen/db";
 import { type AllowlistEntry, EgressClient } from "@evergreen/egress";
 import type { Logger, Metrics } from "@evergreen/observability";
-import type { InsecureTokenUrls } from "@evergreen/providers";
+import { type InsecureTokenUrls, PROVIDER_IDS } from "@evergreen/providers";
 import { Cooldown, type RedisClient, RedisLock } from "@evergreen/redis";
 import { ConnectionStore } from "./connection-store";
 import { ParkedAnswers } from "./parked-answers";
@@ -96,6 +96,8 @@ function egressClient(
 /** RefreshDeps as a process wires them: lock, cooldown and parked keys in the queue's shards, keep-alive HTTP. */
 export function createRefreshDeps(parts: RefreshParts): RefreshDeps {
   const { layout } = parts.queue;
+  // Every provider's series exists from the start, so that increase() sees the first stop.
+  for (const provider of PROVIDER_IDS) parts.metrics.refreshStoppedInDoubt.inc({ provider }, 0);
   return {
     store: new ConnectionStore(parts.pool),
     keyRing: parts.keyRing,
