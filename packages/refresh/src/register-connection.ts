@@ -107,9 +107,12 @@ export async function registerConnection(
         await sleep(REFRESH_POLL_MS);
         continue;
       }
+      const { code } = error as { code?: unknown };
+      // The integration was deleted since it was read: as if it had never been there.
+      if (code === "P2003") throw new UnknownIntegrationError(input.integration);
       // A concurrent first registration of the same user (a double-submitted callback)
       // created the row first: the next try finds it, locks it and updates it.
-      if (tries >= MAX_TRIES || (error as { code?: unknown }).code !== "P2002") throw error;
+      if (tries >= MAX_TRIES || code !== "P2002") throw error;
     }
   }
 }

@@ -221,6 +221,20 @@ describe("GET and DELETE /v1/connections/:id", () => {
     );
   });
 
+  it("deletes once under concurrent deletes of the same connection: one 204, then 404s", async () => {
+    const app = await server();
+    const { id } = (await post({ ...tokens, externalId: "dave" })).json();
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () =>
+        app.inject({ method: "DELETE", url: `/v1/connections/${id}`, headers: auth }),
+      ),
+    );
+    const statuses = answers.map((answer) => answer.statusCode).sort();
+    expect(statuses).toEqual([204, 404, 404, 404, 404, 404, 404, 404]);
+    const events = await h.prisma.connectionEvent.findMany({ where: { connectionId: id } });
+    expect(events.map((e) => e.type)).toEqual(["created", "deleted"]);
+  });
+
   it.each([
     "123",
     "%ff",

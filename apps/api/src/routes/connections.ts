@@ -430,11 +430,13 @@ export async function deleteConnection(
   await refresh.parked.drop(id);
   // The token to revoke is copied sealed into a row of the same transaction: the grant
   // is revoked even if the process dies right after the commit (before the enqueue).
-  const revocationId = await prisma.$transaction(async (tx) => {
+  const deleted = await prisma.$transaction(async (tx) => {
+    // A concurrent delete of the same connection that went first leaves nothing to do here.
+    const { count } = await tx.connection.deleteMany({ where: { id } });
+    if (count === 0) return null;
     const pending = options.revoke
       ? await planRevocation(tx, row, row.integration, new Date())
       : null;
-    await tx.connection.delete({ where: { id } });
     await tx.connectionEvent.create({
       data: { connectionId: id, integrationId: row.integrationId, type: "deleted" },
     });
@@ -445,8 +447,10 @@ export async function deleteConnection(
       externalId: row.externalId,
       status: "deleted",
     });
-    return pending;
+    return { revocationId: pending };
   });
+  if (!deleted) return false;
+  const { revocationId } = deleted;
   if (revocationId !== null) {
     const { name, data, opts } = revocationJob({ revocationId, attempt: 0 }, 0);
     await deps.revocations

@@ -536,4 +536,45 @@ describe("GET and DELETE /v1/integrations", () => {
     expect(deleted.statusCode).toBe(204);
     expect(await h.prisma.integration.count({ where: { key: "cal" } })).toBe(0);
   });
+
+  it("answers concurrent deletes with one 204 and 404s, and a delete racing registrations with 204 or 409, never 500", async () => {
+    const app = await server();
+    const upsert = (key: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: auth,
+        payload: { ...google, key },
+      });
+    const remove = (key: string) =>
+      app.inject({ method: "DELETE", url: `/v1/integrations/${key}`, headers: auth });
+    await upsert("twice");
+    const statuses = (await Promise.all(Array.from({ length: 6 }, () => remove("twice"))))
+      .map((answer) => answer.statusCode)
+      .sort();
+    expect(statuses).toEqual([204, 404, 404, 404, 404, 404]);
+
+    for (let round = 0; round < 5; round += 1) {
+      await upsert("racing");
+      const [removed, ...registered] = await Promise.all([
+        remove("racing"),
+        ...Array.from({ length: 4 }, (_, n) =>
+          app.inject({
+            method: "POST",
+            url: "/v1/connections",
+            headers: auth,
+            payload: { integration: "racing", externalId: `u${round}-${n}`, accessToken: "at" },
+          }),
+        ),
+      ]);
+      // Registered first: the delete is refused; deleted first: the integration is unknown.
+      expect([204, 409]).toContain(removed?.statusCode);
+      for (const answer of registered) {
+        expect([201, 400]).toContain(answer.statusCode);
+        if (answer.statusCode === 400) expect(answer.json().message).toMatch(/^integration: /);
+      }
+      await h.prisma.connection.deleteMany({ where: { integration: { key: "racing" } } });
+      await h.prisma.integration.deleteMany({ where: { key: "racing" } });
+    }
+  });
 });

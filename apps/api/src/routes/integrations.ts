@@ -397,13 +397,7 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
       include: { _count: { select: { connections: true } } },
     });
     if (!row) throw notFound();
-    if (row._count.connections > 0) {
-      throw new HttpError(
-        409,
-        "conflict",
-        "the integration still has connections; delete them first",
-      );
-    }
+    if (row._count.connections > 0) throw stillHasConnections();
     // Revoking a deleted connection's grant takes the integration's client credentials:
     // deleted now, every pending revocation would fail and leave its grant alive.
     const pending = await prisma.pendingRevocation.count({ where: { integrationId: row.id } });
@@ -414,7 +408,18 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
         `grant revocations of deleted connections still pending at the provider: ${pending}; retry once they are done (24 h at most)`,
       );
     }
-    await prisma.integration.delete({ where: { id: row.id } });
+    // A concurrent delete may have gone first (then 404, as for any unknown key), and a
+    // connection registered since the count holds the row (the foreign key refuses: 409).
+    const deleted = await prisma.integration
+      .deleteMany({ where: { id: row.id } })
+      .catch((error) => {
+        if ((error as { code?: unknown }).code === "P2003") throw stillHasConnections();
+        throw error;
+      });
+    if (deleted.count === 0) throw notFound();
     return reply.status(204).send();
   });
 }
+
+const stillHasConnections = () =>
+  new HttpError(409, "conflict", "the integration still has connections; delete them first");
