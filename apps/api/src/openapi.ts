@@ -163,7 +163,8 @@ function sharedErrors(
   hasBody: boolean,
 ): Record<string, Response> {
   if (isPublic) return {};
-  const error = (description: string) => response("", { description, schema: errorBody });
+  const error = (description: string, status = "") =>
+    response(status, { description, schema: errorBody });
   return {
     400: error(
       "`invalid_request`: bad JSON, a failed validation or an unknown field; the message names the field.",
@@ -183,6 +184,7 @@ function sharedErrors(
       : {}),
     503: error(
       "`unavailable`: PostgreSQL or Redis is unreachable, or this process is stopping; retry.",
+      "503",
     ),
   };
 }
@@ -201,6 +203,11 @@ function response(status: string, spec: ResponseSpec): Response {
     };
   }
   const contentType = spec.contentType ?? (spec.schema ? "application/json" : undefined);
+  // Every 503 carries one (server.ts).
+  const headers =
+    status === "503"
+      ? { "retry-after": "seconds to wait before retrying", ...spec.headers }
+      : spec.headers;
   return {
     description: spec.description,
     ...(contentType
@@ -210,10 +217,10 @@ function response(status: string, spec: ResponseSpec): Response {
           },
         }
       : {}),
-    ...(spec.headers
+    ...(headers
       ? {
           headers: Object.fromEntries(
-            Object.entries(spec.headers).map(([name, description]) => [
+            Object.entries(headers).map(([name, description]) => [
               name,
               { description, schema: { type: "string" } },
             ]),

@@ -9,6 +9,7 @@ import { createDatabase } from "@evergreen/db";
 import { databaseUrl } from "@evergreen/db/testing";
 import { createRedis } from "@evergreen/redis";
 import { describe, expect, it, vi } from "vitest";
+import { HttpError } from "./http-errors";
 import { registerRoute } from "./route";
 import { AUTH, capturingLogger, TEST_API_KEY, testRoute, testServer } from "./test-server";
 
@@ -30,10 +31,26 @@ describe("api server", () => {
       headers: authorization ? { authorization } : {},
     });
     expect(response.statusCode).toBe(401);
+    expect(response.headers["www-authenticate"]).toBe('Bearer realm="evergreen"');
     expect(response.json()).toEqual({
       error: "unauthorized",
       message: "missing or unknown API key",
     });
+  });
+
+  it("marks every answer uncacheable, and every 503 with when to retry", async () => {
+    const app = await server();
+    registerRoute(app, testRoute("GET", "/v1/probe"), async () => ({ reached: true }));
+    registerRoute(app, testRoute("GET", "/v1/busy"), async () => {
+      throw new HttpError(503, "exchange_failed", "the provider failed");
+    });
+    const auth = { authorization: `Bearer ${KEY}` };
+    const ok = await app.inject({ url: "/v1/probe", headers: auth });
+    expect(ok.headers["cache-control"]).toBe("no-store");
+    const busy = await app.inject({ url: "/v1/busy", headers: auth });
+    expect(busy.statusCode).toBe(503);
+    expect(busy.headers["retry-after"]).toBe("5");
+    expect(busy.headers["cache-control"]).toBe("no-store");
   });
 
   it("guards routes by what the router matched, not by the raw URL", async () => {

@@ -73,6 +73,8 @@ const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 const BODY_LIMIT_BYTES = 1024 * 1024;
 /** Headers and body must have arrived by then (see buildServer). */
 const REQUEST_TIMEOUT_MS = 30_000;
+/** What a 503 asks a client to wait when nothing better is known. */
+const DEFAULT_RETRY_AFTER_SECONDS = 5;
 
 export async function buildServer({
   log,
@@ -136,7 +138,7 @@ export async function buildServer({
       });
       return reply
         .status(503)
-        .header("retry-after", "5")
+        .header("retry-after", String(DEFAULT_RETRY_AFTER_SECONDS))
         .send({ error: "unavailable", message: "a backing service is unreachable; retry shortly" });
     }
     const status = error.statusCode ?? 500;
@@ -151,6 +153,16 @@ export async function buildServer({
     return reply.status(status).send({ error: code, message });
   });
   app.setNotFoundHandler((_request, reply) => sendNotFound(reply));
+  app.addHook("onSend", async (_request, reply) => {
+    // Every 503 says when to come back (SPEC §3 asks it of refresh_failed; clients retry
+    // the others too: unavailable, exchange_failed, validation_failed).
+    if (reply.statusCode === 503 && !reply.hasHeader("retry-after")) {
+      reply.header("retry-after", String(DEFAULT_RETRY_AFTER_SECONDS));
+    }
+    // API answers are about one caller's data, some carry secrets shown once (a webhook's
+    // signing secret, a token): never kept by a cache on the way.
+    if (!reply.hasHeader("cache-control")) reply.header("cache-control", "no-store");
+  });
   app.addHook("onResponse", async (request, reply) => {
     cutOffUnreadBody(request.raw, bodyLingerMs);
     recordRequest(request, reply, metrics);
@@ -177,6 +189,7 @@ export async function buildServer({
       });
       return reply
         .status(401)
+        .header("www-authenticate", 'Bearer realm="evergreen"')
         .send({ error: "unauthorized", message: "missing or unknown API key" });
     }
     request.apiKeyName = key.name;

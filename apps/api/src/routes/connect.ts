@@ -199,11 +199,7 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
         return rethrow(error);
       },
     );
-    // The URL carries the state, which finishes this flow for whoever holds it.
-    return reply
-      .status(201)
-      .header("cache-control", "no-store")
-      .send({ url: session.url, expiresAt: session.expiresAt.toISOString() });
+    return reply.status(201).send({ url: session.url, expiresAt: session.expiresAt.toISOString() });
   });
 
   registerRoute(app, connectRoutes.callback, async ({ query }, request, reply) => {

@@ -332,8 +332,7 @@ export function registerConnectionRoutes(app: FastifyInstance, deps: ConnectionR
         outcome,
       }),
     );
-    // A bearer token: no cache along the way may keep it.
-    return reply.header("cache-control", "no-store").send(token);
+    return reply.send(token);
   });
 
   registerRoute(app, connectionRoutes.refresh, async ({ params }) => {
