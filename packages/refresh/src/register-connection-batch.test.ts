@@ -110,7 +110,7 @@ describe("registerConnectionBatch", () => {
       status: "active",
       refreshToken: null,
       refreshTokenExpiresAt: null,
-      nextRefreshAt: null,
+      nextRefreshAt: stored.expiresAt,
     });
   });
 

@@ -292,7 +292,7 @@ describe("registerConnection", () => {
       new Date(),
     );
     expect(again.connection).toMatchObject({ status: "active", refreshToken: null });
-    expect(again.connection.nextRefreshAt).toBeNull();
+    expect(again.connection.nextRefreshAt).toEqual(again.connection.expiresAt);
     const run = await refreshConnection(h.deps, {
       connectionId: again.connection.id,
       source: "api",
@@ -302,11 +302,36 @@ describe("registerConnection", () => {
     expect(h.provider.requests).toBe(sentBefore);
   });
 
-  it("does not schedule a connection that has no refresh token at all", async () => {
-    const { connection } = await register({ externalId: "no-refresh", accessToken: "access" });
+  it("schedules a connection without a refresh token to stop once its access token expires", async () => {
+    const { connection } = await register({
+      externalId: "no-refresh",
+      accessToken: "access",
+      expiresIn: 600,
+    });
     expect(connection.refreshToken).toBeNull();
-    expect(connection.nextRefreshAt).toBeNull();
-    expect(await jobOf(connection.id, 0)).toBeUndefined();
+    expect(connection.nextRefreshAt).toEqual(connection.expiresAt);
+    expect(await jobOf(connection.id, 0)).toBeDefined();
+    // The job, when it runs: nothing is sent, the connection says what the token route says.
+    const sentBefore = h.provider.requests;
+    const run = await refreshConnection(h.deps, {
+      connectionId: connection.id,
+      expectedVersion: 0,
+      source: "worker",
+    });
+    expect(run).toMatchObject({ kind: "done", outcome: "invalid_grant" });
+    expect(run.kind === "done" && run.connection).toMatchObject({
+      status: "needs_reauth",
+      nextRefreshAt: null,
+      lastErrorCode: "no_refresh_token",
+    });
+    expect(h.provider.requests).toBe(sentBefore);
+    const webhooks = await h.prisma.webhookEvent.findMany({
+      where: { connectionId: connection.id },
+    });
+    expect(webhooks.map((event) => event.type)).toEqual([
+      "connection.created",
+      "connection.needs_reauth",
+    ]);
   });
 
   it("makes one row of parallel first registrations, with tokens sealed for it", async () => {

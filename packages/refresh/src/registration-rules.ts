@@ -181,8 +181,9 @@ export interface RegisteredColumns {
  * in place, and its known end, unless the provider refused it; a new one's end is what the
  * provider said, if anything (a code exchange's answer; an app hands over no such thing),
  * and it ends any doubt about the old one (docs/adr/0016). The provider's values are laid
- * over the metadata (its word for its own instance URL wins over a stale copy). Only a
- * connection that holds a refresh token is scheduled.
+ * over the metadata (its word for its own instance URL wins over a stale copy). A connection
+ * holding a refresh token is scheduled to be refreshed; one without, to be stopped when its
+ * access token expires.
  */
 export function registeredColumns(
   keyRing: KeyRing,
@@ -211,7 +212,10 @@ export function registeredColumns(
     scope: input.scope ?? null,
     expiresAt: timing.expiresAt,
     status: "active",
-    nextRefreshAt: refreshToken === null ? null : firstRefreshAt(timing, existing),
+    // Without a refresh token, the job comes when the access token expires: the worker then
+    // finds nothing to refresh with and stops the connection (needs_reauth, with its webhook),
+    // so that its status says what the token route answers.
+    nextRefreshAt: refreshToken === null ? timing.expiresAt : firstRefreshAt(timing, existing),
     consecutiveFailures: 0,
     consecutiveUnknown: 0,
     lastErrorCode: null,
