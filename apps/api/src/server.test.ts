@@ -340,6 +340,34 @@ for (const [post, body] of posts) {
 }
 process.stdout.write(JSON.stringify(results));
 `;
+describe("a client that goes away while sending its body", () => {
+  it("is logged as the client's doing, not as a database or Redis outage", async () => {
+    const { lines, log } = capturingLogger();
+    const app = await testServer({ log });
+    registerRoute(app, testRoute("POST", "/v1/echo"), async () => ({ reached: true }));
+    let reading: () => void = () => {};
+    const bodyRead = new Promise<void>((resolve) => {
+      reading = resolve;
+    });
+    app.addHook("preParsing", async () => reading());
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    try {
+      const { port } = app.server.address() as { port: number };
+      const socket = connect(port, "127.0.0.1");
+      await once(socket, "connect");
+      socket.write(
+        `POST /v1/echo HTTP/1.1\r\nHost: api\r\nAuthorization: Bearer ${TEST_API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"pad`,
+      );
+      await bodyRead;
+      socket.destroy();
+      await vi.waitFor(() => expect(lines.join("")).toContain("closed its request"));
+      expect(lines.join("")).not.toContain("unreachable");
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe("closing", () => {
   it("ends the keep-alive connection of a request still running when close began", async () => {
     let release = () => {};

@@ -132,6 +132,12 @@ export async function buildServer({
       if (retryAfterSeconds !== undefined) reply.header("retry-after", String(retryAfterSeconds));
       return reply.status(error.statusCode).send({ error: error.code, message: error.message });
     }
+    // A client that went away while sending its body (the reset is its socket's, not a
+    // backing service's): nobody is left to answer, and on-call has nothing to look at.
+    if (request.raw.readableAborted) {
+      request.log.info("the client closed its request before sending all of its body");
+      return reply.status(400).send({ error: "invalid_request", message: "request aborted" });
+    }
     if (isInfraOutage(error)) {
       outages.report("api", error, "request failed: database or Redis unreachable", {
         requestId: request.id,
