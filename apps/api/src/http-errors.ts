@@ -39,7 +39,7 @@ export function parseInput<Schema extends z.ZodType>(
       `${unstorable.path || "body"}: must not contain ${unstorable.what}`,
     );
   }
-  const result = schema.safeParse(input);
+  const result = schema.safeParse(withoutNullOptionals(schema, input));
   if (result.success) return result.data;
   const { issues } = result.error;
   const unknown = issues.find((issue) => issue.code === "unrecognized_keys");
@@ -51,6 +51,33 @@ export function parseInput<Schema extends z.ZodType>(
   const issue = issues[0];
   const field = issue?.path.join(".") || "body";
   throw new HttpError(400, "invalid_request", `${field}: ${issue?.message ?? "invalid"}`);
+}
+
+/**
+ * `null` for an optional field that takes no null is read as absent: apps forward provider
+ * answers and their own records, where "none" is as often null as a missing key. Top-level
+ * fields only; a null an optional field does take (none today) keeps its meaning.
+ */
+function withoutNullOptionals(schema: z.ZodType, input: unknown): unknown {
+  const shape = objectShape(schema);
+  if (!shape || typeof input !== "object" || input === null || Array.isArray(input)) return input;
+  const kept = Object.entries(input).filter(([key, value]) => {
+    const field = shape[key];
+    return !(
+      value === null &&
+      field?.safeParse(undefined).success === true &&
+      !field.safeParse(null).success
+    );
+  });
+  return kept.length === Object.keys(input).length ? input : Object.fromEntries(kept);
+}
+
+/** The fields of an object schema, through `.optional()` and transforms; else undefined. */
+function objectShape(schema: z.ZodType): Readonly<Record<string, z.ZodType>> | undefined {
+  if (schema instanceof z.ZodObject) return schema.shape;
+  if (schema instanceof z.ZodOptional) return objectShape(schema.unwrap() as z.ZodType);
+  if (schema instanceof z.ZodPipe) return objectShape(schema.in as z.ZodType);
+  return undefined;
 }
 
 /** A UTF-16 surrogate without its other half (in a `u` regex a pair is one code point). */

@@ -41,6 +41,27 @@ const nestedJson = (levels: number) => `${"[".repeat(levels)}${"]".repeat(levels
 const nested = (levels: number) => JSON.parse(nestedJson(levels));
 
 describe("POST /v1/connections", () => {
+  it("reads null for an optional field as absent, and still refuses it for a required one", async () => {
+    const created = await post({
+      ...tokens,
+      externalId: "nulls",
+      expiresIn: 3600,
+      refreshToken: null,
+      expiresAt: null,
+      scope: null,
+      tokenType: null,
+      metadata: null,
+    });
+    expect(created.statusCode).toBe(201);
+    expect(created.json()).toMatchObject({ externalId: "nulls", metadata: {} });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: created.json().id } });
+    expect(row).toMatchObject({ refreshToken: null, scope: null, tokenType: "Bearer" });
+
+    const refused = await post({ ...tokens, accessToken: null });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().message).toMatch(/^accessToken: /);
+  });
+
   it("stores encrypted tokens, answers the view, and schedules the refresh", async () => {
     const response = await post(tokens);
     expect(response.statusCode).toBe(201);
