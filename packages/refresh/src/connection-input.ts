@@ -17,7 +17,7 @@ export const MAX_EXPIRES_IN_SECONDS = 10 * 365 * 24 * 3600;
  * a negative value and anything under a second count as absent (SPEC §2: an expiry not in
  * the future counts as absent, at registration too): the fallback lifetime applies.
  */
-export const expiresInInput = z.number().int().max(MAX_EXPIRES_IN_SECONDS);
+export const expiresInInput = z.number().max(MAX_EXPIRES_IN_SECONDS).int();
 
 const MAX_METADATA_DEPTH = 32;
 const MAX_METADATA_JSON_CHARS = 16_384;
