@@ -27,6 +27,7 @@ export type RefreshIntegration = Pick<
   | "refreshBufferSeconds"
   | "accessTokenLifetimeSeconds"
   | "refreshTokensRotate"
+  | "refreshTokenRotation"
   | "updatedAt"
 >;
 
@@ -84,7 +85,8 @@ const LOAD = `
          i."clientAuth"::text AS "i.clientAuth", i."bodyFormat"::text AS "i.bodyFormat",
          i.scopes AS "i.scopes", i."refreshBufferSeconds" AS "i.refreshBufferSeconds",
          i."accessTokenLifetimeSeconds" AS "i.accessTokenLifetimeSeconds",
-         i."refreshTokensRotate" AS "i.refreshTokensRotate", i."updatedAt" AS "i.updatedAt"
+         i."refreshTokensRotate" AS "i.refreshTokensRotate",
+         i."refreshTokenRotation" AS "i.refreshTokenRotation", i."updatedAt" AS "i.updatedAt"
     FROM connections c JOIN integrations i ON i.id = c."integrationId"
    WHERE c.id = ANY($1::uuid[])`;
 

@@ -381,6 +381,8 @@ async function learnRotation(
   integration: RefreshIntegration,
   rotated: boolean,
 ): Promise<void> {
+  // Declared by the operator: what answers show does not matter.
+  if (integration.refreshTokenRotation !== null) return;
   const known = integration.refreshTokensRotate;
   if (known === true || known === rotated) return;
   await deps.store.noteRotation(integration, rotated);

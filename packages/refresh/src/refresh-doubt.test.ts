@@ -366,6 +366,37 @@ describe("a generic integration learns whether its server rotates", () => {
     });
   });
 
+  it("not when its operator declared it: reusable tokens are resent after a lost answer, rotating ones stop", async () => {
+    const reusable = await h.addConnection({ rotate: true, integrationKey: "declared-reusable" });
+    await h.prisma.integration.update({
+      where: { id: reusable.connection.integrationId },
+      data: { refreshTokenRotation: "reusable" },
+    });
+    expect(await refresh(reusable.connection.id)).toMatchObject({ outcome: "success" });
+    expect(await learned(reusable.connection.integrationId)).toBeNull();
+    loseNextAnswer(reusable.grant.grantId, false);
+    await refresh(reusable.connection.id);
+    expect(await rowOf(reusable.connection.id)).toMatchObject({
+      status: "active",
+      lastErrorCode: "timeout",
+      inDoubtSince: null,
+    });
+
+    // Declared rotating: in doubt from the first lost answer, before any answer taught it.
+    const rotating = await h.addConnection({ rotate: true, integrationKey: "declared-rotating" });
+    await h.prisma.integration.update({
+      where: { id: rotating.connection.integrationId },
+      data: { refreshTokenRotation: "rotates" },
+    });
+    loseNextAnswer(rotating.grant.grantId, true);
+    await refresh(rotating.connection.id);
+    expect(await rowOf(rotating.connection.id)).toMatchObject({
+      status: "needs_reauth",
+      lastErrorCode: "in_doubt",
+    });
+    expect(h.provider.reuseCount).toBe(0);
+  });
+
   it("once seen rotating, keeps it when another answer does not rotate", async () => {
     const rotating = await h.addConnection({ rotate: true });
     await refresh(rotating.connection.id);
@@ -411,12 +442,18 @@ describe("doubtStage and mayRotate", () => {
     expect(graceEnd(since, null)).toBeNull();
   });
 
-  it("takes a catalog definition's word, and a generic integration's answers", () => {
-    expect(mayRotate({ rotatesRefreshToken: true }, { refreshTokensRotate: false })).toBe(true);
-    expect(mayRotate({ rotatesRefreshToken: false }, { refreshTokensRotate: true })).toBe(false);
-    expect(mayRotate({ rotatesRefreshToken: "learned" }, { refreshTokensRotate: null })).toBe(
+  it("takes a catalog definition's word, a generic integration's declaration, else its answers", () => {
+    const integration = (
+      refreshTokensRotate: boolean | null,
+      refreshTokenRotation: string | null = null,
+    ) => ({ refreshTokensRotate, refreshTokenRotation });
+    expect(mayRotate({ rotatesRefreshToken: true }, integration(false, "reusable"))).toBe(true);
+    expect(mayRotate({ rotatesRefreshToken: false }, integration(true, "rotates"))).toBe(false);
+    expect(mayRotate({ rotatesRefreshToken: "learned" }, integration(null))).toBe(false);
+    expect(mayRotate({ rotatesRefreshToken: "learned" }, integration(true))).toBe(true);
+    expect(mayRotate({ rotatesRefreshToken: "learned" }, integration(true, "reusable"))).toBe(
       false,
     );
-    expect(mayRotate({ rotatesRefreshToken: "learned" }, { refreshTokensRotate: true })).toBe(true);
+    expect(mayRotate({ rotatesRefreshToken: "learned" }, integration(null, "rotates"))).toBe(true);
   });
 });

@@ -56,17 +56,20 @@ export function graceEnd(since: Date, grace: ProviderDefinition["reuseGrace"]): 
 
 /**
  * Whether a lost answer of this integration's grants may have rotated the refresh token: as
- * the definition documents, or, for the generic definition, as the integration's answers
- * have shown (`refreshTokensRotate`, learned from its first refreshes). Before any answer
- * says, a generic integration is taken not to rotate: a resend is then what a non-rotating
- * server needs, and at a rotating one its grant was lost with the answer anyway.
+ * the definition documents, or, for the generic definition, as its operator declared
+ * (`refreshTokenRotation`), else as the integration's answers have shown
+ * (`refreshTokensRotate`, learned from its first refreshes). Before any answer says, a
+ * generic integration is taken not to rotate: a resend is then what a non-rotating server
+ * needs, and at a rotating one its grant was lost with the answer anyway.
  */
 export function mayRotate(
   definition: Pick<ProviderDefinition, "rotatesRefreshToken">,
-  integration: Pick<RefreshIntegration, "refreshTokensRotate">,
+  integration: Pick<RefreshIntegration, "refreshTokensRotate" | "refreshTokenRotation">,
 ): boolean {
-  if (definition.rotatesRefreshToken === "learned") return integration.refreshTokensRotate === true;
-  return definition.rotatesRefreshToken;
+  if (definition.rotatesRefreshToken !== "learned") return definition.rotatesRefreshToken;
+  if (integration.refreshTokenRotation === "rotates") return true;
+  if (integration.refreshTokenRotation === "reusable") return false;
+  return integration.refreshTokensRotate === true;
 }
 
 /** lastError message when a lost answer puts a refresh in doubt inside a reuse grace. */

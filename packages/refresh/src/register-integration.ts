@@ -40,7 +40,16 @@ export interface IntegrationRegistration {
   readonly introspectionUrl?: string | undefined;
   /** Periodic validation at the provider; off when absent. */
   readonly validateIntervalSeconds?: number | undefined;
+  /** Generic `oauth2` only: what its server does with a refresh token it has replaced. */
+  readonly refreshTokenRotation?: RefreshTokenRotation | undefined;
 }
+
+/**
+ * What a generic server does with a refresh token once it has issued a new one: refuses it
+ * (`rotates`), or keeps accepting it (`reusable`: Keycloak without "Revoke Refresh Token",
+ * most servers that send a new one on every answer).
+ */
+export type RefreshTokenRotation = "rotates" | "reusable";
 
 /** Rounds of "create, else update" before giving up on a key that keeps changing. */
 const MAX_TRIES = 3;
@@ -73,6 +82,7 @@ export async function registerIntegration(
     revocationUrl: input.revocationUrl ?? null,
     introspectionUrl: input.introspectionUrl ?? null,
     validateIntervalSeconds: input.validateIntervalSeconds ?? null,
+    refreshTokenRotation: input.refreshTokenRotation ?? null,
   });
   for (let tries = 1; tries <= MAX_TRIES; tries += 1) {
     const existing = await prisma.integration.findUnique({

@@ -324,6 +324,34 @@ describe("POST /v1/integrations", () => {
     }
   });
 
+  it("stores a generic integration's declared refresh token rotation, refused for a catalog provider", async () => {
+    const app = await server();
+    const post = (payload: Record<string, unknown>) =>
+      app.inject({ method: "POST", url: "/v1/integrations", headers: auth, payload });
+    const generic = {
+      ...google,
+      key: "keycloak",
+      provider: "oauth2",
+      clientId: "x",
+      tokenUrl: "https://idp.example.com/token",
+    };
+    const declared = await post({ ...generic, refreshTokenRotation: "reusable" });
+    expect(declared.statusCode).toBe(201);
+    expect(declared.json().refreshTokenRotation).toBe("reusable");
+    // An upsert without it goes back to learning from answers.
+    expect((await post(generic)).json().refreshTokenRotation).toBeNull();
+    const catalog = await post({
+      ...google,
+      key: "google-declared",
+      refreshTokenRotation: "rotates",
+    });
+    expect(catalog.statusCode).toBe(400);
+    expect(catalog.json().message).toMatch(/^refreshTokenRotation: only for provider oauth2/);
+    const unknown = await post({ ...generic, refreshTokenRotation: "sometimes" });
+    expect(unknown.statusCode).toBe(400);
+    expect(unknown.json().message).toMatch(/^refreshTokenRotation: /);
+  });
+
   it("retries the connections in error when the integration is updated", async () => {
     const { connection } = await h.addConnection({ integrationKey: "fixme" });
     const failed = await h.addConnection({ integrationKey: "fixme" });

@@ -124,6 +124,12 @@ const integrationInput = requestSchema(
       .max(30 * 86_400)
       .optional()
       .describe("validate every active connection at the provider this often; off when absent"),
+    refreshTokenRotation: z
+      .enum(["rotates", "reusable"])
+      .optional()
+      .describe(
+        "`oauth2` only: what the server does with a refresh token once it has issued a new one. `rotates`: refuses it (a lost refresh answer then stops the connection, never resending the token); `reusable`: keeps accepting it (Keycloak without refresh token revocation; a lost answer is retried). Absent: learned from the server's answers, a new refresh token in one taken as rotation.",
+      ),
   }),
   "Upserted by `key`. `provider` is a catalog id or `oauth2` (then `tokenUrl` is required).",
 );
@@ -145,6 +151,7 @@ const integrationFields = z.strictObject({
   returnUrls: z.array(z.string()),
   introspectionUrl: z.string().nullable(),
   validateIntervalSeconds: z.number().int().nullable(),
+  refreshTokenRotation: z.enum(["rotates", "reusable"]).nullable(),
   createdAt: isoTime,
   updatedAt: isoTime,
 });
@@ -190,6 +197,8 @@ export function integrationView(row: Integration): z.output<typeof integrationVi
     returnUrls: row.returnUrls,
     introspectionUrl: row.introspectionUrl,
     validateIntervalSeconds: row.validateIntervalSeconds,
+    // Only ever written from the validated enum of the input.
+    refreshTokenRotation: row.refreshTokenRotation as "rotates" | "reusable" | null,
     createdAt: row.createdAt.toISOString(),
     updatedAt: row.updatedAt.toISOString(),
   };
@@ -210,6 +219,13 @@ function checkOffline(
   }
   if (input.provider === "oauth2" && !input.tokenUrl) {
     throw new HttpError(400, "invalid_request", "tokenUrl: required for provider oauth2");
+  }
+  if (input.provider !== "oauth2" && input.refreshTokenRotation) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `refreshTokenRotation: only for provider oauth2 (${input.provider}'s is known)`,
+    );
   }
   if (input.tokenUrl) {
     try {

@@ -129,6 +129,7 @@ export interface Schemas {
     "returnUrls": Array<string>;
     "introspectionUrl": string | null;
     "validateIntervalSeconds": number | null;
+    "refreshTokenRotation": "rotates" | "reusable" | null;
     "createdAt": string;
     "updatedAt": string;
   };
@@ -154,6 +155,8 @@ export interface Schemas {
     "introspectionUrl"?: string;
     /** validate every active connection at the provider this often; off when absent */
     "validateIntervalSeconds"?: number;
+    /** `oauth2` only: what the server does with a refresh token once it has issued a new one. `rotates`: refuses it (a lost refresh answer then stops the connection, never resending the token); `reusable`: keeps accepting it (Keycloak without refresh token revocation; a lost answer is retried). Absent: learned from the server's answers, a new refresh token in one taken as rotation. */
+    "refreshTokenRotation"?: "rotates" | "reusable";
   };
   IntegrationList: {
     "data": Array<Schemas["Integration"]>;
@@ -175,6 +178,7 @@ export interface Schemas {
     "returnUrls": Array<string>;
     "introspectionUrl": string | null;
     "validateIntervalSeconds": number | null;
+    "refreshTokenRotation": "rotates" | "reusable" | null;
     "createdAt": string;
     "updatedAt": string;
     /** what looks wrong but was stored anyway, such as a client id of the wrong shape */

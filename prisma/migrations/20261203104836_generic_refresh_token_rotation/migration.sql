@@ -1,0 +1,3 @@
+-- AlterTable
+ALTER TABLE "integrations" ADD COLUMN     "refreshTokenRotation" TEXT;
+
