@@ -1,5 +1,5 @@
 import { once } from "node:events";
-import { readFile } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { enqueueRefresh, openRefreshToken, QUEUE_PREFIX } from "@evergreen/refresh";
@@ -111,6 +111,66 @@ async function stopWorkerMidRefresh(worker: AppProcess, signal: () => unknown) {
   await signal();
   return added;
 }
+
+/** Every process under `pid`, children first seen first, from /proc's parent links. */
+async function descendantsOf(pid: number): Promise<number[]> {
+  const children = new Map<number, number[]>();
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const parent = await parentOf(Number(entry)).catch(() => undefined);
+    if (parent !== undefined)
+      children.set(parent, [...(children.get(parent) ?? []), Number(entry)]);
+  }
+  const found: number[] = [];
+  for (let queue = [pid]; queue.length > 0; ) {
+    const next = children.get(queue.shift() as number) ?? [];
+    found.push(...next);
+    queue.push(...next);
+  }
+  return found;
+}
+
+async function commandOf(pid: number): Promise<string> {
+  return (await readFile(`/proc/${pid}/cmdline`, "utf8").catch(() => "")).replaceAll("\0", " ");
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+describe("a stop signal to npm start", () => {
+  it("stops turbo and all three apps, none left running without it", async () => {
+    const npm = launch(["npm", "start"]);
+    const pid = npm.child.pid as number;
+    const apps = async () => {
+      const found: number[] = [];
+      for (const child of await descendantsOf(pid)) {
+        if ((await commandOf(child)).includes("src/main.ts")) found.push(child);
+      }
+      return found;
+    };
+    await vi.waitFor(async () => expect(await apps()).toHaveLength(3), {
+      timeout: 40_000,
+      interval: 250,
+    });
+    const running = [...(await descendantsOf(pid))];
+    try {
+      npm.child.kill("SIGTERM");
+      await npm.exited;
+      await vi.waitFor(() => expect(running.filter(alive)).toEqual([]), {
+        timeout: 20_000,
+        interval: 250,
+      });
+    } finally {
+      for (const leftover of running.filter(alive)) process.kill(leftover, "SIGKILL");
+    }
+  }, 90_000);
+});
 
 describe("a stop signal to one PID drains the worker", () => {
   it("under the compose file's worker command", async () => {
