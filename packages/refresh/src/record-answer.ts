@@ -356,11 +356,14 @@ export async function commit(
       );
     }
   }
-  // A dead grant needs someone to act (the user must consent again): it stands out at warn.
-  const level = change.status === "needs_reauth" ? "warn" : "info";
+  // A connection stopped needs someone to act: the user must consent again (needs_reauth),
+  // or the integration be fixed (error). It stands out at warn; failures that are retried
+  // at info, each with the code it failed with (the provider's, sanitized, or the egress's).
+  const level = change.status === "needs_reauth" || change.status === "error" ? "warn" : "info";
   if (deps.log.isLevelEnabled(level)) {
+    const errorCode = outcome === "success" ? undefined : (event.errorCode ?? undefined);
     deps.log[level](
-      { ...about(), outcome, status: change.status, nextRefreshAt },
+      { ...about(), outcome, errorCode, status: change.status, nextRefreshAt },
       "refresh recorded",
     );
   }

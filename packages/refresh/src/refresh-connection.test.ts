@@ -101,8 +101,8 @@ describe("refreshConnection outcomes", () => {
     expect((await eventsOf(row.id)).map((e) => e.type)).toEqual(["needs_reauth"]);
   });
 
-  it("logs a dead grant at warn, since someone must act on it, and other outcomes at info", async () => {
-    const lines: { level: string; msg: string; status?: string }[] = [];
+  it("logs a stopped connection at warn, since someone must act on it, and other outcomes at info, with their error code", async () => {
+    const lines: { level: string; msg: string; status?: string; errorCode?: string }[] = [];
     const log = createLogger(
       { name: "test" },
       new Writable({
@@ -113,12 +113,19 @@ describe("refreshConnection outcomes", () => {
       }),
     );
     const { connection, grant } = await h.addConnection();
-    await refreshConnection({ ...h.deps, log }, { connectionId: connection.id, source: "worker" });
+    const run = () =>
+      refreshConnection({ ...h.deps, log }, { connectionId: connection.id, source: "worker" });
+    await run();
+    h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
+    await run();
     h.provider.revoke(h.provider.grant(grant.grantId)?.refreshToken ?? "");
-    await refreshConnection({ ...h.deps, log }, { connectionId: connection.id, source: "worker" });
-    expect(lines.map(({ level, msg, status }) => [level, msg, status])).toEqual([
-      ["info", "refresh recorded", "active"],
-      ["warn", "refresh recorded", "needs_reauth"],
+    await run();
+    expect(
+      lines.map(({ level, msg, status, errorCode }) => [level, msg, status, errorCode]),
+    ).toEqual([
+      ["info", "refresh recorded", "active", undefined],
+      ["info", "refresh recorded", "active", "http_503"],
+      ["warn", "refresh recorded", "needs_reauth", "invalid_grant"],
     ]);
   });
 
