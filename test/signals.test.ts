@@ -275,6 +275,10 @@ describe("a stop signal to `npm run start:api`", () => {
     const refused = await get(later.connection.id);
     expect(refused.status).toBe(503);
     expect(await refused.json()).toMatchObject({ error: "unavailable" });
+    // And readiness says so, for the load balancer to send it nothing new.
+    const readiness = await fetch(`${base}/readyz`);
+    expect(readiness.status).toBe(503);
+    expect(await readiness.json()).toEqual({ status: "not_ready", reason: "stopping" });
 
     const response = await answer;
     expect(response.status).toBe(200);

@@ -124,6 +124,7 @@ async function main(): Promise<void> {
     ops: {
       registry: metrics.registry,
       checks: { database: dependencies.postgres, redis: dependencies.redis },
+      stopping: shutdown.stopping,
     },
     metrics: httpMetrics,
     routes: [

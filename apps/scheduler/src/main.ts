@@ -47,6 +47,7 @@ async function main(): Promise<void> {
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: dependencies.postgres, redis: dependencies.redis },
+    stopping: shutdown.stopping,
   }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port }, "ops server listening");

@@ -148,6 +148,7 @@ async function main(): Promise<void> {
     registry: metrics.registry,
     checks: { database: dependencies.postgres, redis: dependencies.redis },
     liveness: consumer.check,
+    stopping: shutdown.stopping,
   }).catch(exitIfCannotListen(log, "METRICS_PORT", config.METRICS_PORT));
   shutdown.add("ops server", () => ops.close());
   log.info({ port: ops.port, concurrency: config.WORKER_CONCURRENCY }, "ops server listening");

@@ -19,6 +19,11 @@ export interface OpsOptions {
   readonly checks: Readonly<Record<string, ReadinessCheck>>;
   /** Per-check time limit. @defaultValue 2000 */
   readonly checkTimeoutMs?: number;
+  /**
+   * Whether the process is draining after a stop signal: then `/readyz` answers 503 at once,
+   * so that load balancers send it nothing new while it finishes what it has. @defaultValue never
+   */
+  readonly stopping?: () => boolean;
 }
 
 /**
@@ -64,6 +69,7 @@ export async function answerOpsRequest(
         : json(503, { status: "not_live", reason });
     }
     case "/readyz": {
+      if (options.stopping?.()) return json(503, { status: "not_ready", reason: "stopping" });
       const results = await checkDependencies(options.checks, options.checkTimeoutMs ?? 2000);
       const ready = results.every(([, ok]) => ok);
       return json(ready ? 200 : 503, {

@@ -7,6 +7,8 @@ export interface Shutdown {
    * @param timeoutMs this step's limit; defaults to the one given to handleShutdown.
    */
   add(name: string, run: () => Promise<unknown>, timeoutMs?: number): void;
+  /** Whether a stop signal came: the process drains, and must get no new work. */
+  readonly stopping: () => boolean;
 }
 
 /**
@@ -51,6 +53,7 @@ export function handleShutdown(log: Logger, stepTimeoutMs = 10_000): Shutdown {
 
   return {
     add: (name, run, timeoutMs = stepTimeoutMs) => steps.push({ name, run, timeoutMs }),
+    stopping: () => stoppingSince !== undefined,
   };
 }
 
