@@ -1,6 +1,6 @@
-import { mkdtempSync, readFileSync, statSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseEncryptionKeys } from "@evergreen/crypto";
 import { describe, expect, it } from "vitest";
 import { readDevSecrets, withDevSecrets } from "./dev-secrets";
@@ -32,6 +32,16 @@ describe("withDevSecrets", () => {
     expect(result.env.API_KEYS).toBe("from-env-key-0123456789");
     expect(result.fromFile).toEqual(["ENCRYPTION_KEYS"]);
     expect(withDevSecrets({}, ["ENCRYPTION_KEYS"], file).env.API_KEYS).toBeUndefined();
+  });
+
+  it("names the file, and quotes none of it, when the file is not JSON", () => {
+    const file = tempFile();
+    mkdirSync(dirname(file), { recursive: true });
+    writeFileSync(file, '{"API_KEYS": "dev_secret-value", oops');
+    expect(() => withDevSecrets({}, both, file)).toThrow(
+      `${file}: not valid JSON; delete the file to regenerate it`,
+    );
+    expect(() => withDevSecrets({}, both, file)).not.toThrow(/secret-value/);
   });
 
   it("fills nothing in production", () => {

@@ -78,7 +78,14 @@ function readOrCreate(file: string): { secrets: Record<DevSecretName, string>; c
 }
 
 function readSecrets(file: string): Record<DevSecretName, string> {
-  const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
+  const text = readFileSync(file, "utf8");
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not the parser's message: it quotes the file's text, which holds the secrets.
+    throw new Error(`${file}: not valid JSON; delete the file to regenerate it`);
+  }
   const record = (parsed ?? {}) as Record<string, unknown>;
   const secrets = {} as Record<DevSecretName, string>;
   for (const name of DEV_SECRET_NAMES) {
