@@ -90,8 +90,9 @@ async function main(): Promise<void> {
   const { size } = await stat(file).catch(() => exitWith("cannot read the file"));
 
   const { config, warnings } = loadConfigOrExit("import", importEnv, process.env);
-  // Warnings only: the operator watches progress, not the log.
-  const log = createLogger({ name: "import", level: "warn" });
+  // Warnings only, on stderr: the operator watches progress, and stdout's JSON lines are for
+  // programs (progress, the summary).
+  const log = createLogger({ name: "import", level: "warn" }, process.stderr);
   for (const warning of warnings) log.warn(warning);
   // A connection per batch in flight, and one for the integration lookup.
   const database = createDatabase({ url: config.DATABASE_URL, poolSize: concurrency + 1 });
