@@ -176,7 +176,7 @@ export async function keyStatus(
 
 export interface RotationProgress {
   readonly table: string;
-  /** Rows of this table read so far in this run. */
+  /** Rows read so far in this run, every table so far (`table` is the one being read). */
   readonly done: number;
   /** Rows not under the primary key when the run started, across every table. */
   readonly total: number;
@@ -244,10 +244,10 @@ export async function rotateCiphertexts(
   let fenced = 0;
   const failed: UnreadableCiphertext[] = [];
   let stopped = false;
+  let done = 0;
 
   tables: for (const table of SEALED_TABLES) {
     const failedIds = new Set<string>();
-    let done = 0;
     for (let pass = 0; pass < MAX_PASSES; pass++) {
       let after = "00000000-0000-0000-0000-000000000000";
       let fencedInPass = 0;
