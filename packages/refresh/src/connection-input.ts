@@ -22,6 +22,21 @@ export const expiresInInput = z.number().max(MAX_EXPIRES_IN_SECONDS).int();
 const MAX_METADATA_DEPTH = 32;
 const MAX_METADATA_JSON_CHARS = 16_384;
 
+/**
+ * The scopes an integration or a connect session asks for: RFC 6749's scope tokens, which
+ * the authorization request joins with spaces, so one holding a space (or a quote, a
+ * backslash, a control character) would be read as several, or be refused by the provider.
+ */
+export const scopesInput = z
+  .array(
+    z
+      .string()
+      .min(1)
+      .max(256)
+      .regex(/^[\x21\x23-\x5B\x5D-\x7E]+$/, 'a scope is printable ASCII without spaces, " or \\'),
+  )
+  .max(100);
+
 /** A connection's metadata: a JSON object at most 32 levels deep and 16 KiB of JSON. */
 export const metadataInput = z.record(z.string(), z.unknown()).superRefine((value, ctx) => {
   // Depth first: measuring the size of a value nested thousands deep overflowed the

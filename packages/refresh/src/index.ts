@@ -13,6 +13,7 @@ export {
   MAX_SCOPE_CHARS,
   MAX_TOKEN_CHARS,
   metadataInput,
+  scopesInput,
 } from "./connection-input";
 export {
   type ConnectSession,

@@ -9,6 +9,7 @@ import {
   metadataInput,
   type RefreshDeps,
   ReturnUrlNotAllowedError,
+  scopesInput,
   UnknownIntegrationError,
 } from "@evergreen/refresh";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
@@ -46,7 +47,7 @@ const sessionInput = requestSchema(
     integration,
     externalId,
     returnUrl: z.string().min(1).max(2048),
-    scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
+    scopes: scopesInput.optional(),
     metadata: metadataInput.optional(),
   }),
   "`returnUrl` must be admitted by the integration's `returnUrls`; `scopes` replace the integration's for this authorization; `metadata` becomes the connection's.",

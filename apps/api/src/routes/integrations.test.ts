@@ -286,6 +286,9 @@ describe("POST /v1/integrations", () => {
       [{ returnUrls: ["https://app.example.com/", "myapp://callback"] }, /^returnUrls\.1: /],
       [{ returnUrls: ["https://user:pw@app.example.com/"] }, /^returnUrls\.0: .*credentials/],
       [{ returnUrls: "https://app.example.com/" }, /^returnUrls: /],
+      // Joined with spaces in the authorization URL, this one would be read as two.
+      [{ scopes: ["read", "write all"] }, /^scopes\.1: a scope is printable ASCII without spaces/],
+      [{ scopes: ["caf\u00e9"] }, /^scopes\.0: /],
     ];
     for (const [extra, message] of cases) {
       const response = await post(extra);

@@ -18,6 +18,7 @@ import {
   openClientSecret,
   type RefreshQueues,
   registerIntegration,
+  scopesInput,
 } from "@evergreen/refresh";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
@@ -57,7 +58,7 @@ const integrationInput = requestSchema(
     tokenUrl: z.string().url().max(2048).optional(),
     clientAuth: z.enum(["basic", "body"]).optional(),
     bodyFormat: z.enum(["form", "json"]).optional(),
-    scopes: z.array(z.string().min(1).max(256)).max(100).optional(),
+    scopes: scopesInput.optional(),
     refreshBufferSeconds: z.number().int().min(1).max(86_400).optional(),
     accessTokenLifetimeSeconds: z
       .number()
