@@ -129,17 +129,19 @@ describe("ConnectionStore", () => {
   });
 
   it("waits for a claim past the pool's query timeout (given up on, it could still commit), not for a write", async () => {
-    const { connection } = await h.addConnection();
+    const [claimed, written] = [await h.addConnection(), await h.addConnection()];
     const impatient = createDatabase({ url: h.db.url, queryTimeoutMs: 100 });
     const store = new ConnectionStore(impatient.pool);
     const other = createDatabase({ url: h.db.url, poolSize: 1 });
     const locker = await other.pool.connect();
     try {
-      // A transaction holding the row stands in for a PostgreSQL slower than the timeout.
+      // A transaction holding both rows stands in for a PostgreSQL slower than the timeout.
       await locker.query("BEGIN");
-      await locker.query("SELECT 1 FROM connections WHERE id = $1 FOR UPDATE", [connection.id]);
+      await locker.query("SELECT 1 FROM connections WHERE id = ANY($1::uuid[]) FOR UPDATE", [
+        [claimed.connection.id, written.connection.id],
+      ]);
       const claim = store.claim({
-        id: connection.id,
+        id: claimed.connection.id,
         version: 0,
         leaseMs: 60_000,
         holder: "patient",
@@ -147,8 +149,8 @@ describe("ConnectionStore", () => {
         rotates: true,
       });
       const write = store.write(
-        { id: connection.id, version: 0 },
-        changeOf(connection, 1),
+        { id: written.connection.id, version: 0 },
+        changeOf(written.connection, 1),
         refreshed,
       );
       // Sent together: by the write's timeout the claim has waited as long.
