@@ -41,15 +41,6 @@ import { TokenService } from "./token-service";
  */
 const REDIS_COMMAND_TIMEOUT_MS = 5_000;
 
-/**
- * One PostgreSQL statement, or the wait for a pooled connection: a PostgreSQL that hangs
- * (frozen, or its host unreachable without a reset) answers 503, not a request that never
- * ends. Far above any statement the api runs. A statement given up on may still commit:
- * an answer whose write is given up on is parked in Redis, and dropped as superseded if the
- * write did commit; the refresh claim is waited for regardless (connection-store.ts).
- */
-const POSTGRES_QUERY_TIMEOUT_MS = 10_000;
-
 async function main(): Promise<void> {
   const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
   const log = createLogger({
@@ -80,10 +71,10 @@ async function main(): Promise<void> {
   });
   const errors = new ClientErrorLog(log);
 
-  const database = createDatabase({
-    url: config.DATABASE_URL,
-    queryTimeoutMs: POSTGRES_QUERY_TIMEOUT_MS,
-  });
+  // PostgreSQL waits stay unbounded: node-postgres's query timeout does not cancel the
+  // statement, and Prisma's adapter then pools a connection still inside its transaction
+  // (docs/operations.md, EvergreenDependencyDown).
+  const database = createDatabase({ url: config.DATABASE_URL });
   shutdown.add("database", () => database.close());
   const { prisma } = database;
   const redis = createRedis(redisTarget(config), "producer", "evergreen-api", {

@@ -6,12 +6,6 @@ export interface DatabaseOptions {
   readonly url: string;
   /** Pool size. @defaultValue 10 */
   readonly poolSize?: number;
-  /**
-   * Longest wait for a pooled connection, for a new connection's handshake, and for a
-   * statement's answer: past it the query fails ("Query read timeout"), its connection is
-   * dropped, and the statement may still commit on the server. Unbounded by default.
-   */
-  readonly queryTimeoutMs?: number;
 }
 
 /** A Prisma client on the pure-JS `pg` driver adapter: no native engine at run time. */
@@ -27,14 +21,8 @@ export interface Database {
 }
 
 /** A Prisma client and its `pg` pool, shared: one set of connections for both. */
-export function createDatabase({ url, poolSize = 10, queryTimeoutMs }: DatabaseOptions): Database {
-  const pool = new pg.Pool({
-    connectionString: url,
-    max: poolSize,
-    ...(queryTimeoutMs === undefined
-      ? {}
-      : { query_timeout: queryTimeoutMs, connectionTimeoutMillis: queryTimeoutMs }),
-  });
+export function createDatabase({ url, poolSize = 10 }: DatabaseOptions): Database {
+  const pool = new pg.Pool({ connectionString: url, max: poolSize });
   // An idle client's connection can end under it (PostgreSQL restarted, the connection
   // terminated by an administrator). The pool drops that client and the next query opens
   // another; without a listener the error would crash the process.

@@ -1,6 +1,6 @@
-import { type Connection, createDatabase } from "@evergreen/db";
+import type { Connection } from "@evergreen/db";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type ConnectionChange, ConnectionStore } from "./connection-store";
+import type { ConnectionChange } from "./connection-store";
 import { createRefreshHarness, type RefreshHarness, successfulRefresh } from "./testing";
 
 let h: RefreshHarness;
@@ -126,41 +126,6 @@ describe("ConnectionStore", () => {
     ]);
     expect(stored).toMatchObject({ status: "fulfilled", value: { id: good.connection.id } });
     expect(refused.status).toBe("rejected");
-  });
-
-  it("waits for a claim past the pool's query timeout (given up on, it could still commit), not for a write", async () => {
-    const [claimed, written] = [await h.addConnection(), await h.addConnection()];
-    const impatient = createDatabase({ url: h.db.url, queryTimeoutMs: 100 });
-    const store = new ConnectionStore(impatient.pool);
-    const other = createDatabase({ url: h.db.url, poolSize: 1 });
-    const locker = await other.pool.connect();
-    try {
-      // A transaction holding both rows stands in for a PostgreSQL slower than the timeout.
-      await locker.query("BEGIN");
-      await locker.query("SELECT 1 FROM connections WHERE id = ANY($1::uuid[]) FOR UPDATE", [
-        [claimed.connection.id, written.connection.id],
-      ]);
-      const claim = store.claim({
-        id: claimed.connection.id,
-        version: 0,
-        leaseMs: 60_000,
-        holder: "patient",
-        mark: null,
-        rotates: true,
-      });
-      const write = store.write(
-        { id: written.connection.id, version: 0 },
-        changeOf(written.connection, 1),
-        refreshed,
-      );
-      // Sent together: by the write's timeout the claim has waited as long.
-      await expect(write).rejects.toThrow("Query read timeout");
-      await locker.query("COMMIT");
-      expect(await claim).toMatchObject({ inDoubtSince: null });
-    } finally {
-      locker.release();
-      await Promise.all([impatient.close(), other.close()]);
-    }
   });
 
   it("claims a row version once until the claim runs out or the row moves on", async () => {

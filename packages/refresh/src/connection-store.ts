@@ -178,15 +178,6 @@ const CLAIM = `
      AND (c."claimVersion" IS DISTINCT FROM c.version OR c."claimExpiresAt" <= now())
   RETURNING c.id, c."claimExpiresAt" AS until, c."inDoubtSince"`;
 
-/**
- * The claim is waited for whatever the pool's query timeout (the api's): a claim given up on
- * could still commit, and should another holder's send mark replace this one's before the
- * claim ran out, the next claim would find it abandoned by a holder that may have sent, and
- * put a healthy grant in doubt. pg takes `query_timeout` per query too (its types omit it);
- * setTimeout's longest delay, about 24.8 days, is as good as none.
- */
-const CLAIM_QUERY = { name: "evergreen_refresh_claim", text: CLAIM, query_timeout: 2 ** 31 - 1 };
-
 // A claim given back unused (its holder did not send), only while it is still the one handed
 // out, so that a later holder's claim stays. Any doubt its taking found is on the row.
 const RELEASE_CLAIM = `
@@ -304,7 +295,8 @@ export class ConnectionStore {
 
   async #claimMany(claims: readonly Claim[]): Promise<ReadonlyMap<string, ClaimHeld>> {
     const { rows } = await this.#pool.query<{ id: string } & ClaimHeld>({
-      ...CLAIM_QUERY,
+      name: "evergreen_refresh_claim",
+      text: CLAIM,
       values: [
         claims.map((c) => c.id),
         claims.map((c) => c.version),

@@ -28,12 +28,9 @@ const SOCKET_ERRORS: ReadonlySet<string> = new Set([
   "ENOTFOUND",
   "EAI_AGAIN",
 ]);
-/**
- * pg's own messages for a connection lost, refused by a full pool, not opened in time, or a
- * statement not answered within the pool's query timeout.
- */
+/** pg's own messages for a connection lost, refused by a full pool, or not opened in time. */
 const PG_CONNECTION =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
 /**
  * SQLSTATE classes 08 (connection exception) and 57P (shutting down, or not yet accepting),
  * and 53300 (too many connections).
