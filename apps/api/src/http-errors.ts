@@ -62,7 +62,8 @@ function withoutNullOptionals(schema: z.ZodType, input: unknown): unknown {
   const shape = objectShape(schema);
   if (!shape || typeof input !== "object" || input === null || Array.isArray(input)) return input;
   const kept = Object.entries(input).filter(([key, value]) => {
-    const field = shape[key];
+    // Own fields only: `constructor` or `toString` would find Object.prototype's.
+    const field = Object.hasOwn(shape, key) ? shape[key] : undefined;
     return !(
       value === null &&
       field?.safeParse(undefined).success === true &&

@@ -60,6 +60,11 @@ describe("POST /v1/connections", () => {
     const refused = await post({ ...tokens, accessToken: null });
     expect(refused.statusCode).toBe(400);
     expect(refused.json().message).toMatch(/^accessToken: /);
+    // Names Object.prototype has are unknown fields like any other, null or not.
+    for (const name of ["constructor", "toString", "__proto__"]) {
+      const unknown = await post({ ...tokens, [name]: null });
+      expect(unknown.statusCode, name).toBe(400);
+    }
   });
 
   it("stores encrypted tokens, answers the view, and schedules the refresh", async () => {
