@@ -430,11 +430,15 @@ export async function deleteConnection(
   // The token to revoke is copied sealed into a row of the same transaction: the grant
   // is revoked even if the process dies right after the commit (before the enqueue).
   const deleted = await prisma.$transaction(async (tx) => {
-    // A concurrent delete of the same connection that went first leaves nothing to do here.
-    const { count } = await tx.connection.deleteMany({ where: { id } });
-    if (count === 0) return null;
+    // The tokens as they are when deleted: a refresh may have rotated them since the read
+    // above, and revoking the old ones would leave the live grant alive. Nothing deleted:
+    // a concurrent delete of the same connection went first.
+    const [gone] = await tx.$queryRaw<Pick<Connection, "id" | "accessToken" | "refreshToken">[]>`
+      DELETE FROM connections WHERE id = ${id}::uuid
+      RETURNING id::text, "accessToken", "refreshToken"`;
+    if (!gone) return null;
     const pending = options.revoke
-      ? await planRevocation(tx, row, row.integration, new Date())
+      ? await planRevocation(tx, gone, row.integration, new Date())
       : null;
     await tx.connectionEvent.create({
       data: { connectionId: id, integrationId: row.integrationId, type: "deleted" },

@@ -12,7 +12,7 @@ import type { Queue } from "bullmq";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AUTH, testMetrics, testServer } from "../test-server";
 import { TokenService } from "../token-service";
-import { registerConnectionRoutes } from "./connections";
+import { deleteConnection, registerConnectionRoutes } from "./connections";
 
 let h: RefreshHarness;
 let queue: Queue<RevocationJobPayload>;
@@ -102,6 +102,39 @@ async function deleteThroughApi(connectionId: string): Promise<string> {
 const revokeRequests = () => h.provider.received.filter(({ path }) => path === "/revoke");
 
 describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
+  it("revokes the tokens the row holds when deleted, not those read before: a refresh may have rotated them", async () => {
+    const { connection } = await revocableConnection();
+    const rotated = (await h.addConnection({ integrationKey: "revocable" })).connection;
+    // Between the delete's read and its transaction, a refresh stores new tokens (sealed
+    // ciphertexts stand in: another row's, as good as any for what gets copied).
+    const racing = new Proxy(h.prisma, {
+      get(target, name, receiver) {
+        if (name !== "connection") return Reflect.get(target, name, receiver);
+        return {
+          findUnique: async (args: Parameters<typeof target.connection.findUnique>[0]) => {
+            const row = await target.connection.findUnique(args);
+            await target.connection.update({
+              where: { id: connection.id },
+              data: { refreshToken: rotated.refreshToken, accessToken: rotated.accessToken },
+            });
+            return row;
+          },
+        };
+      },
+    });
+    expect(
+      await deleteConnection(
+        { prisma: racing, refresh: h.deps, revocations: queue },
+        connection.id,
+        {
+          revoke: true,
+        },
+      ),
+    ).toBe(true);
+    const [pending] = await pendingOf(connection.id);
+    expect(pending?.token).toBe(rotated.refreshToken);
+  });
+
   it("answers 204 without waiting on a slow provider; the worker then revokes the grant", async () => {
     const { connection, grant } = await revocableConnection();
     // Any call to the provider during the delete would take 30 s: the inject would time out.
