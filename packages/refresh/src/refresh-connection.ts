@@ -381,8 +381,8 @@ async function learnRotation(
   integration: RefreshIntegration,
   rotated: boolean,
 ): Promise<void> {
-  // Declared by the operator: what answers show does not matter.
-  if (integration.refreshTokenRotation !== null) return;
+  // Learned even while the operator's declaration wins: taken away, it leaves what answers
+  // showed, not a rotating server taken for one that does not rotate.
   const known = integration.refreshTokensRotate;
   if (known === true || known === rotated) return;
   await deps.store.noteRotation(integration, rotated);

@@ -366,14 +366,15 @@ describe("a generic integration learns whether its server rotates", () => {
     });
   });
 
-  it("not when its operator declared it: reusable tokens are resent after a lost answer, rotating ones stop", async () => {
+  it("but its operator's declaration wins: reusable tokens are resent after a lost answer, rotating ones stop", async () => {
     const reusable = await h.addConnection({ rotate: true, integrationKey: "declared-reusable" });
     await h.prisma.integration.update({
       where: { id: reusable.connection.integrationId },
       data: { refreshTokenRotation: "reusable" },
     });
     expect(await refresh(reusable.connection.id)).toMatchObject({ outcome: "success" });
-    expect(await learned(reusable.connection.integrationId)).toBeNull();
+    // Still learned, for when the declaration is taken away.
+    expect(await learned(reusable.connection.integrationId)).toBe(true);
     loseNextAnswer(reusable.grant.grantId, false);
     await refresh(reusable.connection.id);
     expect(await rowOf(reusable.connection.id)).toMatchObject({
