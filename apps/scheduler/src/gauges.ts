@@ -66,8 +66,8 @@ export async function publishGauges({
         FROM connections c JOIN integrations i ON i.id = c."integrationId"
        GROUP BY 1, 2`,
     countOverdue(prisma),
-    // Without a refresh token nothing can be refreshed: such a connection stays `active`
-    // past its expiry until a caller asks for its token, and is no failure of ours.
+    // Without a refresh token nothing can be refreshed: such a connection is `active` past
+    // its expiry only until its job (due at the expiry) stops it, and is no failure of ours.
     prisma.$queryRaw<CountRow[]>`
       SELECT "integrationId", count(*) AS count
         FROM connections
