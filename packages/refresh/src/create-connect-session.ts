@@ -95,20 +95,28 @@ export async function createConnectSession(
   );
   const now = (deps.now ?? (() => new Date()))();
   const expiresAt = new Date(now.getTime() + CONNECT_SESSION_TTL_MS);
-  await prisma.connectSession.create({
-    data: {
-      id,
-      stateHash: stateHash(state),
-      integrationId: integration.id,
-      externalId: input.externalId,
-      returnUrl: input.returnUrl,
-      redirectUri: input.redirectUri,
-      scopes: [...scopes],
-      ...(input.metadata ? { metadata: input.metadata as object } : {}),
-      codeVerifier: codeVerifier === null ? null : sealCodeVerifier(keyRing, id, codeVerifier),
-      expiresAt,
-    },
-  });
+  await prisma.connectSession
+    .create({
+      data: {
+        id,
+        stateHash: stateHash(state),
+        integrationId: integration.id,
+        externalId: input.externalId,
+        returnUrl: input.returnUrl,
+        redirectUri: input.redirectUri,
+        scopes: [...scopes],
+        ...(input.metadata ? { metadata: input.metadata as object } : {}),
+        codeVerifier: codeVerifier === null ? null : sealCodeVerifier(keyRing, id, codeVerifier),
+        expiresAt,
+      },
+    })
+    .catch((error: unknown) => {
+      // The integration was deleted since it was read: as if it had never been there.
+      if ((error as { code?: unknown }).code === "P2003") {
+        throw new UnknownIntegrationError(input.integration);
+      }
+      throw error;
+    });
   return { url, expiresAt };
 }
 

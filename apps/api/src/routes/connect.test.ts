@@ -1,6 +1,11 @@
 import { createHash } from "node:crypto";
 import { startMockProvider } from "@evergreen/providers/testing";
-import { openRefreshToken, sealCodeVerifier } from "@evergreen/refresh";
+import {
+  createConnectSession,
+  openRefreshToken,
+  sealCodeVerifier,
+  UnknownIntegrationError,
+} from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -349,6 +354,49 @@ describe("connect flow", () => {
     });
     expect(token.statusCode).toBe(200);
     expect(token.json().extra).toEqual({ realmId: "9130354711235" });
+  });
+});
+
+describe("a connect session racing the integration's delete", () => {
+  it("finds the integration unknown, as if it had never been there", async () => {
+    await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: AUTH,
+      payload: {
+        key: "going",
+        provider: "oauth2",
+        clientId: "x",
+        clientSecret: "y",
+        tokenUrl: h.provider.tokenUrl,
+        authorizationUrl: h.provider.authorizationUrl,
+        returnUrls: [RETURN_URL],
+      },
+    });
+    // Deleted between the session's read of the integration and its insert.
+    const racing = new Proxy(h.prisma, {
+      get(target, name, receiver) {
+        if (name !== "integration") return Reflect.get(target, name, receiver);
+        return {
+          findUnique: async (args: Parameters<typeof target.integration.findUnique>[0]) => {
+            const row = await target.integration.findUnique(args);
+            await target.integration.delete({ where: { key: "going" } });
+            return row;
+          },
+        };
+      },
+    });
+    await expect(
+      createConnectSession(
+        { ...h.deps, prisma: racing },
+        {
+          integration: "going",
+          externalId: newUser(),
+          returnUrl: RETURN_URL,
+          redirectUri: `${PUBLIC_URL}/oauth/callback`,
+        },
+      ),
+    ).rejects.toBeInstanceOf(UnknownIntegrationError);
   });
 });
 
