@@ -87,6 +87,31 @@ export async function metricValue(
   return series?.value ?? 0;
 }
 
+/**
+ * `prisma` whose `model.findUnique` runs `change` right after its read, before answering:
+ * a concurrent writer that slips in between a read and the transaction that follows it.
+ * The model offers only findUnique; what the code under test calls on it besides is absent.
+ */
+export function changedAfterRead(
+  prisma: PrismaClient,
+  model: "connection" | "integration",
+  change: () => Promise<unknown>,
+): PrismaClient {
+  return new Proxy(prisma, {
+    get(target, name, receiver) {
+      if (name !== model) return Reflect.get(target, name, receiver);
+      const delegate = target[model] as unknown as { findUnique(args: unknown): Promise<unknown> };
+      return {
+        findUnique: async (args: unknown) => {
+          const row = await delegate.findUnique(args);
+          await change();
+          return row;
+        },
+      };
+    },
+  });
+}
+
 export function redisDatabaseUrl(index: number): string {
   return `${TEST_REDIS_URL.replace(/\/\d*$/, "")}/${index}`;
 }

@@ -6,7 +6,11 @@ import {
   sealCodeVerifier,
   UnknownIntegrationError,
 } from "@evergreen/refresh";
-import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
+import {
+  changedAfterRead,
+  createRefreshHarness,
+  type RefreshHarness,
+} from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AUTH, connectTestServer } from "../test-server";
@@ -374,18 +378,9 @@ describe("a connect session racing the integration's delete", () => {
       },
     });
     // Deleted between the session's read of the integration and its insert.
-    const racing = new Proxy(h.prisma, {
-      get(target, name, receiver) {
-        if (name !== "integration") return Reflect.get(target, name, receiver);
-        return {
-          findUnique: async (args: Parameters<typeof target.integration.findUnique>[0]) => {
-            const row = await target.integration.findUnique(args);
-            await target.integration.delete({ where: { key: "going" } });
-            return row;
-          },
-        };
-      },
-    });
+    const racing = changedAfterRead(h.prisma, "integration", () =>
+      h.prisma.integration.delete({ where: { key: "going" } }),
+    );
     await expect(
       createConnectSession(
         { ...h.deps, prisma: racing },

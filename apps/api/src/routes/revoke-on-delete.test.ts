@@ -7,7 +7,12 @@ import {
   type RevocationJobPayload,
   revokeGrant,
 } from "@evergreen/refresh";
-import { createRefreshHarness, metricValue, type RefreshHarness } from "@evergreen/refresh/testing";
+import {
+  changedAfterRead,
+  createRefreshHarness,
+  metricValue,
+  type RefreshHarness,
+} from "@evergreen/refresh/testing";
 import type { Queue } from "bullmq";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { AUTH, testMetrics, testServer } from "../test-server";
@@ -107,21 +112,12 @@ describe("DELETE /v1/connections/:id revokes the grant at the provider", () => {
     const rotated = (await h.addConnection({ integrationKey: "revocable" })).connection;
     // Between the delete's read and its transaction, a refresh stores new tokens (sealed
     // ciphertexts stand in: another row's, as good as any for what gets copied).
-    const racing = new Proxy(h.prisma, {
-      get(target, name, receiver) {
-        if (name !== "connection") return Reflect.get(target, name, receiver);
-        return {
-          findUnique: async (args: Parameters<typeof target.connection.findUnique>[0]) => {
-            const row = await target.connection.findUnique(args);
-            await target.connection.update({
-              where: { id: connection.id },
-              data: { refreshToken: rotated.refreshToken, accessToken: rotated.accessToken },
-            });
-            return row;
-          },
-        };
-      },
-    });
+    const racing = changedAfterRead(h.prisma, "connection", () =>
+      h.prisma.connection.update({
+        where: { id: connection.id },
+        data: { refreshToken: rotated.refreshToken, accessToken: rotated.accessToken },
+      }),
+    );
     expect(
       await deleteConnection(
         { prisma: racing, refresh: h.deps, revocations: queue },
