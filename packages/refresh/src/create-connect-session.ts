@@ -6,7 +6,7 @@ import {
   ProviderConfigError,
 } from "@evergreen/providers";
 import type { ExchangeDeps } from "./exchange-code";
-import { UnknownIntegrationError } from "./register-connection";
+import { integrationGoneSinceRead, UnknownIntegrationError } from "./register-connection";
 import { isReturnUrlAllowed } from "./return-urls";
 import { sealCodeVerifier } from "./token-cipher";
 
@@ -111,11 +111,7 @@ export async function createConnectSession(
       },
     })
     .catch((error: unknown) => {
-      // The integration was deleted since it was read: as if it had never been there.
-      if ((error as { code?: unknown }).code === "P2003") {
-        throw new UnknownIntegrationError(input.integration);
-      }
-      throw error;
+      throw integrationGoneSinceRead(error, input.integration);
     });
   return { url, expiresAt };
 }

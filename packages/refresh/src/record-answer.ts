@@ -361,7 +361,7 @@ export async function commit(
   // at info, each with the code it failed with (the provider's, sanitized, or the egress's).
   const level = change.status === "needs_reauth" || change.status === "error" ? "warn" : "info";
   if (deps.log.isLevelEnabled(level)) {
-    const errorCode = outcome === "success" ? undefined : (event.errorCode ?? undefined);
+    const errorCode = event.errorCode ?? undefined;
     deps.log[level](
       { ...about(), outcome, errorCode, status: change.status, nextRefreshAt },
       "refresh recorded",

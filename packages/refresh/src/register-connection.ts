@@ -50,6 +50,15 @@ export class UnknownIntegrationError extends Error {
   }
 }
 
+/**
+ * A row written for integration `key` was refused by its foreign key (Prisma's P2003): the
+ * integration was deleted since it was read, as if it had never been there. Anything else
+ * is returned as it was.
+ */
+export function integrationGoneSinceRead(error: unknown, key: string): unknown {
+  return (error as { code?: unknown }).code === "P2003" ? new UnknownIntegrationError(key) : error;
+}
+
 /** A write that lost a race to a concurrent first registration is tried once more. */
 const MAX_TRIES = 2;
 /** How often a registration that keeps the stored refresh token looks for a refresh to end. */
@@ -107,12 +116,11 @@ export async function registerConnection(
         await sleep(REFRESH_POLL_MS);
         continue;
       }
-      const { code } = error as { code?: unknown };
-      // The integration was deleted since it was read: as if it had never been there.
-      if (code === "P2003") throw new UnknownIntegrationError(input.integration);
       // A concurrent first registration of the same user (a double-submitted callback)
       // created the row first: the next try finds it, locks it and updates it.
-      if (tries >= MAX_TRIES || code !== "P2002") throw error;
+      if (tries >= MAX_TRIES || (error as { code?: unknown }).code !== "P2002") {
+        throw integrationGoneSinceRead(error, input.integration);
+      }
     }
   }
 }
