@@ -40,6 +40,13 @@ import { TokenService } from "./token-service";
  * packets) must end in a 503 to retry, not a request that never ends.
  */
 const REDIS_COMMAND_TIMEOUT_MS = 5_000;
+/**
+ * One PostgreSQL statement, or opening a connection. The same reasoning as Redis's, with room
+ * for the slowest statement the api runs (the admin console's counts at a million
+ * connections take about a second); the connection is closed, not reused (see
+ * `createDatabase`).
+ */
+const POSTGRES_TIMEOUT_MS = 10_000;
 
 async function main(): Promise<void> {
   const { config, warnings, fromDevFile } = loadConfigOrExit("api", apiEnv, process.env);
@@ -71,10 +78,10 @@ async function main(): Promise<void> {
   });
   const errors = new ClientErrorLog(log);
 
-  // PostgreSQL waits stay unbounded: node-postgres's query timeout does not cancel the
-  // statement, and Prisma's adapter then pools a connection still inside its transaction
-  // (docs/operations.md, EvergreenDependencyDown).
-  const database = createDatabase({ url: config.DATABASE_URL });
+  const database = createDatabase({
+    url: config.DATABASE_URL,
+    timeoutMs: POSTGRES_TIMEOUT_MS,
+  });
   shutdown.add("database", () => database.close());
   const { prisma } = database;
   const redis = createRedis(redisTarget(config), "producer", "evergreen-api", {
