@@ -25,6 +25,10 @@ describe("EgressPolicy", () => {
       "172.31.255.255", // private
       "192.0.0.1",
       "192.0.0.255", // IETF protocol assignments
+      "192.0.2.2",
+      "198.51.100.1",
+      "203.0.113.255", // documentation
+      "192.88.99.1", // 6to4 relay anycast
       "192.168.0.1",
       "192.168.255.255", // private
       "198.18.0.1",
@@ -47,6 +51,13 @@ describe("EgressPolicy", () => {
       "172.15.255.255",
       "172.32.0.0",
       "192.0.1.0",
+      "192.0.3.0",
+      "192.88.98.255",
+      "192.88.100.0",
+      "198.51.99.255",
+      "198.51.101.0",
+      "203.0.112.255",
+      "203.0.114.0",
       "192.167.255.255",
       "192.169.0.0",
       "198.17.255.255",
@@ -67,9 +78,21 @@ describe("EgressPolicy", () => {
       "fdff:ffff::1", // ULA
       "ff02::1",
       "ff0e::1", // multicast
+      "::ffff:0:a00:1", // IPv4-translated 10.0.0.1
+      "::ffff:0:808:808", // IPv4-translated, whatever it carries
+      "64:ff9b:1::a00:1", // local-use NAT64
+      "100::1", // discard-only
+      "2001::1",
+      "2001:10::1",
+      "2001:1ff:ffff::1", // IETF protocol assignments, Teredo
+      "2001:db8::1", // documentation
+      "3fff::1",
+      "5f00::1",
     ];
     expect(refused(strict, internal)).toEqual(internal);
-    expect(refused(strict, ["2606:4700:4700::1111", "2001:4860:4860::8888"])).toEqual([]);
+    expect(
+      refused(strict, ["2606:4700:4700::1111", "2001:4860:4860::8888", "2001:200::1", "2a00::1"]),
+    ).toEqual([]);
   });
 
   it("checks an IPv4 address inside IPv6 (mapped, NAT64, 6to4) as the IPv4 address", () => {

@@ -4,7 +4,10 @@ import type { AllowlistEntry } from "./allowlist";
 /**
  * IPv4 ranges that are not the public internet: a caller who could point Evergreen at
  * them would reach this machine, its network or the cloud's metadata service
- * (169.254.169.254) with a client secret in hand.
+ * (169.254.169.254) with a client secret in hand. The IANA special-purpose registry's
+ * ranges that are not globally reachable: the documentation ranges too, which no public
+ * host uses but a lab or a sandbox may give its own machines (seen here: the api's own
+ * address was 192.0.2.2, and a webhook reached it).
  */
 const INTERNAL_IPV4: readonly (readonly [string, number])[] = [
   ["0.0.0.0", 8], // unspecified, "this network" (0.0.0.0 connects to localhost on Linux)
@@ -14,8 +17,12 @@ const INTERNAL_IPV4: readonly (readonly [string, number])[] = [
   ["169.254.0.0", 16], // link-local, cloud metadata services
   ["172.16.0.0", 12], // private
   ["192.0.0.0", 24], // IETF protocol assignments
+  ["192.0.2.0", 24], // documentation (TEST-NET-1)
+  ["192.88.99.0", 24], // 6to4 relay anycast (deprecated)
   ["192.168.0.0", 16], // private
   ["198.18.0.0", 15], // benchmarking
+  ["198.51.100.0", 24], // documentation (TEST-NET-2)
+  ["203.0.113.0", 24], // documentation (TEST-NET-3)
   ["224.0.0.0", 4], // multicast
   ["240.0.0.0", 4], // reserved, and 255.255.255.255 broadcast
 ];
@@ -25,6 +32,15 @@ const INTERNAL_IPV6: readonly (readonly [string, number])[] = [
   ["::1", 128], // loopback
   // IPv4-compatible (deprecated, RFC 4291 §2.5.5.1): ::127.0.0.1 is no public address.
   ["::", 96],
+  // IPv4-translated (SIIT, RFC 6052 §2.1's ::ffff:0:a.b.c.d) and local-use NAT64
+  // (64:ff9b:1::/48): a translator forwards them to the IPv4 address inside, any of them.
+  ["::ffff:0:0:0", 96],
+  ["64:ff9b:1::", 48],
+  ["100::", 64], // discard-only
+  ["2001::", 23], // IETF protocol assignments (Teredo, which carries IPv4, among them)
+  ["2001:db8::", 32], // documentation
+  ["3fff::", 20], // documentation
+  ["5f00::", 16], // segment routing (SRv6) identifiers
   ["fe80::", 10], // link-local
   ["fec0::", 10], // site-local (deprecated, still routed by some stacks)
   ["fc00::", 7], // unique local (ULA)
