@@ -36,6 +36,11 @@ export interface SendOptions {
   readonly notAfter?: number;
   /** Longest body read; a longer answer is `response_too_large`. @defaultValue 65536 */
   readonly maxResponseBytes?: number;
+  /**
+   * The status and headers are the whole answer (a webhook's receiver): the body is not
+   * read, whatever its size, and the connection is closed. @defaultValue false
+   */
+  readonly discardBody?: boolean;
 }
 
 export interface EgressResponse {
@@ -126,6 +131,7 @@ export class EgressClient {
       timeoutMs,
       notAfter = Number.POSITIVE_INFINITY,
       maxResponseBytes = DEFAULT_MAX_RESPONSE_BYTES,
+      discardBody = false,
     }: SendOptions,
   ): Promise<EgressResponse | EgressFailure> {
     // axios would also fetch data: URLs, without any connection to check.
@@ -159,6 +165,10 @@ export class EgressClient {
         signal: controller.signal,
       });
       const headers = response.headers as EgressResponse["headers"];
+      if (discardBody) {
+        response.data.destroy();
+        return { status: response.status, headers, body: "" };
+      }
       if (Number(headers["content-length"]) > maxResponseBytes) {
         response.data.destroy();
         return TOO_LARGE;

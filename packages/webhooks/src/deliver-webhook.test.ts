@@ -122,6 +122,23 @@ describe("deliverWebhook", () => {
     });
   });
 
+  it("takes the status as the answer, whatever the size of the body that comes with it", async () => {
+    const page = "<html>".padEnd(1024 * 1024, "x");
+    const target = await receiver((n) => ({ status: n === 0 ? 500 : 200, body: page }));
+    await h.addEndpoint(target.url);
+    await h.recordEvent();
+    await h.dispatcher().dispatchOnce();
+
+    expect(await attempt()).toMatchObject({ outcome: "http_error" });
+    expect(await attempt()).toMatchObject({ outcome: "success", nextAttemptAt: null });
+    const done = await delivery();
+    expect(done).toMatchObject({ status: "succeeded", attempts: 2 });
+    expect(done.attemptLog.map((a) => [a.statusCode, a.outcome])).toEqual([
+      [500, "http_error"],
+      [200, "success"],
+    ]);
+  });
+
   it("honours Retry-After: the next attempt is scheduled no sooner", async () => {
     const target = await receiver(() => ({ status: 503, headers: { "retry-after": "120" } }));
     await h.addEndpoint(target.url);

@@ -11,8 +11,6 @@ import { signWebhook } from "./signing";
 export interface DeliverySettings {
   /** The whole exchange with a receiver. @defaultValue 15000 */
   readonly timeoutMs?: number;
-  /** Longest answer read; receivers answer with a status, not a body. @defaultValue 65536 */
-  readonly maxResponseBytes?: number;
   /** First retry's delay, doubled per attempt. @defaultValue 10000 */
   readonly baseDelayMs?: number;
   /** Longest wait between attempts, Retry-After included. @defaultValue 21600000 (6 h) */
@@ -211,7 +209,9 @@ async function send(
     },
     {
       timeoutMs: deps.settings.timeoutMs ?? 15_000,
-      maxResponseBytes: deps.settings.maxResponseBytes ?? 65_536,
+      // "Any 2xx is success": a receiver answering with a page of HTML has still taken the
+      // event, and reading that page could only turn its success into a failure.
+      discardBody: true,
     },
   );
 }

@@ -30,7 +30,7 @@ export interface ReceivedWebhook {
 export type ReceiverScript = (
   n: number,
   request: ReceivedWebhook,
-) => { status: number; headers?: Record<string, string> };
+) => { status: number; headers?: Record<string, string>; body?: string };
 
 export interface Receiver {
   readonly url: string;
@@ -53,7 +53,7 @@ export async function startReceiver(
       const webhook = { headers: request.headers, body: Buffer.concat(chunks).toString("utf8") };
       const answer = script(received.length, webhook);
       received.push(webhook);
-      response.writeHead(answer.status, answer.headers).end();
+      response.writeHead(answer.status, answer.headers).end(answer.body);
       for (const waiter of waiters.filter((w) => received.length >= w.count)) waiter.resolve();
     });
   });

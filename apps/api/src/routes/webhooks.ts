@@ -116,7 +116,7 @@ const deliverySchema = responseSchema(
         outcome: z
           .string()
           .describe(
-            "success, http_error, gone, timeout, unreachable, interrupted, refused_by_policy or response_too_large",
+            "success, http_error, gone, timeout, unreachable, interrupted or refused_by_policy",
           ),
       }),
     ),

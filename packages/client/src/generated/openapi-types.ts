@@ -217,7 +217,7 @@ export interface Schemas {
       "durationMs": number;
       /** null when no answer came */
       "statusCode": number | null;
-      /** success, http_error, gone, timeout, unreachable, interrupted, refused_by_policy or response_too_large */
+      /** success, http_error, gone, timeout, unreachable, interrupted or refused_by_policy */
       "outcome": string;
     }>;
     "nextAttemptAt": string | null;
