@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { parseEgressAllowlist } from "./allowlist";
 import { EgressPolicy } from "./egress-policy";
+import type { ResolveAll } from "./guarded-agents";
 
 const strict = new EgressPolicy();
 
@@ -192,6 +193,40 @@ describe("EgressPolicy", () => {
       expect(policy.refusesUrl("http://[::1]:4000/token")).toBe(false);
       expect(policy.refusesUrl("https://10.0.0.5:8443/token")).toBe(false);
       expect(policy.refusesUrl("https://10.0.0.5/token")).toBe(true);
+    });
+  });
+
+  describe("refusesUrlNow", () => {
+    /** A resolver that knows these names and no others. */
+    const hosts: Record<string, string[]> = {
+      "intranet.example": ["93.184.215.14", "10.1.2.3"],
+      "public.example": ["93.184.215.14", "2606:4700::1"],
+    };
+    const resolve: ResolveAll = (host, _options, callback) => {
+      const found = hosts[host];
+      if (!found) callback(Object.assign(new Error("not found"), { code: "ENOTFOUND" }), []);
+      else
+        callback(
+          null,
+          found.map((address) => ({ address, family: address.includes(":") ? 6 : 4 })),
+        );
+    };
+
+    it("refuses a name that resolves to an internal address, any of them", async () => {
+      expect(await strict.refusesUrlNow("https://intranet.example/hook", resolve)).toBe(true);
+      expect(await strict.refusesUrlNow("https://public.example/hook", resolve)).toBe(false);
+      expect(await strict.refusesUrlNow("https://10.0.0.1/hook", resolve)).toBe(true);
+      // Through the machine's own resolver: /etc/hosts names localhost.
+      expect(await strict.refusesUrlNow("http://localhost:6379/")).toBe(true);
+    });
+
+    it("leaves a name that does not resolve, or the allowlist covers, to the connect-time check", async () => {
+      expect(await strict.refusesUrlNow("https://nowhere.example/hook", resolve)).toBe(false);
+      const policy = new EgressPolicy({ allowlist: parseEgressAllowlist("intranet.example") });
+      expect(await policy.refusesUrlNow("https://intranet.example/hook", resolve)).toBe(false);
+      expect(
+        await new EgressPolicy({ allowLoopback: true }).refusesUrlNow("http://localhost/"),
+      ).toBe(false);
     });
   });
 });

@@ -1,5 +1,7 @@
+import type { LookupAddress } from "node:dns";
 import { BlockList, isIP } from "node:net";
 import type { AllowlistEntry } from "./allowlist";
+import { type ResolveAll, resolveWithDns } from "./guarded-agents";
 
 /**
  * IPv4 ranges that are not the public internet: a caller who could point Evergreen at
@@ -138,16 +140,40 @@ export class EgressPolicy {
    * when a connection is opened.
    */
   refusesUrl(url: string): boolean {
-    let parsed: URL;
-    try {
-      parsed = new URL(url);
-    } catch {
-      return true;
-    }
-    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return true;
-    const host = parsed.hostname.startsWith("[") ? parsed.hostname.slice(1, -1) : parsed.hostname;
-    const port = Number(parsed.port) || (parsed.protocol === "https:" ? 443 : 80);
+    const destination = httpDestination(url);
+    if (!destination) return true;
+    const { host, port } = destination;
     if (isIP(host) === 0 || this.allowsName(host, port)) return false;
     return !this.allowsAddress(host, port);
   }
+
+  /**
+   * `refusesUrl`, and a name that resolves now to an address the policy refuses (localhost,
+   * a name in /etc/hosts): what registering a URL can tell its owner at once. A name that
+   * does not resolve passes; the check at each connection stays the guard, DNS may change.
+   */
+  async refusesUrlNow(url: string, resolve: ResolveAll = resolveWithDns): Promise<boolean> {
+    if (this.refusesUrl(url)) return true;
+    const destination = httpDestination(url);
+    if (!destination) return true;
+    const { host, port } = destination;
+    if (isIP(host) !== 0 || this.allowsName(host, port)) return false;
+    const addresses = await new Promise<readonly LookupAddress[]>((done) =>
+      resolve(host, {}, (error, found) => done(error ? [] : found)),
+    );
+    return addresses.some(({ address }) => !this.allowsAddress(address, port));
+  }
+}
+
+/** An http(s) URL's host (brackets off an IPv6 literal) and port; null for anything else. */
+function httpDestination(url: string): { host: string; port: number } | null {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return null;
+  }
+  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") return null;
+  const host = parsed.hostname.startsWith("[") ? parsed.hostname.slice(1, -1) : parsed.hostname;
+  return { host, port: Number(parsed.port) || (parsed.protocol === "https:" ? 443 : 80) };
 }

@@ -12,7 +12,7 @@ export type ResolveAll = (
   callback: (err: NodeJS.ErrnoException | null, addresses: LookupAddress[]) => void,
 ) => void;
 
-const resolveWithDns: ResolveAll = (hostname, options, callback) =>
+export const resolveWithDns: ResolveAll = (hostname, options, callback) =>
   dnsLookup(hostname, { ...options, all: true }, callback);
 
 /** A connection the egress policy does not allow; never leaves the egress client. */

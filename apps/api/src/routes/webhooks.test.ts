@@ -94,7 +94,10 @@ describe("webhook endpoints", () => {
 
   it.each([
     [{ url: "http://hooks.example.com/x", events: ["connection.created"] }, "url: must use https"],
-    [{ url: "https://10.0.0.1/x", events: ["connection.created"] }, "url: the host is a loopback"],
+    [
+      { url: "https://10.0.0.1/x", events: ["connection.created"] },
+      "url: the host is, or resolves to, a loopback",
+    ],
     [
       { url: "https://user:pw@hooks.example.com/", events: ["connection.created"] },
       "url: must not contain credentials",

@@ -33,7 +33,7 @@ export interface WebhookRoutesDeps {
   readonly queue: Queue<DeliveryJobPayload>;
   /** ALLOW_INSECURE_TOKEN_URLS, with the development loopback allowance. */
   readonly allowInsecureUrls: InsecureTokenUrls;
-  /** The delivering processes' egress policy, for what it can refuse without DNS. */
+  /** The delivering processes' egress policy. */
   readonly egressPolicy: EgressPolicy;
   /** How long a manual retry is retried for. @defaultValue 3 days */
   readonly retryWindowMs?: number;
@@ -274,13 +274,13 @@ export function registerWebhookRoutes(app: FastifyInstance, deps: WebhookRoutesD
       if (!(error instanceof WebhookUrlError)) throw error;
       throw new HttpError(400, "invalid_request", `url: ${error.message}`);
     }
-    // Only literal addresses can be refused here; names are checked at every delivery,
-    // after DNS, which stays the real guard.
-    if (deps.egressPolicy.refusesUrl(url)) {
+    // A name is resolved here too, so that `localhost` is refused now rather than at each
+    // delivery for three days; the check at every delivery, after DNS, stays the real guard.
+    if (await deps.egressPolicy.refusesUrlNow(url)) {
       throw new HttpError(
         400,
         "invalid_request",
-        "url: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
+        "url: the host is, or resolves to, a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
       );
     }
     const { endpoint, secret } = await endpoints.create({ url, events: body.events });
