@@ -348,6 +348,22 @@ function isLoopback(hostname: string): boolean {
   );
 }
 
+/**
+ * Every placeholder value `metadata` gives, checked against its rule, whichever URL uses it:
+ * a connect session builds only the authorization URL, and a value only its token URL uses
+ * (Zoho's data centre) would otherwise fail only at the exchange, after the user consented.
+ *
+ * @throws ProviderConfigError (`invalid_placeholder`) for the first value its rule refuses.
+ */
+export function checkPlaceholderValues(
+  definition: ProviderDefinition,
+  metadata: Record<string, unknown> | undefined,
+): void {
+  for (const [name, rule] of Object.entries(definition.placeholders)) {
+    if (metadata?.[name] !== undefined) placeholderValue(definition, name, rule, metadata);
+  }
+}
+
 function placeholderValue(
   definition: ProviderDefinition,
   name: string,

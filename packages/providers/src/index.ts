@@ -9,6 +9,7 @@ export {
   buildRefreshRequest,
   checkAuthorizationUrl,
   checkIntrospectionUrl,
+  checkPlaceholderValues,
   checkRevocationUrl,
   checkTokenUrl,
   connectionTokenHost,

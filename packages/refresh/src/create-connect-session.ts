@@ -1,6 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import {
   buildAuthorizationUrl,
+  checkPlaceholderValues,
   isProviderId,
   PROVIDERS,
   ProviderConfigError,
@@ -77,6 +78,7 @@ export async function createConnectSession(
     ? randomBytes(32).toString("base64url")
     : null;
   const scopes = input.scopes ?? integration.scopes;
+  checkPlaceholderValues(PROVIDERS[provider], input.metadata);
   const url = buildAuthorizationUrl(
     {
       provider,

@@ -317,6 +317,30 @@ describe("connect flow", () => {
     expect(response.json()).toMatchObject({ error: "integration_error" });
   });
 
+  it("refuses metadata a token URL placeholder cannot take (Zoho's data centre) before the user consents", async () => {
+    const created = await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: AUTH,
+      payload: {
+        key: "zoho-crm",
+        provider: "zoho",
+        clientId: "c",
+        clientSecret: "s",
+        returnUrls: [RETURN_URL],
+      },
+    });
+    expect(created.statusCode).toBe(201);
+    const session = (metadata: Record<string, unknown>) =>
+      startSession({ integration: "zoho-crm", externalId: "u", returnUrl: RETURN_URL, metadata });
+    const refused = await session({ location: "evil.example" });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json()).toMatchObject({ error: "invalid_request" });
+    expect(refused.json().message).toMatch(/^metadata: .*"location"/);
+    expect(refused.json().message).not.toContain("evil.example");
+    expect((await session({ location: "eu" })).statusCode).toBe(201);
+  });
+
   it("keeps the callback values the provider's apps need (Intuit's realmId) and returns them as extra", async () => {
     const created = await app.inject({
       method: "POST",
