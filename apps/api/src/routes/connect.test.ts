@@ -294,6 +294,29 @@ describe("connect flow", () => {
     expect(redirectedTo(response).params).toEqual({ error: "provider_error" });
   });
 
+  it.each([
+    ["a code sent twice", (state: string) => `state=${state}&code=a&code=b`, "invalid_request"],
+    [
+      "a code too long",
+      (state: string) => `state=${state}&code=${"c".repeat(5000)}`,
+      "invalid_request",
+    ],
+    [
+      "an error too long",
+      (state: string) => `state=${state}&error=${"e".repeat(3000)}`,
+      "provider_error",
+    ],
+  ])(
+    "sends a live session's user back to the app for %s, exchanging nothing",
+    async (_, query, error) => {
+      const { state } = await authorizationUrl(newUser());
+      const before = providerRequests();
+      const response = await callback(`/oauth/callback?${query(encodeURIComponent(state))}`);
+      expect(redirectedTo(response).params).toEqual({ error });
+      expect(providerRequests()).toBe(before);
+    },
+  );
+
   it("answers 409 integration_error for an integration with no authorization URL", async () => {
     await app.inject({
       method: "POST",

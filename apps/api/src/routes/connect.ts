@@ -79,14 +79,26 @@ const exchangeInput = requestSchema(
 
 /**
  * Not strict: providers add their own parameters to the callback (Google's `scope`,
- * `authuser`, `prompt`; Microsoft's `session_state`; RFC 9207's `iss`). A parameter sent
- * twice arrives as an array and fails, like a missing state.
+ * `authuser`, `prompt`; Microsoft's `session_state`; RFC 9207's `iss`). A state sent twice
+ * arrives as an array and fails, like a missing one: no session, no return URL to trust.
+ * Once the state names a session, a malformed code (sent twice, too long) or error still
+ * sends the user back to the app: as a missing code (`invalid_request`), as an error no
+ * RFC defines (`provider_error`).
  */
 const callbackQuery = z.object({
   state: z.string().min(1).max(512),
-  code: z.string().min(1).max(4096).optional(),
-  error: z.string().max(256).optional(),
+  code: z.preprocess((value) => malformedAs(value, 4096, ""), z.string().max(4096).optional()),
+  error: z.preprocess(
+    (value) => malformedAs(value, 256, "malformed"),
+    z.string().max(256).optional(),
+  ),
 });
+
+/** A query value that is no string of at most `maxChars` (sent twice, too long) as `instead`. */
+function malformedAs(value: unknown, maxChars: number, instead: string): unknown {
+  if (value === undefined) return undefined;
+  return typeof value === "string" && value.length <= maxChars ? value : instead;
+}
 
 /** The errors both routes share, as SPEC §3 answers them. */
 function httpError(error: unknown): unknown {
