@@ -397,6 +397,18 @@ function scopeParam(definition: ProviderDefinition, configured: readonly string[
 }
 
 /** The `Authorization` header of client_secret_basic. */
+/**
+ * The credentials a built request's Authorization header carries (`Basic <base64>`, whole and
+ * the encoded part), for `ClassifyOptions.secrets`: the client secret, base64-encoded.
+ */
+export function headerCredentials(request: {
+  readonly headers?: Readonly<Record<string, string>>;
+}): string[] {
+  const value = request.headers?.authorization;
+  if (!value) return [];
+  return [value, value.slice(value.indexOf(" ") + 1)];
+}
+
 export function basicAuthorization(clientId: string, clientSecret: string): string {
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined by ":" and
   // base64-encoded; a ":" or "%" in a secret would otherwise be misread by the server.

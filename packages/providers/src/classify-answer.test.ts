@@ -297,7 +297,7 @@ describe("classifyAnswer: errors", () => {
       json(200, { error: `e_${encodeURIComponent(secret)}`, error_description: REFRESH }),
     ];
     for (const answer of echoes) {
-      const result = classifyAnswer("oauth2", answer, now, { secrets: [REFRESH, secret] });
+      const result = classifyAnswer("oauth2", answer, now, { secrets: () => [REFRESH, secret] });
       if (result.outcome === "success") throw new Error("expected an error");
       const said = `${result.errorCode} ${result.message}`;
       for (const part of [REFRESH, "0gSecretRefresh", secret, "Sh0rtSecret", "Sh0rt%2FSecret"]) {

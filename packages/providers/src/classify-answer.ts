@@ -53,11 +53,13 @@ export interface ClassifyOptions {
    */
   readonly fallbackLifetimeSeconds?: number | null;
   /**
-   * What the request carried that must never be repeated (the refresh token, the client
-   * secret, a code): a provider that echoes one in its error would otherwise put it in the
-   * stored error, the API's answers, the event feed and webhooks. @defaultValue []
+   * What must never be repeated, asked for only when an error may quote it: what the request
+   * carried (the refresh token, the client secret and its Basic credentials, a code) and the
+   * access token the connection holds. A provider that echoes one in its error would
+   * otherwise put it in the stored error, the API's answers, the event feed and webhooks.
+   * @defaultValue none
    */
-  readonly secrets?: readonly string[];
+  readonly secrets?: () => readonly string[];
 }
 
 /**
@@ -70,7 +72,7 @@ export function classifyAnswer(
   now: Date,
   options: ClassifyOptions = {},
 ): RefreshResult {
-  const { grant = "refresh_token", fallbackLifetimeSeconds = null, secrets = [] } = options;
+  const { grant = "refresh_token", fallbackLifetimeSeconds = null, secrets = noSecrets } = options;
   const definition: ProviderDefinition = Object.hasOwn(PROVIDERS, provider)
     ? PROVIDERS[provider]
     : PROVIDERS.oauth2;
@@ -113,13 +115,20 @@ export function classifyAnswer(
   return errorResult(definition, answer, fields, now);
 }
 
-/** The answer's fields with every string occurrence of `secrets` replaced. */
-function withoutSecrets(fields: Fields | null, secrets: readonly string[]): Fields | null {
+const noSecrets = (): readonly string[] => [];
+
+/**
+ * The answer's fields with every string occurrence of `secrets` replaced. Asked for only
+ * here, on answers an error may quote: a secret kept sealed (the stored access token) is
+ * opened for those alone.
+ */
+function withoutSecrets(fields: Fields | null, secrets: () => readonly string[]): Fields | null {
+  if (fields === null) return fields;
   // Short values would match ordinary words; real tokens and secrets are longer.
-  const found = secrets
+  const found = secrets()
     .filter((secret) => secret.length >= 6)
     .flatMap((secret) => [secret, encodeURIComponent(secret)]);
-  if (fields === null || found.length === 0) return fields;
+  if (found.length === 0) return fields;
   const scrub = (value: unknown): unknown => {
     if (typeof value === "string") {
       return found.reduce((text, secret) => text.split(secret).join("[redacted]"), value);

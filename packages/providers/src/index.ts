@@ -13,6 +13,7 @@ export {
   checkRevocationUrl,
   checkTokenUrl,
   connectionTokenHost,
+  headerCredentials,
 } from "./build-refresh-request";
 export {
   buildRevocationRequest,

@@ -5,6 +5,7 @@ import {
   callbackAppValues,
   classifyAnswer,
   type ErrorOutcome,
+  headerCredentials,
   isProviderId,
   ProviderConfigError,
 } from "@evergreen/providers";
@@ -120,7 +121,12 @@ export async function exchangeCode(
       : classifyAnswer(provider, answer, now, {
           grant: "authorization_code",
           fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
-          secrets: [input.code, input.codeVerifier ?? "", clientSecret],
+          secrets: () => [
+            input.code,
+            input.codeVerifier ?? "",
+            clientSecret,
+            ...headerCredentials(request),
+          ],
         });
   const about = {
     integration: integration.key,

@@ -356,6 +356,41 @@ describe("refreshConnection outcomes", () => {
     expect(row).toMatchObject({ status: "active", consecutiveFailures: 0, consecutiveUnknown: 0 });
   });
 
+  it("never stores the access token or the Basic credentials a provider's error echoes", async () => {
+    const { connection } = await h.addConnection({ integrationKey: "echoing" });
+    // Shorter than the 40 characters a message's token-like words are cut at: only the
+    // secrets list can catch them.
+    const accessToken = "AT-short-77";
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { accessToken: sealAccessToken(h.keyRing, connection.id, accessToken) },
+    });
+    const { id: integrationId } = await h.prisma.integration.findUniqueOrThrow({
+      where: { key: "echoing" },
+    });
+    await h.prisma.integration.update({
+      where: { id: integrationId },
+      data: { clientId: "cid", clientSecret: sealClientSecret(h.keyRing, integrationId, "cs-7") },
+    });
+    const credentials = Buffer.from("cid:cs-7").toString("base64");
+    const authorization = `Basic ${credentials}`;
+    h.provider.enqueue({
+      status: 400,
+      error: `weird_${accessToken}`,
+      errorDescription: `got ${accessToken} with ${authorization}`,
+    });
+    expect(await refresh(connection.id)).toMatchObject({ outcome: "unknown" });
+    expect(h.provider.received.at(-1)?.headers.authorization).toBe(authorization);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    const events = await eventsOf(connection.id);
+    const said = [
+      `${row.lastErrorCode} ${row.lastErrorMessage}`,
+      ...events.map((event) => `${event.errorCode} ${event.message}`),
+    ];
+    expect(row.lastErrorMessage).toBe("got [redacted] with [redacted]");
+    for (const secret of [accessToken, credentials]) expect(said.join(" ")).not.toContain(secret);
+  });
+
   it("an error inside a 200 body is an error, not a token", async () => {
     const { connection } = await h.addConnection();
     h.provider.enqueue({ status: 200, body: { error: "invalid_grant" } });
@@ -619,6 +654,27 @@ describe("refreshConnection egress", () => {
     } finally {
       await new Promise((resolve) => breaking.close(resolve));
     }
+  });
+
+  it("puts a rotating provider's refresh in doubt when its 2xx answer holds no readable token", async () => {
+    const { connection } = await h.addConnection({ provider: "github", rotate: true });
+    // The provider rotated the token, then its answer came cut short: valid HTTP, no JSON.
+    h.provider.enqueue({
+      status: 200,
+      body: '{"access_token":"at-lost","refresh_token":"rt-lost"',
+      applyRefresh: true,
+    });
+    expect(await refresh(connection.id)).toMatchObject({ outcome: "unknown" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({
+      status: "needs_reauth",
+      lastErrorCode: "in_doubt",
+      nextRefreshAt: null,
+    });
+    expect(row.inDoubtSince).not.toBeNull();
+    // Not sent again: a rotated-away token revokes the grant.
+    expect(await refresh(connection.id, row.version)).toMatchObject({ kind: "skipped" });
+    expect(h.provider.reuses).toEqual([]);
   });
 
   it("stores one generic code whether the port refuses or resets the connection", async () => {

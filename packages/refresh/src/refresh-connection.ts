@@ -6,6 +6,7 @@ import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
 import {
   buildRefreshRequest,
   classifyAnswer,
+  headerCredentials,
   type InsecureTokenUrls,
   isProviderId,
   PROVIDERS,
@@ -23,7 +24,12 @@ import { commit, record } from "./record-answer";
 import { doubtStage, LOST_ANSWERS, mayRotate } from "./refresh-doubt";
 import type { RefreshQueues } from "./refresh-queues";
 import type { SendMarks } from "./send-marks";
-import { openClientSecret, openRefreshToken, resealConnectionToken } from "./token-cipher";
+import {
+  openAccessToken,
+  openClientSecret,
+  openRefreshToken,
+  resealConnectionToken,
+} from "./token-cipher";
 
 /** What a refresh keeps of its claim's lease to store an answer that came late. */
 const STORE_MARGIN_MS = 500;
@@ -319,9 +325,22 @@ async function refreshLocked(
   }
   const result = classifyAnswer(provider, answer, now(), {
     fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
-    secrets: [refreshToken, clientSecret],
+    secrets: () => [
+      refreshToken,
+      clientSecret,
+      ...headerCredentials(request),
+      openAccessToken(keyRing, connection.id, connection.accessToken),
+    ],
   });
-  const run = await record(deps, row, integration, result, { definition, stage, opensAt: null });
+  // A 2xx we could read no token from (cut JSON, no access_token): the provider took the
+  // refresh, and a rotating one has rotated the token we hold; only its answer is lost, as
+  // with a timeout. Sent again, the rotated-away token would revoke the grant.
+  const unreadable = result.outcome === "unknown" && answer.status >= 200 && answer.status < 300;
+  const run = await record(deps, row, integration, result, {
+    definition,
+    stage,
+    opensAt: rotates && unreadable ? sentAt : null,
+  });
   if (result.outcome === "success" && definition.rotatesRefreshToken === "learned") {
     const rotated = result.refreshToken !== null && result.refreshToken !== refreshToken;
     // Best effort: the answer is stored, and the next success teaches the same.
