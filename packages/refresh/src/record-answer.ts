@@ -212,7 +212,15 @@ async function decide(
           settings.retryMaxDelayMs,
         );
       }
-      change = { ...unchanged, version: connection.version, inDoubtSince, ...failure(result, now) };
+      change = {
+        ...unchanged,
+        version: connection.version,
+        // When the next try really comes: the one that met the 429 was due (and would read
+        // as overdue to the scheduler for as long as the cooldown lasts).
+        nextRefreshAt: laterOf(connection.nextRefreshAt, new Date(now.getTime() + waitMs)),
+        inDoubtSince,
+        ...failure(result, now),
+      };
       event = failureEvent("refresh_failed", result, firstFailure);
       break;
     }
@@ -250,10 +258,17 @@ async function decide(
         deps.metrics.refreshStoppedInDoubt.inc({ provider: integration.provider });
         break;
       }
+      // A token still valid is retried no later than when it expires: that try is its last
+      // chance, and failing it is what marks the connection `expired` (SPEC §2), rather
+      // than a backoff of up to RETRY_MAX_DELAY_MS showing it `active` meanwhile.
+      const expiresAtMs = !expired && connection.expiresAt ? connection.expiresAt.getTime() : null;
       const retryAt = new Date(
-        windowEnd !== null && windowEnd.getTime() < backoffAt
-          ? now.getTime() + windowLeftMs / 2
-          : backoffAt,
+        Math.min(
+          windowEnd !== null && windowEnd.getTime() < backoffAt
+            ? now.getTime() + windowLeftMs / 2
+            : backoffAt,
+          expiresAtMs ?? Number.POSITIVE_INFINITY,
+        ),
       );
       const stated =
         doubt?.opensAt && unchanged.inDoubtSince === null
@@ -338,9 +353,9 @@ export async function commit(
       (connection.expiresAt.getTime() - now.getTime()) / 1000,
     );
   }
-  if (outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
   const { nextRefreshAt } = change;
-  if (nextRefreshAt) {
+  // A 429's job waits as it is (see the worker): nothing new to enqueue.
+  if (nextRefreshAt && outcome !== "rate_limited") {
     try {
       await enqueueRefresh(
         deps.queue,
@@ -367,7 +382,12 @@ export async function commit(
       "refresh recorded",
     );
   }
+  if (outcome === "rate_limited") return { kind: "cooling_down", retryInMs: waitMs };
   return { kind: "done", outcome, connection: stored };
+}
+
+function laterOf(a: Date | null, b: Date): Date {
+  return a !== null && a > b ? a : b;
 }
 
 /**

@@ -118,6 +118,9 @@ describe("refreshConnection outcomes", () => {
     await run();
     h.provider.failNext(1, { status: 503 }, { grantId: grant.grantId });
     await run();
+    h.provider.failNext(1, { status: 429, retryAfter: "1" }, { grantId: grant.grantId });
+    await run();
+    await h.redis.del(...(await h.redis.keys(`${h.prefix}:cooldown:*`)));
     h.provider.revoke(h.provider.grant(grant.grantId)?.refreshToken ?? "");
     await run();
     expect(
@@ -125,6 +128,7 @@ describe("refreshConnection outcomes", () => {
     ).toEqual([
       ["info", "refresh recorded", "active", undefined],
       ["info", "refresh recorded", "active", "http_503"],
+      ["info", "refresh recorded", "active", "http_429"],
       ["warn", "refresh recorded", "needs_reauth", "invalid_grant"],
     ]);
   });
@@ -202,6 +206,32 @@ describe("refreshConnection outcomes", () => {
     expect(earliest).toBeLessThanOrEqual(7_000);
     expect(latest - earliest).toBeGreaterThan(1_000);
     expect(latest).toBeLessThanOrEqual(7_000 + 1_400);
+  });
+
+  it("rate_limited: the row says when the next try comes, no longer the past due time", async () => {
+    const { connection } = await h.addConnection();
+    const dueAt = new Date(Date.now() - 60_000);
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { nextRefreshAt: dueAt },
+    });
+    h.provider.enqueue({ status: 429, retryAfter: "120" });
+    const before = Date.now();
+    expect(await refresh(connection.id, 0)).toMatchObject({ kind: "cooling_down" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.nextRefreshAt?.getTime()).toBeGreaterThanOrEqual(before + 120_000);
+    expect(row.nextRefreshAt?.getTime()).toBeLessThanOrEqual(Date.now() + 120_000);
+    // Not brought forward: a refresh asked for ahead of time keeps its schedule.
+    const { connection: early } = await h.addConnection({ integrationKey: "not-cooling" });
+    const scheduled = new Date(Date.now() + 3_000_000);
+    await h.prisma.connection.update({
+      where: { id: early.id },
+      data: { nextRefreshAt: scheduled },
+    });
+    h.provider.enqueue({ status: 429, retryAfter: "120" });
+    expect(await refresh(early.id, 0)).toMatchObject({ kind: "cooling_down" });
+    const after = await h.prisma.connection.findUniqueOrThrow({ where: { id: early.id } });
+    expect(after.nextRefreshAt).toEqual(scheduled);
   });
 
   it("rate_limited at a per-connection host (Shopify shops): cools that shop, not the others", async () => {
@@ -317,6 +347,24 @@ describe("refreshConnection outcomes", () => {
     expect(delay).toBeGreaterThanOrEqual(500);
     expect(delay).toBeLessThan(60_000);
     expect(await h.queue.getJob(refreshJobId({ connectionId: row.id, version: 1 }))).toBeTruthy();
+  });
+
+  it("transient: a token that expires before the backoff ends is retried when it expires", async () => {
+    const { connection } = await h.addConnection({ expiresInSeconds: 2 });
+    h.provider.failNext(2, { status: 503 });
+    // The backoff's jitter at its top: 1 s base, the fifth failure's 16 s.
+    const deps = { ...h.deps, random: () => 0.999 };
+    const failed = await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { consecutiveFailures: 4, lastErrorAt: new Date() },
+    });
+    await refreshConnection(deps, { connectionId: connection.id, source: "worker" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "active", consecutiveFailures: 5 });
+    expect(row.nextRefreshAt).toEqual(failed.expiresAt);
+    expect(
+      await h.queue.getJob(refreshJobId({ connectionId: row.id, version: row.version })),
+    ).toBeTruthy();
   });
 
   it("transient (timeout) on an expired token: status expired, still scheduled", async () => {
