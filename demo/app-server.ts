@@ -28,6 +28,11 @@ export interface WebhookEvent {
 export type ConnectReturn = { connectionId: string } | { error: string };
 
 export interface DemoAppOptions {
+  /**
+   * The app's integration. The webhook endpoint hears every integration's events; those of
+   * others (the same Evergreen serving other apps) are acknowledged and ignored.
+   */
+  readonly integration: string;
   /** Called once per verified event; redeliveries of a `webhook-id` already seen are not. */
   onEvent(event: WebhookEvent): void;
   /** Called for each request that failed verification. */
@@ -166,6 +171,7 @@ export class DemoApp {
     if (this.#seenIds.has(id)) return { status: 204 };
     this.#seenIds.add(id);
     const event = JSON.parse(body) as WebhookEvent;
+    if (event.data?.integration !== this.#options.integration) return { status: 204 };
     this.events.push(event);
     this.#options.onEvent(event);
     for (const check of [...this.#eventWaiters]) check();

@@ -232,6 +232,7 @@ async function main(): Promise<number> {
   });
   const reconnects = new Set<Promise<unknown>>();
   const app: DemoApp = new DemoApp({
+    integration: INTEGRATION_KEY,
     onEvent(event) {
       printEvent(event);
       // What an app does with needs_reauth: ask the user to connect again.
