@@ -9,6 +9,7 @@ import {
   NotFoundError,
   RetryLaterError,
   UnauthorizedError,
+  UnreachableError,
 } from "@evergreen/client";
 import { useEvergreenToken } from "@evergreen/client/axios";
 import { createLogger } from "@evergreen/observability";
@@ -151,6 +152,32 @@ describe("@evergreen/client: typed errors", () => {
       ForbiddenError,
     );
     await expect(client().getConnection(crypto.randomUUID())).rejects.toBeInstanceOf(NotFoundError);
+  });
+
+  it("throws UnreachableError, a RetryLaterError, when the api cannot be reached or does not answer", async () => {
+    // A port nothing listens on, and a server that never answers.
+    const refused = new EvergreenClient({ baseUrl: "http://127.0.0.1:1", apiKey: TEST_API_KEY });
+    const error = await refused.listConnections().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(UnreachableError);
+    expect(error).toBeInstanceOf(RetryLaterError);
+    expect(error).toMatchObject({ status: 0, code: "unreachable", retryAfter: undefined });
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = silent.address() as AddressInfo;
+      const slow = new EvergreenClient({
+        baseUrl: `http://127.0.0.1:${port}`,
+        apiKey: TEST_API_KEY,
+        timeoutMs: 200,
+      });
+      await expect(slow.listConnections()).rejects.toMatchObject({
+        name: "UnreachableError",
+        message: "GET /v1/connections: no answer within 200 ms",
+      });
+    } finally {
+      silent.closeAllConnections();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 
   it("calls the routes with their documented shapes", async () => {

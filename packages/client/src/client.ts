@@ -1,5 +1,5 @@
 import { type AccessToken, AccessTokenCache } from "./access-tokens.js";
-import { errorFromResponse } from "./errors.js";
+import { errorFromResponse, UnreachableError } from "./errors.js";
 import { OPERATIONS, type Operations, type Schemas } from "./generated/openapi-types.js";
 export type Integration = Schemas["Integration"];
 export type IntegrationInput = Schemas["IntegrationInput"];
@@ -288,6 +288,14 @@ export class EvergreenClient {
       headers,
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(this.#timeoutMs),
+    }).catch((error: unknown) => {
+      const timedOut = error instanceof Error && error.name === "TimeoutError";
+      throw new UnreachableError(
+        timedOut
+          ? `${method} ${path}: no answer within ${this.#timeoutMs} ms`
+          : `${method} ${path}: could not reach ${this.#baseUrl}`,
+        { cause: error },
+      );
     });
     if (!response.ok) throw await errorFromResponse(response);
     if (response.status === 204) return undefined;

@@ -70,6 +70,19 @@ export class RetryLaterError extends EvergreenError {
   }
 }
 
+/**
+ * No answer at all: the API could not be reached (refused, DNS, TLS) or did not answer
+ * within `timeoutMs`. A `RetryLaterError` (status 0, code `unreachable`), since a retry is
+ * what it calls for; the network's own error is the `cause`.
+ */
+export class UnreachableError extends RetryLaterError {
+  override name = "UnreachableError";
+  constructor(message: string, options: { cause: unknown }) {
+    super(0, "unreachable", message, undefined);
+    this.cause = options.cause;
+  }
+}
+
 /** The typed error of an API answer that is not a success. */
 export async function errorFromResponse(response: Response): Promise<EvergreenError> {
   const body = (await response.json().catch(() => undefined)) as

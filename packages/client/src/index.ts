@@ -33,6 +33,7 @@ export {
   NotFoundError,
   RetryLaterError,
   UnauthorizedError,
+  UnreachableError,
 } from "./errors.js";
 export type { Operations, Schemas } from "./generated/openapi-types.js";
 export type { VerifyOptions, WebhookEvent, WebhookEventType } from "./webhooks.js";
