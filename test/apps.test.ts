@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { generateEncryptionKey } from "@evergreen/crypto";
-import { createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
+import { createEmptyDatabase, createTestDatabase, type TestDatabase } from "@evergreen/db/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type AppName, listeningPort, startApp } from "./support/app-process";
 
@@ -131,6 +131,33 @@ describe("audit log", () => {
       msg: `AUDIT_LOG: cannot open ${file} for appending (ENOENT)`,
     });
   });
+});
+
+describe("a database without the schema", () => {
+  it.each<AppName>(["api", "scheduler", "worker"])(
+    "stops the %s at start, naming npm run db:migrate, when migrations are missing or the database is",
+    async (name) => {
+      const empty = await createEmptyDatabase();
+      try {
+        const unmigrated = startApp(name, { ...baseEnv(), DATABASE_URL: empty.url });
+        expect(await unmigrated.exited).toBe(1);
+        expect(unmigrated.logs.at(-1)).toMatchObject({
+          level: "fatal",
+          msg: expect.stringMatching(/has no Evergreen schema: run `npm run db:migrate`$/),
+        });
+      } finally {
+        await empty.drop();
+      }
+      const missing = new URL(db.url);
+      missing.pathname = "/evergreen_no_such_database";
+      const absent = startApp(name, { ...baseEnv(), DATABASE_URL: missing.toString() });
+      expect(await absent.exited).toBe(1);
+      expect(absent.logs.at(-1)).toMatchObject({
+        level: "fatal",
+        msg: 'database "evergreen_no_such_database" does not exist: run `npm run db:migrate`, which creates it and applies the migrations',
+      });
+    },
+  );
 });
 
 describe("configuration errors", () => {

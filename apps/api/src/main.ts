@@ -1,6 +1,6 @@
 import { describeConfig, loadConfigOrExit, shortApiKeyWarnings } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createDatabase } from "@evergreen/db";
+import { createDatabase, exitIfSchemaNotCurrent } from "@evergreen/db";
 import {
   AuditLogError,
   ClientErrorLog,
@@ -77,6 +77,7 @@ async function main(): Promise<void> {
     }
   });
   const errors = new ClientErrorLog(log);
+  await exitIfSchemaNotCurrent(config.DATABASE_URL, log);
 
   const database = createDatabase({
     url: config.DATABASE_URL,

@@ -1,6 +1,6 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createPrismaClient } from "@evergreen/db";
+import { createPrismaClient, exitIfSchemaNotCurrent } from "@evergreen/db";
 import {
   ClientErrorLog,
   createLogger,
@@ -32,6 +32,7 @@ async function main(): Promise<void> {
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
   const errors = new ClientErrorLog(log);
+  await exitIfSchemaNotCurrent(config.DATABASE_URL, log);
 
   const prisma = createPrismaClient({ url: config.DATABASE_URL });
   shutdown.add("database", () => prisma.$disconnect());

@@ -1,6 +1,6 @@
 import { describeConfig, loadConfigOrExit } from "@evergreen/config";
 import { KeyRing } from "@evergreen/crypto";
-import { createDatabase } from "@evergreen/db";
+import { createDatabase, exitIfSchemaNotCurrent } from "@evergreen/db";
 import {
   ClientErrorLog,
   createLogger,
@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   for (const warning of warnings) log.warn(warning);
   log.info({ config: describeConfig(config) }, "starting");
   const errors = new ClientErrorLog(log);
+  await exitIfSchemaNotCurrent(config.DATABASE_URL, log);
 
   const database = createDatabase({
     url: config.DATABASE_URL,

@@ -7,6 +7,7 @@ export {
   type DatabaseOptions,
 } from "./client";
 export * from "./generated/prisma/client";
+export { exitIfSchemaNotCurrent, schemaProblem } from "./migrate";
 export {
   type PruneBatchOptions,
   type PruneEventsOptions,

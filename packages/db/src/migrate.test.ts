@@ -3,7 +3,13 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import pg from "pg";
 import { afterEach, describe, expect, it } from "vitest";
-import { applyMigrations, MIGRATIONS_DIR, MigrationError, readMigrations } from "./migrate";
+import {
+  applyMigrations,
+  MIGRATIONS_DIR,
+  MigrationError,
+  readMigrations,
+  schemaProblem,
+} from "./migrate";
 import { createEmptyDatabase, type TestDatabase } from "./testing";
 
 const databases: TestDatabase[] = [];
@@ -76,5 +82,23 @@ describe("applyMigrations", () => {
     expect(row?.finished_at).toBeNull();
     expect(row?.logs).toMatch(/syntax error/);
     await expect(applyMigrations(db.url, [])).rejects.toThrow(/failed earlier/);
+  });
+});
+
+describe("schemaProblem", () => {
+  it("names migrations not applied yet, and nothing once they are", async () => {
+    const db = await emptyDatabase();
+    const local = await readMigrations();
+    const last = local.at(-1);
+    await applyMigrations(db.url, local.slice(0, -1));
+    expect(await schemaProblem(db.url)).toBe(
+      `database "${db.name}" lacks 1 of ${local.length} migrations (the first: ${last?.name}): run \`npm run db:migrate\``,
+    );
+    await applyMigrations(db.url);
+    expect(await schemaProblem(db.url)).toBeNull();
+  });
+
+  it("cannot tell, and says nothing, when PostgreSQL does not answer", async () => {
+    expect(await schemaProblem("postgresql://postgres@127.0.0.1:1/evergreen", 1_000)).toBeNull();
   });
 });

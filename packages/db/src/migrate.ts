@@ -167,3 +167,59 @@ export async function applyMigrations(
     await client.end();
   }
 }
+
+/**
+ * What keeps an app from working on the database at `url`, if it can tell: the database
+ * missing, or migrations not applied (every route and refresh would fail on a missing table
+ * or column). Null when the schema is current, or when it cannot tell (PostgreSQL down: the
+ * app starts anyway and readiness reports it; the migrations folder not found). Opens one
+ * connection of its own, given up on after `timeoutMs`.
+ */
+export async function schemaProblem(url: string, timeoutMs = 5_000): Promise<string | null> {
+  const name = decodeURIComponent(new URL(url).pathname.slice(1));
+  const local = await readMigrations().catch(() => null);
+  if (local === null) return null;
+  // query_timeout is safe here: the connection is closed right after, never reused.
+  const client = new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: timeoutMs,
+    query_timeout: timeoutMs,
+  });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    if ((error as { code?: string }).code !== "3D000") return null;
+    return `database "${name}" does not exist: run \`npm run db:migrate\`, which creates it and applies the migrations`;
+  }
+  try {
+    const { rows } = await client.query<{ migration_name: string }>(
+      'SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL',
+    );
+    const applied = new Set(rows.map((row) => row.migration_name));
+    const pending = local.filter((migration) => !applied.has(migration.name));
+    if (pending.length === 0) return null;
+    return `database "${name}" lacks ${pending.length} of ${local.length} migrations (the first: ${pending[0]?.name}): run \`npm run db:migrate\``;
+  } catch (error) {
+    // No bookkeeping table: nothing was ever migrated here.
+    if ((error as { code?: string }).code !== "42P01") return null;
+    return `database "${name}" has no Evergreen schema: run \`npm run db:migrate\``;
+  } finally {
+    // Never waits on a PostgreSQL that stopped answering after the connect.
+    client.connection.stream.destroy();
+  }
+}
+
+/**
+ * Exits 1 with `schemaProblem`'s one line when it finds one: started anyway, the app would
+ * answer 500 to every request (its tables missing) while reporting itself ready.
+ */
+export async function exitIfSchemaNotCurrent(
+  url: string,
+  log: { fatal(message: string): void },
+): Promise<void> {
+  const problem = await schemaProblem(url);
+  if (problem === null) return;
+  log.fatal(problem);
+  process.exit(1);
+}

@@ -74,6 +74,19 @@ describe("isInfraOutage", () => {
     }
   });
 
+  it("is true for a database that does not exist (dropped under a running app)", async () => {
+    const missing = new URL(TEST_PG);
+    missing.pathname = "/evergreen_no_such_database";
+    const { prisma, pool, close } = createDatabase({ url: missing.toString() });
+    try {
+      expect(isInfraOutage(await failure(() => pool.query("SELECT 1")))).toBe(true);
+      expect(isInfraOutage(await failure(() => prisma.$queryRaw`SELECT 1`))).toBe(true);
+      expect(isInfraOutage(await failure(() => prisma.integration.findMany()))).toBe(true);
+    } finally {
+      await close();
+    }
+  });
+
   it("is true for a transaction that cannot start while every connection is busy", async () => {
     const { prisma, pool, close } = createDatabase({ url: TEST_PG, poolSize: 1 });
     const busy = await pool.connect();

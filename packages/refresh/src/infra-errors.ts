@@ -33,22 +33,30 @@ const PG_CONNECTION =
   /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
 /**
  * SQLSTATE classes 08 (connection exception) and 57P (shutting down, or not yet accepting),
- * and 53300 (too many connections).
+ * 53300 (too many connections) and 3D000 (the database does not exist: dropped or not yet
+ * created under a running app, which /readyz reports unavailable too).
  */
-const UNAVAILABLE_SQLSTATE = /^(08|57P|53300$)/;
+const UNAVAILABLE_SQLSTATE = /^(08|57P|53300$|3D000$)/;
 /** What Prisma's pg adapter calls a socket error or a full server (under `meta`). */
 const ADAPTER_UNAVAILABLE: ReadonlySet<string> = new Set([
   "DatabaseNotReachable",
   "ConnectionClosed",
   "SocketTimeout",
   "TooManyConnections",
+  "DatabaseDoesNotExist",
 ]);
 /**
  * Prisma's codes for a database unreachable, timed out, or its connection closed, and P2028:
  * a transaction that could not start in time (every pooled connection busy) or outlived its
  * time limit. A burst of registrations on a healthy database met P2028 and got 500s.
  */
-const PRISMA_UNAVAILABLE: ReadonlySet<string> = new Set(["P1001", "P1002", "P1017", "P2028"]);
+const PRISMA_UNAVAILABLE: ReadonlySet<string> = new Set([
+  "P1001",
+  "P1002",
+  "P1003",
+  "P1017",
+  "P2028",
+]);
 
 type DriverError = Error & { code?: unknown; meta?: unknown };
 
