@@ -74,4 +74,29 @@ describe("createDatabase", () => {
       await db.drop();
     }
   });
+
+  it("has PostgreSQL cancel a statement it gave up on, so its write never lands later", async () => {
+    const db = await createTestDatabase();
+    const { prisma, pool, close } = createDatabase({ url: db.url, poolSize: 2, timeoutMs: 500 });
+    const holder = new pg.Client({ connectionString: db.url });
+    await holder.connect();
+    try {
+      const integration = await prisma.integration.create({
+        data: { key: "locked", provider: "oauth2", clientId: "before", clientSecret: "ev1.k.x" },
+      });
+      await holder.query("BEGIN");
+      await holder.query("SELECT 1 FROM integrations WHERE id = $1 FOR UPDATE", [integration.id]);
+      const blocked = await pool
+        .query('UPDATE integrations SET "clientId" = $2 WHERE id = $1', [integration.id, "late"])
+        .catch((error: unknown) => error);
+      expect(blocked).toMatchObject({ code: "57014" });
+      await holder.query("COMMIT");
+      const row = await prisma.integration.findUniqueOrThrow({ where: { id: integration.id } });
+      expect(row.clientId).toBe("before");
+    } finally {
+      await holder.end();
+      await close();
+      await db.drop();
+    }
+  });
 });

@@ -7,9 +7,11 @@ export interface DatabaseOptions {
   /** Pool size. @defaultValue 10 */
   readonly poolSize?: number;
   /**
-   * How long a statement may go unanswered, and a new connection unopened, before its
-   * connection is closed and what waited on it fails (see `closeWhenUnanswered`).
-   * @defaultValue no limit
+   * How long a statement may run: PostgreSQL cancels it past this (`statement_timeout`,
+   * SQLSTATE 57014). A PostgreSQL that does not answer at all (a frozen VM, dropped packets)
+   * cannot cancel anything: a statement unanswered `UNANSWERED_MARGIN_MS` longer has its
+   * connection closed (see `closeWhenUnanswered`). Also how long a request waits to open a
+   * connection or to get one from the pool. @defaultValue no limit
    */
   readonly timeoutMs?: number;
 }
@@ -31,14 +33,23 @@ export function createDatabase({ url, poolSize = 10, timeoutMs }: DatabaseOption
   const pool = new pg.Pool({
     connectionString: url,
     max: poolSize,
-    ...(timeoutMs === undefined ? {} : { connectionTimeoutMillis: timeoutMs }),
+    ...(timeoutMs === undefined
+      ? {}
+      : {
+          connectionTimeoutMillis: timeoutMs,
+          // PostgreSQL stops what it was asked to give up on: closing our end alone leaves
+          // the statement running, and its write landing after the caller was told 503.
+          statement_timeout: timeoutMs,
+          // A process frozen inside a transaction holds its row locks until this.
+          idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS,
+        }),
   });
   // An idle client's connection can end under it (PostgreSQL restarted, the connection
   // terminated by an administrator). The pool drops that client and the next query opens
   // another; without a listener the error would crash the process.
   pool.on("error", () => {});
   if (timeoutMs !== undefined) {
-    pool.on("connect", (client) => closeWhenUnanswered(client, timeoutMs));
+    pool.on("connect", (client) => closeWhenUnanswered(client, timeoutMs + UNANSWERED_MARGIN_MS));
   }
   const prisma = new PrismaClient({ adapter: new PrismaPg(pool) });
   return {
@@ -53,11 +64,16 @@ export function createDatabase({ url, poolSize = 10, timeoutMs }: DatabaseOption
 
 type QueryArgs = unknown[];
 
+/** Past `statement_timeout`, the time for PostgreSQL's cancellation to come back. */
+const UNANSWERED_MARGIN_MS = 2_000;
+const IDLE_IN_TRANSACTION_MS = 60_000;
+
 /**
  * Closes `client`'s connection when one of its statements goes unanswered for `timeoutMs`
  * (a PostgreSQL that hangs: a frozen VM, dropped packets). Every statement queued on it then
  * fails ("Connection terminated unexpectedly"), the pool discards it, and PostgreSQL rolls
- * back whatever transaction it had open once it sees the connection gone.
+ * back whatever transaction it had open once it sees the connection gone (a statement it
+ * had already received still runs, cancelled by its own statement_timeout).
  *
  * Not node-postgres's own `query_timeout`: that stops waiting but leaves the statement
  * running and the connection in use, and Prisma's adapter gives a connection whose COMMIT or
@@ -76,9 +92,16 @@ function closeWhenUnanswered(client: pg.PoolClient, timeoutMs: number): void {
         settle();
         callback(error, result);
       };
-      return query(...args);
     }
-    const result = query(...args);
+    let result: unknown;
+    try {
+      result = query(...args);
+    } catch (error) {
+      // Refused before it was sent (no statement, no callback): nothing to wait for.
+      settle();
+      throw error;
+    }
+    if (typeof callback === "function") return result;
     if (result instanceof Promise) result.then(settle, settle);
     // A statement that reports through a callback in its config, or an object submitted
     // as is (a cursor): nothing here to learn its end by, so no limit, as before.

@@ -33,10 +33,11 @@ const PG_CONNECTION =
   /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
 /**
  * SQLSTATE classes 08 (connection exception) and 57P (shutting down, or not yet accepting),
- * 53300 (too many connections) and 3D000 (the database does not exist: dropped or not yet
- * created under a running app, which /readyz reports unavailable too).
+ * 53300 (too many connections), 3D000 (the database does not exist: dropped or not yet
+ * created under a running app, which /readyz reports unavailable too) and 57014 (a statement
+ * cancelled by the api's statement_timeout: PostgreSQL too slow or blocked to answer).
  */
-const UNAVAILABLE_SQLSTATE = /^(08|57P|53300$|3D000$)/;
+const UNAVAILABLE_SQLSTATE = /^(08|57P|53300$|3D000$|57014$)/;
 /** What Prisma's pg adapter calls a socket error or a full server (under `meta`). */
 const ADAPTER_UNAVAILABLE: ReadonlySet<string> = new Set([
   "DatabaseNotReachable",
