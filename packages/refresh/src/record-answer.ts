@@ -216,8 +216,11 @@ async function decide(
         ...unchanged,
         version: connection.version,
         // When the next try really comes: the one that met the 429 was due (and would read
-        // as overdue to the scheduler for as long as the cooldown lasts).
-        nextRefreshAt: laterOf(connection.nextRefreshAt, new Date(now.getTime() + waitMs)),
+        // as overdue to the scheduler for as long as the cooldown lasts). A connection with
+        // no proactive refresh (refreshed on demand only) keeps none.
+        nextRefreshAt:
+          connection.nextRefreshAt &&
+          laterOf(connection.nextRefreshAt, new Date(now.getTime() + waitMs)),
         inDoubtSince,
         ...failure(result, now),
       };
@@ -386,8 +389,8 @@ export async function commit(
   return { kind: "done", outcome, connection: stored };
 }
 
-function laterOf(a: Date | null, b: Date): Date {
-  return a !== null && a > b ? a : b;
+function laterOf(a: Date, b: Date): Date {
+  return a > b ? a : b;
 }
 
 /**

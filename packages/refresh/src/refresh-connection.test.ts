@@ -232,6 +232,13 @@ describe("refreshConnection outcomes", () => {
     expect(await refresh(early.id, 0)).toMatchObject({ kind: "cooling_down" });
     const after = await h.prisma.connection.findUniqueOrThrow({ where: { id: early.id } });
     expect(after.nextRefreshAt).toEqual(scheduled);
+    // Refreshed on demand only (no due time): none is made up.
+    const { connection: onDemand } = await h.addConnection({ integrationKey: "on-demand" });
+    expect(onDemand.nextRefreshAt).toBeNull();
+    h.provider.enqueue({ status: 429, retryAfter: "120" });
+    expect(await refresh(onDemand.id, 0)).toMatchObject({ kind: "cooling_down" });
+    const still = await h.prisma.connection.findUniqueOrThrow({ where: { id: onDemand.id } });
+    expect(still.nextRefreshAt).toBeNull();
   });
 
   it("rate_limited at a per-connection host (Shopify shops): cools that shop, not the others", async () => {
@@ -723,6 +730,18 @@ describe("refreshConnection egress", () => {
     // Not sent again: a rotated-away token revokes the grant.
     expect(await refresh(connection.id, row.version)).toMatchObject({ kind: "skipped" });
     expect(h.provider.reuses).toEqual([]);
+
+    // A proxy's HTML page never reached the token endpoint: retried, as any unknown answer.
+    const { connection: proxied } = await h.addConnection({ provider: "github", rotate: true });
+    h.provider.enqueue({
+      status: 200,
+      body: "<html>Service temporarily unavailable</html>",
+      headers: { "content-type": "text/html" },
+    });
+    expect(await refresh(proxied.id)).toMatchObject({ outcome: "unknown" });
+    const retried = await h.prisma.connection.findUniqueOrThrow({ where: { id: proxied.id } });
+    expect(retried).toMatchObject({ status: "active", inDoubtSince: null });
+    expect(await refresh(proxied.id, retried.version)).toMatchObject({ outcome: "success" });
   });
 
   it("stores one generic code whether the port refuses or resets the connection", async () => {

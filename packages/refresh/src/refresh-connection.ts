@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { KeyRing } from "@evergreen/crypto";
 import type { Connection } from "@evergreen/db";
-import type { EgressClient } from "@evergreen/egress";
+import type { EgressClient, EgressResponse } from "@evergreen/egress";
 import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
 import {
   buildRefreshRequest,
@@ -332,10 +332,15 @@ async function refreshLocked(
       openAccessToken(keyRing, connection.id, connection.accessToken),
     ],
   });
-  // A 2xx we could read no token from (cut JSON, no access_token): the provider took the
-  // refresh, and a rotating one has rotated the token we hold; only its answer is lost, as
-  // with a timeout. Sent again, the rotated-away token would revoke the grant.
-  const unreadable = result.outcome === "unknown" && answer.status >= 200 && answer.status < 300;
+  // A 2xx JSON answer we could read no token from (cut short, no access_token): the token
+  // endpoint took the refresh, and a rotating one has rotated the token we hold; only its
+  // answer is lost, as with a timeout. Sent again, the rotated-away token would revoke the
+  // grant. A page that is no JSON (a proxy's or a firewall's HTML) never reached it.
+  const unreadable =
+    result.outcome === "unknown" &&
+    answer.status >= 200 &&
+    answer.status < 300 &&
+    looksLikeJson(answer);
   const run = await record(deps, row, integration, result, {
     definition,
     stage,
@@ -349,6 +354,11 @@ async function refreshLocked(
     );
   }
   return run;
+}
+
+function looksLikeJson({ headers, body }: { headers: EgressResponse["headers"]; body: string }) {
+  const type = headers["content-type"];
+  return (typeof type === "string" && /json/i.test(type)) || body.trimStart().startsWith("{");
 }
 
 /**
