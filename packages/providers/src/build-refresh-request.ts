@@ -349,18 +349,26 @@ function isLoopback(hostname: string): boolean {
 }
 
 /**
- * Every placeholder value `metadata` gives, checked against its rule, whichever URL uses it:
- * a connect session builds only the authorization URL, and a value only its token URL uses
- * (Zoho's data centre) would otherwise fail only at the exchange, after the user consented.
+ * The placeholder values of `metadata` that the token URL (the integration's own, else the
+ * definition's) uses, checked against their rules: a connect session builds only the
+ * authorization URL, and a value only the token URL uses (Zoho's data centre) would fail
+ * at the exchange, after the user consented. Values no URL uses are the app's business.
  *
  * @throws ProviderConfigError (`invalid_placeholder`) for the first value its rule refuses.
  */
-export function checkPlaceholderValues(
+export function checkTokenUrlPlaceholders(
   definition: ProviderDefinition,
+  integrationTokenUrl: string | null,
   metadata: Record<string, unknown> | undefined,
 ): void {
-  for (const [name, rule] of Object.entries(definition.placeholders)) {
-    if (metadata?.[name] !== undefined) placeholderValue(definition, name, rule, metadata);
+  const template = integrationTokenUrl?.trim() || definition.tokenUrl || "";
+  for (const [, name = ""] of template.matchAll(PLACEHOLDER)) {
+    const rule = Object.hasOwn(definition.placeholders, name)
+      ? definition.placeholders[name]
+      : undefined;
+    if (rule !== undefined && metadata?.[name] !== undefined) {
+      placeholderValue(definition, name, rule, metadata);
+    }
   }
 }
 

@@ -9,9 +9,9 @@ export {
   buildRefreshRequest,
   checkAuthorizationUrl,
   checkIntrospectionUrl,
-  checkPlaceholderValues,
   checkRevocationUrl,
   checkTokenUrl,
+  checkTokenUrlPlaceholders,
   connectionTokenHost,
   headerCredentials,
 } from "./build-refresh-request";

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import {
   buildAuthorizationUrl,
-  checkPlaceholderValues,
+  checkTokenUrlPlaceholders,
   isProviderId,
   PROVIDERS,
   ProviderConfigError,
@@ -78,7 +78,7 @@ export async function createConnectSession(
     ? randomBytes(32).toString("base64url")
     : null;
   const scopes = input.scopes ?? integration.scopes;
-  checkPlaceholderValues(PROVIDERS[provider], input.metadata);
+  checkTokenUrlPlaceholders(PROVIDERS[provider], integration.tokenUrl, input.metadata);
   const url = buildAuthorizationUrl(
     {
       provider,

@@ -362,6 +362,28 @@ describe("connect flow", () => {
     expect(refused.json().message).toMatch(/^metadata: .*"location"/);
     expect(refused.json().message).not.toContain("evil.example");
     expect((await session({ location: "eu" })).statusCode).toBe(201);
+
+    // An integration naming its own token URL uses no data centre: the value is the app's.
+    await app.inject({
+      method: "POST",
+      url: "/v1/integrations",
+      headers: AUTH,
+      payload: {
+        key: "zoho-eu",
+        provider: "zoho",
+        clientId: "c",
+        clientSecret: "s",
+        tokenUrl: "https://accounts.zoho.eu/oauth/v2/token",
+        returnUrls: [RETURN_URL],
+      },
+    });
+    const own = await startSession({
+      integration: "zoho-eu",
+      externalId: "u",
+      returnUrl: RETURN_URL,
+      metadata: { location: "head office" },
+    });
+    expect(own.statusCode).toBe(201);
   });
 
   it("keeps the callback values the provider's apps need (Intuit's realmId) and returns them as extra", async () => {
