@@ -283,22 +283,29 @@ export class EvergreenClient {
       accept: "application/json",
     };
     if (body !== undefined) headers["content-type"] = "application/json";
+    const unreachable = (error: unknown): never => {
+      if (!(error instanceof Error)) throw error;
+      if (error.name === "TimeoutError") {
+        throw new UnreachableError(`${method} ${path}: no answer within ${this.#timeoutMs} ms`, {
+          cause: error,
+        });
+      }
+      // What fetch rejects with when the network failed; anything else is the caller's.
+      if (error instanceof TypeError && error.message === "fetch failed") {
+        throw new UnreachableError(`${method} ${path}: could not reach ${this.#baseUrl}`, {
+          cause: error,
+        });
+      }
+      throw error;
+    };
     const response = await this.#fetch(url, {
       method,
       headers,
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       signal: AbortSignal.timeout(this.#timeoutMs),
-    }).catch((error: unknown) => {
-      const timedOut = error instanceof Error && error.name === "TimeoutError";
-      throw new UnreachableError(
-        timedOut
-          ? `${method} ${path}: no answer within ${this.#timeoutMs} ms`
-          : `${method} ${path}: could not reach ${this.#baseUrl}`,
-        { cause: error },
-      );
-    });
+    }).catch(unreachable);
     if (!response.ok) throw await errorFromResponse(response);
     if (response.status === 204) return undefined;
-    return response.json();
+    return response.json().catch(unreachable);
   }
 }

@@ -72,8 +72,10 @@ export class RetryLaterError extends EvergreenError {
 
 /**
  * No answer at all: the API could not be reached (refused, DNS, TLS) or did not answer
- * within `timeoutMs`. A `RetryLaterError` (status 0, code `unreachable`), since a retry is
- * what it calls for; the network's own error is the `cause`.
+ * within `timeoutMs`. A `RetryLaterError` (status 0, code `unreachable`); the network's own
+ * error is the `cause`. The request may still have been carried out: retrying a
+ * registration or a refresh is safe, retrying `exchangeCode` may send a spent code (the
+ * provider then refuses it, `invalid_grant`).
  */
 export class UnreachableError extends RetryLaterError {
   override name = "UnreachableError";
