@@ -215,6 +215,29 @@ describe("EgressClient", () => {
     ).toMatchObject({ status: 200, body: "x".repeat(1000) });
   });
 
+  it("with discardBody, answers the status whatever the body, keeping the connection when it is short", async () => {
+    let size = 100;
+    const server = await serve((_req, res) => {
+      // Chunked, no Content-Length: only reading tells the size.
+      res.writeHead(200, { "content-type": "text/html" });
+      res.end("x".repeat(size));
+    });
+    const egress = client({ allowLoopback: true });
+    const options = { timeoutMs: 2_000, maxResponseBytes: 1_000, discardBody: true };
+    expect(await egress.send(post(server.url), options)).toEqual({
+      status: 200,
+      headers: expect.any(Object),
+      body: "",
+    });
+    expect(await egress.send(post(server.url), options)).toMatchObject({ status: 200 });
+    expect(server.connections()).toBe(1);
+    size = 1_000_000;
+    expect(await egress.send(post(server.url), options)).toMatchObject({ status: 200, body: "" });
+    expect(await egress.send(post(server.url), options)).toMatchObject({ status: 200 });
+    // The long body closed its connection; the request after it opened another.
+    expect(server.connections()).toBe(2);
+  });
+
   it("answers a redirect as it is, without following it", async () => {
     const target = await serve(json(200, { followed: true }));
     const server = await serve((_req, res) => {

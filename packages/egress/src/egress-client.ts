@@ -37,8 +37,9 @@ export interface SendOptions {
   /** Longest body read; a longer answer is `response_too_large`. @defaultValue 65536 */
   readonly maxResponseBytes?: number;
   /**
-   * The status and headers are the whole answer (a webhook's receiver): the body is not
-   * read, whatever its size, and the connection is closed. @defaultValue false
+   * The status and headers are the whole answer (a webhook's receiver): the body is read up
+   * to `maxResponseBytes` and dropped, so the connection can serve the next request, and a
+   * longer one closes the connection; the answer is the status either way. @defaultValue false
    */
   readonly discardBody?: boolean;
 }
@@ -165,11 +166,13 @@ export class EgressClient {
         signal: controller.signal,
       });
       const headers = response.headers as EgressResponse["headers"];
+      const tooLarge = Number(headers["content-length"]) > maxResponseBytes;
       if (discardBody) {
-        response.data.destroy();
+        if (tooLarge) response.data.destroy();
+        else await drain(response.data, maxResponseBytes, controller.signal);
         return { status: response.status, headers, body: "" };
       }
-      if (Number(headers["content-length"]) > maxResponseBytes) {
+      if (tooLarge) {
         response.data.destroy();
         return TOO_LARGE;
       }
@@ -209,6 +212,28 @@ function droppedAfterSending(error: unknown): boolean {
   if (!isAxiosError(error) || error.code !== "ECONNRESET") return false;
   const request: unknown = error.request;
   return request instanceof ClientRequest && request.writableFinished;
+}
+
+/** Reads and drops a body of at most `maxBytes`; past that, or at the time limit, closes it. */
+function drain(stream: Readable, maxBytes: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    let size = 0;
+    const done = () => {
+      signal.removeEventListener("abort", stop);
+      resolve();
+    };
+    const stop = () => {
+      stream.destroy();
+      done();
+    };
+    signal.addEventListener("abort", stop);
+    stream.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > maxBytes) stop();
+    });
+    stream.on("end", done);
+    stream.on("error", done);
+  });
 }
 
 /**

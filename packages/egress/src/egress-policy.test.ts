@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { parseEgressAllowlist } from "./allowlist";
 import { EgressPolicy } from "./egress-policy";
 import type { ResolveAll } from "./guarded-agents";
@@ -222,6 +222,15 @@ describe("EgressPolicy", () => {
 
     it("leaves a name that does not resolve, or the allowlist covers, to the connect-time check", async () => {
       expect(await strict.refusesUrlNow("https://nowhere.example/hook", resolve)).toBe(false);
+      vi.useFakeTimers();
+      try {
+        const silent: ResolveAll = () => {};
+        const waiting = strict.refusesUrlNow("https://silent.example/hook", silent);
+        await vi.advanceTimersByTimeAsync(2_000);
+        expect(await waiting).toBe(false);
+      } finally {
+        vi.useRealTimers();
+      }
       const policy = new EgressPolicy({ allowlist: parseEgressAllowlist("intranet.example") });
       expect(await policy.refusesUrlNow("https://intranet.example/hook", resolve)).toBe(false);
       expect(

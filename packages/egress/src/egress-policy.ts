@@ -72,6 +72,9 @@ for (const [address, prefix] of INTERNAL_IPV4) {
 }
 for (const [address, prefix] of INTERNAL_IPV6) INTERNAL.addSubnet(address, prefix, "ipv6");
 
+/** How long `refusesUrlNow` waits for DNS. */
+const REGISTRATION_LOOKUP_MS = 2_000;
+
 const LOOPBACK = new BlockList();
 LOOPBACK.addSubnet("127.0.0.0", 8, "ipv4");
 LOOPBACK.addAddress("::1", "ipv6");
@@ -158,9 +161,12 @@ export class EgressPolicy {
     if (!destination) return true;
     const { host, port } = destination;
     if (isIP(host) !== 0 || this.allowsName(host, port)) return false;
-    const addresses = await new Promise<readonly LookupAddress[]>((done) =>
-      resolve(host, {}, (error, found) => done(error ? [] : found)),
-    );
+    let timer: NodeJS.Timeout | undefined;
+    // A resolver that does not answer holds no registration for long: the name passes.
+    const addresses = await new Promise<readonly LookupAddress[]>((done) => {
+      timer = setTimeout(() => done([]), REGISTRATION_LOOKUP_MS);
+      resolve(host, {}, (error, found) => done(error ? [] : found));
+    }).finally(() => clearTimeout(timer));
     return addresses.some(({ address }) => !this.allowsAddress(address, port));
   }
 }

@@ -210,7 +210,7 @@ async function send(
     {
       timeoutMs: deps.settings.timeoutMs ?? 15_000,
       // "Any 2xx is success": a receiver answering with a page of HTML has still taken the
-      // event, and reading that page could only turn its success into a failure.
+      // event, and its size could only turn that success into a failure.
       discardBody: true,
     },
   );
