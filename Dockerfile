@@ -23,7 +23,8 @@ ARG EVERGREEN_VERSION=dev
 ENV NODE_ENV=production EVERGREEN_VERSION=$EVERGREEN_VERSION NODE_OPTIONS=--enable-source-maps
 WORKDIR /app
 COPY --from=build /app/dist ./dist
-# The migration CLI (dist/migrate.mjs) finds these as the nearest prisma/migrations above it.
+# The migration CLI (dist/migrate.mjs) finds these as the nearest prisma/migrations above it;
+# each app, at start, checks its database has them all.
 COPY prisma/migrations ./prisma/migrations
 USER node
 # Node itself is the command, never `npm run`: npm → sh → node let SIGTERM die at the shell

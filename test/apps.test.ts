@@ -143,7 +143,9 @@ describe("a database without the schema", () => {
         expect(await unmigrated.exited).toBe(1);
         expect(unmigrated.logs.at(-1)).toMatchObject({
           level: "fatal",
-          msg: expect.stringMatching(/has no Evergreen schema: run `npm run db:migrate`$/),
+          msg: expect.stringMatching(
+            /has no Evergreen schema: run `npm run db:migrate` \(in the image: `node dist\/migrate.mjs`\)$/,
+          ),
         });
       } finally {
         await empty.drop();
@@ -154,7 +156,7 @@ describe("a database without the schema", () => {
       expect(await absent.exited).toBe(1);
       expect(absent.logs.at(-1)).toMatchObject({
         level: "fatal",
-        msg: 'database "evergreen_no_such_database" does not exist: run `npm run db:migrate`, which creates it and applies the migrations',
+        msg: 'database "evergreen_no_such_database" does not exist: run `npm run db:migrate` (in the image: `node dist/migrate.mjs`), which creates it and applies the migrations',
       });
     },
   );

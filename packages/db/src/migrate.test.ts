@@ -92,7 +92,7 @@ describe("schemaProblem", () => {
     const last = local.at(-1);
     await applyMigrations(db.url, local.slice(0, -1));
     expect(await schemaProblem(db.url)).toBe(
-      `database "${db.name}" lacks 1 of ${local.length} migrations (the first: ${last?.name}): run \`npm run db:migrate\``,
+      `database "${db.name}" lacks 1 of ${local.length} migrations (the first: ${last?.name}): run \`npm run db:migrate\` (in the image: \`node dist/migrate.mjs\`)`,
     );
     await applyMigrations(db.url);
     expect(await schemaProblem(db.url)).toBeNull();

@@ -175,6 +175,9 @@ export async function applyMigrations(
  * app starts anyway and readiness reports it; the migrations folder not found). Opens one
  * connection of its own, given up on after `timeoutMs`.
  */
+/** How to apply migrations, from a checkout or in the image (docker-compose.yml's `migrate`). */
+const MIGRATE = "`npm run db:migrate` (in the image: `node dist/migrate.mjs`)";
+
 export async function schemaProblem(url: string, timeoutMs = 5_000): Promise<string | null> {
   const name = decodeURIComponent(new URL(url).pathname.slice(1));
   const local = await readMigrations().catch(() => null);
@@ -190,7 +193,7 @@ export async function schemaProblem(url: string, timeoutMs = 5_000): Promise<str
     await client.connect();
   } catch (error) {
     if ((error as { code?: string }).code !== "3D000") return null;
-    return `database "${name}" does not exist: run \`npm run db:migrate\`, which creates it and applies the migrations`;
+    return `database "${name}" does not exist: run ${MIGRATE}, which creates it and applies the migrations`;
   }
   try {
     const { rows } = await client.query<{ migration_name: string }>(
@@ -199,11 +202,11 @@ export async function schemaProblem(url: string, timeoutMs = 5_000): Promise<str
     const applied = new Set(rows.map((row) => row.migration_name));
     const pending = local.filter((migration) => !applied.has(migration.name));
     if (pending.length === 0) return null;
-    return `database "${name}" lacks ${pending.length} of ${local.length} migrations (the first: ${pending[0]?.name}): run \`npm run db:migrate\``;
+    return `database "${name}" lacks ${pending.length} of ${local.length} migrations (the first: ${pending[0]?.name}): run ${MIGRATE}`;
   } catch (error) {
     // No bookkeeping table: nothing was ever migrated here.
     if ((error as { code?: string }).code !== "42P01") return null;
-    return `database "${name}" has no Evergreen schema: run \`npm run db:migrate\``;
+    return `database "${name}" has no Evergreen schema: run ${MIGRATE}`;
   } finally {
     // Never waits on a PostgreSQL that stopped answering after the connect.
     client.connection.stream.destroy();
