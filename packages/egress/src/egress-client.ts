@@ -168,8 +168,10 @@ export class EgressClient {
       const headers = response.headers as EgressResponse["headers"];
       const tooLarge = Number(headers["content-length"]) > maxResponseBytes;
       if (discardBody) {
+        // A body read to its end leaves the connection for the next request; past the limit
+        // (or the time limit) reading stops and the connection is closed, as below.
         if (tooLarge) response.data.destroy();
-        else await drain(response.data, maxResponseBytes, controller.signal);
+        else await readBody(response.data, maxResponseBytes, controller.signal);
         return { status: response.status, headers, body: "" };
       }
       if (tooLarge) {
@@ -212,28 +214,6 @@ function droppedAfterSending(error: unknown): boolean {
   if (!isAxiosError(error) || error.code !== "ECONNRESET") return false;
   const request: unknown = error.request;
   return request instanceof ClientRequest && request.writableFinished;
-}
-
-/** Reads and drops a body of at most `maxBytes`; past that, or at the time limit, closes it. */
-function drain(stream: Readable, maxBytes: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    let size = 0;
-    const done = () => {
-      signal.removeEventListener("abort", stop);
-      resolve();
-    };
-    const stop = () => {
-      stream.destroy();
-      done();
-    };
-    signal.addEventListener("abort", stop);
-    stream.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > maxBytes) stop();
-    });
-    stream.on("end", done);
-    stream.on("error", done);
-  });
 }
 
 /**
