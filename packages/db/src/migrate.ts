@@ -56,15 +56,19 @@ export interface Migration {
   readonly checksum: string;
 }
 
-/** Migrations in the order Prisma applies them: folder names sorted. */
-export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migration[]> {
+/** Migration names in the order Prisma applies them: folder names sorted. */
+async function migrationNames(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true });
-  const names = entries
+  return entries
     .filter((entry) => entry.isDirectory())
     .map((entry) => entry.name)
     .sort();
+}
+
+/** Migrations in the order Prisma applies them. */
+export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migration[]> {
   return Promise.all(
-    names.map(async (name) => {
+    (await migrationNames(dir)).map(async (name) => {
       const sql = await readFile(join(dir, name, "migration.sql"), "utf8");
       return { name, sql, checksum: createHash("sha256").update(sql).digest("hex") };
     }),
@@ -73,8 +77,7 @@ export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migr
 
 /** Creates the database named in `url` when it does not exist yet. Returns true if created. */
 export async function ensureDatabase(url: string): Promise<boolean> {
-  const target = new URL(url);
-  const name = decodeURIComponent(target.pathname.slice(1));
+  const name = databaseName(url);
   if (!name) throw new Error("DATABASE_URL names no database");
   const maintenance = new URL(url);
   maintenance.pathname = "/postgres";
@@ -168,6 +171,14 @@ export async function applyMigrations(
   }
 }
 
+/** The database a `DATABASE_URL` names. */
+function databaseName(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.slice(1));
+}
+
+/** How to apply migrations, from a checkout or in the image (docker-compose.yml's `migrate`). */
+const MIGRATE = "`npm run db:migrate` (in the image: `node dist/migrate.mjs`)";
+
 /**
  * What keeps an app from working on the database at `url`, if it can tell: the database
  * missing, or migrations not applied (every route and refresh would fail on a missing table
@@ -175,12 +186,9 @@ export async function applyMigrations(
  * app starts anyway and readiness reports it; the migrations folder not found). Opens one
  * connection of its own, given up on after `timeoutMs`.
  */
-/** How to apply migrations, from a checkout or in the image (docker-compose.yml's `migrate`). */
-const MIGRATE = "`npm run db:migrate` (in the image: `node dist/migrate.mjs`)";
-
 export async function schemaProblem(url: string, timeoutMs = 5_000): Promise<string | null> {
-  const name = decodeURIComponent(new URL(url).pathname.slice(1));
-  const local = await readMigrations().catch(() => null);
+  const name = databaseName(url);
+  const local = await migrationNames(MIGRATIONS_DIR).catch(() => null);
   if (local === null) return null;
   // query_timeout is safe here: the connection is closed right after, never reused.
   const client = new pg.Client({
@@ -200,9 +208,9 @@ export async function schemaProblem(url: string, timeoutMs = 5_000): Promise<str
       'SELECT migration_name FROM "_prisma_migrations" WHERE finished_at IS NOT NULL',
     );
     const applied = new Set(rows.map((row) => row.migration_name));
-    const pending = local.filter((migration) => !applied.has(migration.name));
+    const pending = local.filter((migration) => !applied.has(migration));
     if (pending.length === 0) return null;
-    return `database "${name}" lacks ${pending.length} of ${local.length} migrations (the first: ${pending[0]?.name}): run ${MIGRATE}`;
+    return `database "${name}" lacks ${pending.length} of ${local.length} migrations (the first: ${pending[0]}): run ${MIGRATE}`;
   } catch (error) {
     // No bookkeeping table: nothing was ever migrated here.
     if ((error as { code?: string }).code !== "42P01") return null;

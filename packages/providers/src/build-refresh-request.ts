@@ -404,7 +404,6 @@ function scopeParam(definition: ProviderDefinition, configured: readonly string[
   return scopes.join(" ");
 }
 
-/** The `Authorization` header of client_secret_basic. */
 /**
  * The credentials a built request's Authorization header carries (`Basic <base64>`, whole and
  * the encoded part), for `ClassifyOptions.secrets`: the client secret, base64-encoded.
@@ -417,6 +416,7 @@ export function headerCredentials(request: {
   return [value, value.slice(value.indexOf(" ") + 1)];
 }
 
+/** The `Authorization` header of client_secret_basic. */
 export function basicAuthorization(clientId: string, clientSecret: string): string {
   // RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined by ":" and
   // base64-encoded; a ":" or "%" in a secret would otherwise be misread by the server.
