@@ -235,6 +235,20 @@ describe("classifyAnswer: errors", () => {
     });
   });
 
+  it("keeps a 5xx's Retry-After, in seconds or as an HTTP-date, capped at one hour", () => {
+    const at = (headers: Record<string, string>) =>
+      classifyAnswer("oauth2", { status: 503, headers, body: "" }, now);
+    expect(at({ "Retry-After": "120" })).toMatchObject({
+      outcome: "transient",
+      retryAfterMs: 120_000,
+    });
+    expect(at({ "retry-after": new Date(now.getTime() + 30_000).toUTCString() })).toMatchObject({
+      retryAfterMs: 30_000,
+    });
+    expect(at({ "retry-after": "86400" })).toMatchObject({ retryAfterMs: 3_600_000 });
+    expect(at({ "retry-after": "soon" })).not.toHaveProperty("retryAfterMs");
+  });
+
   it("maps temporarily_unavailable and server_error bodies to transient", () => {
     for (const error of ["temporarily_unavailable", "server_error"]) {
       expect(classifyAnswer("oauth2", json(400, { error }), now)).toMatchObject({

@@ -106,10 +106,12 @@ export function classifyAnswer(
     };
   }
   if (status >= 500 || status === 408) {
+    const retryAfterMs = parseRetryAfter(header(answer, "retry-after"), now, RETRY_AFTER_CAP_MS);
     return {
       outcome: "transient",
       errorCode: errorCodeOf(definition, fields, status),
       message: messageOf(definition, fields) ?? `provider answered HTTP ${status}`,
+      ...(retryAfterMs === null ? {} : { retryAfterMs }),
     };
   }
   return errorResult(definition, answer, fields, now);

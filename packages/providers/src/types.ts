@@ -144,9 +144,19 @@ export type RefreshResult =
       appValues?: Readonly<Record<string, string>>;
     }
   | {
-      outcome: "invalid_grant" | "invalid_client" | "transient" | "unknown";
+      outcome: "invalid_grant" | "invalid_client" | "unknown";
       errorCode: string;
       message: string;
+    }
+  | {
+      outcome: "transient";
+      errorCode: string;
+      message: string;
+      /**
+       * The answer's `Retry-After` (RFC 9110 §10.2.3, mostly a 503's), capped at an hour: it
+       * bounds the retry's backoff from below. Absent: the answer stated none.
+       */
+      retryAfterMs?: number | null;
     }
   | { outcome: "rate_limited"; errorCode: string; message: string; retryAfterMs: number | null };
 

@@ -198,7 +198,7 @@ async function decide(
     case "rate_limited": {
       // Not an attempt: the same job waits (see the worker), so the version stays.
       const scope = cooldownScope(integration, connection);
-      const statedMs = Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000);
+      const statedMs = statedWaitMs(result.retryAfterMs, settings);
       if (statedMs >= settings.retryBaseDelayMs) {
         waitMs = statedMs;
         await deps.cooldown.start(scope, waitMs);
@@ -235,7 +235,13 @@ async function decide(
       const unknowns = result.outcome === "unknown" ? connection.consecutiveUnknown + 1 : 0;
       const giveUp = unknowns >= (settings.unknownRetryLimit ?? 5);
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
-      const backoffAt = now.getTime() + backoffMs(settings, failures, deps.random);
+      // A stated Retry-After (a 503's) bounds the backoff from below, never replaces it, as
+      // for revocations and webhook deliveries: `Retry-After: 0` on every 503 would otherwise
+      // retry at full speed.
+      const statedMs =
+        result.outcome === "transient" ? statedWaitMs(result.retryAfterMs, settings) : 0;
+      const backoffAt =
+        now.getTime() + Math.max(statedMs, backoffMs(settings, failures, deps.random));
       // In doubt, the stored token is resent only inside the provider's reuse grace, and
       // the retry goes before the window closes, halving what is left of it; with no grace,
       // or too little of it left for a retry, the token is never sent again (ADR 0016).
@@ -434,4 +440,12 @@ function failureEvent(
 
 function assertNever(value: never): never {
   throw new Error(`unhandled refresh result: ${JSON.stringify(value)}`);
+}
+
+/** The wait an answer stated (`Retry-After`), at most `maxRetryAfterMs`; 0 when none. */
+function statedWaitMs(
+  retryAfterMs: number | null | undefined,
+  settings: RefreshDeps["settings"],
+): number {
+  return Math.min(retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000);
 }

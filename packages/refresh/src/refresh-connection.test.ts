@@ -356,6 +356,17 @@ describe("refreshConnection outcomes", () => {
     expect(await h.queue.getJob(refreshJobId({ connectionId: row.id, version: 1 }))).toBeTruthy();
   });
 
+  it("transient (503 with Retry-After): retried no sooner than the provider asked", async () => {
+    const { connection } = await h.addConnection({ expiresInSeconds: 3_600 });
+    h.provider.enqueue({ status: 503, retryAfter: "120" });
+    const before = Date.now();
+    expect(await refresh(connection.id, 0)).toMatchObject({ kind: "done", outcome: "transient" });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ status: "active", consecutiveFailures: 1 });
+    // The first failure's backoff alone is at most RETRY_BASE_DELAY_MS (1 s).
+    expect(row.nextRefreshAt?.getTime()).toBeGreaterThanOrEqual(before + 120_000);
+  });
+
   it("transient: a token that expires before the backoff ends is retried when it expires", async () => {
     const { connection } = await h.addConnection({ expiresInSeconds: 2 });
     h.provider.failNext(2, { status: 503 });
