@@ -57,6 +57,12 @@ async function main(): Promise<void> {
   });
   const shutdown = handleShutdown(log);
   for (const warning of [...warnings, ...shortApiKeyWarnings(config.API_KEYS)]) log.warn(warning);
+  if (config.NODE_ENV === "production" && config.PUBLIC_URL === undefined) {
+    // Not refused: an api serving only apps that register their own tokens needs none.
+    log.warn(
+      `PUBLIC_URL is not set: the connect flow sends providers ${publicUrl(config)}/oauth/callback, which users' browsers cannot reach`,
+    );
+  }
   if (fromDevFile.includes("API_KEYS")) {
     // Development only (production refuses to start without API_KEYS): the developer
     // needs this key to call the API, so it goes to the terminal, not to the log.

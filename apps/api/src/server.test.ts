@@ -242,6 +242,21 @@ describe("api server", () => {
     expect(answer).toContain('"error":"payload_too_large"');
   });
 
+  it("refuses an oversized body before inviting it with 100 Continue", async () => {
+    const expect100 = "Expect: 100-continue\r\n";
+    const oversized = await rawExchange(
+      `POST /v1/echo HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n${expect100}` +
+        `Authorization: Bearer ${KEY}\r\nContent-Length: ${2 * 1024 * 1024}\r\n\r\n`,
+    );
+    expect(oversized).toMatch(/^HTTP\/1\.1 413 /);
+    // A body within the limit is still invited, and answered.
+    const small = await rawExchange(
+      `POST /v1/echo HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\n${expect100}` +
+        `Authorization: Bearer ${KEY}\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}`,
+    );
+    expect(small).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+  });
+
   it.each([
     ["a doubled Content-Length", "Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", 400],
     [

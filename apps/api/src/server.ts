@@ -21,6 +21,7 @@ import Fastify, {
 import { checkRouteScope, createKeyLookup, forbiddenReason } from "./auth";
 import { renderDocsPage } from "./docs-page";
 import { HttpError } from "./http-errors";
+import { parseJsonBodies } from "./json-body";
 import { apiDocument } from "./openapi";
 import { checkRouteDeclared, registerRoute } from "./route";
 import { CALLBACK_PATH } from "./routes/connect";
@@ -67,8 +68,6 @@ const PUBLIC_ROUTES: ReadonlySet<string> = new Set([
   CALLBACK_PATH,
 ]);
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
-
 /** SPEC §3: request bodies over 1 MiB are refused with 413. */
 const BODY_LIMIT_BYTES = 1024 * 1024;
 /** Headers and body must have arrived by then (see buildServer). */
@@ -106,24 +105,12 @@ export async function buildServer({
   // Every request fails the same way while PostgreSQL or Redis is out: one line per kind of
   // failure per window, with the count, rather than one per request.
   const outages = new ClientErrorLog(log);
-  // JSON in and out (SPEC §3): any other body is a 415, not a string for validation.
-  app.removeContentTypeParser("text/plain");
-  // An empty body under a JSON content type is no body, not bad JSON: clients that set the
-  // header on every request (POST .../refresh, DELETE) must not get a 400 for it.
-  const parseJson = app.getDefaultJsonParser("error", "error");
-  app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
-    // Bytes that are no UTF-8 are refused, not read as U+FFFD: "jos\xE9" and "jos\xE8"
-    // (Latin-1) would be one external id, and a second user's tokens would overwrite the
-    // first's.
-    let text: string;
-    try {
-      text = strictUtf8.decode(body as Buffer);
-    } catch {
-      return done(new HttpError(400, "invalid_request", "body: not valid UTF-8"), undefined);
-    }
-    if (text === "") done(null, undefined);
-    else parseJson(request, text, done);
+  parseJsonBodies(app);
+  // A client that asks before sending (`Expect: 100-continue`) is invited only to send a body
+  // within the limit; Node invited every one, and a 1 GiB upload began before its 413.
+  app.server.on("checkContinue", (request, response) => {
+    if (!(Number(request.headers["content-length"]) > BODY_LIMIT_BYTES)) response.writeContinue();
+    app.server.emit("request", request, response);
   });
 
   app.setErrorHandler((error: Error & { statusCode?: number; code?: string }, request, reply) => {

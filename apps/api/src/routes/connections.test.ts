@@ -203,6 +203,34 @@ describe("POST /v1/connections", () => {
     expect(utf8.json().externalId).toBe("jos\u00e9");
   });
 
+  it("names a key that could poison prototypes, where it was called invalid JSON", async () => {
+    const app = await server();
+    const send = (payload: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: { ...auth, "content-type": "application/json" },
+        payload,
+      });
+    const body = JSON.stringify(tokens).slice(1);
+    const cases: [string, string][] = [
+      [`{"__proto__":{"admin":true},${body}`, "__proto__"],
+      [`{"metadata":{"a":{"constructor":{"prototype":{}}}},${body}`, "metadata.a.constructor"],
+    ];
+    for (const [payload, path] of cases) {
+      const response = await send(payload);
+      expect(response.statusCode).toBe(400);
+      expect(response.json()).toEqual({
+        error: "invalid_request",
+        message: `${path}: a key this API does not accept`,
+      });
+    }
+    // Bad JSON is still called that.
+    const broken = await send("{bad");
+    expect(broken.statusCode).toBe(400);
+    expect(broken.json().message).toMatch(/not valid JSON/);
+  });
+
   it("refuses a lone UTF-16 surrogate, which UTF-8 cannot carry, where it was stored as U+FFFD", async () => {
     // Sent as JSON escapes: JSON.stringify writes a lone surrogate as `\ud800`.
     const cases: [Record<string, unknown>, string][] = [
