@@ -219,7 +219,11 @@ describe("POST /v1/integrations", () => {
       expect(response.statusCode, tokenUrl).toBe(400);
       expect(response.json().message).toMatch(/^tokenUrl: .*EGRESS_ALLOWLIST/);
     }
-    // A name is left to the connect-time check; an allowlisted address passes.
+    // A name that resolves to an internal address now is refused too; one that does not
+    // resolve is left to the connect-time check; an allowlisted address passes.
+    const named = await post(production, "https://localhost/token");
+    expect(named.statusCode).toBe(400);
+    expect(named.json().message).toMatch(/^tokenUrl: the host is, or resolves to, a loopback/);
     expect((await post(production, "https://idp.example/token")).statusCode).toBe(201);
     const allowlisted = new EgressPolicy({ allowlist: parseEgressAllowlist("10.0.0.5") });
     expect((await post(allowlisted, "https://10.0.0.5/token")).statusCode).toBe(200);
@@ -318,7 +322,7 @@ describe("POST /v1/integrations", () => {
     expect(stored.json().revocationUrl).toBe("https://idp.example.com/revoke");
     const cases: [string, RegExp][] = [
       ["http://idp.example.com/revoke", /^revocationUrl: revocation URL must use https/],
-      ["https://169.254.169.254/revoke", /^revocationUrl: the host is a loopback/],
+      ["https://169.254.169.254/revoke", /^revocationUrl: the host is, or resolves to, a loopback/],
     ];
     for (const [url, message] of cases) {
       const refused = await post("revocable-bad", url);

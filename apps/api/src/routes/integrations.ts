@@ -205,10 +205,10 @@ export function integrationView(row: Integration): z.output<typeof integrationVi
   };
 }
 
-/** Checks what can be checked without calling the provider. */
+/** Checks what can be checked without a network. */
 function checkOffline(
   input: IntegrationInput,
-  { allowInsecureTokenUrls, egressPolicy }: IntegrationRoutesDeps,
+  { allowInsecureTokenUrls }: IntegrationRoutesDeps,
 ): void {
   // The client id is stored and shown in clear: a secret pasted into both fields must not be.
   if (input.clientId === input.clientSecret) {
@@ -236,15 +236,6 @@ function checkOffline(
       if (!(error instanceof ProviderConfigError)) throw error;
       throw new HttpError(400, "invalid_request", `tokenUrl: ${error.message}`);
     }
-    // Only literal addresses can be refused here; a name is checked on every connection,
-    // after DNS, which stays the real guard.
-    if (egressPolicy.refusesUrl(input.tokenUrl)) {
-      throw new HttpError(
-        400,
-        "invalid_request",
-        "tokenUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
-      );
-    }
   }
   if (input.revocationUrl) {
     try {
@@ -253,13 +244,6 @@ function checkOffline(
     } catch (error) {
       if (!(error instanceof ProviderConfigError)) throw error;
       throw new HttpError(400, "invalid_request", `revocationUrl: ${error.message}`);
-    }
-    if (egressPolicy.refusesUrl(input.revocationUrl)) {
-      throw new HttpError(
-        400,
-        "invalid_request",
-        "revocationUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
-      );
     }
   }
   if (input.authorizationUrl) {
@@ -280,13 +264,33 @@ function checkOffline(
       if (!(error instanceof ProviderConfigError)) throw error;
       throw new HttpError(400, "invalid_request", `introspectionUrl: ${error.message}`);
     }
-    if (egressPolicy.refusesUrl(input.introspectionUrl)) {
-      throw new HttpError(
-        400,
-        "invalid_request",
-        "introspectionUrl: the host is a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover",
-      );
-    }
+  }
+}
+
+/**
+ * The URLs Evergreen itself calls (with the client secret, a token) must not lead inside:
+ * a literal address, or a name that resolves to one now (`localhost`, a name in /etc/hosts),
+ * is refused here rather than at each refresh. The check at every connection, after DNS,
+ * stays the real guard: DNS may change.
+ */
+async function refuseInternalUrls(
+  input: IntegrationInput,
+  { egressPolicy }: IntegrationRoutesDeps,
+): Promise<void> {
+  const fields = ["tokenUrl", "revocationUrl", "introspectionUrl"] as const;
+  const refused = await Promise.all(
+    fields.map(async (field) => {
+      const url = input[field];
+      return url !== undefined && (await egressPolicy.refusesUrlNow(url)) ? field : null;
+    }),
+  );
+  const field = refused.find((name) => name !== null);
+  if (field) {
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `${field}: the host is, or resolves to, a loopback, private or other internal address that EGRESS_ALLOWLIST does not cover`,
+    );
   }
 }
 
@@ -367,6 +371,7 @@ export function registerIntegrationRoutes(app: FastifyInstance, deps: Integratio
 
   registerRoute(app, integrationRoutes.upsert, async ({ body }, request, reply) => {
     checkOffline(body, deps);
+    await refuseInternalUrls(body, deps);
     const before = await prisma.integration.findUnique({
       where: { key: body.key },
       select: { id: true, clientSecret: true },
