@@ -145,7 +145,17 @@ const alive = (pid: number) => {
 
 describe("a stop signal to npm start", () => {
   it("stops turbo and all three apps, none left running without it", async () => {
-    const npm = launch(["npm", "start"]);
+    // Set to their defaults, so the apps behave as ever, but set: each must reach every app.
+    // turbo's strict mode had dropped every variable its list left out (AUDIT_LOG went to
+    // stdout, PUBLIC_URL was the loopback one).
+    const passed = {
+      PUBLIC_URL: "http://127.0.0.1:3000",
+      AUDIT_LOG: "stdout",
+      REFRESH_QUEUE_SHARDS: "1",
+      EVENT_RETENTION_DAYS: "30",
+      REAUTH_SOON_DAYS: "7",
+    };
+    const npm = launch(["npm", "start"], passed);
     const pid = npm.child.pid as number;
     const apps = async () => {
       const found: number[] = [];
@@ -158,6 +168,12 @@ describe("a stop signal to npm start", () => {
       timeout: 40_000,
       interval: 250,
     });
+    for (const app of await apps()) {
+      const environ = (await readFile(`/proc/${app}/environ`, "utf8")).split("\0");
+      for (const [name, value] of Object.entries(passed)) {
+        expect(environ, `${name} in ${await commandOf(app)}`).toContain(`${name}=${value}`);
+      }
+    }
     const running = [...(await descendantsOf(pid))];
     try {
       npm.child.kill("SIGTERM");

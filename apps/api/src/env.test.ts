@@ -25,18 +25,21 @@ describe("PUBLIC_URL", () => {
     expect(publicUrl(behindProxy)).toBe("https://evergreen.example.com/api");
   });
 
-  it("refuses what cannot be followed by /oauth/callback, showing the value", () => {
+  it("refuses what cannot be followed by /oauth/callback, showing the value unless it holds credentials", () => {
     for (const value of [
       "evergreen.example.com",
       "ftp://evergreen.example.com",
       "https://evergreen.example.com/?x=1",
       "https://evergreen.example.com/#top",
-      "https://user:pw@evergreen.example.com",
     ]) {
       expect(problemsOf({ ...valid, PUBLIC_URL: value }), value).toEqual([
         `PUBLIC_URL: must be an http(s) URL without credentials, query or fragment, got ${JSON.stringify(value)}`,
       ]);
     }
+    // Credentials are not repeated into the log.
+    expect(problemsOf({ ...valid, PUBLIC_URL: "https://user:pw@evergreen.example.com" })).toEqual([
+      "PUBLIC_URL: must be an http(s) URL without credentials, query or fragment, got one with credentials",
+    ]);
   });
 
   it("must use https in production, unless it is loopback", () => {

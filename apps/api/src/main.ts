@@ -60,7 +60,7 @@ async function main(): Promise<void> {
   if (config.NODE_ENV === "production" && config.PUBLIC_URL === undefined) {
     // Not refused: an api serving only apps that register their own tokens needs none.
     log.warn(
-      `PUBLIC_URL is not set: the connect flow sends providers ${publicUrl(config)}/oauth/callback, which users' browsers cannot reach`,
+      `PUBLIC_URL is not set: the connect flow sends providers ${publicUrl(config)}/oauth/callback as its redirect URI, which only a browser on this machine reaches`,
     );
   }
   if (fromDevFile.includes("API_KEYS")) {

@@ -198,9 +198,14 @@ export const publicUrl = z
       url.hash !== "" ||
       /[?#]/.test(value)
     ) {
+      // A value holding credentials is not repeated: it would put them in the log.
+      const got =
+        url !== null && (url.username !== "" || url.password !== "")
+          ? "got one with credentials"
+          : `got ${JSON.stringify(raw)}`;
       ctx.addIssue({
         code: "custom",
-        message: `must be an http(s) URL without credentials, query or fragment, got ${JSON.stringify(raw)}`,
+        message: `must be an http(s) URL without credentials, query or fragment, ${got}`,
       });
       return z.NEVER;
     }
