@@ -1,3 +1,4 @@
+import { poisonedKeyPath } from "@evergreen/refresh";
 import type { FastifyInstance } from "fastify";
 import { HttpError } from "./http-errors";
 
@@ -30,7 +31,9 @@ export function parseJsonBodies(app: FastifyInstance): void {
     parseJson(request, text, (error, parsed) => {
       const path = error ? forbiddenKeyPath(text) : null;
       if (path === null) return done(error, parsed);
-      done(new HttpError(400, "invalid_request", `${path}: a key this API does not accept`));
+      // A path hundreds of thousands of levels deep is not sent back whole.
+      const shown = path.length > 200 ? `…${path.slice(-200)}` : path;
+      done(new HttpError(400, "invalid_request", `${shown}: a key this API does not accept`));
     });
   });
 }
@@ -43,21 +46,5 @@ function forbiddenKeyPath(text: string): string | null {
   } catch {
     return null;
   }
-  const visit = (node: unknown, path: string): string | null => {
-    if (typeof node !== "object" || node === null) return null;
-    for (const [key, child] of Object.entries(node)) {
-      const at = path === "" ? key : `${path}.${key}`;
-      const poisons =
-        key === "__proto__" ||
-        (key === "constructor" &&
-          typeof child === "object" &&
-          child !== null &&
-          "prototype" in child);
-      if (poisons) return at;
-      const found = visit(child, at);
-      if (found !== null) return found;
-    }
-    return null;
-  };
-  return visit(value, "") ?? null;
+  return poisonedKeyPath(value);
 }

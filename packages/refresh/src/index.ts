@@ -64,6 +64,7 @@ export {
 } from "./key-rotation";
 export { countOverdue, OVERDUE_GRACE_SECONDS, type OverdueCount } from "./overdue";
 export { ParkedAnswers } from "./parked-answers";
+export { poisonedKeyPath } from "./poisoned-keys";
 export { type ReconcileOptions, type ReconcileResult, reconcileQueue } from "./reconcile";
 export {
   type RefreshDeps,

@@ -225,6 +225,13 @@ describe("POST /v1/connections", () => {
         message: `${path}: a key this API does not accept`,
       });
     }
+    // Nested far deeper than the call stack goes, the path comes back shortened.
+    const depth = 200_000;
+    const deep = await send(
+      `{"metadata":{"k":${"[".repeat(depth)}{"__proto__":1}${"]".repeat(depth)}},${body}`,
+    );
+    expect(deep.statusCode).toBe(400);
+    expect(deep.json().message).toMatch(/^…\.?(0\.)+__proto__: a key this API does not accept$/);
     // Bad JSON is still called that.
     const broken = await send("{bad");
     expect(broken.statusCode).toBe(400);

@@ -32,19 +32,29 @@ export function looksLikeFernet(value: string): boolean {
 }
 
 /**
+ * Whether the value is a Fernet token by its shape alone (version 0x80, a whole number of
+ * cipher blocks, the HMAC): what an import given no key must not store as a token.
+ */
+export function isFernetShaped(value: string): boolean {
+  return looksLikeFernet(value) && fernetBytes(value)?.[0] === VERSION;
+}
+
+/** The token's bytes when its length is a Fernet token's; null otherwise. */
+function fernetBytes(token: string): Buffer | null {
+  const bytes = BASE64URL.test(token) ? Buffer.from(token, "base64url") : Buffer.alloc(0);
+  const body = bytes.length - HEADER_BYTES - HMAC_BYTES;
+  return body >= 16 && body % 16 === 0 ? bytes : null;
+}
+
+/**
  * Opens a Fernet token (github.com/fernet/spec): base64url of version 0x80, an 8-byte
  * timestamp, a 16-byte IV, AES-128-CBC ciphertext (PKCS7) and an HMAC-SHA256 of all of that.
  * The HMAC is checked in constant time before anything is decrypted. The timestamp is not
  * checked: imported tokens were sealed whenever the old system stored them.
  */
 export function decryptFernet(key: FernetKey, token: string): string {
-  const bytes = BASE64URL.test(token) ? Buffer.from(token, "base64url") : Buffer.alloc(0);
-  if (
-    bytes.length < HEADER_BYTES + 16 + HMAC_BYTES ||
-    (bytes.length - HEADER_BYTES - HMAC_BYTES) % 16 !== 0
-  ) {
-    throw new FernetError("not a Fernet token");
-  }
+  const bytes = fernetBytes(token);
+  if (bytes === null) throw new FernetError("not a Fernet token");
   if (bytes[0] !== VERSION) throw new FernetError("unsupported Fernet version");
   const signed = bytes.subarray(0, bytes.length - HMAC_BYTES);
   const expected = createHmac("sha256", key.signing).update(signed).digest();

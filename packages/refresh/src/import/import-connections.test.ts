@@ -336,6 +336,18 @@ describe("importConnections", () => {
       "line 1: accessToken: Fernet token does not verify under the key",
     );
     expect(wrongKey.output).not.toMatch(/secret|gAAAAA/);
+
+    // Without the key a sealed field fails its line, rather than overwrite the stored token
+    // with ciphertext; one that only starts alike (line 5) is plain text.
+    const noKey = await run(path, { integration: "fernet" });
+    expect(noKey.errors).toEqual([
+      "line 1: accessToken: is a Fernet token; give --fernet-key to open it",
+      "line 2: refreshToken: is a Fernet token; give --fernet-key to open it",
+      "line 3: refreshToken: is a Fernet token; give --fernet-key to open it",
+      "line 4: accessToken: is a Fernet token; give --fernet-key to open it",
+    ]);
+    expect(noKey.summary).toMatchObject({ failed: 4, updated: 0, created: 1 });
+    expect(noKey.output).not.toMatch(/secret|gAAAAA/);
   }, 60_000);
   it("refuses hostile lines the api would refuse, by line, without echoing them", async () => {
     const line = (fields: Record<string, unknown>) =>

@@ -6,8 +6,15 @@ import {
   MAX_TOKEN_CHARS,
   metadataInput,
 } from "../connection-input";
+import { poisonedKeyPath } from "../poisoned-keys";
 import type { ConnectionRegistration } from "../register-connection";
-import { decryptFernet, FernetError, type FernetKey, looksLikeFernet } from "./fernet";
+import {
+  decryptFernet,
+  FernetError,
+  type FernetKey,
+  isFernetShaped,
+  looksLikeFernet,
+} from "./fernet";
 
 /** One imported line, as the registration it becomes (the integration comes from the flag). */
 export type ImportedConnection = Omit<ConnectionRegistration, "integration">;
@@ -84,8 +91,14 @@ function isMissing(json: unknown, path: readonly PropertyKey[]): boolean {
  * A token field, opened when a Fernet key is given and it is a Fernet token. A value that
  * does not start like one is plain text (a store may have sealed some fields and not others);
  * one that does must verify, so a tampered or foreign token is refused, never stored as is.
+ * Without a key, a value shaped as a Fernet token is refused too.
  */
 function openField(fernetKey: FernetKey | undefined, field: string, value: string): string {
+  // Stored as it came, a sealed token would overwrite the live one (and a refresh token so
+  // lost loses the grant): the operator most likely forgot the key.
+  if (!fernetKey && isFernetShaped(value)) {
+    throw new LineError(`${field}: is a Fernet token; give --fernet-key to open it`);
+  }
   let opened = value;
   if (fernetKey && looksLikeFernet(value)) {
     try {
@@ -103,27 +116,6 @@ class LineError extends Error {
   override name = "LineError";
 }
 
-/**
- * Whether the value holds a key the api's JSON parser refuses (Fastify's prototype and
- * constructor poisoning checks, a 400): zod would drop a `__proto__` key silently, storing
- * other metadata than the line holds. A loop, not a reviver: JSON.parse revives
- * recursively, and a line nested thousands deep would overflow the stack.
- */
-function holdsPoisonedKey(value: unknown): boolean {
-  const pending: unknown[] = [value];
-  for (let node = pending.pop(); node !== undefined; node = pending.pop()) {
-    if (typeof node !== "object" || node === null) continue;
-    if (Object.hasOwn(node, "__proto__")) return true;
-    const ctor: unknown = Object.hasOwn(node, "constructor")
-      ? (node as { constructor: unknown }).constructor
-      : undefined;
-    if (typeof ctor === "object" && ctor !== null && "prototype" in ctor) return true;
-    // One by one: spreading an array of a million items would overflow the call stack.
-    for (const child of Object.values(node)) pending.push(child);
-  }
-  return false;
-}
-
 /** Parses one JSON line of an import; `text` is never part of the reason. */
 export function parseImportLine(text: string, fernetKey?: FernetKey): ParsedLine {
   let json: unknown;
@@ -133,7 +125,7 @@ export function parseImportLine(text: string, fernetKey?: FernetKey): ParsedLine
     // V8's message quotes the text around the error.
     return { ok: false, reason: "not valid JSON" };
   }
-  if (holdsPoisonedKey(json)) {
+  if (poisonedKeyPath(json) !== null) {
     return { ok: false, reason: "a __proto__ or constructor.prototype key is not allowed" };
   }
   const parsed = lineSchema.safeParse(json);
