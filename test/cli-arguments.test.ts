@@ -39,6 +39,20 @@ describe("keys CLI exit codes", () => {
     expect(stderr).not.toContain(keys.split(":").at(-1));
   });
 
+  it.each([
+    ["apps/scheduler/src/keys/main.ts", ["status"]],
+    ["apps/import/src/main.ts", ["--integration", "x", "package.json"]],
+  ])("%s exits 3, not 1, on invalid configuration", async (main, args) => {
+    // Exit 1 means missing keys (keys) or refused lines (import) to the scripts that run them.
+    const { code, stderr } = await cli(main, args, {
+      NODE_ENV: "production",
+      DATABASE_URL: "postgresql://postgres@127.0.0.1:1/evergreen",
+      ENCRYPTION_KEYS: "k1:not-32-bytes",
+    });
+    expect(code).toBe(3);
+    expect(stderr).toMatch(/invalid configuration, not starting:\n {2}- ENCRYPTION_KEYS: /);
+  });
+
   it("exits 3 naming AUDIT_LOG when rotate cannot open its audit file", async () => {
     const { code, stderr } = await cli("apps/scheduler/src/keys/main.ts", ["rotate"], {
       DATABASE_URL: "postgresql://postgres@127.0.0.1:1/evergreen",

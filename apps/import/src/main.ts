@@ -89,7 +89,7 @@ async function main(): Promise<void> {
   const progressEvery = positiveInt("progress-every", values["progress-every"]);
   const { size } = await stat(file).catch(() => exitWith("cannot read the file"));
 
-  const { config, warnings } = loadConfigOrExit("import", importEnv, process.env);
+  const { config, warnings } = loadConfigOrExit("import", importEnv, process.env, { exitCode: 3 });
   // Warnings only, on stderr: the operator watches progress, and stdout's JSON lines are for
   // programs (progress, the summary).
   const log = createLogger({ name: "import", level: "warn" }, process.stderr);

@@ -59,7 +59,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${USAGE}\n`);
     return 2;
   }
-  const { config } = loadConfigOrExit("keys", keysEnv, process.env);
+  const { config } = loadConfigOrExit("keys", keysEnv, process.env, { exitCode: 3 });
   const ring = new KeyRing(config.ENCRYPTION_KEYS);
   const json = values.json || !process.stdout.isTTY;
   const prisma = createPrismaClient({ url: config.DATABASE_URL, poolSize: 2 });
