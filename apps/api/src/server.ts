@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from "node:http";
 import { type Duplex, finished } from "node:stream";
 import type { ApiKey } from "@evergreen/config";
+import { DecryptionError } from "@evergreen/crypto";
 import {
   type AuditLog,
   answerOpsRequest,
@@ -133,6 +134,16 @@ export async function buildServer({
         .status(503)
         .header("retry-after", String(DEFAULT_RETRY_AFTER_SECONDS))
         .send({ error: "unavailable", message: "a backing service is unreachable; retry shortly" });
+    }
+    if (error instanceof DecryptionError) {
+      // The operator's to fix (ENCRYPTION_KEYS), and not the caller's fault; it says what
+      // failed without which key or value.
+      request.log.error({ err: error }, "request failed: a stored value could not be opened");
+      return reply.status(500).send({
+        error: "internal",
+        message:
+          "this api process cannot open the connection's stored tokens (an encryption key missing from ENCRYPTION_KEYS, or an altered value); see npm run keys:status",
+      });
     }
     const status = error.statusCode ?? 500;
     if (status >= 500) request.log.error({ err: error }, "request failed");

@@ -141,7 +141,7 @@ export function revocationTestQueue(app: FastifyInstance, h: RefreshHarness) {
 }
 
 /** The connection routes on a refresh harness's database, queue, lock and mock provider. */
-export function connectionsTestServer(h: RefreshHarness, queue = h.queues) {
+export function connectionsTestServer(h: RefreshHarness, queue = h.queues, deps = h.deps) {
   const metrics = testMetrics();
   return testServer({
     metrics,
@@ -149,8 +149,8 @@ export function connectionsTestServer(h: RefreshHarness, queue = h.queues) {
       (app) =>
         registerConnectionRoutes(app, {
           prisma: h.prisma,
-          refresh: { ...h.deps, queue },
-          tokens: new TokenService(h.deps, h.prisma, metrics.http),
+          refresh: { ...deps, queue },
+          tokens: new TokenService(deps, h.prisma, metrics.http),
           revocations: revocationTestQueue(app, h),
         }),
     ],

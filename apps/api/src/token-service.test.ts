@@ -1,3 +1,4 @@
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import type { PrismaClient } from "@evergreen/db";
 import { TOKEN_OUTCOMES } from "@evergreen/observability";
 import {
@@ -446,6 +447,29 @@ describe("a connection stopped in doubt (docs/adr/0016)", () => {
     expect((await tokenOf(connection.id)).json().accessToken).toBe(fresh.accessToken);
     expect((await refreshNow(connection.id)).json()).toMatchObject({ status: "active" });
     expect(refreshesOf(fresh.grantId)).toBe(1);
+  });
+});
+
+describe("a connection this process cannot open", () => {
+  it("answers 500 saying why, counted, and reads or refreshes nothing", async () => {
+    const lacking = { ...h.deps, keyRing: KeyRing.fromSpec(generateEncryptionKey("other")) };
+    const app = await connectionsTestServer(h, h.queues, lacking);
+    const before = await metricValue(h.metrics.decryptionFailures, { source: "api" });
+    const valid = await h.addConnection({ expiresInSeconds: 3600 });
+    const stale = await h.addConnection({ expiresInSeconds: 10 });
+    for (const { connection } of [valid, stale]) {
+      const response = await app.inject({
+        url: `/v1/connections/${connection.id}/token`,
+        headers: AUTH,
+      });
+      expect(response.statusCode).toBe(500);
+      expect(response.json()).toEqual({
+        error: "internal",
+        message: expect.stringMatching(/cannot open the connection's stored tokens.*keys:status/),
+      });
+    }
+    expect(await metricValue(h.metrics.decryptionFailures, { source: "api" })).toBe(before + 2);
+    expect(refreshesOf(stale.grant.grantId)).toBe(0);
   });
 });
 

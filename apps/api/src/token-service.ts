@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
+import { DecryptionError } from "@evergreen/crypto";
 import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import type { HttpMetrics, TokenOutcome } from "@evergreen/observability";
 import { appValuesOf, isProviderId } from "@evergreen/providers";
@@ -142,8 +143,17 @@ export class TokenService {
   #tokenOf(row: ConnectionRow): AccessToken {
     const provider = row.integration.provider;
     const extra = isProviderId(provider) ? appValuesOf(provider, row.metadata) : null;
+    let accessToken: string;
+    try {
+      accessToken = openAccessToken(this.#deps.keyRing, row.id, row.accessToken);
+    } catch (error) {
+      if (error instanceof DecryptionError) {
+        this.#deps.metrics.decryptionFailures.inc({ source: "api" });
+      }
+      throw error;
+    }
     return {
-      accessToken: openAccessToken(this.#deps.keyRing, row.id, row.accessToken),
+      accessToken,
       tokenType: row.tokenType,
       expiresAt: row.expiresAt?.toISOString() ?? null,
       scope: row.scope,

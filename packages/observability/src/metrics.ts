@@ -86,6 +86,12 @@ export function createMetrics(options: MetricsOptions) {
     labelNames: ["action"] as const,
     registers,
   });
+  const decryptionFailures = new Counter({
+    name: "evergreen_decryption_failures_total",
+    help: "Refreshes and token reads that could not open a stored token or secret: its key id is missing from this process's ENCRYPTION_KEYS (a rotation's restart skipped), or the ciphertext was altered. Retried, the connection left as it is; see npm run keys:status.",
+    labelNames: ["source"] as const,
+    registers,
+  });
   const lockContended = new Counter({
     name: "evergreen_lock_contended_total",
     help: "Refreshes that found the connection's lock held by someone else.",
@@ -95,7 +101,10 @@ export function createMetrics(options: MetricsOptions) {
   // Every series exists from the start, so that increase() sees the first error.
   for (const dependency of DEPENDENCIES) refreshInfraErrors.inc({ dependency }, 0);
   for (const action of PARKED_ACTIONS) parkedAnswersTotal.inc({ action }, 0);
-  for (const source of LOCK_SOURCES) lockContended.inc({ source }, 0);
+  for (const source of LOCK_SOURCES) {
+    lockContended.inc({ source }, 0);
+    decryptionFailures.inc({ source }, 0);
+  }
 
   return {
     registry,
@@ -134,6 +143,7 @@ export function createMetrics(options: MetricsOptions) {
       registers,
     }),
     refreshInfraErrors,
+    decryptionFailures,
     parkedAnswersTotal,
     refreshStoppedInDoubt: new Counter({
       name: "evergreen_refresh_stopped_in_doubt_total",

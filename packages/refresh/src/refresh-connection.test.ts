@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import { type AddressInfo, createServer } from "node:net";
 import { Writable } from "node:stream";
+import { generateEncryptionKey, KeyRing, UnknownKeyError } from "@evergreen/crypto";
 import { EgressClient, parseEgressAllowlist } from "@evergreen/egress";
 import { createLogger } from "@evergreen/observability";
 import { RedisLock } from "@evergreen/redis";
@@ -532,6 +533,21 @@ describe("refreshConnection guards", () => {
     const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
     expect(openAccessToken(h.keyRing, row.id, row.accessToken)).toBe("newer");
     expect(row).toMatchObject({ version: 1, refreshCount: 0 });
+  });
+
+  it("counts a refresh whose process lacks the key its tokens are sealed under, and touches nothing", async () => {
+    const { connection } = await h.addConnection();
+    const otherRing = KeyRing.fromSpec(generateEncryptionKey("other"));
+    const run = refreshConnection(
+      { ...h.deps, keyRing: otherRing },
+      { connectionId: connection.id, source: "worker" },
+    );
+    await expect(run).rejects.toBeInstanceOf(UnknownKeyError);
+    expect(await metricValue(h.metrics.decryptionFailures, { source: "worker" })).toBe(1);
+    expect(await metricValue(h.metrics.decryptionFailures, { source: "api" })).toBe(0);
+    expect(h.provider.requests).toBe(0);
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row).toMatchObject({ version: 0, status: "active", consecutiveFailures: 0 });
   });
 
   it("parks a rotated answer it cannot store, and stores it on the next try without asking the provider again", async () => {

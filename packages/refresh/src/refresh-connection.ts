@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { KeyRing } from "@evergreen/crypto";
+import { DecryptionError, type KeyRing } from "@evergreen/crypto";
 import type { Connection } from "@evergreen/db";
 import type { EgressClient, EgressResponse } from "@evergreen/egress";
 import type { Logger, Metrics, RefreshOutcome } from "@evergreen/observability";
@@ -110,6 +110,9 @@ export async function refreshConnection(
     // here once per refresh, whichever step met the outage.
     const dependency = infraDependency(error);
     if (dependency) deps.metrics.refreshInfraErrors.inc({ dependency });
+    if (error instanceof DecryptionError) {
+      deps.metrics.decryptionFailures.inc({ source: input.source });
+    }
     throw error;
   }
 }
