@@ -158,4 +158,29 @@ describe("key rotation", () => {
     expect(after.byKey.new).toBe(0);
     expect(after.unusedKeys).toEqual(["new"]);
   }, 120_000);
+
+  it("re-seals a row's readable values when another of its values cannot be opened", async () => {
+    const previous = generateEncryptionKey("previous");
+    const before = KeyRing.fromSpec(previous);
+    const ring = KeyRing.fromSpec(`${generateEncryptionKey("fourth")},${previous}`);
+    const { connection } = await h.addConnection();
+    // The access token column holds the refresh token's ciphertext: bound to the other
+    // column, it does not open as an access token.
+    const refreshToken = sealRefreshToken(before, connection.id, "rt-kept");
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { accessToken: refreshToken, refreshToken },
+    });
+    const result = await rotateCiphertexts(h.prisma, h.deps.parked, ring);
+    expect(result.failed).toContainEqual({
+      column: "connections.accessToken",
+      id: connection.id,
+      keyId: "previous",
+      error: "TamperedCiphertextError",
+    });
+    const row = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(row.refreshToken?.startsWith("ev1.fourth.")).toBe(true);
+    expect(openRefreshToken(ring, connection.id, row.refreshToken ?? "")).toBe("rt-kept");
+    expect(row.accessToken).toBe(refreshToken);
+  }, 60_000);
 });

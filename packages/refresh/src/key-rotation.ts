@@ -271,13 +271,14 @@ export async function rotateCiphertexts(
         const writes: { row: Row; sealed: (string | null)[]; from: string[] }[] = [];
         for (const row of rows) {
           if (failedIds.has(row.id)) continue;
-          const resealed = reseal(ring, table, row);
-          if ("failures" in resealed) {
+          const { failures, ...resealed } = reseal(ring, table, row);
+          if (failures.length > 0) {
             failedIds.add(row.id);
-            failed.push(...resealed.failures);
-          } else {
-            writes.push({ row, ...resealed });
+            failed.push(...failures);
           }
+          // A row's other values are re-sealed all the same: a refresh token left under the
+          // old key because its row's access token was unreadable was lost with that key.
+          if (resealed.from.length > 0) writes.push({ row, ...resealed });
         }
         const written = options.dryRun
           ? writes.length
@@ -363,11 +364,15 @@ function stale({ fields }: SealedTable): string {
   return fields.map((f) => `NOT starts_with("${f}", $1)`).join(" OR ");
 }
 
+/**
+ * The row's values, each under the primary key where it could be opened and as it was where
+ * not (`failures`); `from` names the keys of those re-sealed (none: nothing to write).
+ */
 function reseal(
   ring: KeyRing,
   { table, fields, context: bound }: SealedTable,
   row: Row,
-): { sealed: (string | null)[]; from: string[] } | { failures: UnreadableCiphertext[] } {
+): { sealed: (string | null)[]; from: string[]; failures: UnreadableCiphertext[] } {
   const sealed: (string | null)[] = [];
   const from = new Set<string>();
   const failures: UnreadableCiphertext[] = [];
@@ -383,6 +388,7 @@ function reseal(
       from.add(keyIdOf(value));
     } catch (error) {
       if (!(error instanceof DecryptionError)) throw error;
+      sealed.push(value);
       failures.push({
         column: `${table}.${field}`,
         id: row.id,
@@ -391,7 +397,7 @@ function reseal(
       });
     }
   }
-  return failures.length > 0 ? { failures } : { sealed, from: [...from] };
+  return { sealed, from: [...from], failures };
 }
 
 /**
