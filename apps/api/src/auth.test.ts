@@ -1,3 +1,4 @@
+import { Writable } from "node:stream";
 import type { ApiScope } from "@evergreen/config";
 import { createLogger } from "@evergreen/observability";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
@@ -199,6 +200,28 @@ describe("API key scopes", () => {
         expect((await app.inject({ url, headers: bearer(key) })).statusCode).toBe(200);
       }
     }
+  });
+
+  it("writes a refusal for scope to the audit stream, naming the key and the route", async () => {
+    const lines: Record<string, unknown>[] = [];
+    const audit = new Writable({
+      write(chunk, _encoding, done) {
+        for (const line of String(chunk).split("\n").filter(Boolean)) lines.push(JSON.parse(line));
+        done();
+      },
+    });
+    const app = await testServer({ routes: apiRoutes(), audit });
+    const response = await app.inject({ ...requests["tokens:read"](), headers: bearer(writer) });
+    expect(response.statusCode).toBe(403);
+    expect(lines).toContainEqual(
+      expect.objectContaining({
+        kind: "security",
+        event: "api_key_forbidden",
+        keyName: "writer",
+        route: "/v1/connections/:id/token",
+      }),
+    );
+    expect(JSON.stringify(lines)).not.toContain(writer);
   });
 
   it("checks a route's scope before its input: a denied key learns nothing of the body's faults or an id", async () => {

@@ -198,7 +198,16 @@ export async function buildServer({
     }
     request.apiKeyName = key.name;
     const forbidden = forbiddenReason(key, request.routeOptions.config.scope);
-    if (forbidden) return reply.status(403).send({ error: "forbidden", message: forbidden });
+    if (forbidden) {
+      // A key used beyond its scopes (a token read with a write key) is a security event too.
+      audit.security({
+        event: "api_key_forbidden",
+        keyName: key.name,
+        ip: request.ip,
+        route: request.routeOptions.url ?? "unmatched",
+      });
+      return reply.status(403).send({ error: "forbidden", message: forbidden });
+    }
   });
   // JSON in, uncompressed: a gzip body reached the JSON parser as bytes and was refused as
   // bad JSON (400), when what it lacks is an encoding this server reads (RFC 9110 §15.5.16,

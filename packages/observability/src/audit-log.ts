@@ -55,6 +55,12 @@ export type SecurityEvent =
       readonly event: "admin_login_refused";
     })
   | (Actor & {
+      /** A known key asked a route its scopes do not cover (a 403). */
+      readonly event: "api_key_forbidden";
+      /** The route's template, never its path. */
+      readonly route: string;
+    })
+  | (Actor & {
       /** An action taken in the admin console, with its outcome (a fixed word). */
       readonly event: "admin_action";
       readonly action: "refresh" | "validate" | "delete";
