@@ -111,3 +111,12 @@ describe("import CLI arguments", () => {
     expect(stderr).not.toContain("s3cret-password");
   });
 });
+
+describe("keygen CLI", () => {
+  it("refuses a bad key id with its rule and exit 2, no stack trace", async () => {
+    const { code, stderr } = await cli("packages/crypto/src/keygen.ts", ["bad id!"]);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^keygen: key id must be 1-32 of \[A-Za-z0-9_-\]\nusage: /);
+    expect(stderr).not.toMatch(/ at /);
+  });
+});

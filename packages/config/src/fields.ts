@@ -125,7 +125,12 @@ export const logLevel = z
  * SPEC §4: where the audit stream goes, `stdout` or a file path (a blank value is unset, so
  * `stdout`). Whether the file can be opened is found when the api opens it at start.
  */
-export const auditLog = z.string().trim().default("stdout");
+/** `stdout` in any case (`STDOUT` made a file of that name), else a file path. */
+export const auditLog = z
+  .string()
+  .trim()
+  .default("stdout")
+  .transform((value) => (value.toLowerCase() === "stdout" ? "stdout" : value));
 
 export const apiPort = port(3000);
 export const workerMetricsPort = port(9464);

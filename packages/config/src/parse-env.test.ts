@@ -64,6 +64,13 @@ describe("parseEnv", () => {
     expect(parseEnv(schema, { ...valid, PORT: "", LOG_LEVEL: " " }).PORT).toBe(3000);
   });
 
+  it("takes AUDIT_LOG's stdout in any case, where STDOUT made a file of that name", () => {
+    const audit = z.object({ AUDIT_LOG: fields.auditLog });
+    expect(parseEnv(audit, {}).AUDIT_LOG).toBe("stdout");
+    expect(parseEnv(audit, { AUDIT_LOG: " STDOUT " }).AUDIT_LOG).toBe("stdout");
+    expect(parseEnv(audit, { AUDIT_LOG: "/var/log/Stdout" }).AUDIT_LOG).toBe("/var/log/Stdout");
+  });
+
   it("parses booleans strictly: 'false' is false", () => {
     expect(
       parseEnv(schema, { ...valid, ALLOW_INSECURE_TOKEN_URLS: "false" }).ALLOW_INSECURE_TOKEN_URLS,

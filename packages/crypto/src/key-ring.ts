@@ -97,7 +97,7 @@ export function parseEncryptionKeys(spec: string): EncryptionKey[] {
 
 /** A fresh key in `ENCRYPTION_KEYS` syntax. */
 export function generateEncryptionKey(id = `k${Date.now().toString(36)}`): string {
-  if (!KEY_ID_PATTERN.test(id)) throw new Error("key id must be 1-32 of [A-Za-z0-9_-]");
+  if (!KEY_ID_PATTERN.test(id)) throw new KeySpecError(["key id must be 1-32 of [A-Za-z0-9_-]"]);
   return `${id}:${randomBytes(KEY_BYTES).toString("base64")}`;
 }
 

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -47,6 +47,8 @@ describe("createAuditLog", () => {
       connectionId: "c",
       outcome: "stored",
     });
+    // Created for its owner alone (umask aside, it was world-readable).
+    expect(statSync(file).mode & 0o777).toBe(0o600);
   });
 
   it("opens the path again on reopen(), so a file moved by logrotate stops receiving lines", () => {

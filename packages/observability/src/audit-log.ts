@@ -184,7 +184,8 @@ function destinationStream(destination: AuditDestination): DestinationStream {
 
 function checkCanAppend(destination: string): void {
   try {
-    closeSync(openSync(destination, "a"));
+    // Created readable by its owner only: key names, addresses and connection ids.
+    closeSync(openSync(destination, "a", 0o600));
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     throw new AuditLogError(
