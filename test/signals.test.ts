@@ -168,14 +168,14 @@ describe("a stop signal to npm start", () => {
       timeout: 40_000,
       interval: 250,
     });
-    for (const app of await apps()) {
-      const environ = (await readFile(`/proc/${app}/environ`, "utf8")).split("\0");
-      for (const [name, value] of Object.entries(passed)) {
-        expect(environ, `${name} in ${await commandOf(app)}`).toContain(`${name}=${value}`);
-      }
-    }
     const running = [...(await descendantsOf(pid))];
     try {
+      for (const app of await apps()) {
+        const environ = (await readFile(`/proc/${app}/environ`, "utf8")).split("\0");
+        for (const [name, value] of Object.entries(passed)) {
+          expect(environ, `${name} in ${await commandOf(app)}`).toContain(`${name}=${value}`);
+        }
+      }
       npm.child.kill("SIGTERM");
       await npm.exited;
       await vi.waitFor(() => expect(running.filter(alive)).toEqual([]), {

@@ -37,9 +37,11 @@ describe("PUBLIC_URL", () => {
       ]);
     }
     // Credentials are not repeated into the log.
-    expect(problemsOf({ ...valid, PUBLIC_URL: "https://user:pw@evergreen.example.com" })).toEqual([
-      "PUBLIC_URL: must be an http(s) URL without credentials, query or fragment, got one with credentials",
-    ]);
+    for (const value of ["https://user:pw@evergreen.example.com", "https://user:pw@host:99999/"]) {
+      expect(problemsOf({ ...valid, PUBLIC_URL: value }), value).toEqual([
+        "PUBLIC_URL: must be an http(s) URL without credentials, query or fragment, got one with credentials",
+      ]);
+    }
   });
 
   it("must use https in production, unless it is loopback", () => {

@@ -483,19 +483,6 @@ describe("POST /v1/connections/:id/refresh", () => {
     expect(refreshesOf(grant.grantId)).toBe(1);
   });
 
-  it("does not call the provider again before a failed refresh's retry is due", async () => {
-    const { connection, grant } = await h.addConnection({ expiresInSeconds: 3600 });
-    h.provider.failNext(1, { status: 503, retryAfter: "60" }, { grantId: grant.grantId });
-    const failed = await refreshNow(connection.id);
-    expect(failed.statusCode).toBe(503);
-    const requests = h.provider.requests;
-    const again = await refreshNow(connection.id);
-    expect(again.statusCode).toBe(503);
-    expect(again.json().error).toBe("refresh_failed");
-    expect(Number(again.headers["retry-after"])).toBeGreaterThan(50);
-    expect(h.provider.requests).toBe(requests);
-  });
-
   it("answers 503 with Retry-After while the provider rate-limits the integration", async () => {
     const { connection, grant } = await h.addConnection({
       integrationKey: "limited",

@@ -161,15 +161,10 @@ export class TokenService {
     };
   }
 
-  /**
-   * Refreshes now (joining a refresh in flight) and answers the stored row. After a failed
-   * refresh, not before its retry is due (503 with the wait): an app looping on this route
-   * through a provider's outage called it on every request.
-   */
+  /** Refreshes now (joining a refresh in flight) and answers the stored row. */
   async refresh(connectionId: string): Promise<ConnectionRow> {
     const row = await this.#load(connectionId);
     refuseUnusable(row);
-    if (backingOff(row)) throw unavailable({ row, refreshed: false });
     const attempt = await this.#refreshShared(row);
     refuseWhileDead(attempt.row);
     if (!attempt.refreshed) throw unavailable(attempt);

@@ -203,9 +203,10 @@ export const publicUrl = z
       url.hash !== "" ||
       /[?#]/.test(value)
     ) {
-      // A value holding credentials is not repeated: it would put them in the log.
+      // A value holding credentials is not repeated, parsed or not: it would put them in
+      // the log.
       const got =
-        url !== null && (url.username !== "" || url.password !== "")
+        (url !== null && (url.username !== "" || url.password !== "")) || /\/\/[^/]*@/.test(value)
           ? "got one with credentials"
           : `got ${JSON.stringify(raw)}`;
       ctx.addIssue({

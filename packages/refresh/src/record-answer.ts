@@ -198,7 +198,7 @@ async function decide(
     case "rate_limited": {
       // Not an attempt: the same job waits (see the worker), so the version stays.
       const scope = cooldownScope(integration, connection);
-      const statedMs = statedWaitMs(result.retryAfterMs, settings);
+      const statedMs = Math.min(result.retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000);
       if (statedMs >= settings.retryBaseDelayMs) {
         waitMs = statedMs;
         await deps.cooldown.start(scope, waitMs);
@@ -237,9 +237,12 @@ async function decide(
       const expired = connection.expiresAt !== null && connection.expiresAt <= now;
       // A stated Retry-After (a 503's) bounds the backoff from below, never replaces it, as
       // for revocations and webhook deliveries: `Retry-After: 0` on every 503 would otherwise
-      // retry at full speed.
+      // retry at full speed. Capped like the backoff (RETRY_MAX_DELAY_MS): a provider's
+      // error page cannot hold connections longer than its own failures would.
       const statedMs =
-        result.outcome === "transient" ? statedWaitMs(result.retryAfterMs, settings) : 0;
+        result.outcome === "transient"
+          ? Math.min(result.retryAfterMs ?? 0, settings.retryMaxDelayMs)
+          : 0;
       const backoffAt =
         now.getTime() + Math.max(statedMs, backoffMs(settings, failures, deps.random));
       // In doubt, the stored token is resent only inside the provider's reuse grace, and
@@ -440,12 +443,4 @@ function failureEvent(
 
 function assertNever(value: never): never {
   throw new Error(`unhandled refresh result: ${JSON.stringify(value)}`);
-}
-
-/** The wait an answer stated (`Retry-After`), at most `maxRetryAfterMs`; 0 when none. */
-function statedWaitMs(
-  retryAfterMs: number | null | undefined,
-  settings: RefreshDeps["settings"],
-): number {
-  return Math.min(retryAfterMs ?? 0, settings.maxRetryAfterMs ?? 3_600_000);
 }

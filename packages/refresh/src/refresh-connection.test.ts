@@ -366,6 +366,15 @@ describe("refreshConnection outcomes", () => {
     expect(row).toMatchObject({ status: "active", consecutiveFailures: 1 });
     // The first failure's backoff alone is at most RETRY_BASE_DELAY_MS (1 s).
     expect(row.nextRefreshAt?.getTime()).toBeGreaterThanOrEqual(before + 120_000);
+
+    // Never longer than RETRY_MAX_DELAY_MS (300 s here), whatever the provider states.
+    h.provider.enqueue({ status: 503, retryAfter: "3600" });
+    const asked = Date.now();
+    await refresh(connection.id, row.version);
+    const held = await h.prisma.connection.findUniqueOrThrow({ where: { id: connection.id } });
+    expect(held.consecutiveFailures).toBe(2);
+    expect(held.nextRefreshAt?.getTime()).toBeGreaterThanOrEqual(asked + 300_000);
+    expect(held.nextRefreshAt?.getTime()).toBeLessThanOrEqual(Date.now() + 300_000);
   });
 
   it("transient: a token that expires before the backoff ends is retried when it expires", async () => {

@@ -175,6 +175,18 @@ describe("admin console", () => {
     }
   });
 
+  it("takes forms only: a JSON body at sign-in is a 415, never parsed", async () => {
+    const form = await signInForm();
+    const response = await app.inject({
+      method: "POST",
+      url: "/admin/login",
+      headers: { cookie: form.cookie, "content-type": "application/json" },
+      payload: JSON.stringify({ csrf: form.csrf, key: SCOPED_KEYS.admin, __proto__x: 1 }),
+    });
+    expect(response.statusCode).toBe(415);
+    expect(String(response.headers["set-cookie"])).not.toMatch(/^evergreen_admin=/);
+  });
+
   it("sends pages without a session to sign-in, and never accepts a bearer key instead", async () => {
     const response = await app.inject({
       method: "GET",

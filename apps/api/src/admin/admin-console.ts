@@ -35,6 +35,9 @@ const FORM_LIMIT_BYTES = 8 * 1024;
  */
 export function registerAdminConsole(app: FastifyInstance, options: AdminConsoleOptions): void {
   app.register(async (scope) => {
+    // Forms only: the API's JSON parser (1 MiB, walked for poisoned keys) is no business of
+    // the console's public sign-in form.
+    scope.removeContentTypeParser("application/json");
     scope.addContentTypeParser(
       "application/x-www-form-urlencoded",
       { parseAs: "string", bodyLimit: FORM_LIMIT_BYTES },
