@@ -1,12 +1,15 @@
+import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { createLogger } from "@evergreen/observability";
 import {
   createRevocationQueue,
   planRevocation,
   type RevocationDeps,
   requeuePendingRevocations,
+  revokeGrant,
 } from "@evergreen/refresh";
 import {
   createRefreshHarness,
+  metricValue,
   type RefreshHarness,
   TEST_REDIS_URL,
 } from "@evergreen/refresh/testing";
@@ -64,6 +67,42 @@ describe("revocation worker", () => {
       await consumer.quit();
       await queue.obliterate({ force: true });
       await queue.close();
+    }
+  });
+
+  it("retries a revocation whose token this process cannot open, counted for the alert", async () => {
+    const { connection } = await h.addConnection({ integrationKey: "revocable-lacking" });
+    const integration = await h.prisma.integration.update({
+      where: { id: connection.integrationId },
+      data: { revocationUrl: h.provider.revocationUrl },
+    });
+    const revocationId = await h.prisma.$transaction(async (tx) => {
+      const planned = await planRevocation(tx, connection, integration, new Date());
+      await tx.connection.delete({ where: { id: connection.id } });
+      return planned;
+    });
+    if (revocationId === null) throw new Error("the integration should revoke");
+    const deps: RevocationDeps = {
+      prisma: h.prisma,
+      keyRing: KeyRing.fromSpec(generateEncryptionKey("other")),
+      egress: h.deps.egress,
+      queue: createRevocationQueue(h.redis, `${h.prefix}:revocations-lacking`),
+      metrics: h.metrics,
+      log: createLogger({ name: "test", level: "silent" }),
+      settings: h.deps.settings,
+    };
+    const before = await metricValue(h.metrics.decryptionFailures, { source: "worker" });
+    const requests = h.provider.requests;
+    try {
+      const run = await revokeGrant(deps, { revocationId, attempt: 0 });
+      expect(run).toMatchObject({ kind: "retry" });
+      expect(h.provider.requests).toBe(requests);
+      expect(await metricValue(h.metrics.decryptionFailures, { source: "worker" })).toBe(
+        before + 1,
+      );
+    } finally {
+      await deps.queue.obliterate({ force: true });
+      await deps.queue.close();
     }
   });
 });

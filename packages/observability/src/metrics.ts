@@ -88,7 +88,7 @@ export function createMetrics(options: MetricsOptions) {
   });
   const decryptionFailures = new Counter({
     name: "evergreen_decryption_failures_total",
-    help: "Refreshes and token reads that could not open a stored token or secret: its key id is missing from this process's ENCRYPTION_KEYS (a rotation's restart skipped), or the ciphertext was altered. Retried, the connection left as it is; see npm run keys:status.",
+    help: "Refreshes, token reads and grant revocations that could not open a stored token or secret: its key id is missing from this process's ENCRYPTION_KEYS (a rotation's restart skipped), or the ciphertext was altered. Retried, the connection left as it is; see npm run keys:status.",
     labelNames: ["source"] as const,
     registers,
   });

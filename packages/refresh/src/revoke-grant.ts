@@ -214,6 +214,9 @@ async function send(
     // A key missing from the ring: retried with backoff until giveUpAt, so an operator who
     // removed a key too early can put it back; never an exception retried every few seconds.
     if (error instanceof DecryptionError) {
+      // Counted as the refreshes' are, so that EvergreenDecryptionFailures fires: quietly
+      // retried until it gives up, the grant would never be revoked.
+      deps.metrics.decryptionFailures.inc({ source: "worker" });
       return { outcome: "retry", errorCode: "undecryptable", retryAfterMs: null };
     }
     if (!(error instanceof ProviderConfigError)) throw error;
