@@ -156,7 +156,7 @@ export type RefreshResult =
        * The answer's `Retry-After` (RFC 9110 §10.2.3, mostly a 503's), capped at an hour: it
        * bounds the retry's backoff from below. Absent: the answer stated none.
        */
-      retryAfterMs?: number | null;
+      retryAfterMs?: number;
     }
   | { outcome: "rate_limited"; errorCode: string; message: string; retryAfterMs: number | null };
 

@@ -28,6 +28,17 @@ const post = (payload: Record<string, unknown>) =>
     app.inject({ method: "POST", url: "/v1/connections", headers: auth, payload }),
   );
 
+/** POST /v1/connections with this body as it is, labelled JSON. */
+const postRaw = (payload: string | Buffer) =>
+  server().then((app) =>
+    app.inject({
+      method: "POST",
+      url: "/v1/connections",
+      headers: { ...auth, "content-type": "application/json" },
+      payload,
+    }),
+  );
+
 const tokens = {
   integration: "mock",
   externalId: "alice@example.com",
@@ -181,14 +192,8 @@ describe("POST /v1/connections", () => {
   });
 
   it("refuses a body that is not UTF-8, where its bytes were read as U+FFFD", async () => {
-    const app = await server();
     const latin1 = (externalId: string) =>
-      app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: { ...auth, "content-type": "application/json" },
-        payload: Buffer.from(JSON.stringify({ ...tokens, externalId }), "latin1"),
-      });
+      postRaw(Buffer.from(JSON.stringify({ ...tokens, externalId }), "latin1"));
     for (const externalId of ["jos\u00e9", "jos\u00e8"]) {
       const response = await latin1(externalId);
       expect(response.statusCode).toBe(400);
@@ -204,21 +209,13 @@ describe("POST /v1/connections", () => {
   });
 
   it("names a key that could poison prototypes, where it was called invalid JSON", async () => {
-    const app = await server();
-    const send = (payload: string) =>
-      app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: { ...auth, "content-type": "application/json" },
-        payload,
-      });
     const body = JSON.stringify(tokens).slice(1);
     const cases: [string, string][] = [
       [`{"__proto__":{"admin":true},${body}`, "__proto__"],
       [`{"metadata":{"a":{"constructor":{"prototype":{}}}},${body}`, "metadata.a.constructor"],
     ];
     for (const [payload, path] of cases) {
-      const response = await send(payload);
+      const response = await postRaw(payload);
       expect(response.statusCode).toBe(400);
       expect(response.json()).toEqual({
         error: "invalid_request",
@@ -227,13 +224,13 @@ describe("POST /v1/connections", () => {
     }
     // Nested far deeper than the call stack goes, the path comes back shortened.
     const depth = 200_000;
-    const deep = await send(
+    const deep = await postRaw(
       `{"metadata":{"k":${"[".repeat(depth)}{"__proto__":1}${"]".repeat(depth)}},${body}`,
     );
     expect(deep.statusCode).toBe(400);
     expect(deep.json().message).toMatch(/^…\.?(0\.)+__proto__: a key this API does not accept$/);
     // Bad JSON is still called that.
-    const broken = await send("{bad");
+    const broken = await postRaw("{bad");
     expect(broken.statusCode).toBe(400);
     expect(broken.json().message).toMatch(/not valid JSON/);
   });
@@ -644,18 +641,10 @@ describe("every connection route", () => {
   });
 
   it("answers malformed JSON and oversized bodies on POST /v1/connections", async () => {
-    const app = await server();
-    const post = (payload: string) =>
-      app.inject({
-        method: "POST",
-        url: "/v1/connections",
-        headers: { ...auth, "content-type": "application/json" },
-        payload,
-      });
-    const malformed = await post('{"integration": "mock",');
+    const malformed = await postRaw('{"integration": "mock",');
     expect(malformed.statusCode).toBe(400);
     expect(malformed.json().error).toBe("invalid_request");
-    const huge = await post(
+    const huge = await postRaw(
       JSON.stringify({ ...tokens, metadata: { pad: "x".repeat(1_100_000) } }),
     );
     expect(huge.statusCode).toBe(413);
