@@ -6,6 +6,7 @@ import { performance } from "node:perf_hooks";
 import { setTimeout as delay } from "node:timers/promises";
 import { QUEUE_PREFIX } from "@evergreen/refresh";
 import { createRefreshHarness, redisDatabaseUrl } from "@evergreen/refresh/testing";
+import { processCpuSeconds } from "./process-cpu";
 import {
   addRotatingConnections,
   BENCH_REDIS_DB,
@@ -40,15 +41,26 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
       concurrency,
     });
     const started = performance.now();
+    const workerPid = worker.app.child.pid ?? 0;
+    // CPU per refresh in the steady state: from the first tenth stored (start-up, the
+    // loader's compiling, is over) to the last.
+    let steady: { refreshed: number; cpuSeconds: number } | undefined;
     let refreshed = 0;
     while (refreshed < connections) {
       if (performance.now() - started > 600_000)
         throw new Error("benchmark did not finish in 10 min");
       await delay(100);
       refreshed = await h.prisma.connection.count({ where: { refreshCount: 1 } });
+      if (!steady && refreshed >= connections / 10) {
+        steady = { refreshed, cpuSeconds: await processCpuSeconds(workerPid) };
+      }
     }
     const seconds = (performance.now() - firstAt) / 1000;
     clearInterval(watch);
+    const cpuMsPerRefresh = steady
+      ? (1000 * ((await processCpuSeconds(workerPid)) - steady.cpuSeconds)) /
+        (refreshed - steady.refreshed)
+      : Number.NaN;
     await worker.stop();
     const perSecond = Math.round(connections / seconds);
     return {
@@ -61,6 +73,7 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
         workerConcurrency: concurrency,
         seconds: Number(seconds.toFixed(2)),
         refreshesPerSecond: perSecond,
+        workerCpuMsPerRefresh: Number(cpuMsPerRefresh.toFixed(3)),
         rotatedTokenReuse: h.provider.reuseCount,
       },
       lines: [

@@ -86,19 +86,27 @@ export async function startBenchWorker(env: {
   readonly env?: Readonly<Record<string, string>>;
 }): Promise<BenchWorker> {
   const port = await freePort();
-  const app = startApp("worker", {
-    NODE_ENV: "production",
-    DATABASE_URL: env.databaseUrl,
-    REDIS_URL: env.redisUrl,
-    ENCRYPTION_KEYS: env.encryptionKeys,
-    METRICS_PORT: String(port),
-    ALLOW_INSECURE_TOKEN_URLS: "true",
-    // Production refuses loopback; the mock provider listens on it.
-    EGRESS_ALLOWLIST: "127.0.0.1",
-    WORKER_CONCURRENCY: String(env.concurrency),
-    LOG_LEVEL: "warn",
-    ...env.env,
-  });
+  // A CPU profile of each worker, written when it stops (the place to start when a figure
+  // moves: docs/scaling.md).
+  const profileDir = process.env.BENCH_CPU_PROFILE_DIR;
+  const nodeFlags = profileDir ? ["--cpu-prof", `--cpu-prof-dir=${profileDir}`] : [];
+  const app = startApp(
+    "worker",
+    {
+      NODE_ENV: "production",
+      DATABASE_URL: env.databaseUrl,
+      REDIS_URL: env.redisUrl,
+      ENCRYPTION_KEYS: env.encryptionKeys,
+      METRICS_PORT: String(port),
+      ALLOW_INSECURE_TOKEN_URLS: "true",
+      // Production refuses loopback; the mock provider listens on it.
+      EGRESS_ALLOWLIST: "127.0.0.1",
+      WORKER_CONCURRENCY: String(env.concurrency),
+      LOG_LEVEL: "warn",
+      ...env.env,
+    },
+    nodeFlags,
+  );
   const opsUrl = `http://127.0.0.1:${port}`;
   let exitCode: number | null | undefined;
   void app.exited.then((code) => {

@@ -30,9 +30,20 @@ export const NODE_FLAGS: Record<AppName, readonly string[]> = {
 };
 
 /** Starts `apps/<name>/src/main.ts` in its own Node process (tsx loader, no wrapper). */
-export function startApp(name: AppName, env: Record<string, string>): AppProcess {
+export function startApp(
+  name: AppName,
+  env: Record<string, string>,
+  nodeFlags: readonly string[] = [],
+): AppProcess {
   return startCommand(
-    [process.execPath, ...NODE_FLAGS[name], "--import", "tsx", `apps/${name}/src/main.ts`],
+    [
+      process.execPath,
+      ...NODE_FLAGS[name],
+      ...nodeFlags,
+      "--import",
+      "tsx",
+      `apps/${name}/src/main.ts`,
+    ],
     env,
   );
 }

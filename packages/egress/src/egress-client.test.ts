@@ -3,10 +3,10 @@ import { createServer, type RequestListener, type Server } from "node:http";
 import {
   type AddressInfo,
   createServer as createTcpServer,
-  type Socket,
+  Socket,
   type Server as TcpServer,
 } from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseEgressAllowlist } from "./allowlist";
 import { EgressClient, type EgressClientOptions } from "./egress-client";
 import type { ResolveAll } from "./guarded-agents";
@@ -281,6 +281,27 @@ describe("EgressClient", () => {
       { failure: "unreachable" },
       { failure: "timeout" },
     ]);
+  });
+
+  it("turns TCP keep-alive on once per connection, not again for each request on it", async () => {
+    const server = await serve(json(200, { ok: true }));
+    const egress = client({ allowLoopback: true });
+    const setKeepAlive = vi.spyOn(Socket.prototype, "setKeepAlive");
+    try {
+      for (let i = 0; i < 3; i += 1) {
+        expect(await egress.send(post(server.url), { timeoutMs: 2_000 })).toMatchObject({
+          status: 200,
+        });
+      }
+      expect(server.connections()).toBe(1);
+      // Node's agent and axios each asked again per request: six system calls for three.
+      const ours = setKeepAlive.mock.contexts.filter(
+        (socket) => (socket as Socket).remotePort === server.port,
+      );
+      expect(ours).toHaveLength(1);
+    } finally {
+      setKeepAlive.mockRestore();
+    }
   });
 
   it("closes a kept-alive connection idle for 4 s, before a server's common idle limit", async () => {

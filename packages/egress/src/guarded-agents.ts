@@ -1,7 +1,7 @@
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from "node:dns";
 import { type ClientRequestArgs, Agent as HttpAgent } from "node:http";
 import { Agent as HttpsAgent } from "node:https";
-import { isIP, type LookupFunction } from "node:net";
+import { isIP, type LookupFunction, Socket } from "node:net";
 import type { Duplex } from "node:stream";
 import type { EgressPolicy } from "./egress-policy";
 
@@ -49,7 +49,26 @@ function guardedConnect(policy: EgressPolicy, resolve: ResolveAll, connect: Conn
         (options as { lookup?: LookupFunction }).lookup = guardedLookup(policy, resolve, port);
       }
     }
-    return connect(options, callback);
+    const socket = connect(options, callback);
+    if (socket instanceof Socket) keepAliveOnce(socket);
+    return socket;
+  };
+}
+
+/**
+ * Turns TCP keep-alive on once per connection. Node's agent turns it on again each time a
+ * socket goes back to its pool, and axios once more for each request: each is a system
+ * call, together 3-4 % of a worker's CPU under load (docs/scaling.md), for a setting that
+ * matters only while a connection sits idle, which IDLE_SOCKET_MS ends anyway. Turning it
+ * off still goes through.
+ */
+function keepAliveOnce(socket: Socket): void {
+  const setKeepAlive = socket.setKeepAlive.bind(socket);
+  let on = false;
+  socket.setKeepAlive = (enable = false, initialDelay?: number) => {
+    if (enable && on) return socket;
+    on = enable;
+    return setKeepAlive(enable, initialDelay);
   };
 }
 
