@@ -12,9 +12,8 @@
 // loads and decrypts the row before it sends. The histogram is printed as a cross-check.
 import { randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { setTimeout as delay } from "node:timers/promises";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
-import { createPrismaClient, type PrismaClient } from "@evergreen/db";
+import { createPrismaClient } from "@evergreen/db";
 import { createTestDatabase } from "@evergreen/db/testing";
 import { startMockProvider } from "@evergreen/providers/testing";
 import { createRedis } from "@evergreen/redis";
@@ -34,8 +33,10 @@ import {
   CORES,
   envInt,
   percentile,
+  type RefreshProgress,
   startBenchWorker,
   verdict,
+  waitForStored,
 } from "./support";
 
 const TARGET_P99_MS = 250;
@@ -100,6 +101,10 @@ export async function benchLateness(): Promise<BenchResult> {
     // A production worker has run for a while: its code is compiled and optimized, its
     // pools are open. A burst of refreshes due at once gets this one there before the
     // measured schedule starts; the worker's histogram is read before and after.
+    const progress: RefreshProgress = {
+      answered: () => provider.requests,
+      stored: () => prisma.connection.count({ where: { refreshCount: { gte: 1 } } }),
+    };
     worker = await startBenchWorker({ databaseUrl: db.url, redisUrl, encryptionKeys, concurrency });
     const warmupStarted = performance.now();
     for (let start = 0; start < warmup; start += 1_000) {
@@ -110,7 +115,7 @@ export async function benchLateness(): Promise<BenchResult> {
           .map((connectionId) => enqueueRefresh(queue, { connectionId, version: 0 }, now, now)),
       );
     }
-    await waitForRefreshes(prisma, warmup, Date.now() + 300_000);
+    await waitForStored(progress, warmup, Date.now() + 300_000);
     const warmupSeconds = (performance.now() - warmupStarted) / 1000;
     const histogramBefore = await latenessHistogram(worker);
 
@@ -150,7 +155,7 @@ export async function benchLateness(): Promise<BenchResult> {
     }
 
     const lastDueMs = firstDueMs + dueOffsetMs(connections - 1);
-    const refreshed = (await waitForRefreshes(prisma, total, lastDueMs + 300_000)) - warmup;
+    const refreshed = (await waitForStored(progress, total, lastDueMs + 300_000)) - warmup;
     const histogram = minus(await latenessHistogram(worker), histogramBefore);
     await worker.stop();
 
@@ -220,20 +225,6 @@ export async function benchLateness(): Promise<BenchResult> {
     await provider.close();
     await prisma.$disconnect();
     await db.drop();
-  }
-}
-
-/** Waits until `count` connections have refreshed (at least once); returns how many have. */
-async function waitForRefreshes(
-  prisma: PrismaClient,
-  count: number,
-  deadlineMs: number,
-): Promise<number> {
-  for (;;) {
-    const refreshed = await prisma.connection.count({ where: { refreshCount: { gte: 1 } } });
-    if (refreshed >= count) return refreshed;
-    if (Date.now() > deadlineMs) throw new Error(`only ${refreshed} of ${count} refreshed in time`);
-    await delay(500);
   }
 }
 

@@ -3,7 +3,6 @@
 // answers after BENCH_LATENCY_MS (50); every job is due at once, so the queue never runs
 // dry. Measured from the provider's first request until every new token is stored.
 import { performance } from "node:perf_hooks";
-import { setTimeout as delay } from "node:timers/promises";
 import { QUEUE_PREFIX } from "@evergreen/refresh";
 import { createRefreshHarness, redisDatabaseUrl } from "@evergreen/refresh/testing";
 import { processCpuSeconds } from "./process-cpu";
@@ -16,6 +15,7 @@ import {
   makeDueNow,
   startBenchWorker,
   verdict,
+  waitForStored,
 } from "./support";
 
 export async function benchRefreshThroughput(): Promise<BenchResult> {
@@ -30,9 +30,17 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
 
     // Watched on its own timer from before the worker starts: the worker consumes before
     // its ops server answers, so the first request may come while we wait for readiness.
+    // CPU per refresh is read from the first tenth on (start-up, the loader's compiling, is
+    // over) to the last.
     let firstAt = 0;
+    let steady: Promise<{ answered: number; cpuSeconds: number }> | undefined;
+    let workerPid = 0;
     const watch = setInterval(() => {
-      if (!firstAt && h.provider.requests > 0) firstAt = performance.now();
+      const answered = h.provider.requests;
+      if (!firstAt && answered > 0) firstAt = performance.now();
+      if (!steady && workerPid && answered >= connections / 10) {
+        steady = processCpuSeconds(workerPid).then((cpuSeconds) => ({ answered, cpuSeconds }));
+      }
     }, 5).unref();
     const worker = await startBenchWorker({
       databaseUrl: h.db.url,
@@ -40,26 +48,20 @@ export async function benchRefreshThroughput(): Promise<BenchResult> {
       encryptionKeys: h.encryptionKeys,
       concurrency,
     });
-    const started = performance.now();
-    const workerPid = worker.app.child.pid ?? 0;
-    // CPU per refresh in the steady state: from the first tenth stored (start-up, the
-    // loader's compiling, is over) to the last.
-    let steady: { refreshed: number; cpuSeconds: number } | undefined;
-    let refreshed = 0;
-    while (refreshed < connections) {
-      if (performance.now() - started > 600_000)
-        throw new Error("benchmark did not finish in 10 min");
-      await delay(100);
-      refreshed = await h.prisma.connection.count({ where: { refreshCount: 1 } });
-      if (!steady && refreshed >= connections / 10) {
-        steady = { refreshed, cpuSeconds: await processCpuSeconds(workerPid) };
-      }
-    }
+    workerPid = worker.app.child.pid ?? 0;
+    const refreshed = await waitForStored(
+      {
+        answered: () => h.provider.requests,
+        stored: () => h.prisma.connection.count({ where: { refreshCount: 1 } }),
+      },
+      connections,
+    );
     const seconds = (performance.now() - firstAt) / 1000;
     clearInterval(watch);
-    const cpuMsPerRefresh = steady
-      ? (1000 * ((await processCpuSeconds(workerPid)) - steady.cpuSeconds)) /
-        (refreshed - steady.refreshed)
+    const from = await steady;
+    const cpuMsPerRefresh = from
+      ? (1000 * ((await processCpuSeconds(workerPid)) - from.cpuSeconds)) /
+        (refreshed - from.answered)
       : Number.NaN;
     await worker.stop();
     const perSecond = Math.round(connections / seconds);

@@ -20,7 +20,6 @@ import { randomUUID } from "node:crypto";
 import { Agent } from "node:http";
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
-import { setTimeout as delay } from "node:timers/promises";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
 import { createPrismaClient, type PrismaClient } from "@evergreen/db";
 import { createTestDatabase } from "@evergreen/db/testing";
@@ -54,9 +53,11 @@ import {
   type BenchWorker,
   CORES,
   envInt,
+  type RefreshProgress,
   redisInfo,
   startBenchWorker,
   verdict,
+  waitForStored,
 } from "./support";
 
 const GOAL_CEILING_SHARE = 0.6;
@@ -314,6 +315,16 @@ async function bullmqNoop(setup: Setup, count: number): Promise<Phase> {
   }
 }
 
+/** Refreshes of one integration's connections, from now on at the provider. */
+async function progressOf(setup: Setup, integrationId: string): Promise<RefreshProgress> {
+  const before = (await setup.provider.stats()).requests;
+  return {
+    answered: async () => (await setup.provider.stats()).requests - before,
+    stored: () =>
+      setup.prisma.connection.count({ where: { integrationId, refreshCount: { gte: 1 } } }),
+  };
+}
+
 /** `processes` real worker processes refreshing `count` connections due at once. */
 async function workerPhase(
   setup: Setup,
@@ -336,7 +347,7 @@ async function workerPhase(
   );
   try {
     await enqueueDue(setup.queue, warm.ids);
-    await waitForRefreshes(setup.prisma, warm.integrationId, warm.ids.length);
+    await waitForStored(await progressOf(setup, warm.integrationId), warm.ids.length);
     await setup.queue.pause();
     await enqueueDue(setup.queue, measured.ids);
     const workerCounters = Object.fromEntries(
@@ -345,9 +356,10 @@ async function workerPhase(
         () => processCpuSeconds(worker.app.child.pid ?? 0),
       ]),
     );
+    const measuredProgress = await progressOf(setup, measured.integrationId);
     const phase = await timed(setup, counters(setup, workerCounters), async () => {
       await setup.queue.resume();
-      await waitForRefreshes(setup.prisma, measured.integrationId, count);
+      await waitForStored(measuredProgress, count);
       return count;
     });
     const peaks = await Promise.all(workers.map((worker) => peakRssMiB(worker.app.child.pid ?? 0)));
@@ -455,24 +467,5 @@ async function enqueueDue(queue: RefreshQueue, ids: readonly string[]): Promise<
         .slice(start, start + PAGE)
         .map((connectionId) => refreshJob({ connectionId, version: 0 }, now, now)),
     );
-  }
-}
-
-/** Polls every 100 ms until `count` connections of the integration have refreshed once. */
-async function waitForRefreshes(
-  prisma: PrismaClient,
-  integrationId: string,
-  count: number,
-): Promise<void> {
-  const deadline = Date.now() + 600_000;
-  for (;;) {
-    const refreshed = await prisma.connection.count({
-      where: { integrationId, refreshCount: { gte: 1 } },
-    });
-    if (refreshed >= count) return;
-    if (Date.now() > deadline) {
-      throw new Error(`${refreshed} of ${count} refreshed after 10 min`);
-    }
-    await delay(100);
   }
 }
