@@ -21,7 +21,7 @@ import { infraDependency } from "./infra-errors";
 import { REFRESHABLE } from "./jobs";
 import type { ParkedAnswers } from "./parked-answers";
 import { commit, record } from "./record-answer";
-import { doubtStage, doubtsLostAnswers, LOST_ANSWERS, mayRotate } from "./refresh-doubt";
+import { doubtStage, LOST_ANSWERS, mayRotate } from "./refresh-doubt";
 import type { RefreshQueues } from "./refresh-queues";
 import type { SendMarks } from "./send-marks";
 import {
@@ -318,9 +318,8 @@ async function refreshLocked(
   });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
   if ("failure" in answer) {
-    // Where rotation is documented or declared, the token whose answer we lost may have been
-    // rotated away: in doubt.
-    const lost = doubtsLostAnswers(definition, integration) && LOST_ANSWERS.has(answer.failure);
+    // A rotating provider may have rotated the token whose answer we lost: in doubt.
+    const lost = rotates && LOST_ANSWERS.has(answer.failure);
     return record(deps, row, integration, EGRESS_FAILURES[answer.failure], {
       definition,
       stage,
@@ -348,7 +347,7 @@ async function refreshLocked(
   const run = await record(deps, row, integration, result, {
     definition,
     stage,
-    opensAt: unreadable && doubtsLostAnswers(definition, integration) ? sentAt : null,
+    opensAt: rotates && unreadable ? sentAt : null,
   });
   if (result.outcome === "success" && definition.rotatesRefreshToken === "learned") {
     const rotated = result.refreshToken !== null && result.refreshToken !== refreshToken;

@@ -55,14 +55,12 @@ export function graceEnd(since: Date, grace: ProviderDefinition["reuseGrace"]): 
 }
 
 /**
- * Whether this integration's refresh tokens may rotate, so that a claim abandoned by a holder
- * that may have sent (killed or frozen past its lease) puts the refresh in doubt: as the
- * definition documents, or, for the generic definition, as its operator declared
+ * Whether a lost answer of this integration's grants may have rotated the refresh token: as
+ * the definition documents, or, for the generic definition, as its operator declared
  * (`refreshTokenRotation`), else as the integration's answers have shown
  * (`refreshTokensRotate`, learned from its first refreshes). Before any answer says, a
  * generic integration is taken not to rotate: a resend is then what a non-rotating server
- * needs, and at a rotating one its grant was lost with the answer anyway. Lost answers of a
- * live holder: `doubtsLostAnswers`.
+ * needs, and at a rotating one its grant was lost with the answer anyway.
  */
 export function mayRotate(
   definition: Pick<ProviderDefinition, "rotatesRefreshToken">,
@@ -72,24 +70,6 @@ export function mayRotate(
   if (integration.refreshTokenRotation === "rotates") return true;
   if (integration.refreshTokenRotation === "reusable") return false;
   return integration.refreshTokensRotate === true;
-}
-
-/**
- * Whether a lost answer (LOST_ANSWERS, or a 2xx with no readable token) puts the refresh in
- * doubt: where the token rotates by the definition's documentation or its operator's
- * declaration. Rotation a generic integration only learned from its answers does not: an
- * answer with a new refresh token does not show that the old one was revoked (Keycloak and
- * Doorkeeper keep it valid), so the timeout stays what SPEC §2 makes it, a transient
- * failure retried with backoff. A server that did revoke it answers the resend
- * `invalid_grant`, and its grant was lost with the answer whatever the client does. An
- * abandoned claim (a holder killed after sending) still casts doubt there (see `mayRotate`).
- */
-export function doubtsLostAnswers(
-  definition: Pick<ProviderDefinition, "rotatesRefreshToken">,
-  integration: Pick<RefreshIntegration, "refreshTokenRotation">,
-): boolean {
-  if (definition.rotatesRefreshToken !== "learned") return definition.rotatesRefreshToken;
-  return integration.refreshTokenRotation === "rotates";
 }
 
 /** lastError message when a lost answer puts a refresh in doubt inside a reuse grace. */
