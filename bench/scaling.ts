@@ -346,8 +346,10 @@ async function workerPhase(
     ),
   );
   try {
+    // Counted from before the jobs exist: the workers take them as they are enqueued.
+    const warmProgress = await progressOf(setup, warm.integrationId);
     await enqueueDue(setup.queue, warm.ids);
-    await waitForStored(await progressOf(setup, warm.integrationId), warm.ids.length);
+    await waitForStored(warmProgress, warm.ids.length);
     await setup.queue.pause();
     await enqueueDue(setup.queue, measured.ids);
     const workerCounters = Object.fromEntries(

@@ -59,8 +59,9 @@ function guardedConnect(policy: EgressPolicy, resolve: ResolveAll, connect: Conn
  * Turns TCP keep-alive on once per connection. Node's agent turns it on again each time a
  * socket goes back to its pool, and axios once more for each request: each is a system
  * call, together 3-4 % of a worker's CPU under load (docs/scaling.md), for a setting that
- * matters only while a connection sits idle, which IDLE_SOCKET_MS ends anyway. Turning it
- * off still goes through.
+ * matters only while a connection sits idle, which IDLE_SOCKET_MS ends anyway. The first
+ * call's delay stays (axios's 60 s; the agent's 1 s asks again each time); turning it off
+ * still goes through.
  */
 function keepAliveOnce(socket: Socket): void {
   const setKeepAlive = socket.setKeepAlive.bind(socket);
