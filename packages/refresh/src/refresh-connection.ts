@@ -317,14 +317,22 @@ async function refreshLocked(
     notAfter: claimFrom + deps.lock.ttlMs - STORE_MARGIN_MS,
   });
   deps.metrics.refreshDuration.observe({ provider }, (performance.now() - started) / 1000);
+  // An answer that may have spent the token, and could not be stored, is parked (a success)
+  // or leaves the version in doubt; any other leaves the token as it was, and says so.
+  const unspent = (error: unknown) =>
+    deps.marks.withdraw(connection.id, connection.version, holder).then(
+      () => Promise.reject(error),
+      () => Promise.reject(error),
+    );
   if ("failure" in answer) {
     // A rotating provider may have rotated the token whose answer we lost: in doubt.
     const lost = rotates && LOST_ANSWERS.has(answer.failure);
-    return record(deps, row, integration, EGRESS_FAILURES[answer.failure], {
+    const failed = record(deps, row, integration, EGRESS_FAILURES[answer.failure], {
       definition,
       stage,
       opensAt: lost ? sentAt : null,
     });
+    return lost ? failed : failed.catch(unspent);
   }
   const result = classifyAnswer(provider, answer, now(), {
     fallbackLifetimeSeconds: integration.accessTokenLifetimeSeconds,
@@ -344,11 +352,14 @@ async function refreshLocked(
     answer.status >= 200 &&
     answer.status < 300 &&
     looksLikeJson(answer);
-  const run = await record(deps, row, integration, result, {
+  const recorded = record(deps, row, integration, result, {
     definition,
     stage,
     opensAt: rotates && unreadable ? sentAt : null,
   });
+  // A refused token is dead either way: not offered again as one never sent.
+  const spentOrDead = result.outcome === "success" || result.outcome === "invalid_grant";
+  const run = await (spentOrDead || unreadable ? recorded : recorded.catch(unspent));
   if (result.outcome === "success" && definition.rotatesRefreshToken === "learned") {
     const rotated = result.refreshToken !== null && result.refreshToken !== refreshToken;
     // Best effort: the answer is stored, and the next success teaches the same.

@@ -296,6 +296,32 @@ describe("a refresh whose earlier holder abandoned its claim (crashed after clai
     expect(h.provider.grant(grant.grantId)?.revoked).toBe(false);
   });
 
+  it("without grace: an answer that spent nothing and could not be stored leaves no doubt behind", async () => {
+    const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
+    h.provider.failNext(
+      1,
+      { status: 503, body: { error: "temporarily_unavailable" } },
+      {
+        grantId: grant.grantId,
+      },
+    );
+    // PostgreSQL fails every write of the 503's outcome (past the retries): the claim stays.
+    const store = h.deps.store as { write: unknown };
+    store.write = () => Promise.reject(new Error("connection terminated"));
+    try {
+      await expect(refresh(connection.id)).rejects.toThrow("connection terminated");
+    } finally {
+      delete store.write;
+    }
+    // Its lease runs out; the next holder finds the claim abandoned, after a send the provider
+    // refused without rotating: an ordinary refresh, not a stop in doubt.
+    await h.prisma.$executeRaw`
+      UPDATE connections SET "claimExpiresAt" = now() - interval '1 s' WHERE id = ${connection.id}::uuid`;
+    expect(await refresh(connection.id)).toMatchObject({ kind: "done", outcome: "success" });
+    expect(await rowOf(connection.id)).toMatchObject({ status: "active", inDoubtSince: null });
+    expect(h.provider.reuseCount).toBe(0);
+  }, 15_000);
+
   it("without grace: a holder that died before marking its send never sent: an ordinary refresh", async () => {
     const { connection, grant } = await h.addConnection({ provider: "github", rotate: true });
     await abandonClaim(connection.id, grant.refreshToken, "before marking sent");

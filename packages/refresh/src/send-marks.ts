@@ -9,6 +9,14 @@ if redis.call("get", KEYS[1]) == ARGV[1] .. ":claimed" then
 end
 return 0`;
 
+// Compare-and-set back: a send the provider answered without spending the token.
+const WITHDRAW = `
+if redis.call("get", KEYS[1]) == ARGV[1] .. ":sent" then
+  redis.call("set", KEYS[1], ARGV[1] .. ":claimed", "PX", ARGV[2])
+  return 1
+end
+return 0`;
+
 /**
  * A mark per connection, `<version>:<holder>:<stage>`: `claimed` before the PostgreSQL claim
  * is asked for, `sent` right before the refresh token goes out. A holder that dies leaves
@@ -58,5 +66,20 @@ export class SendMarks {
       String(this.#ttlMs),
     );
     return marked === 1;
+  }
+
+  /**
+   * Turns `holder`'s `sent` mark back to `claimed`: the provider answered without spending the
+   * refresh token (an error, a 429), so a claim this holder leaves behind (its answer could
+   * not be stored) reads as one that never sent, not as one that may have rotated the token.
+   */
+  async withdraw(connectionId: string, version: number, holder: string): Promise<void> {
+    await this.#redis.eval(
+      WITHDRAW,
+      1,
+      this.#key(connectionId),
+      `${version}:${holder}`,
+      String(this.#ttlMs),
+    );
   }
 }
