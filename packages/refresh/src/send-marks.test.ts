@@ -27,6 +27,17 @@ describe("SendMarks", () => {
     expect(await marks.send("c2", 0, "b")).toBe(false);
   });
 
+  it("withdraws only its own sent mark, back to claimed", async () => {
+    const { marks } = h.deps;
+    await marks.claim("c4", 1, "a");
+    expect(await marks.send("c4", 1, "a")).toBe(true);
+    await marks.withdraw("c4", 1, "a");
+    expect(await marks.claim("c4", 1, "b")).toBe("1:a:claimed");
+    // b's claimed mark is not a's to move.
+    await marks.withdraw("c4", 1, "a");
+    expect(await marks.claim("c4", 1, "c")).toBe("1:b:claimed");
+  });
+
   it("sends nothing once Redis has lost the mark", async () => {
     const { marks } = h.deps;
     await marks.claim("c3", 0, "a");

@@ -1,18 +1,11 @@
 import type { KeyPrefix, RedisClient } from "@evergreen/redis";
 import { toKeyPrefix } from "@evergreen/redis";
 
-// Compare-and-set: only the holder whose claimed mark stands may mark the send.
-const SEND = `
-if redis.call("get", KEYS[1]) == ARGV[1] .. ":claimed" then
-  redis.call("set", KEYS[1], ARGV[1] .. ":sent", "PX", ARGV[2])
-  return 1
-end
-return 0`;
-
-// Compare-and-set back: a send the provider answered without spending the token.
-const WITHDRAW = `
-if redis.call("get", KEYS[1]) == ARGV[1] .. ":sent" then
-  redis.call("set", KEYS[1], ARGV[1] .. ":claimed", "PX", ARGV[2])
+// Compare-and-set of a holder's stage: only the holder whose mark stands may move it (from
+// `claimed` to `sent`, or back).
+const MOVE = `
+if redis.call("get", KEYS[1]) == ARGV[1] .. ":" .. ARGV[2] then
+  redis.call("set", KEYS[1], ARGV[1] .. ":" .. ARGV[3], "PX", ARGV[4])
   return 1
 end
 return 0`;
@@ -58,14 +51,7 @@ export class SendMarks {
    * took the version over, or Redis lost it): then nothing may be sent.
    */
   async send(connectionId: string, version: number, holder: string): Promise<boolean> {
-    const marked = await this.#redis.eval(
-      SEND,
-      1,
-      this.#key(connectionId),
-      `${version}:${holder}`,
-      String(this.#ttlMs),
-    );
-    return marked === 1;
+    return (await this.#move(connectionId, `${version}:${holder}`, "claimed", "sent")) === 1;
   }
 
   /**
@@ -74,12 +60,10 @@ export class SendMarks {
    * not be stored) reads as one that never sent, not as one that may have rotated the token.
    */
   async withdraw(connectionId: string, version: number, holder: string): Promise<void> {
-    await this.#redis.eval(
-      WITHDRAW,
-      1,
-      this.#key(connectionId),
-      `${version}:${holder}`,
-      String(this.#ttlMs),
-    );
+    await this.#move(connectionId, `${version}:${holder}`, "sent", "claimed");
+  }
+
+  #move(connectionId: string, mark: string, from: string, to: string): Promise<unknown> {
+    return this.#redis.eval(MOVE, 1, this.#key(connectionId), mark, from, to, String(this.#ttlMs));
   }
 }
