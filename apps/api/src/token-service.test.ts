@@ -501,13 +501,33 @@ describe("POST /v1/connections/:id/refresh", () => {
   });
 });
 
+describe("a refresh that cannot run (Redis or PostgreSQL out)", () => {
+  it("answers the stored token while it still works, and the outage once it has expired", async () => {
+    const down = Object.assign(new Error("Connection is closed."), { name: "Error" });
+    const lock = Object.create(h.deps.lock) as typeof h.deps.lock;
+    lock.acquire = () => Promise.reject(down);
+    const tokens = new TokenService({ ...h.deps, lock }, h.prisma, testMetrics().http);
+    const requests = h.provider.requests;
+
+    // Stale for the caller's minValidity, still valid: the token it has, not a 503.
+    const valid = await h.addConnection({ expiresInSeconds: 600 });
+    expect((await tokens.token(valid.connection.id, 3600)).accessToken).toBe(
+      valid.grant.accessToken,
+    );
+    const expired = await h.addConnection({ expiresInSeconds: -10 });
+    // The outage goes up, which the route answers 503 unavailable.
+    await expect(tokens.token(expired.connection.id, 60)).rejects.toBe(down);
+    expect(h.provider.requests).toBe(requests);
+  });
+});
+
 describe("TokenService.close", () => {
   it("waits until a refresh in flight has stored its answer, and starts no other", async () => {
     h.provider.latencyMs = 300;
     try {
       const tokens = new TokenService(h.deps, h.prisma, testMetrics().http);
       const due = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
-      const later = await h.addConnection({ rotate: true, expiresInSeconds: 5 });
+      const later = await h.addConnection({ rotate: true, expiresInSeconds: -10 });
       const requests = h.provider.requests;
       const answer = tokens.token(due.connection.id, 60);
       await vi.waitFor(() => expect(h.provider.requests).toBe(requests + 1), { interval: 5 });

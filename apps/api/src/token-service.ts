@@ -131,7 +131,22 @@ export class TokenService {
       // One backing off after a failure is not refreshed before its retry is due: an app
       // polling through an outage would otherwise call the provider on every request and
       // push the worker's backoff to its maximum.
-      const attempt = backingOff(row) ? { row, refreshed: false } : await this.#refreshShared(row);
+      const stored = row;
+      const attempt = backingOff(row)
+        ? { row, refreshed: false }
+        : await this.#refreshShared(row).catch((error: unknown) => {
+            // No refresh could run (Redis or PostgreSQL out, this process stopping): a token
+            // that still works is what a failed refresh answers (SPEC §3), whichever part
+            // failed; the worker refreshes it once the outage ends.
+            if (tokenOutcomeOf(error) === "unavailable" && validFor(stored, 0)) {
+              this.#deps.log.warn(
+                { err: error, connection: stored.id },
+                "refresh unavailable; answering the stored token, still valid",
+              );
+              return { row: stored, refreshed: false };
+            }
+            throw error;
+          });
       row = attempt.row;
       refreshed = attempt.refreshed;
       refuseUnusable(row);
