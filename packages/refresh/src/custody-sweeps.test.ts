@@ -102,7 +102,7 @@ describe("validateDueConnections", () => {
 });
 
 describe("announceReauthSoon", () => {
-  it("announces each refresh token's end once, and a new refresh token's again", async () => {
+  it("announces an end once, and the next end once the announced one has passed", async () => {
     const soon = await h.addConnection({ integrationKey: "ending" });
     const later = await h.addConnection({ integrationKey: "ending" });
     const end = new Date(Date.now() + 3 * DAY_MS);
@@ -131,10 +131,17 @@ describe("announceReauthSoon", () => {
     });
     expect(events.map((e) => e.type)).toEqual(["reauth_soon"]);
 
-    // A refresh stored a new refresh token with its own end: announced again.
+    // A refresh stored a new refresh token ending a day later (a sliding lifetime): the end
+    // announced still stands, so nothing new to say.
     await h.prisma.connection.update({
       where: { id: soon.connection.id },
       data: { refreshTokenExpiresAt: new Date(end.getTime() + DAY_MS) },
+    });
+    expect(await announce()).toBe(0);
+    // Once the end announced has passed with the connection alive, its new end is announced.
+    await h.prisma.connection.update({
+      where: { id: soon.connection.id },
+      data: { reauthSoonNotifiedFor: new Date(Date.now() - 1_000) },
     });
     expect(await announce()).toBe(1);
     expect(await webhooks()).toHaveLength(2);
