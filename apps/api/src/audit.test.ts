@@ -275,3 +275,22 @@ describe("audit stream", () => {
     expect(text).not.toMatch(/mock-(at|rt)-|whsec_/);
   });
 });
+
+describe("an audit log that cannot be written", () => {
+  it("answers a token read 503 unavailable, never the token unrecorded", async () => {
+    const full = await connectTestServer(h, PUBLIC_URL, { audit: "/dev/full" });
+    try {
+      const { connection, grant } = await h.addConnection({ integrationKey: "mock" });
+      const answer = await full.inject({
+        url: `/v1/connections/${connection.id}/token`,
+        headers: READER,
+      });
+      expect(answer.statusCode).toBe(503);
+      expect(answer.json()).toMatchObject({ error: "unavailable" });
+      expect(answer.headers["retry-after"]).toBeDefined();
+      expect(answer.body).not.toContain(grant.accessToken);
+    } finally {
+      await full.close();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import type { ApiKey } from "@evergreen/config";
 import { DecryptionError } from "@evergreen/crypto";
 import {
   type AuditLog,
+  AuditWriteError,
   answerOpsRequest,
   ClientErrorLog,
   type HttpMetrics,
@@ -134,6 +135,14 @@ export async function buildServer({
         .status(503)
         .header("retry-after", String(DEFAULT_RETRY_AFTER_SECONDS))
         .send({ error: "unavailable", message: "a backing service is unreachable; retry shortly" });
+    }
+    if (error instanceof AuditWriteError) {
+      // Failing closed: no token leaves unrecorded. The operator's to fix (AUDIT_LOG's disk).
+      request.log.error({ err: error }, "request failed: the audit log cannot be written");
+      return reply
+        .status(503)
+        .header("retry-after", String(DEFAULT_RETRY_AFTER_SECONDS))
+        .send({ error: "unavailable", message: "the audit log cannot be written; retry shortly" });
     }
     if (error instanceof DecryptionError) {
       // The operator's to fix (ENCRYPTION_KEYS), and not the caller's fault; it says what

@@ -116,6 +116,17 @@ export class AuditLogError extends Error {
   override name = "AuditLogError";
 }
 
+/**
+ * A token read's line could not be written (the disk full, the file's device failing): the
+ * read is not answered, since every token handed out is on the record.
+ */
+export class AuditWriteError extends Error {
+  override name = "AuditWriteError";
+  constructor(cause: unknown) {
+    super("the audit log cannot be written", { cause });
+  }
+}
+
 export interface AuditLog {
   tokenRead(read: TokenRead): void;
   security(event: SecurityEvent): void;
@@ -155,7 +166,13 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
   );
   const rejected = rejectionLimiter(logger, options);
   return {
-    tokenRead: (read) => logger.info({ kind: "token_read", ...read }, "token read"),
+    tokenRead: (read) => {
+      try {
+        logger.info({ kind: "token_read", ...read }, "token read");
+      } catch (error) {
+        throw new AuditWriteError(error);
+      }
+    },
     security: (event) => logger.info({ kind: "security", ...event }, event.event),
     rejectedKey: rejected.record,
     reopen: () => {

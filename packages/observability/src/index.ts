@@ -3,6 +3,7 @@ export {
   type AuditLog,
   AuditLogError,
   type AuditLogOptions,
+  AuditWriteError,
   createAuditLog,
   type RejectedKey,
   type SecurityEvent,
