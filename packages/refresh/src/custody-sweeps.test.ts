@@ -145,6 +145,13 @@ describe("announceReauthSoon", () => {
     });
     expect(await announce()).toBe(1);
     expect(await webhooks()).toHaveLength(2);
+    // An end sooner than the one announced is news at once.
+    await h.prisma.connection.update({
+      where: { id: soon.connection.id },
+      data: { refreshTokenExpiresAt: new Date(end.getTime() - DAY_MS) },
+    });
+    expect(await announce()).toBe(1);
+    expect(await webhooks()).toHaveLength(3);
     expect(
       await h.prisma.webhookEvent.count({ where: { connectionId: later.connection.id } }),
     ).toBe(0);

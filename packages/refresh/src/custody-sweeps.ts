@@ -73,12 +73,13 @@ export async function validateDueConnections(
 /**
  * Announces `connection.reauth_soon` (webhook and connection event) for connections whose
  * refresh token ends within `withinMs`: the user must consent again before then.
- * `reauthSoonNotifiedFor` keeps the end announced, and another end is announced only once
- * that one has passed with the connection still alive. A refresh token whose lifetime slides
- * (each refresh's token ends a day after it) moved its end with every refresh, and each new
- * end was announced: a warning every few minutes for a grant that never ends while it is
- * refreshed; now one a day. Up to `limit` per call; rows are locked (SKIP LOCKED) so
- * replicas announce each end once. Returns how many were announced.
+ * `reauthSoonNotifiedFor` keeps the end announced (new tokens from the app clear it: a new
+ * grant). A later end is announced only once the announced one has passed with the
+ * connection still alive; a sooner one at once. A refresh token whose lifetime slides (each
+ * refresh's token ends a day after it) moved its end with every refresh, and each new end was
+ * announced: a warning every few minutes for a grant that never ends while it is refreshed;
+ * now one a day. Up to `limit` per call; rows are locked (SKIP LOCKED) so replicas announce
+ * each end once. Returns how many were announced.
  */
 export async function announceReauthSoon(
   prisma: PrismaClient,
@@ -93,7 +94,9 @@ export async function announceReauthSoon(
                WHERE c2.status IN ('active', 'expired')
                  AND c2."refreshTokenExpiresAt" > now()
                  AND c2."refreshTokenExpiresAt" <= now() + make_interval(secs => ${withinMs / 1000})
-                 AND (c2."reauthSoonNotifiedFor" IS NULL OR c2."reauthSoonNotifiedFor" <= now())
+                 AND (c2."reauthSoonNotifiedFor" IS NULL
+                      OR c2."reauthSoonNotifiedFor" <= now()
+                      OR c2."refreshTokenExpiresAt" < c2."reauthSoonNotifiedFor")
                LIMIT ${limit}
                FOR UPDATE OF c2 SKIP LOCKED) due, integrations i
        WHERE c.id = due.id AND i.id = c."integrationId"

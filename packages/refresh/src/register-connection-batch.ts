@@ -36,6 +36,7 @@ const COLUMN_TYPES = {
   accessToken: "text",
   refreshToken: "text",
   refreshTokenExpiresAt: "timestamptz",
+  reauthSoonNotifiedFor: "timestamptz",
   inDoubtSince: "timestamptz",
   tokenType: "text",
   scope: "text",

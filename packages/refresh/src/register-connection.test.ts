@@ -52,6 +52,27 @@ describe("registerConnection", () => {
     expect(events.map((e) => e.type)).toEqual(["created"]);
   });
 
+  it("clears the reauth_soon announcement with a new refresh token (a new grant), not without one", async () => {
+    const { connection } = await register({
+      externalId: "announced",
+      accessToken: "access-1",
+      refreshToken: "refresh-1",
+    });
+    const announced = new Date(NOW.getTime() + 3 * 24 * HOUR_MS);
+    await h.prisma.connection.update({
+      where: { id: connection.id },
+      data: { refreshTokenExpiresAt: announced, reauthSoonNotifiedFor: announced },
+    });
+    const kept = await register({ externalId: "announced", accessToken: "access-2" });
+    expect(kept.connection.reauthSoonNotifiedFor).toEqual(announced);
+    const renewed = await register({
+      externalId: "announced",
+      accessToken: "access-3",
+      refreshToken: "refresh-3",
+    });
+    expect(renewed.connection.reauthSoonNotifiedFor).toBeNull();
+  });
+
   it.each([
     ["no expiry", {}],
     ["an expiresAt in the past", { expiresAt: new Date(NOW.getTime() - 60_000) }],

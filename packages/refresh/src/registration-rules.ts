@@ -114,6 +114,7 @@ export interface ExistingConnection {
   readonly accessToken: string;
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
+  readonly reauthSoonNotifiedFor: Date | null;
   readonly inDoubtSince: Date | null;
   readonly lastRefreshedAt: Date | null;
   readonly scope: string | null;
@@ -132,7 +133,7 @@ export function lockExistingConnections(
 ): Promise<ExistingConnection[]> {
   return tx.$queryRaw<ExistingConnection[]>`
     SELECT id::text, "externalId", version, status::text, "accessToken", "refreshToken",
-           "refreshTokenExpiresAt", "inDoubtSince", "lastRefreshedAt", scope,
+           "refreshTokenExpiresAt", "reauthSoonNotifiedFor", "inDoubtSince", "lastRefreshedAt", scope,
            metadata,
            (status <> 'active' OR "lastErrorAt" IS NOT NULL) AS troubled,
            ("claimVersion" = version AND "claimExpiresAt" > now()) IS TRUE AS "refreshInFlight",
@@ -160,6 +161,8 @@ export interface RegisteredColumns {
   readonly accessToken: string;
   readonly refreshToken: string | null;
   readonly refreshTokenExpiresAt: Date | null;
+  /** The refresh token end `connection.reauth_soon` announced; a new grant has had none. */
+  readonly reauthSoonNotifiedFor: Date | null;
   readonly inDoubtSince: Date | null;
   readonly tokenType: string;
   readonly scope: string | null;
@@ -207,6 +210,7 @@ export function registeredColumns(
       sent === undefined
         ? (kept?.refreshTokenExpiresAt ?? null)
         : (input.refreshTokenExpiresAt ?? null),
+    reauthSoonNotifiedFor: kept?.reauthSoonNotifiedFor ?? null,
     inDoubtSince: kept?.inDoubtSince ?? null,
     tokenType: input.tokenType ?? "Bearer",
     scope: input.scope ?? null,
