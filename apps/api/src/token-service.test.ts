@@ -519,6 +519,19 @@ describe("a refresh that cannot run (Redis or PostgreSQL out)", () => {
     await expect(tokens.token(expired.connection.id, 60)).rejects.toBe(down);
     expect(h.provider.requests).toBe(requests);
   });
+
+  it("never answers the stored token after the provider refused the grant and the stop could not be written", async () => {
+    const tokens = new TokenService(h.deps, h.prisma, testMetrics().http);
+    const { connection, grant } = await h.addConnection({ expiresInSeconds: 600 });
+    h.provider.revoke(grant.refreshToken);
+    const store = h.deps.store as { write: unknown };
+    store.write = () => Promise.reject(new Error("Connection terminated unexpectedly"));
+    try {
+      await expect(tokens.token(connection.id, 3600)).rejects.toThrow("Connection terminated");
+    } finally {
+      delete store.write;
+    }
+  }, 15_000);
 });
 
 describe("TokenService.close", () => {

@@ -4,6 +4,7 @@ import type { Connection, Integration, PrismaClient } from "@evergreen/db";
 import type { HttpMetrics, TokenOutcome } from "@evergreen/observability";
 import { appValuesOf, isProviderId } from "@evergreen/providers";
 import {
+  infraDependency,
   isInfraOutage,
   openAccessToken,
   type RefreshDeps,
@@ -131,28 +132,37 @@ export class TokenService {
       // One backing off after a failure is not refreshed before its retry is due: an app
       // polling through an outage would otherwise call the provider on every request and
       // push the worker's backoff to its maximum.
-      const stored = row;
       const attempt = backingOff(row)
         ? { row, refreshed: false }
-        : await this.#refreshShared(row).catch((error: unknown) => {
-            // No refresh could run (Redis or PostgreSQL out, this process stopping): a token
-            // that still works is what a failed refresh answers (SPEC §3), whichever part
-            // failed; the worker refreshes it once the outage ends.
-            if (tokenOutcomeOf(error) === "unavailable" && validFor(stored, 0)) {
-              this.#deps.log.warn(
-                { err: error, connection: stored.id },
-                "refresh unavailable; answering the stored token, still valid",
-              );
-              return { row: stored, refreshed: false };
-            }
-            throw error;
-          });
+        : await this.#refreshShared(row).catch((error: unknown) => this.#unrefreshed(row, error));
       row = attempt.row;
       refreshed = attempt.refreshed;
       refuseUnusable(row);
       if (!validFor(row, 0)) throw unavailable(attempt);
     }
     return { token: this.#tokenOf(row), refreshed };
+  }
+
+  /**
+   * When no refresh could run (Redis out, this process stopping), a token that still works
+   * is what a failed refresh answers (SPEC §3), read again from PostgreSQL so that a grant
+   * stopped or deleted meanwhile is not served. Any other error goes up: one from
+   * PostgreSQL may have followed the provider's answer (a refused grant whose stop could not
+   * be written), and then the stored token is no answer.
+   */
+  async #unrefreshed(stale: ConnectionRow, error: unknown): Promise<Attempt> {
+    const neverRan =
+      (error instanceof HttpError && error.code === "unavailable") ||
+      infraDependency(error) === "redis";
+    if (!neverRan) throw error;
+    const row = await this.#load(stale.id);
+    refuseUnusable(row);
+    if (!validFor(row, 0)) throw error;
+    this.#deps.log.warn(
+      { err: error, connection: row.id },
+      "no refresh could run; answering the stored token, still valid",
+    );
+    return { row, refreshed: false };
   }
 
   #tokenOf(row: ConnectionRow): AccessToken {

@@ -38,7 +38,7 @@ export {
   type ImportSummary,
   importConnections,
 } from "./import/import-connections";
-export { isInfraOutage } from "./infra-errors";
+export { infraDependency, isInfraOutage } from "./infra-errors";
 export {
   createRefreshQueue,
   parseRefreshJobId,
