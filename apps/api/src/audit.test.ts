@@ -276,8 +276,8 @@ describe("audit stream", () => {
   });
 });
 
-describe("an audit log that cannot be written", () => {
-  it("answers a token read 503 unavailable, never the token unrecorded", async () => {
+describe("an audit log that cannot be written (a full disk)", () => {
+  it("answers a token read 503 unavailable, never the token unrecorded; what is done anyway is answered", async () => {
     const full = await connectTestServer(h, PUBLIC_URL, { audit: "/dev/full" });
     try {
       const { connection, grant } = await h.addConnection({ integrationKey: "mock" });
@@ -289,6 +289,42 @@ describe("an audit log that cannot be written", () => {
       expect(answer.json()).toMatchObject({ error: "unavailable" });
       expect(answer.headers["retry-after"]).toBeDefined();
       expect(answer.body).not.toContain(grant.accessToken);
+
+      // Security events record what was done or refused anyway: the answer stands.
+      const stored = await full.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: AUTH,
+        payload: { ...integration(h.provider.clientSecret), key: "audited-full" },
+      });
+      expect(stored.statusCode).toBe(201);
+      const refused = await full.inject({
+        url: `/v1/connections/${connection.id}`,
+        headers: { authorization: `Bearer ${BAD_KEY}` },
+      });
+      expect(refused.statusCode).toBe(401);
+
+      // An exchange's connection is stored whatever the audit log does: answered as usual,
+      // not with a 503 that would invite a retry of the spent code.
+      const redirectUri = "https://app.example.com/oauth/cb";
+      const query = new URLSearchParams({
+        response_type: "code",
+        client_id: h.provider.clientId,
+        redirect_uri: redirectUri,
+        state: "full-disk",
+        approve: "1",
+      });
+      const consented = await fetch(`${h.provider.authorizationUrl}?${query}`, {
+        redirect: "manual",
+      });
+      const code = new URL(consented.headers.get("location") ?? "").searchParams.get("code");
+      const exchanged = await full.inject({
+        method: "POST",
+        url: "/v1/connections/exchange",
+        headers: AUTH,
+        payload: { integration: "audited-full", externalId: "full-1", code, redirectUri },
+      });
+      expect(exchanged.statusCode).toBe(201);
     } finally {
       await full.close();
     }

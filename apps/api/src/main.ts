@@ -24,6 +24,7 @@ import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import { registerAdminConsole } from "./admin/admin-console";
 import { FleetStats } from "./admin/fleet-stats";
 import { AdminSessions } from "./admin/session";
+import { auditLineLost } from "./audit-lines";
 import { apiEnv, publicUrl } from "./env";
 import { registerConnectRoutes } from "./routes/connect";
 import { registerConnectionRoutes } from "./routes/connections";
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
 /** The audit stream, or exit 1 with one line naming AUDIT_LOG when its file cannot be opened. */
 function openAuditLog(destination: string, log: Logger) {
   try {
-    return createAuditLog({ name: "api", destination });
+    return createAuditLog({ name: "api", destination, onWriteError: auditLineLost(log) });
   } catch (error) {
     if (!(error instanceof AuditLogError)) throw error;
     log.fatal(error.message);

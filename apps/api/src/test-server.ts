@@ -15,6 +15,7 @@ import type { RefreshHarness } from "@evergreen/refresh/testing";
 import { createWebhookQueue, WebhookEndpointStore } from "@evergreen/webhooks";
 import type { FastifyInstance } from "fastify";
 import { z } from "zod";
+import { auditLineLost } from "./audit-lines";
 import type { RouteScope } from "./auth";
 import { defineRoute, errorBody, type RouteDeclaration } from "./route";
 import { registerConnectRoutes } from "./routes/connect";
@@ -115,9 +116,14 @@ export async function testServer(
   } = {},
 ) {
   const { registry, http } = options.metrics ?? testMetrics();
+  const log = options.log ?? createLogger({ name: "api-test", level: "silent" });
   const app = await buildServer({
-    log: options.log ?? createLogger({ name: "api-test", level: "silent" }),
-    audit: createAuditLog({ name: "api-test", destination: options.audit ?? discard() }),
+    log,
+    audit: createAuditLog({
+      name: "api-test",
+      destination: options.audit ?? discard(),
+      onWriteError: auditLineLost(log),
+    }),
     apiKeys: TEST_API_KEYS,
     ops: { registry, checks: options.checks ?? {} },
     metrics: http,

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { afterAll, describe, expect, it } from "vitest";
-import { AuditLogError, createAuditLog } from "./audit-log";
+import { AuditLogError, AuditWriteError, createAuditLog } from "./audit-log";
 
 const dir = mkdtempSync(join(tmpdir(), "evergreen-audit-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -83,6 +83,24 @@ describe("createAuditLog", () => {
     expect(() => createAuditLog({ name: "api", destination: file })).toThrow(AuditLogError);
     expect(() => createAuditLog({ name: "api", destination: file })).toThrow(
       `AUDIT_LOG: cannot open ${file} for appending (ENOENT)`,
+    );
+  });
+
+  it("on a full disk: a token read throws; a security event is told to onWriteError, or throws", () => {
+    const told: AuditWriteError[] = [];
+    const audit = createAuditLog({
+      name: "t",
+      destination: "/dev/full",
+      onWriteError: (error) => told.push(error),
+    });
+    const read = { keyName: "k", ip: "192.0.2.1", route: "/r", outcome: "stored" };
+    expect(() => audit.tokenRead(read)).toThrow(AuditWriteError);
+    audit.security({ event: "admin_login", keyName: "k", ip: "192.0.2.1" });
+    audit.rejectedKey({ ip: "192.0.2.1", route: "/r", presented: true });
+    expect(told).toHaveLength(2);
+    const strict = createAuditLog({ name: "t", destination: "/dev/full" });
+    expect(() => strict.security({ event: "admin_login", keyName: "k", ip: "192.0.2.1" })).toThrow(
+      AuditWriteError,
     );
   });
 

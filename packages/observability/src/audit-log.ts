@@ -109,6 +109,13 @@ export interface AuditLogOptions {
   readonly maxTrackedIps?: number;
   /** @defaultValue Date.now */
   readonly now?: () => number;
+  /**
+   * A security event's line could not be written. Those lines record what was done or
+   * refused anyway (an integration stored, a key rejected): the answer stands, and this is
+   * told instead. Token reads are never answered unrecorded: `tokenRead` throws.
+   * @defaultValue throws the AuditWriteError
+   */
+  readonly onWriteError?: (error: AuditWriteError) => void;
 }
 
 /** AUDIT_LOG names a file that cannot be opened for appending: a start-up failure. */
@@ -164,7 +171,16 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     },
     destination,
   );
-  const rejected = rejectionLimiter(logger, options);
+  const told = (write: () => void) => {
+    try {
+      write();
+    } catch (error) {
+      const failed = new AuditWriteError(error);
+      if (!options.onWriteError) throw failed;
+      options.onWriteError(failed);
+    }
+  };
+  const rejected = rejectionLimiter(logger, options, told);
   return {
     tokenRead: (read) => {
       try {
@@ -173,7 +189,7 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
         throw new AuditWriteError(error);
       }
     },
-    security: (event) => logger.info({ kind: "security", ...event }, event.event),
+    security: (event) => told(() => logger.info({ kind: "security", ...event }, event.event)),
     rejectedKey: rejected.record,
     reopen: () => {
       if (typeof options.destination !== "string" || options.destination === "stdout") return;
@@ -216,7 +232,11 @@ function checkCanAppend(destination: string): void {
  * one line per IP per window, the next one counting those left out. The map is bounded,
  * so many source addresses cost memory up to `maxTrackedIps` entries.
  */
-function rejectionLimiter(logger: Logger, options: AuditLogOptions) {
+function rejectionLimiter(
+  logger: Logger,
+  options: AuditLogOptions,
+  told: (write: () => void) => void,
+) {
   const windowMs = options.rejectWindowMs ?? 10_000;
   const maxIps = options.maxTrackedIps ?? 10_000;
   const now = options.now ?? Date.now;
@@ -226,9 +246,11 @@ function rejectionLimiter(logger: Logger, options: AuditLogOptions) {
     source: string,
     suppressed: number,
   ) =>
-    logger.info(
-      { kind: "security", event: "api_key_rejected", ...attempt, source, suppressed },
-      "api_key_rejected",
+    told(() =>
+      logger.info(
+        { kind: "security", event: "api_key_rejected", ...attempt, source, suppressed },
+        "api_key_rejected",
+      ),
     );
   /** The count of a source's window that no later line will carry. */
   const settle = (source: string, suppressed: number) => {

@@ -14,6 +14,7 @@ import {
 } from "@evergreen/refresh";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
+import { auditExchange } from "../audit-lines";
 import { auditActor } from "../auth";
 import { HttpError } from "../http-errors";
 import {
@@ -222,7 +223,7 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
     const params: Record<string, unknown> =
       request.query && typeof request.query === "object" ? { ...request.query } : {};
     const outcome = await completeConnectSession(exchange, { ...query, params });
-    request.server.audit.tokenRead({
+    auditExchange(request, {
       // Public: no API key. The session's state, single-use, is the credential.
       keyName: "oauth_callback",
       ip: request.ip,
@@ -236,7 +237,7 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
 
   registerRoute(app, connectRoutes.exchange, async ({ body }, request, reply) => {
     const audit = (outcome: string, connectionId?: string) =>
-      request.server.audit.tokenRead({
+      auditExchange(request, {
         ...auditActor(request),
         route: connectRoutes.exchange.url,
         connectionId,
