@@ -1,10 +1,16 @@
-import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import { openRefreshToken } from "@evergreen/refresh";
 import { createRefreshHarness, type RefreshHarness } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, connectTestServer, OTHER_API_KEY, SCOPED_KEYS, TEST_API_KEY } from "./test-server";
+import {
+  AUTH,
+  appAuthorizationCode,
+  connectTestServer,
+  OTHER_API_KEY,
+  SCOPED_KEYS,
+  TEST_API_KEY,
+} from "./test-server";
 
 const PUBLIC_URL = "https://evergreen.test";
 const RETURN_URL = "https://app.example.com/connected";
@@ -111,20 +117,7 @@ describe("audit stream", () => {
 
     // The app's own redirect, consented to at the mock provider.
     const verifier = "v".repeat(64);
-    const redirectUri = "https://app.example.com/oauth/cb";
-    const query = new URLSearchParams({
-      response_type: "code",
-      client_id: h.provider.clientId,
-      redirect_uri: redirectUri,
-      state: "app-state",
-      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-      code_challenge_method: "S256",
-      approve: "1",
-    });
-    const consented = await fetch(`${h.provider.authorizationUrl}?${query}`, {
-      redirect: "manual",
-    });
-    const code = new URL(consented.headers.get("location") ?? "").searchParams.get("code") ?? "";
+    const { code, redirectUri } = await appAuthorizationCode(h.provider, verifier);
     secrets.add(code);
     const payload = { integration: "audited", externalId: "u1", code, redirectUri };
     const exchanged = await app.inject({
@@ -306,23 +299,19 @@ describe("an audit log that cannot be written (a full disk)", () => {
 
       // An exchange's connection is stored whatever the audit log does: answered as usual,
       // not with a 503 that would invite a retry of the spent code.
-      const redirectUri = "https://app.example.com/oauth/cb";
-      const query = new URLSearchParams({
-        response_type: "code",
-        client_id: h.provider.clientId,
-        redirect_uri: redirectUri,
-        state: "full-disk",
-        approve: "1",
-      });
-      const consented = await fetch(`${h.provider.authorizationUrl}?${query}`, {
-        redirect: "manual",
-      });
-      const code = new URL(consented.headers.get("location") ?? "").searchParams.get("code");
+      const verifier = "w".repeat(64);
+      const { code, redirectUri } = await appAuthorizationCode(h.provider, verifier);
       const exchanged = await full.inject({
         method: "POST",
         url: "/v1/connections/exchange",
         headers: AUTH,
-        payload: { integration: "audited-full", externalId: "full-1", code, redirectUri },
+        payload: {
+          integration: "audited-full",
+          externalId: "full-1",
+          code,
+          redirectUri,
+          codeVerifier: verifier,
+        },
       });
       expect(exchanged.statusCode).toBe(201);
     } finally {

@@ -1,4 +1,5 @@
 // Test helper: the api's HTTP server with silent logs, fixed keys and the given routes.
+import { createHash } from "node:crypto";
 import { Writable } from "node:stream";
 import { fields } from "@evergreen/config";
 import {
@@ -231,4 +232,27 @@ export function capturingLogger() {
     }),
   );
   return { lines, log };
+}
+
+/**
+ * An app's own authorization request (PKCE S256 with `verifier`), consented to at the mock
+ * provider: the code its redirect carries, for POST /v1/connections/exchange.
+ */
+export async function appAuthorizationCode(
+  provider: RefreshHarness["provider"],
+  verifier: string,
+): Promise<{ code: string; redirectUri: string }> {
+  const redirectUri = "https://app.example.com/oauth/cb";
+  const query = new URLSearchParams({
+    response_type: "code",
+    client_id: provider.clientId,
+    redirect_uri: redirectUri,
+    state: "app-state",
+    code_challenge: createHash("sha256").update(verifier).digest("base64url"),
+    code_challenge_method: "S256",
+    approve: "1",
+  });
+  const answer = await fetch(`${provider.authorizationUrl}?${query}`, { redirect: "manual" });
+  const code = new URL(answer.headers.get("location") ?? "").searchParams.get("code") ?? "";
+  return { code, redirectUri };
 }

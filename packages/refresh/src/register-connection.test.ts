@@ -52,27 +52,6 @@ describe("registerConnection", () => {
     expect(events.map((e) => e.type)).toEqual(["created"]);
   });
 
-  it("clears the reauth_soon announcement with a new refresh token (a new grant), not without one", async () => {
-    const { connection } = await register({
-      externalId: "announced",
-      accessToken: "access-1",
-      refreshToken: "refresh-1",
-    });
-    const announced = new Date(NOW.getTime() + 3 * 24 * HOUR_MS);
-    await h.prisma.connection.update({
-      where: { id: connection.id },
-      data: { refreshTokenExpiresAt: announced, reauthSoonNotifiedFor: announced },
-    });
-    const kept = await register({ externalId: "announced", accessToken: "access-2" });
-    expect(kept.connection.reauthSoonNotifiedFor).toEqual(announced);
-    const renewed = await register({
-      externalId: "announced",
-      accessToken: "access-3",
-      refreshToken: "refresh-3",
-    });
-    expect(renewed.connection.reauthSoonNotifiedFor).toBeNull();
-  });
-
   it.each([
     ["no expiry", {}],
     ["an expiresAt in the past", { expiresAt: new Date(NOW.getTime() - 60_000) }],
@@ -202,7 +181,7 @@ describe("registerConnection", () => {
     expect(h.provider.reuseCount).toBe(0);
   });
 
-  it("keeps a known refresh token expiry with the refresh token it belongs to, and forgets it for a new one", async () => {
+  it("keeps a known refresh token expiry (and its reauth_soon announcement) with the refresh token it belongs to, and forgets both for a new one", async () => {
     const { connection } = await register({
       externalId: "expiring",
       accessToken: "a",
@@ -211,16 +190,23 @@ describe("registerConnection", () => {
     const known = new Date(NOW.getTime() + 5 * 24 * HOUR_MS);
     await h.prisma.connection.update({
       where: { id: connection.id },
-      data: { refreshTokenExpiresAt: known },
+      data: { refreshTokenExpiresAt: known, reauthSoonNotifiedFor: known },
     });
     const kept = await register({ externalId: "expiring", accessToken: "a2" });
-    expect(kept.connection.refreshTokenExpiresAt).toEqual(known);
+    expect(kept.connection).toMatchObject({
+      refreshTokenExpiresAt: known,
+      reauthSoonNotifiedFor: known,
+    });
+    // A new refresh token is a new grant: its end, if any, is announced afresh.
     const replaced = await register({
       externalId: "expiring",
       accessToken: "a3",
       refreshToken: "r3",
     });
-    expect(replaced.connection.refreshTokenExpiresAt).toBeNull();
+    expect(replaced.connection).toMatchObject({
+      refreshTokenExpiresAt: null,
+      reauthSoonNotifiedFor: null,
+    });
   });
 
   it("stores the refresh token expiry a code exchange was told, with its refresh token", async () => {

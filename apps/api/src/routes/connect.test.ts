@@ -13,7 +13,7 @@ import {
 } from "@evergreen/refresh/testing";
 import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AUTH, connectTestServer } from "../test-server";
+import { AUTH, appAuthorizationCode, connectTestServer } from "../test-server";
 
 /**
  * Never listened on: the tests carry the browser's part by hand, from the api's answer to
@@ -465,22 +465,7 @@ describe("a connect session racing the integration's delete", () => {
 });
 
 describe("POST /v1/connections/exchange", () => {
-  /** The app's own redirect: its authorization request, consented to at the mock provider. */
-  async function appCode(verifier: string) {
-    const redirectUri = "https://app.example.com/oauth/cb";
-    const query = new URLSearchParams({
-      response_type: "code",
-      client_id: h.provider.clientId,
-      redirect_uri: redirectUri,
-      state: "app-state",
-      code_challenge: createHash("sha256").update(verifier).digest("base64url"),
-      code_challenge_method: "S256",
-      approve: "1",
-    });
-    const answer = await fetch(`${h.provider.authorizationUrl}?${query}`, { redirect: "manual" });
-    const code = new URL(answer.headers.get("location") ?? "").searchParams.get("code") ?? "";
-    return { code, redirectUri };
-  }
+  const appCode = (verifier: string) => appAuthorizationCode(h.provider, verifier);
 
   const exchange = (payload: Record<string, unknown>) =>
     app.inject({ method: "POST", url: "/v1/connections/exchange", headers: AUTH, payload });
