@@ -360,6 +360,21 @@ describe("EgressClient", () => {
     expect(await frozen(performance.now() + 100)).toEqual({ failure: "timeout" });
   });
 
+  it("knows a freeze that ended just after the limit was due, by the event loop's missed heartbeats", async () => {
+    const egress = client({ allowLoopback: true });
+    const server = await serve((_req, res) => {
+      setTimeout(() => json(200, { ok: true })(_req, res), 100);
+    });
+    // Held 530 ms against a 500 ms limit: the limit fires 30 ms late, which alone reads as
+    // a loaded event loop, not a freeze; the request only went out on waking.
+    const pending = egress.send(post(server.url), { timeoutMs: 500 });
+    const until = performance.now() + 530;
+    while (performance.now() < until) {
+      // frozen
+    }
+    expect(await pending).toMatchObject({ status: 200 });
+  });
+
   it("says interrupted when the connection is reset or closed after the whole request came (the peer may have done the work)", async () => {
     const egress = client({ allowLoopback: true });
     // The request read in full (its body ends the post), then no answer: reset, or closed.

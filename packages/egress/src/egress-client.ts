@@ -89,12 +89,42 @@ const INTERRUPTED: EgressFailure = { failure: "interrupted" };
 const HTTP_URL = /^https?:\/\//i;
 
 /**
- * A time limit that fires this much later than it was due finds a process that was frozen
- * (SIGSTOP, a frozen VM, a long pause) or badly stalled: the request may have gone out only
- * as it woke, its answer not back yet, and cutting it then loses an answer a rotating
- * provider has already acted on. The limit then runs once more, from the waking.
+ * A process frozen (SIGSTOP, a frozen VM, a long pause) while a request was out may have
+ * written the request only as it woke, its answer not back yet, and cutting it then loses an
+ * answer a rotating provider has already acted on. So a time limit that finds the process
+ * was frozen since the request began runs once more, from the waking. A freeze shows as a
+ * gap of more than this between the event loop's heartbeats, or as the limit itself firing
+ * this late. (The lateness alone misses a freeze that ends just after the limit was due,
+ * the likely cause of one answer lost under `npm run chaos`: a worker paused 2.2 s against
+ * a 2 s limit, the provider answering as it woke.)
  */
 const FROZEN_LATENESS_MS = 250;
+
+/** How often the event loop's heartbeat beats (see FROZEN_LATENESS_MS). */
+const HEARTBEAT_MS = 100;
+
+/** The event loop's heartbeat, one per process: when it last beat, when it last missed. */
+const heartbeat = {
+  lastBeat: performance.now(),
+  /** When the latest gap longer than FROZEN_LATENESS_MS ended. */
+  lastGapEnded: Number.NEGATIVE_INFINITY,
+  timer: undefined as NodeJS.Timeout | undefined,
+};
+
+function startHeartbeat(): void {
+  if (heartbeat.timer) return;
+  heartbeat.lastBeat = performance.now();
+  heartbeat.timer = setInterval(() => {
+    const now = performance.now();
+    if (now - heartbeat.lastBeat > FROZEN_LATENESS_MS) heartbeat.lastGapEnded = now;
+    heartbeat.lastBeat = now;
+  }, HEARTBEAT_MS).unref();
+}
+
+/** Whether the process was frozen (or stalled) at some point since `since`. */
+function frozenSince(since: number, now: number): boolean {
+  return now - heartbeat.lastBeat > FROZEN_LATENESS_MS || heartbeat.lastGapEnded > since;
+}
 
 /**
  * The one way Evergreen calls out (STYLE.md): every request passes the egress policy at
@@ -107,6 +137,7 @@ export class EgressClient {
   readonly #agents: ReturnType<typeof guardedAgents>;
 
   constructor(options: EgressClientOptions = {}) {
+    startHeartbeat();
     this.policy = new EgressPolicy(options);
     this.#agents = guardedAgents({
       policy: this.policy,
@@ -146,12 +177,14 @@ export class EgressClient {
     // once more from the waking (never past `notAfter`), and the abort itself waits two
     // turns of the event loop, for pending I/O to be read first.
     const controller = new AbortController();
-    const dueAt = performance.now() + timeoutMs;
+    const startedAt = performance.now();
+    const dueAt = startedAt + timeoutMs;
     const abortSoon = () => setImmediate(() => setImmediate(() => controller.abort()));
     let timer = setTimeout(() => {
       const now = performance.now();
       const again = Math.min(timeoutMs, notAfter - now);
-      if (now - dueAt > FROZEN_LATENESS_MS && again > 0) {
+      const frozen = now - dueAt > FROZEN_LATENESS_MS || frozenSince(startedAt, now);
+      if (frozen && again > 0) {
         timer = setTimeout(abortSoon, again);
       } else {
         abortSoon();
