@@ -93,10 +93,10 @@ const HTTP_URL = /^https?:\/\//i;
  * written the request only as it woke, its answer not back yet, and cutting it then loses an
  * answer a rotating provider has already acted on. So a time limit that finds the process
  * was frozen since the request began runs once more, from the waking. A freeze shows as a
- * gap of more than this between the event loop's heartbeats, or as the limit itself firing
- * this late. (The lateness alone misses a freeze that ends just after the limit was due,
- * the likely cause of one answer lost under `npm run chaos`: a worker paused 2.2 s against
- * a 2 s limit, the provider answering as it woke.)
+ * gap of more than this between the event loop's heartbeats (a limit firing this late is
+ * one). How late the limit fires alone misses a freeze that ends just after it was due, the
+ * likely cause of one answer lost under `npm run chaos`: a worker paused 2.2 s against a
+ * 2 s limit, the provider answering as it woke.
  */
 const FROZEN_LATENESS_MS = 250;
 
@@ -173,18 +173,17 @@ export class EgressClient {
     // before one to a request written only on waking has come back. A plain timeout would
     // discard it, although a rotating provider has already revoked the refresh token we
     // hold: the next try would reuse it and kill the grant (`npm run bench -- faults`: 95
-    // and 153 grants of 8,000 lost to 2 s pauses under a 3 s lease). So a late limit runs
-    // once more from the waking (never past `notAfter`), and the abort itself waits two
+    // and 153 grants of 8,000 lost to 2 s pauses under a 3 s lease). So a limit that finds
+    // the process frozen since the request began runs once more from the waking (never past
+    // `notAfter`; see FROZEN_LATENESS_MS), and the abort itself waits two
     // turns of the event loop, for pending I/O to be read first.
     const controller = new AbortController();
     const startedAt = performance.now();
-    const dueAt = startedAt + timeoutMs;
     const abortSoon = () => setImmediate(() => setImmediate(() => controller.abort()));
     let timer = setTimeout(() => {
       const now = performance.now();
       const again = Math.min(timeoutMs, notAfter - now);
-      const frozen = now - dueAt > FROZEN_LATENESS_MS || frozenSince(startedAt, now);
-      if (frozen && again > 0) {
+      if (frozenSince(startedAt, now) && again > 0) {
         timer = setTimeout(abortSoon, again);
       } else {
         abortSoon();

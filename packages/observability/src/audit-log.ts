@@ -124,8 +124,8 @@ export class AuditLogError extends Error {
 }
 
 /**
- * A token read's line could not be written (the disk full, the file's device failing): the
- * read is not answered, since every token handed out is on the record.
+ * An audit line could not be written (the disk full, the file's device failing). A token
+ * read is then not answered, since every token handed out is on the record.
  */
 export class AuditWriteError extends Error {
   override name = "AuditWriteError";
@@ -133,6 +133,10 @@ export class AuditWriteError extends Error {
     super("the audit log cannot be written", { cause });
   }
 }
+
+const raise = (error: AuditWriteError): never => {
+  throw error;
+};
 
 export interface AuditLog {
   tokenRead(read: TokenRead): void;
@@ -171,25 +175,20 @@ export function createAuditLog(options: AuditLogOptions): AuditLog {
     },
     destination,
   );
-  const told = (write: () => void) => {
+  /** Writes one line; a write that fails goes to `failed` as an AuditWriteError. */
+  const line = (write: () => void, failed: (error: AuditWriteError) => void) => {
     try {
       write();
     } catch (error) {
-      const failed = new AuditWriteError(error);
-      if (!options.onWriteError) throw failed;
-      options.onWriteError(failed);
+      failed(new AuditWriteError(error));
     }
   };
-  const rejected = rejectionLimiter(logger, options, told);
+  const told = options.onWriteError ?? raise;
+  const rejected = rejectionLimiter(logger, options, (write) => line(write, told));
   return {
-    tokenRead: (read) => {
-      try {
-        logger.info({ kind: "token_read", ...read }, "token read");
-      } catch (error) {
-        throw new AuditWriteError(error);
-      }
-    },
-    security: (event) => told(() => logger.info({ kind: "security", ...event }, event.event)),
+    tokenRead: (read) =>
+      line(() => logger.info({ kind: "token_read", ...read }, "token read"), raise),
+    security: (event) => line(() => logger.info({ kind: "security", ...event }, event.event), told),
     rejectedKey: rejected.record,
     reopen: () => {
       if (typeof options.destination !== "string" || options.destination === "stdout") return;
@@ -235,7 +234,7 @@ function checkCanAppend(destination: string): void {
 function rejectionLimiter(
   logger: Logger,
   options: AuditLogOptions,
-  told: (write: () => void) => void,
+  writeLine: (write: () => void) => void,
 ) {
   const windowMs = options.rejectWindowMs ?? 10_000;
   const maxIps = options.maxTrackedIps ?? 10_000;
@@ -246,7 +245,7 @@ function rejectionLimiter(
     source: string,
     suppressed: number,
   ) =>
-    told(() =>
+    writeLine(() =>
       logger.info(
         { kind: "security", event: "api_key_rejected", ...attempt, source, suppressed },
         "api_key_rejected",
