@@ -1,12 +1,15 @@
 // Many cores (issue 13): how far one worker process is from the HTTP ceiling, and what a
 // second process adds, measured in one run since absolute figures move with the machine.
-// Four phases against one mock provider running in its own process (50 ms latency):
+// Five phases against one mock provider running in its own process (50 ms latency):
 //
-// 1. ceiling: bare axios POSTs/s from this process at the workers' concurrency, with the
-//    egress client's axios settings (keep-alive agent, one socket per concurrent request,
-//    no proxy, no redirects), each a real refresh_token grant the provider answers;
-// 2. BullMQ no-op jobs/s from this process at the same concurrency (context);
-// 3. one worker process (`apps/worker/src/main.ts`), then 4. two, refreshing connections
+// 1. ceiling: bare axios POSTs/s from one client process at the workers' concurrency, with
+//    the egress client's axios settings (keep-alive agent, one socket per concurrent
+//    request, no proxy, no redirects), each a real refresh_token grant the provider answers
+//    (bench/axios-ceiling.ts);
+// 2. the same from two client processes: what a second process of any client adds on this
+//    box, the bound the workers' "2 vs 1" meets too;
+// 3. BullMQ no-op jobs/s from this process at the same concurrency (context);
+// 4. one worker process (`apps/worker/src/main.ts`), then 5. two, refreshing connections
 //    whose jobs are all due: each phase warms its processes with a burst first, then the
 //    queue is paused, the measured jobs added, and the clock runs from resume until every
 //    new token is stored.
@@ -17,7 +20,6 @@
 // checkpointer); Redis's is the whole instance, so anything else using it meanwhile counts
 // too, as it does in the commands per refresh. Redis database 15.
 import { randomUUID } from "node:crypto";
-import { Agent } from "node:http";
 import { loadavg } from "node:os";
 import { performance } from "node:perf_hooks";
 import { generateEncryptionKey, KeyRing } from "@evergreen/crypto";
@@ -33,9 +35,9 @@ import {
   sealRefreshToken,
 } from "@evergreen/refresh";
 import { redisDatabaseUrl } from "@evergreen/refresh/testing";
-import axios from "axios";
 import { Queue, Worker } from "bullmq";
 import type { Redis } from "ioredis";
+import { startAxiosClients } from "./axios-ceiling";
 import {
   type CpuCounters,
   coreShare,
@@ -123,7 +125,8 @@ export async function benchScaling(): Promise<BenchResult> {
   const loadBefore = loadavg()[0] ?? 0;
   await redis.flushdb();
   try {
-    const ceiling = await axiosCeiling(setup, count, warmup);
+    const ceiling = await axiosCeiling(setup, 1, count, warmup);
+    const ceilingTwo = await axiosCeiling(setup, 2, count, warmup);
     const noop = await bullmqNoop(setup, count);
     const one = await workerPhase(setup, 1, count, warmup);
     const two = await workerPhase(setup, 2, count, warmup);
@@ -131,6 +134,7 @@ export async function benchScaling(): Promise<BenchResult> {
 
     const ceilingShare = one.perSecond / ceiling.perSecond;
     const twoVsOne = two.perSecond / one.perSecond;
+    const ceilingTwoVsOne = ceilingTwo.perSecond / ceiling.perSecond;
     const cpuColumns = (name: string, phase: Phase) =>
       Object.fromEntries(
         Object.entries(phase.cpu).map(([process, share]) => [`${name}Cpu.${process} %`, share]),
@@ -151,11 +155,13 @@ export async function benchScaling(): Promise<BenchResult> {
         concurrencyPerProcess: concurrency,
         connectionsPerPhase: count,
         axiosPostsPerSecond: ceiling.perSecond,
+        axiosPostsPerSecondTwoProcesses: ceilingTwo.perSecond,
         bullmqNoopJobsPerSecond: noop.perSecond,
         oneWorkerRefreshesPerSecond: one.perSecond,
         twoWorkersRefreshesPerSecond: two.perSecond,
         workerToCeilingPercent: Math.round(100 * ceilingShare),
         twoVsOne: Number(twoVsOne.toFixed(2)),
+        axiosTwoVsOne: Number(ceilingTwoVsOne.toFixed(2)),
         rotatedTokenReuse: reuseCount,
         workerPeakRssMiB: Math.max(one.peakRssMiB, two.peakRssMiB),
         redisCommandsPerRefresh: one.redisCommandsPerUnit,
@@ -164,6 +170,7 @@ export async function benchScaling(): Promise<BenchResult> {
           Object.entries(one.postgres).map(([name, value]) => [`postgres.${name}`, value]),
         ),
         ...cpuColumns("ceiling", ceiling),
+        ...cpuColumns("ceilingTwo", ceilingTwo),
         ...cpuColumns("noop", noop),
         ...cpuColumns("oneWorker", one),
         ...cpuColumns("twoWorkers", two),
@@ -171,6 +178,7 @@ export async function benchScaling(): Promise<BenchResult> {
       lines: [
         `one worker process at ${Math.round(100 * ceilingShare)} % of bare axios POSTs (${one.perSecond} vs ${ceiling.perSecond}/s; goal >= ${100 * GOAL_CEILING_SHARE} %: ${verdict(ceilingShare >= GOAL_CEILING_SHARE)}); BullMQ alone runs ${noop.perSecond} no-op jobs/s`,
         `2 worker processes: ${two.perSecond} refreshes/s, ${twoVsOne.toFixed(2)}x one (goal >= ${GOAL_TWO_VS_ONE}x: ${verdict(twoVsOne >= GOAL_TWO_VS_ONE)})`,
+        `2 bare axios client processes: ${ceilingTwo.perSecond} POSTs/s, ${ceilingTwoVsOne.toFixed(2)}x one: what a second process of any client adds on this box, the provider sharing its cores (machine ${ceilingTwo.cpu.machine ?? 0} % busy)`,
         `CPU, % of one core (${CORES} cores = ${100 * CORES} %): one worker ${cpuLine(one)}; two workers ${cpuLine(two)}`,
         `time in flight (concurrency / rate, Little's law): ${inFlightMs(concurrency, ceiling)} ms per POST, ${inFlightMs(concurrency, one)} ms per refresh (provider latency ${latencyMs} ms)`,
         `CPU ms per refresh, one worker: ${JSON.stringify(cpuMsPerUnit(one))}; per POST: ${JSON.stringify(cpuMsPerUnit(ceiling))}`,
@@ -231,48 +239,41 @@ async function timed(setup: Setup, read: CpuCounters, run: () => Promise<number>
   };
 }
 
-/** Bare axios POSTs of refresh_token grants, `concurrency` at a time, after a warm-up. */
-async function axiosCeiling(setup: Setup, count: number, warmup: number): Promise<Phase> {
+/**
+ * Bare axios POSTs of refresh_token grants from `processes` client processes, each at the
+ * workers' concurrency, after a warm-up; `count` in all, split between them.
+ */
+async function axiosCeiling(
+  setup: Setup,
+  processes: number,
+  count: number,
+  warmup: number,
+): Promise<Phase> {
   const { provider, concurrency } = setup;
-  const agent = new Agent({ keepAlive: true, maxSockets: concurrency });
-  const http = axios.create({
-    httpAgent: agent,
-    proxy: false,
-    maxRedirects: 0,
-    responseType: "text",
-    transformResponse: [],
-    validateStatus: () => true,
-  });
   // Non-rotating grants, one per loop: each loop can send its refresh token again.
-  const bodies = (await provider.issueGrants(concurrency, false)).map((grant) =>
-    new URLSearchParams({
-      grant_type: "refresh_token",
-      refresh_token: grant.refreshToken,
-      client_id: provider.clientId,
-      client_secret: provider.clientSecret,
-    }).toString(),
-  );
-  const post = async (total: number) => {
-    let started = 0;
-    await Promise.all(
-      bodies.map(async (body) => {
-        while (started < total) {
-          started += 1;
-          const response = await http.post<string>(provider.tokenUrl, body, {
-            headers: { "content-type": "application/x-www-form-urlencoded" },
-          });
-          if (response.status !== 200) throw new Error(`provider answered ${response.status}`);
-          JSON.parse(response.data);
-        }
-      }),
+  const bodies = async () =>
+    (await provider.issueGrants(concurrency, false)).map((grant) =>
+      new URLSearchParams({
+        grant_type: "refresh_token",
+        refresh_token: grant.refreshToken,
+        client_id: provider.clientId,
+        client_secret: provider.clientSecret,
+      }).toString(),
     );
-    return total;
-  };
+  const perClient = await Promise.all(Array.from({ length: processes }, bodies));
+  const clients = await startAxiosClients(provider.tokenUrl, perClient);
   try {
-    await post(warmup);
-    return await timed(setup, counters(setup), () => post(count));
+    await Promise.all(clients.map((client) => client.post(warmup)));
+    const clientCounters = Object.fromEntries(
+      clients.map((client, index) => [`client${index + 1}`, () => processCpuSeconds(client.pid)]),
+    );
+    return await timed(setup, counters(setup, clientCounters), async () => {
+      const share = Math.ceil(count / processes);
+      await Promise.all(clients.map((client) => client.post(share)));
+      return share * processes;
+    });
   } finally {
-    agent.destroy();
+    await Promise.all(clients.map((client) => client.stop()));
   }
 }
 
