@@ -56,12 +56,12 @@ const deliveriesQuery = z.strictObject({
     .string()
     .transform((value, ctx) => {
       const [at = "", id = ""] = Buffer.from(value, "base64url").toString("utf8").split("|");
-      // As toISOString wrote it, years 0000-9999 only: JavaScript takes dates (-100000...)
-      // that PostgreSQL's timestamp refuses, which would be a 500.
+      // As toISOString wrote it for a delivery, so from 1970 on: JavaScript takes dates
+      // (-100000..., the year 0000) that PostgreSQL's timestamp refuses, which would be a 500.
       const createdAt = new Date(at);
       if (
         /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(at) &&
-        !Number.isNaN(createdAt.getTime()) &&
+        createdAt.getTime() >= 0 &&
         z.string().uuid().safeParse(id).success
       ) {
         return { createdAt, id };
