@@ -2,6 +2,7 @@ import { ProviderConfigError } from "@evergreen/providers";
 import { stateHash } from "./create-connect-session";
 import { CodeExchangeError, type ExchangeDeps, exchangeCode } from "./exchange-code";
 import { UnknownIntegrationError } from "./register-connection";
+import { isReturnUrlAllowed } from "./return-urls";
 import { openCodeVerifier } from "./token-cipher";
 
 /** What the provider sent the user's browser back with (RFC 6749 §4.1.2). */
@@ -31,6 +32,11 @@ export type ConnectErrorCode =
 export type CallbackOutcome =
   /** No session has this state: there is no trusted place to send the user. */
   | { readonly kind: "unknown_state" }
+  /**
+   * The integration's `returnUrls` no longer admit the session's return URL (an admin took
+   * it off since): no trusted place either, and the code is not exchanged.
+   */
+  | { readonly kind: "return_url_withdrawn" }
   /** Send the user's browser to `location`: the session's return URL with the result. */
   | {
       readonly kind: "redirect";
@@ -55,6 +61,7 @@ interface ConsumedSession {
   integration: string;
   externalId: string;
   returnUrl: string;
+  returnUrls: string[];
   redirectUri: string;
   metadata: Record<string, unknown> | null;
   codeVerifier: string | null;
@@ -79,15 +86,24 @@ export async function completeConnectSession(
       FROM integrations i
      WHERE s."stateHash" = ${hash} AND s."consumedAt" IS NULL AND s."expiresAt" > now()
        AND i.id = s."integrationId"
- RETURNING s.id, i.key AS integration, s."externalId", s."returnUrl", s."redirectUri",
-           s.metadata, s."codeVerifier"`;
+ RETURNING s.id, i.key AS integration, s."externalId", s."returnUrl", i."returnUrls",
+           s."redirectUri", s.metadata, s."codeVerifier"`;
   if (!session) {
     const known = await prisma.connectSession.findUnique({
       where: { stateHash: hash },
-      select: { returnUrl: true, consumedAt: true },
+      select: { returnUrl: true, consumedAt: true, integration: { select: { returnUrls: true } } },
     });
     if (!known) return { kind: "unknown_state" };
+    if (!isReturnUrlAllowed(known.integration.returnUrls, known.returnUrl)) {
+      return { kind: "return_url_withdrawn" };
+    }
     return back(known.returnUrl, known.consumedAt ? "invalid_state" : "expired_state");
+  }
+  // Checked when the session was made, and again here: within the session's 10 minutes an
+  // admin may have taken the URL off (an app's origin compromised, say).
+  if (!isReturnUrlAllowed(session.returnUrls, session.returnUrl)) {
+    log.warn({ integration: session.integration }, "connect flow ended: return URL withdrawn");
+    return { kind: "return_url_withdrawn" };
   }
   const about = { integration: session.integration };
   if (callback.error !== undefined) {

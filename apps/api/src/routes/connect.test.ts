@@ -235,6 +235,38 @@ describe("connect flow", () => {
     }
   });
 
+  it("sends nobody to a return URL the integration took off its list since the session began", async () => {
+    const integration = (returnUrls: string[]) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/integrations",
+        headers: AUTH,
+        payload: {
+          key: "moving",
+          provider: "oauth2",
+          clientId: h.provider.clientId,
+          clientSecret: h.provider.clientSecret,
+          tokenUrl: h.provider.tokenUrl,
+          authorizationUrl: h.provider.authorizationUrl,
+          returnUrls,
+        },
+      });
+    expect((await integration([RETURN_URL])).statusCode).toBe(201);
+    const externalId = newUser();
+    const { url } = await authorizationUrl(externalId, { integration: "moving" });
+    const returned = await consent(url, "approve");
+    expect((await integration(["https://new.example.com"])).statusCode).toBe(200);
+    const before = providerRequests();
+    const answer = await callback(returned);
+    expect(answer.statusCode).toBe(400);
+    expect(answer.headers.location).toBeUndefined();
+    expect(answer.json()).toMatchObject({ error: "invalid_state" });
+    expect(providerRequests()).toBe(before);
+    expect(await h.prisma.connection.findFirst({ where: { externalId } })).toBeNull();
+    // Replayed: the session is used up, and still nobody is sent there.
+    expect((await callback(returned)).statusCode).toBe(400);
+  });
+
   it("fails the exchange for a wrong PKCE verifier: error=invalid_grant, no connection", async () => {
     const externalId = newUser();
     const { url } = await authorizationUrl(externalId);

@@ -174,7 +174,7 @@ export const connectRoutes = {
       },
       400: {
         description:
-          "`invalid_state`: the state names no session (forged, used, or long expired): a page for a browser asking for HTML, else the JSON error.",
+          "`invalid_state`: the state names no session (forged, used, or long expired), or the integration's `returnUrls` no longer admit the session's return URL: a page for a browser asking for HTML, else the JSON error.",
         schema: errorBody,
       },
     },
@@ -232,6 +232,13 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
       outcome: outcome.kind === "redirect" ? outcome.result : outcome.kind,
     });
     if (outcome.kind === "unknown_state") return sendInvalidState(request, reply);
+    if (outcome.kind === "return_url_withdrawn") {
+      return sendInvalidState(
+        request,
+        reply,
+        "This sign-in link leads back to an address the app no longer allows. Go back to the app and connect again.",
+      );
+    }
     return reply.redirect(outcome.location, 303);
   });
 
@@ -256,13 +263,16 @@ export function registerConnectRoutes(app: FastifyInstance, deps: ConnectRoutesD
 }
 
 /**
- * A callback whose state names no session (forged, mistyped, or long expired): with no
- * return URL that can be trusted, the user gets a page here, never a redirect.
+ * A callback whose state names no session (forged, mistyped, or long expired), or whose
+ * return URL the integration no longer allows: with no return URL that can be trusted, the
+ * user gets a page here, never a redirect.
  */
-function sendInvalidState(request: FastifyRequest, reply: FastifyReply) {
+function sendInvalidState(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  message = "This sign-in link is invalid, expired or was already used. Go back to the app and connect again.",
+) {
   keepPrivate(reply);
-  const message =
-    "This sign-in link is invalid, expired or was already used. Go back to the app and connect again.";
   reply.status(400);
   if (request.headers.accept?.includes("text/html")) {
     return reply
