@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { HttpError } from "./http-errors";
 
 const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+const CHARSET = /;\s*charset\s*=\s*("[^"]*"|[^;\s]*)/i;
 
 /**
  * JSON request bodies (SPEC §3: JSON in, a 400 naming what is wrong). Parsed by Fastify's
@@ -16,6 +17,15 @@ export function parseJsonBodies(app: FastifyInstance): void {
   const parseJson = app.getDefaultJsonParser("error", "error");
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "buffer" }, (request, body, done) => {
+    // JSON between systems is UTF-8 (RFC 8259 §8.1): a body declared in another charset
+    // would be read as what it is not, so it is refused as a media type this API does not take.
+    const charset = CHARSET.exec(request.headers["content-type"] ?? "")?.[1];
+    if (charset !== undefined && !/^"?utf-?8"?$/i.test(charset)) {
+      return done(
+        new HttpError(415, "unsupported_media_type", "content-type: JSON bodies are UTF-8"),
+        undefined,
+      );
+    }
     // Bytes that are no UTF-8 are refused, not read as U+FFFD: "jos\xE9" and "jos\xE8"
     // (Latin-1) would be one external id, and a second user's tokens would overwrite the
     // first's.

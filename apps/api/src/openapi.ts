@@ -178,7 +178,7 @@ function sharedErrors(
       ? {
           413: error("`payload_too_large`: a body over 1 MiB."),
           415: error(
-            "`unsupported_media_type`: a body that is not JSON, or one sent with a Content-Encoding.",
+            "`unsupported_media_type`: a body that is not JSON, JSON declared in a charset other than UTF-8, or one sent with a Content-Encoding.",
           ),
         }
       : {}),

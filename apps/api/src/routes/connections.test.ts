@@ -208,6 +208,31 @@ describe("POST /v1/connections", () => {
     expect(utf8.json().externalId).toBe("jos\u00e9");
   });
 
+  it("refuses a body declared in a charset other than UTF-8 with 415", async () => {
+    const app = await server();
+    const post = (contentType: string) =>
+      app.inject({
+        method: "POST",
+        url: "/v1/connections",
+        headers: { ...auth, "content-type": contentType },
+        payload: JSON.stringify({ ...tokens, externalId: "charset" }),
+      });
+    for (const contentType of [
+      "application/json; charset=utf-16",
+      "application/json;charset=ISO-8859-1",
+    ]) {
+      const response = await post(contentType);
+      expect(response.statusCode, contentType).toBe(415);
+      expect(response.json()).toMatchObject({ error: "unsupported_media_type" });
+    }
+    for (const contentType of [
+      "application/json; charset=UTF-8",
+      'application/json; charset="utf-8"',
+    ]) {
+      expect((await post(contentType)).statusCode, contentType).toBeLessThan(300);
+    }
+  });
+
   it("names a key that could poison prototypes, where it was called invalid JSON", async () => {
     const body = JSON.stringify(tokens).slice(1);
     const cases: [string, string][] = [
