@@ -430,6 +430,26 @@ describe("closing", () => {
     await closed;
     agent.destroy();
   });
+  it("serves a request that arrives while the api stops, in the API's own shape, not fastify's 503", async () => {
+    const app = await server();
+    registerRoute(app, testRoute("GET", "/v1/probe"), async () => ({ reached: true }));
+    await app.listen({ port: 0, host: "127.0.0.1" });
+    const socket = connect((app.server.address() as AddressInfo).port, "127.0.0.1");
+    await once(socket, "connect");
+    const received: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => received.push(chunk));
+    // Half a request when the stop begins: its socket is not idle, so close() leaves it.
+    socket.write(`GET /v1/probe HTTP/1.1\r\nhost: api\r\nauthorization: Bearer ${KEY}\r\n`);
+    const closed = app.close();
+    await vi.waitFor(() => expect(app.server.listening).toBe(false), { interval: 5 });
+    socket.end("\r\n");
+    await once(socket, "close");
+    await closed;
+    const answer = Buffer.concat(received).toString("utf8");
+    expect(answer).toMatch(/^HTTP\/1\.1 200 /);
+    expect(answer).toMatch(/connection: close/i);
+    expect(answer).toContain('{"reached":true}');
+  });
 });
 
 describe("request metrics and access lines", () => {

@@ -100,6 +100,10 @@ export async function buildServer({
     // stalls mid-request would otherwise hold its socket, and a stop, forever. Handlers
     // that wait longer (a refresh behind another process's lock) are not cut by it.
     requestTimeout: REQUEST_TIMEOUT_MS,
+    // A request that reaches a stopping api (on a keep-alive socket that was busy when the
+    // stop began) is served like any other and ends its connection (the preClose hook
+    // below). Fastify's default answered it with a 503 of its own shape, without Retry-After.
+    return503OnClosing: false,
     frameworkErrors: (error, _request, reply) => answerFrameworkError(error, reply),
     clientErrorHandler: answerClientError,
   });

@@ -158,8 +158,10 @@ export class TokenService {
     const row = await this.#load(stale.id);
     refuseUnusable(row);
     if (!validFor(row, 0)) throw error;
+    // The reason, not the error: an expected path (a stop, an outage already logged), whose
+    // stack would fill the log once per token read.
     this.#deps.log.warn(
-      { err: error, connection: row.id },
+      { reason: (error as Error).message, connection: row.id },
       "no refresh could run; answering the stored token, still valid",
     );
     return { row, refreshed: false };
