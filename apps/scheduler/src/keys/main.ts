@@ -24,6 +24,8 @@ import {
 import { keysEnv } from "./env";
 
 const MAX_BATCH_SIZE = 10_000;
+/** Failed values the summary names one by one; the rest are counted per key. */
+const FAILURES_LISTED = 20;
 /** A Redis command not answered in this time fails the run (exit 3). */
 const CLI_REDIS_TIMEOUT_MS = 10_000;
 const USAGE = `usage: keys status [--json] | keys rotate [--dry-run] [--json] [--batch-size 1..${MAX_BATCH_SIZE}]`;
@@ -197,8 +199,18 @@ function rotationSummary(result: RotationResult): string {
     `${result.dryRun ? "would re-seal" : "re-sealed"} ${result.rotated} rows under key ${result.primaryKeyId}` +
       ` (${result.fenced} writes lost to concurrent changes and were retried)`,
   ];
-  for (const { column, id, keyId, error } of result.failed) {
+  // A key missing from the ring fails every value under it, tens of thousands maybe: the
+  // first few by row, then a count per key (`--json` lists them all).
+  for (const { column, id, keyId, error } of result.failed.slice(0, FAILURES_LISTED)) {
     lines.push(`FAILED ${column} of ${id}: key "${keyId}" (${error})`);
+  }
+  if (result.failed.length > FAILURES_LISTED) {
+    const byKey = new Map<string, number>();
+    for (const { keyId } of result.failed) byKey.set(keyId, (byKey.get(keyId) ?? 0) + 1);
+    const counts = [...byKey].map(([keyId, count]) => `${count} under key "${keyId}"`);
+    lines.push(
+      `… ${result.failed.length - FAILURES_LISTED} more; ${result.failed.length} failed in all: ${counts.join(", ")} (--json lists each)`,
+    );
   }
   if (result.stopped) lines.push("stopped before the end: run again to resume");
   return `${lines.join("\n")}\n`;
