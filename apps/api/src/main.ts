@@ -14,9 +14,9 @@ import {
 } from "@evergreen/observability";
 import { closeRedis, createRedis, redisTarget } from "@evergreen/redis";
 import {
-  adoptParkedAnswersAtStart,
   createRefreshDeps,
   createRevocationQueue,
+  joinShardLayout,
   RefreshLayout,
   RefreshQueues,
 } from "@evergreen/refresh";
@@ -192,7 +192,7 @@ async function main(): Promise<void> {
   shutdown.add("http server", () => server.close(), budgets.httpServer);
   shutdown.add("on-demand refreshes", () => tokens.close(), budgets.refreshes);
   // Before the first on-demand refresh (see the worker's main).
-  await adoptParkedAnswersAtStart(redis, queue.layout, log);
+  await joinShardLayout(redis, queue.layout, log);
   await server
     .listen({ port: config.PORT, host: "0.0.0.0" })
     .catch(exitIfCannotListen(log, "PORT", config.PORT));

@@ -11,9 +11,9 @@ import {
 } from "@evergreen/observability";
 import { closeRedis, createRedis, redisTarget } from "@evergreen/redis";
 import {
-  adoptParkedAnswersAtStart,
   createRefreshDeps,
   createRevocationQueue,
+  joinShardLayout,
   lockTtlMs,
   RefreshLayout,
   RefreshQueues,
@@ -144,7 +144,7 @@ async function main(): Promise<void> {
 
   // Before the first refresh: one would miss an answer parked under another shard count.
   // Before the ops server too, whose /healthz expects the consumers running once it answers.
-  await adoptParkedAnswersAtStart(redis, queue.layout, log);
+  await joinShardLayout(redis, queue.layout, log);
   const ops = await startOpsServer(config.METRICS_PORT, {
     registry: metrics.registry,
     checks: { database: dependencies.postgres, redis: dependencies.redis },

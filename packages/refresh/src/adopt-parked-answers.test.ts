@@ -1,5 +1,7 @@
+import { Writable } from "node:stream";
+import { createLogger } from "@evergreen/observability";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { adoptParkedAnswers } from "./adopt-parked-answers";
+import { adoptParkedAnswers, joinShardLayout } from "./adopt-parked-answers";
 import { ParkedAnswers } from "./parked-answers";
 import { createRefreshHarness, type RefreshHarness, successfulRefresh } from "./testing";
 
@@ -39,5 +41,28 @@ describe("adoptParkedAnswers", () => {
     expect(ttl).toBeLessThanOrEqual(60_000);
     // Nothing left to move: a second run is a no-op.
     expect(await adoptParkedAnswers(h.redis, three)).toBe(0);
+  });
+});
+
+describe("joinShardLayout", () => {
+  it("records a process's shard count for the sweep, and warns when another is recorded", async () => {
+    const lines: { level: string; msg: string; otherShardCounts?: string[] }[] = [];
+    const log = createLogger(
+      { name: "test" },
+      new Writable({
+        write(chunk, _encoding, done) {
+          lines.push(JSON.parse(String(chunk)));
+          done();
+        },
+      }),
+    );
+    const three = h.queues.layout.withCount(3);
+    await joinShardLayout(h.redis, three, log);
+    expect(await h.redis.smembers(three.registryKey)).toEqual(["3"]);
+    expect(lines).toEqual([]);
+    // One api started with 2: the scheduler's sweep (at 3) must find its queues.
+    await joinShardLayout(h.redis, three.withCount(2), log);
+    expect((await h.redis.smembers(three.registryKey)).sort()).toEqual(["2", "3"]);
+    expect(lines).toEqual([expect.objectContaining({ level: "warn", otherShardCounts: ["3"] })]);
   });
 });

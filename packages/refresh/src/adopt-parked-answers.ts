@@ -39,15 +39,29 @@ export async function adoptParkedAnswers(
 }
 
 /**
- * adoptParkedAnswers for a process starting: logs what it moved, and a Redis it cannot
- * reach yet only as a warning (the scheduler's sweep moves them too), never a failed start.
+ * What a refreshing or enqueuing process (api, worker) does with Redis before it starts:
+ * records its shard count, so that the scheduler's sweep finds its queues should the count
+ * differ from the sweep's (a process not restarted yet in a change of count, or one
+ * misconfigured) and moves their jobs; warns when other counts are recorded; and adopts
+ * answers parked under them. A Redis it cannot reach yet is only a warning (the scheduler's
+ * sweep moves parked answers too), never a failed start.
  */
-export async function adoptParkedAnswersAtStart(
+export async function joinShardLayout(
   redis: RedisClient,
   layout: RefreshLayout,
   log: Logger,
 ): Promise<void> {
   try {
+    await redis.sadd(layout.registryKey, String(layout.count));
+    const others = (await redis.smembers(layout.registryKey)).filter(
+      (count) => count !== String(layout.count),
+    );
+    if (others.length > 0) {
+      log.warn(
+        { shards: layout.count, otherShardCounts: others },
+        "queues of another REFRESH_QUEUE_SHARDS exist: unless a change of count is under way, give every process the same value (the scheduler's sweep moves their jobs into its own)",
+      );
+    }
     const moved = await adoptParkedAnswers(redis, layout);
     if (moved > 0) log.info({ moved }, "parked answers moved from a previous shard layout");
   } catch (err) {

@@ -1,6 +1,6 @@
 // The retry rule the worker caps for outages of its own (refresh-worker.ts).
 export { backoffMs } from "@evergreen/providers";
-export { adoptParkedAnswers, adoptParkedAnswersAtStart } from "./adopt-parked-answers";
+export { adoptParkedAnswers, joinShardLayout } from "./adopt-parked-answers";
 export {
   type CallbackOutcome,
   type ConnectCallback,

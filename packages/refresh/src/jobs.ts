@@ -91,10 +91,13 @@ class CompactQueue extends Queue<RefreshJobData> {
  * per shard and also names the shard's other keys (locks, cooldowns, parked answers:
  * RefreshLayout.keys).
  * @param prefix Redis key prefix; tests give each run its own.
+ * @param declare Whether constructing it writes the queue's meta hash, as BullMQ does: not
+ * for a queue only looked at (a previous shard layout the sweep drains).
  */
 export function createRefreshQueue(
   connection: ConnectionOptions,
   prefix: string = QUEUE_PREFIX,
+  declare = true,
 ): RefreshQueue {
-  return new CompactQueue(REFRESH_QUEUE, { connection, prefix });
+  return new CompactQueue(REFRESH_QUEUE, { connection, prefix, skipMetasUpdate: !declare });
 }

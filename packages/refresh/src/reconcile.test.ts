@@ -304,6 +304,11 @@ describe("reconcileQueue after REFRESH_QUEUE_SHARDS changed", () => {
         expect(snapshot?.refreshes).toBe(connection.id === parkedRow.id ? 0 : 1);
         expect(snapshot?.revoked).toBe(false);
       }
+      // Sweeps after the move look at the old layout's queue again (a process still running
+      // with it may add jobs there) without leaving keys behind: none of it stays in Redis.
+      await reconcileQueue(h.prisma, queues, h.redis);
+      const [oldPrefix] = h.queues.layout.prefixes;
+      expect(await h.redis.keys(`${oldPrefix}:${REFRESH_QUEUE}:*`)).toEqual([]);
     } finally {
       await Promise.all(workers.map((worker) => worker.close()));
       await Promise.all(queues.shards.map((queue) => queue.obliterate({ force: true })));

@@ -117,21 +117,36 @@ export async function reconcileQueue(
  * (a deployment from before sharding never recorded it). The current count is recorded
  * first, so a later change finds these queues. A count whose queues hold nothing is
  * cheap to check (four commands per shard), so a layout stays listed until it is empty.
+ * Looked at without declaring them: every sweep checks the single queue again, and
+ * declaring it wrote its meta hash back each time.
  */
 async function previousLayouts({ queues, redis }: Sweep): Promise<RefreshQueues[]> {
   const { layout } = queues;
   await redis.sadd(layout.registryKey, String(layout.count));
   const found: RefreshQueues[] = [];
   for (const count of await otherLayoutCounts(redis, layout)) {
-    const old = new RefreshQueues(redis, layout.withCount(count));
+    const old = new RefreshQueues(redis, layout.withCount(count), false);
     if (await holdsAnything(redis, old)) {
       found.push(old);
     } else {
-      await redis.srem(layout.registryKey, String(count));
+      await forgetLayout(redis, old);
       await old.close();
     }
   }
   return found;
+}
+
+/**
+ * Removes an empty layout's last keys (a queue's meta hash outlives its jobs, and a process
+ * still running with that layout may have written it again) and its registry entry.
+ */
+async function forgetLayout(redis: RedisClient, old: RefreshQueues): Promise<void> {
+  await Promise.all(
+    old.shards.map(async (queue) => {
+      if ((await redis.exists(queue.toKey("meta"))) > 0) await queue.obliterate();
+    }),
+  );
+  await redis.srem(old.layout.registryKey, String(old.layout.count));
 }
 
 async function holdsAnything(redis: RedisClient, old: RefreshQueues): Promise<boolean> {
@@ -160,10 +175,7 @@ async function drainLayout(sweep: Sweep, old: RefreshQueues, tally: Tally): Prom
       await walkDelayed(sweep, queue, tally, true);
       await walkWaiting(sweep, queue, tally, true);
     }
-    if (!(await holdsAnything(sweep.redis, old))) {
-      await Promise.all(old.shards.map((queue) => queue.obliterate()));
-      await sweep.redis.srem(sweep.queues.layout.registryKey, String(old.layout.count));
-    }
+    if (!(await holdsAnything(sweep.redis, old))) await forgetLayout(sweep.redis, old);
   } finally {
     await old.close();
   }

@@ -41,10 +41,11 @@ export class RefreshQueues {
 
   readonly #redis: RedisClient;
 
-  constructor(redis: RedisClient, layout: RefreshLayout = new RefreshLayout(1)) {
+  /** @param declare false for a layout only looked at: see createRefreshQueue. */
+  constructor(redis: RedisClient, layout: RefreshLayout = new RefreshLayout(1), declare = true) {
     this.#redis = redis;
     this.layout = layout;
-    this.shards = layout.prefixes.map((prefix) => createRefreshQueue(redis, prefix));
+    this.shards = layout.prefixes.map((prefix) => createRefreshQueue(redis, prefix, declare));
   }
 
   /** The queue of a connection's shard. */
